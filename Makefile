@@ -1,0 +1,40 @@
+# diffinv: the README documents every target.
+GO       ?= go
+BIN      := bin/diffinv
+PKGS     := ./...
+# Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
+TESTFLAGS ?= -count=1 -timeout 15m
+
+.PHONY: all setup build test bench demo fmt vet clean
+
+all: build
+
+## setup: install the Debian packages the build needs (idempotent)
+setup:
+	@bash scripts/setup.sh libopenblas-dev
+
+## build: the diffinv command in bin/
+build: setup
+	$(GO) build -o $(BIN) ./cmd/diffinv
+
+## test: setup, go vet and every test (the fuzz seed corpora included)
+test: setup
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## bench: benchmarks (side by side with PyTorch where available)
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## demo: the main job (see README)
+demo: build
+	./$(BIN) demo
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin build
