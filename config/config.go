@@ -1,0 +1,193 @@
+// Package config holds diffinv's typed configuration: the sections model,
+// diffusion, train, sample and data, their defaults, and their validation.
+//
+// Configs are decoded once, at the edge (cmd/diffinv, through Load), into
+// these structs; every other package takes the structs and never sees viper.
+// Every key can be set in a YAML file, by a DIFFINV_* environment variable
+// (DIFFINV_TRAIN_LR for train.lr) or by --set train.lr=0.0005, with
+// precedence --set > environment > file > defaults.
+package config
+
+// Config is the whole configuration of a diffinv run.
+type Config struct {
+	Model     Model     `yaml:"model"`
+	Diffusion Diffusion `yaml:"diffusion"`
+	Train     Train     `yaml:"train"`
+	Sample    Sample    `yaml:"sample"`
+	Data      Data      `yaml:"data"`
+}
+
+// Model describes the UNet, with the options and names of guided-diffusion's
+// UNetModel so that its checkpoints map onto ours one to one.
+type Model struct {
+	// ImageSize is the side of the square images the network sees.
+	ImageSize int `yaml:"image_size"`
+	// InChannels is the number of image channels (1 for MNIST, 3 for RGB).
+	InChannels int `yaml:"in_channels"`
+	// NumChannels is the base channel count (guided-diffusion num_channels).
+	NumChannels int `yaml:"num_channels"`
+	// ChannelMult multiplies NumChannels at each resolution level.
+	ChannelMult []int `yaml:"channel_mult"`
+	// NumResBlocks is the number of residual blocks per level.
+	NumResBlocks int `yaml:"num_res_blocks"`
+	// AttentionResolutions lists the image sides (in pixels) at which
+	// self-attention blocks are used, as guided-diffusion's "16,8".
+	AttentionResolutions []int `yaml:"attention_resolutions"`
+	// NumHeads is the number of attention heads (ignored when NumHeadChannels > 0).
+	NumHeads int `yaml:"num_heads"`
+	// NumHeadChannels fixes the channels per head; -1 uses NumHeads.
+	NumHeadChannels int `yaml:"num_head_channels"`
+	// NumGroups is the group count of every GroupNorm (32 in guided-diffusion).
+	NumGroups int `yaml:"num_groups"`
+	// UseScaleShiftNorm conditions ResBlocks by FiLM (scale and shift) on the embedding.
+	UseScaleShiftNorm bool `yaml:"use_scale_shift_norm"`
+	// ResblockUpdown uses ResBlocks for up- and downsampling.
+	ResblockUpdown bool `yaml:"resblock_updown"`
+	// ConvResample uses a 3×3 convolution in Upsample and a strided
+	// convolution in Downsample (else nearest up / average pool down).
+	ConvResample bool `yaml:"conv_resample"`
+	// Dropout is the dropout rate inside ResBlocks during training.
+	Dropout float64 `yaml:"dropout"`
+	// LearnSigma doubles the output channels to predict the variance too.
+	LearnSigma bool `yaml:"learn_sigma"`
+}
+
+// Diffusion describes the forward process.
+type Diffusion struct {
+	// Steps is the number of diffusion timesteps T.
+	Steps int `yaml:"steps"`
+	// Schedule is the β schedule: "linear" or "cosine".
+	Schedule string `yaml:"schedule"`
+	// BetaStart and BetaEnd bound the linear schedule (for T = 1000).
+	BetaStart float64 `yaml:"beta_start"`
+	BetaEnd   float64 `yaml:"beta_end"`
+	// Prediction is what the network predicts: "eps", "x0" or "v".
+	Prediction string `yaml:"prediction"`
+	// Variance is the reverse-process variance: "fixed_small",
+	// "fixed_large" or "learned_range" (needs model.learn_sigma).
+	Variance string `yaml:"variance"`
+}
+
+// Train describes a training run.
+type Train struct {
+	// Steps is the number of optimiser steps.
+	Steps int `yaml:"steps"`
+	// BatchSize is the number of images per step.
+	BatchSize int `yaml:"batch_size"`
+	// Optimizer is "adam" or "adamw".
+	Optimizer string `yaml:"optimizer"`
+	// LR is the peak learning rate.
+	LR float64 `yaml:"lr"`
+	// WeightDecay is AdamW's decoupled weight decay.
+	WeightDecay float64 `yaml:"weight_decay"`
+	// WarmupSteps ramps the learning rate linearly from 0 to LR.
+	WarmupSteps int `yaml:"warmup_steps"`
+	// GradClip clips the global gradient norm; 0 disables clipping.
+	GradClip float64 `yaml:"grad_clip"`
+	// EMADecay is the decay of the exponential moving average of weights.
+	EMADecay float64 `yaml:"ema_decay"`
+	// Seed seeds every random draw of the run.
+	Seed int64 `yaml:"seed"`
+	// CheckpointEvery writes a checkpoint every this many steps.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// KeepCheckpoints is how many recent checkpoints to keep.
+	KeepCheckpoints int `yaml:"keep_checkpoints"`
+	// LogEvery writes a log line every this many steps.
+	LogEvery int `yaml:"log_every"`
+	// SampleEvery writes a grid of EMA samples every this many steps; 0 disables.
+	SampleEvery int `yaml:"sample_every"`
+	// Out is the output folder of the run.
+	Out string `yaml:"out"`
+}
+
+// Sample describes unconditional sampling.
+type Sample struct {
+	// Sampler names the sampler (see `diffinv sample --help`).
+	Sampler string `yaml:"sampler"`
+	// Steps is the number of sampling steps.
+	Steps int `yaml:"steps"`
+	// Eta is DDIM's η (0 deterministic, 1 DDPM-like).
+	Eta float64 `yaml:"eta"`
+	// N is the number of samples.
+	N int `yaml:"n"`
+	// BatchSize is the number of samples run through the network at once.
+	BatchSize int `yaml:"batch_size"`
+	// Seed seeds the initial noise and every step's noise.
+	Seed int64 `yaml:"seed"`
+}
+
+// Data describes the training or evaluation data.
+type Data struct {
+	// Dataset is "mnist" (IDX files) or "folder" (PNG/JPEG images).
+	Dataset string `yaml:"dataset"`
+	// Dir is the folder with the data files.
+	Dir string `yaml:"dir"`
+	// Split is "train" or "test" (MNIST).
+	Split string `yaml:"split"`
+	// Crop center-crops images to Crop×Crop before resizing to
+	// model.image_size; 0 means no crop.
+	Crop int `yaml:"crop"`
+	// Limit caps the number of images loaded; 0 loads all.
+	Limit int `yaml:"limit"`
+}
+
+// Default returns the defaults: a small MNIST model and its training setup.
+func Default() Config {
+	return Config{
+		Model: Model{
+			ImageSize:            28,
+			InChannels:           1,
+			NumChannels:          32,
+			ChannelMult:          []int{1, 2, 2},
+			NumResBlocks:         1,
+			AttentionResolutions: []int{7},
+			NumHeads:             1,
+			NumHeadChannels:      -1,
+			NumGroups:            32,
+			UseScaleShiftNorm:    true,
+			ResblockUpdown:       false,
+			ConvResample:         true,
+			Dropout:              0.1,
+			LearnSigma:           false,
+		},
+		Diffusion: Diffusion{
+			Steps:      1000,
+			Schedule:   "linear",
+			BetaStart:  1e-4,
+			BetaEnd:    0.02,
+			Prediction: "eps",
+			Variance:   "fixed_small",
+		},
+		Train: Train{
+			Steps:           20000,
+			BatchSize:       64,
+			Optimizer:       "adam",
+			LR:              2e-4,
+			WeightDecay:     0,
+			WarmupSteps:     500,
+			GradClip:        1.0,
+			EMADecay:        0.999,
+			Seed:            1,
+			CheckpointEvery: 1000,
+			KeepCheckpoints: 3,
+			LogEvery:        50,
+			SampleEvery:     2000,
+			Out:             "runs/mnist",
+		},
+		Sample: Sample{
+			Sampler:   "ddim",
+			Steps:     50,
+			Eta:       0,
+			N:         64,
+			BatchSize: 64,
+			Seed:      1,
+		},
+		Data: Data{
+			Dataset: "mnist",
+			Dir:     "../shared/data/mnist",
+			Split:   "train",
+			Crop:    0,
+			Limit:   0,
+		},
+	}
+}

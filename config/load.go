@@ -1,0 +1,395 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix prefixes the environment variables that set config keys:
+// DIFFINV_TRAIN_LR sets train.lr.
+const EnvPrefix = "DIFFINV"
+
+// Sources are the inputs of Load, from lowest to highest precedence after
+// the defaults.
+type Sources struct {
+	// File is a YAML config file; empty means none.
+	File string
+	// Env is the process environment as "KEY=value" strings (os.Environ());
+	// only DIFFINV_* entries are read.
+	Env []string
+	// Sets are "key=value" overrides (the --set flag), applied in order.
+	// Values are parsed as YAML: 0.0005, true, [1,2,2], "text".
+	Sets []string
+}
+
+// Load merges defaults, the file, the environment and the overrides with
+// viper, decodes the result into a Config and validates it. Unknown keys,
+// values of the wrong type and out-of-range values are errors that name the
+// key, the value and what was expected.
+func Load(src Sources) (*Config, error) {
+	return LoadOnto(Default(), src)
+}
+
+// LoadOnto is Load with other defaults (a checkpoint's config, say).
+func LoadOnto(defaults Config, src Sources) (*Config, error) {
+	schema := fields(reflect.ValueOf(&defaults).Elem(), "")
+	v := viper.New()
+	v.SetConfigType("yaml")
+	for _, f := range schema {
+		v.SetDefault(f.key, f.val.Interface())
+	}
+
+	if src.File != "" {
+		raw, err := os.ReadFile(src.File)
+		if err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		if err := checkFileKeys(raw, schema); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", src.File, err)
+		}
+		if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", src.File, err)
+		}
+	}
+
+	// Environment: viper looks DIFFINV_SECTION_KEY up for every known key;
+	// a DIFFINV_* variable that matches no key is an error, not ignored.
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	known := map[string]string{}
+	for _, f := range schema {
+		known[envName(f.key)] = f.key
+	}
+	for _, kv := range src.Env {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix+"_") {
+			continue
+		}
+		key, ok := known[name]
+		if !ok {
+			return nil, fmt.Errorf("environment variable %s matches no config key (want %s_<SECTION>_<KEY>, e.g. %s)", name, EnvPrefix, envName("train.lr"))
+		}
+		if err := v.BindEnv(key); err != nil {
+			return nil, fmt.Errorf("environment variable %s: %w", name, err)
+		}
+		parsed, err := parseValue(val)
+		if err != nil {
+			return nil, fmt.Errorf("environment variable %s=%q: %w", name, val, err)
+		}
+		// Bound env values come back as strings; Set keeps the parsed value
+		// while --set still wins because it is applied afterwards.
+		v.Set(key, parsed)
+	}
+
+	for _, s := range src.Sets {
+		key, val, ok := strings.Cut(s, "=")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" {
+			return nil, fmt.Errorf("--set %q: want key=value, e.g. train.lr=0.0005", s)
+		}
+		if _, ok := lookup(schema, key); !ok {
+			return nil, unknownKey(key, schema)
+		}
+		parsed, err := parseValue(val)
+		if err != nil {
+			return nil, fmt.Errorf("--set %s: %w", s, err)
+		}
+		v.Set(key, parsed)
+	}
+
+	cfg := defaults
+	// Slices in defaults must not alias the decoded config.
+	out := fields(reflect.ValueOf(&cfg).Elem(), "")
+	for _, f := range out {
+		if err := assign(f.key, f.val, v.Get(f.key)); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// YAML returns the config as a YAML document with the sections in order.
+func (c *Config) YAML() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), enc.Close()
+}
+
+// Flat returns "key: value" lines for every key, sorted by key.
+func (c *Config) Flat() []string {
+	fs := fields(reflect.ValueOf(c).Elem(), "")
+	lines := make([]string, 0, len(fs))
+	for _, f := range fs {
+		b, _ := yaml.Marshal(f.val.Interface())
+		lines = append(lines, f.key+": "+strings.TrimSpace(flow(string(b))))
+	}
+	sort.Strings(lines)
+	return lines
+}
+
+// Keys returns every known dotted key, sorted.
+func Keys() []string {
+	d := Default()
+	var ks []string
+	for _, f := range fields(reflect.ValueOf(&d).Elem(), "") {
+		ks = append(ks, f.key)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// flow turns a block YAML list into flow style for one-line output.
+func flow(s string) string {
+	if !strings.HasPrefix(s, "- ") {
+		return s
+	}
+	var items []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		items = append(items, strings.TrimPrefix(l, "- "))
+	}
+	return "[" + strings.Join(items, ", ") + "]"
+}
+
+type field struct {
+	key string
+	val reflect.Value // settable leaf
+}
+
+// fields lists the leaves of a config struct by dotted yaml key.
+func fields(v reflect.Value, prefix string) []field {
+	var out []field
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if name == "" || name == "-" {
+			continue
+		}
+		key := name
+		if prefix != "" {
+			key = prefix + "." + name
+		}
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct {
+			out = append(out, fields(fv, key)...)
+			continue
+		}
+		out = append(out, field{key: key, val: fv})
+	}
+	return out
+}
+
+func lookup(schema []field, key string) (field, bool) {
+	for _, f := range schema {
+		if f.key == key {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+func envName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func unknownKey(key string, schema []field) error {
+	section, _, _ := strings.Cut(key, ".")
+	var near []string
+	for _, f := range schema {
+		if strings.HasPrefix(f.key, section+".") {
+			near = append(near, f.key)
+		}
+	}
+	if len(near) == 0 {
+		sections := map[string]bool{}
+		for _, f := range schema {
+			s, _, _ := strings.Cut(f.key, ".")
+			sections[s] = true
+		}
+		for s := range sections {
+			near = append(near, s)
+		}
+		sort.Strings(near)
+		return fmt.Errorf("unknown config key %q: no section %q (sections: %s)", key, section, strings.Join(near, ", "))
+	}
+	return fmt.Errorf("unknown config key %q (keys of %s: %s)", key, section, strings.Join(near, ", "))
+}
+
+// checkFileKeys reports keys in a YAML file that the schema does not know.
+func checkFileKeys(raw []byte, schema []field) error {
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("not valid YAML: %w", err)
+	}
+	var walk func(m map[string]any, prefix string) error
+	walk = func(m map[string]any, prefix string) error {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			key := k
+			if prefix != "" {
+				key = prefix + "." + k
+			}
+			if _, ok := lookup(schema, key); ok {
+				continue
+			}
+			sub, isMap := m[k].(map[string]any)
+			if !isMap || !hasPrefix(schema, key+".") {
+				return unknownKey(key, schema)
+			}
+			if err := walk(sub, key); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(doc, "")
+}
+
+func hasPrefix(schema []field, p string) bool {
+	for _, f := range schema {
+		if strings.HasPrefix(f.key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseValue reads a --set or environment value as a YAML scalar or list.
+func parseValue(s string) (any, error) {
+	if strings.TrimSpace(s) == "" {
+		return "", nil
+	}
+	var v any
+	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("value %q is not a YAML scalar or list: %w", s, err)
+	}
+	return v, nil
+}
+
+// assign stores raw into the leaf dst, converting strictly: no silent
+// truncation of 2.5 into an int, no "abc" into a float.
+func assign(key string, dst reflect.Value, raw any) error {
+	bad := func(want string) error {
+		return fmt.Errorf("config key %s: value %#v (%T) has the wrong type, want %s", key, raw, raw, want)
+	}
+	if s, ok := raw.(string); ok && dst.Kind() != reflect.String {
+		// Values from files are typed by YAML already; strings reaching a
+		// non-string key come from the environment or quoted YAML.
+		p, err := parseValue(s)
+		if err != nil {
+			return fmt.Errorf("config key %s: %w", key, err)
+		}
+		if _, still := p.(string); still {
+			return bad(dst.Kind().String())
+		}
+		raw = p
+	}
+	switch dst.Kind() {
+	case reflect.String:
+		s, ok := raw.(string)
+		if !ok {
+			return bad("a string")
+		}
+		dst.SetString(s)
+	case reflect.Bool:
+		b, ok := raw.(bool)
+		if !ok {
+			return bad("true or false")
+		}
+		dst.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := toInt(raw)
+		if err != nil {
+			return bad("an integer")
+		}
+		dst.SetInt(n)
+	case reflect.Float64:
+		f, err := toFloat(raw)
+		if err != nil {
+			return bad("a number")
+		}
+		dst.SetFloat(f)
+	case reflect.Slice:
+		items, ok := raw.([]any)
+		if !ok {
+			if ints, ok2 := raw.([]int); ok2 { // defaults come back typed
+				for _, x := range ints {
+					items = append(items, x)
+				}
+			} else if n, err := toInt(raw); err == nil && dst.Type().Elem().Kind() == reflect.Int {
+				items = []any{n} // a single value is a one-element list
+			} else {
+				return bad("a list of " + dst.Type().Elem().Kind().String())
+			}
+		}
+		out := reflect.MakeSlice(dst.Type(), len(items), len(items))
+		for i, it := range items {
+			if err := assign(fmt.Sprintf("%s[%d]", key, i), out.Index(i), it); err != nil {
+				return err
+			}
+		}
+		dst.Set(out)
+	default:
+		return fmt.Errorf("config key %s: unsupported kind %s", key, dst.Kind())
+	}
+	return nil
+}
+
+var errNotInt = errors.New("not an integer")
+
+func toInt(raw any) (int64, error) {
+	switch x := raw.(type) {
+	case int:
+		return int64(x), nil
+	case int64:
+		return x, nil
+	case int32:
+		return int64(x), nil
+	case uint64:
+		if x > math.MaxInt64 {
+			return 0, errNotInt
+		}
+		return int64(x), nil
+	case float64:
+		if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
+			return 0, errNotInt
+		}
+		return int64(x), nil
+	}
+	return 0, errNotInt
+}
+
+func toFloat(raw any) (float64, error) {
+	switch x := raw.(type) {
+	case float64:
+		return x, nil
+	case float32:
+		return float64(x), nil
+	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case uint64:
+		return float64(x), nil
+	}
+	return 0, errors.New("not a number")
+}

@@ -1,0 +1,174 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// RangeError reports a config value outside what its key accepts.
+type RangeError struct {
+	Key   string // the dotted key, e.g. "train.lr"
+	Value any    // the offending value
+	Want  string // what was expected, e.g. "> 0"
+}
+
+func (e *RangeError) Error() string {
+	return fmt.Sprintf("config key %s: value %v is out of range, want %s", e.Key, e.Value, e.Want)
+}
+
+// checker accumulates range errors so that one run reports all of them.
+type checker struct{ errs []error }
+
+func (c *checker) fail(key string, v any, want string) {
+	c.errs = append(c.errs, &RangeError{Key: key, Value: v, Want: want})
+}
+
+func (c *checker) positive(key string, v int) {
+	if v <= 0 {
+		c.fail(key, v, "> 0")
+	}
+}
+
+func (c *checker) nonNegative(key string, v int) {
+	if v < 0 {
+		c.fail(key, v, ">= 0")
+	}
+}
+
+func (c *checker) unit(key string, v float64, openLow, openHigh bool) {
+	low := v < 0 || (openLow && v == 0)
+	high := v > 1 || (openHigh && v == 1)
+	if low || high {
+		l, h := "[", "]"
+		if openLow {
+			l = "("
+		}
+		if openHigh {
+			h = ")"
+		}
+		c.fail(key, v, "in "+l+"0, 1"+h)
+	}
+}
+
+func (c *checker) oneOf(key, v string, valid ...string) {
+	for _, s := range valid {
+		if v == s {
+			return
+		}
+	}
+	c.fail(key, fmt.Sprintf("%q", v), "one of "+strings.Join(valid, ", "))
+}
+
+// Validate checks every value against its range and the sections against
+// each other, returning all problems found (joined), or nil.
+func (c *Config) Validate() error {
+	var k checker
+	m := c.Model
+	k.positive("model.image_size", m.ImageSize)
+	k.positive("model.in_channels", m.InChannels)
+	k.positive("model.num_channels", m.NumChannels)
+	k.positive("model.num_res_blocks", m.NumResBlocks)
+	k.positive("model.num_groups", m.NumGroups)
+	if len(m.ChannelMult) == 0 {
+		k.fail("model.channel_mult", m.ChannelMult, "a non-empty list of positive integers")
+	}
+	for _, v := range m.ChannelMult {
+		if v <= 0 {
+			k.fail("model.channel_mult", m.ChannelMult, "positive integers")
+			break
+		}
+		if m.NumGroups > 0 && m.NumChannels > 0 && (v*m.NumChannels)%m.NumGroups != 0 {
+			k.fail("model.num_groups", m.NumGroups, fmt.Sprintf("a divisor of every level's channel count (%d×%d)", m.NumChannels, v))
+			break
+		}
+	}
+	if m.ImageSize > 0 && len(m.ChannelMult) > 1 {
+		if div := 1 << (len(m.ChannelMult) - 1); m.ImageSize%div != 0 {
+			k.fail("model.image_size", m.ImageSize, fmt.Sprintf("divisible by %d (2^(len(channel_mult)-1))", div))
+		}
+	}
+	for _, r := range m.AttentionResolutions {
+		if r <= 0 || r > m.ImageSize {
+			k.fail("model.attention_resolutions", m.AttentionResolutions, fmt.Sprintf("sides in 1..%d", m.ImageSize))
+			break
+		}
+	}
+	if m.NumHeadChannels == -1 {
+		k.positive("model.num_heads", m.NumHeads)
+	} else if m.NumHeadChannels <= 0 {
+		k.fail("model.num_head_channels", m.NumHeadChannels, "-1 or > 0")
+	}
+	if m.Dropout < 0 || m.Dropout >= 1 {
+		k.fail("model.dropout", m.Dropout, "in [0, 1)")
+	}
+
+	d := c.Diffusion
+	k.positive("diffusion.steps", d.Steps)
+	k.oneOf("diffusion.schedule", d.Schedule, "linear", "cosine")
+	k.unit("diffusion.beta_start", d.BetaStart, true, true)
+	k.unit("diffusion.beta_end", d.BetaEnd, true, true)
+	if d.BetaStart > d.BetaEnd {
+		k.fail("diffusion.beta_start", d.BetaStart, fmt.Sprintf("<= diffusion.beta_end (%v)", d.BetaEnd))
+	}
+	k.oneOf("diffusion.prediction", d.Prediction, "eps", "x0", "v")
+	k.oneOf("diffusion.variance", d.Variance, "fixed_small", "fixed_large", "learned_range")
+	if d.Variance == "learned_range" && !m.LearnSigma {
+		k.fail("diffusion.variance", `"learned_range"`, "model.learn_sigma: true (a network that predicts the variance)")
+	}
+
+	t := c.Train
+	k.positive("train.steps", t.Steps)
+	k.positive("train.batch_size", t.BatchSize)
+	k.oneOf("train.optimizer", t.Optimizer, "adam", "adamw")
+	if !(t.LR > 0 && t.LR < 1) {
+		k.fail("train.lr", t.LR, "in (0, 1)")
+	}
+	if t.WeightDecay < 0 {
+		k.fail("train.weight_decay", t.WeightDecay, ">= 0")
+	}
+	k.nonNegative("train.warmup_steps", t.WarmupSteps)
+	if t.GradClip < 0 {
+		k.fail("train.grad_clip", t.GradClip, ">= 0 (0 disables clipping)")
+	}
+	k.unit("train.ema_decay", t.EMADecay, false, true)
+	k.positive("train.checkpoint_every", t.CheckpointEvery)
+	k.positive("train.keep_checkpoints", t.KeepCheckpoints)
+	k.positive("train.log_every", t.LogEvery)
+	k.nonNegative("train.sample_every", t.SampleEvery)
+	if t.Out == "" {
+		k.fail("train.out", `""`, "an output folder")
+	}
+
+	s := c.Sample
+	if s.Sampler == "" {
+		k.fail("sample.sampler", `""`, "a sampler name")
+	}
+	k.positive("sample.steps", s.Steps)
+	if d.Steps > 0 && s.Steps > d.Steps {
+		k.fail("sample.steps", s.Steps, fmt.Sprintf("<= diffusion.steps (%d)", d.Steps))
+	}
+	if s.Eta < 0 {
+		k.fail("sample.eta", s.Eta, ">= 0")
+	}
+	k.positive("sample.n", s.N)
+	k.positive("sample.batch_size", s.BatchSize)
+
+	a := c.Data
+	k.oneOf("data.dataset", a.Dataset, "mnist", "folder")
+	if a.Dir == "" {
+		k.fail("data.dir", `""`, "the folder holding the data")
+	}
+	if a.Dataset == "mnist" {
+		k.oneOf("data.split", a.Split, "train", "test")
+		if m.InChannels != 1 {
+			k.fail("model.in_channels", m.InChannels, "1 for data.dataset mnist")
+		}
+		if m.ImageSize < 28 {
+			k.fail("model.image_size", m.ImageSize, ">= 28 for data.dataset mnist (digits are padded, not shrunk)")
+		}
+	}
+	k.nonNegative("data.crop", a.Crop)
+	k.nonNegative("data.limit", a.Limit)
+	return errors.Join(k.errs...)
+}
