@@ -1,0 +1,30 @@
+// Package blas is diffinv's matrix-multiply backend: row-major single and
+// double precision GEMM, backed by OpenBLAS where it can be loaded and by
+// gonum's pure-Go BLAS otherwise.
+//
+// With cgo (the default build) the package opens libopenblas.so.0 at run time
+// with dlopen, the first time a routine is called. Before it does, it sets
+// OPENBLAS_CORETYPE from the CPU's features (AVX-512 → SkylakeX, AVX2+FMA →
+// Haswell) unless the variable is already set, because Debian's OpenBLAS
+// 0.3.21 misdetects recent Xeons and otherwise runs kernels about 7× slower,
+// and OpenBLAS reads the variable only when the library loads. This is why the
+// library is not linked at build time: a linked library initialises before
+// any Go code can run. Info reports what was chosen.
+//
+// Build with -tags noblas (or without cgo) to use gonum's pure-Go BLAS
+// only; if libopenblas.so.0 cannot be opened the package falls back to gonum
+// at run time too, and Info says so.
+//
+// OpenBLAS is set to one thread when loaded (diffinv parallelises across the
+// batch itself); SetThreads changes that.
+package blas
+
+import gblas "gonum.org/v1/gonum/blas"
+
+// trans converts a transpose flag to gonum's constant.
+func trans(t bool) gblas.Transpose {
+	if t {
+		return gblas.Trans
+	}
+	return gblas.NoTrans
+}
