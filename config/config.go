@@ -108,8 +108,8 @@ type Sample struct {
 	Steps int `yaml:"steps"`
 	// Eta is DDIM's η (0 deterministic, 1 DDPM-like).
 	Eta float64 `yaml:"eta"`
-	// N is the number of samples.
-	N int `yaml:"n"`
+	// NumSamples is the number of samples.
+	NumSamples int `yaml:"num_samples"`
 	// BatchSize is the number of samples run through the network at once.
 	BatchSize int `yaml:"batch_size"`
 	// Seed seeds the initial noise and every step's noise.
@@ -175,12 +175,12 @@ func Default() Config {
 			Out:             "runs/mnist",
 		},
 		Sample: Sample{
-			Sampler:   "ddim",
-			Steps:     50,
-			Eta:       0,
-			N:         64,
-			BatchSize: 64,
-			Seed:      1,
+			Sampler:    "ddim",
+			Steps:      50,
+			Eta:        0,
+			NumSamples: 64,
+			BatchSize:  64,
+			Seed:       1,
 		},
 		Data: Data{
 			Dataset: "mnist",

@@ -122,13 +122,28 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 
 // YAML returns the config as a YAML document with the sections in order.
 func (c *Config) YAML() ([]byte, error) {
+	var node yaml.Node
+	if err := node.Encode(c); err != nil {
+		return nil, err
+	}
+	flowLists(&node)
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(c); err != nil {
+	if err := enc.Encode(&node); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), enc.Close()
+}
+
+// flowLists prints lists of scalars on one line: channel_mult: [1, 2, 2].
+func flowLists(n *yaml.Node) {
+	if n.Kind == yaml.SequenceNode {
+		n.Style = yaml.FlowStyle
+	}
+	for _, c := range n.Content {
+		flowLists(c)
+	}
 }
 
 // Flat returns "key: value" lines for every key, sorted by key.
@@ -252,8 +267,11 @@ func checkFileKeys(raw []byte, schema []field) error {
 				continue
 			}
 			sub, isMap := m[k].(map[string]any)
-			if !isMap || !hasPrefix(schema, key+".") {
+			if !hasPrefix(schema, key+".") {
 				return unknownKey(key, schema)
+			}
+			if !isMap && m[k] != nil {
+				return fmt.Errorf("config key %s is a section: want a mapping of its keys, got %#v", key, m[k])
 			}
 			if err := walk(sub, key); err != nil {
 				return err
@@ -299,7 +317,8 @@ func assign(key string, dst reflect.Value, raw any) error {
 			return fmt.Errorf("config key %s: %w", key, err)
 		}
 		if _, still := p.(string); still {
-			return bad(dst.Kind().String())
+			return bad(map[reflect.Kind]string{reflect.Bool: "true or false", reflect.Int: "an integer",
+				reflect.Int64: "an integer", reflect.Float64: "a number", reflect.Slice: "a list"}[dst.Kind()])
 		}
 		raw = p
 	}

@@ -151,7 +151,7 @@ func (c *Config) Validate() error {
 	if s.Eta < 0 {
 		k.fail("sample.eta", s.Eta, ">= 0")
 	}
-	k.positive("sample.n", s.N)
+	k.positive("sample.num_samples", s.NumSamples)
 	k.positive("sample.batch_size", s.BatchSize)
 
 	a := c.Data

@@ -1,0 +1,195 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultValidates(t *testing.T) {
+	d := Default()
+	if err := d.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+}
+
+func TestShippedConfigsLoad(t *testing.T) {
+	for _, name := range []string{"mnist.yaml", "celeba64.yaml"} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := Load(Sources{File: filepath.Join("..", "configs", name)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every key must be written out in the shipped file, with a comment.
+			raw, _ := os.ReadFile(filepath.Join("..", "configs", name))
+			for _, k := range Keys() {
+				leaf := k[strings.LastIndex(k, ".")+1:]
+				found := false
+				for _, line := range strings.Split(string(raw), "\n") {
+					if strings.HasPrefix(strings.TrimSpace(line), leaf+":") && strings.Contains(line, "#") {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("%s: key %s is not written with a comment", name, k)
+				}
+			}
+			if name == "celeba64.yaml" && (cfg.Model.InChannels != 3 || cfg.Data.Crop != 70) {
+				t.Errorf("celeba64: in_channels %d crop %d", cfg.Model.InChannels, cfg.Data.Crop)
+			}
+		})
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "train:\n  lr: 0.001\n  steps: 7\n  batch_size: 8\n")
+	tests := []struct {
+		name  string
+		src   Sources
+		lr    float64
+		steps int
+		bs    int
+	}{
+		{"defaults", Sources{}, Default().Train.LR, Default().Train.Steps, Default().Train.BatchSize},
+		{"file", Sources{File: file}, 0.001, 7, 8},
+		{"env beats file", Sources{File: file, Env: []string{"DIFFINV_TRAIN_LR=0.002", "HOME=/x"}}, 0.002, 7, 8},
+		{"set beats env", Sources{File: file, Env: []string{"DIFFINV_TRAIN_LR=0.002"}, Sets: []string{"train.lr=0.0005"}}, 0.0005, 7, 8},
+		{"env alone", Sources{Env: []string{"DIFFINV_TRAIN_STEPS=11"}}, Default().Train.LR, 11, Default().Train.BatchSize},
+		{"last set wins", Sources{Sets: []string{"train.steps=3", "train.steps=4"}}, Default().Train.LR, 4, Default().Train.BatchSize},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load(tc.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Train.LR != tc.lr || cfg.Train.Steps != tc.steps || cfg.Train.BatchSize != tc.bs {
+				t.Errorf("got lr %v steps %d batch %d, want %v %d %d", cfg.Train.LR, cfg.Train.Steps, cfg.Train.BatchSize, tc.lr, tc.steps, tc.bs)
+			}
+		})
+	}
+}
+
+func TestListsAndBools(t *testing.T) {
+	cfg, err := Load(Sources{
+		File: writeFile(t, "model:\n  channel_mult: [1, 2]\n  learn_sigma: true\n"),
+		Env:  []string{"DIFFINV_MODEL_ATTENTION_RESOLUTIONS=[14, 7]"},
+		Sets: []string{"model.use_scale_shift_norm=false", "diffusion.variance=learned_range"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Model.ChannelMult; len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Errorf("channel_mult = %v", got)
+	}
+	if got := cfg.Model.AttentionResolutions; len(got) != 2 || got[0] != 14 || got[1] != 7 {
+		t.Errorf("attention_resolutions = %v", got)
+	}
+	if !cfg.Model.LearnSigma || cfg.Model.UseScaleShiftNorm {
+		t.Errorf("bools: learn_sigma %v use_scale_shift_norm %v", cfg.Model.LearnSigma, cfg.Model.UseScaleShiftNorm)
+	}
+	// The defaults' slices must not be shared with a loaded config.
+	cfg.Model.ChannelMult[0] = 99
+	if Default().Model.ChannelMult[0] == 99 {
+		t.Error("Default() shares slices with loaded configs")
+	}
+}
+
+func TestErrorsNameKeyValueAndExpectation(t *testing.T) {
+	tests := []struct {
+		name string
+		src  Sources
+		want []string // substrings of the error
+	}{
+		{"unknown set key", Sources{Sets: []string{"train.lrr=1"}}, []string{`"train.lrr"`, "train.lr"}},
+		{"unknown section", Sources{Sets: []string{"trian.lr=1"}}, []string{`"trian.lr"`, "sections"}},
+		{"unknown file key", Sources{File: writeFile(t, "train:\n  lr: 0.1\n  bogus: 3\n")}, []string{`"train.bogus"`}},
+		{"unknown file section", Sources{File: writeFile(t, "nope:\n  a: 1\n")}, []string{`"nope"`}},
+		{"section given a scalar", Sources{File: writeFile(t, "train: 3\n")}, []string{"train", "section", "3"}},
+		{"unknown env", Sources{Env: []string{"DIFFINV_TRAIN_LX=1"}}, []string{"DIFFINV_TRAIN_LX"}},
+		{"wrong type float", Sources{Sets: []string{"train.lr=abc"}}, []string{"train.lr", `"abc"`, "a number"}},
+		{"wrong type int", Sources{Sets: []string{"train.steps=2.5"}}, []string{"train.steps", "2.5", "integer"}},
+		{"wrong type bool", Sources{Sets: []string{"model.learn_sigma=maybe"}}, []string{"model.learn_sigma", "maybe", "true or false"}},
+		{"wrong type string", Sources{Sets: []string{"diffusion.schedule=[1]"}}, []string{"diffusion.schedule", "string"}},
+		{"wrong list element", Sources{Sets: []string{"model.channel_mult=[1,x]"}}, []string{"model.channel_mult[1]", "integer"}},
+		{"wrong type in file", Sources{File: writeFile(t, "train:\n  steps: many\n")}, []string{"train.steps", "many"}},
+		{"env wrong type", Sources{Env: []string{"DIFFINV_TRAIN_BATCH_SIZE=big"}}, []string{"train.batch_size", "big"}},
+		{"range lr", Sources{Sets: []string{"train.lr=-1"}}, []string{"train.lr", "-1", "(0, 1)"}},
+		{"range enum", Sources{Sets: []string{"diffusion.schedule=cosin"}}, []string{"diffusion.schedule", "cosin", "linear, cosine"}},
+		{"range beta order", Sources{Sets: []string{"diffusion.beta_start=0.5", "diffusion.beta_end=0.1"}}, []string{"diffusion.beta_start", "0.5"}},
+		{"cross-section", Sources{Sets: []string{"diffusion.variance=learned_range"}}, []string{"diffusion.variance", "learn_sigma"}},
+		{"groups divide channels", Sources{Sets: []string{"model.num_channels=24"}}, []string{"model.num_groups", "32"}},
+		{"image size vs levels", Sources{Sets: []string{"model.image_size=30", "model.channel_mult=[1,2,2]"}}, []string{"model.image_size", "30", "divisible by 4"}},
+		{"sample steps", Sources{Sets: []string{"sample.steps=2000"}}, []string{"sample.steps", "2000"}},
+		{"malformed set", Sources{Sets: []string{"train.lr"}}, []string{"key=value"}},
+		{"missing file", Sources{File: "/nonexistent/c.yaml"}, []string{"/nonexistent/c.yaml"}},
+		{"bad yaml", Sources{File: writeFile(t, "train: [\n")}, []string{"YAML"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.src)
+			if err == nil {
+				t.Fatalf("no error, want one mentioning %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := Default()
+	c.Train.LR = 0
+	c.Train.BatchSize = 0
+	c.Sample.Steps = 0
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, k := range []string{"train.lr", "train.batch_size", "sample.steps"} {
+		if !strings.Contains(err.Error(), k) {
+			t.Errorf("error %q misses %s", err, k)
+		}
+	}
+}
+
+func TestYAMLRoundTrip(t *testing.T) {
+	cfg, err := Load(Sources{Sets: []string{"train.lr=0.0005", "model.channel_mult=[1,2]", "data.dir=some dir"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "lr: 0.0005") || !strings.Contains(string(b), "channel_mult: [1, 2]") {
+		t.Errorf("YAML misses values:\n%s", b)
+	}
+	again, err := Load(Sources{File: writeFile(t, string(b))})
+	if err != nil {
+		t.Fatalf("printed YAML does not load back: %v\n%s", err, b)
+	}
+	b2, _ := again.YAML()
+	if string(b) != string(b2) {
+		t.Errorf("round trip differs:\n%s\n---\n%s", b, b2)
+	}
+	flat := strings.Join(cfg.Flat(), "\n")
+	for _, want := range []string{"train.lr: 0.0005", "model.channel_mult: [1, 2]", "data.dir: some dir"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("Flat misses %q:\n%s", want, flat)
+		}
+	}
+}
