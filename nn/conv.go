@@ -1,0 +1,375 @@
+package nn
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// convGeom is the geometry of a 2-D convolution, fixed when the graph is built.
+type convGeom struct {
+	n, c, h, w     int // input
+	o, kh, kw      int // filters
+	oh, ow         int // output
+	stride, pad    int
+	k, p           int  // c·kh·kw and oh·ow: the GEMM's inner and column sizes
+	direct         bool // 1×1, stride 1, pad 0: the input is its own im2col
+	xShape, wShape tensor.Shape
+	yShape         tensor.Shape
+}
+
+func (g *convGeom) String() string {
+	return fmt.Sprintf("x%v w%v s%d p%d", g.xShape, g.wShape, g.stride, g.pad)
+}
+
+// Conv2d returns the cross-correlation of x (N×C×H×W) with w (O×C×KH×KW)
+// plus the bias b (O, or nil for none), with the given stride and zero
+// padding on every side: out is N×O×OH×OW with OH = (H+2·pad−KH)/stride+1,
+// PyTorch's nn.Conv2d. It runs as im2col + GEMM on the blas package,
+// split over the batch across GOMAXPROCS goroutines, with buffers reused
+// across runs; gradients flow to x, w and b.
+func Conv2d(x, w, b *G.Node, stride, pad int) (*G.Node, error) {
+	const op = "nn.Conv2d"
+	xs, err := shapeOf(op, "input", x, 4)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := shapeOf(op, "weight", w, 4)
+	if err != nil {
+		return nil, err
+	}
+	ins := []*G.Node{x, w}
+	if b != nil {
+		bs, err := shapeOf(op, "bias", b, 1)
+		if err != nil {
+			return nil, err
+		}
+		if bs[0] != ws[0] {
+			return nil, fmt.Errorf("%s: bias %s has %d elements, want %d (the weight's output channels)", op, b.Name(), bs[0], ws[0])
+		}
+		ins = append(ins, b)
+	}
+	if _, err := sameDtype(op, ins...); err != nil {
+		return nil, err
+	}
+	if stride < 1 || pad < 0 {
+		return nil, fmt.Errorf("%s: stride %d, pad %d: want stride ≥ 1 and pad ≥ 0", op, stride, pad)
+	}
+	if xs[1] != ws[1] {
+		return nil, fmt.Errorf("%s: input %s has %d channels, weight %s expects %d", op, x.Name(), xs[1], w.Name(), ws[1])
+	}
+	g := convGeom{n: xs[0], c: xs[1], h: xs[2], w: xs[3], o: ws[0], kh: ws[2], kw: ws[3], stride: stride, pad: pad}
+	if g.h+2*pad < g.kh || g.w+2*pad < g.kw {
+		return nil, fmt.Errorf("%s: kernel %d×%d larger than the padded input %d×%d", op, g.kh, g.kw, g.h+2*pad, g.w+2*pad)
+	}
+	g.oh = (g.h+2*pad-g.kh)/stride + 1
+	g.ow = (g.w+2*pad-g.kw)/stride + 1
+	g.k, g.p = g.c*g.kh*g.kw, g.oh*g.ow
+	g.direct = g.kh == 1 && g.kw == 1 && stride == 1 && pad == 0
+	g.xShape, g.wShape = xs.Clone(), ws.Clone()
+	g.yShape = tensor.Shape{g.n, g.o, g.oh, g.ow}
+	o := &convOp{geom: g, bias: b != nil}
+	o.baseOp = baseOp{name: fmt.Sprintf("Conv2d(%v bias=%v)", &g, b != nil), arity: len(ins), shape: g.yShape}
+	if b != nil {
+		o.typ = fnType(4, 4, 4, 1)
+	} else {
+		o.typ = fnType(4, 4, 4)
+	}
+	return G.ApplyOp(o, ins...)
+}
+
+// convOp is the forward convolution: inputs x, w[, b].
+type convOp struct {
+	baseOp
+	geom convGeom
+	bias bool
+	out  buffer
+	cols scratch
+}
+
+func (o *convOp) Do(vs ...G.Value) (G.Value, error) {
+	ds, dt, err := denseAll(&o.baseOp, vs)
+	if err != nil {
+		return nil, err
+	}
+	y := o.out.get(dt, o.geom.yShape)
+	if dt == tensor.Float32 {
+		convForward[float32](o, ds, y)
+	} else {
+		convForward[float64](o, ds, y)
+	}
+	return y, nil
+}
+
+func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
+	g := &o.geom
+	x, w, y := data[T](ds[0]), data[T](ds[1]), data[T](yd)
+	var b []T
+	if o.bias {
+		b = data[T](ds[2])
+	}
+	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
+		for n := lo; n < hi; n++ {
+			xn, yn := x[n*xsz:(n+1)*xsz], y[n*ysz:(n+1)*ysz]
+			cols := xn
+			if !g.direct {
+				cols = slice[T](&o.cols, wk, g.k*g.p)
+				im2col(xn, g, cols)
+			}
+			var beta T
+			if b != nil {
+				for oc := 0; oc < g.o; oc++ {
+					row := yn[oc*g.p : (oc+1)*g.p]
+					for i := range row {
+						row[i] = b[oc]
+					}
+				}
+				beta = 1
+			}
+			gemm(false, false, g.o, g.p, g.k, 1, w, g.k, cols, g.p, beta, yn, g.p)
+		}
+	})
+}
+
+// im2col writes the K×P column matrix of one image x (C×H×W) into cols.
+func im2col[T float](x []T, g *convGeom, cols []T) {
+	hw := g.h * g.w
+	for c := 0; c < g.c; c++ {
+		xc := x[c*hw : (c+1)*hw]
+		for ki := 0; ki < g.kh; ki++ {
+			for kj := 0; kj < g.kw; kj++ {
+				row := cols[((c*g.kh+ki)*g.kw+kj)*g.p:][:g.p]
+				lo, hi := colRange(g, kj)
+				for oh := 0; oh < g.oh; oh++ {
+					dst := row[oh*g.ow : (oh+1)*g.ow]
+					ih := oh*g.stride - g.pad + ki
+					if ih < 0 || ih >= g.h {
+						clear(dst)
+						continue
+					}
+					xr := xc[ih*g.w : (ih+1)*g.w]
+					clear(dst[:lo])
+					clear(dst[hi:])
+					if g.stride == 1 {
+						copy(dst[lo:hi], xr[lo-g.pad+kj:])
+					} else {
+						for ow := lo; ow < hi; ow++ {
+							dst[ow] = xr[ow*g.stride-g.pad+kj]
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// col2im adds the K×P column matrix cols back into the image dx (C×H×W),
+// the adjoint of im2col.
+func col2im[T float](cols []T, g *convGeom, dx []T) {
+	hw := g.h * g.w
+	for c := 0; c < g.c; c++ {
+		dc := dx[c*hw : (c+1)*hw]
+		for ki := 0; ki < g.kh; ki++ {
+			for kj := 0; kj < g.kw; kj++ {
+				row := cols[((c*g.kh+ki)*g.kw+kj)*g.p:][:g.p]
+				lo, hi := colRange(g, kj)
+				for oh := 0; oh < g.oh; oh++ {
+					ih := oh*g.stride - g.pad + ki
+					if ih < 0 || ih >= g.h {
+						continue
+					}
+					src := row[oh*g.ow : (oh+1)*g.ow]
+					dr := dc[ih*g.w : (ih+1)*g.w]
+					if g.stride == 1 {
+						d := dr[lo-g.pad+kj : hi-g.pad+kj]
+						s := src[lo:hi]
+						for i := range d {
+							d[i] += s[i]
+						}
+					} else {
+						for ow := lo; ow < hi; ow++ {
+							dr[ow*g.stride-g.pad+kj] += src[ow]
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// colRange returns the output columns [lo, hi) whose input column for kernel
+// column kj lies inside the image.
+func colRange(g *convGeom, kj int) (lo, hi int) {
+	// iw = ow·s − pad + kj ∈ [0, W)  ⇔  ow ≥ ceil((pad−kj)/s), ow ≤ floor((W−1+pad−kj)/s)
+	lo = 0
+	if d := g.pad - kj; d > 0 {
+		lo = (d + g.stride - 1) / g.stride
+	}
+	hi = g.ow
+	if m := g.w - 1 + g.pad - kj; m < 0 {
+		hi = 0
+	} else if m/g.stride+1 < hi {
+		hi = m/g.stride + 1
+	}
+	if lo > g.ow {
+		lo = g.ow
+	}
+	if hi < lo {
+		hi = lo
+	}
+	return lo, hi
+}
+
+func (o *convOp) DiffWRT(n int) []bool {
+	r := make([]bool, n)
+	for i := range r {
+		r[i] = true
+	}
+	return r
+}
+
+func (o *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	g := &o.geom
+	dx := &convBwdData{geom: g}
+	dx.baseOp = baseOp{name: fmt.Sprintf("Conv2dBwdData(%v)", g), arity: 2, typ: fnType(4, 4, 4), shape: g.xShape}
+	dxn, err := G.ApplyOp(dx, inputs[1], grad)
+	if err != nil {
+		return nil, fmt.Errorf("nn.Conv2d backward (input): %w", err)
+	}
+	dw := &convBwdFilter{geom: g}
+	dw.baseOp = baseOp{name: fmt.Sprintf("Conv2dBwdFilter(%v)", g), arity: 2, typ: fnType(4, 4, 4), shape: g.wShape}
+	dwn, err := G.ApplyOp(dw, inputs[0], grad)
+	if err != nil {
+		return nil, fmt.Errorf("nn.Conv2d backward (weight): %w", err)
+	}
+	res := G.Nodes{dxn, dwn}
+	if o.bias {
+		dbn, err := channelSum(grad)
+		if err != nil {
+			return nil, fmt.Errorf("nn.Conv2d backward (bias): %w", err)
+		}
+		res = append(res, dbn)
+	}
+	return res, nil
+}
+
+// convBwdData computes the input gradient from (w, dy).
+type convBwdData struct {
+	baseOp
+	geom *convGeom
+	out  buffer
+	cols scratch
+}
+
+func (o *convBwdData) Do(vs ...G.Value) (G.Value, error) {
+	ds, dt, err := denseAll(&o.baseOp, vs)
+	if err != nil {
+		return nil, err
+	}
+	dx := o.out.get(dt, o.geom.xShape)
+	if dt == tensor.Float32 {
+		convBwdDataRun[float32](o, ds[0], ds[1], dx)
+	} else {
+		convBwdDataRun[float64](o, ds[0], ds[1], dx)
+	}
+	return dx, nil
+}
+
+func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
+	g := o.geom
+	w, dy, dx := data[T](wd), data[T](dyd), data[T](dxd)
+	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
+		for n := lo; n < hi; n++ {
+			dxn, dyn := dx[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
+			if g.direct {
+				gemm(true, false, g.k, g.p, g.o, 1, w, g.k, dyn, g.p, 0, dxn, g.p)
+				continue
+			}
+			cols := slice[T](&o.cols, wk, g.k*g.p)
+			gemm(true, false, g.k, g.p, g.o, 1, w, g.k, dyn, g.p, 0, cols, g.p)
+			clear(dxn)
+			col2im(cols, g, dxn)
+		}
+	})
+}
+
+// convBwdFilter computes the weight gradient from (x, dy).
+type convBwdFilter struct {
+	baseOp
+	geom *convGeom
+	out  buffer
+	cols scratch
+	acc  scratch
+}
+
+func (o *convBwdFilter) Do(vs ...G.Value) (G.Value, error) {
+	ds, dt, err := denseAll(&o.baseOp, vs)
+	if err != nil {
+		return nil, err
+	}
+	dw := o.out.get(dt, o.geom.wShape)
+	if dt == tensor.Float32 {
+		convBwdFilterRun[float32](o, ds[0], ds[1], dw)
+	} else {
+		convBwdFilterRun[float64](o, ds[0], ds[1], dw)
+	}
+	return dw, nil
+}
+
+func convBwdFilterRun[T float](o *convBwdFilter, xd, dyd, dwd *tensor.Dense) {
+	g := o.geom
+	x, dy, dw := data[T](xd), data[T](dyd), data[T](dwd)
+	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	nw := workers(g.n)
+	accs := make([][]T, nw)
+	parallel(g.n, nw, func(wk, lo, hi int) {
+		acc := dw
+		if wk > 0 {
+			acc = slice[T](&o.acc, wk, len(dw))
+		}
+		accs[wk] = acc
+		clear(acc)
+		for n := lo; n < hi; n++ {
+			xn, dyn := x[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
+			cols := xn
+			if !g.direct {
+				cols = slice[T](&o.cols, wk, g.k*g.p)
+				im2col(xn, g, cols)
+			}
+			gemm(false, true, g.o, g.k, g.p, 1, dyn, g.p, cols, g.p, 1, acc, g.k)
+		}
+	})
+	for _, acc := range accs[1:] {
+		for i, v := range acc {
+			dw[i] += v
+		}
+	}
+}
+
+// denseAll checks the arity and converts every value to a contiguous dense
+// tensor of the first value's dtype (float32 or float64).
+func denseAll(b *baseOp, vs []G.Value) ([]*tensor.Dense, tensor.Dtype, error) {
+	if err := b.checkArity(len(vs)); err != nil {
+		return nil, tensor.Float32, err
+	}
+	first, ok := vs[0].(*tensor.Dense)
+	if !ok {
+		return nil, tensor.Float32, fmt.Errorf("%s: argument 0 is %T, want *tensor.Dense", b.name, vs[0])
+	}
+	dt := first.Dtype()
+	if dt != tensor.Float32 && dt != tensor.Float64 {
+		return nil, dt, fmt.Errorf("%s: dtype %v, want float32 or float64", b.name, dt)
+	}
+	ds := make([]*tensor.Dense, len(vs))
+	for i, v := range vs {
+		d, err := dense(b.name, i, v, dt)
+		if err != nil {
+			return nil, dt, err
+		}
+		ds[i] = d
+	}
+	return ds, dt, nil
+}

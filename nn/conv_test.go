@@ -1,0 +1,107 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// naiveConv is the textbook definition of Conv2d, in float64.
+func naiveConv(x, w, b *tensor.Dense, stride, pad int) []float64 {
+	xs, ws := x.Shape(), w.Shape()
+	n, c, h, wd := xs[0], xs[1], xs[2], xs[3]
+	o, kh, kw := ws[0], ws[2], ws[3]
+	oh, ow := (h+2*pad-kh)/stride+1, (wd+2*pad-kw)/stride+1
+	xv, wv := x.Data().([]float64), w.Data().([]float64)
+	out := make([]float64, n*o*oh*ow)
+	for in := 0; in < n; in++ {
+		for oc := 0; oc < o; oc++ {
+			for i := 0; i < oh; i++ {
+				for j := 0; j < ow; j++ {
+					s := 0.0
+					if b != nil {
+						s = b.Data().([]float64)[oc]
+					}
+					for ic := 0; ic < c; ic++ {
+						for ki := 0; ki < kh; ki++ {
+							for kj := 0; kj < kw; kj++ {
+								y, xx := i*stride-pad+ki, j*stride-pad+kj
+								if y < 0 || y >= h || xx < 0 || xx >= wd {
+									continue
+								}
+								s += xv[((in*c+ic)*h+y)*wd+xx] * wv[((oc*c+ic)*kh+ki)*kw+kj]
+							}
+						}
+					}
+					out[((in*o+oc)*oh+i)*ow+j] = s
+				}
+			}
+		}
+	}
+	return out
+}
+
+var convCases = []struct {
+	n, c, h, w, o, k, stride, pad int
+	bias                          bool
+}{
+	{2, 3, 5, 6, 4, 3, 1, 1, true},
+	{2, 2, 7, 7, 3, 3, 2, 1, true},
+	{3, 3, 4, 4, 5, 1, 1, 0, false},
+	{3, 2, 6, 5, 2, 2, 2, 0, true},
+	{2, 3, 5, 5, 2, 3, 1, 0, false},
+	{1, 2, 4, 5, 3, 3, 3, 2, true},
+}
+
+func TestConv2d(t *testing.T) {
+	for i, tc := range convCases {
+		t.Run(fmt.Sprintf("%d_%+v", i, tc), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(int64(i)))
+			x := randDense(rng, 1, tc.n, tc.c, tc.h, tc.w)
+			w := randDense(rng, 0.5, tc.o, tc.c, tc.k, tc.k)
+			ins := []*tensor.Dense{x, w}
+			var b *tensor.Dense
+			if tc.bias {
+				b = randDense(rng, 1, tc.o)
+				ins = append(ins, b)
+			}
+			build := func(ns []*G.Node) (*G.Node, error) {
+				var bn *G.Node
+				if tc.bias {
+					bn = ns[2]
+				}
+				return Conv2d(ns[0], ns[1], bn, tc.stride, tc.pad)
+			}
+			forwardCheck32(t, ins, build, naiveConv(x, w, b, tc.stride, tc.pad))
+			gradCheck(t, rng, ins, build)
+		})
+	}
+}
+
+func TestConv2dErrors(t *testing.T) {
+	g := G.NewGraph()
+	x := G.NewTensor(g, tensor.Float32, 4, G.WithShape(1, 3, 8, 8), G.WithName("x"))
+	w := G.NewTensor(g, tensor.Float32, 4, G.WithShape(4, 2, 3, 3), G.WithName("w"))
+	w3 := G.NewTensor(g, tensor.Float32, 4, G.WithShape(4, 3, 3, 3), G.WithName("w3"))
+	b := G.NewTensor(g, tensor.Float32, 1, G.WithShape(5), G.WithName("b"))
+	w64 := G.NewTensor(g, tensor.Float64, 4, G.WithShape(4, 3, 3, 3), G.WithName("w64"))
+	cases := []struct {
+		name        string
+		x, w, b     *G.Node
+		stride, pad int
+	}{
+		{"channels", x, w, nil, 1, 1},
+		{"bias size", x, w3, b, 1, 1},
+		{"stride", x, w3, nil, 0, 1},
+		{"dtype", x, w64, nil, 1, 1},
+		{"nil weight", x, nil, nil, 1, 1},
+	}
+	for _, tc := range cases {
+		if _, err := Conv2d(tc.x, tc.w, tc.b, tc.stride, tc.pad); err == nil {
+			t.Errorf("%s: no error", tc.name)
+		}
+	}
+}

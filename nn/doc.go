@@ -1,0 +1,26 @@
+// Package nn holds the fast, gradient-checked Gorgonia ops diffinv's UNet is
+// built from, written as custom ops where stock Gorgonia is slow or silently
+// wrong (see docs/reference.md).
+//
+// Every op works on float32 (the production path) and float64 (used by the
+// finite-difference gradient checks) nodes; all inputs of one op share the
+// dtype. Shapes are fixed when the graph is built. Each op implements
+// gorgonia's Op and SDOp, so G.Grad / a TapeMachine differentiate through it
+// w.r.t. every input, the image included; backward passes are separate ops.
+//
+// API (images are NCHW):
+//
+//	Conv2d(x, w, b *G.Node, stride, pad int) (*G.Node, error)
+//	    x N×C×H×W, w O×C×KH×KW (PyTorch layout), b O or nil.
+//
+// Buffers: an op's output tensor is owned by the op and overwritten in place
+// the next time the graph runs (this is what keeps steady-state allocation
+// low). Copy a node's Value before the next RunAll if you keep it. A graph
+// must be run by one machine at a time.
+//
+// Parallelism: batch items are split over GOMAXPROCS goroutines; the blas
+// package keeps OpenBLAS single-threaded. See blas.Info for the backend.
+//
+// Use with a TapeMachine: build the graph once per batch size, call
+// vm.Reset() before every vm.RunAll().
+package nn
