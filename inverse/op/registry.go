@@ -1,0 +1,371 @@
+package op
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"sort"
+	"strings"
+)
+
+// params reads a config parameter map for one operator, checking types and
+// remembering which keys were consumed so unknown keys can be reported.
+type params struct {
+	op   string
+	m    map[string]any
+	used map[string]bool
+	err  error
+}
+
+func (p *params) fail(key string, v any, want string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("operator %q: parameter %q: got %T %v, want %s", p.op, key, v, v, want)
+	}
+}
+
+func (p *params) has(key string) bool {
+	p.used[key] = true
+	_, ok := p.m[key]
+	return ok
+}
+
+func (p *params) float(key string, def float64) float64 {
+	p.used[key] = true
+	v, ok := p.m[key]
+	if !ok {
+		return def
+	}
+	switch x := v.(type) {
+	case float64:
+		return x
+	case float32:
+		return float64(x)
+	case int:
+		return float64(x)
+	case int64:
+		return float64(x)
+	case int32:
+		return float64(x)
+	}
+	p.fail(key, v, "a number")
+	return def
+}
+
+func (p *params) int(key string, def int) int {
+	p.used[key] = true
+	v, ok := p.m[key]
+	if !ok {
+		return def
+	}
+	switch x := v.(type) {
+	case int:
+		return x
+	case int64:
+		return int(x)
+	case int32:
+		return int(x)
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<31 {
+			return int(x)
+		}
+	case float32:
+		if float64(x) == math.Trunc(float64(x)) {
+			return int(x)
+		}
+	}
+	p.fail(key, v, "an integer")
+	return def
+}
+
+func (p *params) str(key, def string) string {
+	p.used[key] = true
+	v, ok := p.m[key]
+	if !ok {
+		return def
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	p.fail(key, v, "a string")
+	return def
+}
+
+// done returns the first type error, or an error naming an unknown key.
+func (p *params) done() error {
+	if p.err != nil {
+		return p.err
+	}
+	var unknown, valid []string
+	for k := range p.m {
+		if !p.used[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	for k := range p.used {
+		valid = append(valid, k)
+	}
+	sort.Strings(unknown)
+	sort.Strings(valid)
+	if len(unknown) > 0 {
+		v := strings.Join(valid, ", ")
+		if v == "" {
+			v = "none"
+		}
+		return fmt.Errorf("operator %q: unknown parameter %q (valid: %s)", p.op, unknown[0], v)
+	}
+	return nil
+}
+
+type builder func(p *params, shape [3]int, rng *rand.Rand) (Operator, error)
+
+func needRNG(name string, rng *rand.Rand) error {
+	if rng == nil {
+		return fmt.Errorf("operator %q draws random numbers: pass a seeded *rand.Rand, got nil", name)
+	}
+	return nil
+}
+
+// registry maps operator names to their builders. Each builder reads every
+// parameter it accepts before the first error return, so unknown keys are
+// reported against the full valid list.
+var registry = map[string]builder{
+	"denoise": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		return NewIdentity(s)
+	},
+	"inpaint_box": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
+		size := p.int("size", s[1]/2)
+		pos := p.str("position", "random")
+		hasT, hasL := p.has("top"), p.has("left")
+		top, left := p.int("top", 0), p.int("left", 0)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		switch {
+		case hasT || hasL:
+			if !(hasT && hasL) {
+				return nil, fmt.Errorf("operator \"inpaint_box\": give both top and left, or neither")
+			}
+		case pos == "center":
+			top, left = (s[1]-size)/2, (s[2]-size)/2
+		case pos == "random":
+			if err := needRNG("inpaint_box", rng); err != nil {
+				return nil, err
+			}
+			var err error
+			if top, left, err = RandomBoxCorner(s[1], s[2], size, s[1]/16, rng); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("operator \"inpaint_box\": position %q, want \"random\" or \"center\"", pos)
+		}
+		return NewInpaintBox(s, size, top, left)
+	},
+	"inpaint_random": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
+		miss := p.float("missing", 0.92)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		if err := needRNG("inpaint_random", rng); err != nil {
+			return nil, err
+		}
+		return NewInpaintRandom(s, miss, rng)
+	},
+	"inpaint_file": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		path := p.str("path", "")
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		if path == "" {
+			return nil, fmt.Errorf("operator \"inpaint_file\": parameter \"path\" is required (a .png or .npy mask)")
+		}
+		m, err := LoadMask(path, s[1], s[2])
+		if err != nil {
+			return nil, err
+		}
+		return NewInpaintMask(s, m)
+	},
+	"sr_avgpool": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		k := p.int("factor", 4)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		return NewSRAvgPool(s, k)
+	},
+	"sr_bicubic": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		k := p.int("factor", 4)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		return NewSRBicubic(s, k)
+	},
+	"blur_gauss": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		size := p.int("size", ScaledOddSize(61, s[1]))
+		sigma := p.float("sigma", 3*float64(s[1])/256)
+		tol := p.float("svd_tol", 3e-2)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		return NewGaussianBlur(s, size, sigma, tol)
+	},
+	"blur_aniso": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		size := p.int("size", ScaledOddSize(61, s[1]))
+		sh := p.float("sigma_h", 20*float64(s[1])/256)
+		sw := p.float("sigma_w", 1*float64(s[2])/256)
+		tol := p.float("svd_tol", 3e-2)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		return NewAnisoBlur(s, size, sh, sw, tol)
+	},
+	"blur_uniform": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		size := p.int("size", ScaledOddSize(9, s[1]))
+		tol := p.float("svd_tol", 3e-2)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		return NewUniformBlur(s, size, tol)
+	},
+	"blur_motion": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
+		size := p.int("size", ScaledOddSize(61, s[1]))
+		inten := p.float("intensity", 0.5)
+		tol := p.float("pinv_tol", 3e-2)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		if err := needRNG("blur_motion", rng); err != nil {
+			return nil, err
+		}
+		k, err := MotionKernel(size, inten, rng)
+		if err != nil {
+			return nil, err
+		}
+		return NewCircConv(fmt.Sprintf("blur_motion(%d,%g)", size, inten), s, k, size, size, tol)
+	},
+	"blur_file": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		path := p.str("path", "")
+		idx := p.int("index", 0)
+		tol := p.float("pinv_tol", 3e-2)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		if path == "" {
+			return nil, fmt.Errorf("operator \"blur_file\": parameter \"path\" is required (a .npy kernel)")
+		}
+		k, kh, kw, err := LoadKernel(path, idx)
+		if err != nil {
+			return nil, err
+		}
+		return NewCircConv("blur_file("+path+")", s, k, kh, kw, tol)
+	},
+	"blur_nonuniform": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
+		n := p.int("kernels", 4)
+		size := p.int("size", ScaledOddSize(61, s[1]))
+		inten := p.float("intensity", 0.5)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		if err := needRNG("blur_nonuniform", rng); err != nil {
+			return nil, err
+		}
+		if n < 1 {
+			return nil, fmt.Errorf("operator \"blur_nonuniform\": kernels %d, want ≥ 1", n)
+		}
+		ks := make([][]float64, n)
+		for i := range ks {
+			var err error
+			if ks[i], err = MotionKernel(size, inten, rng); err != nil {
+				return nil, err
+			}
+		}
+		return NewNonUniformBlur(s, ks, size, size)
+	},
+	"colorize": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		return NewColorize(s)
+	},
+	"cs_walsh": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
+		r := p.float("ratio", 0.25)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		if err := needRNG("cs_walsh", rng); err != nil {
+			return nil, err
+		}
+		return NewCSWalsh(s, r, rng)
+	},
+	"cs_block": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
+		r := p.float("ratio", 0.25)
+		b := p.int("block", 4)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		if err := needRNG("cs_block", rng); err != nil {
+			return nil, err
+		}
+		return NewCSBlock(s, r, b, rng)
+	},
+	"phase_retrieval": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		o := p.float("oversample", 2)
+		if err := p.done(); err != nil {
+			return nil, err
+		}
+		return NewPhaseRetrieval(s, o)
+	},
+}
+
+// Names lists the registered operator names, sorted.
+func Names() []string {
+	r := make([]string, 0, len(registry))
+	for k := range registry {
+		r = append(r, k)
+	}
+	sort.Strings(r)
+	return r
+}
+
+// New builds the operator registered under name (measurement.operator.name)
+// for images of imageShape [C, H, W], from its parameter map
+// (measurement.operator.*; nil for all defaults). Random operators draw from
+// rng. Unknown names list the valid ones; unknown or ill-typed parameters
+// are errors naming the key. Defaults are DPS's settings scaled to the image
+// side H: blur kernels of ScaledOddSize(61, H), Gaussian σ = 3·H/256,
+// anisotropic σ = 20·H/256 and 1·H/256, uniform size ScaledOddSize(9, H),
+// box of side H/2 at a random position (margin H/16), 92% missing pixels,
+// ×4 SR, motion intensity 0.5, oversampling 2, CS ratio 0.25 (block 4),
+// singular value / frequency truncation 3e-2 for blurs.
+func New(name string, param map[string]any, imageShape [3]int, rng *rand.Rand) (Operator, error) {
+	b, ok := registry[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown operator %q (valid: %s)", name, strings.Join(Names(), ", "))
+	}
+	if err := checkImageShape("op.New("+name+")", imageShape); err != nil {
+		return nil, err
+	}
+	if param == nil {
+		param = map[string]any{}
+	}
+	return b(&params{op: name, m: param, used: map[string]bool{}}, imageShape, rng)
+}
+
+// NoiseNames lists the registered noise names.
+func NoiseNames() []string { return []string{"clean", "gaussian", "poisson"} }
+
+// NewNoise builds the noise model measurement.noise.name with its sigma
+// (gaussian) or rate (poisson); the parameter the model does not use is
+// ignored.
+func NewNoise(name string, sigma, rate float64) (Noise, error) {
+	switch name {
+	case "clean", "none", "":
+		return NewGaussian(0)
+	case "gaussian":
+		return NewGaussian(sigma)
+	case "poisson":
+		return NewPoisson(rate)
+	}
+	return nil, fmt.Errorf("unknown noise %q (valid: %s)", name, strings.Join(NoiseNames(), ", "))
+}
