@@ -12,6 +12,16 @@
 //
 //	Conv2d(x, w, b *G.Node, stride, pad int) (*G.Node, error)
 //	    x N×C×H×W, w O×C×KH×KW (PyTorch layout), b O or nil.
+//	GroupNorm(x, gamma, beta *G.Node, groups int, eps float64) (*G.Node, error)
+//	GroupNormSiLU(x, gamma, beta *G.Node, groups int, eps float64) (*G.Node, error)
+//	    x N×C×… (any rank ≥ 2), gamma, beta C; fused SiLU(GroupNorm(x)).
+//	SiLU(x *G.Node) (*G.Node, error)                      any shape
+//	Add(a, b *G.Node) (*G.Node, error)                    same shapes, no broadcast
+//	AddChannel(x, e *G.Node) (*G.Node, error)             x N×C×…, e N×C: x + e[:, :, None, None]
+//	ScaleShift(x, scale, shift *G.Node) (*G.Node, error)  x·(1+scale)+shift, scale/shift N×C
+//	Upsample2x(x *G.Node) (*G.Node, error)                nearest, N×C×2H×2W
+//	AvgPool2x(x *G.Node) (*G.Node, error)                 2×2 mean, N×C×⌊H/2⌋×⌊W/2⌋
+//	Concat(xs ...*G.Node) (*G.Node, error)                along channels (axis 1)
 //
 // Buffers: an op's output tensor is owned by the op and overwritten in place
 // the next time the graph runs (this is what keeps steady-state allocation
