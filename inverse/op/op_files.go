@@ -195,7 +195,6 @@ func LoadMask(path string, h, w int) ([]float32, error) {
 	return resizeNearest(src, sh, sw, h, w), nil
 }
 
-
 // resizeNearest resamples an sh×sw array to h×w by nearest neighbour
 // (source index ⌊(i+½)·sh/h⌋).
 func resizeNearest(src []float64, sh, sw, h, w int) []float32 {
