@@ -38,8 +38,9 @@ func isImageFile(name string) bool {
 }
 
 // ListImages returns the paths of the PNG and JPEG files (.png, .jpg, .jpeg,
-// any case) directly inside dir, sorted by name. Other files and
-// subdirectories are ignored; a folder without images is an error.
+// any case) directly inside dir, sorted by name; symbolic links to files
+// count. Other files and subdirectories are ignored; a folder without images
+// is an error.
 func ListImages(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -47,9 +48,18 @@ func ListImages(dir string) ([]string, error) {
 	}
 	var paths []string
 	for _, e := range entries {
-		if e.Type().IsRegular() && isImageFile(e.Name()) {
-			paths = append(paths, filepath.Join(dir, e.Name()))
+		if !isImageFile(e.Name()) {
+			continue
 		}
+		p := filepath.Join(dir, e.Name())
+		if e.Type()&os.ModeSymlink != 0 { // follow links to files
+			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+		} else if !e.Type().IsRegular() {
+			continue
+		}
+		paths = append(paths, p)
 	}
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("image folder %s: no .png, .jpg or .jpeg files", dir)

@@ -89,12 +89,18 @@ func TestLoadImageFolderResize(t *testing.T) {
 	writeImage(t, filepath.Join(dir, "2_flat.jpg"), uniform(40, 30, color.RGBA{30, 140, 220, 255}))
 	writeImage(t, filepath.Join(dir, "3_gray.png"), image.NewGray(image.Rect(0, 0, 16, 16)))
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not an image"), 0o644)
+	os.Mkdir(filepath.Join(dir, "sub.png"), 0o755) // a folder, ignored
+	other := t.TempDir()
+	writeImage(t, filepath.Join(other, "linked.png"), image.NewGray(image.Rect(0, 0, 16, 16)))
+	if err := os.Symlink(filepath.Join(other, "linked.png"), filepath.Join(dir, "4_link.png")); err != nil {
+		t.Fatal(err)
+	}
 	ds, err := LoadImageFolder(dir, FolderOptions{Size: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ds.Len() != 3 {
-		t.Fatalf("loaded %d images, want 3 (the .txt ignored)", ds.Len())
+	if ds.Len() != 4 {
+		t.Fatalf("loaded %d images, want 4 (the .txt and the folder ignored, the link followed)", ds.Len())
 	}
 	pix := ds.Pixels()
 	const per = 3 * 8 * 8
@@ -111,7 +117,7 @@ func TestLoadImageFolderResize(t *testing.T) {
 	}
 	for i, p := range pix[2*per:] {
 		if p != 0 {
-			t.Fatalf("black gray PNG: byte %d = %d, want 0", i, p)
+			t.Fatalf("black gray PNGs: byte %d = %d, want 0", i, p)
 		}
 	}
 	// Upscaling also works and keeps a flat image flat.
