@@ -1,0 +1,199 @@
+package model
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/tensors"
+)
+
+// UNet is a diffusion.Denoiser.
+var _ diffusion.Denoiser = (*UNet)(nil)
+
+// evalGraph is a forward-only graph of one batch size.
+type evalGraph struct {
+	net *net
+	vm  G.VM
+}
+
+// vjpGraph computes the output and vᵀ ∂out/∂x for one batch size.
+type vjpGraph struct {
+	net   *net
+	v     *G.Node       // N×outCh×H×W cotangent (zero on the variance channels)
+	vv    *tensor.Dense // value bound to v
+	gradX *G.Node
+	vm    G.VM
+}
+
+func (u *UNet) evalFor(n int) (*evalGraph, error) {
+	if g, ok := u.evals[n]; ok {
+		return g, nil
+	}
+	nt, err := u.build(n, false)
+	if err != nil {
+		return nil, err
+	}
+	g := &evalGraph{net: nt, vm: G.NewTapeMachine(nt.g)}
+	u.evals[n] = g
+	return g, nil
+}
+
+func (u *UNet) vjpFor(n int) (*vjpGraph, error) {
+	if g, ok := u.vjps[n]; ok {
+		return g, nil
+	}
+	nt, err := u.build(n, false)
+	if err != nil {
+		return nil, err
+	}
+	shape := []int(nt.out.Shape().Clone())
+	vv := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+	v := G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName("cotangent"), G.WithValue(vv))
+	prod, err := G.HadamardProd(nt.out, v)
+	if err != nil {
+		return nil, fmt.Errorf("model: building the VJP graph: %w", err)
+	}
+	loss, err := G.Sum(prod)
+	if err != nil {
+		return nil, fmt.Errorf("model: building the VJP graph: %w", err)
+	}
+	grads, err := G.Grad(loss, nt.x)
+	if err != nil {
+		return nil, fmt.Errorf("model: building the VJP graph: %w", err)
+	}
+	g := &vjpGraph{net: nt, v: v, vv: vv, gradX: grads[0], vm: G.NewTapeMachine(nt.g)}
+	u.vjps[n] = g
+	return g, nil
+}
+
+// checkInput validates x_t and t against the model and returns the batch size.
+func (u *UNet) checkInput(xt *tensor.Dense, t []int) (int, error) {
+	n, c, h, w, err := tensors.NCHW("x_t", xt)
+	if err != nil {
+		return 0, err
+	}
+	cfg := u.a.cfg
+	if c != cfg.InChannels || h != cfg.ImageSize || w != cfg.ImageSize {
+		return 0, fmt.Errorf("x_t has shape %v, want N×%d×%d×%d (the model's in_channels and image_size)", []int(xt.Shape()), cfg.InChannels, cfg.ImageSize, cfg.ImageSize)
+	}
+	if xt.RequiresIterator() {
+		return 0, fmt.Errorf("x_t is a non-contiguous view, want a contiguous tensor")
+	}
+	if len(t) != n {
+		return 0, fmt.Errorf("%d timesteps for a batch of %d, want one per image", len(t), n)
+	}
+	for i, tv := range t {
+		if tv < 0 {
+			return 0, fmt.Errorf("timestep t[%d] = %d, want ≥ 0", i, tv)
+		}
+	}
+	return n, nil
+}
+
+// run resets and runs a machine.
+func run(vm G.VM) error {
+	vm.Reset()
+	if err := vm.RunAll(); err != nil {
+		return fmt.Errorf("model: running the graph: %w", err)
+	}
+	return nil
+}
+
+// Forward returns the whole network output at (x_t, t): N×C×H×W, or
+// N×2C×H×W with learn_sigma (ε first, then the variance channels).
+func (u *UNet) Forward(xt *tensor.Dense, t []int) (*tensor.Dense, error) {
+	n, err := u.checkInput(xt, t)
+	if err != nil {
+		return nil, fmt.Errorf("model.Forward: %w", err)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	g, err := u.evalFor(n)
+	if err != nil {
+		return nil, err
+	}
+	g.net.setInputs(xt, t, u.a.cfg.NumChannels)
+	if err := run(g.vm); err != nil {
+		return nil, err
+	}
+	return tensors.Clone(g.net.out.Value().(*tensor.Dense)), nil
+}
+
+// splitChannels copies channels [c0, c1) of out (N×K×H×W) into a new tensor.
+func splitChannels(out *tensor.Dense, c0, c1 int) *tensor.Dense {
+	s := out.Shape()
+	n, k, hw := s[0], s[1], s[2]*s[3]
+	res := tensors.New(n, c1-c0, s[2], s[3])
+	src, dst := tensors.F32(out), tensors.F32(res)
+	for i := 0; i < n; i++ {
+		copy(dst[i*(c1-c0)*hw:(i+1)*(c1-c0)*hw], src[(i*k+c0)*hw:(i*k+c1)*hw])
+	}
+	return res
+}
+
+// Eps predicts the noise ε in x_t at timesteps t (the first in_channels
+// output channels).
+func (u *UNet) Eps(xt *tensor.Dense, t []int) (*tensor.Dense, error) {
+	out, err := u.Forward(xt, t)
+	if err != nil {
+		return nil, err
+	}
+	if u.a.outCh == u.a.cfg.InChannels {
+		return out, nil
+	}
+	return splitChannels(out, 0, u.a.cfg.InChannels), nil
+}
+
+// EpsVar returns ε and, with learn_sigma, the raw variance channels v (the
+// interpolation weight of guided-diffusion's learned_range variance, in
+// [-1, 1] after training); without learn_sigma it returns an error.
+func (u *UNet) EpsVar(xt *tensor.Dense, t []int) (eps, v *tensor.Dense, err error) {
+	if !u.a.cfg.LearnSigma {
+		return nil, nil, fmt.Errorf("model.EpsVar: the model was built with learn_sigma false, so it has no variance output")
+	}
+	out, err := u.Forward(xt, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := u.a.cfg.InChannels
+	return splitChannels(out, 0, c), splitChannels(out, c, 2*c), nil
+}
+
+// EpsVJP returns ε(x_t, t) and vᵀ ∂ε/∂x_t, by reverse mode through the
+// graph; v has x_t's shape.
+func (u *UNet) EpsVJP(xt *tensor.Dense, t []int, v *tensor.Dense) (eps, vjp *tensor.Dense, err error) {
+	n, err := u.checkInput(xt, t)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model.EpsVJP: %w", err)
+	}
+	if err := tensors.SameShape("x_t", xt, "v", v); err != nil {
+		return nil, nil, fmt.Errorf("model.EpsVJP: %w", err)
+	}
+	if v.Dtype() != tensor.Float32 || v.RequiresIterator() {
+		return nil, nil, fmt.Errorf("model.EpsVJP: v must be a contiguous float32 tensor, got %v", v.Dtype())
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	g, err := u.vjpFor(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	g.net.setInputs(xt, t, u.a.cfg.NumChannels)
+	// The cotangent is v on the ε channels and zero on the variance ones.
+	c, k := u.a.cfg.InChannels, u.a.outCh
+	hw := u.a.cfg.ImageSize * u.a.cfg.ImageSize
+	dst, src := tensors.F32(g.vv), tensors.F32(v)
+	for i := 0; i < n; i++ {
+		copy(dst[i*k*hw:(i*k+c)*hw], src[i*c*hw:(i+1)*c*hw])
+	}
+	if err := run(g.vm); err != nil {
+		return nil, nil, err
+	}
+	out := g.net.out.Value().(*tensor.Dense)
+	eps = splitChannels(out, 0, c)
+	vjp = tensors.Clone(g.gradX.Value().(*tensor.Dense))
+	return eps, vjp, nil
+}

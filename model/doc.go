@@ -1,0 +1,20 @@
+// Package model is diffinv's UNet: guided-diffusion's UNetModel (the
+// network behind the DPS and DDNM checkpoints) as a Gorgonia graph built
+// from the fast ops of package nn, with guided-diffusion's parameter names
+// (time_embed, input_blocks, middle_block, output_blocks, out) so that a
+// PyTorch state dict maps onto it name by name.
+//
+// A UNet holds its parameters in one name → tensor map shared by all its
+// graphs; a graph is built once per batch size and purpose (forward, VJP,
+// training) and reused, with a TapeMachine reset before every run. The UNet
+// is a diffusion.Denoiser: Eps runs the forward graph, EpsVJP returns
+// vᵀ ∂ε/∂x_t by reverse-mode autodiff through the graph, what DPS needs.
+//
+// Checkpoints are safetensors files (package checkpoint) holding the
+// parameters and, under the metadata key "config", the model config as JSON
+// with config.Model's YAML keys, so a checkpoint alone rebuilds its network.
+//
+// bench/pytorch/unet.py is the PyTorch reference of the same network;
+// bench/pytorch/unet_goldens.py writes the goldens in testdata that the
+// tests compare against.
+package model

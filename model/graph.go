@@ -1,0 +1,357 @@
+package model
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/diffinv/diffinv/nn"
+)
+
+// normEps is GroupNorm's ε (PyTorch's default, guided-diffusion's value).
+const normEps = 1e-5
+
+// boundParam is a graph node bound to (a view of) a parameter tensor:
+// elements [off, off+size) of the parameter's data, in the node's shape.
+type boundParam struct {
+	name string
+	off  int
+	node *G.Node
+}
+
+// net is one UNet graph of a fixed batch size.
+type net struct {
+	g      *G.ExprGraph
+	batch  int
+	x      *G.Node       // N×C×H×W input image
+	emb    *G.Node       // N×num_channels sinusoidal timestep embedding
+	xv     *tensor.Dense // value bound to x (refilled each call)
+	embv   *tensor.Dense // value bound to emb
+	out    *G.Node       // N×outCh×H×W network output
+	params []boundParam
+	// masks are the dropout mask inputs (training graphs with dropout > 0),
+	// refilled from an rng before each step.
+	masks []*tensor.Dense
+}
+
+// builder assembles a net.
+type builder struct {
+	u       *UNet
+	n       *net
+	dropout bool
+}
+
+// param returns a node bound to elements [off, off+prod(shape)) of
+// parameter name, in the given shape (PyTorch's when shape is nil). The
+// node shares memory with the parameter tensor, so every graph sees the
+// current weights.
+func (b *builder) param(name string, off int, shape ...int) (*G.Node, error) {
+	t, ok := b.u.params[name]
+	if !ok {
+		return nil, fmt.Errorf("model: internal error: no parameter %q", name)
+	}
+	if shape == nil {
+		shape = []int(t.Shape().Clone())
+	}
+	size := 1
+	for _, d := range shape {
+		size *= d
+	}
+	data := t.Data().([]float32)
+	if off+size > len(data) {
+		return nil, fmt.Errorf("model: internal error: view [%d, %d) of %s beyond its %d values", off, off+size, name, len(data))
+	}
+	view := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data[off:off+size]))
+	node := G.NewTensor(b.n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(fmt.Sprintf("%s@%d", name, off)), G.WithValue(view))
+	b.n.params = append(b.n.params, boundParam{name: name, off: off, node: node})
+	return node, nil
+}
+
+// conv applies convLayer l (stride l.st, padding k/2).
+func (b *builder) conv(l convLayer, x *G.Node) (*G.Node, error) {
+	w, err := b.param(l.name+".weight", 0)
+	if err != nil {
+		return nil, err
+	}
+	bias, err := b.param(l.name+".bias", 0)
+	if err != nil {
+		return nil, err
+	}
+	y, err := nn.Conv2d(x, w, bias, l.st, l.k/2)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.name, err)
+	}
+	return y, nil
+}
+
+// conv1x1 applies a PyTorch Conv1d(kernel 1) parameter pair (weight O×C×1)
+// to x N×C×H×W, reading the weight as O×C×1×1; rows [r0, r1) of the output
+// channels only.
+func (b *builder) conv1x1(name string, x *G.Node, in, r0, r1 int) (*G.Node, error) {
+	w, err := b.param(name+".weight", r0*in, r1-r0, in, 1, 1)
+	if err != nil {
+		return nil, err
+	}
+	bias, err := b.param(name+".bias", r0, r1-r0)
+	if err != nil {
+		return nil, err
+	}
+	y, err := nn.Conv2d(x, w, bias, 1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return y, nil
+}
+
+// norm applies GroupNorm (with SiLU when act) of layer l.
+func (b *builder) norm(l normLayer, x *G.Node, act bool) (*G.Node, error) {
+	gamma, err := b.param(l.name+".weight", 0)
+	if err != nil {
+		return nil, err
+	}
+	beta, err := b.param(l.name+".bias", 0)
+	if err != nil {
+		return nil, err
+	}
+	var y *G.Node
+	if act {
+		y, err = nn.GroupNormSiLU(x, gamma, beta, b.u.a.cfg.NumGroups, normEps)
+	} else {
+		y, err = nn.GroupNorm(x, gamma, beta, b.u.a.cfg.NumGroups, normEps)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.name, err)
+	}
+	return y, nil
+}
+
+// linearRows applies rows [r0, r1) of linear layer name (weight Out×In) to
+// x N×In: y = x·W[r0:r1]ᵀ + b[r0:r1], N×(r1−r0).
+func (b *builder) linearRows(name string, x *G.Node, in, r0, r1 int) (*G.Node, error) {
+	w, err := b.param(name+".weight", r0*in, r1-r0, in)
+	if err != nil {
+		return nil, err
+	}
+	bias, err := b.param(name+".bias", r0, r1-r0)
+	if err != nil {
+		return nil, err
+	}
+	y, err := linear(x, w, bias)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return y, nil
+}
+
+// dropoutMask multiplies x by a fresh mask input (training graphs only).
+func (b *builder) dropoutMask(x *G.Node) (*G.Node, error) {
+	if !b.dropout {
+		return x, nil
+	}
+	shape := []int(x.Shape().Clone())
+	mv := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+	m := G.NewTensor(b.n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(fmt.Sprintf("dropout_mask_%d", len(b.n.masks))), G.WithValue(mv))
+	b.n.masks = append(b.n.masks, mv)
+	return dropoutMul(x, m)
+}
+
+// resBlock applies ResBlock l to x with the SiLU'd embedding semb (N×E).
+func (b *builder) resBlock(l resBlock, x, semb *G.Node) (*G.Node, error) {
+	var h *G.Node
+	var err error
+	if h, err = b.norm(l.inNorm(), x, true); err != nil {
+		return nil, err
+	}
+	if l.up || l.down {
+		resample := avgPool2
+		if l.up {
+			resample = upsample2
+		}
+		if h, err = resample(h); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		if x, err = resample(x); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+	}
+	if h, err = b.conv(l.inConv(), h); err != nil {
+		return nil, err
+	}
+	el := l.embLinear()
+	if l.scaleShift {
+		scale, err := b.linearRows(el.name, semb, el.in, 0, l.out)
+		if err != nil {
+			return nil, err
+		}
+		shift, err := b.linearRows(el.name, semb, el.in, l.out, 2*l.out)
+		if err != nil {
+			return nil, err
+		}
+		if h, err = b.norm(l.outNorm(), h, false); err != nil {
+			return nil, err
+		}
+		if h, err = nn.ScaleShift(h, scale, shift); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		if h, err = nn.SiLU(h); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+	} else {
+		e, err := b.linearRows(el.name, semb, el.in, 0, l.out)
+		if err != nil {
+			return nil, err
+		}
+		if h, err = nn.AddChannel(h, e); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		if h, err = b.norm(l.outNorm(), h, true); err != nil {
+			return nil, err
+		}
+	}
+	if h, err = b.dropoutMask(h); err != nil {
+		return nil, fmt.Errorf("%s: %w", l.name, err)
+	}
+	if h, err = b.conv(l.outConv(), h); err != nil {
+		return nil, err
+	}
+	if s, ok := l.skip(); ok {
+		if x, err = b.conv(s, x); err != nil {
+			return nil, err
+		}
+	}
+	y, err := nn.Add(x, h)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.name, err)
+	}
+	return y, nil
+}
+
+// attnBlock applies AttentionBlock l to x.
+func (b *builder) attnBlock(l attnBlock, x *G.Node) (*G.Node, error) {
+	h, err := b.norm(normLayer{l.name + ".norm", l.ch}, x, false)
+	if err != nil {
+		return nil, err
+	}
+	qkv, err := b.conv1x1(l.name+".qkv", h, l.ch, 0, 3*l.ch)
+	if err != nil {
+		return nil, err
+	}
+	a, err := qkvAttention(qkv, l.heads)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.name, err)
+	}
+	p, err := b.conv1x1(l.name+".proj_out", a, l.ch, 0, l.ch)
+	if err != nil {
+		return nil, err
+	}
+	y, err := nn.Add(x, p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.name, err)
+	}
+	return y, nil
+}
+
+// layer applies one module of a TimestepEmbedSequential.
+func (b *builder) layer(l layer, x, semb *G.Node) (*G.Node, error) {
+	switch l := l.(type) {
+	case convLayer:
+		return b.conv(l, x)
+	case resBlock:
+		return b.resBlock(l, x, semb)
+	case attnBlock:
+		return b.attnBlock(l, x)
+	case downLayer:
+		if l.conv {
+			return b.conv(convLayer{name: l.name + ".op", in: l.ch, out: l.ch, k: 3, st: 2}, x)
+		}
+		return avgPool2(x)
+	case upLayer:
+		y, err := upsample2(x)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		if l.conv {
+			return b.conv(convLayer{name: l.name + ".conv", in: l.ch, out: l.ch, k: 3, st: 1}, y)
+		}
+		return y, nil
+	}
+	return nil, fmt.Errorf("model: internal error: unknown layer %T", l)
+}
+
+// build builds the UNet graph for batch size n; with dropout, ResBlocks
+// multiply by mask inputs that the caller fills.
+func (u *UNet) build(n int, dropout bool) (*net, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("model: batch size %d, want ≥ 1", n)
+	}
+	a := u.a
+	cfg := a.cfg
+	s := cfg.ImageSize
+	nt := &net{g: G.NewGraph(), batch: n}
+	b := &builder{u: u, n: nt, dropout: dropout && cfg.Dropout > 0}
+	nt.xv = tensor.New(tensor.WithShape(n, cfg.InChannels, s, s), tensor.Of(tensor.Float32))
+	nt.embv = tensor.New(tensor.WithShape(n, cfg.NumChannels), tensor.Of(tensor.Float32))
+	nt.x = G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(n, cfg.InChannels, s, s), G.WithName("x"), G.WithValue(nt.xv))
+	nt.emb = G.NewMatrix(nt.g, tensor.Float32, G.WithShape(n, cfg.NumChannels), G.WithName("timestep_embedding"), G.WithValue(nt.embv))
+
+	// time_embed: Linear, SiLU, Linear; every ResBlock's emb_layers starts
+	// with SiLU, computed once here.
+	e, err := b.linearRows("time_embed.0", nt.emb, cfg.NumChannels, 0, a.embDim)
+	if err != nil {
+		return nil, err
+	}
+	if e, err = nn.SiLU(e); err != nil {
+		return nil, err
+	}
+	if e, err = b.linearRows("time_embed.2", e, a.embDim, 0, a.embDim); err != nil {
+		return nil, err
+	}
+	semb, err := nn.SiLU(e)
+	if err != nil {
+		return nil, err
+	}
+
+	h := nt.x
+	var hs []*G.Node
+	for _, blk := range a.input {
+		for _, l := range blk {
+			if h, err = b.layer(l, h, semb); err != nil {
+				return nil, err
+			}
+		}
+		hs = append(hs, h)
+	}
+	for _, l := range a.middle {
+		if h, err = b.layer(l, h, semb); err != nil {
+			return nil, err
+		}
+	}
+	for _, blk := range a.output {
+		skip := hs[len(hs)-1]
+		hs = hs[:len(hs)-1]
+		if h, err = concat(h, skip); err != nil {
+			return nil, err
+		}
+		for _, l := range blk {
+			if h, err = b.layer(l, h, semb); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if h, err = b.norm(normLayer{"out.0", a.outCh0}, h, true); err != nil {
+		return nil, err
+	}
+	if h, err = b.conv(convLayer{name: "out.2", in: a.outCh0, out: a.outCh, k: 3, st: 1}, h); err != nil {
+		return nil, err
+	}
+	nt.out = h
+	return nt, nil
+}
+
+// setInputs copies x into the bound input and writes the timestep
+// embedding of t.
+func (nt *net) setInputs(x *tensor.Dense, t []int, mc int) {
+	copy(nt.xv.Data().([]float32), x.Data().([]float32))
+	TimestepEmbedding(t, mc, nt.embv.Data().([]float32))
+}

@@ -1,0 +1,242 @@
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+	"gorgonia.org/tensor"
+
+	"github.com/diffinv/diffinv/checkpoint"
+	"github.com/diffinv/diffinv/config"
+)
+
+// ConfigKey is the checkpoint metadata key holding the model config (JSON
+// with config.Model's YAML keys).
+const ConfigKey = "config"
+
+// UNet is guided-diffusion's UNetModel on Gorgonia. Its parameters live in
+// one name → tensor map shared by every graph built from it (one per batch
+// size and purpose, built on first use and cached), so loading weights or an
+// optimiser step is seen by all graphs.
+//
+// A UNet's methods may be called from several goroutines; calls that run a
+// graph are serialised.
+type UNet struct {
+	a      *arch
+	params map[string]*tensor.Dense
+
+	mu      sync.Mutex
+	evals   map[int]*evalGraph
+	vjps    map[int]*vjpGraph
+	scratch struct{ emb []float32 }
+}
+
+// New builds a UNet from cfg with PyTorch's default initialisation drawn
+// from rng: kaiming-uniform convolution and linear weights, uniform biases,
+// GroupNorm gain 1 and shift 0, and zero output convolutions (out.2, every
+// ResBlock's out_layers.3 and every attention proj_out), as guided-diffusion.
+func New(cfg config.Model, rng *rand.Rand) (*UNet, error) {
+	a, err := newArch(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("model.New: %w", err)
+	}
+	u := newUNet(a)
+	for _, p := range a.params {
+		p.initValues(rng, u.params[p.Name].Data().([]float32))
+	}
+	return u, nil
+}
+
+func newUNet(a *arch) *UNet {
+	u := &UNet{a: a, params: make(map[string]*tensor.Dense, len(a.params)), evals: map[int]*evalGraph{}, vjps: map[int]*vjpGraph{}}
+	for _, p := range a.params {
+		u.params[p.Name] = tensor.New(tensor.WithShape(p.Shape...), tensor.Of(tensor.Float32))
+	}
+	return u
+}
+
+// Config returns the model config the UNet was built from.
+func (u *UNet) Config() config.Model {
+	c := u.a.cfg
+	c.ChannelMult = append([]int(nil), c.ChannelMult...)
+	c.AttentionResolutions = append([]int(nil), c.AttentionResolutions...)
+	return c
+}
+
+// OutChannels is the number of output channels: in_channels, or twice that
+// with learn_sigma.
+func (u *UNet) OutChannels() int { return u.a.outCh }
+
+// ParamSpecs returns the parameters' names and shapes in PyTorch's
+// state-dict order.
+func (u *UNet) ParamSpecs() []ParamSpec {
+	out := make([]ParamSpec, len(u.a.params))
+	for i, p := range u.a.params {
+		out[i] = ParamSpec{Name: p.Name, Shape: append([]int(nil), p.Shape...)}
+	}
+	return out
+}
+
+// NumParams is the total number of parameter values.
+func (u *UNet) NumParams() int {
+	n := 0
+	for _, p := range u.a.params {
+		n += p.Size()
+	}
+	return n
+}
+
+// Params returns the live parameter map (name → float32 tensor, PyTorch
+// shapes). The tensors are shared with every graph: write into their data to
+// change the weights (an optimiser step does), never replace them.
+func (u *UNet) Params() map[string]*tensor.Dense { return u.params }
+
+// Expected returns the name → shape map a checkpoint of this UNet must match.
+func (u *UNet) Expected() map[string][]int {
+	m := make(map[string][]int, len(u.a.params))
+	for _, p := range u.a.params {
+		m[p.Name] = append([]int(nil), p.Shape...)
+	}
+	return m
+}
+
+// SetParams copies values into the parameters, after checking that they are
+// exactly the expected names and shapes (the error names every missing,
+// extra or misshaped tensor).
+func (u *UNet) SetParams(values map[string]*tensor.Dense) error {
+	if err := checkpoint.Check(values, u.Expected()); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for name, t := range values {
+		if t.Dtype() != tensor.Float32 {
+			return fmt.Errorf("parameter %s has dtype %v, want float32", name, t.Dtype())
+		}
+		copy(u.params[name].Data().([]float32), t.Data().([]float32))
+	}
+	return nil
+}
+
+// CopyParamsFrom copies every parameter value of src (same config) into u.
+func (u *UNet) CopyParamsFrom(src *UNet) error { return u.SetParams(src.params) }
+
+// EncodeConfig returns cfg as JSON with config.Model's YAML keys, the form
+// stored in checkpoint metadata.
+func EncodeConfig(cfg config.Model) (string, error) {
+	var node yaml.Node
+	if err := node.Encode(cfg); err != nil {
+		return "", fmt.Errorf("encoding model config: %w", err)
+	}
+	var m map[string]any
+	if err := node.Decode(&m); err != nil {
+		return "", fmt.Errorf("encoding model config: %w", err)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("encoding model config: %w", err)
+	}
+	return string(b), nil
+}
+
+// DecodeConfig parses a model config written by EncodeConfig (or by
+// bench/pytorch/unet_goldens.py); unknown keys are an error.
+func DecodeConfig(s string) (config.Model, error) {
+	var cfg config.Model
+	dec := yaml.NewDecoder(bytes.NewReader([]byte(s)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return config.Model{}, fmt.Errorf("decoding model config %q: %w", s, err)
+	}
+	return cfg, nil
+}
+
+// Save writes the parameters and the model config to path (safetensors,
+// atomically); extra metadata entries are added unless they clash with
+// ConfigKey.
+func (u *UNet) Save(path string, extra map[string]string) error {
+	cs, err := EncodeConfig(u.a.cfg)
+	if err != nil {
+		return err
+	}
+	meta := map[string]string{}
+	for k, v := range extra {
+		if k == ConfigKey {
+			return fmt.Errorf("model.Save: metadata key %q is reserved for the model config", k)
+		}
+		meta[k] = v
+	}
+	meta[ConfigKey] = cs
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return checkpoint.Save(path, u.params, meta)
+}
+
+// Load rebuilds a UNet from a checkpoint: the config from its metadata, the
+// weights from its tensors, which must match the config's parameters
+// exactly (an error names every missing, extra or misshaped tensor).
+func Load(path string) (*UNet, map[string]string, error) {
+	f, err := checkpoint.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, ok := f.Metadata[ConfigKey]
+	if !ok {
+		return nil, nil, fmt.Errorf("model.Load %s: no %q entry in the metadata, so the network cannot be rebuilt (use LoadInto with a config)", path, ConfigKey)
+	}
+	cfg, err := DecodeConfig(cs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model.Load %s: %w", path, err)
+	}
+	a, err := newArch(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model.Load %s: %w", path, err)
+	}
+	u := newUNet(a)
+	if err := u.SetParams(f.Tensors); err != nil {
+		return nil, nil, fmt.Errorf("model.Load %s: %w", path, err)
+	}
+	return u, f.Metadata, nil
+}
+
+// LoadInto copies the weights of a checkpoint into u, ignoring any config
+// in its metadata; names and shapes must match u's exactly.
+func (u *UNet) LoadInto(path string) error {
+	f, err := checkpoint.Load(path)
+	if err != nil {
+		return err
+	}
+	if err := u.SetParams(f.Tensors); err != nil {
+		return fmt.Errorf("model.LoadInto %s: %w", path, err)
+	}
+	return nil
+}
+
+// TimestepEmbedding writes guided-diffusion's sinusoidal embedding of the
+// timesteps t into dst (len(t)×dim, row-major): [cos(t·f_i), sin(t·f_i)]
+// with f_i = 10000^(−i/half), half = dim/2, computed in float32 as PyTorch
+// does (frequencies and products rounded to float32) so that embeddings of
+// large t match the reference to float32 rounding.
+func TimestepEmbedding(t []int, dim int, dst []float32) {
+	half := dim / 2
+	for n, tv := range t {
+		row := dst[n*dim : (n+1)*dim]
+		tf := float32(tv)
+		for i := 0; i < half; i++ {
+			// th.exp(-ln(10000) * arange(half) / half) in float32.
+			e := float32(-math.Log(10000)) * float32(i) / float32(half)
+			f := float32(math.Exp(float64(e)))
+			arg := float64(tf * f)
+			row[i] = float32(math.Cos(arg))
+			row[half+i] = float32(math.Sin(arg))
+		}
+		for i := 2 * half; i < dim; i++ {
+			row[i] = 0
+		}
+	}
+}
