@@ -22,6 +22,24 @@
 //	Upsample2x(x *G.Node) (*G.Node, error)                nearest, N×C×2H×2W
 //	AvgPool2x(x *G.Node) (*G.Node, error)                 2×2 mean, N×C×⌊H/2⌋×⌊W/2⌋
 //	Concat(xs ...*G.Node) (*G.Node, error)                along channels (axis 1)
+//	Linear(x, w, b *G.Node) (*G.Node, error)              x N×In, w Out×In, b Out or nil
+//	QKVAttention(qkv *G.Node, heads int, legacy bool) (*G.Node, error)
+//	    qkv N×3HC×T or N×3HC×Hs×Ws (the 1×1 qkv conv's output) → N×HC×(T or Hs×Ws);
+//	    legacy=true is guided-diffusion's QKVAttentionLegacy channel order
+//	    (per head q,k,v), false its QKVAttention (all q, all k, all v).
+//	TimestepEmbedding(t []float64, dim int, maxPeriod float64) (*tensor.Dense, error)
+//	TimestepEmbeddingInto(dst *tensor.Dense, t []float64, maxPeriod float64) error
+//	    guided-diffusion's timestep_embedding (cos first, then sin), as an
+//	    input value, not a node.
+//	NewDropout(p float64, rng *rand.Rand) (*Dropout, error)
+//	(*Dropout).Apply(x *G.Node) (*G.Node, error); SetTraining(bool); Training() bool
+//	    starts in evaluation mode (identity).
+//
+// guided-diffusion's AttentionBlock maps onto these as: h = GroupNorm(x)
+// (32 groups), qkv = Conv2d(h, qkv.weight reshaped O×C×1×1, qkv.bias, 1, 0),
+// a = QKVAttention(qkv, heads, true), out = Conv2d(a, proj_out.weight as
+// O×C×1×1, proj_out.bias, 1, 0), Add(x, out). Its conv1d weights are O×C×1
+// in the state dict: reshape the tensor (not the node) to O×C×1×1.
 //
 // Buffers: an op's output tensor is owned by the op and overwritten in place
 // the next time the graph runs (this is what keeps steady-state allocation

@@ -1,0 +1,169 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// QKVAttention is the attention core of guided-diffusion's AttentionBlock.
+// qkv is N×(3·H·C)×T, or N×(3·H·C)×Hs×Ws with T = Hs·Ws (the output of the
+// 1×1 qkv convolution, no reshape needed); the result is N×(H·C)×T (or
+// N×(H·C)×Hs×Ws): for each head, softmax over keys of qᵀk/√C, times v.
+//
+// legacy selects how the 3·H·C channels are laid out, which decides how a
+// checkpoint's qkv weights map: true is QKVAttentionLegacy (per head, q then
+// k then v: head h owns channels [3hC, 3hC+3C)), the default of
+// guided-diffusion's AttentionBlock (use_new_attention_order=False); false is
+// QKVAttention (all q, then all k, then all v, each split into heads).
+//
+// The attention weights are recomputed in the backward pass rather than
+// stored (T×T per head and image).
+func QKVAttention(qkv *G.Node, heads int, legacy bool) (*G.Node, error) {
+	const op = "nn.QKVAttention"
+	if qkv == nil {
+		return nil, fmt.Errorf("%s: input is nil", op)
+	}
+	s := qkv.Shape()
+	if len(s) != 3 && len(s) != 4 {
+		return nil, fmt.Errorf("%s: %s has shape %v, want N×3HC×T or N×3HC×H×W", op, qkv.Name(), s)
+	}
+	if _, err := dtypeOf(op, qkv); err != nil {
+		return nil, err
+	}
+	if heads < 1 || s[1]%(3*heads) != 0 {
+		return nil, fmt.Errorf("%s: %s has %d channels, want a multiple of 3·heads = %d", op, qkv.Name(), s[1], 3*heads)
+	}
+	o := &attnOp{n: s[0], heads: heads, ch: s[1] / (3 * heads), t: s.TotalSize() / (s[0] * s[1]), legacy: legacy}
+	shape := s.Clone()
+	shape[1] = heads * o.ch
+	o.baseOp = baseOp{name: fmt.Sprintf("QKVAttention(%v heads=%d legacy=%v)", s, heads, legacy), arity: 1, typ: fnType(len(s), len(s)), shape: shape}
+	return G.ApplyOp(o, qkv)
+}
+
+type attnOp struct {
+	baseOp
+	n, heads, ch, t int
+	legacy          bool
+	backward        bool // (qkv, dy) → dqkv
+	out             buffer
+	w, dw           scratch
+}
+
+// offsets returns the channel offsets of head h's q, k and v.
+func (o *attnOp) offsets(h int) (q, k, v int) {
+	if o.legacy {
+		return 3 * h * o.ch, (3*h + 1) * o.ch, (3*h + 2) * o.ch
+	}
+	hc := o.heads * o.ch
+	return h * o.ch, hc + h*o.ch, 2*hc + h*o.ch
+}
+
+func (o *attnOp) Do(vs ...G.Value) (G.Value, error) {
+	ds, dt, err := denseAll(&o.baseOp, vs)
+	if err != nil {
+		return nil, err
+	}
+	y := o.out.get(dt, o.shape)
+	if dt == tensor.Float32 {
+		attnRun[float32](o, ds, data[float32](y))
+	} else {
+		attnRun[float64](o, ds, data[float64](y))
+	}
+	return y, nil
+}
+
+// softmaxRows replaces every row of the r×c matrix m by its softmax.
+func softmaxRows[T float](m []T, r, c int) {
+	for i := 0; i < r; i++ {
+		row := m[i*c : (i+1)*c]
+		mx := row[0]
+		for _, v := range row {
+			if v > mx {
+				mx = v
+			}
+		}
+		var s T
+		for j, v := range row {
+			e := T(math.Exp(float64(v - mx)))
+			row[j] = e
+			s += e
+		}
+		inv := 1 / s
+		for j := range row {
+			row[j] *= inv
+		}
+	}
+}
+
+func attnRun[T float](o *attnOp, ds []*tensor.Dense, y []T) {
+	qkv := data[T](ds[0])
+	T_, ch := o.t, o.ch
+	alpha := T(1 / math.Sqrt(float64(ch)))
+	inC := 3 * o.heads * ch
+	outC := o.heads * ch
+	if o.backward {
+		outC = inC
+	}
+	var dy []T
+	if o.backward {
+		dy = data[T](ds[1])
+	}
+	jobs := o.n * o.heads
+	parallel(jobs, workers(jobs), func(wk, lo, hi int) {
+		w := slice[T](&o.w, wk, T_*T_)
+		var dw []T
+		if o.backward {
+			dw = slice[T](&o.dw, wk, T_*T_)
+		}
+		for job := lo; job < hi; job++ {
+			n, h := job/o.heads, job%o.heads
+			qo, ko, vo := o.offsets(h)
+			base := n * inC * T_
+			q, k, v := qkv[base+qo*T_:], qkv[base+ko*T_:], qkv[base+vo*T_:]
+			// w = softmax(qᵀk/√C): T×T, rows are queries.
+			gemm(true, false, T_, T_, ch, alpha, q, T_, k, T_, 0, w, T_)
+			softmaxRows(w, T_, T_)
+			if !o.backward {
+				a := y[(n*outC+h*ch)*T_:]
+				gemm(false, true, ch, T_, T_, 1, v, T_, w, T_, 0, a, T_)
+				continue
+			}
+			da := dy[(n*o.heads*ch+h*ch)*T_:]
+			obase := n * inC * T_
+			dq, dk, dv := y[obase+qo*T_:], y[obase+ko*T_:], y[obase+vo*T_:]
+			// dv = da·w ; dw = daᵀ·v
+			gemm(false, false, ch, T_, T_, 1, da, T_, w, T_, 0, dv, T_)
+			gemm(true, false, T_, T_, ch, 1, da, T_, v, T_, 0, dw, T_)
+			// softmax backward: dz = w ⊙ (dw − rowsum(dw ⊙ w))
+			for i := 0; i < T_; i++ {
+				wr, dr := w[i*T_:(i+1)*T_], dw[i*T_:(i+1)*T_]
+				var s T
+				for j, p := range wr {
+					s += p * dr[j]
+				}
+				for j, p := range wr {
+					dr[j] = p * (dr[j] - s)
+				}
+			}
+			// dq = α·k·dzᵀ ; dk = α·q·dz
+			gemm(false, true, ch, T_, T_, alpha, k, T_, dw, T_, 0, dq, T_)
+			gemm(false, false, ch, T_, T_, alpha, q, T_, dw, T_, 0, dk, T_)
+		}
+	})
+}
+
+func (o *attnOp) DiffWRT(int) []bool { return []bool{true} }
+
+func (o *attnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	b := &attnOp{n: o.n, heads: o.heads, ch: o.ch, t: o.t, legacy: o.legacy, backward: true}
+	s := inputs[0].Shape()
+	b.baseOp = baseOp{name: "Bwd" + o.name, arity: 2, typ: fnType(len(s), len(s), len(s)), shape: s.Clone()}
+	d, err := G.ApplyOp(b, inputs[0], grad)
+	if err != nil {
+		return nil, fmt.Errorf("nn.QKVAttention backward: %w", err)
+	}
+	return G.Nodes{d}, nil
+}
