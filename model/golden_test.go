@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"math"
 	"path/filepath"
 	"sort"
@@ -166,4 +165,45 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-var _ = fmt.Sprintf
+
+func TestTrainGradsMatchPyTorch(t *testing.T) {
+	for _, name := range goldenNames {
+		t.Run(name, func(t *testing.T) {
+			g := loadGolden(t, name)
+			tg, err := g.u.NewTrainGraph(len(g.t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			loss, err := tg.Step(g.g["x"], g.t, g.g["target"], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := float64(tensors.F32(g.g["loss"])[0])
+			if math.Abs(loss-want) > 1e-5*want {
+				t.Errorf("loss %v, want %v", loss, want)
+			}
+			grads := tg.Grads()
+			checked, worst := 0, 0.0
+			for _, k := range sortedKeys(g.g) {
+				if len(k) < 5 || k[:5] != "grad." {
+					continue
+				}
+				pname := k[5:]
+				got, ok := grads[pname]
+				if !ok {
+					t.Fatalf("no gradient for %s", pname)
+				}
+				e := relErr(tensors.F32(got), tensors.F32(g.g[k]))
+				worst = math.Max(worst, e)
+				if e > 1e-4 {
+					t.Errorf("∂loss/∂%s relative error %.3g, want ≤ 1e-4", pname, e)
+				}
+				checked++
+			}
+			if checked < 10 {
+				t.Fatalf("only %d parameter gradients in the golden", checked)
+			}
+			t.Logf("%d parameter gradients, worst relative error %.3g", checked, worst)
+		})
+	}
+}
