@@ -165,7 +165,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-
 func TestTrainGradsMatchPyTorch(t *testing.T) {
 	for _, name := range goldenNames {
 		t.Run(name, func(t *testing.T) {
