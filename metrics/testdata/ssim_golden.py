@@ -7,7 +7,9 @@ use_sample_covariance=False, data_range=1) does it: each local statistic is
 filtered over the whole image with scipy.ndimage.gaussian_filter's
 conventions (truncate=3.5, mode='reflect', i.e. d c b a | a b c d), the
 border of (win-1)/2 pixels is cropped, the SSIM map averaged, and the
-per-channel means averaged. Only numpy is needed.
+per-channel means averaged. Only numpy is needed; when scikit-image is
+installed (Debian python3-skimage) every value is also checked against its
+structural_similarity and the version is recorded in the JSON.
 
 Run from the repository root:
     /usr/bin/python3 metrics/testdata/ssim_golden.py > metrics/testdata/ssim_golden.json
@@ -93,16 +95,25 @@ def main():
     x = q(smooth(rng, 3, 11, 11))
     y = q(x / 255.0 + rng.normal(0, 0.03, x.shape))
     pairs.append(("rgb_window_size", x, y))
+    try:  # optional cross-check against scikit-image itself
+        from skimage import __version__ as skimage_version
+        from skimage.metrics import structural_similarity
+    except ImportError:
+        skimage_version, structural_similarity = None, None
     out = []
     for name, x, y in pairs:
         xf, yf = x.astype(np.float64) / 255.0, y.astype(np.float64) / 255.0
+        if structural_similarity is not None:
+            ref = structural_similarity(xf, yf, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                        data_range=1, channel_axis=0)
+            assert abs(ref - ssim(xf, yf)) < 1e-12, (name, ref, ssim(xf, yf))
         out.append({
             "name": name, "c": int(x.shape[0]), "h": int(x.shape[1]), "w": int(x.shape[2]),
             "x": x.ravel().tolist(), "y": y.ravel().tolist(),
             "ssim": ssim(xf, yf), "psnr": psnr(xf, yf),
         })
     print(json.dumps({"generator": "metrics/testdata/ssim_golden.py", "numpy": np.__version__,
-                      "pairs": out}, indent=1))
+                      "skimage_checked": skimage_version, "pairs": out}, indent=1))
 
 
 if __name__ == "__main__":
