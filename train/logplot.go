@@ -1,0 +1,187 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// Run folder files besides checkpoints.
+const (
+	// LogFile is the JSONL log inside the run folder.
+	LogFile = "log.jsonl"
+	// LossPlotFile is the PNG plot of the loss curve inside the run folder.
+	LossPlotFile = "loss.png"
+	// SampleDir is the folder of sample grids inside the run folder.
+	SampleDir = "samples"
+)
+
+// Record is one line of the JSONL log. Type is "run" (the first record of
+// every start or resume: seeds and config), "step" (every log_every steps),
+// "checkpoint", "sample" or "stop" (a run that ended early, with the reason).
+type Record struct {
+	Type string `json:"type"`
+	Step int    `json:"step"`
+	// Wall is the time since the start of this process's run, in seconds.
+	Wall float64 `json:"wall_s"`
+
+	// "step" records: the mean loss (and its parts) over the steps since
+	// the previous record, and the last step's learning rate and gradient
+	// norm (before clipping).
+	Loss     float64 `json:"loss,omitempty"`
+	MSE      float64 `json:"mse,omitempty"`
+	VB       float64 `json:"vb,omitempty"`
+	LR       float64 `json:"lr,omitempty"`
+	GradNorm float64 `json:"grad_norm,omitempty"`
+	// StepsPerSec is the throughput over the logged window.
+	StepsPerSec float64 `json:"steps_per_s,omitempty"`
+
+	// "run" records: the run seed and the derivation of every stream.
+	Seed       *int64 `json:"seed,omitempty"`
+	InitSeed   *int64 `json:"init_seed,omitempty"`
+	SeedRule   string `json:"seed_rule,omitempty"`
+	ResumeFrom *int   `json:"resume_from,omitempty"`
+	Config     string `json:"config,omitempty"`
+	Params     int    `json:"params,omitempty"`
+
+	// "checkpoint", "sample" and "stop" records.
+	Path   string `json:"path,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// point is one logged loss value.
+type point struct {
+	step int
+	loss float64
+}
+
+// readLog reads the records of a log file (none if it does not exist).
+func readLog(path string) ([]Record, error) {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("train: read log: %w", err)
+	}
+	var recs []Record
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<26)
+	for line := 1; sc.Scan(); line++ {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			// A line cut by a kill is the only expected damage: stop there.
+			break
+		}
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+// truncateLog rewrites the log keeping only what happened up to step (the
+// records a killed run wrote after its last checkpoint are dropped, since
+// the resumed run redoes those steps), atomically, and returns the losses
+// kept.
+func truncateLog(path string, step int) ([]point, error) {
+	recs, err := readLog(path)
+	if err != nil || recs == nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	var pts []point
+	for _, r := range recs {
+		if r.Type != "run" && r.Step > step {
+			continue
+		}
+		if r.Type == "run" && r.ResumeFrom != nil && *r.ResumeFrom > step {
+			continue
+		}
+		if r.Type == "step" {
+			pts = append(pts, point{r.Step, r.Loss})
+		}
+		b, _ := json.Marshal(r)
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
+	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+		return nil, fmt.Errorf("train: rewrite log: %w", err)
+	}
+	return pts, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// folder that is fsynced and renamed over path.
+func writeFileAtomic(path string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// PlotLoss renders the loss curve (step, loss) as a PNG, on a log scale
+// when every loss is positive.
+func PlotLoss(steps []int, losses []float64, title string) ([]byte, error) {
+	if len(steps) != len(losses) {
+		return nil, fmt.Errorf("train: plot loss: %d steps and %d losses, want as many", len(steps), len(losses))
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "step"
+	p.Y.Label.Text = "loss"
+	xy := make(plotter.XYs, 0, len(steps))
+	positive := true
+	for i := range steps {
+		if math.IsNaN(losses[i]) || math.IsInf(losses[i], 0) {
+			continue
+		}
+		xy = append(xy, plotter.XY{X: float64(steps[i]), Y: losses[i]})
+		positive = positive && losses[i] > 0
+	}
+	if len(xy) > 0 {
+		if positive {
+			p.Y.Scale = plot.LogScale{}
+			p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		}
+		l, err := plotter.NewLine(xy)
+		if err != nil {
+			return nil, fmt.Errorf("train: plot loss: %w", err)
+		}
+		p.Add(l, plotter.NewGrid())
+	}
+	w, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, "png")
+	if err != nil {
+		return nil, fmt.Errorf("train: plot loss: %w", err)
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		return nil, fmt.Errorf("train: plot loss: %w", err)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,217 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/tensors"
+	"gorgonia.org/tensor"
+)
+
+// Predictions lists the network targets an Objective accepts.
+var predictions = []string{"eps", "x0", "v"}
+
+// HybridLambda is λ of improved DDPM's hybrid loss L_simple + λ·L_vlb.
+const HybridLambda = 0.001
+
+// Objective is the training loss of a diffusion model: the mean squared
+// error between the network's prediction and its target (ε, x0 or v), plus,
+// for a network that learns its variance, λ·T times the variational-bound
+// term L_t of each sample in bits per dimension with the gradient stopped
+// at the predicted mean (improved DDPM's hybrid loss; with T = 1000 and
+// λ = 0.001 this is guided-diffusion's mse + vb).
+type Objective struct {
+	// Sched is the noise schedule (unrespaced: index = timestep).
+	Sched *diffusion.Schedule
+	// Prediction is "eps", "x0" or "v".
+	Prediction string
+	// LearnSigma says the network outputs 2C channels: the prediction,
+	// then v ∈ [−1, 1] interpolating log σ² between log β̃_t and log β_t
+	// (guided-diffusion's learned_range).
+	LearnSigma bool
+	// Lambda weighs L_vlb in the hybrid loss (HybridLambda by default).
+	Lambda float64
+}
+
+// Terms are the parts of one batch's loss, each averaged over the batch.
+type Terms struct {
+	// Loss is the total: MSE + VB.
+	Loss float64
+	// MSE is the mean squared error of the prediction (L_simple).
+	MSE float64
+	// VB is λ·T·L_t in bits per dimension (0 without LearnSigma).
+	VB float64
+}
+
+// NewSchedule builds the schedule a diffusion config describes (the cosine
+// schedule ignores beta_start and beta_end).
+func NewSchedule(d config.Diffusion) (*diffusion.Schedule, error) {
+	b0, b1 := d.BetaStart, d.BetaEnd
+	if d.Schedule == diffusion.Cosine {
+		b0, b1 = 0, 0
+	}
+	s, err := diffusion.NewSchedule(d.Schedule, d.Steps, b0, b1)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	return s, nil
+}
+
+// NewObjective returns the objective of prediction ("eps", "x0" or "v")
+// over sched, hybrid with λ = HybridLambda when learnSigma is set.
+func NewObjective(sched *diffusion.Schedule, prediction string, learnSigma bool) (*Objective, error) {
+	if sched == nil {
+		return nil, fmt.Errorf("train: objective needs a schedule, got nil")
+	}
+	ok := false
+	for _, p := range predictions {
+		ok = ok || p == prediction
+	}
+	if !ok {
+		return nil, fmt.Errorf("train: prediction %q, want one of %v", prediction, predictions)
+	}
+	return &Objective{Sched: sched, Prediction: prediction, LearnSigma: learnSigma, Lambda: HybridLambda}, nil
+}
+
+// Target returns what the network should output for x_t = QSample(x0, t,
+// noise): the noise for "eps", x0 for "x0", v = √ᾱ_t·ε − √(1−ᾱ_t)·x0 for "v".
+func (o *Objective) Target(x0, noise *tensor.Dense, t []int) (*tensor.Dense, error) {
+	switch o.Prediction {
+	case "eps":
+		if err := tensors.SameShape("x0", x0, "noise", noise); err != nil {
+			return nil, fmt.Errorf("train: target: %w", err)
+		}
+		return noise, nil
+	case "x0":
+		if err := tensors.SameShape("x0", x0, "noise", noise); err != nil {
+			return nil, fmt.Errorf("train: target: %w", err)
+		}
+		return x0, nil
+	case "v":
+		v, err := o.Sched.VFromEps(x0, t, noise)
+		if err != nil {
+			return nil, fmt.Errorf("train: target: %w", err)
+		}
+		return v, nil
+	}
+	return nil, fmt.Errorf("train: prediction %q, want one of %v", o.Prediction, predictions)
+}
+
+// predX0 converts a prediction (in o.Prediction's parameterisation) into x̂0.
+func (o *Objective) predX0(xt, pred *tensor.Dense, t []int) (*tensor.Dense, error) {
+	switch o.Prediction {
+	case "eps":
+		return o.Sched.X0FromEps(xt, t, pred)
+	case "x0":
+		return pred, nil
+	case "v":
+		return o.Sched.X0FromV(xt, t, pred)
+	}
+	return nil, fmt.Errorf("prediction %q, want one of %v", o.Prediction, predictions)
+}
+
+// Loss returns the loss terms of a batch and the gradient of Terms.Loss
+// with respect to out, the network output for x_t = QSample(x0, t, noise):
+// N×C×H×W, or N×2C×H×W with LearnSigma.
+func (o *Objective) Loss(x0, xt, noise *tensor.Dense, t []int, out *tensor.Dense) (Terms, *tensor.Dense, error) {
+	n, c, h, w, err := tensors.NCHW("x0", x0)
+	if err != nil {
+		return Terms{}, nil, fmt.Errorf("train: loss: %w", err)
+	}
+	if err := tensors.SameShape("x0", x0, "xt", xt); err != nil {
+		return Terms{}, nil, fmt.Errorf("train: loss: %w", err)
+	}
+	wantC := c
+	if o.LearnSigma {
+		wantC = 2 * c
+	}
+	on, oc, oh, ow, err := tensors.NCHW("network output", out)
+	if err != nil {
+		return Terms{}, nil, fmt.Errorf("train: loss: %w", err)
+	}
+	if on != n || oc != wantC || oh != h || ow != w {
+		return Terms{}, nil, fmt.Errorf("train: loss: network output shape %v, want [%d %d %d %d] (learn_sigma %v)",
+			out.Shape(), n, wantC, h, w, o.LearnSigma)
+	}
+	target, err := o.Target(x0, noise, t)
+	if err != nil {
+		return Terms{}, nil, err
+	}
+	d := c * h * w
+	y, tg := tensors.F32(out), tensors.F32(target)
+	dout := tensors.Like(out)
+	g := tensors.F32(dout)
+	var mse float64
+	scale := 2 / float64(n*d)
+	for k := 0; k < n; k++ {
+		for j := 0; j < d; j++ {
+			r := float64(y[k*oc*h*w+j]) - float64(tg[k*d+j])
+			mse += r * r
+			g[k*oc*h*w+j] = float32(scale * r)
+		}
+	}
+	terms := Terms{MSE: mse / float64(n*d)}
+	if o.LearnSigma {
+		vb, err := o.vb(x0, xt, t, out, g)
+		if err != nil {
+			return Terms{}, nil, fmt.Errorf("train: loss: %w", err)
+		}
+		terms.VB = vb
+	}
+	terms.Loss = terms.MSE + terms.VB
+	return terms, dout, nil
+}
+
+// vb returns the batch mean of λ·T·L_t (bits per dimension) for a
+// learned-range output and writes its gradient with respect to the variance
+// channels into g (the gradient of the mean channels is stopped).
+func (o *Objective) vb(x0, xt *tensor.Dense, t []int, out *tensor.Dense, g []float32) (float64, error) {
+	n, c, h, w, _ := tensors.NCHW("x0", x0)
+	d := c * h * w
+	y := tensors.F32(out)
+	pred := tensors.New(n, c, h, w)
+	p := tensors.F32(pred)
+	for k := 0; k < n; k++ {
+		copy(p[k*d:(k+1)*d], y[2*k*d:2*k*d+d])
+	}
+	x0hat, err := o.predX0(xt, pred, t)
+	if err != nil {
+		return 0, err
+	}
+	modelMean, err := o.Sched.PosteriorMean(x0hat, xt, t)
+	if err != nil {
+		return 0, err
+	}
+	trueMean, err := o.Sched.PosteriorMean(x0, xt, t)
+	if err != nil {
+		return 0, err
+	}
+	mm, tm, x := tensors.F32(modelMean), tensors.F32(trueMean), tensors.F32(x0)
+	weight := o.Lambda * float64(o.Sched.Len()) / (float64(d) * math.Ln2)
+	var total float64
+	for k := 0; k < n; k++ {
+		ti := t[k]
+		minLog := o.Sched.PosteriorLogVarianceClipped(ti)
+		maxLog := math.Log(o.Sched.Beta(ti))
+		var sum float64
+		for j := 0; j < d; j++ {
+			v := float64(y[2*k*d+d+j])
+			frac := (v + 1) / 2
+			logVar := frac*maxLog + (1-frac)*minLog
+			var term, dLogVar float64
+			if ti == 0 {
+				lp, dls := DiscretizedGaussianLogLikelihood(float64(x[k*d+j]), float64(mm[k*d+j]), 0.5*logVar)
+				term, dLogVar = -lp, -0.5*dls
+			} else {
+				term = NormalKL(float64(tm[k*d+j]), minLog, float64(mm[k*d+j]), logVar)
+				dLogVar = normalKLDLogVar2(float64(tm[k*d+j]), minLog, float64(mm[k*d+j]), logVar)
+			}
+			sum += term
+			g[2*k*d+d+j] = float32(weight / float64(n) * dLogVar * 0.5 * (maxLog - minLog))
+		}
+		total += weight * sum
+	}
+	return total / float64(n), nil
+}

@@ -1,0 +1,175 @@
+package train
+
+import (
+	"fmt"
+	"math"
+)
+
+// AdamConfig configures Adam and AdamW.
+type AdamConfig struct {
+	// Beta1 and Beta2 are the decay rates of the first and second moment
+	// estimates (0.9 and 0.999 by default).
+	Beta1, Beta2 float64
+	// Eps is added to √v̂ in the denominator (1e-8 by default).
+	Eps float64
+	// WeightDecay is the weight decay coefficient; 0 disables it.
+	WeightDecay float64
+	// Decoupled selects AdamW (Loshchilov & Hutter): θ ← θ(1 − lr·wd) before
+	// the Adam step. Otherwise the decay is an L2 term added to the
+	// gradient, g ← g + wd·θ, as torch.optim.Adam does.
+	Decoupled bool
+}
+
+// DefaultAdam returns β1 = 0.9, β2 = 0.999, ε = 1e-8, no weight decay.
+func DefaultAdam() AdamConfig { return AdamConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8} }
+
+// Adam is the Adam / AdamW optimiser over float32 parameter slices, with
+// bias-corrected moments (torch.optim.Adam and AdamW semantics). The moment
+// estimates are float32 and the arithmetic of each element float64, so that
+// saving and restoring the state (M, V, Step) is exact and a resumed run
+// reproduces an uninterrupted one bit for bit.
+type Adam struct {
+	Config AdamConfig
+	// Step is the number of updates taken so far (t of the bias correction).
+	Step int
+	// M and V are the first and second moment estimates, one slice per
+	// parameter, in the order of the sizes given to NewAdam.
+	M, V [][]float32
+}
+
+// NewAdam returns an optimiser for parameters of the given sizes (numbers
+// of elements), with zero moments.
+func NewAdam(cfg AdamConfig, sizes []int) (*Adam, error) {
+	if !(cfg.Beta1 >= 0 && cfg.Beta1 < 1) || !(cfg.Beta2 >= 0 && cfg.Beta2 < 1) {
+		return nil, fmt.Errorf("train: adam betas (%g, %g), want each in [0, 1)", cfg.Beta1, cfg.Beta2)
+	}
+	if !(cfg.Eps > 0) {
+		return nil, fmt.Errorf("train: adam eps %g, want > 0", cfg.Eps)
+	}
+	if !(cfg.WeightDecay >= 0) {
+		return nil, fmt.Errorf("train: weight decay %g, want >= 0", cfg.WeightDecay)
+	}
+	a := &Adam{Config: cfg, M: make([][]float32, len(sizes)), V: make([][]float32, len(sizes))}
+	for i, n := range sizes {
+		if n < 0 {
+			return nil, fmt.Errorf("train: parameter %d has %d elements, want >= 0", i, n)
+		}
+		a.M[i] = make([]float32, n)
+		a.V[i] = make([]float32, n)
+	}
+	return a, nil
+}
+
+// Update takes one step of learning rate lr: params[i] is updated in place
+// from grads[i] (same lengths as the sizes given to NewAdam).
+func (a *Adam) Update(lr float64, params, grads [][]float32) error {
+	if len(params) != len(a.M) || len(grads) != len(a.M) {
+		return fmt.Errorf("train: adam update with %d parameters and %d gradients, want %d of each", len(params), len(grads), len(a.M))
+	}
+	for i := range params {
+		if len(params[i]) != len(a.M[i]) || len(grads[i]) != len(a.M[i]) {
+			return fmt.Errorf("train: adam update: parameter %d has %d values and gradient %d, want %d",
+				i, len(params[i]), len(grads[i]), len(a.M[i]))
+		}
+	}
+	a.Step++
+	c := a.Config
+	bc1 := 1 - math.Pow(c.Beta1, float64(a.Step))
+	bc2 := 1 - math.Pow(c.Beta2, float64(a.Step))
+	decay := 1.0
+	if c.Decoupled {
+		decay = 1 - lr*c.WeightDecay
+	}
+	for i, p := range params {
+		g, m, v := grads[i], a.M[i], a.V[i]
+		for j := range p {
+			th := float64(p[j])
+			gj := float64(g[j])
+			if c.WeightDecay != 0 && !c.Decoupled {
+				gj += c.WeightDecay * th
+			}
+			mj := float32(c.Beta1*float64(m[j]) + (1-c.Beta1)*gj)
+			vj := float32(c.Beta2*float64(v[j]) + (1-c.Beta2)*gj*gj)
+			m[j], v[j] = mj, vj
+			mh := float64(mj) / bc1
+			vh := float64(vj) / bc2
+			p[j] = float32(th*decay - lr*mh/(math.Sqrt(vh)+c.Eps))
+		}
+	}
+	return nil
+}
+
+// WarmupLR returns the learning rate of step k (0-based): peak·(k+1)/warmup
+// during the first warmup steps, then peak.
+func WarmupLR(peak float64, warmup, k int) float64 {
+	if warmup > 0 && k < warmup {
+		return peak * float64(k+1) / float64(warmup)
+	}
+	return peak
+}
+
+// GlobalNorm returns the L2 norm of all gradients together, ‖(g_1, …, g_n)‖,
+// accumulated in float64 in a fixed order.
+func GlobalNorm(grads [][]float32) float64 {
+	var s float64
+	for _, g := range grads {
+		for _, x := range g {
+			s += float64(x) * float64(x)
+		}
+	}
+	return math.Sqrt(s)
+}
+
+// ClipGlobalNorm scales all gradients by maxNorm/(norm + 1e-6) when their
+// global norm exceeds maxNorm (torch.nn.utils.clip_grad_norm_), and returns
+// the norm before clipping. maxNorm ≤ 0 disables clipping.
+func ClipGlobalNorm(grads [][]float32, maxNorm float64) float64 {
+	norm := GlobalNorm(grads)
+	if maxNorm > 0 && norm > maxNorm {
+		s := maxNorm / (norm + 1e-6)
+		for _, g := range grads {
+			for j := range g {
+				g[j] = float32(float64(g[j]) * s)
+			}
+		}
+	}
+	return norm
+}
+
+// EMA keeps the exponential moving average of parameters:
+// ema ← decay·ema + (1 − decay)·θ after every optimiser step.
+type EMA struct {
+	// Decay is the weight of the old average.
+	Decay float64
+	// Values holds the averaged parameters, one slice per parameter.
+	Values [][]float32
+}
+
+// NewEMA starts an average at a copy of params.
+func NewEMA(decay float64, params [][]float32) (*EMA, error) {
+	if !(decay >= 0 && decay < 1) {
+		return nil, fmt.Errorf("train: EMA decay %g, want in [0, 1)", decay)
+	}
+	e := &EMA{Decay: decay, Values: make([][]float32, len(params))}
+	for i, p := range params {
+		e.Values[i] = append([]float32(nil), p...)
+	}
+	return e, nil
+}
+
+// Update folds params into the average.
+func (e *EMA) Update(params [][]float32) error {
+	if len(params) != len(e.Values) {
+		return fmt.Errorf("train: EMA update with %d parameters, want %d", len(params), len(e.Values))
+	}
+	for i, p := range params {
+		v := e.Values[i]
+		if len(p) != len(v) {
+			return fmt.Errorf("train: EMA update: parameter %d has %d values, want %d", i, len(p), len(v))
+		}
+		for j := range p {
+			v[j] = float32(e.Decay*float64(v[j]) + (1-e.Decay)*float64(p[j]))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,543 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/progress"
+	"github.com/diffinv/diffinv/tensors"
+	"gorgonia.org/tensor"
+)
+
+// ErrNonFinite is wrapped by the error Run returns when a step's loss or
+// gradient norm is NaN or infinite.
+var ErrNonFinite = errors.New("non-finite loss or gradient")
+
+// errHalted ends a run as if the process had been killed (tests only).
+var errHalted = errors.New("halted")
+
+// SeedRule documents in the log how every random stream derives from the
+// run seed.
+const SeedRule = "step k: rand.NewSource(StepSeed(seed,k)) draws t (Intn(T) per image), noise (NormFloat64, NCHW order), dropout seed (Int63); " +
+	"epoch e: rand.NewSource(EpochSeed(seed,e)).Perm(N); init: rand.NewSource(InitSeed(seed))"
+
+// RunOptions are the parts of a training run that are not configuration.
+type RunOptions struct {
+	// NewModel builds the network described by cfg (cfg.Model; the batch
+	// size is cfg.Train.BatchSize) with its parameters initialised from
+	// rng, which Run seeds with InitSeed(cfg.Train.Seed). Required.
+	NewModel func(cfg *config.Config, rng *rand.Rand) (Trainable, error)
+	// Dataset, when non-nil, is trained on instead of loading cfg.Data.
+	Dataset *data.Dataset
+	// Resume continues from the latest checkpoint in cfg.Train.Out (a
+	// fresh start when there is none). Without Resume, a run folder that
+	// already holds checkpoints is an error.
+	Resume bool
+	// Sample, when non-nil, is called every cfg.Train.SampleEvery steps
+	// and at the end with the EMA weights (shared with the run: read, do
+	// not keep or modify) and returns a batch of samples (N×C×H×W in
+	// [−1, 1]) that Run writes as a PNG grid to samples/step-NNNNNNNN.png.
+	Sample func(step int, ema map[string]*tensor.Dense) (*tensor.Dense, error)
+	// Progress receives the progress bar; nil means standard error.
+	Progress io.Writer
+
+	// haltAfter, when > 0, ends the run right after this many steps
+	// without a final checkpoint, as a kill would (tests).
+	haltAfter int
+}
+
+// run is the state of one training run.
+type run struct {
+	cfg    *config.Config
+	opts   RunOptions
+	out    string
+	ds     *data.Dataset
+	obj    *Objective
+	model  Trainable
+	names  []string
+	shapes [][]int
+	params [][]float32
+	grads  [][]float32
+	adam   *Adam
+	ema    *EMA
+	batch  epochCache
+	step   int // optimiser steps taken
+	losses []point
+	log    *os.File
+	start  time.Time
+	last   string // path of the last checkpoint written or loaded
+}
+
+// Run trains the model that opts.NewModel builds on the data of cfg, as
+// cfg.Train says, writing into cfg.Train.Out:
+//
+//	checkpoints/step-NNNNNNNN.safetensors  every checkpoint_every steps and at the end, the last keep_checkpoints kept
+//	model.safetensors                      the EMA weights and config (see SaveModel), with every checkpoint
+//	log.jsonl                              a "run" record (seeds, config), then loss, lr, grad norm, wall time
+//	loss.png                               the loss curve, with every checkpoint and sample grid
+//	samples/step-NNNNNNNN.png              EMA sample grids (opts.Sample, every sample_every steps)
+//
+// A bad config, a missing dataset, a dataset that does not match the model,
+// or an output folder that cannot be written are reported before any step
+// runs. A NaN or infinite loss or gradient stops the run with an error
+// wrapping ErrNonFinite that names the step; the weights are not updated
+// and the last checkpoint stays intact. Cancelling ctx writes a checkpoint
+// of the steps done and returns ctx's error.
+//
+// The same config and seed give the same bits, and a run resumed from a
+// checkpoint continues exactly as the uninterrupted run would have.
+func Run(ctx context.Context, cfg *config.Config, opts RunOptions) (err error) {
+	r, err := setup(cfg, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := r.log.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("train: close log: %w", cerr)
+		}
+	}()
+	return r.loop(ctx)
+}
+
+// setup does every check and load that can fail before the first step.
+func setup(cfg *config.Config, opts RunOptions) (*run, error) {
+	if cfg == nil {
+		return nil, errors.New("train: nil config")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("train: bad config: %w", err)
+	}
+	if cfg.Model.LearnSigma && cfg.Diffusion.Variance != "learned_range" {
+		return nil, fmt.Errorf("train: bad config: model.learn_sigma is true with diffusion.variance %q, want \"learned_range\" (the hybrid loss trains that parameterisation)", cfg.Diffusion.Variance)
+	}
+	if opts.NewModel == nil {
+		return nil, errors.New("train: RunOptions.NewModel is nil, want a constructor of the network")
+	}
+	r := &run{cfg: cfg, opts: opts, out: cfg.Train.Out}
+
+	// The output folder: created, writable, and not someone else's run.
+	if err := checkWritable(r.out); err != nil {
+		return nil, err
+	}
+	steps, err := ListCheckpoints(r.out)
+	if err != nil {
+		return nil, err
+	}
+	if len(steps) > 0 && !opts.Resume {
+		return nil, fmt.Errorf("train: output folder %s already holds checkpoints (latest step %d): pass --resume to continue that run, or choose another train.out", r.out, steps[len(steps)-1])
+	}
+
+	// Data.
+	r.ds = opts.Dataset
+	if r.ds == nil {
+		dc := data.Config{Kind: cfg.Data.Dataset, Dir: cfg.Data.Dir, Split: cfg.Data.Split,
+			Size: cfg.Model.ImageSize, Crop: cfg.Data.Crop, Limit: cfg.Data.Limit}
+		if st, err := os.Stat(dc.Dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("train: dataset folder data.dir = %q does not exist or is not a folder, want the folder holding the %s data", dc.Dir, dc.Kind)
+		}
+		if r.ds, err = data.Load(dc); err != nil {
+			return nil, fmt.Errorf("train: dataset (data.dataset %s, data.dir %s): %w", dc.Kind, dc.Dir, err)
+		}
+	}
+	c, h, w := r.ds.Dims()
+	m := cfg.Model
+	if c != m.InChannels || h != m.ImageSize || w != m.ImageSize {
+		return nil, fmt.Errorf("train: dataset images are %d×%d×%d, want model.in_channels×image_size×image_size = %d×%d×%d",
+			c, h, w, m.InChannels, m.ImageSize, m.ImageSize)
+	}
+	if r.ds.Len() < cfg.Train.BatchSize {
+		return nil, fmt.Errorf("train: dataset has %d images, want at least train.batch_size = %d", r.ds.Len(), cfg.Train.BatchSize)
+	}
+	r.batch = epochCache{seed: cfg.Train.Seed, n: r.ds.Len(), size: cfg.Train.BatchSize}
+
+	sched, err := NewSchedule(cfg.Diffusion)
+	if err != nil {
+		return nil, err
+	}
+	if r.obj, err = NewObjective(sched, cfg.Diffusion.Prediction, m.LearnSigma); err != nil {
+		return nil, err
+	}
+
+	// Model, optimiser, EMA.
+	if r.model, err = opts.NewModel(cfg, rand.New(rand.NewSource(InitSeed(cfg.Train.Seed)))); err != nil {
+		return nil, fmt.Errorf("train: build model: %w", err)
+	}
+	if err := r.bindParams(); err != nil {
+		return nil, err
+	}
+	ac := DefaultAdam()
+	ac.WeightDecay = cfg.Train.WeightDecay
+	ac.Decoupled = cfg.Train.Optimizer == "adamw"
+	sizes := make([]int, len(r.params))
+	for i, p := range r.params {
+		sizes[i] = len(p)
+	}
+	if r.adam, err = NewAdam(ac, sizes); err != nil {
+		return nil, err
+	}
+	if r.ema, err = NewEMA(cfg.Train.EMADecay, r.params); err != nil {
+		return nil, err
+	}
+	if opts.Resume && len(steps) > 0 {
+		if err := r.restore(CheckpointPath(r.out, steps[len(steps)-1])); err != nil {
+			return nil, err
+		}
+	}
+
+	// Log: drop what a killed run wrote after its last checkpoint.
+	logPath := filepath.Join(r.out, LogFile)
+	if r.losses, err = truncateLog(logPath, r.step); err != nil {
+		return nil, err
+	}
+	if r.log, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		return nil, fmt.Errorf("train: open log: %w", err)
+	}
+	y, err := cfg.YAML()
+	if err != nil {
+		r.log.Close()
+		return nil, fmt.Errorf("train: config YAML: %w", err)
+	}
+	seed, init, from := cfg.Train.Seed, InitSeed(cfg.Train.Seed), r.step
+	nparams := 0
+	for _, p := range r.params {
+		nparams += len(p)
+	}
+	r.start = time.Now()
+	if err := r.record(Record{Type: "run", Step: r.step, Seed: &seed, InitSeed: &init, SeedRule: SeedRule,
+		ResumeFrom: &from, Config: string(y), Params: nparams}); err != nil {
+		r.log.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// checkWritable creates dir (and its checkpoint folder) and proves it can
+// hold a file.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(filepath.Join(dir, CheckpointDir), 0o755); err != nil {
+		return fmt.Errorf("train: output folder train.out = %q cannot be created: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".write-test-*")
+	if err != nil {
+		return fmt.Errorf("train: output folder train.out = %q is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("train: output folder train.out = %q: %w", dir, err)
+	}
+	return nil
+}
+
+// bindParams records the model's parameter names, shapes and live slices.
+func (r *run) bindParams() error {
+	r.names = r.model.ParamNames()
+	if len(r.names) == 0 {
+		return errors.New("train: the model has no parameters")
+	}
+	seen := map[string]bool{}
+	for _, n := range r.names {
+		if seen[n] {
+			return fmt.Errorf("train: the model lists parameter %q twice", n)
+		}
+		seen[n] = true
+		p := r.model.Param(n)
+		if p == nil || p.Dtype() != tensor.Float32 {
+			return fmt.Errorf("train: model parameter %q is nil or not float32", n)
+		}
+		r.shapes = append(r.shapes, append([]int(nil), p.Shape()...))
+		r.params = append(r.params, tensors.F32(p))
+	}
+	r.grads = make([][]float32, len(r.names))
+	return nil
+}
+
+// restore loads a checkpoint into the model, optimiser and EMA.
+func (r *run) restore(path string) error {
+	c, err := LoadCheckpoint(path)
+	if err != nil {
+		return fmt.Errorf("train: resume: %w", err)
+	}
+	if err := compatible(r.cfg, c.Config); err != nil {
+		return fmt.Errorf("train: resume from %s: %w", path, err)
+	}
+	if !reflect.DeepEqual(c.Names, r.names) {
+		return fmt.Errorf("train: resume from %s: checkpoint parameters %d names differ from the model's %d", path, len(c.Names), len(r.names))
+	}
+	for i, n := range r.names {
+		for _, part := range []struct {
+			what string
+			src  *tensor.Dense
+			dst  []float32
+		}{{"weights", c.Params[n], r.params[i]}, {"EMA", c.EMA[n], r.ema.Values[i]},
+			{"Adam m", c.AdamM[n], r.adam.M[i]}, {"Adam v", c.AdamV[n], r.adam.V[i]}} {
+			if !reflect.DeepEqual(part.src.Shape(), tensor.Shape(r.shapes[i])) {
+				return fmt.Errorf("train: resume from %s: %s of %q have shape %v, want %v", path, part.what, n, part.src.Shape(), r.shapes[i])
+			}
+			copy(part.dst, tensors.F32(part.src))
+		}
+	}
+	r.adam.Step = c.AdamStep
+	r.step = c.Step
+	r.last = path
+	return nil
+}
+
+// compatible says whether a run of cfg may continue a checkpoint of old:
+// the network, the diffusion, the seed, the batch size and the data must
+// not change (the training length and intervals may).
+func compatible(cfg, old *config.Config) error {
+	var diffs []string
+	if !reflect.DeepEqual(cfg.Model, old.Model) {
+		diffs = append(diffs, "model")
+	}
+	if cfg.Diffusion != old.Diffusion {
+		diffs = append(diffs, "diffusion")
+	}
+	if cfg.Data != old.Data {
+		diffs = append(diffs, "data")
+	}
+	if cfg.Train.Seed != old.Train.Seed {
+		diffs = append(diffs, fmt.Sprintf("train.seed (%d, checkpoint %d)", cfg.Train.Seed, old.Train.Seed))
+	}
+	if cfg.Train.BatchSize != old.Train.BatchSize {
+		diffs = append(diffs, fmt.Sprintf("train.batch_size (%d, checkpoint %d)", cfg.Train.BatchSize, old.Train.BatchSize))
+	}
+	if cfg.Train.Optimizer != old.Train.Optimizer {
+		diffs = append(diffs, fmt.Sprintf("train.optimizer (%s, checkpoint %s)", cfg.Train.Optimizer, old.Train.Optimizer))
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("config differs from the checkpoint's in %v; want the same to resume", diffs)
+	}
+	return nil
+}
+
+// record appends one record to the log.
+func (r *run) record(rec Record) error {
+	rec.Wall = time.Since(r.start).Seconds()
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("train: log record: %w", err)
+	}
+	if _, err := r.log.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("train: write log: %w", err)
+	}
+	return nil
+}
+
+// loop runs the steps from r.step to cfg.Train.Steps.
+func (r *run) loop(ctx context.Context) error {
+	tc := r.cfg.Train
+	bar := progress.New(r.opts.Progress, fmt.Sprintf("train %d→%d", r.step, tc.Steps), tc.Steps-r.step, progress.WithUnit("step"))
+	defer bar.Finish()
+	var win struct {
+		n             int
+		loss, mse, vb float64
+		t             time.Time
+	}
+	win.t = time.Now()
+	startStep := r.step
+	for r.step < tc.Steps {
+		if err := ctx.Err(); err != nil {
+			if r.step > startStep {
+				if cerr := r.checkpoint(); cerr != nil {
+					return errors.Join(fmt.Errorf("train: stopped at step %d: %w", r.step, err), cerr)
+				}
+			}
+			return fmt.Errorf("train: stopped at step %d (checkpoint %s): %w", r.step, r.last, err)
+		}
+		k := r.step
+		terms, norm, lr, err := r.trainStep(k)
+		if err != nil {
+			if errors.Is(err, ErrNonFinite) {
+				_ = r.record(Record{Type: "stop", Step: k, Reason: err.Error()})
+				last := r.last
+				if last == "" {
+					last = "none (no checkpoint was written yet)"
+				}
+				return fmt.Errorf("train: step %d of %d: %w; stopped without updating the weights, last good checkpoint: %s", k+1, tc.Steps, err, last)
+			}
+			return fmt.Errorf("train: step %d: %w", k+1, err)
+		}
+		r.step++
+		s := r.step
+		win.n++
+		win.loss += terms.Loss
+		win.mse += terms.MSE
+		win.vb += terms.VB
+		bar.Status("loss %.4f", terms.Loss)
+		bar.Set(s - startStep)
+
+		if s%tc.LogEvery == 0 || s == tc.Steps {
+			now := time.Now()
+			rec := Record{Type: "step", Step: s, Loss: win.loss / float64(win.n), MSE: win.mse / float64(win.n),
+				VB: win.vb / float64(win.n), LR: lr, GradNorm: norm, StepsPerSec: float64(win.n) / now.Sub(win.t).Seconds()}
+			if err := r.record(rec); err != nil {
+				return err
+			}
+			r.losses = append(r.losses, point{s, rec.Loss})
+			win.n, win.loss, win.mse, win.vb, win.t = 0, 0, 0, 0, now
+		}
+		if r.opts.haltAfter > 0 && s == r.opts.haltAfter {
+			return errHalted
+		}
+		if s%tc.CheckpointEvery == 0 || s == tc.Steps {
+			if err := r.checkpoint(); err != nil {
+				return err
+			}
+		}
+		if r.opts.Sample != nil && tc.SampleEvery > 0 && (s%tc.SampleEvery == 0 || s == tc.Steps) {
+			if err := r.sample(); err != nil {
+				return err
+			}
+		}
+	}
+	if r.last != CheckpointPath(r.out, r.step) {
+		// Resumed at or past the end: make sure the final state is on disk.
+		if err := r.checkpoint(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trainStep runs step k (0-based): batch, forward, backward, checks, clip,
+// Adam, EMA. It returns the loss terms, the gradient norm before clipping
+// and the learning rate used.
+func (r *run) trainStep(k int) (Terms, float64, float64, error) {
+	tc := r.cfg.Train
+	x0, err := r.ds.Batch(r.batch.BatchIndices(k))
+	if err != nil {
+		return Terms{}, 0, 0, err
+	}
+	rng := StepRand(tc.Seed, k)
+	n := tc.BatchSize
+	t := make([]int, n)
+	for i := range t {
+		t[i] = rng.Intn(r.obj.Sched.Len())
+	}
+	noise := tensors.Randn(rng, x0.Shape()...)
+	dropoutSeed := rng.Int63()
+	xt, err := r.obj.Sched.QSample(x0, t, noise)
+	if err != nil {
+		return Terms{}, 0, 0, err
+	}
+	var terms Terms
+	loss, err := r.model.LossGrad(xt, t, dropoutSeed, func(out *tensor.Dense) (float64, *tensor.Dense, error) {
+		var dout *tensor.Dense
+		var err error
+		terms, dout, err = r.obj.Loss(x0, xt, noise, t, out)
+		return terms.Loss, dout, err
+	})
+	if err != nil {
+		return Terms{}, 0, 0, err
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return Terms{}, 0, 0, fmt.Errorf("loss is %v: %w", loss, ErrNonFinite)
+	}
+	for i, name := range r.names {
+		g := r.model.Grad(name)
+		if g == nil || g.Dtype() != tensor.Float32 || g.Shape().TotalSize() != len(r.params[i]) {
+			return Terms{}, 0, 0, fmt.Errorf("gradient of %q is missing or not a float32 tensor of shape %v", name, r.shapes[i])
+		}
+		r.grads[i] = tensors.F32(g)
+	}
+	norm := GlobalNorm(r.grads)
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return Terms{}, 0, 0, fmt.Errorf("gradient norm is %v (loss %g): %w", norm, loss, ErrNonFinite)
+	}
+	ClipGlobalNorm(r.grads, tc.GradClip)
+	lr := WarmupLR(tc.LR, tc.WarmupSteps, k)
+	if err := r.adam.Update(lr, r.params, r.grads); err != nil {
+		return Terms{}, 0, 0, err
+	}
+	if err := r.ema.Update(r.params); err != nil {
+		return Terms{}, 0, 0, err
+	}
+	terms.Loss = loss
+	return terms, norm, lr, nil
+}
+
+// state wraps the live state as a Checkpoint (sharing memory).
+func (r *run) state() *Checkpoint {
+	return &Checkpoint{
+		Step: r.step, Config: r.cfg, Names: r.names, AdamStep: r.adam.Step,
+		Params: tensorsOf(r.names, r.shapes, r.params),
+		EMA:    tensorsOf(r.names, r.shapes, r.ema.Values),
+		AdamM:  tensorsOf(r.names, r.shapes, r.adam.M),
+		AdamV:  tensorsOf(r.names, r.shapes, r.adam.V),
+	}
+}
+
+// checkpoint writes the checkpoint of the current step, the model file and
+// the loss plot, and prunes old checkpoints.
+func (r *run) checkpoint() error {
+	c := r.state()
+	path := CheckpointPath(r.out, r.step)
+	if err := SaveCheckpoint(path, c); err != nil {
+		return err
+	}
+	r.last = path
+	if err := SaveModel(filepath.Join(r.out, ModelFile), c); err != nil {
+		return err
+	}
+	if err := pruneCheckpoints(r.out, r.cfg.Train.KeepCheckpoints); err != nil {
+		return err
+	}
+	if err := r.record(Record{Type: "checkpoint", Step: r.step, Path: path}); err != nil {
+		return err
+	}
+	return r.plot()
+}
+
+// plot rewrites the loss plot.
+func (r *run) plot() error {
+	steps := make([]int, len(r.losses))
+	losses := make([]float64, len(r.losses))
+	for i, p := range r.losses {
+		steps[i], losses[i] = p.step, p.loss
+	}
+	png, err := PlotLoss(steps, losses, fmt.Sprintf("training loss (%s, %s)", r.cfg.Diffusion.Prediction, r.cfg.Train.Optimizer))
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(r.out, LossPlotFile), png); err != nil {
+		return fmt.Errorf("train: write loss plot: %w", err)
+	}
+	return nil
+}
+
+// sample asks the caller for EMA samples and writes them as a grid.
+func (r *run) sample() error {
+	x, err := r.opts.Sample(r.step, tensorsOf(r.names, r.shapes, r.ema.Values))
+	if err != nil {
+		return fmt.Errorf("train: sample at step %d: %w", r.step, err)
+	}
+	n, _, _, _, err := tensors.NCHW("samples", x)
+	if err != nil {
+		return fmt.Errorf("train: sample at step %d: %w", r.step, err)
+	}
+	if err := os.MkdirAll(filepath.Join(r.out, SampleDir), 0o755); err != nil {
+		return fmt.Errorf("train: sample folder: %w", err)
+	}
+	perRow := int(math.Ceil(math.Sqrt(float64(n))))
+	path := filepath.Join(r.out, SampleDir, fmt.Sprintf("step-%08d.png", r.step))
+	if err := data.SaveGrid(path, x, perRow, 2); err != nil {
+		return fmt.Errorf("train: sample grid: %w", err)
+	}
+	if err := r.record(Record{Type: "sample", Step: r.step, Path: path}); err != nil {
+		return err
+	}
+	return r.plot()
+}
