@@ -32,7 +32,7 @@ func (u *UNet) evalFor(n int) (*evalGraph, error) {
 	if g, ok := u.evals[n]; ok {
 		return g, nil
 	}
-	nt, err := u.build(n, false)
+	nt, err := u.build(n, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +45,7 @@ func (u *UNet) vjpFor(n int) (*vjpGraph, error) {
 	if g, ok := u.vjps[n]; ok {
 		return g, nil
 	}
-	nt, err := u.build(n, false)
+	nt, err := u.build(n, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,9 @@ func (u *UNet) Forward(xt *tensor.Dense, t []int) (*tensor.Dense, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.net.setInputs(xt, t, u.a.cfg.NumChannels)
+	if err := g.net.setInputs(xt, t); err != nil {
+		return nil, fmt.Errorf("model.Forward: %w", err)
+	}
 	if err := run(g.vm); err != nil {
 		return nil, err
 	}
@@ -181,7 +183,9 @@ func (u *UNet) EpsVJP(xt *tensor.Dense, t []int, v *tensor.Dense) (eps, vjp *ten
 	if err != nil {
 		return nil, nil, err
 	}
-	g.net.setInputs(xt, t, u.a.cfg.NumChannels)
+	if err := g.net.setInputs(xt, t); err != nil {
+		return nil, nil, fmt.Errorf("model.EpsVJP: %w", err)
+	}
 	// The cotangent is v on the ε channels and zero on the variance ones.
 	c, k := u.a.cfg.InChannels, u.a.outCh
 	hw := u.a.cfg.ImageSize * u.a.cfg.ImageSize

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"math/rand"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -169,11 +170,12 @@ func TestTrainGradsMatchPyTorch(t *testing.T) {
 	for _, name := range goldenNames {
 		t.Run(name, func(t *testing.T) {
 			g := loadGolden(t, name)
-			tg, err := g.u.NewTrainGraph(len(g.t))
+			tg, err := g.u.NewTrainGraph(len(g.t), rand.New(rand.NewSource(1)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			loss, err := tg.Step(g.g["x"], g.t, g.g["target"], nil)
+			tg.SetTraining(false) // the goldens are in eval mode
+			loss, err := tg.Step(g.g["x"], g.t, g.g["target"])
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -30,16 +30,15 @@ type net struct {
 	embv   *tensor.Dense // value bound to emb
 	out    *G.Node       // N×outCh×H×W network output
 	params []boundParam
-	// masks are the dropout mask inputs (training graphs with dropout > 0),
-	// refilled from an rng before each step.
-	masks []*tensor.Dense
+	// drop controls every dropout node (training graphs with dropout > 0).
+	drop *dropout
+	ts   []float64 // timestep scratch for the embedding
 }
 
 // builder assembles a net.
 type builder struct {
-	u       *UNet
-	n       *net
-	dropout bool
+	u *UNet
+	n *net
 }
 
 // param returns a node bound to elements [off, off+prod(shape)) of
@@ -144,16 +143,12 @@ func (b *builder) linearRows(name string, x *G.Node, in, r0, r1 int) (*G.Node, e
 	return y, nil
 }
 
-// dropoutMask multiplies x by a fresh mask input (training graphs only).
-func (b *builder) dropoutMask(x *G.Node) (*G.Node, error) {
-	if !b.dropout {
+// dropout applies the graph's dropout (training graphs only).
+func (b *builder) dropout(x *G.Node) (*G.Node, error) {
+	if b.n.drop == nil {
 		return x, nil
 	}
-	shape := []int(x.Shape().Clone())
-	mv := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
-	m := G.NewTensor(b.n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(fmt.Sprintf("dropout_mask_%d", len(b.n.masks))), G.WithValue(mv))
-	b.n.masks = append(b.n.masks, mv)
-	return dropoutMul(x, m)
+	return b.n.drop.apply(b.n.g, x)
 }
 
 // resBlock applies ResBlock l to x with the SiLU'd embedding semb (N×E).
@@ -209,7 +204,7 @@ func (b *builder) resBlock(l resBlock, x, semb *G.Node) (*G.Node, error) {
 			return nil, err
 		}
 	}
-	if h, err = b.dropoutMask(h); err != nil {
+	if h, err = b.dropout(h); err != nil {
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
 	if h, err = b.conv(l.outConv(), h); err != nil {
@@ -279,17 +274,17 @@ func (b *builder) layer(l layer, x, semb *G.Node) (*G.Node, error) {
 	return nil, fmt.Errorf("model: internal error: unknown layer %T", l)
 }
 
-// build builds the UNet graph for batch size n; with dropout, ResBlocks
-// multiply by mask inputs that the caller fills.
-func (u *UNet) build(n int, dropout bool) (*net, error) {
+// build builds the UNet graph for batch size n; a non-nil drop (training
+// graphs) applies dropout before each ResBlock's last convolution.
+func (u *UNet) build(n int, drop *dropout) (*net, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("model: batch size %d, want ≥ 1", n)
 	}
 	a := u.a
 	cfg := a.cfg
 	s := cfg.ImageSize
-	nt := &net{g: G.NewGraph(), batch: n}
-	b := &builder{u: u, n: nt, dropout: dropout && cfg.Dropout > 0}
+	nt := &net{g: G.NewGraph(), batch: n, drop: drop, ts: make([]float64, n)}
+	b := &builder{u: u, n: nt}
 	nt.xv = tensor.New(tensor.WithShape(n, cfg.InChannels, s, s), tensor.Of(tensor.Float32))
 	nt.embv = tensor.New(tensor.WithShape(n, cfg.NumChannels), tensor.Of(tensor.Float32))
 	nt.x = G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(n, cfg.InChannels, s, s), G.WithName("x"), G.WithValue(nt.xv))
@@ -349,9 +344,15 @@ func (u *UNet) build(n int, dropout bool) (*net, error) {
 	return nt, nil
 }
 
-// setInputs copies x into the bound input and writes the timestep
-// embedding of t.
-func (nt *net) setInputs(x *tensor.Dense, t []int, mc int) {
+// maxPeriod is the timestep embedding's longest period (guided-diffusion's).
+const maxPeriod = 10000
+
+// setInputs copies x into the bound input and writes guided-diffusion's
+// sinusoidal timestep embedding of t (computed in float32 like PyTorch).
+func (nt *net) setInputs(x *tensor.Dense, t []int) error {
 	copy(nt.xv.Data().([]float32), x.Data().([]float32))
-	TimestepEmbedding(t, mc, nt.embv.Data().([]float32))
+	for i, v := range t {
+		nt.ts[i] = float64(v)
+	}
+	return nn.TimestepEmbeddingInto(nt.embv, nt.ts, maxPeriod)
 }

@@ -2,7 +2,7 @@ package model
 
 import (
 	"fmt"
-	"math"
+	"math/rand"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -10,78 +10,65 @@ import (
 	"github.com/diffinv/diffinv/nn"
 )
 
-// This file adapts the ops the UNet graph uses. Most come from nn; the ones
-// marked TEMPORARY are stock Gorgonia compositions, gradient-checked through
-// the model tests, to be replaced by nn ops when they land.
+// This file names the nn ops the UNet graph uses, in one place.
 
 func upsample2(x *G.Node) (*G.Node, error) { return nn.Upsample2x(x) }
 func avgPool2(x *G.Node) (*G.Node, error)  { return nn.AvgPool2x(x) }
 func concat(a, b *G.Node) (*G.Node, error) { return nn.Concat(a, b) }
 
 // linear returns x·wᵀ + b for x N×In, w Out×In (PyTorch layout), b Out.
+func linear(x, w, b *G.Node) (*G.Node, error) { return nn.Linear(x, w, b) }
+
+// qkvAttention is guided-diffusion's QKVAttentionLegacy on qkv N×3C×H×W
+// (heads split first, then q, k, v): returns N×C×H×W.
+func qkvAttention(qkv *G.Node, heads int) (*G.Node, error) { return nn.QKVAttention(qkv, heads, true) }
+
+// dropout is inverted dropout (PyTorch's nn.Dropout) as a multiplication by
+// mask inputs that hold 0 or 1/(1−p), redrawn from rng before every run
+// while training and all ones otherwise.
 //
-// TEMPORARY: stock Gorgonia Mul/Transpose/BroadcastAdd until nn has a Linear.
-func linear(x, w, b *G.Node) (*G.Node, error) {
-	wt, err := G.Transpose(w)
-	if err != nil {
-		return nil, err
-	}
-	y, err := G.Mul(x, wt)
-	if err != nil {
-		return nil, err
-	}
-	return G.BroadcastAdd(y, b, nil, []byte{0})
+// TEMPORARY: nn.Dropout's backward panics in G.Grad (its SymDiff reuses the
+// forward op's hm function type, which gorgonia returns to hm's pool after
+// type inference); switch to nn.Dropout when that is fixed.
+type dropout struct {
+	p        float64
+	rng      *rand.Rand
+	training bool
+	masks    []*tensor.Dense
 }
 
-// dropoutMul returns x ⊙ mask (mask holds 0 or 1/(1−p)).
-//
-// TEMPORARY: stock HadamardProd until nn has a seeded Dropout.
-func dropoutMul(x, mask *G.Node) (*G.Node, error) { return G.HadamardProd(x, mask) }
+func newDropout(p float64, rng *rand.Rand) (*dropout, error) {
+	if !(p >= 0 && p < 1) {
+		return nil, fmt.Errorf("dropout %g, want 0 ≤ p < 1", p)
+	}
+	if rng == nil && p > 0 {
+		return nil, fmt.Errorf("dropout %g > 0 needs an rng, got nil", p)
+	}
+	return &dropout{p: p, rng: rng, training: true}, nil
+}
 
-// qkvAttention is guided-diffusion's QKVAttentionLegacy on qkv N×3C×H×W:
-// heads split first (each head's rows are q, k, v of ch = C/heads
-// channels), softmax(qᵀk/√ch) over keys, then v·aᵀ; returns N×C×H×W.
-//
-// TEMPORARY: stock Reshape/Slice/BatchedMatMul/SoftMax until nn has an
-// attention op.
-func qkvAttention(qkv *G.Node, heads int) (*G.Node, error) {
-	s := qkv.Shape()
-	if len(s) != 4 || s[1]%(3*heads) != 0 {
-		return nil, fmt.Errorf("qkv attention: qkv shape %v, want N×3C×H×W with 3C divisible by 3·%d heads", s, heads)
+// apply returns x ⊙ mask for a new mask input of x's shape.
+func (d *dropout) apply(g *G.ExprGraph, x *G.Node) (*G.Node, error) {
+	shape := []int(x.Shape().Clone())
+	mv := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+	m := G.NewTensor(g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(fmt.Sprintf("dropout_mask_%d", len(d.masks))), G.WithValue(mv))
+	d.masks = append(d.masks, mv)
+	return G.HadamardProd(x, m)
+}
+
+// draw fills the masks for the next run.
+func (d *dropout) draw() {
+	keep := float32(1 / (1 - d.p))
+	for _, m := range d.masks {
+		md := m.Data().([]float32)
+		for i := range md {
+			if d.training && d.rng.Float64() < d.p {
+				md[i] = 0
+			} else if d.training {
+				md[i] = keep
+			} else {
+				md[i] = 1
+			}
+		}
 	}
-	n, c3, h, w := s[0], s[1], s[2], s[3]
-	ch := c3 / (3 * heads)
-	t := h * w
-	r, err := G.Reshape(qkv, tensor.Shape{n * heads, 3 * ch, t})
-	if err != nil {
-		return nil, err
-	}
-	q, err := G.Slice(r, nil, G.S(0, ch), nil)
-	if err != nil {
-		return nil, err
-	}
-	k, err := G.Slice(r, nil, G.S(ch, 2*ch), nil)
-	if err != nil {
-		return nil, err
-	}
-	v, err := G.Slice(r, nil, G.S(2*ch, 3*ch), nil)
-	if err != nil {
-		return nil, err
-	}
-	wt, err := G.BatchedMatMul(q, k, true, false) // B×T×T: q_tᵀ k_s
-	if err != nil {
-		return nil, err
-	}
-	scale := G.NewConstant(float32(1 / math.Sqrt(float64(ch))))
-	if wt, err = G.Mul(wt, scale); err != nil {
-		return nil, err
-	}
-	if wt, err = G.SoftMax(wt, 2); err != nil {
-		return nil, err
-	}
-	a, err := G.BatchedMatMul(v, wt, false, true) // B×ch×T: Σ_s v_cs a_ts
-	if err != nil {
-		return nil, err
-	}
-	return G.Reshape(a, tensor.Shape{n, heads * ch, h, w})
 }

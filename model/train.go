@@ -27,11 +27,20 @@ type TrainGraph struct {
 	gradBuf map[string]*tensor.Dense
 }
 
-// NewTrainGraph builds the training graph for batch size n.
-func (u *UNet) NewTrainGraph(n int) (*TrainGraph, error) {
+// NewTrainGraph builds the training graph for batch size n. Dropout masks
+// (model.dropout > 0) are drawn from rng, one seed per Step; rng may be nil
+// when dropout is 0. The graph starts in training mode (dropout on).
+func (u *UNet) NewTrainGraph(n int, rng *rand.Rand) (*TrainGraph, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	nt, err := u.build(n, true)
+	var drop *dropout
+	if p := u.a.cfg.Dropout; p > 0 {
+		var err error
+		if drop, err = newDropout(p, rng); err != nil {
+			return nil, fmt.Errorf("model.NewTrainGraph: %w", err)
+		}
+	}
+	nt, err := u.build(n, drop)
 	if err != nil {
 		return nil, err
 	}
@@ -89,11 +98,18 @@ func (u *UNet) NewTrainGraph(n int) (*TrainGraph, error) {
 // Batch is the batch size the graph was built for.
 func (tg *TrainGraph) Batch() int { return tg.net.batch }
 
+// SetTraining turns dropout on (the default) or off; with it off the
+// network computes what Eps computes.
+func (tg *TrainGraph) SetTraining(on bool) {
+	if tg.net.drop != nil {
+		tg.net.drop.training = on
+	}
+}
+
 // Step runs forward and backward on x_t (N×C×H×W), timesteps t and the
 // target noise eps (N×C×H×W) and returns the loss; Grads then holds the
-// gradients. Dropout masks are drawn from rng; a nil rng turns dropout off
-// (the network then computes what Eps computes).
-func (tg *TrainGraph) Step(xt *tensor.Dense, t []int, eps *tensor.Dense, rng *rand.Rand) (float64, error) {
+// gradients.
+func (tg *TrainGraph) Step(xt *tensor.Dense, t []int, eps *tensor.Dense) (float64, error) {
 	u := tg.u
 	n, err := u.checkInput(xt, t)
 	if err != nil {
@@ -107,30 +123,17 @@ func (tg *TrainGraph) Step(xt *tensor.Dense, t []int, eps *tensor.Dense, rng *ra
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	tg.net.setInputs(xt, t, u.a.cfg.NumChannels)
+	if err := tg.net.setInputs(xt, t); err != nil {
+		return 0, fmt.Errorf("model.TrainGraph.Step: %w", err)
+	}
 	c, k := u.a.cfg.InChannels, u.a.outCh
 	hw := u.a.cfg.ImageSize * u.a.cfg.ImageSize
 	dst, src := tensors.F32(tg.target), tensors.F32(eps)
 	for i := 0; i < n; i++ {
 		copy(dst[i*k*hw:(i*k+c)*hw], src[i*c*hw:(i+1)*c*hw])
 	}
-	p := u.a.cfg.Dropout
-	for _, m := range tg.net.masks {
-		md := tensors.F32(m)
-		if rng == nil {
-			for i := range md {
-				md[i] = 1
-			}
-			continue
-		}
-		keep := float32(1 / (1 - p))
-		for i := range md {
-			if rng.Float64() < p {
-				md[i] = 0
-			} else {
-				md[i] = keep
-			}
-		}
+	if tg.net.drop != nil {
+		tg.net.drop.draw()
 	}
 	if err := run(tg.vm); err != nil {
 		return 0, err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand"
 	"sync"
 
@@ -215,28 +214,4 @@ func (u *UNet) LoadInto(path string) error {
 		return fmt.Errorf("model.LoadInto %s: %w", path, err)
 	}
 	return nil
-}
-
-// TimestepEmbedding writes guided-diffusion's sinusoidal embedding of the
-// timesteps t into dst (len(t)×dim, row-major): [cos(t·f_i), sin(t·f_i)]
-// with f_i = 10000^(−i/half), half = dim/2, computed in float32 as PyTorch
-// does (frequencies and products rounded to float32) so that embeddings of
-// large t match the reference to float32 rounding.
-func TimestepEmbedding(t []int, dim int, dst []float32) {
-	half := dim / 2
-	for n, tv := range t {
-		row := dst[n*dim : (n+1)*dim]
-		tf := float32(tv)
-		for i := 0; i < half; i++ {
-			// th.exp(-ln(10000) * arange(half) / half) in float32.
-			e := float32(-math.Log(10000)) * float32(i) / float32(half)
-			f := float32(math.Exp(float64(e)))
-			arg := float64(tf * f)
-			row[i] = float32(math.Cos(arg))
-			row[half+i] = float32(math.Sin(arg))
-		}
-		for i := 2 * half; i < dim; i++ {
-			row[i] = 0
-		}
-	}
 }
