@@ -1,0 +1,37 @@
+# mk/torch.mk: the torch engine (build tag `torch`: gotch v0.7.0 on Debian's
+# libtorch-dev 1.13.x). Included from the Makefile. The default build never
+# needs libtorch; these targets do.
+#
+# The first build compiles gotch's libtch (one C++ file, about 2.5 min and
+# 2.4 GB of RAM for one compiler process); later builds take seconds. Never
+# run two first builds at once. Flags come from build/torch/env.sh, written by
+# setup-torch; `eval "$$(make -s torch-env)"` puts them in your shell.
+
+TORCH_ENV   := build/torch/env.sh
+TORCH_PKGS  := ./engine/torch/... ./cmd/diffinv/...
+TORCH_FLAGS ?= -count=1 -timeout 30m
+# Runs a command with the cgo flags of build/torch/env.sh.
+TORCH_RUN    = set -a && . ./$(TORCH_ENV) && set +a &&
+
+.PHONY: setup-torch torch-env build-torch test-torch bench-torch
+
+## setup-torch: install libtorch-dev, check it is 1.13.x, write build/torch/ (compat header, CUDA stubs, cgo flags)
+setup-torch:
+	@bash scripts/torch/setup.sh
+
+## torch-env: print the cgo flags as shell exports (eval "$$(make -s torch-env)")
+torch-env: setup-torch
+	@cat $(TORCH_ENV)
+
+## build-torch: bin/diffinv with the torch engine and `diffinv import`
+build-torch: setup-torch
+	$(TORCH_RUN) $(GO) build -tags torch -o $(BIN) ./cmd/diffinv
+
+## test-torch: go vet and the tests of the torch engine and the CLI, with the torch tag
+test-torch: setup-torch
+	$(TORCH_RUN) $(GO) vet -tags torch $(TORCH_PKGS)
+	$(TORCH_RUN) $(GO) test -tags torch $(TORCH_FLAGS) $(TORCH_PKGS)
+
+## bench-torch: benchmarks of the torch engine
+bench-torch: setup-torch
+	$(TORCH_RUN) $(GO) test -tags torch -run '^$$' -bench . -benchmem ./engine/torch/...
