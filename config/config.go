@@ -114,6 +114,25 @@ type Sample struct {
 	BatchSize int `yaml:"batch_size"`
 	// Seed seeds the initial noise and every step's noise.
 	Seed int64 `yaml:"seed"`
+	// ClipX0 clamps x̂0 to [−1, 1] inside DDPM and DDIM steps.
+	ClipX0 bool `yaml:"clip_x0"`
+	// Denoise ends SDE, ODE and Langevin samplers with a noise-free step.
+	Denoise bool `yaml:"denoise"`
+	// Predictor is the pc sampler's predictor: reverse-diffusion,
+	// euler-maruyama, ancestral or none.
+	Predictor string `yaml:"predictor"`
+	// Corrector is the pc sampler's corrector: langevin or none.
+	Corrector string `yaml:"corrector"`
+	// SNR is the Langevin corrector's signal-to-noise ratio.
+	SNR float64 `yaml:"snr"`
+	// CorrectorSteps is the number of corrector steps per noise level.
+	CorrectorSteps int `yaml:"corrector_steps"`
+	// LangevinStepSize is annealed Langevin's ε (step α_i = ε σ_i²/σ_min²).
+	LangevinStepSize float64 `yaml:"langevin_step_size"`
+	// LangevinSteps is annealed Langevin's number of steps per noise level.
+	LangevinSteps int `yaml:"langevin_steps"`
+	// ODEMethod is the probability-flow ODE integrator: euler, heun or rk4.
+	ODEMethod string `yaml:"ode_method"`
 }
 
 // Data describes the training or evaluation data.
@@ -175,12 +194,21 @@ func Default() Config {
 			Out:             "runs/mnist",
 		},
 		Sample: Sample{
-			Sampler:    "ddim",
-			Steps:      50,
-			Eta:        0,
-			NumSamples: 64,
-			BatchSize:  64,
-			Seed:       1,
+			Sampler:          "ddim",
+			Steps:            50,
+			Eta:              0,
+			NumSamples:       64,
+			BatchSize:        64,
+			Seed:             1,
+			ClipX0:           true,
+			Denoise:          true,
+			Predictor:        "reverse-diffusion",
+			Corrector:        "langevin",
+			SNR:              0.16,
+			CorrectorSteps:   1,
+			LangevinStepSize: 2e-5,
+			LangevinSteps:    10,
+			ODEMethod:        "heun",
 		},
 		Data: Data{
 			Dataset: "mnist",

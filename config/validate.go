@@ -153,6 +153,17 @@ func (c *Config) Validate() error {
 	}
 	k.positive("sample.num_samples", s.NumSamples)
 	k.positive("sample.batch_size", s.BatchSize)
+	k.oneOf("sample.predictor", s.Predictor, "reverse-diffusion", "euler-maruyama", "ancestral", "none")
+	k.oneOf("sample.corrector", s.Corrector, "langevin", "none")
+	if !(s.SNR > 0) {
+		k.fail("sample.snr", s.SNR, "> 0")
+	}
+	k.nonNegative("sample.corrector_steps", s.CorrectorSteps)
+	if !(s.LangevinStepSize > 0) {
+		k.fail("sample.langevin_step_size", s.LangevinStepSize, "> 0")
+	}
+	k.positive("sample.langevin_steps", s.LangevinSteps)
+	k.oneOf("sample.ode_method", s.ODEMethod, "euler", "heun", "rk4")
 
 	a := c.Data
 	k.oneOf("data.dataset", a.Dataset, "mnist", "folder")
