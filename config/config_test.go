@@ -193,3 +193,23 @@ func TestYAMLRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestFromYAML(t *testing.T) {
+	c := Default()
+	c.Train.LR = 0.0123
+	c.Model.ChannelMult = []int{1, 3}
+	b, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := FromYAML(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Train.LR != 0.0123 || len(got.Model.ChannelMult) != 2 || got.Model.ChannelMult[1] != 3 {
+		t.Errorf("FromYAML lost values: %+v", got.Train)
+	}
+	if _, err := FromYAML([]byte("train:\n  nope: 1\n")); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("unknown key accepted: %v", err)
+	}
+}

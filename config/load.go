@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"reflect"
@@ -411,4 +412,17 @@ func toFloat(raw any) (float64, error) {
 		return float64(x), nil
 	}
 	return 0, errors.New("not a number")
+}
+
+// FromYAML decodes a whole config document (as Config.YAML writes it, e.g.
+// the run config stored in a checkpoint) onto the defaults, strictly: an
+// unknown key is an error. It does not validate; LoadOnto does.
+func FromYAML(doc []byte) (Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("config document: %w", err)
+	}
+	return cfg, nil
 }

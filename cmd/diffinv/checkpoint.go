@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/model"
+)
+
+// RunConfigKey is the checkpoint metadata key holding the whole run config
+// (YAML) that trained it, so that sampling and solving use the same
+// diffusion settings.
+const RunConfigKey = "run_config"
+
+// loadCheckpoint loads a UNet and the run config: the config stored in the
+// checkpoint (or the defaults) under the file, DIFFINV_* and --set layers of
+// cf. The model section always comes from the checkpoint; a --set or file
+// that changes it is an error, since the weights fix the architecture.
+func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, error) {
+	if path == "" {
+		return nil, nil, fmt.Errorf("--checkpoint is required (a .safetensors file written by diffinv train)")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	net, meta, err := model.Load(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	base := config.Default()
+	if doc, ok := meta[RunConfigKey]; ok {
+		if base, err = config.FromYAML([]byte(doc)); err != nil {
+			return nil, nil, fmt.Errorf("checkpoint %s: %w", path, err)
+		}
+	}
+	base.Model = net.Config()
+	cfg, err := config.LoadOnto(base, config.Sources{File: cf.file, Env: os.Environ(), Sets: cf.sets})
+	if err != nil {
+		return nil, nil, err
+	}
+	if !reflect.DeepEqual(cfg.Model, net.Config()) {
+		return nil, nil, fmt.Errorf("the model section differs from the checkpoint's architecture (%s): the weights fix it, so drop the model.* settings", path)
+	}
+	return net, cfg, nil
+}
+
+// schedule builds the diffusion schedule of cfg, respaced to steps when
+// steps < diffusion.steps (uniform DDIM-style spacing).
+func schedule(d config.Diffusion, steps int) (*diffusion.Schedule, error) {
+	s, err := diffusion.NewSchedule(d.Schedule, d.Steps, d.BetaStart, d.BetaEnd)
+	if err != nil {
+		return nil, err
+	}
+	if steps <= 0 || steps >= d.Steps {
+		return s, nil
+	}
+	ts, err := diffusion.SpacedTimesteps(d.Steps, steps, diffusion.SpacingUniform)
+	if err != nil {
+		return nil, err
+	}
+	return diffusion.Respace(s, ts)
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"gorgonia.org/tensor"
+
+	"github.com/diffinv/diffinv/checkpoint"
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/progress"
+	"github.com/diffinv/diffinv/sample"
+	"github.com/diffinv/diffinv/tensors"
+)
+
+func newSampleCmd() *cobra.Command {
+	var cf configFlags
+	var ckpt, sampler, out string
+	var steps, n int
+	var seed int64
+	cmd := &cobra.Command{
+		Use:   "sample",
+		Short: "Draw unconditional samples from a trained model",
+		Long: `Draws samples with one of the samplers (` + strings.Join(sample.Names(), ", ") + `),
+writes them as a PNG grid to --out and the raw float32 samples in [-1, 1]
+(N×C×H×W, tensor "samples") to the same path with .safetensors.
+
+The diffusion settings come from the checkpoint's run config; the sample.*
+keys (see configs/mnist.yaml) tune each sampler.`,
+		Example: `  diffinv sample --checkpoint models/mnist/ema.safetensors --sampler ddim --steps 50 --n 64 --out ddim.png
+  diffinv sample --checkpoint C --sampler pc --steps 200 --set sample.snr=0.1 --out pc.png`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Flags are the highest layer: append them after --set.
+			flagSets := map[string]string{"sampler": "sample.sampler", "steps": "sample.steps", "n": "sample.num_samples", "seed": "sample.seed"}
+			for flag, key := range flagSets {
+				if cmd.Flags().Changed(flag) {
+					cf.sets = append(cf.sets, key+"="+cmd.Flags().Lookup(flag).Value.String())
+				}
+			}
+			if out == "" {
+				return fmt.Errorf("--out is required (a .png path)")
+			}
+			net, cfg, err := loadCheckpoint(ckpt, &cf)
+			if err != nil {
+				return err
+			}
+			s := cfg.Sample
+			sched, err := schedule(cfg.Diffusion, s.Steps)
+			if err != nil {
+				return err
+			}
+			opts, err := samplerOptions(cfg)
+			if err != nil {
+				return err
+			}
+			if _, err := sample.Lookup(s.Sampler); err != nil {
+				return err
+			}
+			c, size := cfg.Model.InChannels, cfg.Model.ImageSize
+			rng := rand.New(rand.NewSource(s.Seed))
+			all := tensors.New(s.NumSamples, c, size, size)
+			bar := progress.New(cmd.ErrOrStderr(), "sample "+s.Sampler, s.NumSamples*sched.Len(), progress.WithUnit("step"))
+			for done := 0; done < s.NumSamples; {
+				b := min(s.BatchSize, s.NumSamples-done)
+				xT := tensors.Randn(rng, b, c, size, size)
+				base := done * sched.Len()
+				x, err := sample.Run(s.Sampler, net, xT, sched, opts, rng, func(step, total int) {
+					bar.Set(base + step*b)
+				})
+				if err != nil {
+					return err
+				}
+				copy(tensors.F32(all)[done*c*size*size:], tensors.F32(x))
+				done += b
+				bar.Set(done * sched.Len())
+			}
+			bar.Finish()
+			if err := checkFinite(all); err != nil {
+				return err
+			}
+			perRow := int(math.Ceil(math.Sqrt(float64(s.NumSamples))))
+			if err := data.SaveGrid(out, all, perRow, 2); err != nil {
+				return err
+			}
+			raw := strings.TrimSuffix(out, filepath.Ext(out)) + ".safetensors"
+			meta := map[string]string{"sampler": s.Sampler, "steps": fmt.Sprint(s.Steps), "seed": fmt.Sprint(s.Seed), "checkpoint": ckpt}
+			if err := checkpoint.Save(raw, map[string]*tensor.Dense{"samples": all}, meta); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s (%d samples, %s, %d steps)\n", out, raw, s.NumSamples, s.Sampler, s.Steps)
+			return nil
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "model checkpoint (.safetensors)")
+	cmd.Flags().StringVar(&sampler, "sampler", "", "sampler: "+strings.Join(sample.Names(), ", ")+" (sets sample.sampler)")
+	cmd.Flags().IntVar(&steps, "steps", 0, "sampling steps (sets sample.steps)")
+	cmd.Flags().IntVar(&n, "n", 0, "number of samples (sets sample.num_samples)")
+	cmd.Flags().Int64Var(&seed, "seed", 0, "seed (sets sample.seed)")
+	cmd.Flags().StringVar(&out, "out", "", "output PNG grid; raw samples go next to it as .safetensors")
+	return cmd
+}
+
+// samplerOptions maps the config's sample and diffusion sections onto the
+// samplers' option structs.
+func samplerOptions(cfg *config.Config) (sample.Options, error) {
+	s := cfg.Sample
+	o := sample.DefaultOptions()
+	o.DDPM.Variance = strings.ReplaceAll(cfg.Diffusion.Variance, "_", "-")
+	o.DDPM.ClipX0 = s.ClipX0
+	o.DDIM.Eta = s.Eta
+	o.DDIM.ClipX0 = s.ClipX0
+	o.EM.Denoise = s.Denoise
+	o.PC.Predictor = s.Predictor
+	o.PC.Corrector = s.Corrector
+	o.PC.SNR = s.SNR
+	o.PC.CorrectorSteps = s.CorrectorSteps
+	o.PC.Denoise = s.Denoise
+	o.ALD.StepSize = s.LangevinStepSize
+	o.ALD.StepsPerLevel = s.LangevinSteps
+	o.ALD.Denoise = s.Denoise
+	o.ODE.Method = s.ODEMethod
+	o.ODE.Denoise = s.Denoise
+	for name, err := range map[string]error{"ddpm": o.DDPM.Validate(), "ddim": o.DDIM.Validate(), "pc": o.PC.Validate(), "ald": o.ALD.Validate(), "ode": o.ODE.Validate()} {
+		if err != nil && name == s.Sampler {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+// checkFinite reports NaN or Inf values, which a diverging sampler makes.
+func checkFinite(t *tensor.Dense) error {
+	for i, v := range tensors.F32(t) {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("sample %d holds %v: the sampler diverged (try fewer Langevin steps, a smaller step size or more steps)", i/(len(tensors.F32(t))/t.Shape()[0]), v)
+		}
+	}
+	return nil
+}
