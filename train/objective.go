@@ -135,6 +135,14 @@ func (o *Objective) Loss(x0, xt, noise *tensor.Dense, t []int, out *tensor.Dense
 		return Terms{}, nil, fmt.Errorf("train: loss: network output shape %v, want [%d %d %d %d] (learn_sigma %v)",
 			out.Shape(), n, wantC, h, w, o.LearnSigma)
 	}
+	if len(t) != n {
+		return Terms{}, nil, fmt.Errorf("train: loss: %d timesteps for a batch of %d, want one per image", len(t), n)
+	}
+	for k, ti := range t {
+		if ti < 0 || ti >= o.Sched.Len() {
+			return Terms{}, nil, fmt.Errorf("train: loss: timestep t[%d] = %d, want 0..%d", k, ti, o.Sched.Len()-1)
+		}
+	}
 	target, err := o.Target(x0, noise, t)
 	if err != nil {
 		return Terms{}, nil, err

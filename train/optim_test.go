@@ -1,0 +1,156 @@
+package train
+
+import (
+	"math"
+	"testing"
+)
+
+// TestAdamTwoSteps follows torch.optim.Adam's update by hand for one scalar.
+func TestAdamTwoSteps(t *testing.T) {
+	a, err := NewAdam(DefaultAdam(), []int{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := []float32{1}
+	lr := 0.1
+	// Step 1, g = 0.5: m = 0.05, v = 0.00025, m̂ = 0.5, v̂ = 0.25.
+	// p = 1 − 0.1·0.5/(0.5 + 1e-8).
+	if err := a.Update(lr, [][]float32{p}, [][]float32{{0.5}}); err != nil {
+		t.Fatal(err)
+	}
+	want1 := 1 - 0.1*0.5/(0.5+1e-8)
+	if math.Abs(float64(p[0])-want1) > 1e-7 {
+		t.Fatalf("after step 1: p = %.9g, want %.9g", p[0], want1)
+	}
+	// Step 2, g = −0.25: m = 0.9·0.05 − 0.1·0.25 = 0.02,
+	// v = 0.999·0.00025 + 0.001·0.0625 = 0.00031225,
+	// m̂ = 0.02/0.19, v̂ = 0.00031225/0.001999.
+	if err := a.Update(lr, [][]float32{p}, [][]float32{{-0.25}}); err != nil {
+		t.Fatal(err)
+	}
+	want2 := float64(float32(want1)) - 0.1*(0.02/0.19)/(math.Sqrt(0.00031225/0.001999)+1e-8)
+	if math.Abs(float64(p[0])-want2) > 1e-6 {
+		t.Fatalf("after step 2: p = %.9g, want %.9g (≈ 0.873366)", p[0], want2)
+	}
+	if a.Step != 2 || math.Abs(float64(a.M[0][0])-0.02) > 1e-8 || math.Abs(float64(a.V[0][0])-0.00031225) > 1e-9 {
+		t.Fatalf("state step %d m %g v %g, want 2, 0.02, 0.00031225", a.Step, a.M[0][0], a.V[0][0])
+	}
+}
+
+// TestAdamConverges minimises Σ_i c_i (p_i − target_i)² for both variants.
+func TestAdamConverges(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  AdamConfig
+		tol  float64
+	}{
+		{"adam", DefaultAdam(), 1e-3},
+		{"adamw tiny decay", AdamConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 1e-4, Decoupled: true}, 1e-2},
+	} {
+		target := []float32{3, -2, 0.5, 10}
+		curv := []float64{1, 10, 0.1, 100}
+		p := make([]float32, 4)
+		g := make([]float32, 4)
+		a, _ := NewAdam(tc.cfg, []int{4})
+		for k := 0; k < 3000; k++ {
+			for i := range p {
+				g[i] = float32(2 * curv[i] * float64(p[i]-target[i]))
+			}
+			lr := 0.05
+			if k > 2000 {
+				lr = 0.005
+			}
+			if err := a.Update(lr, [][]float32{p}, [][]float32{g}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range p {
+			if math.Abs(float64(p[i]-target[i])) > tc.tol*(1+math.Abs(float64(target[i]))) {
+				t.Errorf("%s: p[%d] = %g, want %g", tc.name, i, p[i], target[i])
+			}
+		}
+	}
+}
+
+func TestWeightDecay(t *testing.T) {
+	// AdamW with zero gradients only decays: p ← p(1 − lr·wd) each step.
+	a, _ := NewAdam(AdamConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.5, Decoupled: true}, []int{2})
+	p := []float32{2, -4}
+	for k := 0; k < 3; k++ {
+		a.Update(0.1, [][]float32{p}, [][]float32{{0, 0}})
+	}
+	for i, p0 := range []float64{2, -4} {
+		if want := p0 * math.Pow(0.95, 3); math.Abs(float64(p[i])-want) > 1e-6 {
+			t.Errorf("adamw decay: p[%d] = %g, want %g", i, p[i], want)
+		}
+	}
+	// Adam's L2 decay enters the gradient: with g = 0 the first step is
+	// −lr·sign(wd·p).
+	b, _ := NewAdam(AdamConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.5}, []int{1})
+	q := []float32{2}
+	b.Update(0.1, [][]float32{q}, [][]float32{{0}})
+	if math.Abs(float64(q[0])-1.9) > 1e-6 {
+		t.Errorf("adam L2 decay: p = %g, want 1.9", q[0])
+	}
+}
+
+func TestAdamErrors(t *testing.T) {
+	if _, err := NewAdam(AdamConfig{Beta1: 1, Beta2: 0.999, Eps: 1e-8}, []int{1}); err == nil {
+		t.Error("beta1 = 1 accepted")
+	}
+	a, _ := NewAdam(DefaultAdam(), []int{2})
+	if err := a.Update(0.1, [][]float32{{1}}, [][]float32{{1}}); err == nil {
+		t.Error("a 1-element parameter was accepted for a 2-element state")
+	}
+}
+
+func TestWarmupLR(t *testing.T) {
+	for _, tc := range []struct {
+		warmup, k int
+		want      float64
+	}{{0, 0, 1e-3}, {4, 0, 2.5e-4}, {4, 1, 5e-4}, {4, 3, 1e-3}, {4, 100, 1e-3}} {
+		if got := WarmupLR(1e-3, tc.warmup, tc.k); math.Abs(got-tc.want) > 1e-15 {
+			t.Errorf("WarmupLR(1e-3, %d, %d) = %g, want %g", tc.warmup, tc.k, got, tc.want)
+		}
+	}
+}
+
+func TestClipGlobalNorm(t *testing.T) {
+	for _, tc := range []struct {
+		max, wantNorm float64
+	}{{0, 13}, {100, 13}, {1, 1}, {6.5, 6.5}} {
+		g := [][]float32{{3, 4}, {12}} // norm 13
+		norm := ClipGlobalNorm(g, tc.max)
+		if norm != 13 {
+			t.Errorf("max %g: reported norm %g, want 13 (before clipping)", tc.max, norm)
+		}
+		if after := GlobalNorm(g); math.Abs(after-tc.wantNorm) > 1e-5 {
+			t.Errorf("max %g: norm after clipping %g, want %g", tc.max, after, tc.wantNorm)
+		}
+		if r := float64(g[0][0]) / float64(g[1][0]); math.Abs(r-0.25) > 1e-6 {
+			t.Errorf("max %g: clipping changed the direction (ratio %g, want 0.25)", tc.max, r)
+		}
+	}
+}
+
+func TestEMA(t *testing.T) {
+	p := [][]float32{{1, -1}}
+	e, err := NewEMA(0.9, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p[0][0], p[0][1] = 3, 5 // new constant parameters
+	for k := 0; k < 5; k++ {
+		e.Update(p)
+	}
+	// ema_k = θ + decay^k (ema_0 − θ)
+	for i, e0 := range []float64{1, -1} {
+		want := float64(p[0][i]) + math.Pow(0.9, 5)*(e0-float64(p[0][i]))
+		if math.Abs(float64(e.Values[0][i])-want) > 1e-5 {
+			t.Errorf("ema[%d] = %g, want %g", i, e.Values[0][i], want)
+		}
+	}
+	if _, err := NewEMA(1, p); err == nil {
+		t.Error("EMA decay 1 accepted")
+	}
+}
