@@ -263,43 +263,59 @@ func (m *Mixture) level(t int) (*level, error) {
 	return L, nil
 }
 
+// work holds the scratch buffers of eval, reused across the samples of one call.
+type work struct {
+	g          [][]float64
+	diff, gbar []float64
+	logr, r    []float64
+}
+
+func (m *Mixture) newWork() *work {
+	d, K := m.Dim(), len(m.comps)
+	w := &work{diff: make([]float64, d), gbar: make([]float64, d), logr: make([]float64, K), r: make([]float64, K)}
+	for k := 0; k < K; k++ {
+		w.g = append(w.g, make([]float64, d))
+	}
+	return w
+}
+
 // eval computes ε and, when v is non-nil, J·v for the D-vector x at level L,
 // writing them to eps and jv.
-func (m *Mixture) eval(L *level, x, v, eps, jv []float64) {
+func (m *Mixture) eval(L *level, x, v, eps, jv []float64) { m.evalWork(L, x, v, eps, jv, m.newWork()) }
+
+func (m *Mixture) evalWork(L *level, x, v, eps, jv []float64, w *work) {
 	d := m.Dim()
-	K := len(m.comps)
-	g := make([][]float64, K)
-	logr := make([]float64, K)
+	g, logr, r, diff, gbar := w.g, w.logr, w.r, w.diff, w.gbar
 	for k, c := range m.comps {
-		diff := make([]float64, d)
 		for i := range diff {
 			diff[i] = x[i] - L.a*c.Mean[i]
 		}
-		gk := make([]float64, d)
+		gk := g[k]
 		quad := 0.0
 		p := L.prec[k]
 		for i := 0; i < d; i++ {
 			sum := 0.0
-			for j := 0; j < d; j++ {
-				sum += p[i*d+j] * diff[j]
+			row := p[i*d : (i+1)*d]
+			for j, dj := range diff {
+				sum += row[j] * dj
 			}
 			gk[i] = -sum
 			quad += diff[i] * sum
 		}
-		g[k] = gk
 		logr[k] = math.Log(c.Weight) - 0.5*L.logdet[k] - 0.5*quad
 	}
 	mx := math.Inf(-1)
 	for _, l := range logr {
 		mx = math.Max(mx, l)
 	}
-	r := make([]float64, K)
 	z := 0.0
 	for k, l := range logr {
 		r[k] = math.Exp(l - mx)
 		z += r[k]
 	}
-	gbar := make([]float64, d)
+	for i := range gbar {
+		gbar[i] = 0
+	}
 	for k := range r {
 		r[k] /= z
 		for i := range gbar {
@@ -365,6 +381,7 @@ func (m *Mixture) run(xt *tensor.Dense, t []int, v *tensor.Dense) (eps, jv *tens
 	d := m.Dim()
 	xs := tensors.F32(xt)
 	x, vv, e, j := make([]float64, d), make([]float64, d), make([]float64, d), make([]float64, d)
+	wk := m.newWork()
 	for k := 0; k < n; k++ {
 		L, ok := levels[t[k]]
 		if !ok {
@@ -385,7 +402,7 @@ func (m *Mixture) run(xt *tensor.Dense, t []int, v *tensor.Dense) (eps, jv *tens
 			}
 			vin = vv
 		}
-		m.eval(L, x, vin, e, j)
+		m.evalWork(L, x, vin, e, j, wk)
 		eo := tensors.F32(eps)
 		for i := 0; i < d; i++ {
 			eo[k*d+i] = float32(e[i])

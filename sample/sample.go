@@ -1,0 +1,190 @@
+// Package sample holds diffinv's unconditional samplers: DDPM ancestral
+// sampling (fixed small, fixed large and learned-range variances), DDIM with
+// η, reverse VP SDE Euler–Maruyama, predictor–corrector combinations
+// (reverse-diffusion / Euler–Maruyama / ancestral predictors, Langevin
+// corrector with the signal-to-noise step rule), annealed Langevin dynamics
+// over VE noise levels, and the probability-flow ODE with Euler, Heun or RK4
+// steps.
+//
+// Every sampler is a plain function of (denoiser, x_T, schedule, options,
+// rng, progress), in the spirit of k-diffusion, and Run picks one by its
+// config name. Samplers walk the schedule they are given, index K−1 down to
+// 0 (respace it with diffusion.Respace for fewer steps) and call the
+// denoiser with the original timesteps sched.Timestep(i). x_T is in VP
+// coordinates, x_T ~ N(0, I), and is not modified; the result has its shape.
+// Each sample of the batch is independent: noise and every step-size rule
+// are per sample.
+package sample
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"sort"
+
+	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/tensors"
+	"gorgonia.org/tensor"
+)
+
+// Progress is called after each of total steps with step = 1..total; nil
+// means no reporting. A CLI uses it to draw a progress bar.
+type Progress func(step, total int)
+
+// VarianceDenoiser is a denoiser of a model trained with learn_sigma
+// (improved DDPM / guided-diffusion): besides ε it outputs v ∈ [−1, 1] per
+// element, which interpolates the log variance of the reverse step between
+// the posterior variance β̃_t (v = −1) and β_t (v = +1):
+//
+//	log σ²_t = (v+1)/2 · log β_t + (1−v)/2 · log β̃_t.
+//
+// v is guided-diffusion's model_var_values, the second half of the output
+// channels, unchanged. DDPM with Variance "learned-range" needs it.
+type VarianceDenoiser interface {
+	diffusion.Denoiser
+	// EpsVar returns ε and v at x_t, original timesteps t, both shaped like xt.
+	EpsVar(xt *tensor.Dense, t []int) (eps, v *tensor.Dense, err error)
+}
+
+// Func is the common signature of the registered samplers: opts holds the
+// options of every sampler and each takes its own section.
+type Func func(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rng *rand.Rand, progress Progress) (*tensor.Dense, error)
+
+// Options gathers every sampler's options, one section per sampler, as a
+// config's sample section would hold them.
+type Options struct {
+	DDPM DDPMOptions
+	DDIM DDIMOptions
+	EM   EMOptions
+	PC   PCOptions
+	ALD  ALDOptions
+	ODE  ODEOptions
+}
+
+// DefaultOptions returns the defaults of every sampler.
+func DefaultOptions() Options {
+	return Options{
+		DDPM: DefaultDDPMOptions(),
+		DDIM: DefaultDDIMOptions(),
+		EM:   DefaultEMOptions(),
+		PC:   DefaultPCOptions(),
+		ALD:  DefaultALDOptions(),
+		ODE:  DefaultODEOptions(),
+	}
+}
+
+type entry struct {
+	name string
+	doc  string
+	fn   Func
+}
+
+func registry() []entry {
+	return []entry{
+		{"ddpm", "DDPM ancestral sampling (options DDPM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+			return DDPM(d, x, s, o.DDPM, r, p)
+		}},
+		{"ddim", "DDIM with η (options DDIM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+			return DDIM(d, x, s, o.DDIM, r, p)
+		}},
+		{"vp-em", "reverse VP SDE, Euler–Maruyama (options EM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+			return EulerMaruyama(d, x, s, o.EM, r, p)
+		}},
+		{"pc", "predictor–corrector (options PC)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+			return PredictorCorrector(d, x, s, o.PC, r, p)
+		}},
+		{"ald", "annealed Langevin dynamics over VE levels (options ALD)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+			return AnnealedLangevin(d, x, s, o.ALD, r, p)
+		}},
+		{"ode", "probability-flow ODE (options ODE)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, _ *rand.Rand, p Progress) (*tensor.Dense, error) {
+			return ProbabilityFlow(d, x, s, o.ODE, p)
+		}},
+	}
+}
+
+// Names returns the registered sampler names, sorted.
+func Names() []string {
+	var out []string
+	for _, e := range registry() {
+		out = append(out, e.name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Lookup returns the sampler registered under name.
+func Lookup(name string) (Func, error) {
+	for _, e := range registry() {
+		if e.name == name {
+			return e.fn, nil
+		}
+	}
+	return nil, fmt.Errorf("sample: unknown sampler %q, want one of %v", name, Names())
+}
+
+// Run runs the sampler registered under name; see the package comment.
+func Run(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
+	fn, err := Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return fn(den, xT, sched, opts, rng, progress)
+}
+
+// checkInputs validates what every sampler needs and returns the batch size
+// and the per-sample dimension.
+func checkInputs(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, rng *rand.Rand, needRNG bool) (n, d int, err error) {
+	if den == nil {
+		return 0, 0, fmt.Errorf("sample: %s: nil denoiser", name)
+	}
+	if sched == nil {
+		return 0, 0, fmt.Errorf("sample: %s: nil schedule", name)
+	}
+	if needRNG && rng == nil {
+		return 0, 0, fmt.Errorf("sample: %s: nil *rand.Rand, want a seeded source", name)
+	}
+	n, c, h, w, err := tensors.NCHW("x_T", xT)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sample: %s: %w", name, err)
+	}
+	if n == 0 || c*h*w == 0 {
+		return 0, 0, fmt.Errorf("sample: %s: empty x_T of shape %v", name, []int(xT.Shape()))
+	}
+	return n, c * h * w, nil
+}
+
+// epsAt calls the denoiser at schedule index i for the whole batch and
+// checks the shape of what comes back.
+func epsAt(den diffusion.Denoiser, x *tensor.Dense, sched *diffusion.Schedule, i int) ([]float32, error) {
+	eps, err := den.Eps(x, repeat(sched.Timestep(i), x.Shape()[0]))
+	if err != nil {
+		return nil, fmt.Errorf("denoiser at timestep %d: %w", sched.Timestep(i), err)
+	}
+	if err := tensors.SameShape("eps", eps, "x_t", x); err != nil {
+		return nil, fmt.Errorf("denoiser at timestep %d: %w", sched.Timestep(i), err)
+	}
+	return tensors.F32(eps), nil
+}
+
+func repeat(t, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = t
+	}
+	return out
+}
+
+// noise fills z with standard normal draws.
+func noise(rng *rand.Rand, z []float64) {
+	for i := range z {
+		z[i] = rng.NormFloat64()
+	}
+}
+
+func clip1(v float64) float64 { return math.Max(-1, math.Min(1, v)) }
+
+func report(p Progress, step, total int) {
+	if p != nil {
+		p(step, total)
+	}
+}
