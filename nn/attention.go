@@ -85,13 +85,7 @@ func softmaxRows[T float](m []T, r, c int) {
 				mx = v
 			}
 		}
-		var s T
-		for j, v := range row {
-			e := T(math.Exp(float64(v - mx)))
-			row[j] = e
-			s += e
-		}
-		inv := 1 / s
+		inv := 1 / expShift(row, mx)
 		for j := range row {
 			row[j] *= inv
 		}

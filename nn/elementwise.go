@@ -2,7 +2,6 @@ package nn
 
 import (
 	"fmt"
-	"math"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -56,9 +55,7 @@ func (o *siluOp) Do(vs ...G.Value) (G.Value, error) {
 
 func siluRun[T float](x, y []T) {
 	parallel(len(x), elemWorkers(len(x)), func(_, lo, hi int) {
-		for i, v := range x[lo:hi] {
-			y[lo+i] = v / (1 + T(math.Exp(-float64(v))))
-		}
+		siluSlice(x[lo:hi], y[lo:hi])
 	})
 }
 
@@ -96,10 +93,7 @@ func (o *siluBwdOp) Do(vs ...G.Value) (G.Value, error) {
 
 func siluBwdRun[T float](x, dy, dx []T) {
 	parallel(len(x), elemWorkers(len(x)), func(_, lo, hi int) {
-		for i, v := range x[lo:hi] {
-			s := 1 / (1 + T(math.Exp(-float64(v))))
-			dx[lo+i] = dy[lo+i] * s * (1 + v*(1-s))
-		}
+		siluGradSlice(x[lo:hi], dy[lo:hi], dx[lo:hi])
 	})
 }
 

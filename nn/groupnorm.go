@@ -88,10 +88,6 @@ func (o *gnOp) Do(vs ...G.Value) (G.Value, error) {
 	return y, nil
 }
 
-func sigmoid[T float](z T) T {
-	return 1 / (1 + T(math.Exp(-float64(z))))
-}
-
 func gnForward[T float](o *gnOp, x, gamma, beta, y []T) {
 	cg := o.c / o.groups
 	gsz := cg * o.inner
@@ -118,15 +114,11 @@ func gnForward[T float](o *gnOp, x, gamma, beta, y []T) {
 					b := beta[ch] - T(mean)*a
 					xr := xg[ci*o.inner : (ci+1)*o.inner]
 					yr := y[base+ci*o.inner : base+(ci+1)*o.inner]
+					for i, v := range xr {
+						yr[i] = v*a + b
+					}
 					if o.silu {
-						for i, v := range xr {
-							z := v*a + b
-							yr[i] = z * sigmoid(z)
-						}
-					} else {
-						for i, v := range xr {
-							yr[i] = v*a + b
-						}
+						siluSlice(yr, yr)
 					}
 				}
 			}
@@ -199,16 +191,22 @@ func gnBackward[T float](o *gnBwdOp, x, gamma, beta, dy, dx, dgamma, dbeta []T) 
 					ch := g*cg + ci
 					off := base + ci*f.inner
 					xr, dyr, dzr := x[off:off+f.inner], dy[off:off+f.inner], dx[off:off+f.inner]
+					// dz (the gradient before the affine map) goes into dx
+					// for now; it is overwritten by dx below.
+					if f.silu {
+						a := T(rstd) * gamma[ch]
+						b := beta[ch] - T(mean)*a
+						for i, v := range xr {
+							dzr[i] = v*a + b // z
+						}
+						siluGradSlice(dzr, dyr, dzr)
+					} else {
+						copy(dzr, dyr)
+					}
 					var sg, sb float64
 					for i, v := range xr {
 						xh := (float64(v) - mean) * rstd
-						dz := float64(dyr[i])
-						if f.silu {
-							z := xh*float64(gamma[ch]) + float64(beta[ch])
-							s := 1 / (1 + math.Exp(-z))
-							dz *= s * (1 + z*(1-s))
-						}
-						dzr[i] = T(dz) // dz, overwritten by dx below
+						dz := float64(dzr[i])
 						sg += dz * xh
 						sb += dz
 					}
