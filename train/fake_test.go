@@ -61,7 +61,7 @@ func fakeFactory(hid int, made *[]*fakeNet, tweak func(*fakeNet)) func(*config.C
 	}
 }
 
-func (f *fakeNet) ParamNames() []string             { return append([]string(nil), fakeNames...) }
+func (f *fakeNet) ParamNames() []string            { return append([]string(nil), fakeNames...) }
 func (f *fakeNet) Param(name string) *tensor.Dense { return f.p[name] }
 func (f *fakeNet) Grad(name string) *tensor.Dense  { return f.g[name] }
 

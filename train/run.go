@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/diffinv/diffinv/config"
@@ -144,7 +145,11 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 		dc := data.Config{Kind: cfg.Data.Dataset, Dir: cfg.Data.Dir, Split: cfg.Data.Split,
 			Size: cfg.Model.ImageSize, Crop: cfg.Data.Crop, Limit: cfg.Data.Limit}
 		if st, err := os.Stat(dc.Dir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("train: dataset folder data.dir = %q does not exist or is not a folder, want the folder holding the %s data", dc.Dir, dc.Kind)
+			want := "the MNIST IDX files"
+			if dc.Kind == "folder" {
+				want = "the PNG/JPEG images"
+			}
+			return nil, fmt.Errorf("train: dataset folder data.dir = %q (data.dataset %s) does not exist or is not a folder, want the folder holding %s", dc.Dir, dc.Kind, want)
 		}
 		if r.ds, err = data.Load(dc); err != nil {
 			return nil, fmt.Errorf("train: dataset (data.dataset %s, data.dir %s): %w", dc.Kind, dc.Dir, err)
@@ -295,30 +300,31 @@ func (r *run) restore(path string) error {
 }
 
 // compatible says whether a run of cfg may continue a checkpoint of old:
-// the network, the diffusion, the seed, the batch size and the data must
-// not change (the training length and intervals may).
+// the model, diffusion and data sections, the seed, the batch size and the
+// optimiser must not change (the training length and intervals may).
 func compatible(cfg, old *config.Config) error {
+	fixed := func(line string) bool {
+		for _, p := range []string{"model.", "diffusion.", "data.", "train.seed:", "train.batch_size:", "train.optimizer:"} {
+			if strings.HasPrefix(line, p) {
+				return true
+			}
+		}
+		return false
+	}
+	was := map[string]string{}
+	for _, l := range old.Flat() {
+		k, _, _ := strings.Cut(l, ": ")
+		was[k] = l
+	}
 	var diffs []string
-	if !reflect.DeepEqual(cfg.Model, old.Model) {
-		diffs = append(diffs, "model")
-	}
-	if cfg.Diffusion != old.Diffusion {
-		diffs = append(diffs, "diffusion")
-	}
-	if cfg.Data != old.Data {
-		diffs = append(diffs, "data")
-	}
-	if cfg.Train.Seed != old.Train.Seed {
-		diffs = append(diffs, fmt.Sprintf("train.seed (%d, checkpoint %d)", cfg.Train.Seed, old.Train.Seed))
-	}
-	if cfg.Train.BatchSize != old.Train.BatchSize {
-		diffs = append(diffs, fmt.Sprintf("train.batch_size (%d, checkpoint %d)", cfg.Train.BatchSize, old.Train.BatchSize))
-	}
-	if cfg.Train.Optimizer != old.Train.Optimizer {
-		diffs = append(diffs, fmt.Sprintf("train.optimizer (%s, checkpoint %s)", cfg.Train.Optimizer, old.Train.Optimizer))
+	for _, l := range cfg.Flat() {
+		k, _, _ := strings.Cut(l, ": ")
+		if fixed(l) && was[k] != l {
+			diffs = append(diffs, fmt.Sprintf("%s (checkpoint: %s)", l, strings.TrimPrefix(was[k], k+": ")))
+		}
 	}
 	if len(diffs) > 0 {
-		return fmt.Errorf("config differs from the checkpoint's in %v; want the same to resume", diffs)
+		return fmt.Errorf("config differs from the checkpoint's: %s; want the same values to resume", strings.Join(diffs, "; "))
 	}
 	return nil
 }
