@@ -671,3 +671,51 @@ func TestDataFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestRandomBoxCornerRange(t *testing.T) {
+	rng := rand.New(rand.NewSource(12))
+	lo, hi := 1<<30, -1
+	for i := 0; i < 2000; i++ {
+		top, left, err := RandomBoxCorner(32, 32, 16, 2, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []int{top, left} {
+			lo, hi = min(lo, v), max(hi, v)
+		}
+	}
+	// DPS: randint(margin, size − margin − box) excludes the upper end: [2, 14)
+	if lo != 2 || hi != 13 {
+		t.Errorf("corners range over [%d, %d], want [2, 13]", lo, hi)
+	}
+	if _, _, err := RandomBoxCorner(32, 32, 30, 2, rng); err == nil {
+		t.Error("a box that cannot fit inside the margins was accepted")
+	}
+}
+
+func TestGaussian1D(t *testing.T) {
+	k, err := Gaussian1D(9, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// truncation at ⌊4σ+½⌋ = 2 taps from the centre
+	for _, i := range []int{0, 1, 7, 8} {
+		if k[i] != 0 {
+			t.Errorf("tap %d = %v beyond 4σ, want 0", i, k[i])
+		}
+	}
+	if r := k[5] / k[4]; math.Abs(r-math.Exp(-2)) > 1e-12 {
+		t.Errorf("ratio of neighbouring taps %v, want exp(−1/(2σ²)) = %v", r, math.Exp(-2))
+	}
+	if s := k[2] + k[3] + k[4] + k[5] + k[6]; math.Abs(s-1) > 1e-12 {
+		t.Errorf("kernel sums to %v", s)
+	}
+	for _, bad := range []struct {
+		size  int
+		sigma float64
+	}{{8, 1}, {9, 0}, {-1, 1}} {
+		if _, err := Gaussian1D(bad.size, bad.sigma); err == nil {
+			t.Errorf("Gaussian1D(%d, %v) accepted", bad.size, bad.sigma)
+		}
+	}
+}

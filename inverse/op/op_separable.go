@@ -215,7 +215,8 @@ func ConvMatrix(n int, k []float64) (*mat.Dense, error) {
 }
 
 // Gaussian1D returns the odd-length sampled Gaussian exp(−t²/2σ²),
-// t = −size/2..size/2, normalised to sum 1.
+// t = −size/2..size/2, zero beyond ⌊4σ + ½⌋ (scipy.ndimage.gaussian_filter's
+// truncate = 4, which DPS uses to build its kernel) and normalised to sum 1.
 func Gaussian1D(size int, sigma float64) ([]float64, error) {
 	if size < 1 || size%2 != 1 {
 		return nil, fmt.Errorf("op.Gaussian1D: size %d, want a positive odd number", size)
@@ -225,9 +226,13 @@ func Gaussian1D(size int, sigma float64) ([]float64, error) {
 	}
 	k := make([]float64, size)
 	r := size / 2
+	trunc := math.Floor(4*sigma + 0.5)
 	sum := 0.0
 	for t := range k {
 		d := float64(t - r)
+		if math.Abs(d) > trunc {
+			continue
+		}
 		k[t] = math.Exp(-d * d / (2 * sigma * sigma))
 		sum += k[t]
 	}

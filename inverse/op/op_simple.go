@@ -104,18 +104,29 @@ func NewInpaintBox(shape [3]int, size, top, left int) (*Inpaint, error) {
 	return NewInpaintMask(shape, m)
 }
 
-// RandomBoxCorner draws a box's top-left corner uniformly so that the box
-// stays at least margin pixels from every border (DPS's random_sq_bbox uses
-// a margin of 16 px at 256 px).
+// RandomBoxCorner draws a box's top-left corner as DPS's random_sq_bbox
+// does: top uniform in [margin, h−margin−size), left likewise (DPS uses a
+// margin of 16 px at 256 px); when that range is empty but the box fits at
+// the margin, the margin itself.
 func RandomBoxCorner(h, w, size, margin int, rng *rand.Rand) (top, left int, err error) {
 	if rng == nil {
 		return 0, 0, fmt.Errorf("op.RandomBoxCorner: nil rng")
 	}
-	maxT, maxL := h-margin-size, w-margin-size
-	if maxT < margin || maxL < margin {
+	if size < 1 || margin < 0 {
+		return 0, 0, fmt.Errorf("op.RandomBoxCorner: size %d, margin %d: want size ≥ 1, margin ≥ 0", size, margin)
+	}
+	nT, nL := h-margin-size-margin, w-margin-size-margin
+	if nT < 0 || nL < 0 {
 		return 0, 0, fmt.Errorf("op.RandomBoxCorner: box %d with margin %d does not fit in %d×%d", size, margin, h, w)
 	}
-	return margin + rng.Intn(maxT-margin+1), margin + rng.Intn(maxL-margin+1), nil
+	top, left = margin, margin
+	if nT > 0 {
+		top += rng.Intn(nT)
+	}
+	if nL > 0 {
+		left += rng.Intn(nL)
+	}
+	return top, left, nil
 }
 
 // NewInpaintRandom masks out round(missing·H·W) pixels chosen uniformly
