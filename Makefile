@@ -5,7 +5,7 @@ PKGS     := ./...
 # Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all setup build test bench demo fmt vet clean
+.PHONY: all setup build test bench bench-ops demo fmt vet clean
 
 all: build
 
@@ -22,9 +22,15 @@ test: setup
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
-## bench: benchmarks (side by side with PyTorch where available)
+## bench: the UNet of configs/mnist.yaml in diffinv and PyTorch, side by side
 bench: setup
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	@bash scripts/setup.sh python3-torch || echo "bench: python3-torch missing; the torch column will read n/a"
+	$(GO) build -o $(BIN) ./cmd/diffinv
+	./$(BIN) bench unet --config configs/mnist.yaml --batch 64 --threads 2
+
+## bench-ops: micro-benchmarks of the ops, BLAS and samplers
+bench-ops: setup
+	$(GO) test -run '^$$' -bench . -benchmem ./blas ./nn
 
 ## demo: the main job (see README)
 demo: build
