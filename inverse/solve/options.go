@@ -1,0 +1,321 @@
+package solve
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// Options gathers every solver's options, one section per method, as a
+// config's solver section holds them. Each field carries the config key it
+// is set from (tag opt); Decode fills one method's section from a map.
+type Options struct {
+	DPS            DPSOptions            `method:"dps"`
+	MCG            DPSOptions            `method:"mcg"`
+	Projection     ProjectionOptions     `method:"projection"`
+	DDNM           DDNMOptions           `method:"ddnm"`
+	DDNMPlus       DDNMOptions           `method:"ddnm+"`
+	DDRM           DDRMOptions           `method:"ddrm"`
+	PiGDM          PiGDMOptions          `method:"pigdm"`
+	MomentMatching MomentMatchingOptions `method:"moment-matching"`
+}
+
+// DPSOptions configures DPS and MCG.
+type DPSOptions struct {
+	// Scale is ζ in x_{t−1} −= ζ ∇_{x_t}‖y − A(x̂0)‖ (the DPS code uses 0.3
+	// for SR and blurs, 0.5 for inpainting, 1.0 for phase retrieval).
+	Scale float64 `opt:"scale"`
+	// Steps respaces the schedule uniformly; 0 keeps it (DPS: 1000).
+	Steps int `opt:"steps"`
+	// ClipX0 clamps x̂0 to [−1, 1] in the ancestral step (not in the
+	// likelihood gradient).
+	ClipX0 bool `opt:"clip_x0"`
+}
+
+// ProjectionOptions configures the Score-SDE / ILVR projection solver.
+type ProjectionOptions struct {
+	// Steps respaces the schedule uniformly; 0 keeps it.
+	Steps int `opt:"steps"`
+	// ClipX0 clamps x̂0 to [−1, 1] in the ancestral step.
+	ClipX0 bool `opt:"clip_x0"`
+}
+
+// DDNMOptions configures DDNM and DDNM+.
+type DDNMOptions struct {
+	// Steps respaces the schedule uniformly; 0 keeps it (DDNM: 100).
+	Steps int `opt:"steps"`
+	// Eta mixes fresh noise into each step, DDNM's and DDRM's convention:
+	// x_{t−1} = √ᾱ_{t−1} x̂0 + √(1−ᾱ_{t−1}) (√(1−η²) ε̂ + η z) (0.85).
+	Eta float64 `opt:"eta"`
+	// TravelLength is the time-travel jump L in steps; 0 turns time travel
+	// off. DDNM+ only.
+	TravelLength int `opt:"travel_length"`
+	// TravelRepeat r: each jump point is revisited r−1 times (r ≥ 1).
+	// DDNM+ only.
+	TravelRepeat int `opt:"travel_repeat"`
+}
+
+// DDRMOptions configures DDRM.
+type DDRMOptions struct {
+	// Steps respaces the schedule uniformly; 0 keeps it (DDRM: 20).
+	Steps int `opt:"steps"`
+	// Eta is DDRM's η (= η_A = η_C) for unmeasured and low-noise
+	// coordinates (0.85).
+	Eta float64 `opt:"eta"`
+	// EtaB is DDRM's η_B for coordinates noisier than y (1.0).
+	EtaB float64 `opt:"eta_b"`
+}
+
+// PiGDMOptions configures ΠGDM.
+type PiGDMOptions struct {
+	// Steps respaces the schedule uniformly; 0 keeps it (ΠGDM: 100).
+	Steps int `opt:"steps"`
+	// Eta is DDIM's η (1.0, as in the paper).
+	Eta float64 `opt:"eta"`
+	// DataVar is the per-pixel data variance v behind r_t² =
+	// v σ_t²/(v + σ_t²) (σ_t the VE level); the paper's choice is v = 1.
+	DataVar float64 `opt:"data_var"`
+	// Weight scales the guidance (1 = the score of the approximate
+	// likelihood, unweighted).
+	Weight float64 `opt:"weight"`
+}
+
+// MomentMatchingOptions configures the moment-matching solver.
+type MomentMatchingOptions struct {
+	// Steps respaces the schedule uniformly; 0 keeps it (100).
+	Steps int `opt:"steps"`
+	// Eta is DDIM's η (1.0: DDPM-like).
+	Eta float64 `opt:"eta"`
+	// CGIters is the number of conjugate-gradient iterations per step, each
+	// one VJP through the denoiser (5).
+	CGIters int `opt:"cg_iters"`
+}
+
+// DefaultOptions returns the published defaults of every method.
+func DefaultOptions() Options {
+	return Options{
+		DPS:            DPSOptions{Scale: 0.5},
+		MCG:            DPSOptions{Scale: 0.5},
+		Projection:     ProjectionOptions{},
+		DDNM:           DDNMOptions{Steps: 100, Eta: 0.85, TravelRepeat: 1},
+		DDNMPlus:       DDNMOptions{Steps: 100, Eta: 0.85, TravelRepeat: 1},
+		DDRM:           DDRMOptions{Steps: 20, Eta: 0.85, EtaB: 1},
+		PiGDM:          PiGDMOptions{Steps: 100, Eta: 1, DataVar: 1, Weight: 1},
+		MomentMatching: MomentMatchingOptions{Steps: 100, Eta: 1, CGIters: 5},
+	}
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// Validate returns an error naming a bad option.
+func (o DPSOptions) Validate(method string) error {
+	if !(o.Scale >= 0) || !finite(o.Scale) {
+		return fmt.Errorf("solve: %s: scale = %g, want a finite value ≥ 0", method, o.Scale)
+	}
+	return validSteps(method, o.Steps)
+}
+
+// Validate returns an error naming a bad option.
+func (o ProjectionOptions) Validate() error { return validSteps("projection", o.Steps) }
+
+// Validate returns an error naming a bad option.
+func (o DDNMOptions) Validate(method string) error {
+	if !(o.Eta >= 0 && o.Eta <= 1) {
+		return fmt.Errorf("solve: %s: eta = %g, want in [0, 1]", method, o.Eta)
+	}
+	if o.TravelLength < 0 {
+		return fmt.Errorf("solve: %s: travel_length = %d, want ≥ 0 (0: no time travel)", method, o.TravelLength)
+	}
+	if o.TravelRepeat < 1 {
+		return fmt.Errorf("solve: %s: travel_repeat = %d, want ≥ 1", method, o.TravelRepeat)
+	}
+	if method == "ddnm" && (o.TravelLength > 0 || o.TravelRepeat > 1) {
+		return fmt.Errorf("solve: ddnm: time travel (travel_length = %d, travel_repeat = %d) is a ddnm+ option, want 0 and 1 or method ddnm+", o.TravelLength, o.TravelRepeat)
+	}
+	return validSteps(method, o.Steps)
+}
+
+// Validate returns an error naming a bad option.
+func (o DDRMOptions) Validate() error {
+	if !(o.Eta >= 0 && o.Eta <= 1) {
+		return fmt.Errorf("solve: ddrm: eta = %g, want in [0, 1]", o.Eta)
+	}
+	if !(o.EtaB >= 0 && o.EtaB <= 1) {
+		return fmt.Errorf("solve: ddrm: eta_b = %g, want in [0, 1]", o.EtaB)
+	}
+	return validSteps("ddrm", o.Steps)
+}
+
+// Validate returns an error naming a bad option.
+func (o PiGDMOptions) Validate() error {
+	if !(o.Eta >= 0) || !finite(o.Eta) {
+		return fmt.Errorf("solve: pigdm: eta = %g, want a finite value ≥ 0", o.Eta)
+	}
+	if !(o.DataVar > 0) || !finite(o.DataVar) {
+		return fmt.Errorf("solve: pigdm: data_var = %g, want a finite value > 0", o.DataVar)
+	}
+	if !(o.Weight >= 0) || !finite(o.Weight) {
+		return fmt.Errorf("solve: pigdm: weight = %g, want a finite value ≥ 0", o.Weight)
+	}
+	return validSteps("pigdm", o.Steps)
+}
+
+// Validate returns an error naming a bad option.
+func (o MomentMatchingOptions) Validate() error {
+	if !(o.Eta >= 0) || !finite(o.Eta) {
+		return fmt.Errorf("solve: moment-matching: eta = %g, want a finite value ≥ 0", o.Eta)
+	}
+	if o.CGIters < 1 {
+		return fmt.Errorf("solve: moment-matching: cg_iters = %d, want ≥ 1", o.CGIters)
+	}
+	return validSteps("moment-matching", o.Steps)
+}
+
+func validSteps(method string, steps int) error {
+	if steps < 0 {
+		return fmt.Errorf("solve: %s: steps = %d, want ≥ 0 (0 keeps the schedule)", method, steps)
+	}
+	return nil
+}
+
+// section returns the addressable options section of method.
+func (o *Options) section(method string) (reflect.Value, error) {
+	v := reflect.ValueOf(o).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Tag.Get("method") == method {
+			return v.Field(i), nil
+		}
+	}
+	return reflect.Value{}, fmt.Errorf("solve: unknown method %q, want one of %s", method, strings.Join(Names(), ", "))
+}
+
+// OptionKeys returns the config keys method accepts, sorted.
+func OptionKeys(method string) ([]string, error) {
+	var o Options
+	sec, err := o.section(method)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	t := sec.Type()
+	for i := 0; i < t.NumField(); i++ {
+		keys = append(keys, t.Field(i).Tag.Get("opt"))
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// Decode returns o with method's section overridden by the config keys in
+// m (solver.<key> without the prefix; the method name itself is not a key
+// here). Values may be any Go number type for numbers (an integer option
+// rejects fractions), bool for switches. An unknown key is an error listing
+// the valid ones; a wrong type names the key and the type wanted. The
+// section is validated.
+func (o Options) Decode(method string, m map[string]any) (Options, error) {
+	sec, err := o.section(method)
+	if err != nil {
+		return o, err
+	}
+	t := sec.Type()
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		idx := -1
+		for i := 0; i < t.NumField(); i++ {
+			if t.Field(i).Tag.Get("opt") == k {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			valid, _ := OptionKeys(method)
+			return o, fmt.Errorf("solve: %s: unknown option %q, want one of %s", method, k, strings.Join(valid, ", "))
+		}
+		if err := setField(sec.Field(idx), m[k]); err != nil {
+			return o, fmt.Errorf("solve: %s: option %q: %w", method, k, err)
+		}
+	}
+	return o, o.Validate(method)
+}
+
+// Validate checks method's section.
+func (o Options) Validate(method string) error {
+	switch method {
+	case "dps":
+		return o.DPS.Validate(method)
+	case "mcg":
+		return o.MCG.Validate(method)
+	case "projection":
+		return o.Projection.Validate()
+	case "ddnm":
+		return o.DDNM.Validate(method)
+	case "ddnm+":
+		return o.DDNMPlus.Validate(method)
+	case "ddrm":
+		return o.DDRM.Validate()
+	case "pigdm":
+		return o.PiGDM.Validate()
+	case "moment-matching":
+		return o.MomentMatching.Validate()
+	}
+	return fmt.Errorf("solve: unknown method %q, want one of %s", method, strings.Join(Names(), ", "))
+}
+
+// DecodeOptions returns DefaultOptions with method's section set from m;
+// see Options.Decode.
+func DecodeOptions(method string, m map[string]any) (Options, error) {
+	return DefaultOptions().Decode(method, m)
+}
+
+func setField(f reflect.Value, v any) error {
+	switch f.Kind() {
+	case reflect.Float64:
+		x, ok := number(v)
+		if !ok {
+			return fmt.Errorf("got %T %v, want a number", v, v)
+		}
+		f.SetFloat(x)
+	case reflect.Int:
+		x, ok := number(v)
+		if !ok || x != math.Trunc(x) || math.Abs(x) > 1<<31 {
+			return fmt.Errorf("got %T %v, want an integer", v, v)
+		}
+		f.SetInt(int64(x))
+	case reflect.Bool:
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("got %T %v, want true or false", v, v)
+		}
+		f.SetBool(b)
+	default:
+		return fmt.Errorf("internal: option of kind %v", f.Kind())
+	}
+	return nil
+}
+
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case float32:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case uint:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case uint32:
+		return float64(x), true
+	}
+	return 0, false
+}

@@ -1,0 +1,537 @@
+// Package solve holds diffinv's diffusion solvers for inverse problems:
+// posterior sampling of x given y = A(x) + n with a diffusion prior.
+//
+// Every solver is a plain function of (denoiser, operator, noise model, y,
+// schedule, options, per-image random streams, progress), registered under
+// the name a config's solver.method uses (see Names). The registered
+// methods:
+//
+//   - "dps": diffusion posterior sampling (Chung et al. 2023), gradient
+//     through the network and the operator's VJP; Gaussian or Poisson noise.
+//   - "mcg": manifold-constrained gradient (Chung et al. 2022): the DPS step
+//     followed by a projection onto the noised measurement.
+//   - "projection": Score-SDE / ILVR-style replacement of the measured part
+//     by the noised measurement after every unconditional step.
+//   - "ddnm": range–null-space decomposition, noise-free (Wang et al. 2023).
+//   - "ddnm+": DDNM for noisy y, per singular value, with optional time travel.
+//   - "ddrm": denoising diffusion restoration models (Kawar et al. 2022).
+//   - "pigdm": pseudo-inverse guided diffusion (Song et al. 2023).
+//   - "moment-matching": Gaussian approximation of p(x0 | x_t) with the
+//     covariance from the denoiser's Jacobian, conditional mean by conjugate
+//     gradients (Boys et al. 2023 "TMPD", Rozet et al. 2024 "MMPS").
+//
+// A method that needs structure the operator lacks (linearity, an SVD) or a
+// noise model it cannot use returns an error naming what is missing.
+//
+// Conventions. Images are N×C×H×W float32 in [−1, 1]; y is what the
+// operator's Forward produces for the batch, plus noise. Solvers walk the
+// schedule they are given from its last index down to 0 (or a uniform
+// respacing of it to Options.<Method>.Steps steps) and call the denoiser
+// with the original timesteps sched.Timestep(i). All arithmetic between
+// denoiser and operator calls is float64.
+//
+// Per-image independence. Every image of a batch has its own random stream
+// (RunEach takes one *rand.Rand per image; Run derives them from one rng),
+// and every step-size rule, norm and stopping test is per image: solving a
+// batch gives, image by image, what solving each image alone with the same
+// stream gives. ImageRNGs derives the stream of image k from (seed, k), so
+// results do not depend on how a data set is cut into batches.
+package solve
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"sort"
+	"strings"
+
+	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/inverse/op"
+	"github.com/diffinv/diffinv/tensors"
+	"gorgonia.org/tensor"
+)
+
+// Progress is called after each of total denoiser steps with step =
+// 1..total; nil means no reporting.
+type Progress func(step, total int)
+
+// Func is the signature of every registered solver: rngs holds one random
+// stream per image of the batch y.
+type Func func(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error)
+
+// Pullbacker is an optional extension of diffusion.Denoiser: one forward
+// pass gives ε and a function that returns vᵀ∂ε/∂x_t for any v. DPS, MCG
+// and ΠGDM need ε before they know v; with a plain Denoiser they call Eps
+// and then EpsVJP (two forward passes per step), with a Pullbacker one.
+type Pullbacker interface {
+	EpsPullback(xt *tensor.Dense, t []int) (eps *tensor.Dense, vjp func(v *tensor.Dense) (*tensor.Dense, error), err error)
+}
+
+type entry struct {
+	name string
+	fn   Func
+}
+
+func registry() []entry {
+	return []entry{
+		{"dps", DPS},
+		{"mcg", MCG},
+		{"projection", Projection},
+		{"ddnm", DDNM},
+		{"ddnm+", DDNMPlus},
+		{"ddrm", DDRM},
+		{"pigdm", PiGDM},
+		{"moment-matching", MomentMatching},
+	}
+}
+
+// Names returns the registered solver names, sorted.
+func Names() []string {
+	var out []string
+	for _, e := range registry() {
+		out = append(out, e.name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Lookup returns the solver registered under name, or an error listing the
+// valid names.
+func Lookup(name string) (Func, error) {
+	for _, e := range registry() {
+		if e.name == name {
+			return e.fn, nil
+		}
+	}
+	return nil, fmt.Errorf("solve: unknown method %q, want one of %s", name, strings.Join(Names(), ", "))
+}
+
+// Run solves the batch y with the solver registered under name. The
+// per-image streams are drawn from rng (SplitRNG), so the result of image k
+// depends on the batch it is in; use RunEach with ImageRNGs for results
+// that do not.
+func Run(name string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, opts Options, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
+	fn, err := Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if rng == nil {
+		return nil, fmt.Errorf("solve: %s: nil *rand.Rand, want a seeded source", name)
+	}
+	n, _, _, _, err := tensors.NCHW("y", y)
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: %w", name, err)
+	}
+	return fn(den, A, noise, y, sched, opts, SplitRNG(rng, n), progress)
+}
+
+// RunEach solves the batch y with the solver registered under name, image k
+// drawing only from rngs[k].
+func RunEach(name string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+	fn, err := Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return fn(den, A, noise, y, sched, opts, rngs, progress)
+}
+
+// SplitRNG returns n independent streams seeded by n draws from rng.
+func SplitRNG(rng *rand.Rand, n int) []*rand.Rand {
+	out := make([]*rand.Rand, n)
+	for k := range out {
+		out[k] = rand.New(rand.NewSource(rng.Int63()))
+	}
+	return out
+}
+
+// ImageRNGs returns the streams of images first..first+n−1 of a run seeded
+// by seed: image k's stream depends only on (seed, k) (a SplitMix64 hash),
+// so solving images one by one or in batches of any size gives the same
+// bits.
+func ImageRNGs(seed int64, first, n int) []*rand.Rand {
+	out := make([]*rand.Rand, n)
+	for i := range out {
+		z := uint64(seed) + uint64(first+i+1)*0x9E3779B97F4A7C15
+		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+		z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+		z ^= z >> 31
+		out[i] = rand.New(rand.NewSource(int64(z &^ (1 << 63))))
+	}
+	return out
+}
+
+// operatorName names an operator in error messages: its Name method when it
+// has one, its Go type otherwise.
+func operatorName(A op.Operator) string {
+	if nm, ok := A.(interface{ Name() string }); ok {
+		return nm.Name()
+	}
+	return fmt.Sprintf("%T", A)
+}
+
+// problem gathers what every solver needs, checked once.
+type problem struct {
+	method   string
+	den      diffusion.Denoiser
+	A        op.Operator
+	lin      op.Linear // nil unless A is linear
+	svd      op.SVD    // nil unless A has an SVD
+	noise    op.Noise
+	sigmaY   float64 // Gaussian noise σ_y (0 when clean or not Gaussian)
+	gaussian bool    // noise is Gaussian (σ_y may be 0)
+	y        *tensor.Dense
+	yv       []float64 // y, float64
+	xshape   []int     // N, C, H, W
+	n, d, m  int       // batch, per-image dims of x and y
+	sched    *diffusion.Schedule
+	rngs     []*rand.Rand
+	progress Progress
+	steps    int // denoiser steps reported to progress
+	done     int
+}
+
+// need values for newProblem.
+const (
+	needOperator = iota
+	needLinear
+	needSVD
+)
+
+// newProblem validates the common inputs. need says what structure the
+// method needs from A; gaussianOnly that it needs Gaussian (or clean) noise.
+func newProblem(method string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, rngs []*rand.Rand, progress Progress, need int, gaussianOnly bool) (*problem, error) {
+	p := &problem{method: method, den: den, A: A, noise: noise, y: y, sched: sched, rngs: rngs, progress: progress}
+	if den == nil {
+		return nil, fmt.Errorf("solve: %s: nil denoiser", method)
+	}
+	if A == nil {
+		return nil, fmt.Errorf("solve: %s: nil operator", method)
+	}
+	if noise == nil {
+		return nil, fmt.Errorf("solve: %s: nil noise model, want one from op.NewNoise (\"clean\" for none)", method)
+	}
+	if sched == nil {
+		return nil, fmt.Errorf("solve: %s: nil schedule", method)
+	}
+	if lin, ok := A.(op.Linear); ok {
+		p.lin = lin
+	}
+	if s, ok := A.(op.SVD); ok {
+		p.svd = s
+	}
+	switch need {
+	case needLinear:
+		if p.lin == nil {
+			return nil, fmt.Errorf("solve: %s needs a linear operator (op.Linear, with adjoint and pseudo-inverse); %s has none", method, operatorName(A))
+		}
+	case needSVD:
+		if p.svd == nil {
+			return nil, fmt.Errorf("solve: %s needs an operator with an SVD (op.SVD); %s has none", method, operatorName(A))
+		}
+	}
+	if g, ok := noise.(*op.Gaussian); ok {
+		p.gaussian, p.sigmaY = true, g.Sigma
+	} else if gaussianOnly {
+		return nil, fmt.Errorf("solve: %s needs Gaussian (or clean) measurement noise; got %q", method, noise.Name())
+	}
+	sh, ok := A.(op.Shaped)
+	if !ok {
+		return nil, fmt.Errorf("solve: %s: operator %s does not report its image shape (op.Shaped)", method, operatorName(A))
+	}
+	in, out := sh.InShape(), sh.OutShape()
+	if len(in) != 3 || len(out) != 3 {
+		return nil, fmt.Errorf("solve: %s: operator %s has shapes %v → %v, want C×H×W → 3 dimensions", method, operatorName(A), in, out)
+	}
+	n, c, h, w, err := tensors.NCHW("y", y)
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: %w", method, err)
+	}
+	if n < 1 {
+		return nil, fmt.Errorf("solve: %s: empty batch y of shape %v", method, []int(y.Shape()))
+	}
+	if c != out[0] || h != out[1] || w != out[2] {
+		return nil, fmt.Errorf("solve: %s: y has shape %v, want N×%v (operator %s)", method, []int(y.Shape()), out, operatorName(A))
+	}
+	if len(rngs) != n {
+		return nil, fmt.Errorf("solve: %s: %d random streams for a batch of %d, want one per image", method, len(rngs), n)
+	}
+	for k, r := range rngs {
+		if r == nil {
+			return nil, fmt.Errorf("solve: %s: random stream %d is nil, want a seeded *rand.Rand", method, k)
+		}
+	}
+	p.n, p.d, p.m = n, in[0]*in[1]*in[2], c*h*w
+	p.xshape = []int{n, in[0], in[1], in[2]}
+	p.yv = f64(y)
+	for k, v := range p.yv {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("solve: %s: y[%d] = %g, want finite values", method, k, v)
+		}
+	}
+	return p, nil
+}
+
+// respaced returns the schedule a solver walks: sched itself when steps is
+// 0, else a uniform respacing of sched to steps steps.
+func respaced(method string, sched *diffusion.Schedule, steps int) (*diffusion.Schedule, error) {
+	if steps == 0 || steps == sched.Len() {
+		return sched, nil
+	}
+	if steps < 0 || steps > sched.Len() {
+		return nil, fmt.Errorf("solve: %s: steps = %d, want 0 (the schedule's %d) or 1..%d", method, steps, sched.Len(), sched.Len())
+	}
+	idx, err := diffusion.SpacedTimesteps(sched.Len(), steps, diffusion.SpacingUniform)
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: %w", method, err)
+	}
+	s, err := diffusion.Respace(sched, idx)
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: %w", method, err)
+	}
+	return s, nil
+}
+
+func f64(t *tensor.Dense) []float64 {
+	src := tensors.F32(t)
+	out := make([]float64, len(src))
+	for i, v := range src {
+		out[i] = float64(v)
+	}
+	return out
+}
+
+func f32(v []float64, shape ...int) *tensor.Dense {
+	t := tensors.New(shape...)
+	d := tensors.F32(t)
+	for i, x := range v {
+		d[i] = float32(x)
+	}
+	return t
+}
+
+func (p *problem) image(v []float64) *tensor.Dense { return f32(v, p.xshape...) }
+func (p *problem) meas(v []float64) *tensor.Dense {
+	return f32(v, append([]int{p.n}, p.y.Shape()[1:]...)...)
+}
+
+func (p *problem) ts(sched *diffusion.Schedule, i int) []int {
+	t := make([]int, p.n)
+	for k := range t {
+		t[k] = sched.Timestep(i)
+	}
+	return t
+}
+
+// eps returns ε̂(x, index i).
+func (p *problem) eps(sched *diffusion.Schedule, x []float64, i int) ([]float64, error) {
+	e, err := p.den.Eps(p.image(x), p.ts(sched, i))
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: denoiser at timestep %d: %w", p.method, sched.Timestep(i), err)
+	}
+	if err := tensors.SameShape("eps", e, "x_t", p.image(x)); err != nil {
+		return nil, fmt.Errorf("solve: %s: denoiser at timestep %d: %w", p.method, sched.Timestep(i), err)
+	}
+	return f64(e), nil
+}
+
+// epsPullback returns ε̂(x, i) and a function computing vᵀ∂ε/∂x_t.
+func (p *problem) epsPullback(sched *diffusion.Schedule, x []float64, i int) ([]float64, func(v []float64) ([]float64, error), error) {
+	xt := p.image(x)
+	ts := p.ts(sched, i)
+	wrap := func(err error) error {
+		return fmt.Errorf("solve: %s: denoiser at timestep %d: %w", p.method, sched.Timestep(i), err)
+	}
+	if pb, ok := p.den.(Pullbacker); ok {
+		e, f, err := pb.EpsPullback(xt, ts)
+		if err != nil {
+			return nil, nil, wrap(err)
+		}
+		if err := tensors.SameShape("eps", e, "x_t", xt); err != nil {
+			return nil, nil, wrap(err)
+		}
+		return f64(e), func(v []float64) ([]float64, error) {
+			g, err := f(p.image(v))
+			if err != nil {
+				return nil, wrap(err)
+			}
+			if err := tensors.SameShape("vjp", g, "x_t", xt); err != nil {
+				return nil, wrap(err)
+			}
+			return f64(g), nil
+		}, nil
+	}
+	e, err := p.eps(sched, x, i)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, func(v []float64) ([]float64, error) {
+		_, g, err := p.den.EpsVJP(xt, ts, p.image(v))
+		if err != nil {
+			return nil, wrap(err)
+		}
+		if err := tensors.SameShape("vjp", g, "x_t", xt); err != nil {
+			return nil, wrap(err)
+		}
+		return f64(g), nil
+	}, nil
+}
+
+// forward returns A(x) as float64.
+func (p *problem) forward(x []float64) ([]float64, error) {
+	ax, err := p.A.Forward(p.image(x))
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: operator %s: %w", p.method, operatorName(p.A), err)
+	}
+	if err := tensors.SameShape("A(x)", ax, "y", p.y); err != nil {
+		return nil, fmt.Errorf("solve: %s: operator %s: %w", p.method, operatorName(p.A), err)
+	}
+	return f64(ax), nil
+}
+
+// vjpA returns (∂A/∂x at x)ᵀ g.
+func (p *problem) vjpA(x, g []float64) ([]float64, error) {
+	v, err := p.A.VJP(p.image(x), p.meas(g))
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: operator %s VJP: %w", p.method, operatorName(p.A), err)
+	}
+	return f64(v), nil
+}
+
+func (p *problem) adjoint(g []float64) ([]float64, error) {
+	v, err := p.lin.Adjoint(p.meas(g))
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: operator %s adjoint: %w", p.method, operatorName(p.A), err)
+	}
+	return f64(v), nil
+}
+
+func (p *problem) pinv(g []float64) ([]float64, error) {
+	v, err := p.lin.Pinv(p.meas(g))
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: operator %s pseudo-inverse: %w", p.method, operatorName(p.A), err)
+	}
+	return f64(v), nil
+}
+
+// randn fills z (n blocks of len(z)/n) with standard normal draws, block k
+// from image k's stream.
+func (p *problem) randn(z []float64) {
+	b := len(z) / p.n
+	for k := 0; k < p.n; k++ {
+		r := p.rngs[k]
+		for j := k * b; j < (k+1)*b; j++ {
+			z[j] = r.NormFloat64()
+		}
+	}
+}
+
+func (p *problem) tick() {
+	p.done++
+	if p.progress != nil {
+		p.progress(p.done, p.steps)
+	}
+}
+
+// x0FromEps returns x̂0 = (x − √(1−ᾱ_i) ε)/√ᾱ_i.
+func x0FromEps(sched *diffusion.Schedule, i int, x, eps []float64) []float64 {
+	a, s := sched.SqrtAlphaBar(i), sched.SqrtOneMinusAlphaBar(i)
+	out := make([]float64, len(x))
+	for j := range x {
+		out[j] = (x[j] - s*eps[j]) / a
+	}
+	return out
+}
+
+// x0Grad maps g = ∇_{x̂0}L to ∇_{x_t}L = (g − √(1−ᾱ)·vjp_ε(g))/√ᾱ.
+func x0Grad(sched *diffusion.Schedule, i int, g, vjp []float64) []float64 {
+	a, s := sched.SqrtAlphaBar(i), sched.SqrtOneMinusAlphaBar(i)
+	out := make([]float64, len(g))
+	for j := range g {
+		out[j] = (g[j] - s*vjp[j]) / a
+	}
+	return out
+}
+
+func clip1(v float64) float64 { return math.Max(-1, math.Min(1, v)) }
+
+// ancestral returns the DDPM step from index i with posterior variance β̃
+// (log clipped as guided-diffusion): μ̃(x̂0, x) + σ z, no noise at i = 0.
+// z is drawn here per image. This is sample.DDPM's fixed-small step; it is
+// repeated because package sample exports no single-step helper.
+func (p *problem) ancestral(sched *diffusion.Schedule, i int, x, x0 []float64, clip bool) []float64 {
+	c0, ct := sched.PosteriorMeanCoefs(i)
+	out := make([]float64, len(x))
+	var z []float64
+	sd := 0.0
+	if i > 0 {
+		z = make([]float64, len(x))
+		p.randn(z)
+		sd = math.Exp(0.5 * sched.PosteriorLogVarianceClipped(i))
+	}
+	for j := range x {
+		x0j := x0[j]
+		if clip {
+			x0j = clip1(x0j)
+		}
+		out[j] = c0*x0j + ct*x[j]
+		if z != nil {
+			out[j] += sd * z[j]
+		}
+	}
+	return out
+}
+
+// ddim returns the DDIM step (Song et al. 2021) from index i with x̂0 and
+// ε̂ given: √ᾱ_{i−1} x̂0 + √(1−ᾱ_{i−1}−σ²) ε̂ + σ z with
+// σ = η √((1−ᾱ_{i−1})/(1−ᾱ_i)) √(1−ᾱ_i/ᾱ_{i−1}); z per image, none at i = 0
+// (sample.DDIM's step, for the same reason as ancestral).
+func (p *problem) ddim(sched *diffusion.Schedule, i int, x0, eps []float64, eta float64) []float64 {
+	ab, abPrev := sched.AlphaBar(i), sched.AlphaBarPrev(i)
+	sigma := eta * math.Sqrt((1-abPrev)/(1-ab)*(1-ab/abPrev))
+	dir := math.Sqrt(math.Max(1-abPrev-sigma*sigma, 0))
+	out := make([]float64, len(x0))
+	var z []float64
+	if sigma > 0 && i > 0 {
+		z = make([]float64, len(x0))
+		p.randn(z)
+	}
+	for j := range x0 {
+		out[j] = math.Sqrt(abPrev)*x0[j] + dir*eps[j]
+		if z != nil {
+			out[j] += sigma * z[j]
+		}
+	}
+	return out
+}
+
+// mix returns DDRM's and DDNM's step from index i: √ᾱ_{i−1} x̂0 +
+// √(1−ᾱ_{i−1}) (√(1−η²) ε̂ + η z), z per image (none at i = 0, where
+// ᾱ_{i−1} = 1 anyway).
+func (p *problem) mix(sched *diffusion.Schedule, i int, x0, eps []float64, eta float64) []float64 {
+	abPrev := sched.AlphaBarPrev(i)
+	sd := math.Sqrt(1 - abPrev)
+	out := make([]float64, len(x0))
+	var z []float64
+	if eta > 0 && i > 0 {
+		z = make([]float64, len(x0))
+		p.randn(z)
+	}
+	for j := range x0 {
+		v := math.Sqrt(1-eta*eta) * eps[j]
+		if z != nil {
+			v += eta * z[j]
+		}
+		out[j] = math.Sqrt(abPrev)*x0[j] + sd*v
+	}
+	return out
+}
+
+// finish converts the final state to a tensor.
+func (p *problem) finish(x []float64) (*tensor.Dense, error) {
+	for j, v := range x {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("solve: %s: reconstruction of image %d is not finite (diverged; try a smaller step size or more steps)", p.method, j/p.d)
+		}
+	}
+	return p.image(x), nil
+}
