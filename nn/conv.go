@@ -110,6 +110,31 @@ func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
 		b = data[T](ds[2])
 	}
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	if nw := workers(1 << 30); g.n < nw {
+		// fewer images than cores: split each image's work instead
+		for n := 0; n < g.n; n++ {
+			xn, yn := x[n*xsz:(n+1)*xsz], y[n*ysz:(n+1)*ysz]
+			cols := xn
+			if !g.direct {
+				cols = slice[T](&o.cols, 0, g.k*g.p)
+				parallel(g.c, nw, func(_, c0, c1 int) { im2colRange(xn, g, cols, c0, c1) })
+			}
+			parallel(g.p, nw, func(_, lo, hi int) {
+				var beta T
+				if b != nil {
+					for oc := 0; oc < g.o; oc++ {
+						row := yn[oc*g.p+lo : oc*g.p+hi]
+						for i := range row {
+							row[i] = b[oc]
+						}
+					}
+					beta = 1
+				}
+				gemm(false, false, g.o, hi-lo, g.k, 1, w, g.k, cols[lo:], g.p, beta, yn[lo:], g.p)
+			})
+		}
+		return
+	}
 	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
 		for n := lo; n < hi; n++ {
 			xn, yn := x[n*xsz:(n+1)*xsz], y[n*ysz:(n+1)*ysz]
@@ -134,9 +159,12 @@ func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
 }
 
 // im2col writes the K×P column matrix of one image x (C×H×W) into cols.
-func im2col[T float](x []T, g *convGeom, cols []T) {
+func im2col[T float](x []T, g *convGeom, cols []T) { im2colRange(x, g, cols, 0, g.c) }
+
+// im2colRange writes the rows of channels [c0, c1) of the column matrix.
+func im2colRange[T float](x []T, g *convGeom, cols []T, c0, c1 int) {
 	hw := g.h * g.w
-	for c := 0; c < g.c; c++ {
+	for c := c0; c < c1; c++ {
 		xc := x[c*hw : (c+1)*hw]
 		for ki := 0; ki < g.kh; ki++ {
 			for kj := 0; kj < g.kw; kj++ {
@@ -167,9 +195,12 @@ func im2col[T float](x []T, g *convGeom, cols []T) {
 
 // col2im adds the K×P column matrix cols back into the image dx (C×H×W),
 // the adjoint of im2col.
-func col2im[T float](cols []T, g *convGeom, dx []T) {
+func col2im[T float](cols []T, g *convGeom, dx []T) { col2imRange(cols, g, dx, 0, g.c) }
+
+// col2imRange adds the rows of channels [c0, c1) into their planes of dx.
+func col2imRange[T float](cols []T, g *convGeom, dx []T, c0, c1 int) {
 	hw := g.h * g.w
-	for c := 0; c < g.c; c++ {
+	for c := c0; c < c1; c++ {
 		dc := dx[c*hw : (c+1)*hw]
 		for ki := 0; ki < g.kh; ki++ {
 			for kj := 0; kj < g.kw; kj++ {
@@ -281,6 +312,25 @@ func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
 	g := o.geom
 	w, dy, dx := data[T](wd), data[T](dyd), data[T](dxd)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	if nw := workers(1 << 30); g.n < nw {
+		for n := 0; n < g.n; n++ {
+			dxn, dyn := dx[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
+			cols := dxn
+			if !g.direct {
+				cols = slice[T](&o.cols, 0, g.k*g.p)
+			}
+			parallel(g.p, nw, func(_, lo, hi int) {
+				gemm(true, false, g.k, hi-lo, g.o, 1, w, g.k, dyn[lo:], g.p, 0, cols[lo:], g.p)
+			})
+			if !g.direct {
+				parallel(g.c, nw, func(_, c0, c1 int) {
+					clear(dxn[c0*g.h*g.w : c1*g.h*g.w])
+					col2imRange(cols, g, dxn, c0, c1)
+				})
+			}
+		}
+		return
+	}
 	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
 		for n := lo; n < hi; n++ {
 			dxn, dyn := dx[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
@@ -323,6 +373,21 @@ func convBwdFilterRun[T float](o *convBwdFilter, xd, dyd, dwd *tensor.Dense) {
 	g := o.geom
 	x, dy, dw := data[T](xd), data[T](dyd), data[T](dwd)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	if nw := workers(1 << 30); g.n < nw {
+		clear(dw)
+		for n := 0; n < g.n; n++ {
+			xn, dyn := x[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
+			cols := xn
+			if !g.direct {
+				cols = slice[T](&o.cols, 0, g.k*g.p)
+				parallel(g.c, nw, func(_, c0, c1 int) { im2colRange(xn, g, cols, c0, c1) })
+			}
+			parallel(g.o, nw, func(_, o0, o1 int) {
+				gemm(false, true, o1-o0, g.k, g.p, 1, dyn[o0*g.p:], g.p, cols, g.p, 1, dw[o0*g.k:], g.k)
+			})
+		}
+		return
+	}
 	nw := workers(g.n)
 	accs := make([][]T, nw)
 	parallel(g.n, nw, func(wk, lo, hi int) {

@@ -54,6 +54,8 @@ var convCases = []struct {
 	{3, 2, 6, 5, 2, 2, 2, 0, true},
 	{2, 3, 5, 5, 2, 3, 1, 0, false},
 	{1, 2, 4, 5, 3, 3, 3, 2, true},
+	{1, 3, 6, 6, 4, 3, 1, 1, true},
+	{1, 4, 5, 5, 6, 1, 1, 0, true},
 }
 
 func TestConv2d(t *testing.T) {
