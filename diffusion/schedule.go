@@ -30,7 +30,7 @@ const (
 	Cosine = "cosine"
 )
 
-// ScheduleKinds lists the schedule names NewSchedule accepts.
+// scheduleKinds lists the schedule names NewSchedule accepts.
 var scheduleKinds = []string{Linear, Cosine}
 
 // ScheduleKinds returns the schedule names NewSchedule accepts.
