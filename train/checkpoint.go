@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,8 +11,8 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/tensors"
-	"go.yaml.in/yaml/v3"
 	"gorgonia.org/tensor"
 )
 
@@ -21,12 +20,15 @@ import (
 // the tensors "param/<name>", "ema/<name>", "adam_m/<name>" and
 // "adam_v/<name>" for every parameter, and the metadata keys below. A model
 // file (ModelFile, what sampling loads) holds the EMA weights under their
-// plain parameter names with the same "config" and "step" metadata.
+// plain parameter names with the same metadata, so model.Load reads it.
 const (
 	// MetaFormat is the metadata key naming the file's layout.
 	MetaFormat = "format"
-	// MetaConfig is the metadata key of the run's config as YAML.
-	MetaConfig = "config"
+	// MetaConfig is the metadata key of the model config as JSON with
+	// config.Model's YAML keys (model.ConfigKey, what model.Load reads).
+	MetaConfig = model.ConfigKey
+	// MetaRunConfig is the metadata key of the whole run config as YAML.
+	MetaRunConfig = "run_config"
 	// MetaStep is the metadata key of the number of optimiser steps taken.
 	MetaStep = "step"
 	// MetaAdamStep is the metadata key of Adam's bias-correction step.
@@ -94,9 +96,29 @@ func ListCheckpoints(out string) ([]int, error) {
 	return steps, nil
 }
 
+// baseMeta returns the metadata every file of a run carries: both configs,
+// the step and the seed.
+func baseMeta(c *Checkpoint, format string) (map[string]string, error) {
+	y, err := c.Config.YAML()
+	if err != nil {
+		return nil, err
+	}
+	mc, err := model.EncodeConfig(c.Config.Model)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{
+		MetaFormat:    format,
+		MetaConfig:    mc,
+		MetaRunConfig: string(y),
+		MetaStep:      strconv.Itoa(c.Step),
+		MetaSeed:      strconv.FormatInt(c.Config.Train.Seed, 10),
+	}, nil
+}
+
 // SaveCheckpoint writes c to path atomically (temporary file, fsync, rename).
 func SaveCheckpoint(path string, c *Checkpoint) error {
-	y, err := c.Config.YAML()
+	meta, err := baseMeta(c, FormatTrain)
 	if err != nil {
 		return fmt.Errorf("train: save checkpoint %s: config: %w", path, err)
 	}
@@ -113,14 +135,8 @@ func SaveCheckpoint(path string, c *Checkpoint) error {
 			ts[part.prefix+n] = t
 		}
 	}
-	meta := map[string]string{
-		MetaFormat:   FormatTrain,
-		MetaConfig:   string(y),
-		MetaStep:     strconv.Itoa(c.Step),
-		MetaAdamStep: strconv.Itoa(c.AdamStep),
-		MetaSeed:     strconv.FormatInt(c.Config.Train.Seed, 10),
-		"names":      strings.Join(c.Names, "\n"),
-	}
+	meta[MetaAdamStep] = strconv.Itoa(c.AdamStep)
+	meta["names"] = strings.Join(c.Names, "\n")
 	if err := checkpoint.Save(path, ts, meta); err != nil {
 		return fmt.Errorf("train: save checkpoint: %w", err)
 	}
@@ -130,31 +146,24 @@ func SaveCheckpoint(path string, c *Checkpoint) error {
 // SaveModel writes the EMA weights of c under their plain names, with the
 // config and step, to path atomically: the file sampling and evaluation load.
 func SaveModel(path string, c *Checkpoint) error {
-	y, err := c.Config.YAML()
+	meta, err := baseMeta(c, FormatModel)
 	if err != nil {
 		return fmt.Errorf("train: save model %s: config: %w", path, err)
 	}
-	meta := map[string]string{
-		MetaFormat: FormatModel,
-		MetaConfig: string(y),
-		MetaStep:   strconv.Itoa(c.Step),
-		MetaSeed:   strconv.FormatInt(c.Config.Train.Seed, 10),
-		"weights":  "ema",
-	}
+	meta["weights"] = "ema"
 	if err := checkpoint.Save(path, c.EMA, meta); err != nil {
 		return fmt.Errorf("train: save model: %w", err)
 	}
 	return nil
 }
 
-// ParseConfig decodes a config YAML document (as Config.YAML writes it,
-// every key present) and validates it.
+// ParseConfig decodes a run config YAML document onto the defaults
+// (config.FromYAML: keys added since the file was written keep their
+// defaults) and validates it.
 func ParseConfig(doc []byte) (*config.Config, error) {
-	var c config.Config
-	dec := yaml.NewDecoder(bytes.NewReader(doc))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config YAML: %w", err)
+	c, err := config.FromYAML(doc)
+	if err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config YAML: %w", err)
@@ -194,7 +203,7 @@ func LoadCheckpoint(path string) (*Checkpoint, error) {
 	if c.AdamStep, err = metaInt(f.Metadata, MetaAdamStep); err != nil {
 		return nil, fmt.Errorf("train: load checkpoint %s: %w", path, err)
 	}
-	if c.Config, err = ParseConfig([]byte(f.Metadata[MetaConfig])); err != nil {
+	if c.Config, err = ParseConfig([]byte(f.Metadata[MetaRunConfig])); err != nil {
 		return nil, fmt.Errorf("train: load checkpoint %s: %w", path, err)
 	}
 	if s := f.Metadata["names"]; s != "" {
@@ -227,7 +236,7 @@ func LoadModel(path string) (map[string]*tensor.Dense, *config.Config, error) {
 	}
 	switch f.Metadata[MetaFormat] {
 	case FormatModel:
-		cfg, err := ParseConfig([]byte(f.Metadata[MetaConfig]))
+		cfg, err := ParseConfig([]byte(f.Metadata[MetaRunConfig]))
 		if err != nil {
 			return nil, nil, fmt.Errorf("train: load model %s: %w", path, err)
 		}

@@ -44,8 +44,8 @@ func newFakeNet(c, cout, hid, T int, drop float64, rng *rand.Rand) *fakeNet {
 }
 
 // fakeFactory returns a NewModel for Run that builds fakeNets and remembers them.
-func fakeFactory(hid int, made *[]*fakeNet, tweak func(*fakeNet)) func(*config.Config, *rand.Rand) (Trainable, error) {
-	return func(cfg *config.Config, rng *rand.Rand) (Trainable, error) {
+func fakeFactory(hid int, made *[]*fakeNet, tweak func(*fakeNet)) func(*config.Config, *rand.Rand) (Network, error) {
+	return func(cfg *config.Config, rng *rand.Rand) (Network, error) {
 		cout := cfg.Model.InChannels
 		if cfg.Model.LearnSigma {
 			cout *= 2

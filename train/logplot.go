@@ -26,7 +26,8 @@ const (
 
 // Record is one line of the JSONL log. Type is "run" (the first record of
 // every start or resume: seeds and config), "step" (every log_every steps),
-// "checkpoint", "sample" or "stop" (a run that ended early, with the reason).
+// "checkpoint", "sample", "warning" (a loss plot that failed) or "stop" (a
+// run that ended early, with the reason).
 type Record struct {
 	Type string `json:"type"`
 	Step int    `json:"step"`
@@ -147,7 +148,12 @@ func writeFileAtomic(path string, data []byte) (err error) {
 
 // PlotLoss renders the loss curve (step, loss) as a PNG, on a log scale
 // when every loss is positive.
-func PlotLoss(steps []int, losses []float64, title string) ([]byte, error) {
+func PlotLoss(steps []int, losses []float64, title string) (png []byte, err error) {
+	defer func() { // gonum/plot panics on some degenerate inputs
+		if e := recover(); e != nil {
+			png, err = nil, fmt.Errorf("train: plot loss: %v", e)
+		}
+	}()
 	if len(steps) != len(losses) {
 		return nil, fmt.Errorf("train: plot loss: %d steps and %d losses, want as many", len(steps), len(losses))
 	}
@@ -157,12 +163,14 @@ func PlotLoss(steps []int, losses []float64, title string) ([]byte, error) {
 	p.Y.Label.Text = "loss"
 	xy := make(plotter.XYs, 0, len(steps))
 	positive := true
+	lo, hi := math.Inf(1), math.Inf(-1)
 	for i := range steps {
 		if math.IsNaN(losses[i]) || math.IsInf(losses[i], 0) {
 			continue
 		}
 		xy = append(xy, plotter.XY{X: float64(steps[i]), Y: losses[i]})
 		positive = positive && losses[i] > 0
+		lo, hi = math.Min(lo, losses[i]), math.Max(hi, losses[i])
 	}
 	if len(xy) > 0 {
 		if positive {
@@ -174,6 +182,9 @@ func PlotLoss(steps []int, losses []float64, title string) ([]byte, error) {
 			return nil, fmt.Errorf("train: plot loss: %w", err)
 		}
 		p.Add(l, plotter.NewGrid())
+		if positive { // fixed range: the automatic one can reach 0 for one point
+			p.Y.Min, p.Y.Max = lo/1.5, hi*1.5
+		}
 	}
 	w, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, "png")
 	if err != nil {

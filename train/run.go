@@ -38,7 +38,9 @@ type RunOptions struct {
 	// NewModel builds the network described by cfg (cfg.Model; the batch
 	// size is cfg.Train.BatchSize) with its parameters initialised from
 	// rng, which Run seeds with InitSeed(cfg.Train.Seed). Required.
-	NewModel func(cfg *config.Config, rng *rand.Rand) (Trainable, error)
+	// The network must be a Trainable or an MSETrainable (NewUNet builds
+	// the UNet of package model).
+	NewModel func(cfg *config.Config, rng *rand.Rand) (Network, error)
 	// Dataset, when non-nil, is trained on instead of loading cfg.Data.
 	Dataset *data.Dataset
 	// Resume continues from the latest checkpoint in cfg.Train.Out (a
@@ -65,7 +67,9 @@ type run struct {
 	out    string
 	ds     *data.Dataset
 	obj    *Objective
-	model  Trainable
+	model  Network
+	full   Trainable    // non-nil when the network takes any loss
+	mse    MSETrainable // used when full is nil
 	names  []string
 	shapes [][]int
 	params [][]float32
@@ -177,6 +181,14 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	// Model, optimiser, EMA.
 	if r.model, err = opts.NewModel(cfg, rand.New(rand.NewSource(InitSeed(cfg.Train.Seed)))); err != nil {
 		return nil, fmt.Errorf("train: build model: %w", err)
+	}
+	r.full, _ = r.model.(Trainable)
+	r.mse, _ = r.model.(MSETrainable)
+	switch {
+	case r.full == nil && r.mse == nil:
+		return nil, fmt.Errorf("train: the network (%T) has neither LossGrad nor MSEGrad, want a train.Trainable or train.MSETrainable", r.model)
+	case r.full == nil && m.LearnSigma:
+		return nil, fmt.Errorf("train: model.learn_sigma needs the hybrid loss, which the network (%T) cannot train: it computes only the MSE in its graph (want a train.Trainable with LossGrad)", r.model)
 	}
 	if err := r.bindParams(); err != nil {
 		return nil, err
@@ -440,12 +452,21 @@ func (r *run) trainStep(k int) (Terms, float64, float64, error) {
 		return Terms{}, 0, 0, err
 	}
 	var terms Terms
-	loss, err := r.model.LossGrad(xt, t, dropoutSeed, func(out *tensor.Dense) (float64, *tensor.Dense, error) {
-		var dout *tensor.Dense
-		var err error
-		terms, dout, err = r.obj.Loss(x0, xt, noise, t, out)
-		return terms.Loss, dout, err
-	})
+	var loss float64
+	if r.full != nil {
+		loss, err = r.full.LossGrad(xt, t, dropoutSeed, func(out *tensor.Dense) (float64, *tensor.Dense, error) {
+			var dout *tensor.Dense
+			var err error
+			terms, dout, err = r.obj.Loss(x0, xt, noise, t, out)
+			return terms.Loss, dout, err
+		})
+	} else {
+		var target *tensor.Dense
+		if target, err = r.obj.Target(x0, noise, t); err == nil {
+			loss, err = r.mse.MSEGrad(xt, t, target, dropoutSeed)
+			terms.MSE = loss
+		}
+	}
 	if err != nil {
 		return Terms{}, 0, 0, err
 	}
@@ -515,8 +536,8 @@ func (r *run) plot() error {
 		steps[i], losses[i] = p.step, p.loss
 	}
 	png, err := PlotLoss(steps, losses, fmt.Sprintf("training loss (%s, %s)", r.cfg.Diffusion.Prediction, r.cfg.Train.Optimizer))
-	if err != nil {
-		return err
+	if err != nil { // a plot is not worth stopping a run for: note it and go on
+		return r.record(Record{Type: "warning", Step: r.step, Reason: err.Error()})
 	}
 	if err := writeFileAtomic(filepath.Join(r.out, LossPlotFile), png); err != nil {
 		return fmt.Errorf("train: write loss plot: %w", err)

@@ -396,7 +396,7 @@ func TestCancelCheckpoints(t *testing.T) {
 	stopAt5 := func(f *fakeNet) {}
 	var made []*fakeNet
 	cfg := testConfig(dir)
-	newModel := func(c *config.Config, rng *rand.Rand) (Trainable, error) {
+	newModel := func(c *config.Config, rng *rand.Rand) (Network, error) {
 		m, err := fakeFactory(3, &made, stopAt5)(c, rng)
 		return cancelAfter{m.(*fakeNet), 5, cancel}, err
 	}
@@ -442,5 +442,27 @@ func TestMNISTSmoke(t *testing.T) {
 	}
 	if c := readCkpt(t, cfg.Train.Out, 3); c.Config.Data.Dir != dir {
 		t.Errorf("checkpoint config data.dir %q, want %q", c.Config.Data.Dir, dir)
+	}
+}
+
+func TestPlotLossEdgeCases(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		steps  []int
+		losses []float64
+	}{
+		{"empty", nil, nil},
+		{"one point", []int{10}, []float64{0.5}},
+		{"constant", []int{1, 2, 3}, []float64{0.2, 0.2, 0.2}},
+		{"with zero and NaN", []int{1, 2, 3}, []float64{0.3, 0, math.NaN()}},
+		{"negative", []int{1, 2}, []float64{-1, 2}},
+	} {
+		png, err := PlotLoss(tc.steps, tc.losses, tc.name)
+		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+			t.Errorf("%s: %d bytes, %v; want a PNG", tc.name, len(png), err)
+		}
+	}
+	if _, err := PlotLoss([]int{1}, nil, "x"); err == nil {
+		t.Error("1 step and 0 losses accepted")
 	}
 }

@@ -1,0 +1,133 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"math/rand"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/tensors"
+	"gorgonia.org/tensor"
+)
+
+// mseOnly hides a fakeNet's LossGrad: an MSETrainable computing the MSE
+// itself, as the UNet's training graph does.
+type mseOnly struct{ f *fakeNet }
+
+func (m mseOnly) ParamNames() []string            { return m.f.ParamNames() }
+func (m mseOnly) Param(name string) *tensor.Dense { return m.f.Param(name) }
+func (m mseOnly) Grad(name string) *tensor.Dense  { return m.f.Grad(name) }
+func (m mseOnly) MSEGrad(xt *tensor.Dense, t []int, target *tensor.Dense, seed int64) (float64, error) {
+	return m.f.LossGrad(xt, t, seed, func(out *tensor.Dense) (float64, *tensor.Dense, error) {
+		y, tg := tensors.F32(out), tensors.F32(target)
+		d := tensors.Like(out)
+		var s float64
+		for i := range y {
+			r := float64(y[i]) - float64(tg[i])
+			s += r * r
+			tensors.F32(d)[i] = float32(2 * r / float64(len(y)))
+		}
+		return s / float64(len(y)), d, nil
+	})
+}
+
+// TestMSEPathEqualsGeneralPath: training through MSEGrad with the loop's
+// targets gives the bits of training through LossGrad and the Objective,
+// for every prediction; learn_sigma needs LossGrad.
+func TestMSEPathEqualsGeneralPath(t *testing.T) {
+	ds := testData(t, 10)
+	for _, pred := range []string{"eps", "x0", "v"} {
+		a, b := t.TempDir(), t.TempDir()
+		ca, cb := testConfig(a), testConfig(b)
+		ca.Diffusion.Prediction, cb.Diffusion.Prediction = pred, pred
+		if err := Run(context.Background(), ca, quiet(RunOptions{NewModel: fakeFactory(3, nil, nil), Dataset: ds})); err != nil {
+			t.Fatal(err)
+		}
+		mse := func(c *config.Config, rng *rand.Rand) (Network, error) {
+			n, err := fakeFactory(3, nil, nil)(c, rng)
+			return mseOnly{n.(*fakeNet)}, err
+		}
+		if err := Run(context.Background(), cb, quiet(RunOptions{NewModel: mse, Dataset: ds})); err != nil {
+			t.Fatal(err)
+		}
+		sameBits(t, pred+": MSE path vs general path", readCkpt(t, a, 12), readCkpt(t, b, 12))
+	}
+	c := testConfig(t.TempDir())
+	c.Model.LearnSigma, c.Diffusion.Variance = true, "learned_range"
+	mse := func(c *config.Config, rng *rand.Rand) (Network, error) {
+		n, err := fakeFactory(3, nil, nil)(c, rng)
+		return mseOnly{n.(*fakeNet)}, err
+	}
+	if err := Run(context.Background(), c, quiet(RunOptions{NewModel: mse, Dataset: ds})); err == nil || !strings.Contains(err.Error(), "learn_sigma") {
+		t.Errorf("learn_sigma with an MSE-only network: error %v, want one naming learn_sigma", err)
+	}
+}
+
+// tinyUNetConfig trains guided-diffusion's UNet at 8×8 for 6 steps.
+func tinyUNetConfig(out string) *config.Config {
+	c := testConfig(out)
+	c.Model = config.Model{ImageSize: 8, InChannels: 1, NumChannels: 8, ChannelMult: []int{1, 2}, NumResBlocks: 1,
+		AttentionResolutions: []int{4}, NumHeads: 1, NumHeadChannels: -1, NumGroups: 4, UseScaleShiftNorm: true,
+		ConvResample: true, Dropout: 0.1}
+	c.Train.Steps, c.Train.CheckpointEvery, c.Train.SampleEvery = 6, 2, 0
+	return c
+}
+
+// TestUNetResume trains the real UNet (through its training graph) with a
+// kill after 3 steps and a resume, compares with an uninterrupted run bit
+// for bit, and loads the model file with model.Load.
+func TestUNetResume(t *testing.T) {
+	ds := testData(t, 10)
+	a, b := t.TempDir(), t.TempDir()
+	if err := Run(context.Background(), tinyUNetConfig(a), quiet(RunOptions{NewModel: NewUNet, Dataset: ds})); err != nil {
+		t.Fatal(err)
+	}
+	if err := Run(context.Background(), tinyUNetConfig(b), quiet(RunOptions{NewModel: NewUNet, Dataset: ds, haltAfter: 3})); !errors.Is(err, errHalted) {
+		t.Fatalf("halted run: %v", err)
+	}
+	if err := Run(context.Background(), tinyUNetConfig(b), quiet(RunOptions{NewModel: NewUNet, Dataset: ds, Resume: true})); err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := readCkpt(t, a, 6), readCkpt(t, b, 6)
+	sameBits(t, "UNet final checkpoint", ca, cb)
+	u, meta, err := model.Load(filepath.Join(b, ModelFile))
+	if err != nil {
+		t.Fatalf("model.Load of the run's model file: %v", err)
+	}
+	for n, p := range u.Params() {
+		if !equalF32(tensors.F32(p), tensors.F32(cb.EMA[n])) {
+			t.Fatalf("model file parameter %s is not the EMA weights", n)
+		}
+	}
+	rc, err := config.FromYAML([]byte(meta[MetaRunConfig]))
+	if err != nil || rc.Train.Seed != 5 || rc.Diffusion.Steps != 100 {
+		t.Errorf("run config in the model file: %+v, %v", rc.Train, err)
+	}
+	// Training moved the weights.
+	init, _ := model.New(tinyUNetConfig(a).Model, rand.New(rand.NewSource(InitSeed(5))))
+	moved := 0
+	for n, p := range init.Params() {
+		if !equalF32(tensors.F32(p), tensors.F32(ca.Params[n])) {
+			moved++
+		}
+	}
+	if moved < len(ca.Params)/2 {
+		t.Errorf("only %d of %d parameters changed in 6 steps", moved, len(ca.Params))
+	}
+}
+
+func equalF32(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
