@@ -304,14 +304,19 @@ func (m *Mixture) evalWork(L *level, x, v, eps, jv []float64, w *work) {
 		}
 		logr[k] = math.Log(c.Weight) - 0.5*L.logdet[k] - 0.5*quad
 	}
-	mx := math.Inf(-1)
-	for _, l := range logr {
-		mx = math.Max(mx, l)
-	}
-	z := 0.0
-	for k, l := range logr {
-		r[k] = math.Exp(l - mx)
-		z += r[k]
+	z := 1.0
+	if len(r) == 1 {
+		r[0] = 1 // a single Gaussian: no responsibilities to weigh
+	} else {
+		mx := math.Inf(-1)
+		for _, l := range logr {
+			mx = math.Max(mx, l)
+		}
+		z = 0
+		for k, l := range logr {
+			r[k] = math.Exp(l - mx)
+			z += r[k]
+		}
 	}
 	for i := range gbar {
 		gbar[i] = 0
@@ -379,7 +384,11 @@ func (m *Mixture) run(xt *tensor.Dense, t []int, v *tensor.Dense) (eps, jv *tens
 	eps = tensors.Like(xt)
 	levels := map[int]*level{}
 	d := m.Dim()
-	xs := tensors.F32(xt)
+	xs, eo := tensors.F32(xt), tensors.F32(eps)
+	var vs, jo []float32
+	if v != nil {
+		vs, jo = tensors.F32(v), tensors.F32(jv)
+	}
 	x, vv, e, j := make([]float64, d), make([]float64, d), make([]float64, d), make([]float64, d)
 	wk := m.newWork()
 	for k := 0; k < n; k++ {
@@ -396,19 +405,16 @@ func (m *Mixture) run(xt *tensor.Dense, t []int, v *tensor.Dense) (eps, jv *tens
 		}
 		var vin []float64
 		if v != nil {
-			vs := tensors.F32(v)
 			for i := 0; i < d; i++ {
 				vv[i] = float64(vs[k*d+i])
 			}
 			vin = vv
 		}
 		m.evalWork(L, x, vin, e, j, wk)
-		eo := tensors.F32(eps)
 		for i := 0; i < d; i++ {
 			eo[k*d+i] = float32(e[i])
 		}
 		if v != nil {
-			jo := tensors.F32(jv)
 			for i := 0; i < d; i++ {
 				jo[k*d+i] = float32(j[i])
 			}
