@@ -24,14 +24,15 @@ typedef struct {
 	int env_was_set;
 } ob_lib;
 
-// ob_load sets OPENBLAS_CORETYPE to coretype when it is unset and coretype is
-// not empty, then opens OpenBLAS. It returns NULL on success, else dlerror().
-static const char* ob_load(ob_lib* lib, const char* coretype) {
+// ob_load sets OPENBLAS_CORETYPE to coretype when it is unset (or when force
+// is set) and coretype is not empty, then opens OpenBLAS. It returns NULL on
+// success, else dlerror().
+static const char* ob_load(ob_lib* lib, const char* coretype, int force) {
 	const char* names[] = {"libopenblas.so.0", "libopenblas.so", NULL};
 	void* h = NULL;
 	int i;
 	lib->env_was_set = getenv("OPENBLAS_CORETYPE") != NULL;
-	if (!lib->env_was_set && coretype != NULL && coretype[0] != 0) {
+	if ((force || !lib->env_was_set) && coretype != NULL && coretype[0] != 0) {
 		setenv("OPENBLAS_CORETYPE", coretype, 1);
 	}
 	for (i = 0; names[i] != NULL && h == NULL; i++) {
@@ -86,8 +87,14 @@ type backend struct {
 	ok      bool
 	loadErr string
 	chosen  string // the core type we set, "" if none
-	userSet string // the value the user had set, "" if none
+	userSet string // the value of OPENBLAS_CORETYPE at load, "" if none
+	forced  string // the value of DIFFINV_OPENBLAS_CORETYPE, "" if none
 }
+
+// OverrideEnv names the variable that makes the package set
+// OPENBLAS_CORETYPE even when the user's environment already sets it:
+// "auto" for the CPUID choice, or a core name such as "SkylakeX".
+const OverrideEnv = "DIFFINV_OPENBLAS_CORETYPE"
 
 var be backend
 
@@ -107,15 +114,22 @@ func CoreTypeFor() string {
 func load() {
 	be.once.Do(func() {
 		be.userSet = os.Getenv("OPENBLAS_CORETYPE")
-		want := CoreTypeFor()
+		be.forced = os.Getenv(OverrideEnv)
+		want, force := CoreTypeFor(), 0
+		if be.forced != "" {
+			force = 1
+			if !strings.EqualFold(be.forced, "auto") {
+				want = be.forced
+			}
+		}
 		cs := C.CString(want)
 		defer C.free(unsafe.Pointer(cs))
-		if msg := C.ob_load(&be.lib, cs); msg != nil {
+		if msg := C.ob_load(&be.lib, cs, C.int(force)); msg != nil {
 			be.loadErr = C.GoString(msg)
 			return
 		}
 		be.ok = true
-		if be.lib.env_was_set == 0 {
+		if be.lib.env_was_set == 0 || force != 0 {
 			be.chosen = want
 		}
 		if os.Getenv("OPENBLAS_NUM_THREADS") == "" {
@@ -152,10 +166,12 @@ func Info() string {
 	}
 	src := "unset (OpenBLAS autodetect)"
 	switch {
+	case be.forced != "" && be.chosen != "":
+		src = fmt.Sprintf("%q from %s=%s", be.chosen, OverrideEnv, be.forced)
 	case be.lib.env_was_set != 0:
 		src = fmt.Sprintf("%q set by the user", be.userSet)
 		if want := CoreTypeFor(); want != "" && !strings.EqualFold(want, be.userSet) {
-			src += fmt.Sprintf(" (CPUID suggests %q: unset the variable to use it)", want)
+			src += fmt.Sprintf(" (CPUID suggests %q: unset the variable or set %s=auto)", want, OverrideEnv)
 		}
 	case be.chosen != "":
 		src = fmt.Sprintf("%q chosen from CPUID", be.chosen)

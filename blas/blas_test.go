@@ -91,10 +91,11 @@ func TestCoreTypeChosen(t *testing.T) {
 		t.Skip("OpenBLAS not in use: ", Info())
 	}
 	want := CoreTypeFor()
-	if os.Getenv("OPENBLAS_CORETYPE") != "" && want != "" {
-		// We set it ourselves (the C environment is visible to Go's Getenv
-		// only if set before start), or the user did: either way it must be
-		// what OpenBLAS runs.
+	switch f := os.Getenv(OverrideEnv); {
+	case f != "" && !equalFold(f, "auto"):
+		want = f
+	case f == "" && os.Getenv("OPENBLAS_CORETYPE") != "" && want != "":
+		// the user's value is respected
 		want = os.Getenv("OPENBLAS_CORETYPE")
 	}
 	if want == "" {

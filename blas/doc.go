@@ -9,7 +9,9 @@
 // 0.3.21 misdetects recent Xeons and otherwise runs kernels about 7× slower,
 // and OpenBLAS reads the variable only when the library loads. This is why the
 // library is not linked at build time: a linked library initialises before
-// any Go code can run. Info reports what was chosen.
+// any Go code can run. A value the user already set is respected, unless
+// DIFFINV_OPENBLAS_CORETYPE is set ("auto" for the CPUID choice, or a core
+// name), which wins. Info reports what was chosen and why.
 //
 // Build with -tags noblas (or without cgo) to use gonum's pure-Go BLAS
 // only; if libopenblas.so.0 cannot be opened the package falls back to gonum
