@@ -105,6 +105,17 @@ func New(cfg config.Model, opts Options) (*UNet, error) {
 	return u, nil
 }
 
+// ParamsFor lists the parameters of the UNet cfg describes, in PyTorch's
+// registration order, without allocating them.
+func ParamsFor(cfg config.Model) ([]Param, error) {
+	if err := Validate(cfg); err != nil {
+		return nil, err
+	}
+	b := &builder{}
+	b.build(&UNet{cfg: cfg})
+	return b.params, nil
+}
+
 // Config returns the model config the network was built from.
 func (u *UNet) Config() config.Model { return u.cfg }
 
@@ -158,9 +169,18 @@ func (b *builder) free() {
 	}
 }
 
-// param adds a zero trainable variable named name ("a.b.c").
+// param adds a zero trainable variable named name ("a.b.c"); without a
+// VarStore it only records the name and shape.
 func (b *builder) param(name string, shape ...int64) *ts.Tensor {
 	if b.err != nil {
+		return nil
+	}
+	sh := make([]int, len(shape))
+	for i, d := range shape {
+		sh[i] = int(d)
+	}
+	b.params = append(b.params, Param{Name: name, Shape: sh})
+	if b.vs == nil {
 		return nil
 	}
 	parts := strings.Split(name, ".")
@@ -173,11 +193,6 @@ func (b *builder) param(name string, shape ...int64) *ts.Tensor {
 		b.err = fmt.Errorf("parameter %s: %w", name, err)
 		return nil
 	}
-	sh := make([]int, len(shape))
-	for i, d := range shape {
-		sh[i] = int(d)
-	}
-	b.params = append(b.params, Param{Name: name, Shape: sh})
 	b.vars[name] = t
 	return t
 }

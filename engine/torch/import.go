@@ -1,0 +1,225 @@
+//go:build torch
+
+package torch
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/sugarme/gotch/pickle"
+	"gorgonia.org/tensor"
+
+	"github.com/diffinv/diffinv/checkpoint"
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/tensors"
+)
+
+// FormatKey and Format mark a checkpoint written by Import (metadata
+// "format"); SourceKey records the file it came from.
+const (
+	FormatKey = "format"
+	Format    = "diffinv-unet"
+	SourceKey = "imported_from"
+)
+
+// wrapperKeys are the keys under which training scripts commonly nest the
+// state dict in a bigger dict, tried in this order when the top level is not
+// itself a state dict.
+var wrapperKeys = []string{"state_dict", "model", "ema_model", "ema"}
+
+// ReadStateDict reads a PyTorch state dict written by torch.save, in the zip
+// format (PyTorch ≥ 1.6) or the legacy pickle format, with gotch's pickle
+// reader (with its TUPLE3 bug worked around, see tuple3Fixer), and converts
+// every tensor to float32 (float16 and float64 convert;
+// other dtypes are errors). The tensors are read on the CPU whatever device
+// they were saved from. A state dict nested under one of the keys
+// "state_dict", "model", "ema_model" or "ema" is found too.
+func ReadStateDict(path string) (sd map[string]*tensor.Dense, err error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("reading PyTorch state dict: %w", err)
+	}
+	defer func() {
+		// gotch's unpickler panics on some malformed input.
+		if r := recover(); r != nil {
+			sd, err = nil, fmt.Errorf("reading PyTorch state dict %s: malformed pickle: %v", path, r)
+		}
+	}()
+	obj, err := pickle.LoadWithUnpickler(path, func(r io.Reader) pickle.Unpickler {
+		u := pickle.NewUnpickler(newTuple3Fixer(r))
+		u.FindClass = findStorageClass
+		return u
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading PyTorch state dict %s (want a file written by torch.save): %w", path, err)
+	}
+	entries, keys, err := dictEntries(obj)
+	if err != nil {
+		return nil, fmt.Errorf("reading PyTorch state dict %s: top level: %w", path, err)
+	}
+	if !allTensors(entries) {
+		found := false
+		for _, k := range wrapperKeys {
+			if inner, ok := entries[k]; ok {
+				e, _, err := dictEntries(inner)
+				if err == nil && allTensors(e) {
+					entries, found = e, true
+					break
+				}
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("reading PyTorch state dict %s: the top level is a dict with keys %s that is not a state dict (name → tensor) and holds none under %q", path, listNames(keys), wrapperKeys)
+		}
+	}
+	sd = make(map[string]*tensor.Dense, len(entries))
+	for name, v := range entries {
+		st := v.(*pickle.StorageTensor)
+		d, err := denseOf(st)
+		if err != nil {
+			return nil, fmt.Errorf("reading PyTorch state dict %s: tensor %s: %w", path, name, err)
+		}
+		sd[name] = d
+	}
+	return sd, nil
+}
+
+// dictEntries returns the string-keyed entries of a pickled dict or
+// OrderedDict and its keys in file order.
+func dictEntries(obj interface{}) (map[string]interface{}, []string, error) {
+	out := map[string]interface{}{}
+	var keys []string
+	add := func(k, v interface{}) error {
+		s, ok := k.(string)
+		if !ok {
+			return fmt.Errorf("dict key %v of type %T, want string", k, k)
+		}
+		out[s] = v
+		keys = append(keys, s)
+		return nil
+	}
+	switch d := obj.(type) {
+	case *pickle.OrderedDict:
+		for e := d.List.Front(); e != nil; e = e.Next() {
+			entry := e.Value.(*pickle.OrderedDictEntry)
+			if err := add(entry.Key, entry.Value); err != nil {
+				return nil, nil, err
+			}
+		}
+	case *pickle.Dict:
+		for _, entry := range *d {
+			if err := add(entry.Key, entry.Value); err != nil {
+				return nil, nil, err
+			}
+		}
+	default:
+		return nil, nil, fmt.Errorf("a %T, want a dict or OrderedDict of tensors", obj)
+	}
+	return out, keys, nil
+}
+
+func allTensors(m map[string]interface{}) bool {
+	if len(m) == 0 {
+		return false
+	}
+	for _, v := range m {
+		if _, ok := v.(*pickle.StorageTensor); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// denseOf copies a pickled (storage, offset, size, stride) tensor into a
+// contiguous float32 tensor, checking every index against the storage.
+func denseOf(st *pickle.StorageTensor) (*tensor.Dense, error) {
+	var data []float32
+	switch v := st.Source.GetData().(type) {
+	case []float32: // FloatStorage, and HalfStorage (gotch widens it)
+		data = v
+	case []float64:
+		data = make([]float32, len(v))
+		for i, x := range v {
+			data[i] = float32(x)
+		}
+	default:
+		return nil, fmt.Errorf("storage of Go type %T, want a float16, float32 or float64 tensor", v)
+	}
+	size, stride := st.Size, st.Stride
+	if len(size) != len(stride) {
+		return nil, fmt.Errorf("size %v and stride %v differ in length", size, stride)
+	}
+	n := int64(1)
+	last := st.StorageOffset
+	for i, s := range size {
+		if s <= 0 || stride[i] < 0 {
+			return nil, fmt.Errorf("size %v, stride %v: want positive sizes and non-negative strides", size, stride)
+		}
+		n *= s
+		last += (s - 1) * stride[i]
+	}
+	if st.StorageOffset < 0 || last >= int64(len(data)) {
+		return nil, fmt.Errorf("size %v, stride %v, offset %d reach element %d of a storage of %d", size, stride, st.StorageOffset, last, len(data))
+	}
+	out := make([]float32, n)
+	idx := make([]int64, len(size))
+	for k := range out {
+		off := st.StorageOffset
+		for i := range idx {
+			off += idx[i] * stride[i]
+		}
+		out[k] = data[off]
+		for i := len(idx) - 1; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < size[i] {
+				break
+			}
+			idx[i] = 0
+		}
+	}
+	if len(size) == 0 {
+		return tensor.New(tensor.FromScalar(out[0])), nil
+	}
+	shape := make([]int, len(size))
+	for i, s := range size {
+		shape[i] = int(s)
+	}
+	return tensors.FromSlice(out, shape...), nil
+}
+
+// CheckStateDict checks sd against the parameters of the UNet cfg
+// describes: the names map one to one (guided-diffusion's), and the error
+// names every missing, unexpected and misshaped tensor.
+func CheckStateDict(sd map[string]*tensor.Dense, cfg config.Model) error {
+	params, err := ParamsFor(cfg)
+	if err != nil {
+		return err
+	}
+	return checkTensors(sd, ParamShapes(params))
+}
+
+// Import reads the PyTorch state dict at from, checks it against cfg and
+// writes a diffinv checkpoint (safetensors, float32, the model config in the
+// metadata under ConfigKey) to out. It returns the number of tensors written.
+func Import(from string, cfg config.Model, out string) (int, error) {
+	if err := Validate(cfg); err != nil {
+		return 0, fmt.Errorf("import: %w", err)
+	}
+	sd, err := ReadStateDict(from)
+	if err != nil {
+		return 0, fmt.Errorf("import: %w", err)
+	}
+	if err := CheckStateDict(sd, cfg); err != nil {
+		return 0, fmt.Errorf("import: %s against the model config: %w", from, err)
+	}
+	cj, err := ConfigJSON(cfg)
+	if err != nil {
+		return 0, fmt.Errorf("import: %w", err)
+	}
+	meta := map[string]string{ConfigKey: cj, FormatKey: Format, SourceKey: filepath.Base(from)}
+	if err := checkpoint.Save(out, sd, meta); err != nil {
+		return 0, fmt.Errorf("import: writing %s: %w", out, err)
+	}
+	return len(sd), nil
+}
