@@ -213,6 +213,14 @@ func TestSpacing(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
+	base := mustSchedule(t, Linear, 1000)
+	sp, err := SpacedSchedule(base, 50, SpacingUniform)
+	if err != nil || sp.Len() != 50 || sp.Timestep(49) != 980 || sp.AlphaBar(49) != base.AlphaBar(980) {
+		t.Errorf("SpacedSchedule(50): %v", err)
+	}
+	if same, _ := SpacedSchedule(base, 1000, SpacingUniform); same != base {
+		t.Errorf("SpacedSchedule(T) should return the base schedule")
+	}
 	u, err := ParseSpacing(1000, "ddim50")
 	if err != nil || len(u) != 50 || u[1] != 20 {
 		t.Errorf("ddim50: %d steps, %v", len(u), err)

@@ -240,13 +240,22 @@ func (s VESDE) PriorSample(rng *rand.Rand, shape ...int) *tensor.Dense {
 // NewSDE builds an SDE from its config name ("vp", "subvp", "ve") and its
 // two parameters (β_min, β_max for VP and sub-VP; σ_min, σ_max for VE).
 func NewSDE(name string, p0, p1 float64) (SDE, error) {
+	var (
+		sde SDE
+		err error
+	)
 	switch name {
 	case "vp":
-		return NewVPSDE(p0, p1)
+		sde, err = NewVPSDE(p0, p1)
 	case "subvp":
-		return NewSubVPSDE(p0, p1)
+		sde, err = NewSubVPSDE(p0, p1)
 	case "ve":
-		return NewVESDE(p0, p1)
+		sde, err = NewVESDE(p0, p1)
+	default:
+		return nil, fmt.Errorf("diffusion: unknown SDE %q, want one of [vp subvp ve]", name)
 	}
-	return nil, fmt.Errorf("diffusion: unknown SDE %q, want one of [vp subvp ve]", name)
+	if err != nil {
+		return nil, err
+	}
+	return sde, nil
 }

@@ -137,3 +137,19 @@ func ParseSpacing(T int, spec string) ([]int, error) {
 	}
 	return out, nil
 }
+
+// SpacedSchedule returns base respaced to K steps with SpacedTimesteps(
+// base.Len(), K, kind); K = base.Len() with "uniform" returns base itself.
+func SpacedSchedule(base *Schedule, K int, kind string) (*Schedule, error) {
+	if base == nil {
+		return nil, fmt.Errorf("diffusion: spaced schedule of a nil schedule")
+	}
+	ts, err := SpacedTimesteps(base.Len(), K, kind)
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) == base.Len() {
+		return base, nil
+	}
+	return Respace(base, ts)
+}
