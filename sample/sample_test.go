@@ -118,6 +118,7 @@ type samplerCase struct {
 	steps   int    // schedule length, respaced from T = 1000
 	spacing string // diffusion.SpacingUniform unless set
 	opts    func(o *Options)
+	cosine  bool // respace the cosine schedule instead of the linear one
 }
 
 func (c samplerCase) schedule(t testing.TB, base *diffusion.Schedule) *diffusion.Schedule {
@@ -166,6 +167,8 @@ func gaussianCases() []samplerCase {
 		{name: "ode", label: "ode heun 50", steps: 50, opts: func(o *Options) {}},
 		{name: "ode", label: "ode rk4 20", steps: 20, opts: func(o *Options) { o.ODE.Method = RK4 }},
 		{name: "ode", label: "ode euler 200", steps: 200, opts: func(o *Options) { o.ODE.Method = Euler }},
+		{name: "ddpm", label: "ddpm fixed-small 1000 cosine", steps: 1000, cosine: true, opts: func(o *Options) {}},
+		{name: "ode", label: "ode heun 50 cosine", steps: 50, cosine: true, opts: func(o *Options) {}},
 	}
 }
 
@@ -188,12 +191,20 @@ func checkMoments(t *testing.T, x *tensor.Dense, mu []float64, cov *mat.SymDense
 // sample mean and covariance must match μ and Σ (see zScores for the
 // standard errors).
 func TestGaussianMoments(t *testing.T) {
-	base := baseSchedule(t)
-	den := gaussian(t, base)
+	linear := baseSchedule(t)
+	cosine, err := diffusion.NewSchedule(diffusion.Cosine, 1000, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cov := mat.NewSymDense(4, testCov)
 	const n = 4000
 	for ci, c := range gaussianCases() {
 		t.Run(c.label, func(t *testing.T) {
+			base := linear
+			if c.cosine {
+				base = cosine
+			}
+			den := gaussian(t, base)
 			sched := c.schedule(t, base)
 			rng := rand.New(rand.NewSource(int64(100 + ci)))
 			xT := tensors.Randn(rng, n, testShape[0], testShape[1], testShape[2])
