@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 	"math/rand"
+	"reflect"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -78,5 +79,60 @@ func TestLispMachineMatchesTape(t *testing.T) {
 				t.Fatalf("input %d [%d]: LispMachine %g, TapeMachine %g", i, j, lisp[i][j], tape[i][j])
 			}
 		}
+	}
+}
+
+// TestFreshOpTypes checks that every op of this package, forward and
+// backward, returns a new function type from each Type call: gorgonia hands
+// the type back to hm's pool after inference, so a shared one gets
+// corrupted (this broke Dropout's backward in G.Grad).
+func TestFreshOpTypes(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	g := G.NewGraph()
+	in := func(name string, shape ...int) *G.Node {
+		return G.NewTensor(g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(name), G.WithValue(randF32(rng, shape...)))
+	}
+	x, w, b := in("x", 2, 4, 4, 4), in("w", 12, 4, 3, 3), in("b", 12)
+	gm, bt, e := in("g", 12), in("bt", 12), in("e", 2, 12)
+	lw := in("lw", 5, 128)
+	dr, err := NewDropout(0.1, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr.SetTraining(true)
+	h := G.Must(Conv2d(x, w, b, 1, 1))
+	h = G.Must(GroupNormSiLU(h, gm, bt, 4, 1e-5))
+	h = G.Must(GroupNorm(h, gm, bt, 4, 1e-5))
+	h = G.Must(ScaleShift(h, e, e))
+	h = G.Must(AddChannel(h, e))
+	h = G.Must(dr.Apply(G.Must(SiLU(h))))
+	a := G.Must(QKVAttention(h, 2, false))
+	c := G.Must(Concat(G.Must(Upsample2x(G.Must(AvgPool2x(a)))), a))
+	s := G.Must(Add(c, c))
+	s = G.Must(dr.Apply(s))
+	flat := G.Must(G.Reshape(s, tensor.Shape{2, 128}))
+	out := G.Must(Linear(flat, lw, nil))
+	if _, err := G.Grad(G.Must(G.Sum(out)), x, w, b, gm, bt, e, lw); err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for _, n := range g.AllNodes() {
+		op := n.Op()
+		if op == nil || reflect.TypeOf(op).Kind() != reflect.Pointer || reflect.TypeOf(op).Elem().PkgPath() != "github.com/diffinv/diffinv/nn" {
+			continue
+		}
+		count++
+		t1, t2 := op.Type(), op.Type()
+		if t1 == t2 {
+			t.Errorf("%v: Type returns the same object twice", op)
+		}
+	}
+	if count < 20 {
+		t.Errorf("found %d ops of this package in the graph, want at least 20", count)
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
 	}
 }

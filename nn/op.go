@@ -33,13 +33,25 @@ func gemm[T float](ta, tb bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 // type variable 'a' (every input and output of an op shares the dtype).
 func tensorType(d int) hm.Type { return G.TensorType{Dims: d, Of: hm.TypeVariable('a')} }
 
-// fnType builds an op type from the input ranks and the output rank.
-func fnType(out int, ins ...int) hm.Type {
-	ts := make([]hm.Type, 0, len(ins)+1)
-	for _, d := range ins {
+// sig is an op's signature: the ranks of its inputs and of its output. Type
+// builds a fresh hm function type from it on every call, because gorgonia
+// returns the type an op gives it to hm's pool after type inference.
+type sig struct {
+	out int
+	ins []int
+}
+
+// fnType returns the signature of an op with inputs of ranks ins and an
+// output of rank out.
+func fnType(out int, ins ...int) sig { return sig{out: out, ins: append([]int(nil), ins...)} }
+
+// build returns a new function type for s.
+func (s sig) build() hm.Type {
+	ts := make([]hm.Type, 0, len(s.ins)+1)
+	for _, d := range s.ins {
 		ts = append(ts, tensorType(d))
 	}
-	ts = append(ts, tensorType(out))
+	ts = append(ts, tensorType(s.out))
 	return hm.NewFnType(ts...)
 }
 
@@ -192,12 +204,12 @@ func shapeOf(op, what string, n *G.Node, rank int) (tensor.Shape, error) {
 type baseOp struct {
 	name  string // what String prints and Hashcode hashes
 	arity int
-	typ   hm.Type
+	typ   sig
 	shape tensor.Shape // output shape, fixed when the graph is built
 }
 
 func (b *baseOp) Arity() int                                     { return b.arity }
-func (b *baseOp) Type() hm.Type                                  { return b.typ }
+func (b *baseOp) Type() hm.Type                                  { return b.typ.build() }
 func (b *baseOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return b.shape.Clone(), nil }
 func (b *baseOp) ReturnsPtr() bool                               { return false }
 func (b *baseOp) CallsExtern() bool                              { return false }
