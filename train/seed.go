@@ -41,10 +41,11 @@ func EpochOrder(seed int64, e, n int) []int {
 	return rand.New(rand.NewSource(EpochSeed(seed, e))).Perm(n)
 }
 
-// BatchIndices returns the dataset indices of the batch of step k: epoch
-// k / stepsPerEpoch, with stepsPerEpoch = ⌊n/size⌋ (the last n mod size
-// images of each epoch's order are skipped). order caches the permutation of
-// the last epoch asked for; pass the same *epochCache for consecutive steps.
+// BatchIndices returns the dataset indices of the batch of step k: batch
+// k mod stepsPerEpoch of epoch k / stepsPerEpoch, with stepsPerEpoch =
+// ⌊n/size⌋ (the last n mod size images of each epoch's order are skipped).
+// Any step can be asked for in any order (a resumed run starts mid-epoch);
+// the permutation of the last epoch asked for is cached.
 func (c *epochCache) BatchIndices(k int) []int {
 	spe := c.n / c.size
 	e, j := k/spe, k%spe
