@@ -200,11 +200,24 @@ func CheckStateDict(sd map[string]*tensor.Dense, cfg config.Model) error {
 }
 
 // Import reads the PyTorch state dict at from, checks it against cfg and
-// writes a diffinv checkpoint (safetensors, float32, the model config in the
-// metadata under ConfigKey) to out. It returns the number of tensors written.
-func Import(from string, cfg config.Model, out string) (int, error) {
+// writes a diffinv checkpoint (safetensors, float32) to out, with the model
+// config under ConfigKey, FormatKey and SourceKey, and the extra metadata
+// entries (which must not use those keys). It returns the number of tensors
+// written.
+func Import(from string, cfg config.Model, out string, extra map[string]string) (int, error) {
 	if err := Validate(cfg); err != nil {
 		return 0, fmt.Errorf("import: %w", err)
+	}
+	cj, err := ConfigJSON(cfg)
+	if err != nil {
+		return 0, fmt.Errorf("import: %w", err)
+	}
+	meta := map[string]string{ConfigKey: cj, FormatKey: Format, SourceKey: filepath.Base(from)}
+	for k, v := range extra {
+		if _, ok := meta[k]; ok {
+			return 0, fmt.Errorf("import: metadata key %q is reserved", k)
+		}
+		meta[k] = v
 	}
 	sd, err := ReadStateDict(from)
 	if err != nil {
@@ -213,11 +226,6 @@ func Import(from string, cfg config.Model, out string) (int, error) {
 	if err := CheckStateDict(sd, cfg); err != nil {
 		return 0, fmt.Errorf("import: %s against the model config: %w", from, err)
 	}
-	cj, err := ConfigJSON(cfg)
-	if err != nil {
-		return 0, fmt.Errorf("import: %w", err)
-	}
-	meta := map[string]string{ConfigKey: cj, FormatKey: Format, SourceKey: filepath.Base(from)}
 	if err := checkpoint.Save(out, sd, meta); err != nil {
 		return 0, fmt.Errorf("import: writing %s: %w", out, err)
 	}

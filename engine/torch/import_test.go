@@ -42,7 +42,7 @@ func TestImportMatchesPyTorch(t *testing.T) {
 	for _, file := range []string{"tiny.zip.pt", "tiny.legacy.pt"} {
 		t.Run(file, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "c.safetensors")
-			n, err := Import(filepath.Join("testdata", file), cfg, out)
+			n, err := Import(filepath.Join("testdata", file), cfg, out, map[string]string{"note": "x"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,7 +57,7 @@ func TestImportMatchesPyTorch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.Metadata[FormatKey] != Format || f.Metadata[SourceKey] != file {
+			if f.Metadata[FormatKey] != Format || f.Metadata[SourceKey] != file || f.Metadata["note"] != "x" {
 				t.Errorf("metadata %v, want %s=%s and %s=%s", f.Metadata, FormatKey, Format, SourceKey, file)
 			}
 			back, err := ModelConfig(f.Metadata)
