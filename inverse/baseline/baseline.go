@@ -53,12 +53,8 @@ func Tikhonov(a op.SVD, y *tensor.Dense, lambda float64) (*tensor.Dense, error) 
 			zd[i*m+j] = float32(float64(zd[i*m+j]) * sv / (sv*sv + lambda))
 		}
 	}
-	sh, ok := a.(op.Shaped)
-	if !ok {
-		return nil, fmt.Errorf("baseline.Tikhonov: operator does not report its shapes")
-	}
 	d := 1
-	for _, v := range sh.InShape() {
+	for _, v := range a.InShape() {
 		d *= v
 	}
 	full, err := op.AddZeros(z, d)

@@ -7,7 +7,8 @@
 // Every operator works on batches of images x (N×C×H×W float32, in [-1, 1])
 // one image at a time: the batch dimension is never mixed. Measurements y are
 // 4-D as well, N×(per-image shape of OutShape). Internally every map runs in
-// float64 and rounds to float32 at the end.
+// float64 and rounds to float32 at the end. Operators are immutable after
+// construction and safe for concurrent use.
 //
 // Three levels of structure, so a solver asks for what it needs:
 //
@@ -58,6 +59,7 @@ type Linear interface {
 // in the convention described in the package documentation.
 type SVD interface {
 	Linear
+	Shaped
 	// V maps spectral coordinates (N×D) to an image batch (N×C×H×W).
 	V(z *tensor.Dense) (*tensor.Dense, error)
 	// Vt maps an image batch (N×C×H×W) to spectral coordinates (N×D).
@@ -171,21 +173,28 @@ type linOp struct {
 	pinv     imageMap
 }
 
-func (o *linOp) InShape() []int  { return append([]int(nil), o.in...) }
+// InShape is the per-image shape of x.
+func (o *linOp) InShape() []int { return append([]int(nil), o.in...) }
+
+// OutShape is the per-image shape of y.
 func (o *linOp) OutShape() []int { return append([]int(nil), o.out...) }
 
+// Forward returns A x.
 func (o *linOp) Forward(x *tensor.Dense) (*tensor.Dense, error) {
 	return apply(o.name+".Forward x", x, o.in, o.out, o.fwd)
 }
 
+// Adjoint returns Aᵀ y.
 func (o *linOp) Adjoint(y *tensor.Dense) (*tensor.Dense, error) {
 	return apply(o.name+".Adjoint y", y, o.out, o.in, o.adj)
 }
 
+// Pinv returns A† y.
 func (o *linOp) Pinv(y *tensor.Dense) (*tensor.Dense, error) {
 	return apply(o.name+".Pinv y", y, o.out, o.in, o.pinv)
 }
 
+// VJP returns Aᵀ g (x only fixes the batch shape).
 func (o *linOp) VJP(x, g *tensor.Dense) (*tensor.Dense, error) {
 	nx, err := checkBatch(o.name+".VJP x", x, o.in)
 	if err != nil {
@@ -208,6 +217,7 @@ type svdOp struct {
 	s            []float64
 }
 
+// Singulars returns a copy of the M singular values.
 func (o *svdOp) Singulars() []float32 {
 	r := make([]float32, len(o.s))
 	for i, v := range o.s {
@@ -216,18 +226,22 @@ func (o *svdOp) Singulars() []float32 {
 	return r
 }
 
+// V maps spectral coordinates to images.
 func (o *svdOp) V(z *tensor.Dense) (*tensor.Dense, error) {
 	return apply(o.name+".V z", z, []int{prod(o.in)}, o.in, o.v)
 }
 
+// Vt maps images to spectral coordinates.
 func (o *svdOp) Vt(x *tensor.Dense) (*tensor.Dense, error) {
 	return apply(o.name+".Vt x", x, o.in, []int{prod(o.in)}, o.vt)
 }
 
+// U maps measurement-side spectral coordinates to measurements.
 func (o *svdOp) U(z *tensor.Dense) (*tensor.Dense, error) {
 	return apply(o.name+".U z", z, []int{prod(o.out)}, o.out, o.u)
 }
 
+// Ut maps measurements to their spectral coordinates.
 func (o *svdOp) Ut(y *tensor.Dense) (*tensor.Dense, error) {
 	return apply(o.name+".Ut y", y, o.out, []int{prod(o.out)}, o.ut)
 }

@@ -150,7 +150,7 @@ func NewInpaintRandom(shape [3]int, missing float64, rng *rand.Rand) (*Inpaint, 
 	return NewInpaintMask(shape, m)
 }
 
-// Colorize maps an RGB image to gray, y = (r + g + b)/3 (DDNM's
+// NewColorize maps an RGB image to gray, y = (r + g + b)/3 (DDNM's
 // A = [1/3, 1/3, 1/3]); y has one channel. Per pixel its SVD has the single
 // singular value 1/√3 with right vector (1,1,1)/√3; the other two spectral
 // coordinates of a pixel, on (1,−1,0)/√2 and (1,1,−2)/√6, span the null
