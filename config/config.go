@@ -15,6 +15,34 @@ type Config struct {
 	Train     Train     `yaml:"train"`
 	Sample    Sample    `yaml:"sample"`
 	Data      Data      `yaml:"data"`
+	// Measurement is the forward model y = A(x) + n of inverse problems.
+	Measurement Measurement `yaml:"measurement"`
+}
+
+// Measurement describes the operator A and the noise n of y = A(x) + n.
+type Measurement struct {
+	Operator Operator `yaml:"operator"`
+	Noise    Noise    `yaml:"noise"`
+}
+
+// Operator names a measurement operator and holds its parameters: every
+// key beside name (e.g. measurement.operator.scale) goes to Params, and the
+// operator registry checks them (`diffinv measure --help` lists operators).
+type Operator struct {
+	// Name is the operator's registry name, e.g. sr_bicubic or inpaint_box.
+	Name string `yaml:"name"`
+	// Params are the operator's own parameters.
+	Params map[string]any `yaml:",inline"`
+}
+
+// Noise describes the measurement noise.
+type Noise struct {
+	// Name is clean, gaussian or poisson.
+	Name string `yaml:"name"`
+	// Sigma is the Gaussian noise std on the [-1, 1] scale.
+	Sigma float64 `yaml:"sigma"`
+	// Rate is the Poisson rate (photon count at full intensity).
+	Rate float64 `yaml:"rate"`
 }
 
 // Model describes the UNet, with the options and names of guided-diffusion's
@@ -209,6 +237,10 @@ func Default() Config {
 			LangevinStepSize: 2e-5,
 			LangevinSteps:    10,
 			ODEMethod:        "heun",
+		},
+		Measurement: Measurement{
+			Operator: Operator{Name: "sr_bicubic", Params: map[string]any{}},
+			Noise:    Noise{Name: "gaussian", Sigma: 0.05, Rate: 1},
 		},
 		Data: Data{
 			Dataset: "mnist",

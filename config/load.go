@@ -46,6 +46,12 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	for _, f := range schema {
+		if f.open {
+			for k, val := range f.val.Interface().(map[string]any) {
+				v.SetDefault(f.key+"."+k, val)
+			}
+			continue
+		}
 		v.SetDefault(f.key, f.val.Interface())
 	}
 
@@ -97,7 +103,7 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 		if !ok || key == "" {
 			return nil, fmt.Errorf("--set %q: want key=value, e.g. train.lr=0.0005", s)
 		}
-		if _, ok := lookup(schema, key); !ok {
+		if _, ok := lookup(schema, key); !ok && !openParent(schema, key) {
 			return nil, unknownKey(key, schema)
 		}
 		parsed, err := parseValue(val)
@@ -110,7 +116,14 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 	cfg := defaults
 	// Slices in defaults must not alias the decoded config.
 	out := fields(reflect.ValueOf(&cfg).Elem(), "")
+	all := v.AllSettings()
 	for _, f := range out {
+		if f.open {
+			if err := assignOpen(f, out, all); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := assign(f.key, f.val, v.Get(f.key)); err != nil {
 			return nil, err
 		}
@@ -152,6 +165,13 @@ func (c *Config) Flat() []string {
 	fs := fields(reflect.ValueOf(c).Elem(), "")
 	lines := make([]string, 0, len(fs))
 	for _, f := range fs {
+		if f.open {
+			for k, val := range f.val.Interface().(map[string]any) {
+				b, _ := yaml.Marshal(val)
+				lines = append(lines, f.key+"."+k+": "+strings.TrimSpace(flow(string(b))))
+			}
+			continue
+		}
 		b, _ := yaml.Marshal(f.val.Interface())
 		lines = append(lines, f.key+": "+strings.TrimSpace(flow(string(b))))
 	}
@@ -164,6 +184,10 @@ func Keys() []string {
 	d := Default()
 	var ks []string
 	for _, f := range fields(reflect.ValueOf(&d).Elem(), "") {
+		if f.open {
+			ks = append(ks, f.key+".*")
+			continue
+		}
 		ks = append(ks, f.key)
 	}
 	sort.Strings(ks)
@@ -183,8 +207,9 @@ func flow(s string) string {
 }
 
 type field struct {
-	key string
-	val reflect.Value // settable leaf
+	key  string
+	val  reflect.Value // settable leaf
+	open bool          // an inline map: key is its parent, any sub-key goes in
 }
 
 // fields lists the leaves of a config struct by dotted yaml key.
@@ -192,7 +217,12 @@ func fields(v reflect.Value, prefix string) []field {
 	var out []field
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
-		name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		tag := t.Field(i).Tag.Get("yaml")
+		name := strings.Split(tag, ",")[0]
+		if strings.HasSuffix(tag, ",inline") && v.Field(i).Kind() == reflect.Map {
+			out = append(out, field{key: prefix, val: v.Field(i), open: true})
+			continue
+		}
 		if name == "" || name == "-" {
 			continue
 		}
@@ -212,11 +242,26 @@ func fields(v reflect.Value, prefix string) []field {
 
 func lookup(schema []field, key string) (field, bool) {
 	for _, f := range schema {
-		if f.key == key {
+		if f.key == key && !f.open {
 			return f, true
 		}
 	}
 	return field{}, false
+}
+
+// openParent reports whether key is a direct sub-key of an open map, as
+// measurement.operator.scale is.
+func openParent(schema []field, key string) bool {
+	i := strings.LastIndex(key, ".")
+	if i < 0 {
+		return false
+	}
+	for _, f := range schema {
+		if f.open && f.key == key[:i] {
+			return true
+		}
+	}
+	return false
 }
 
 func envName(key string) string {
@@ -264,7 +309,7 @@ func checkFileKeys(raw []byte, schema []field) error {
 			if prefix != "" {
 				key = prefix + "." + k
 			}
-			if _, ok := lookup(schema, key); ok {
+			if _, ok := lookup(schema, key); ok || openParent(schema, key) {
 				continue
 			}
 			sub, isMap := m[k].(map[string]any)
@@ -290,6 +335,34 @@ func hasPrefix(schema []field, p string) bool {
 		}
 	}
 	return false
+}
+
+// assignOpen fills an open map with the merged sub-keys of its parent that
+// are not fields of their own (measurement.operator.name is; .scale is not).
+func assignOpen(f field, schema []field, all map[string]any) error {
+	node := any(all)
+	for _, part := range strings.Split(f.key, ".") {
+		m, ok := node.(map[string]any)
+		if !ok {
+			node = nil
+			break
+		}
+		node = m[part]
+	}
+	out := map[string]any{}
+	if m, ok := node.(map[string]any); ok {
+		for k, val := range m {
+			if _, own := lookup(schema, f.key+"."+k); own {
+				continue
+			}
+			if _, isMap := val.(map[string]any); isMap {
+				return fmt.Errorf("config key %s.%s: a mapping, want a scalar or a list", f.key, k)
+			}
+			out[k] = val
+		}
+	}
+	f.val.Set(reflect.ValueOf(out))
+	return nil
 }
 
 // parseValue reads a --set or environment value as a YAML scalar or list.

@@ -179,6 +179,17 @@ func (c *Config) Validate() error {
 			k.fail("model.image_size", m.ImageSize, ">= 28 for data.dataset mnist (digits are padded, not shrunk)")
 		}
 	}
+	if c.Measurement.Operator.Name == "" {
+		k.fail("measurement.operator.name", `""`, "an operator name")
+	}
+	n := c.Measurement.Noise
+	k.oneOf("measurement.noise.name", n.Name, "clean", "gaussian", "poisson")
+	if n.Sigma < 0 {
+		k.fail("measurement.noise.sigma", n.Sigma, ">= 0")
+	}
+	if n.Name == "poisson" && !(n.Rate > 0) {
+		k.fail("measurement.noise.rate", n.Rate, "> 0 for poisson noise")
+	}
 	k.nonNegative("data.crop", a.Crop)
 	k.nonNegative("data.limit", a.Limit)
 	return errors.Join(k.errs...)
