@@ -93,6 +93,12 @@ func gnForward[T float](o *gnOp, x, gamma, beta, y []T) {
 	gsz := cg * o.inner
 	parallel(o.n, workers(o.n), func(_, lo, hi int) {
 		for n := lo; n < hi; n++ {
+			if x32, ok := any(x).([]float32); ok && haveCKernels {
+				sz := o.c * o.inner
+				gnFwdF32(x32[n*sz:(n+1)*sz], any(y).([]float32)[n*sz:(n+1)*sz], any(gamma).([]float32), any(beta).([]float32),
+					o.c, o.groups, o.inner, o.eps, o.silu, o.mean[n*o.groups:(n+1)*o.groups], o.rstd[n*o.groups:(n+1)*o.groups])
+				continue
+			}
 			for g := 0; g < o.groups; g++ {
 				base := (n*o.groups + g) * gsz
 				xg := x[base : base+gsz]
@@ -183,6 +189,13 @@ func gnBackward[T float](o *gnBwdOp, x, gamma, beta, dy, dx, dgamma, dbeta []T) 
 		clear(acc)
 		accs[wk] = acc
 		for n := lo; n < hi; n++ {
+			if x32, ok := any(x).([]float32); ok && haveCKernels {
+				sz := f.c * f.inner
+				gnBwdF32(x32[n*sz:(n+1)*sz], any(gamma).([]float32), any(beta).([]float32), any(dy).([]float32)[n*sz:(n+1)*sz],
+					any(dx).([]float32)[n*sz:(n+1)*sz], f.c, f.groups, f.inner, f.silu,
+					f.mean[n*f.groups:(n+1)*f.groups], f.rstd[n*f.groups:(n+1)*f.groups], acc)
+				continue
+			}
 			for g := 0; g < f.groups; g++ {
 				base := (n*f.groups + g) * gsz
 				mean, rstd := f.mean[n*f.groups+g], f.rstd[n*f.groups+g]

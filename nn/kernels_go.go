@@ -2,6 +2,17 @@
 
 package nn
 
+// haveCKernels reports that the C kernels are not compiled in (no cgo).
+const haveCKernels = false
+
+func gnFwdF32(x, y, gamma, beta []float32, c, groups, inner int, eps float64, silu bool, mean, rstd []float64) {
+	panic("nn: C kernels not built")
+}
+
+func gnBwdF32(x, gamma, beta, dy, dx []float32, c, groups, inner int, silu bool, mean, rstd, acc []float64) {
+	panic("nn: C kernels not built")
+}
+
 func siluF32(x, y []float32) {
 	y = y[:len(x)]
 	for i, v := range x {
