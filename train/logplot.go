@@ -26,8 +26,9 @@ const (
 
 // Record is one line of the JSONL log. Type is "run" (the first record of
 // every start or resume: seeds and config), "step" (every log_every steps),
-// "checkpoint", "sample", "warning" (a loss plot that failed) or "stop" (a
-// run that ended early, with the reason).
+// "checkpoint", "sample", "warning" (a loss plot that failed), "stop" (a
+// run that ended early, with the reason) or "done" (the last record of a
+// finished run, with its final checkpoint).
 type Record struct {
 	Type string `json:"type"`
 	Step int    `json:"step"`

@@ -427,7 +427,7 @@ func (r *run) loop(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return r.record(Record{Type: "done", Step: r.step, Path: r.last})
 }
 
 // trainStep runs step k (0-based): batch, forward, backward, checks, clip,

@@ -250,6 +250,9 @@ func TestRunOutputs(t *testing.T) {
 	if recs[0].Type != "run" || recs[0].Seed == nil || *recs[0].Seed != 5 || *recs[0].InitSeed != InitSeed(5) || recs[0].Config == "" {
 		t.Errorf("first log record %+v, want a run record with seed 5, its init seed and the config", recs[0])
 	}
+	if last := recs[len(recs)-1]; last.Type != "done" || last.Step != 12 || last.Path != CheckpointPath(dir, 12) {
+		t.Errorf("last log record %+v, want done at step 12 with the final checkpoint", last)
+	}
 	for _, r := range recs {
 		if r.Type == "step" && (!(r.Loss > 0) || !(r.LR > 0) || !(r.GradNorm > 0) || r.Wall < 0) {
 			t.Errorf("step record %+v lacks loss, lr or grad norm", r)
