@@ -1,0 +1,240 @@
+package metrics
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+
+	"gonum.org/v1/gonum/mat"
+)
+
+// Gaussian is a Gaussian fit of a feature set: the sample mean and the
+// unbiased (N−1) sample covariance, numpy.cov's default and what
+// pytorch-fid uses.
+type Gaussian struct {
+	Mean []float64
+	Cov  *mat.SymDense
+	N    int // number of samples fitted
+}
+
+// FitGaussian fits a Gaussian to the rows of feat (N×D, N ≥ 2).
+func FitGaussian(feat *mat.Dense) (Gaussian, error) {
+	if feat == nil {
+		return Gaussian{}, fmt.Errorf("metrics.FitGaussian: nil feature matrix")
+	}
+	n, d := feat.Dims()
+	if n < 2 || d < 1 {
+		return Gaussian{}, fmt.Errorf("metrics.FitGaussian: %d×%d features, want at least 2 rows and 1 column", n, d)
+	}
+	mean := make([]float64, d)
+	for i := 0; i < n; i++ {
+		for j, v := range feat.RawRowView(i) {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return Gaussian{}, fmt.Errorf("metrics.FitGaussian: feature (%d, %d) is %v, want finite", i, j, v)
+			}
+			mean[j] += v
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(n)
+	}
+	centred := mat.NewDense(n, d, nil)
+	for i := 0; i < n; i++ {
+		row, src := centred.RawRowView(i), feat.RawRowView(i)
+		for j := range row {
+			row[j] = src[j] - mean[j]
+		}
+	}
+	cov := mat.NewSymDense(d, nil)
+	cov.SymOuterK(1/float64(n-1), centred.T())
+	return Gaussian{Mean: mean, Cov: cov, N: n}, nil
+}
+
+// sqrtPSD returns the symmetric square root V·diag(√max(λ, 0))·Vᵀ of a
+// symmetric positive semi-definite matrix (negative eigenvalues, which
+// appear only through rounding, are clipped to 0).
+func sqrtPSD(a mat.Symmetric) (*mat.SymDense, error) {
+	var eig mat.EigenSym
+	if !eig.Factorize(a, true) {
+		return nil, fmt.Errorf("eigendecomposition did not converge")
+	}
+	vals := eig.Values(nil)
+	var v mat.Dense
+	eig.VectorsTo(&v)
+	// (V·diag(λ^¼))(V·diag(λ^¼))ᵀ = V·diag(√λ)·Vᵀ, symmetric by construction.
+	d := len(vals)
+	scaled := mat.NewDense(d, d, nil)
+	for i := 0; i < d; i++ {
+		for j := 0; j < d; j++ {
+			scaled.Set(i, j, v.At(i, j)*math.Sqrt(math.Sqrt(math.Max(vals[j], 0))))
+		}
+	}
+	out := mat.NewSymDense(d, nil)
+	out.SymOuterK(1, scaled)
+	return out, nil
+}
+
+// traceSqrtProduct returns Tr((Σ1Σ2)^{1/2}) computed in the symmetric form
+// Tr((√Σ1 Σ2 √Σ1)^{1/2}): √Σ1 Σ2 √Σ1 is similar to Σ1Σ2, symmetric and
+// positive semi-definite, so its eigenvalues are real and ≥ 0 and the trace
+// of its square root is Σ √λ.
+func traceSqrtProduct(s1, s2 mat.Symmetric) (float64, error) {
+	r1, err := sqrtPSD(s1)
+	if err != nil {
+		return 0, fmt.Errorf("square root of the first covariance: %w", err)
+	}
+	var tmp, prod mat.Dense
+	tmp.Mul(r1, s2)
+	prod.Mul(&tmp, r1)
+	d, _ := prod.Dims()
+	sym := mat.NewSymDense(d, nil)
+	for i := 0; i < d; i++ {
+		for j := i; j < d; j++ {
+			sym.SetSym(i, j, 0.5*(prod.At(i, j)+prod.At(j, i)))
+		}
+	}
+	var eig mat.EigenSym
+	if !eig.Factorize(sym, false) {
+		return 0, fmt.Errorf("eigendecomposition of √Σ1 Σ2 √Σ1 did not converge")
+	}
+	var tr float64
+	for _, l := range eig.Values(nil) {
+		tr += math.Sqrt(math.Max(l, 0))
+	}
+	return tr, nil
+}
+
+// FrechetDistance returns the squared Fréchet (2-Wasserstein) distance
+// between two Gaussians: ‖μ1−μ2‖² + Tr(Σ1 + Σ2 − 2(Σ1Σ2)^{1/2}).
+func FrechetDistance(a, b Gaussian) (float64, error) {
+	if len(a.Mean) != len(b.Mean) || a.Cov == nil || b.Cov == nil || a.Cov.SymmetricDim() != len(a.Mean) || b.Cov.SymmetricDim() != len(b.Mean) {
+		return 0, fmt.Errorf("metrics.FrechetDistance: Gaussians of dimensions %d and %d (or missing covariances), want equal", len(a.Mean), len(b.Mean))
+	}
+	var d2 float64
+	for i := range a.Mean {
+		d := a.Mean[i] - b.Mean[i]
+		d2 += d * d
+	}
+	tr := mat.Trace(a.Cov) + mat.Trace(b.Cov)
+	ts, err := traceSqrtProduct(a.Cov, b.Cov)
+	if err != nil {
+		return 0, fmt.Errorf("metrics.FrechetDistance: %w", err)
+	}
+	// Rounding can push an exact 0 slightly negative; it is a squared distance.
+	return math.Max(d2+tr-2*ts, 0), nil
+}
+
+// FID returns the Fréchet distance between Gaussian fits of two feature
+// sets (rows are samples, N×D with equal D). On MNIST the features are
+// the evaluation classifier's penultimate features (Classifier.Features).
+// FID is biased upward at small N: always report the sample counts.
+func FID(featA, featB *mat.Dense) (float64, error) {
+	ga, err := FitGaussian(featA)
+	if err != nil {
+		return 0, fmt.Errorf("metrics.FID: first set: %w", err)
+	}
+	gb, err := FitGaussian(featB)
+	if err != nil {
+		return 0, fmt.Errorf("metrics.FID: second set: %w", err)
+	}
+	return FrechetDistance(ga, gb)
+}
+
+// KIDOptions configures KID. Zero fields take the defaults of Bińkowski et
+// al. and torch-fidelity: 100 subsets of 1000 samples.
+type KIDOptions struct {
+	// Subsets is the number of random subset pairs averaged.
+	Subsets int
+	// SubsetSize is the size m of each subset, capped at the smaller set.
+	SubsetSize int
+}
+
+// KIDResult is the KID estimate over subsets: mean and (population)
+// standard deviation of the per-subset unbiased MMD² estimates.
+type KIDResult struct {
+	Mean, Std  float64
+	Subsets    int
+	SubsetSize int
+}
+
+// KID returns the kernel inception distance (Bińkowski et al., 2018)
+// between two feature sets (N×D rows, equal D): the unbiased estimate of
+// MMD² with the cubic polynomial kernel k(x, y) = (xᵀy/D + 1)³, computed on
+// opts.Subsets pairs of random subsets of size m (drawn without
+// replacement from each set, independently per subset, from rng) and
+// reported as mean ± std over the subsets. Unbiased, so it can be slightly
+// negative when the distributions agree.
+func KID(featA, featB *mat.Dense, opts KIDOptions, rng *rand.Rand) (KIDResult, error) {
+	const op = "metrics.KID"
+	if featA == nil || featB == nil {
+		return KIDResult{}, fmt.Errorf("%s: nil feature matrix", op)
+	}
+	if rng == nil {
+		return KIDResult{}, fmt.Errorf("%s: nil *rand.Rand, want a seeded generator", op)
+	}
+	na, da := featA.Dims()
+	nb, db := featB.Dims()
+	if da != db {
+		return KIDResult{}, fmt.Errorf("%s: feature dimensions %d and %d, want equal", op, da, db)
+	}
+	if opts.Subsets == 0 {
+		opts.Subsets = 100
+	}
+	if opts.SubsetSize == 0 {
+		opts.SubsetSize = 1000
+	}
+	if opts.Subsets < 1 || opts.SubsetSize < 2 {
+		return KIDResult{}, fmt.Errorf("%s: %d subsets of size %d, want ≥ 1 subset of size ≥ 2", op, opts.Subsets, opts.SubsetSize)
+	}
+	m := min(opts.SubsetSize, na, nb)
+	if m < 2 {
+		return KIDResult{}, fmt.Errorf("%s: sets of %d and %d samples, want at least 2 each", op, na, nb)
+	}
+	d := da
+	x, y := mat.NewDense(m, d, nil), mat.NewDense(m, d, nil)
+	var kxx, kyy, kxy mat.Dense
+	vals := make([]float64, opts.Subsets)
+	for s := range vals {
+		pickRows(x, featA, rng.Perm(na)[:m])
+		pickRows(y, featB, rng.Perm(nb)[:m])
+		kxx.Mul(x, x.T())
+		kyy.Mul(y, y.T())
+		kxy.Mul(x, y.T())
+		var sxx, syy, sxy float64
+		for i := 0; i < m; i++ {
+			rx, ry, rxy := kxx.RawRowView(i), kyy.RawRowView(i), kxy.RawRowView(i)
+			for j := 0; j < m; j++ {
+				if i != j {
+					sxx += poly3(rx[j], d)
+					syy += poly3(ry[j], d)
+				}
+				sxy += poly3(rxy[j], d)
+			}
+		}
+		mf := float64(m)
+		vals[s] = (sxx+syy)/(mf*(mf-1)) - 2*sxy/(mf*mf)
+	}
+	var mean float64
+	for _, v := range vals {
+		mean += v
+	}
+	mean /= float64(len(vals))
+	var vr float64
+	for _, v := range vals {
+		vr += (v - mean) * (v - mean)
+	}
+	return KIDResult{Mean: mean, Std: math.Sqrt(vr / float64(len(vals))), Subsets: opts.Subsets, SubsetSize: m}, nil
+}
+
+// poly3 is the cubic polynomial kernel on an inner product: (ip/d + 1)³.
+func poly3(ip float64, d int) float64 {
+	v := ip/float64(d) + 1
+	return v * v * v
+}
+
+// pickRows copies rows idx of src into dst.
+func pickRows(dst, src *mat.Dense, idx []int) {
+	for i, r := range idx {
+		copy(dst.RawRowView(i), src.RawRowView(r))
+	}
+}
