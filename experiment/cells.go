@@ -1,0 +1,161 @@
+package experiment
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+)
+
+// SweepValue is one swept key's value in a cell.
+type SweepValue struct {
+	Key   string
+	Value any
+}
+
+// Cell is one unit of work: one task, one method with its options, one
+// point of the sweep, one seed, over the experiment's dataset images.
+type Cell struct {
+	// ID identifies the cell's settings: the task and solver names, the seed
+	// and a hash of everything that determines its result (checkpoint,
+	// dataset, task and method names and merged sets, seed). Labels, the
+	// metric list and the cell's position do not enter it, so a finished
+	// cell is recognised after the file gains tasks, methods or seeds.
+	ID string
+	// Index is the cell's position in the expansion.
+	Index int
+	// Checkpoint and Dataset are the experiment's.
+	Checkpoint string
+	Dataset    Dataset
+	// Task and Method carry their file entries with Set merged with this
+	// cell's sweep values (sweep wins). Set is never nil.
+	Task   Task
+	Method Method
+	// Sweep lists this cell's value of every sweep axis, in SweepKeys order.
+	Sweep []SweepValue
+	// Seed seeds every random draw of the cell.
+	Seed int64
+	// Metrics are the metric names to compute.
+	Metrics []string
+	// GridImages is how many leading images the runner should return in
+	// CellResult.Grid (0: none).
+	GridImages int
+}
+
+// SweepLabel renders the cell's sweep values as "k=v, k=v" (empty without
+// a sweep).
+func (c Cell) SweepLabel() string {
+	parts := make([]string, len(c.Sweep))
+	for i, s := range c.Sweep {
+		parts[i] = shortKey(s.Key) + "=" + display(s.Value)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// shortKey drops the solver./task. prefix of a sweep key.
+func shortKey(k string) string {
+	_, rest, ok := strings.Cut(k, ".")
+	if !ok {
+		return k
+	}
+	return rest
+}
+
+// Cells validates the experiment and expands it into cells: tasks (outer)
+// × methods × sweep points (cartesian over SweepKeys, last key fastest) ×
+// seeds (inner).
+func (e *Experiment) Cells() ([]Cell, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	keys := e.SweepKeys()
+	points := [][]SweepValue{nil}
+	for _, k := range keys {
+		var next [][]SweepValue
+		for _, p := range points {
+			for _, v := range e.Sweep[k] {
+				q := append(append([]SweepValue(nil), p...), SweepValue{Key: k, Value: v})
+				next = append(next, q)
+			}
+		}
+		points = next
+	}
+	var cells []Cell
+	for _, t := range e.Tasks {
+		for _, m := range e.Methods {
+			for _, p := range points {
+				for _, seed := range e.Seeds {
+					c := Cell{
+						Index:      len(cells),
+						Checkpoint: e.Checkpoint,
+						Dataset:    e.Dataset,
+						Task:       Task{Name: t.Name, Label: t.Label, Set: cloneSet(t.Set)},
+						Method:     Method{Name: m.Name, Label: m.Label, Set: cloneSet(m.Set)},
+						Sweep:      p,
+						Seed:       seed,
+						Metrics:    append([]string(nil), e.Metrics...),
+						GridImages: min(e.GridImages(), e.Dataset.N),
+					}
+					for _, sv := range p {
+						prefix, key, _ := strings.Cut(sv.Key, ".")
+						if prefix == "task" {
+							c.Task.Set[key] = sv.Value
+						} else {
+							c.Method.Set[key] = sv.Value
+						}
+					}
+					c.ID = cellID(c)
+					cells = append(cells, c)
+				}
+			}
+		}
+	}
+	return cells, nil
+}
+
+func cloneSet(m map[string]any) map[string]any {
+	r := make(map[string]any, len(m))
+	maps.Copy(r, m)
+	return r
+}
+
+// cellID derives the cell's ID from its settings (see Cell.ID).
+func cellID(c Cell) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "diffinv-experiment-cell v1\ncheckpoint=%q\ndataset=%q n=%d offset=%d\n", c.Checkpoint, c.Dataset.Name, c.Dataset.N, c.Dataset.Offset)
+	writeSet := func(prefix, name string, set map[string]any) {
+		fmt.Fprintf(&b, "%s=%q\n", prefix, name)
+		ks := make([]string, 0, len(set))
+		for k := range set {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		for _, k := range ks {
+			fmt.Fprintf(&b, "%s.set.%q=%s\n", prefix, k, canonical(set[k]))
+		}
+	}
+	writeSet("task", c.Task.Name, c.Task.Set)
+	writeSet("method", c.Method.Name, c.Method.Set)
+	fmt.Fprintf(&b, "seed=%d\n", c.Seed)
+	h := sha256.Sum256([]byte(b.String()))
+	return fmt.Sprintf("%s_%s_s%d_%s", slug(c.Task.Name), slug(c.Method.Name), c.Seed, hex.EncodeToString(h[:6]))
+}
+
+// slug keeps [A-Za-z0-9.+-] and maps anything else to '-'.
+func slug(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '+', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	if b.Len() == 0 {
+		return "x"
+	}
+	return b.String()
+}

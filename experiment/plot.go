@@ -1,0 +1,183 @@
+package experiment
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// errPoints are plot points with symmetric y error bars.
+type errPoints struct {
+	plotter.XYs
+	plotter.YErrors
+}
+
+// writePlots writes plots/KEY.png for every sweep key: one panel per
+// metric, the metric's mean over seeds against the key's value, one line
+// per task × method (× the other sweep keys' values) with ± std error
+// bars. Numeric values are placed by value (on a log axis when positive
+// and spanning a factor ≥ 20), other values evenly in file order.
+func writePlots(exp *Experiment, all []cellData, ms []Metric, out string) ([]string, error) {
+	var files []string
+	for _, key := range exp.SweepKeys() {
+		b, err := sweepPlot(exp, all, ms, key)
+		if err != nil {
+			return nil, fmt.Errorf("sweep %s: %w", key, err)
+		}
+		if err := os.MkdirAll(filepath.Join(out, PlotsDir), 0o755); err != nil {
+			return nil, err
+		}
+		file := filepath.Join(PlotsDir, slug(key)+".png")
+		if err := writeFileAtomic(filepath.Join(out, file), b); err != nil {
+			return nil, err
+		}
+		files = append(files, file)
+	}
+	return files, nil
+}
+
+func sweepPlot(exp *Experiment, all []cellData, ms []Metric, key string) ([]byte, error) {
+	values := exp.Sweep[key]
+	numeric, xs := true, make([]float64, len(values))
+	for i, v := range values {
+		switch x := v.(type) {
+		case int:
+			xs[i] = float64(x)
+		case float64:
+			xs[i] = x
+		default:
+			numeric = false
+		}
+	}
+	if !numeric {
+		for i := range xs {
+			xs[i] = float64(i)
+		}
+	}
+	logX := numeric && len(xs) > 1
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, x := range xs {
+		lo, hi = math.Min(lo, x), math.Max(hi, x)
+		if x <= 0 || math.IsInf(x, 0) || math.IsNaN(x) {
+			logX = false
+		}
+	}
+	logX = logX && hi/lo >= 20
+	pos := map[string]float64{}
+	for i, v := range values {
+		pos[canonical(v)] = xs[i]
+	}
+
+	// Series: task × method × other sweep values, in expansion order.
+	type series struct {
+		label string
+		byX   map[float64][]float64
+	}
+	var panels [][]*plot.Plot
+	row := make([]*plot.Plot, 0, len(ms))
+	for mi, m := range ms {
+		var order []string
+		ser := map[string]*series{}
+		for _, d := range all {
+			var others []string
+			var x float64
+			for _, sv := range d.Sweep {
+				if sv.Key == key {
+					x = pos[canonical(sv.Value)]
+				} else {
+					others = append(others, shortKey(sv.Key)+"="+display(sv.Value))
+				}
+			}
+			label := d.Task.Key() + " · " + d.Method.Key()
+			if len(others) > 0 {
+				label += " (" + strings.Join(others, ", ") + ")"
+			}
+			s := ser[label]
+			if s == nil {
+				s = &series{label: label, byX: map[float64][]float64{}}
+				ser[label] = s
+				order = append(order, label)
+			}
+			s.byX[x] = append(s.byX[x], d.value(m))
+		}
+		p := plot.New()
+		p.Title.Text = m.Title
+		p.X.Label.Text = shortKey(key)
+		if logX {
+			p.X.Scale = plot.LogScale{}
+			p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		}
+		if !numeric {
+			var ticks []plot.Tick
+			for i, v := range values {
+				ticks = append(ticks, plot.Tick{Value: float64(i), Label: display(v)})
+			}
+			p.X.Tick.Marker = plot.ConstantTicks(ticks)
+		}
+		p.Add(plotter.NewGrid())
+		for si, label := range order {
+			s := ser[label]
+			var pts errPoints
+			for _, x := range xs {
+				ys, ok := s.byX[x]
+				if !ok {
+					continue
+				}
+				st := stat(ys)
+				if math.IsNaN(st.Mean) || math.IsInf(st.Mean, 0) || math.IsNaN(st.Std) || math.IsInf(st.Std, 0) {
+					continue
+				}
+				pts.XYs = append(pts.XYs, plotter.XY{X: x, Y: st.Mean})
+				pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{st.Std, st.Std})
+			}
+			if len(pts.XYs) == 0 {
+				continue
+			}
+			line, scatter, err := plotter.NewLinePoints(pts.XYs)
+			if err != nil {
+				return nil, err
+			}
+			line.Color = plotutil.Color(si)
+			scatter.Color = plotutil.Color(si)
+			scatter.Shape = plotutil.Shape(si)
+			p.Add(line, scatter)
+			if len(exp.Seeds) > 1 {
+				eb, err := plotter.NewYErrorBars(pts)
+				if err != nil {
+					return nil, err
+				}
+				eb.Color = plotutil.Color(si)
+				p.Add(eb)
+			}
+			if mi == len(ms)-1 {
+				p.Legend.Add(label, line, scatter)
+			}
+		}
+		p.Legend.Top = true
+		row = append(row, p)
+	}
+	panels = append(panels, row)
+	const panelW, panelH = 3.2 * vg.Inch, 2.8 * vg.Inch
+	img := vgimg.NewWith(vgimg.UseWH(panelW*vg.Length(len(row)), panelH), vgimg.UseDPI(100))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: len(row), PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align(panels, tiles, dc)
+	for j, p := range row {
+		p.Draw(canvases[0][j])
+	}
+	var buf bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

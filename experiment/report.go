@@ -1,0 +1,351 @@
+package experiment
+
+import (
+	"bytes"
+	"encoding/csv"
+	"fmt"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/diffinv/diffinv/data"
+)
+
+// Report file names inside the output folder.
+const (
+	ResultsCSV = "results.csv"
+	TableMD    = "table.md"
+	GridsDir   = "grids"
+	PlotsDir   = "plots"
+)
+
+// cellData is one expanded cell with its stored result.
+type cellData struct {
+	Cell
+	res *stored
+}
+
+// value is the cell's value of metric m: the per-cell metric, or the mean
+// of the per-image metric over the cell's images.
+func (d cellData) value(m Metric) float64 {
+	if m.PerCell {
+		return float64(d.res.CellMetrics[m.Name])
+	}
+	xs := make([]float64, len(d.res.Images))
+	for i, r := range d.res.Images {
+		xs[i] = float64(r.Metrics[m.Name])
+	}
+	return mean(xs)
+}
+
+// loadAll loads the stored result of every cell of exp from out.
+func loadAll(exp *Experiment, out string) ([]cellData, error) {
+	cells, err := exp.Cells()
+	if err != nil {
+		return nil, err
+	}
+	cdir := filepath.Join(out, CellsDir)
+	var all []cellData
+	var missing []string
+	for _, c := range cells {
+		s, err := loadResult(cdir, c)
+		if err != nil {
+			missing = append(missing, fmt.Sprintf("%s (%v)", c.ID, err))
+			continue
+		}
+		all = append(all, cellData{Cell: c, res: s})
+	}
+	if len(missing) > 0 {
+		more := ""
+		if len(missing) > 3 {
+			more = fmt.Sprintf(" and %d more", len(missing)-3)
+			missing = missing[:3]
+		}
+		return nil, fmt.Errorf("experiment %q: %d of %d cells have no usable result in %s: %s%s", exp.Name, len(cells)-len(all), len(cells), cdir, strings.Join(missing, "; "), more)
+	}
+	return all, nil
+}
+
+// WriteReports regenerates the reports in out from the stored results of
+// every cell of exp (all must be present): results.csv, table.md, one grid
+// PNG per task under grids/ and one plot PNG per sweep key under plots/.
+// Every file is written atomically.
+func WriteReports(exp *Experiment, out string) error {
+	all, err := loadAll(exp, out)
+	if err != nil {
+		return err
+	}
+	ms := make([]Metric, len(exp.Metrics))
+	for i, name := range exp.Metrics {
+		ms[i], _ = LookupMetric(name)
+	}
+	b, err := resultsCSV(exp, all, ms)
+	if err != nil {
+		return fmt.Errorf("experiment %q: results.csv: %w", exp.Name, err)
+	}
+	if err := writeFileAtomic(filepath.Join(out, ResultsCSV), b); err != nil {
+		return err
+	}
+	grids, err := writeGrids(exp, all, out)
+	if err != nil {
+		return fmt.Errorf("experiment %q: grids: %w", exp.Name, err)
+	}
+	plots, err := writePlots(exp, all, ms, out)
+	if err != nil {
+		return fmt.Errorf("experiment %q: plots: %w", exp.Name, err)
+	}
+	if err := writeFileAtomic(filepath.Join(out, TableMD), []byte(tableMD(exp, all, ms, grids, plots))); err != nil {
+		return err
+	}
+	return nil
+}
+
+func formatFloat(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+
+// resultsCSV has one row per cell and image: cell, task, method, one
+// column per sweep key, seed, image, then the metrics in the file's order
+// (per-cell metrics repeated on each of the cell's rows).
+func resultsCSV(exp *Experiment, all []cellData, ms []Metric) ([]byte, error) {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	head := []string{"cell", "task", "method"}
+	head = append(head, exp.SweepKeys()...)
+	head = append(head, "seed", "image")
+	for _, m := range ms {
+		head = append(head, m.Name)
+	}
+	if err := w.Write(head); err != nil {
+		return nil, err
+	}
+	for _, d := range all {
+		for _, r := range d.res.Images {
+			row := []string{d.ID, d.Task.Key(), d.Method.Key()}
+			for _, sv := range d.Sweep {
+				row = append(row, display(sv.Value))
+			}
+			row = append(row, strconv.FormatInt(d.Seed, 10), strconv.Itoa(r.Index))
+			for _, m := range ms {
+				v := r.Metrics[m.Name]
+				if m.PerCell {
+					v = d.res.CellMetrics[m.Name]
+				}
+				row = append(row, formatFloat(float64(v)))
+			}
+			if err := w.Write(row); err != nil {
+				return nil, err
+			}
+		}
+	}
+	w.Flush()
+	return buf.Bytes(), w.Error()
+}
+
+// rowKey identifies a table row: a method at one sweep point.
+type rowKey struct{ method, sweep string }
+
+func (k rowKey) label() string {
+	if k.sweep == "" {
+		return k.method
+	}
+	return k.method + " (" + k.sweep + ")"
+}
+
+// Stat is a mean ± standard deviation over seeds.
+type Stat struct {
+	Mean, Std float64
+	// N is the number of seeds.
+	N int
+}
+
+// table groups cell values by row (method × sweep point) and column (task):
+// values over seeds.
+func table(exp *Experiment, all []cellData, m Metric) (rows []rowKey, cols []string, vals map[rowKey]map[string][]float64) {
+	vals = map[rowKey]map[string][]float64{}
+	seenCol := map[string]bool{}
+	for _, t := range exp.Tasks {
+		if !seenCol[t.Key()] {
+			cols = append(cols, t.Key())
+			seenCol[t.Key()] = true
+		}
+	}
+	for _, d := range all {
+		k := rowKey{d.Method.Key(), d.SweepLabel()}
+		if vals[k] == nil {
+			vals[k] = map[string][]float64{}
+			rows = append(rows, k)
+		}
+		vals[k][d.Task.Key()] = append(vals[k][d.Task.Key()], d.value(m))
+	}
+	// Rows in method order, then sweep order (the expansion's order within
+	// a method).
+	var sorted []rowKey
+	for _, meth := range exp.Methods {
+		for _, r := range rows {
+			if r.method == meth.Key() {
+				sorted = append(sorted, r)
+			}
+		}
+	}
+	return sorted, cols, vals
+}
+
+func stat(xs []float64) Stat { return Stat{Mean: mean(xs), Std: std(xs), N: len(xs)} }
+
+// tableMD renders the markdown report: one table per metric, tasks as
+// columns, methods (× sweep points) as rows, mean ± sample std over seeds,
+// the best mean of each column in bold.
+func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]gridInfo, plots []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s\n\n", exp.Name)
+	seeds := make([]string, len(exp.Seeds))
+	for i, s := range exp.Seeds {
+		seeds[i] = strconv.FormatInt(s, 10)
+	}
+	fmt.Fprintf(&b, "Checkpoint `%s`; %d images of %s (indices %d–%d); seeds %s.\n",
+		exp.Checkpoint, exp.Dataset.N, exp.Dataset.Name, exp.Dataset.Offset, exp.Dataset.Offset+exp.Dataset.N-1, strings.Join(seeds, ", "))
+	if len(exp.Seeds) > 1 {
+		fmt.Fprintf(&b, "Entries are mean ± std over the %d seeds (sample std, n − 1) of each cell's value", len(exp.Seeds))
+	} else {
+		b.WriteString("Entries are each cell's value")
+	}
+	b.WriteString(": per-image metrics are first averaged over the cell's images; FID and KID are computed once per cell over its images. The best mean of each column is bold.\n")
+	for _, m := range ms {
+		rows, cols, vals := table(exp, all, m)
+		fmt.Fprintf(&b, "\n## %s\n\n| Method |", m.Title)
+		for _, c := range cols {
+			fmt.Fprintf(&b, " %s |", c)
+		}
+		b.WriteString("\n|---|")
+		for range cols {
+			b.WriteString("---:|")
+		}
+		b.WriteString("\n")
+		best := map[string]float64{}
+		for _, c := range cols {
+			bv := math.NaN()
+			for _, r := range rows {
+				mu := mean(vals[r][c])
+				if math.IsNaN(mu) {
+					continue
+				}
+				if math.IsNaN(bv) || (m.HigherBetter && mu > bv) || (!m.HigherBetter && mu < bv) {
+					bv = mu
+				}
+			}
+			best[c] = bv
+		}
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %s |", r.label())
+			for _, c := range cols {
+				xs := vals[r][c]
+				if len(xs) == 0 {
+					b.WriteString(" – |")
+					continue
+				}
+				s := stat(xs)
+				txt := fmt.Sprintf(m.Format, s.Mean)
+				if s.N > 1 {
+					txt += " ± " + fmt.Sprintf(m.Format, s.Std)
+				}
+				if len(rows) > 1 && s.Mean == best[c] {
+					txt = "**" + txt + "**"
+				}
+				fmt.Fprintf(&b, " %s |", txt)
+			}
+			b.WriteString("\n")
+		}
+	}
+	if len(grids) > 0 {
+		b.WriteString("\n## Grids\n\n")
+		for _, t := range exp.Tasks {
+			g, ok := grids[t.Key()]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(&b, "- %s: `%s`, rows: %s\n", t.Key(), g.file, strings.Join(g.rows, ", "))
+		}
+	}
+	if len(plots) > 0 {
+		b.WriteString("\n## Plots\n\n")
+		for _, p := range plots {
+			fmt.Fprintf(&b, "- `%s`\n", p)
+		}
+	}
+	return b.String()
+}
+
+type gridInfo struct {
+	file string
+	rows []string
+}
+
+// writeGrids writes grids/TASK.png per task: the truth row, the
+// measurement row (when the cells have one), then one reconstruction row
+// per method and sweep point, all from the first seed.
+func writeGrids(exp *Experiment, all []cellData, out string) (map[string]gridInfo, error) {
+	cdir := filepath.Join(out, CellsDir)
+	scale := exp.GridScale()
+	info := map[string]gridInfo{}
+	for _, t := range exp.Tasks {
+		var imgs []image.Image
+		var rows []string
+		first := true
+		for _, d := range all {
+			if d.Task.Key() != t.Key() || d.Seed != exp.Seeds[0] || d.res.Grid == nil {
+				continue
+			}
+			g := d.res.Grid
+			if first {
+				first = false
+				truth, err := gridRow(cdir, g.Truth, scale)
+				if err != nil {
+					return nil, err
+				}
+				imgs, rows = append(imgs, truth), append(rows, "truth")
+				if g.Y != nil {
+					ys := scale
+					if g.Y.W < g.Truth.W {
+						ys = scale * max(1, (g.Truth.W+g.Y.W/2)/g.Y.W)
+					}
+					y, err := gridRow(cdir, g.Y, ys)
+					if err != nil {
+						return nil, err
+					}
+					imgs, rows = append(imgs, y), append(rows, "y")
+				}
+			}
+			r, err := gridRow(cdir, g.Recon, scale)
+			if err != nil {
+				return nil, err
+			}
+			imgs, rows = append(imgs, r), append(rows, rowKey{d.Method.Key(), d.SweepLabel()}.label())
+		}
+		if len(imgs) == 0 {
+			continue
+		}
+		grid, err := data.StackRows(2, 128, imgs...)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Join(out, GridsDir), 0o755); err != nil {
+			return nil, err
+		}
+		file := filepath.Join(GridsDir, slug(t.Key())+".png")
+		if err := data.WritePNG(filepath.Join(out, file), grid); err != nil {
+			return nil, err
+		}
+		info[t.Key()] = gridInfo{file: file, rows: rows}
+	}
+	return info, nil
+}
+
+func gridRow(cdir string, s *storedStrip, scale int) (image.Image, error) {
+	t, err := loadStrip(cdir, s)
+	if err != nil {
+		return nil, err
+	}
+	return data.GridImage(t, data.GridOptions{PerRow: s.N, Pad: 2, Scale: scale, PadGray: 128})
+}

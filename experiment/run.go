@@ -1,0 +1,322 @@
+package experiment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/diffinv/diffinv/progress"
+)
+
+// ImageMetrics holds one image's per-image metrics.
+type ImageMetrics struct {
+	// Index is the image's index in the dataset split (Dataset.Offset + i).
+	Index int
+	// Values maps a per-image metric name (psnr, ssim, consistency,
+	// seconds) to its value.
+	Values map[string]float64
+}
+
+// GridImages are the leading images of a cell for the task grids, each
+// N×C×H×W float32 in [-1, 1] with C = 1 or 3 and N ≤ Cell.GridImages.
+type GridImages struct {
+	// Truth are the ground-truth images.
+	Truth *tensor.Dense
+	// Y are the measurements shown as images; nil (or not N×C×H×W) when y
+	// has no image form. Its H×W may differ from Truth's (it is enlarged to
+	// Truth's width in the grid).
+	Y *tensor.Dense
+	// Recon are the method's reconstructions.
+	Recon *tensor.Dense
+}
+
+// CellResult is what a CellRunner returns for one cell.
+type CellResult struct {
+	// Images holds one row per image of the cell's dataset range, with every
+	// per-image metric of Cell.Metrics. "seconds" may be left out: Run then
+	// fills it with the cell's wall time divided by the image count.
+	Images []ImageMetrics
+	// CellMetrics holds the per-cell metrics of Cell.Metrics (fid, kid).
+	CellMetrics map[string]float64
+	// Grid is optional (nil: the cell has no images in the task grids).
+	Grid *GridImages
+}
+
+// CellRunner runs one cell: it solves the cell's task with its method on
+// its images and computes its metrics. progress, never nil, may be called
+// with the work done so far (steps or images, the runner's choice).
+type CellRunner interface {
+	RunCell(ctx context.Context, cell Cell, progress func(done, total int)) (*CellResult, error)
+}
+
+// CellRunnerFunc adapts a function to CellRunner.
+type CellRunnerFunc func(ctx context.Context, cell Cell, progress func(done, total int)) (*CellResult, error)
+
+// RunCell calls f.
+func (f CellRunnerFunc) RunCell(ctx context.Context, cell Cell, progress func(done, total int)) (*CellResult, error) {
+	return f(ctx, cell, progress)
+}
+
+// CellValidator is implemented by CellRunners that can check a cell's
+// settings (task preset and overrides, solver options) without running it;
+// Run checks every cell before running any, so bad input fails fast.
+type CellValidator interface {
+	ValidateCell(cell Cell) error
+}
+
+// RunOptions configures Run.
+type RunOptions struct {
+	// Out is the output folder; empty means the experiment's Output.
+	Out string
+	// Resume skips cells whose result file exists and is valid. Without
+	// Resume (or Overwrite), existing results of this experiment's cells
+	// are an error.
+	Resume bool
+	// Overwrite recomputes every cell, replacing existing results.
+	Overwrite bool
+	// Log receives one summary line per finished cell and run messages
+	// (nil: standard error).
+	Log io.Writer
+	// Progress receives the progress bar over cells (nil: standard error).
+	Progress io.Writer
+	// BarOptions are extra options for the progress bar (tests pass a
+	// clock or force non-terminal output).
+	BarOptions []progress.Option
+}
+
+// CellsDir is the folder, inside the output folder, of the per-cell results.
+const CellsDir = "cells"
+
+// Run expands exp into cells, runs those without a valid result (all of
+// them unless opts.Resume), stores each result as it finishes
+// (cells/ID.json plus grid PNGs, written atomically, the JSON last) and
+// finally regenerates the reports from all cell results (WriteReports). A
+// run killed at any point loses at most the cell in flight.
+func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOptions) error {
+	if runner == nil {
+		return fmt.Errorf("experiment: nil CellRunner")
+	}
+	cells, err := exp.Cells()
+	if err != nil {
+		return err
+	}
+	out := opts.Out
+	if out == "" {
+		out = exp.Output
+	}
+	if out == "" {
+		return fmt.Errorf("experiment %q: no output folder (set output in the file or pass --out)", exp.Name)
+	}
+	if opts.Resume && opts.Overwrite {
+		return fmt.Errorf("experiment %q: resume and overwrite both set, want at most one", exp.Name)
+	}
+	if v, ok := runner.(CellValidator); ok {
+		var errs []error
+		for _, c := range cells {
+			if err := v.ValidateCell(c); err != nil {
+				errs = append(errs, fmt.Errorf("cell %s (task %s, method %s%s): %w", c.ID, c.Task.Key(), c.Method.Key(), sweepSuffix(c), err))
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("experiment %q: %w", exp.Name, errors.Join(errs...))
+		}
+	}
+	logw := opts.Log
+	if logw == nil {
+		logw = os.Stderr
+	}
+	cdir := filepath.Join(out, CellsDir)
+	if err := os.MkdirAll(cdir, 0o755); err != nil {
+		return fmt.Errorf("experiment %q: %w", exp.Name, err)
+	}
+
+	// Unique cells in expansion order; decide which need running.
+	var todo []Cell
+	seen := map[string]bool{}
+	done, existing := 0, 0
+	for _, c := range cells {
+		if seen[c.ID] {
+			continue
+		}
+		seen[c.ID] = true
+		if _, err := os.Stat(resultPath(cdir, c.ID)); err == nil {
+			existing++
+			if opts.Resume {
+				if _, err := loadResult(cdir, c); err == nil {
+					done++
+					continue
+				} else {
+					fmt.Fprintf(logw, "cell %s: stored result unusable (%v), recomputing\n", c.ID, err)
+				}
+			}
+		}
+		todo = append(todo, c)
+	}
+	if existing > 0 && !opts.Resume && !opts.Overwrite {
+		return fmt.Errorf("experiment %q: %s already holds results for %d of its cells; pass --resume to continue or choose another output folder", exp.Name, out, existing)
+	}
+	fmt.Fprintf(logw, "experiment %s: %d cells (%d unique), %d done, %d to run, output %s\n", exp.Name, len(cells), len(seen), done, len(todo), out)
+
+	if len(todo) > 0 {
+		bar := progress.New(opts.Progress, exp.Name, len(todo), append([]progress.Option{progress.WithUnit("cell")}, opts.BarOptions...)...)
+		for i, c := range todo {
+			if err := ctx.Err(); err != nil {
+				bar.Finish()
+				return fmt.Errorf("experiment %q: stopped before cell %s: %w", exp.Name, c.ID, err)
+			}
+			bar.Status("%s", c.ID)
+			prog := func(d, t int) {
+				bar.Status("%s %d/%d", c.ID, d, t)
+				bar.Set(i)
+			}
+			start := time.Now()
+			res, err := runner.RunCell(ctx, c, prog)
+			wall := time.Since(start).Seconds()
+			if err != nil {
+				bar.Finish()
+				return fmt.Errorf("experiment %q: cell %s (task %s, method %s%s, seed %d): %w", exp.Name, c.ID, c.Task.Key(), c.Method.Key(), sweepSuffix(c), c.Seed, err)
+			}
+			if err := checkResult(c, res, wall); err != nil {
+				bar.Finish()
+				return fmt.Errorf("experiment %q: cell %s: runner result: %w", exp.Name, c.ID, err)
+			}
+			if err := saveResult(cdir, c, res, wall); err != nil {
+				bar.Finish()
+				return fmt.Errorf("experiment %q: cell %s: %w", exp.Name, c.ID, err)
+			}
+			fmt.Fprintf(logw, "%s%s\n", clearLine(logw), summary(c, res, wall))
+			bar.Status("")
+			bar.Set(i + 1)
+		}
+		bar.Finish()
+	}
+	if err := WriteReports(exp, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(logw, "experiment %s: reports in %s\n", exp.Name, out)
+	return nil
+}
+
+func sweepSuffix(c Cell) string {
+	if len(c.Sweep) == 0 {
+		return ""
+	}
+	return ", " + c.SweepLabel()
+}
+
+// checkResult checks a runner's result against the cell and fills
+// "seconds" when the runner left it out.
+func checkResult(c Cell, res *CellResult, wall float64) error {
+	if res == nil {
+		return fmt.Errorf("nil result")
+	}
+	if len(res.Images) != c.Dataset.N {
+		return fmt.Errorf("%d image rows, want %d (dataset.n)", len(res.Images), c.Dataset.N)
+	}
+	seen := map[int]bool{}
+	for i := range res.Images {
+		r := &res.Images[i]
+		if seen[r.Index] {
+			return fmt.Errorf("image index %d appears twice", r.Index)
+		}
+		seen[r.Index] = true
+		for _, name := range c.Metrics {
+			m, _ := LookupMetric(name)
+			if m.PerCell {
+				continue
+			}
+			if _, ok := r.Values[name]; !ok {
+				if name == "seconds" {
+					if r.Values == nil {
+						r.Values = map[string]float64{}
+					}
+					r.Values[name] = wall / float64(len(res.Images))
+					continue
+				}
+				return fmt.Errorf("image %d lacks metric %q", r.Index, name)
+			}
+		}
+	}
+	for _, name := range c.Metrics {
+		m, _ := LookupMetric(name)
+		if !m.PerCell {
+			continue
+		}
+		if _, ok := res.CellMetrics[name]; !ok {
+			return fmt.Errorf("lacks per-cell metric %q", name)
+		}
+	}
+	return nil
+}
+
+// summary is the line logged per finished cell.
+func summary(c Cell, res *CellResult, wall float64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cell %s [%s / %s", c.ID, c.Task.Key(), c.Method.Key())
+	if len(c.Sweep) > 0 {
+		fmt.Fprintf(&b, " / %s", c.SweepLabel())
+	}
+	fmt.Fprintf(&b, " / seed %d]", c.Seed)
+	for _, name := range c.Metrics {
+		m, _ := LookupMetric(name)
+		var v float64
+		if m.PerCell {
+			v = res.CellMetrics[name]
+		} else {
+			s := 0.0
+			for _, r := range res.Images {
+				s += r.Values[name]
+			}
+			v = s / float64(len(res.Images))
+		}
+		fmt.Fprintf(&b, " %s "+m.Format, name, v)
+	}
+	fmt.Fprintf(&b, " (%.1f s)", wall)
+	return b.String()
+}
+
+func clearLine(w io.Writer) string {
+	f, ok := w.(*os.File)
+	if !ok {
+		return ""
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return ""
+	}
+	return "\r\033[K"
+}
+
+// mean of xs (NaN for none).
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// std is the sample standard deviation (n − 1 in the denominator; 0 for a
+// single value).
+func std(xs []float64) float64 {
+	if len(xs) < 2 {
+		return 0
+	}
+	m := mean(xs)
+	s := 0.0
+	for _, x := range xs {
+		s += (x - m) * (x - m)
+	}
+	return math.Sqrt(s / float64(len(xs)-1))
+}

@@ -1,0 +1,661 @@
+// Package experiment reproduces paper tables and ablations from an experiment
+// file: it expands tasks × methods × sweep values × seeds into cells, runs
+// each cell through a CellRunner (the solvers, wired in by cmd/diffinv),
+// stores every finished cell atomically so that a killed run resumes where it
+// stopped, and regenerates results.csv, table.md, per-task image grids and
+// one plot per swept key from all cell results.
+//
+// An experiment file is YAML, decoded strictly (an unknown key is an error
+// naming it):
+//
+//	name: dps-table-mnist            # required
+//	checkpoint: models/mnist.safetensors
+//	dataset: {name: mnist-test, n: 16, offset: 0}
+//	tasks:                           # required, ≥ 1
+//	  - name: sr4                    # task preset
+//	    label: SR×4                  # optional; the column title
+//	    set: {sigma: 0.05}           # optional overrides of the preset
+//	methods:                         # required, ≥ 1
+//	  - name: dps
+//	    label: DPS
+//	    set: {scale: 0.3}            # solver options
+//	seeds: [0, 1, 2]                 # required, ≥ 1
+//	sweep:                           # optional axes, cartesian product
+//	  solver.scale: [0.1, 0.3, 1.0]  # solver.K sets K in every method's set
+//	  task.sigma: [0, 0.05]          # task.K sets K in every task's set
+//	metrics: [psnr, ssim, consistency, fid, kid, seconds]
+//	output: experiments/results/dps-table-mnist
+//	grid: {images: 4, scale: 2}      # optional; images 0 disables grids
+//
+// Command-line overrides (Experiment.Set, "--set k=v") address the same
+// keys by dotted paths; see Set. Sweep axes can be added with AddSweep
+// ("--sweep k=v1,v2").
+package experiment
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Experiment is a decoded experiment file. Build it with Load or Decode,
+// adjust it with Set and AddSweep, check it with Validate, expand it with
+// Cells.
+type Experiment struct {
+	// Name identifies the experiment in reports.
+	Name string `yaml:"name"`
+	// Checkpoint is the model checkpoint the solvers use (passed through to
+	// the CellRunner; part of every cell's identity).
+	Checkpoint string `yaml:"checkpoint"`
+	// Dataset selects the test images.
+	Dataset Dataset `yaml:"dataset"`
+	// Tasks are the measurement problems (the table's columns).
+	Tasks []Task `yaml:"tasks"`
+	// Methods are the solvers (the table's rows).
+	Methods []Method `yaml:"methods"`
+	// Seeds are the random seeds; tables report mean ± std over them.
+	Seeds []int64 `yaml:"seeds"`
+	// Sweep maps a key (solver.K or task.K) to the values it takes; the
+	// cells cover the cartesian product of all axes, in sorted key order.
+	Sweep map[string][]any `yaml:"sweep"`
+	// Metrics are the metric names to compute (see MetricNames).
+	Metrics []string `yaml:"metrics"`
+	// Output is the output folder (overridden by RunOptions.Out).
+	Output string `yaml:"output"`
+	// Grid configures the per-task image grids.
+	Grid Grid `yaml:"grid"`
+}
+
+// Dataset selects N test images starting at Offset from the named split
+// (e.g. "mnist-test").
+type Dataset struct {
+	Name   string `yaml:"name"`
+	N      int    `yaml:"n"`
+	Offset int    `yaml:"offset"`
+}
+
+// Task is one measurement problem: a task preset name and overrides of its
+// settings. Its key (Label, or Name without one) must be unique.
+type Task struct {
+	Name  string         `yaml:"name"`
+	Label string         `yaml:"label"`
+	Set   map[string]any `yaml:"set"`
+}
+
+// Method is one solver: its registered name, a display label and solver
+// option overrides. Its key (Label, or Name without one) must be unique.
+type Method struct {
+	Name  string         `yaml:"name"`
+	Label string         `yaml:"label"`
+	Set   map[string]any `yaml:"set"`
+}
+
+// Grid configures the per-task image grids: the first Images images of
+// each task (0 disables grids; unset means DefaultGridImages), each pixel
+// drawn Scale×Scale (unset means 2).
+type Grid struct {
+	Images *int `yaml:"images"`
+	Scale  int  `yaml:"scale"`
+}
+
+// DefaultGridImages is the number of images per task grid when the file
+// does not say.
+const DefaultGridImages = 4
+
+// Key is the task's identifier in reports, --set paths and cell IDs.
+func (t Task) Key() string {
+	if t.Label != "" {
+		return t.Label
+	}
+	return t.Name
+}
+
+// Key is the method's identifier in reports, --set paths and cell IDs.
+func (m Method) Key() string {
+	if m.Label != "" {
+		return m.Label
+	}
+	return m.Name
+}
+
+// GridImages is the number of images per task grid.
+func (e *Experiment) GridImages() int {
+	if e.Grid.Images == nil {
+		return DefaultGridImages
+	}
+	return *e.Grid.Images
+}
+
+// GridScale is the pixel enlargement of the grids.
+func (e *Experiment) GridScale() int {
+	if e.Grid.Scale <= 0 {
+		return 2
+	}
+	return e.Grid.Scale
+}
+
+// Metric describes a metric the runner knows.
+type Metric struct {
+	// Name is the key in experiment files, CellResult maps and CSV headers.
+	Name string
+	// Title is the column title in tables and plots.
+	Title string
+	// PerCell marks metrics computed once over a cell's images (FID, KID)
+	// rather than per image.
+	PerCell bool
+	// HigherBetter orders methods (the best mean per column is bold).
+	HigherBetter bool
+	// Format is the fmt verb for table values.
+	Format string
+}
+
+var metrics = []Metric{
+	{Name: "psnr", Title: "PSNR↑", HigherBetter: true, Format: "%.2f"},
+	{Name: "ssim", Title: "SSIM↑", HigherBetter: true, Format: "%.3f"},
+	{Name: "consistency", Title: "‖y−A(x̂)‖↓", Format: "%.4f"},
+	{Name: "fid", Title: "FID↓", PerCell: true, Format: "%.2f"},
+	{Name: "kid", Title: "KID↓", PerCell: true, Format: "%.4f"},
+	{Name: "seconds", Title: "s/img↓", Format: "%.2f"},
+}
+
+// Metrics lists the metrics the runner knows, in report order.
+func Metrics() []Metric { return append([]Metric(nil), metrics...) }
+
+// MetricNames lists the known metric names, in report order.
+func MetricNames() []string {
+	r := make([]string, len(metrics))
+	for i, m := range metrics {
+		r[i] = m.Name
+	}
+	return r
+}
+
+// LookupMetric returns the metric named name.
+func LookupMetric(name string) (Metric, error) {
+	for _, m := range metrics {
+		if m.Name == name {
+			return m, nil
+		}
+	}
+	return Metric{}, fmt.Errorf("unknown metric %q (known: %s)", name, strings.Join(MetricNames(), ", "))
+}
+
+// Load reads and strictly decodes the experiment file at path (it does not
+// validate: apply overrides, then call Validate).
+func Load(path string) (*Experiment, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("experiment: %w", err)
+	}
+	e, err := Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("experiment %s: %w", path, err)
+	}
+	return e, nil
+}
+
+// Decode strictly decodes one experiment document from r: unknown keys and
+// ill-typed values are errors naming the key and line; sweep and set values
+// must be scalars (number, string or bool).
+func Decode(r io.Reader) (*Experiment, error) {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	var e Experiment
+	if err := dec.Decode(&e); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("empty experiment file")
+		}
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("decode: more than one YAML document, want one")
+	}
+	if err := e.normalize(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// normalize checks that every set and sweep value is a scalar and converts
+// integers to int.
+func (e *Experiment) normalize() error {
+	for i := range e.Tasks {
+		if err := normalizeMap(fmt.Sprintf("tasks[%d] (%s).set", i, e.Tasks[i].Key()), e.Tasks[i].Set); err != nil {
+			return err
+		}
+	}
+	for i := range e.Methods {
+		if err := normalizeMap(fmt.Sprintf("methods[%d] (%s).set", i, e.Methods[i].Key()), e.Methods[i].Set); err != nil {
+			return err
+		}
+	}
+	for k, vs := range e.Sweep {
+		for j, v := range vs {
+			s, err := scalar(v)
+			if err != nil {
+				return fmt.Errorf("sweep.%s[%d]: %w", k, j, err)
+			}
+			vs[j] = s
+		}
+	}
+	return nil
+}
+
+func normalizeMap(where string, m map[string]any) error {
+	for k, v := range m {
+		s, err := scalar(v)
+		if err != nil {
+			return fmt.Errorf("%s.%s: %w", where, k, err)
+		}
+		m[k] = s
+	}
+	return nil
+}
+
+// scalar checks that v is a number, string or bool, returning integers as
+// int and other numbers as float64.
+func scalar(v any) (any, error) {
+	switch x := v.(type) {
+	case int:
+		return x, nil
+	case int64:
+		return int(x), nil
+	case int32:
+		return int(x), nil
+	case uint64:
+		return int(x), nil
+	case float32:
+		return float64(x), nil
+	case float64:
+		return x, nil
+	case string, bool:
+		return x, nil
+	case nil:
+		return nil, fmt.Errorf("empty value, want a number, string or bool")
+	}
+	return nil, fmt.Errorf("got %T %v, want a number, string or bool", v, v)
+}
+
+// ParseValue reads one command-line value the way YAML reads a scalar:
+// "8" is an int, "0.5" and "1e-3" are float64, "true" is a bool, anything
+// else is a string.
+func ParseValue(s string) (any, error) {
+	var v any
+	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+		return s, nil
+	}
+	if v == nil {
+		if strings.TrimSpace(s) == "" {
+			return nil, fmt.Errorf("empty value")
+		}
+		return s, nil
+	}
+	if _, ok := v.(map[string]any); ok {
+		return s, nil
+	}
+	if _, ok := v.([]any); ok {
+		return nil, fmt.Errorf("value %q is a list, want a scalar", s)
+	}
+	return scalar(v)
+}
+
+// splitKV splits "k=v" at the first '='.
+func splitKV(flag, s string) (string, string, error) {
+	k, v, ok := strings.Cut(s, "=")
+	k = strings.TrimSpace(k)
+	if !ok || k == "" {
+		return "", "", fmt.Errorf("%s %q: want key=value", flag, s)
+	}
+	return k, v, nil
+}
+
+// Set applies one "--set key=value" override. Keys are dotted paths:
+//
+//	name, checkpoint, output                 strings
+//	dataset.name, dataset.n, dataset.offset  the dataset
+//	seeds, metrics                           comma-separated lists ("0,1,2")
+//	grid.images, grid.scale                  integers
+//	tasks.KEY.set.K, tasks.KEY.label         one task (KEY: its label or name)
+//	methods.KEY.set.K, methods.KEY.label     one method
+//	task.K                                   K in every task's set
+//	solver.K                                 K in every method's set
+//
+// K may itself contain dots (tasks.sr4.set.noise.sigma sets "noise.sigma").
+// A name that matches several entries is an error; so is a path not listed.
+func (e *Experiment) Set(kv string) error {
+	k, raw, err := splitKV("--set", kv)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error { return fmt.Errorf("--set %s: %w", k, err) }
+	atoi := func() (int, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(raw))
+		if err != nil {
+			return 0, fmt.Errorf("value %q, want an integer", raw)
+		}
+		return n, nil
+	}
+	switch k {
+	case "name":
+		e.Name = raw
+		return nil
+	case "checkpoint":
+		e.Checkpoint = raw
+		return nil
+	case "output":
+		e.Output = raw
+		return nil
+	case "dataset.name":
+		e.Dataset.Name = raw
+		return nil
+	case "dataset.n", "dataset.offset", "grid.images", "grid.scale":
+		n, err := atoi()
+		if err != nil {
+			return fail(err)
+		}
+		switch k {
+		case "dataset.n":
+			e.Dataset.N = n
+		case "dataset.offset":
+			e.Dataset.Offset = n
+		case "grid.images":
+			e.Grid.Images = &n
+		case "grid.scale":
+			e.Grid.Scale = n
+		}
+		return nil
+	case "seeds":
+		var seeds []int64
+		for _, s := range strings.Split(raw, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+			if err != nil {
+				return fail(fmt.Errorf("seed %q, want an integer", s))
+			}
+			seeds = append(seeds, n)
+		}
+		e.Seeds = seeds
+		return nil
+	case "metrics":
+		var ms []string
+		for _, s := range strings.Split(raw, ",") {
+			ms = append(ms, strings.TrimSpace(s))
+		}
+		e.Metrics = ms
+		return nil
+	}
+	switch {
+	case strings.HasPrefix(k, "task.") || strings.HasPrefix(k, "solver."):
+		prefix, key, _ := strings.Cut(k, ".")
+		if key == "" {
+			return fail(fmt.Errorf("empty option name after %q", prefix+"."))
+		}
+		v, err := ParseValue(raw)
+		if err != nil {
+			return fail(err)
+		}
+		if prefix == "task" {
+			for i := range e.Tasks {
+				e.Tasks[i].Set = with(e.Tasks[i].Set, key, v)
+			}
+		} else {
+			for i := range e.Methods {
+				e.Methods[i].Set = with(e.Methods[i].Set, key, v)
+			}
+		}
+		return nil
+	case strings.HasPrefix(k, "tasks.") || strings.HasPrefix(k, "methods."):
+		kind, rest, _ := strings.Cut(k, ".")
+		var keys []string
+		if kind == "tasks" {
+			for _, t := range e.Tasks {
+				keys = append(keys, t.Key())
+			}
+		} else {
+			for _, m := range e.Methods {
+				keys = append(keys, m.Key())
+			}
+		}
+		// The entry key may contain dots: match the longest known key.
+		idx, field := -1, ""
+		for i, ek := range keys {
+			if strings.HasPrefix(rest, ek+".") {
+				if idx >= 0 && len(ek) <= len(keys[idx]) {
+					continue
+				}
+				idx, field = i, rest[len(ek)+1:]
+			}
+		}
+		if idx < 0 {
+			// Fall back to the preset/solver name when unambiguous.
+			name, f, _ := strings.Cut(rest, ".")
+			for i := range keys {
+				var nm string
+				if kind == "tasks" {
+					nm = e.Tasks[i].Name
+				} else {
+					nm = e.Methods[i].Name
+				}
+				if nm == name {
+					if idx >= 0 {
+						return fail(fmt.Errorf("%s %q matches several entries; address one by its label (%s)", kind, name, strings.Join(keys, ", ")))
+					}
+					idx, field = i, f
+				}
+			}
+		}
+		if idx < 0 {
+			return fail(fmt.Errorf("no %s entry %q (have: %s)", strings.TrimSuffix(kind, "s"), strings.SplitN(rest, ".", 2)[0], strings.Join(keys, ", ")))
+		}
+		switch {
+		case field == "label":
+			if kind == "tasks" {
+				e.Tasks[idx].Label = raw
+			} else {
+				e.Methods[idx].Label = raw
+			}
+			return nil
+		case strings.HasPrefix(field, "set.") && len(field) > len("set."):
+			v, err := ParseValue(raw)
+			if err != nil {
+				return fail(err)
+			}
+			key := field[len("set."):]
+			if kind == "tasks" {
+				e.Tasks[idx].Set = with(e.Tasks[idx].Set, key, v)
+			} else {
+				e.Methods[idx].Set = with(e.Methods[idx].Set, key, v)
+			}
+			return nil
+		}
+		return fail(fmt.Errorf("field %q, want label or set.KEY", field))
+	}
+	return fail(fmt.Errorf("unknown key (want name, checkpoint, output, dataset.{name,n,offset}, seeds, metrics, grid.{images,scale}, task.K, solver.K, tasks.KEY.{label,set.K} or methods.KEY.{label,set.K})"))
+}
+
+func with(m map[string]any, k string, v any) map[string]any {
+	if m == nil {
+		m = map[string]any{}
+	}
+	m[k] = v
+	return m
+}
+
+// AddSweep applies one "--sweep key=v1,v2,..." flag: it adds (or replaces)
+// the sweep axis key (solver.K or task.K) with the listed values.
+func (e *Experiment) AddSweep(spec string) error {
+	k, raw, err := splitKV("--sweep", spec)
+	if err != nil {
+		return err
+	}
+	if err := checkSweepKey(k); err != nil {
+		return fmt.Errorf("--sweep %s: %w", k, err)
+	}
+	var vals []any
+	for _, s := range strings.Split(raw, ",") {
+		v, err := ParseValue(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("--sweep %s: value %q: %w", k, s, err)
+		}
+		vals = append(vals, v)
+	}
+	if e.Sweep == nil {
+		e.Sweep = map[string][]any{}
+	}
+	e.Sweep[k] = vals
+	return nil
+}
+
+func checkSweepKey(k string) error {
+	p, rest, _ := strings.Cut(k, ".")
+	if (p != "solver" && p != "task") || rest == "" {
+		return fmt.Errorf("sweep key %q, want solver.KEY or task.KEY", k)
+	}
+	return nil
+}
+
+// SweepKeys returns the sweep axes in expansion order (sorted).
+func (e *Experiment) SweepKeys() []string {
+	ks := make([]string, 0, len(e.Sweep))
+	for k := range e.Sweep {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// Validate checks the experiment after overrides: required fields, unique
+// task and method keys, known metrics, non-empty sweep axes of distinct
+// values. Errors name the offending key and value.
+func (e *Experiment) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if strings.TrimSpace(e.Name) == "" {
+		add("name: empty, want the experiment's name")
+	}
+	if e.Dataset.Name == "" {
+		add("dataset.name: empty, want a dataset split such as mnist-test")
+	}
+	if e.Dataset.N <= 0 {
+		add("dataset.n: %d, want ≥ 1 images", e.Dataset.N)
+	}
+	if e.Dataset.Offset < 0 {
+		add("dataset.offset: %d, want ≥ 0", e.Dataset.Offset)
+	}
+	if len(e.Tasks) == 0 {
+		add("tasks: empty, want at least one task")
+	}
+	if len(e.Methods) == 0 {
+		add("methods: empty, want at least one method")
+	}
+	if len(e.Seeds) == 0 {
+		add("seeds: empty, want at least one seed")
+	}
+	seen := map[string]bool{}
+	for i, t := range e.Tasks {
+		if t.Name == "" {
+			add("tasks[%d]: empty name, want a task preset", i)
+		}
+		if seen[t.Key()] {
+			add("tasks[%d]: duplicate key %q, give one a distinct label", i, t.Key())
+		}
+		seen[t.Key()] = true
+	}
+	seen = map[string]bool{}
+	for i, m := range e.Methods {
+		if m.Name == "" {
+			add("methods[%d]: empty name, want a solver name", i)
+		}
+		if seen[m.Key()] {
+			add("methods[%d]: duplicate key %q, give one a distinct label", i, m.Key())
+		}
+		seen[m.Key()] = true
+	}
+	seenSeed := map[int64]bool{}
+	for _, s := range e.Seeds {
+		if seenSeed[s] {
+			add("seeds: duplicate seed %d", s)
+		}
+		seenSeed[s] = true
+	}
+	if len(e.Metrics) == 0 {
+		add("metrics: empty, want some of %s", strings.Join(MetricNames(), ", "))
+	}
+	seen = map[string]bool{}
+	for _, m := range e.Metrics {
+		if _, err := LookupMetric(m); err != nil {
+			add("metrics: %v", err)
+		}
+		if seen[m] {
+			add("metrics: duplicate %q", m)
+		}
+		seen[m] = true
+	}
+	for _, k := range e.SweepKeys() {
+		if err := checkSweepKey(k); err != nil {
+			add("sweep: %v", err)
+		}
+		vs := e.Sweep[k]
+		if len(vs) == 0 {
+			add("sweep.%s: no values", k)
+		}
+		ids := map[string]bool{}
+		for _, v := range vs {
+			if _, err := scalar(v); err != nil {
+				add("sweep.%s: %v", k, err)
+				continue
+			}
+			c := canonical(v)
+			if ids[c] {
+				add("sweep.%s: duplicate value %v", k, v)
+			}
+			ids[c] = true
+		}
+	}
+	if n := e.GridImages(); n < 0 {
+		add("grid.images: %d, want ≥ 0", n)
+	}
+	if e.Grid.Scale < 0 {
+		add("grid.scale: %d, want ≥ 1 (0 for the default)", e.Grid.Scale)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("experiment %q: %w", e.Name, errors.Join(errs...))
+	}
+	return nil
+}
+
+// canonical renders a scalar so that equal settings compare equal: every
+// number as its shortest float64 form (1 and 1.0 agree), strings quoted.
+func canonical(v any) string {
+	switch x := v.(type) {
+	case int:
+		return strconv.FormatFloat(float64(x), 'g', -1, 64)
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			return strconv.FormatFloat(x, 'g', -1, 64)
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case string:
+		return strconv.Quote(x)
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	return fmt.Sprintf("%T(%v)", v, v)
+}
+
+// display renders a scalar for reports and filenames: numbers in their
+// shortest form, strings bare.
+func display(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return canonical(v)
+}

@@ -1,0 +1,292 @@
+package experiment
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"gorgonia.org/tensor"
+
+	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/tensors"
+)
+
+// storeVersion is the cell result file format version.
+const storeVersion = 1
+
+// jfloat encodes non-finite values as the strings "NaN", "+Inf", "-Inf"
+// (JSON has no such numbers; a perfect reconstruction has PSNR +Inf).
+type jfloat float64
+
+func (f jfloat) MarshalJSON() ([]byte, error) {
+	x := float64(f)
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return json.Marshal(strconv.FormatFloat(x, 'g', -1, 64))
+	}
+	return json.Marshal(x)
+}
+
+func (f *jfloat) UnmarshalJSON(b []byte) error {
+	var x float64
+	if err := json.Unmarshal(b, &x); err == nil {
+		*f = jfloat(x)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("metric value %s: want a number or NaN/±Inf", b)
+	}
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(math.IsNaN(x) || math.IsInf(x, 0)) {
+		return fmt.Errorf("metric value %q: want a number or NaN/±Inf", s)
+	}
+	*f = jfloat(x)
+	return nil
+}
+
+type storedImage struct {
+	Index   int               `json:"index"`
+	Metrics map[string]jfloat `json:"metrics"`
+}
+
+type storedStrip struct {
+	File string `json:"file"`
+	N    int    `json:"n"`
+	C    int    `json:"c"`
+	H    int    `json:"h"`
+	W    int    `json:"w"`
+}
+
+type storedGrid struct {
+	Truth *storedStrip `json:"truth"`
+	Y     *storedStrip `json:"y,omitempty"`
+	Recon *storedStrip `json:"recon"`
+}
+
+type storedSetting struct {
+	Name  string         `json:"name"`
+	Label string         `json:"label,omitempty"`
+	Set   map[string]any `json:"set,omitempty"`
+}
+
+type storedSweep struct {
+	Key   string `json:"key"`
+	Value any    `json:"value"`
+}
+
+// stored is the cells/ID.json format.
+type stored struct {
+	Version     int               `json:"version"`
+	ID          string            `json:"id"`
+	Checkpoint  string            `json:"checkpoint"`
+	Dataset     Dataset           `json:"dataset"`
+	Task        storedSetting     `json:"task"`
+	Method      storedSetting     `json:"method"`
+	Sweep       []storedSweep     `json:"sweep,omitempty"`
+	Seed        int64             `json:"seed"`
+	WallSeconds float64           `json:"wall_seconds"`
+	Images      []storedImage     `json:"images"`
+	CellMetrics map[string]jfloat `json:"cell_metrics,omitempty"`
+	Grid        *storedGrid       `json:"grid,omitempty"`
+}
+
+func resultPath(cdir, id string) string { return filepath.Join(cdir, id+".json") }
+
+// saveResult writes the cell's grid strips, then its JSON, each atomically.
+func saveResult(cdir string, c Cell, res *CellResult, wall float64) error {
+	s := stored{
+		Version: storeVersion, ID: c.ID, Checkpoint: c.Checkpoint, Dataset: c.Dataset,
+		Task:        storedSetting{Name: c.Task.Name, Label: c.Task.Label, Set: c.Task.Set},
+		Method:      storedSetting{Name: c.Method.Name, Label: c.Method.Label, Set: c.Method.Set},
+		Seed:        c.Seed,
+		WallSeconds: wall,
+	}
+	for _, sv := range c.Sweep {
+		s.Sweep = append(s.Sweep, storedSweep{Key: sv.Key, Value: sv.Value})
+	}
+	for _, r := range res.Images {
+		m := make(map[string]jfloat, len(r.Values))
+		for k, v := range r.Values {
+			m[k] = jfloat(v)
+		}
+		s.Images = append(s.Images, storedImage{Index: r.Index, Metrics: m})
+	}
+	if len(res.CellMetrics) > 0 {
+		s.CellMetrics = map[string]jfloat{}
+		for k, v := range res.CellMetrics {
+			s.CellMetrics[k] = jfloat(v)
+		}
+	}
+	if g := res.Grid; g != nil && c.GridImages > 0 {
+		var sg storedGrid
+		var err error
+		if sg.Truth, err = saveStrip(cdir, c.ID, "truth", g.Truth, c.GridImages, true); err != nil {
+			return err
+		}
+		if sg.Recon, err = saveStrip(cdir, c.ID, "recon", g.Recon, c.GridImages, true); err != nil {
+			return err
+		}
+		if sg.Y, err = saveStrip(cdir, c.ID, "y", g.Y, c.GridImages, false); err != nil {
+			return err
+		}
+		s.Grid = &sg
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	return writeFileAtomic(resultPath(cdir, c.ID), append(b, '\n'))
+}
+
+// saveStrip stores the first n images of t side by side as one PNG. A
+// missing or non-image t is an error when required, else skipped.
+func saveStrip(cdir, id, role string, t *tensor.Dense, n int, required bool) (*storedStrip, error) {
+	if t == nil {
+		if required {
+			return nil, fmt.Errorf("grid %s: nil, want N×C×H×W images", role)
+		}
+		return nil, nil
+	}
+	N, C, H, W, err := tensors.NCHW("grid "+role, t)
+	if err == nil && C != 1 && C != 3 {
+		err = fmt.Errorf("grid %s: %d channels, want 1 or 3", role, C)
+	}
+	if err != nil {
+		if required {
+			return nil, err
+		}
+		return nil, nil
+	}
+	n = min(n, N)
+	src := tensors.F32(t)
+	strip := tensors.New(C, H, n*W)
+	dst := tensors.F32(strip)
+	for i := range n {
+		for ch := range C {
+			for y := range H {
+				copy(dst[ch*H*n*W+y*n*W+i*W:][:W], src[((i*C+ch)*H+y)*W:][:W])
+			}
+		}
+	}
+	file := id + "." + role + ".png"
+	if err := data.SavePNG(filepath.Join(cdir, file), strip); err != nil {
+		return nil, fmt.Errorf("grid %s: %w", role, err)
+	}
+	return &storedStrip{File: file, N: n, C: C, H: H, W: W}, nil
+}
+
+// loadStrip reads a stored strip back as N×C×H×W.
+func loadStrip(cdir string, s *storedStrip) (*tensor.Dense, error) {
+	t, err := data.LoadPNG(filepath.Join(cdir, s.File))
+	if err != nil {
+		return nil, err
+	}
+	_, C, H, NW, err := tensors.NCHW(s.File, t)
+	if err != nil {
+		return nil, err
+	}
+	if C != s.C || H != s.H || NW != s.N*s.W {
+		return nil, fmt.Errorf("%s: %d×%d×%d, want %d×%d×%d", s.File, C, H, NW, s.C, s.H, s.N*s.W)
+	}
+	src := tensors.F32(t)
+	out := tensors.New(s.N, C, H, s.W)
+	dst := tensors.F32(out)
+	for i := range s.N {
+		for ch := range C {
+			for y := range H {
+				copy(dst[((i*C+ch)*H+y)*s.W:][:s.W], src[ch*H*NW+y*NW+i*s.W:][:s.W])
+			}
+		}
+	}
+	return out, nil
+}
+
+// loadResult reads and checks the stored result of cell c: same ID and
+// dataset size, every requested metric present, grid files present.
+func loadResult(cdir string, c Cell) (*stored, error) {
+	b, err := os.ReadFile(resultPath(cdir, c.ID))
+	if err != nil {
+		return nil, err
+	}
+	var s stored
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", resultPath(cdir, c.ID), err)
+	}
+	if s.Version != storeVersion {
+		return nil, fmt.Errorf("version %d, want %d", s.Version, storeVersion)
+	}
+	if s.ID != c.ID {
+		return nil, fmt.Errorf("id %q, want %q", s.ID, c.ID)
+	}
+	if len(s.Images) != c.Dataset.N {
+		return nil, fmt.Errorf("%d images, want %d", len(s.Images), c.Dataset.N)
+	}
+	for _, name := range c.Metrics {
+		m, _ := LookupMetric(name)
+		if m.PerCell {
+			if _, ok := s.CellMetrics[name]; !ok {
+				return nil, fmt.Errorf("lacks metric %q", name)
+			}
+			continue
+		}
+		for _, r := range s.Images {
+			if _, ok := r.Metrics[name]; !ok {
+				return nil, fmt.Errorf("image %d lacks metric %q", r.Index, name)
+			}
+		}
+	}
+	if g := s.Grid; g != nil {
+		for _, st := range []*storedStrip{g.Truth, g.Y, g.Recon} {
+			if st == nil {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(cdir, st.File)); err != nil {
+				return nil, fmt.Errorf("grid file: %w", err)
+			}
+		}
+	}
+	return &s, nil
+}
+
+// writeFileAtomic writes b to path through a temporary file in the same
+// folder, synced before it is renamed over path; the folder is synced
+// after.
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
