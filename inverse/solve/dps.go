@@ -74,46 +74,10 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
 	for i := K - 1; i >= 0; i-- {
-		eps, pull, err := p.epsPullback(sched, x, i)
+		x0, grad, err := p.dpsGrad(sched, i, x, w)
 		if err != nil {
 			return nil, err
 		}
-		x0 := x0FromEps(sched, i, x, eps)
-		ax, err := p.forward(x0)
-		if err != nil {
-			return nil, err
-		}
-		// r = W (A(x̂0) − y) / ρ per image: the cotangent of ρ at A(x̂0).
-		r := make([]float64, len(ax))
-		for k := 0; k < p.n; k++ {
-			rho := 0.0
-			for j := k * p.m; j < (k+1)*p.m; j++ {
-				e := ax[j] - p.yv[j]
-				wj := 1.0
-				if w != nil {
-					wj = w[j]
-				}
-				r[j] = wj * e
-				rho += wj * e * e
-			}
-			rho = math.Sqrt(rho)
-			for j := k * p.m; j < (k+1)*p.m; j++ {
-				if rho > 0 {
-					r[j] /= rho
-				} else {
-					r[j] = 0
-				}
-			}
-		}
-		g, err := p.vjpA(x0, r)
-		if err != nil {
-			return nil, err
-		}
-		vjp, err := pull(g)
-		if err != nil {
-			return nil, err
-		}
-		grad := x0Grad(sched, i, g, vjp)
 		next := p.ancestral(sched, i, x, x0, o.ClipX0)
 		for j := range next {
 			next[j] -= o.Scale * grad[j]
@@ -127,6 +91,51 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 		p.tick()
 	}
 	return p.finish(x)
+}
+
+// dpsGrad returns x̂0(x) and ∇_x ρ(x̂0(x)) at index i, ρ = ‖y − A(x̂0)‖_W
+// per image (W = diag(w), or I when w is nil; 0 where ρ = 0).
+func (p *problem) dpsGrad(sched *diffusion.Schedule, i int, x, w []float64) (x0, grad []float64, err error) {
+	eps, pull, err := p.epsPullback(sched, x, i)
+	if err != nil {
+		return nil, nil, err
+	}
+	x0 = x0FromEps(sched, i, x, eps)
+	ax, err := p.forward(x0)
+	if err != nil {
+		return nil, nil, err
+	}
+	// r = W (A(x̂0) − y) / ρ per image: the cotangent of ρ at A(x̂0).
+	r := make([]float64, len(ax))
+	for k := 0; k < p.n; k++ {
+		rho := 0.0
+		for j := k * p.m; j < (k+1)*p.m; j++ {
+			e := ax[j] - p.yv[j]
+			wj := 1.0
+			if w != nil {
+				wj = w[j]
+			}
+			r[j] = wj * e
+			rho += wj * e * e
+		}
+		rho = math.Sqrt(rho)
+		for j := k * p.m; j < (k+1)*p.m; j++ {
+			if rho > 0 {
+				r[j] /= rho
+			} else {
+				r[j] = 0
+			}
+		}
+	}
+	g, err := p.vjpA(x0, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	vjp, err := pull(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	return x0, x0Grad(sched, i, g, vjp), nil
 }
 
 // project returns x − A†(A x − y_{i−1}) with y_{i−1} = √ᾱ_{i−1} y +
