@@ -461,7 +461,9 @@ func TestDecodeOptions(t *testing.T) {
 		{"ddrm", map[string]any{"eta_b": 0.5, "steps": int64(30)},
 			func(o Options) bool { return o.DDRM == DDRMOptions{Steps: 30, Eta: 0.85, EtaB: 0.5} }, nil},
 		{"ddnm+", map[string]any{"travel_length": 10.0, "travel_repeat": 3},
-			func(o Options) bool { return o.DDNMPlus.TravelLength == 10 && o.DDNMPlus.TravelRepeat == 3 && o.DDNM.TravelLength == 0 }, nil},
+			func(o Options) bool {
+				return o.DDNMPlus.TravelLength == 10 && o.DDNMPlus.TravelRepeat == 3 && o.DDNM.TravelLength == 0
+			}, nil},
 		{"moment-matching", nil, func(o Options) bool { return o == DefaultOptions() }, nil},
 		{"ddrm", map[string]any{"etab": 0.5}, nil, []string{`unknown option "etab"`, "eta, eta_b, steps"}},
 		{"dps", map[string]any{"scale": "big"}, nil, []string{`option "scale"`, "want a number"}},
