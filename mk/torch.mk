@@ -32,6 +32,8 @@ test-torch: setup-torch
 	$(TORCH_RUN) $(GO) vet -tags torch $(TORCH_PKGS)
 	$(TORCH_RUN) $(GO) test -tags torch $(TORCH_FLAGS) $(TORCH_PKGS)
 
-## bench-torch: benchmarks of the torch engine
+## bench-torch: `make bench`'s figures (train_step, eps, eps_vjp) for the torch engine beside the native engine and PyTorch
+TORCH_THREADS ?= 2
+BENCH_TORCH_FLAGS ?= --config configs/mnist.yaml --batch 64
 bench-torch: setup-torch
-	$(TORCH_RUN) $(GO) test -tags torch -run '^$$' -bench . -benchmem ./engine/torch/...
+	$(TORCH_RUN) OMP_NUM_THREADS=$(TORCH_THREADS) $(GO) run -tags torch ./engine/torch/benchtorch --threads $(TORCH_THREADS) $(BENCH_TORCH_FLAGS)
