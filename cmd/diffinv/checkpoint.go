@@ -8,6 +8,7 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/train"
 )
 
 // RunConfigKey is the checkpoint metadata key holding the whole run config
@@ -48,18 +49,25 @@ func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, 
 }
 
 // schedule builds the diffusion schedule of cfg, respaced to steps when
-// steps < diffusion.steps (uniform DDIM-style spacing).
-func schedule(d config.Diffusion, steps int) (*diffusion.Schedule, error) {
-	s, err := diffusion.NewSchedule(d.Schedule, d.Steps, d.BetaStart, d.BetaEnd)
+// steps < diffusion.steps (uniform DDIM-style spacing), and the denoiser
+// that turns the network's prediction (eps, x0 or v) into ε over the full
+// schedule.
+func schedule(d config.Diffusion, steps int, net diffusion.Denoiser) (*diffusion.Schedule, diffusion.Denoiser, error) {
+	s, err := train.NewSchedule(d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	den, err := train.PredictionDenoiser(net, s, d.Prediction)
+	if err != nil {
+		return nil, nil, err
 	}
 	if steps <= 0 || steps >= d.Steps {
-		return s, nil
+		return s, den, nil
 	}
 	ts, err := diffusion.SpacedTimesteps(d.Steps, steps, diffusion.SpacingUniform)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return diffusion.Respace(s, ts)
+	rs, err := diffusion.Respace(s, ts)
+	return rs, den, err
 }

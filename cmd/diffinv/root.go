@@ -38,6 +38,6 @@ with precedence --set > environment > file > defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd())
 	return root
 }

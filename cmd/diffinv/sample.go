@@ -51,7 +51,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 				return err
 			}
 			s := cfg.Sample
-			sched, err := schedule(cfg.Diffusion, s.Steps)
+			sched, den, err := schedule(cfg.Diffusion, s.Steps, net)
 			if err != nil {
 				return err
 			}
@@ -70,7 +70,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 				b := min(s.BatchSize, s.NumSamples-done)
 				xT := tensors.Randn(rng, b, c, size, size)
 				base := done * sched.Len()
-				x, err := sample.Run(s.Sampler, net, xT, sched, opts, rng, func(step, total int) {
+				x, err := sample.Run(s.Sampler, den, xT, sched, opts, rng, func(step, total int) {
 					bar.Set(base + step*b)
 				})
 				if err != nil {

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/diffinv/diffinv/checkpoint"
+)
+
+// writeTinyMNIST writes n 28×28 images (a bright square at a per-image
+// position) and labels as raw IDX files in dir, split "train".
+func writeTinyMNIST(t *testing.T, dir string, n int) {
+	t.Helper()
+	img := []byte{0, 0, 8, 3}
+	img = binary.BigEndian.AppendUint32(img, uint32(n))
+	img = binary.BigEndian.AppendUint32(img, 28)
+	img = binary.BigEndian.AppendUint32(img, 28)
+	lab := []byte{0, 0, 8, 1}
+	lab = binary.BigEndian.AppendUint32(lab, uint32(n))
+	for i := 0; i < n; i++ {
+		px := make([]byte, 28*28)
+		r, c := 4+i%16, 4+(i*7)%16
+		for y := r; y < r+8; y++ {
+			for x := c; x < c+8; x++ {
+				px[y*28+x] = 255
+			}
+		}
+		img = append(img, px...)
+		lab = append(lab, byte(i%10))
+	}
+	for name, b := range map[string][]byte{"train-images-idx3-ubyte": img, "train-labels-idx1-ubyte": lab} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestTrainThenSampleCommands(t *testing.T) {
+	dataDir, out := t.TempDir(), filepath.Join(t.TempDir(), "run")
+	writeTinyMNIST(t, dataDir, 16)
+	base := []string{"train", "--config", "../../configs/mnist.yaml", "--out", out,
+		"--set", "data.dir=" + dataDir, "--set", "model.num_channels=8", "--set", "model.num_groups=4",
+		"--set", "model.num_res_blocks=1", "--set", "model.attention_resolutions=[7]",
+		"--set", "train.batch_size=4", "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
+		"--set", "train.sample_every=4", "--grid-n", "2", "--grid-steps", "2"}
+	// Train 2 steps, then resume to 4: the CLI path of an interrupted run.
+	if _, err := run(t, append(base, "--set", "train.steps=2")...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, append(base, "--set", "train.steps=4")...); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("second run without --resume: %v, want an error naming --resume", err)
+	}
+	if _, err := run(t, append(base, "--set", "train.steps=4", "--resume")...); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"model.safetensors", "log.jsonl", "loss.png", "checkpoints/step-00000004.safetensors", "samples/step-00000004.png"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing output: %v", err)
+		}
+	}
+	png := filepath.Join(t.TempDir(), "s.png")
+	if _, err := run(t, "sample", "--checkpoint", filepath.Join(out, "model.safetensors"), "--sampler", "ddim", "--steps", "3", "--n", "2", "--out", png); err != nil {
+		t.Fatal(err)
+	}
+	f, err := checkpoint.Load(strings.TrimSuffix(png, ".png") + ".safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh := f.Tensors["samples"].Shape(); sh[0] != 2 || sh[2] != 28 {
+		t.Errorf("samples shape %v", sh)
+	}
+}
+
+func TestTrainCommandErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train", "--set", "data.dir=/nonexistent", "--out", t.TempDir()}, "data.dir"},
+		{[]string{"train", "--set", "train.lr=2"}, "train.lr"},
+		{[]string{"train", "--config", "missing.yaml"}, "missing.yaml"},
+	} {
+		if _, err := run(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error naming %q", tc.args, err, tc.want)
+		}
+	}
+}
