@@ -115,26 +115,28 @@ func (p *problem) v(z []float64) ([]float64, error) {
 }
 
 // DDNMPlus is DDNM+ (Wang et al., ICLR 2023, Sec. 3.3) for y with Gaussian
-// noise σ_y, in the SVD form. Per spectral coordinate j with s_j > 0 the
-// measurement ȳ_j = (Uᵀy)_j/s_j has noise n_j = σ_y/s_j; with
-// a = √ᾱ_{i−1} and σ = √(1−ᾱ_{i−1}),
+// noise σ_y, in the SVD form of the official code (svd_operators' Lambda and
+// Lambda_noise). Per spectral coordinate j with s_j > 0 the measurement
+// ȳ_j = (Uᵀy)_j/s_j carries noise n_j = σ_y/s_j; with a = √ᾱ_{i−1},
+// σ = √(1−ᾱ_{i−1}) and the DDNM/DDRM η,
 //
-//	λ_j = 1 if σ ≥ a n_j, else σ/(a n_j);   γ_j = √(σ² − a² λ_j² n_j²),
-//	(Vᵀx̂0)_j ← (Vᵀx̂0)_j − λ_j ((Vᵀx̂0)_j − ȳ_j),
-//	(Vᵀx_{i−1})_j = a (Vᵀx̂0)_j + γ_j (√(1−η²) (Vᵀε̂)_j + η z_j),
+//	σ ≥ a n_j: λ_j = 1,                  noise γ (η z_j + √(1−η²) (Vᵀε̂)_j), γ = √(σ² − a² n_j²)
+//	σ < a n_j: λ_j = σ√(1−η²)/(a n_j),   noise σ η z_j
+//	(Vᵀx̂0)_j ← (Vᵀx̂0)_j − λ_j ((Vᵀx̂0)_j − ȳ_j),   (Vᵀx_{i−1})_j = a (Vᵀx̂0)_j + noise,
 //
-// so the noise y carries into x_{i−1} plus the fresh noise has exactly the
-// variance σ² of q(x_{i−1} | x0) while it can. Coordinates with s_j = 0
-// (and j ≥ M) keep x̂0 with γ_j = σ. With σ_y = 0 this is DDNM. The paper
-// scales the noise of the DDPM step the same way; the official code uses
-// one λ for all coordinates (correct only when all s_j are equal) and a
-// DDIM-style step, whose η convention is kept here.
+// so the noise y carries into x_{i−1} plus the added noise has the variance
+// σ² of q(x_{i−1} | x0). Coordinates with s_j = 0 (and j ≥ M) keep x̂0 with
+// noise σ (η z + √(1−η²) ε̂). With σ_y = 0 this is DDNM. (The official
+// "simplified" variant applies one λ to A†(A x̂0 − y), which is right only
+// when all s_j are equal.)
 //
-// Time travel (o.DDNMPlus.TravelLength L > 0, TravelRepeat r > 1): the
-// schedule of the official code's get_schedule_jump, going back up L steps
-// r−1 times from every L-th index by the forward process
-// x_j = √(ᾱ_j/ᾱ_i) x_i + √(1−ᾱ_j/ᾱ_i) z (RePaint, DDNM Sec. 3.4).
-// It needs an SVD and Gaussian (or clean) noise. Options: o.DDNMPlus.
+// Time travel (o.DDNMPlus.TravelLength L > 0, TravelRepeat r > 1) follows
+// the official get_schedule_jump: from every index 0, L, 2L, … below K−L
+// the chain goes back up L steps, r−1 times. It goes up by the forward
+// process, x_j = √(ᾱ_j/ᾱ_i) x_i + √(1−ᾱ_j/ᾱ_i) z (RePaint), which keeps the
+// marginals of x_j; the official code instead re-noises the last
+// uncorrected x̂0 to level j. It needs an SVD and Gaussian (or clean) noise.
+// Options: o.DDNMPlus.
 func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
 	const method = "ddnm+"
 	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress, needSVD, true)
@@ -199,21 +201,23 @@ func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.D
 			for j := 0; j < p.d; j++ {
 				idx := k*p.d + j
 				c := vx0[idx]
-				gamma := sig
+				d1, d2 := sig*eta, sig*math.Sqrt(1-eta*eta) // fresh noise, ε̂
 				if j < M && sp.s[j] != 0 {
 					nj := p.sigmaY / sp.s[j]
 					lam := 1.0
 					if sig < a*nj {
-						lam = sig / (a * nj)
+						lam = sig * math.Sqrt(1-eta*eta) / (a * nj)
+						d2 = 0
+					} else {
+						g := math.Sqrt(sig*sig - a*a*nj*nj)
+						d1, d2 = g*eta, g*math.Sqrt(1-eta*eta)
 					}
-					gamma = math.Sqrt(math.Max(sig*sig-a*a*lam*lam*nj*nj, 0))
 					c -= lam * (c - sp.ybar[k*M+j])
 				}
-				nz := math.Sqrt(1-eta*eta) * veps[idx]
+				u[idx] = a*c + d2*veps[idx]
 				if z != nil {
-					nz += eta * z[idx]
+					u[idx] += d1 * z[idx]
 				}
-				u[idx] = a*c + gamma*nz
 			}
 		}
 		if x, err = p.v(u); err != nil {
