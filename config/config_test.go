@@ -255,3 +255,21 @@ func TestOperatorParams(t *testing.T) {
 		t.Errorf("poisson rate 0: %v", err)
 	}
 }
+
+func TestPresetsUnderFile(t *testing.T) {
+	preset := writeFile(t, "train:\n  lr: 0.001\n  steps: 7\nmeasurement:\n  operator:\n    name: inpaint_box\n    size: 14\n")
+	file := writeFile(t, "train:\n  lr: 0.002\nmeasurement:\n  operator:\n    top: 2\n")
+	cfg, err := Load(Sources{Presets: []string{preset}, File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Train.LR != 0.002 || cfg.Train.Steps != 7 {
+		t.Errorf("lr %v steps %d: want the file over the preset, the preset over defaults", cfg.Train.LR, cfg.Train.Steps)
+	}
+	if p := cfg.Measurement.Operator.Params; cfg.Measurement.Operator.Name != "inpaint_box" || p["size"] != 14 || p["top"] != 2 {
+		t.Errorf("operator %+v: want the preset's name and size merged with the file's top", cfg.Measurement.Operator)
+	}
+	if _, err := Load(Sources{Presets: []string{writeFile(t, "bogus: 1\n")}}); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("unknown key in a preset: %v", err)
+	}
+}

@@ -22,6 +22,9 @@ const EnvPrefix = "DIFFINV"
 // Sources are the inputs of Load, from lowest to highest precedence after
 // the defaults.
 type Sources struct {
+	// Presets are YAML files applied in order below File (a task preset
+	// such as configs/tasks/sr4.yaml, say); each may set any subset of keys.
+	Presets []string
 	// File is a YAML config file; empty means none.
 	File string
 	// Env is the process environment as "KEY=value" strings (os.Environ());
@@ -55,16 +58,20 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 		v.SetDefault(f.key, f.val.Interface())
 	}
 
+	files := append([]string(nil), src.Presets...)
 	if src.File != "" {
-		raw, err := os.ReadFile(src.File)
+		files = append(files, src.File)
+	}
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("config file: %w", err)
 		}
 		if err := checkFileKeys(raw, schema); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", src.File, err)
+			return nil, fmt.Errorf("config file %s: %w", file, err)
 		}
-		if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", src.File, err)
+		if err := v.MergeConfig(bytes.NewReader(raw)); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
 		}
 	}
 
