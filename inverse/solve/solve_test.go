@@ -582,3 +582,28 @@ func TestStructureErrors(t *testing.T) {
 		t.Errorf("nil denoiser: %v", err)
 	}
 }
+
+// TestProgress: every method reports each denoiser step once, in order,
+// with the respaced step count as total.
+func TestProgress(t *testing.T) {
+	A := srOp(t)
+	s := newSetup(t, A, 0.05, false, 1)
+	o := fastOptions()
+	o.DDNMPlus.TravelLength = 0
+	want := map[string]int{"dps": 40, "mcg": 40, "projection": 40, "ddnm": 20, "ddnm+": 20, "ddrm": 10, "pigdm": 20, "moment-matching": 20}
+	for _, m := range Names() {
+		var steps []int
+		_, err := RunEach(m, s.den, A, s.noise, s.batchY(1), s.sched, o, ImageRNGs(1, 0, 1), func(step, total int) {
+			if total != want[m] {
+				t.Errorf("%s: total %d, want %d", m, total, want[m])
+			}
+			steps = append(steps, step)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(steps) != want[m] || steps[0] != 1 || steps[len(steps)-1] != want[m] {
+			t.Errorf("%s: progress steps %v, want 1..%d", m, steps, want[m])
+		}
+	}
+}
