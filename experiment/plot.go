@@ -23,7 +23,7 @@ type errPoints struct {
 }
 
 // writePlots writes plots/KEY.png for every sweep key: one panel per
-// metric, the metric's mean over seeds against the key's value, one line
+// metric (balanced rows of up to four, the legend in the next tile), the metric's mean over seeds against the key's value, one line
 // per task × method (× the other sweep keys' values) with ± std error
 // bars. Numeric values are placed by value (on a log axis when positive
 // and spanning a factor ≥ 20), other values evenly in file order.
@@ -83,8 +83,10 @@ func sweepPlot(exp *Experiment, all []cellData, ms []Metric, key string) ([]byte
 		label string
 		byX   map[float64][]float64
 	}
-	var panels [][]*plot.Plot
 	row := make([]*plot.Plot, 0, len(ms))
+	legend := plot.New()
+	legend.HideAxes()
+	legend.Legend.Top, legend.Legend.Left = true, true
 	for mi, m := range ms {
 		var order []string
 		ser := map[string]*series{}
@@ -160,21 +162,32 @@ func sweepPlot(exp *Experiment, all []cellData, ms []Metric, key string) ([]byte
 				p.Add(eb)
 			}
 			if mi == len(ms)-1 {
-				p.Legend.Add(label, line, scatter)
+				legend.Legend.Add(label, line, scatter)
 			}
 		}
-		p.Legend.Top = true
 		row = append(row, p)
 	}
-	panels = append(panels, row)
-	const panelW, panelH = 3.2 * vg.Inch, 2.8 * vg.Inch
-	img := vgimg.NewWith(vgimg.UseWH(panelW*vg.Length(len(row)), panelH), vgimg.UseDPI(100))
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 1, Cols: len(row), PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
-	canvases := plot.Align(panels, tiles, dc)
-	for j, p := range row {
-		p.Draw(canvases[0][j])
+	// Panels fill balanced rows of up to four; the legend takes the next
+	// tile (never alone in a row for up to the six known metrics).
+	n := len(row) + 1
+	rows := (n + 3) / 4
+	cols := (n + rows - 1) / rows
+	panels := make([][]*plot.Plot, rows)
+	for r := range panels {
+		panels[r] = make([]*plot.Plot, cols)
 	}
+	for i, p := range row {
+		panels[i/cols][i%cols] = p
+	}
+	const panelW, panelH = 3.2 * vg.Inch, 2.8 * vg.Inch
+	img := vgimg.NewWith(vgimg.UseWH(panelW*vg.Length(cols), panelH*vg.Length(rows)), vgimg.UseDPI(100))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align(panels, tiles, dc)
+	for i, p := range row {
+		p.Draw(canvases[i/cols][i%cols])
+	}
+	legend.Draw(tiles.At(dc, len(row)%cols, len(row)/cols))
 	var buf bytes.Buffer
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
 		return nil, err

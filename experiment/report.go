@@ -211,7 +211,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 	} else {
 		b.WriteString("Entries are each cell's value")
 	}
-	b.WriteString(": per-image metrics are first averaged over the cell's images; FID and KID are computed once per cell over its images. The best mean of each column is bold.\n")
+	b.WriteString(": per-image metrics are first averaged over the cell's images; FID and KID are computed once per cell over its images. The best mean of each column is bold (unless all rows tie).\n")
 	for _, m := range ms {
 		rows, cols, vals := table(exp, all, m)
 		fmt.Fprintf(&b, "\n## %s\n\n| Method |", m.Title)
@@ -223,7 +223,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 			b.WriteString("---:|")
 		}
 		b.WriteString("\n")
-		best := map[string]float64{}
+		best, allBest := map[string]float64{}, map[string]bool{}
 		for _, c := range cols {
 			bv := math.NaN()
 			for _, r := range rows {
@@ -236,6 +236,13 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 				}
 			}
 			best[c] = bv
+			// No bold when every row ties.
+			allBest[c] = true
+			for _, r := range rows {
+				if mean(vals[r][c]) != bv {
+					allBest[c] = false
+				}
+			}
 		}
 		for _, r := range rows {
 			fmt.Fprintf(&b, "| %s |", r.label())
@@ -250,7 +257,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 				if s.N > 1 {
 					txt += " ± " + fmt.Sprintf(m.Format, s.Std)
 				}
-				if len(rows) > 1 && s.Mean == best[c] {
+				if len(rows) > 1 && s.Mean == best[c] && !allBest[c] {
 					txt = "**" + txt + "**"
 				}
 				fmt.Fprintf(&b, " %s |", txt)

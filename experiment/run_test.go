@@ -1,0 +1,358 @@
+package experiment
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"image"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diffinv/diffinv/progress"
+)
+
+// quiet run options: logs into buf, a fixed clock for the bar.
+func quiet(out string, buf *bytes.Buffer) RunOptions {
+	t0 := time.Unix(0, 0)
+	return RunOptions{Out: out, Log: buf, Progress: buf, BarOptions: []progress.Option{progress.WithTerminal(false), progress.WithClock(func() time.Time { return t0 })}}
+}
+
+func runFake(t *testing.T, e *Experiment, f *fakeRunner, opts RunOptions) {
+	t.Helper()
+	if err := Run(context.Background(), e, f, opts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	rows, err := csv.NewReader(fh).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	img, err := png.Decode(fh)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
+}
+
+func TestRunOutputs(t *testing.T) {
+	out := t.TempDir()
+	var log bytes.Buffer
+	f := &fakeRunner{}
+	runFake(t, mustDecode(testYAML), f, quiet(out, &log))
+	if len(f.calls) != 16 {
+		t.Fatalf("%d RunCell calls, want 16", len(f.calls))
+	}
+	if n := strings.Count(log.String(), "\ncell "); n != 16 {
+		t.Errorf("%d summary lines, want 16:\n%s", n, log.String())
+	}
+	if !strings.Contains(log.String(), "16/16") {
+		t.Errorf("no final progress line in\n%s", log.String())
+	}
+	js, _ := filepath.Glob(filepath.Join(out, CellsDir, "*.json"))
+	if len(js) != 16 {
+		t.Errorf("%d cell files, want 16", len(js))
+	}
+
+	t.Run("csv", func(t *testing.T) {
+		rows := readCSV(t, filepath.Join(out, ResultsCSV))
+		head := "cell,task,method,solver.scale,seed,image,psnr,ssim,consistency,fid,kid,seconds"
+		if got := strings.Join(rows[0], ","); got != head {
+			t.Fatalf("header %q, want %q", got, head)
+		}
+		if len(rows) != 1+16*3 {
+			t.Fatalf("%d rows, want %d", len(rows), 1+16*3)
+		}
+		// Hand-computed from the fake's formulas: SR4 (σ=0.05), DPS (bonus
+		// 1), scale 0.1, seed 1, image 6 (offset 5, i = 1).
+		want := map[string]float64{"psnr": 20 + 2 + 0.1 + 1 + 0.5 + 0.5, "ssim": 0.511, "consistency": 0.2, "fid": 14, "kid": 0.02, "seconds": 1.5}
+		found := 0
+		for _, r := range rows[1:] {
+			if r[1] != "SR4" || r[2] != "DPS" || r[3] != "0.1" || r[4] != "1" || r[5] != "6" {
+				continue
+			}
+			found++
+			for j, name := range rows[0][6:] {
+				v, err := strconv.ParseFloat(r[6+j], 64)
+				if err != nil || math.Abs(v-want[name]) > 1e-12 {
+					t.Errorf("%s = %q, want %v", name, r[6+j], want[name])
+				}
+			}
+		}
+		if found != 1 {
+			t.Errorf("found %d matching rows, want 1", found)
+		}
+	})
+
+	t.Run("table", func(t *testing.T) {
+		b, err := os.ReadFile(filepath.Join(out, TableMD))
+		if err != nil {
+			t.Fatal(err)
+		}
+		md := string(b)
+		// Per-seed cell PSNR = mean over i∈{0,1,2} of the formula:
+		// 20 + 2s + 0.1 + bonus + 5·scale + 10σ; seeds {0,1} give std √2.
+		for _, block := range []string{
+			"## PSNR↑\n\n| Method | SR4 | inpaint-box |\n|---|---:|---:|\n" +
+				"| DPS (scale=0.1) | 23.10 ± 1.41 | 22.60 ± 1.41 |\n" +
+				"| DPS (scale=1) | **27.60 ± 1.41** | **27.10 ± 1.41** |\n" +
+				"| ddrm (scale=0.1) | 22.10 ± 1.41 | 21.60 ± 1.41 |\n" +
+				"| ddrm (scale=1) | 26.60 ± 1.41 | 26.10 ± 1.41 |\n",
+			// FID 10 + 3s + bonus: DPS {11, 14}, ddrm {10, 13}; std 3/√2.
+			"| DPS (scale=0.1) | 12.50 ± 2.12 | 12.50 ± 2.12 |\n",
+			"| ddrm (scale=1) | **11.50 ± 2.12** | **11.50 ± 2.12** |\n",
+			// SSIM 0.5 + 0.01s + 0.001: {0.501, 0.511}; std 0.01/√2.
+			// SSIM ties in every row: no bold.
+			"| DPS (scale=1) | 0.506 ± 0.007 | 0.506 ± 0.007 |\n",
+			// seconds: mean of 1, 1.5, 2 with no seed dependence.
+			"| ddrm (scale=0.1) | 1.50 ± 0.00 | 1.50 ± 0.00 |\n",
+			"- SR4: `grids/SR4.png`, rows: truth, y, DPS (scale=0.1), DPS (scale=1), ddrm (scale=0.1), ddrm (scale=1)\n",
+			"- `plots/solver.scale.png`\n",
+			"## KID↓", "## ‖y−A(x̂)‖↓", "## s/img↓",
+		} {
+			if !strings.Contains(md, block) {
+				t.Errorf("table.md lacks\n%s\nin\n%s", block, md)
+			}
+		}
+	})
+
+	t.Run("grid", func(t *testing.T) {
+		img := decodePNG(t, filepath.Join(out, GridsDir, "SR4.png"))
+		// Rows of 2 images of 8 px (scale 1) with 2 px pads: 22×12 each;
+		// stacked with 2 px pads: (22+4) × (2 + 6·(12+2)).
+		if b := img.Bounds(); b.Dx() != 26 || b.Dy() != 86 {
+			t.Fatalf("grid %v, want 26×86", b)
+		}
+		gray := func(x, y int) uint32 { r, _, _, _ := img.At(x, y).RGBA(); return r >> 8 }
+		for _, tc := range []struct {
+			name string
+			x, y int
+			want uint32
+		}{
+			{"truth image 0 (0.1)", 4, 4, 140},
+			{"truth image 1 (0.2)", 4 + 10, 4, 153},
+			{"y (0.5, upscaled ×4)", 4 + 7, 18, 191},
+			{"recon row 1 image 0 (−0.1)", 4, 32, 115},
+			{"recon row 4 image 1 (−0.2)", 14, 2 + 5*14 + 2, 102},
+			{"pad", 0, 0, 128},
+		} {
+			if g := gray(tc.x, tc.y); g != tc.want {
+				t.Errorf("%s at (%d,%d): %d, want %d", tc.name, tc.x, tc.y, g, tc.want)
+			}
+		}
+		decodePNG(t, filepath.Join(out, GridsDir, "inpaint-box.png"))
+	})
+
+	t.Run("plot", func(t *testing.T) {
+		img := decodePNG(t, filepath.Join(out, PlotsDir, "solver.scale.png"))
+		// 6 metric panels and the legend, 4 to a row, 3.2 × 2.8 in each at
+		// 100 dpi.
+		if b := img.Bounds(); b.Dx() != 4*320 || b.Dy() != 2*280 {
+			t.Errorf("plot %v, want 1280×560", b)
+		}
+		// Not blank: some pixels are not white.
+		dark := 0
+		b := img.Bounds()
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				if r, _, _, _ := img.At(x, y).RGBA(); r < 0x8000 {
+					dark++
+				}
+			}
+		}
+		if dark < 1000 {
+			t.Errorf("plot has %d dark pixels, want a drawn plot", dark)
+		}
+	})
+}
+
+func TestTableThreeSeeds(t *testing.T) {
+	e := mustDecode(testYAML)
+	e.Sweep = nil
+	e.Methods = e.Methods[:1]
+	e.Tasks = e.Tasks[:1]
+	e.Metrics = []string{"psnr"}
+	if err := e.Set("seeds=0,1,3"); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var log bytes.Buffer
+	runFake(t, e, &fakeRunner{}, quiet(out, &log))
+	b, _ := os.ReadFile(filepath.Join(out, TableMD))
+	// PSNR per seed 21.6 + 2s over s = 0, 1, 3: mean 24.2667, sample std
+	// 2·√(((4/3)² + (1/3)² + (5/3)²)/2) = 2·√(7/3) = 3.0551. One row: no bold.
+	want := "| DPS | 24.27 ± 3.06 |\n"
+	if !strings.Contains(string(b), want) {
+		t.Errorf("table.md lacks %q:\n%s", want, b)
+	}
+	if _, err := os.Stat(filepath.Join(out, PlotsDir)); !os.IsNotExist(err) {
+		t.Errorf("plots folder without a sweep: %v", err)
+	}
+	rows := readCSV(t, filepath.Join(out, ResultsCSV))
+	if got := strings.Join(rows[0], ","); got != "cell,task,method,seed,image,psnr" {
+		t.Errorf("header %q", got)
+	}
+}
+
+func TestRunResume(t *testing.T) {
+	out := t.TempDir()
+	var log bytes.Buffer
+	runFake(t, mustDecode(testYAML), &fakeRunner{}, quiet(out, &log))
+
+	// Without resume, existing results are an error.
+	err := Run(context.Background(), mustDecode(testYAML), &fakeRunner{}, quiet(out, &log))
+	if err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Errorf("rerun without resume: %v, want an error suggesting --resume", err)
+	}
+
+	// Resume after the file gained a seed runs only the new cells.
+	e := mustDecode(testYAML)
+	e.Set("seeds=0,1,2")
+	f := &fakeRunner{}
+	opts := quiet(out, &log)
+	opts.Resume = true
+	runFake(t, e, f, opts)
+	if len(f.calls) != 8 {
+		t.Errorf("resume ran %d cells, want the 8 of seed 2", len(f.calls))
+	}
+	for _, id := range f.calls {
+		if !strings.Contains(id, "_s2_") {
+			t.Errorf("resume ran %s, want only seed-2 cells", id)
+		}
+	}
+
+	// A corrupt result (a half-written file from another tool) and a result
+	// lacking a newly requested metric are recomputed.
+	cells, _ := e.Cells()
+	if err := os.WriteFile(resultPath(filepath.Join(out, CellsDir), cells[3].ID), []byte(`{"version": 1, "id": `), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f = &fakeRunner{}
+	runFake(t, e, f, opts)
+	if len(f.calls) != 1 || f.calls[0] != cells[3].ID {
+		t.Errorf("after corrupting %s, resume ran %v", cells[3].ID, f.calls)
+	}
+
+	// Overwrite recomputes everything.
+	f = &fakeRunner{}
+	opts.Resume, opts.Overwrite = false, true
+	runFake(t, e, f, opts)
+	if len(f.calls) != 24 {
+		t.Errorf("overwrite ran %d cells, want 24", len(f.calls))
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		f     *fakeRunner
+		edit  func(e *Experiment)
+		opts  func(o *RunOptions)
+		want  string
+		calls int
+	}{
+		{"missing per-image metric", &fakeRunner{drop: "ssim"}, nil, nil, `lacks metric "ssim"`, 1},
+		{"missing per-cell metric", &fakeRunner{drop: "fid"}, nil, nil, `per-cell metric "fid"`, 1},
+		{"validator", &fakeRunner{invalid: "ddrm"}, nil, nil, `method "ddrm" rejected`, 0},
+		{"no output", &fakeRunner{}, nil, func(o *RunOptions) { o.Out = "" }, "no output folder", 0},
+		{"resume and overwrite", &fakeRunner{}, nil, func(o *RunOptions) { o.Resume, o.Overwrite = true, true }, "at most one", 0},
+		{"invalid experiment", &fakeRunner{}, func(e *Experiment) { e.Seeds = nil }, nil, "seeds: empty", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := mustDecode(testYAML)
+			if tc.edit != nil {
+				tc.edit(e)
+			}
+			var log bytes.Buffer
+			opts := quiet(t.TempDir(), &log)
+			if tc.opts != nil {
+				tc.opts(&opts)
+			}
+			err := Run(context.Background(), e, tc.f, opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Run: %v, want an error containing %q", err, tc.want)
+			}
+			if len(tc.f.calls) != tc.calls {
+				t.Errorf("%d RunCell calls, want %d", len(tc.f.calls), tc.calls)
+			}
+		})
+	}
+	// A canceled context stops before the next cell.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var log bytes.Buffer
+	f := &fakeRunner{}
+	if err := Run(ctx, mustDecode(testYAML), f, quiet(t.TempDir(), &log)); err == nil || len(f.calls) != 0 {
+		t.Errorf("canceled: %v after %d calls, want an error before any cell", err, len(f.calls))
+	}
+}
+
+func TestRunFillsSeconds(t *testing.T) {
+	e := mustDecode(testYAML)
+	e.Sweep = nil
+	e.Seeds = []int64{0}
+	out := t.TempDir()
+	var log bytes.Buffer
+	runFake(t, e, &fakeRunner{noSeconds: true}, quiet(out, &log))
+	rows := readCSV(t, filepath.Join(out, ResultsCSV))
+	col := len(rows[0]) - 1
+	if rows[0][col] != "seconds" {
+		t.Fatalf("last column %q", rows[0][col])
+	}
+	for _, r := range rows[1:] {
+		v, err := strconv.ParseFloat(r[col], 64)
+		if err != nil || v < 0 || v > 10 || math.IsNaN(v) {
+			t.Errorf("seconds %q, want the measured wall time per image", r[col])
+		}
+	}
+}
+
+func TestNonFiniteMetrics(t *testing.T) {
+	// A perfect reconstruction has PSNR +Inf: it must survive the JSON
+	// round trip and the reports.
+	e := mustDecode(testYAML)
+	e.Sweep, e.Seeds, e.Metrics = nil, []int64{0}, []string{"psnr"}
+	r := CellRunnerFunc(func(ctx context.Context, c Cell, p func(int, int)) (*CellResult, error) {
+		res := &CellResult{}
+		for i := range c.Dataset.N {
+			res.Images = append(res.Images, ImageMetrics{Index: i, Values: map[string]float64{"psnr": math.Inf(1)}})
+		}
+		return res, nil
+	})
+	out := t.TempDir()
+	var log bytes.Buffer
+	if err := Run(context.Background(), e, r, quiet(out, &log)); err != nil {
+		t.Fatal(err)
+	}
+	rows := readCSV(t, filepath.Join(out, ResultsCSV))
+	if rows[1][len(rows[1])-1] != "+Inf" {
+		t.Errorf("psnr %q, want +Inf", rows[1][len(rows[1])-1])
+	}
+	b, _ := os.ReadFile(filepath.Join(out, TableMD))
+	if !strings.Contains(string(b), "+Inf") {
+		t.Errorf("table lacks +Inf:\n%s", b)
+	}
+}
