@@ -21,7 +21,7 @@ import (
 // It needs a linear operator and treats y as exact whatever the noise model
 // says (use ddnm+ for noisy y). Options: o.DDNM (no time travel).
 func DDNM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	p, err := newProblem("ddnm", den, A, noise, y, sched, rngs, progress, needLinear, false)
+	p, err := newProblem("ddnm", den, A, noise, y, sched, rngs, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func (p *problem) v(z []float64) ([]float64, error) {
 // Options: o.DDNMPlus.
 func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
 	const method = "ddnm+"
-	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress, needSVD, true)
+	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ import (
 // η_B ȳ + (1−η_B) x̂0 there. It needs an SVD and Gaussian (or clean) noise.
 // Options: o.DDRM (η = 0.85, η_B = 1, 20 steps).
 func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	p, err := newProblem("ddrm", den, A, noise, y, sched, rngs, progress, needSVD, true)
+	p, err := newProblem("ddrm", den, A, noise, y, sched, rngs, progress)
 	if err != nil {
 		return nil, err
 	}

@@ -47,11 +47,7 @@ func MCG(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense,
 }
 
 func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o DPSOptions, rngs []*rand.Rand, progress Progress, project bool) (*tensor.Dense, error) {
-	need := needOperator
-	if project {
-		need = needLinear
-	}
-	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress, need, false)
+	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +177,7 @@ func (p *problem) project(sched *diffusion.Schedule, i int, x []float64) ([]floa
 // level i−1 (see MCG); no gradient. It needs a linear operator and ignores
 // the noise model (y is taken as exact). Options: o.Projection.
 func Projection(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	p, err := newProblem("projection", den, A, noise, y, sched, rngs, progress, needLinear, false)
+	p, err := newProblem("projection", den, A, noise, y, sched, rngs, progress)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package solve
 
 import (
-	"fmt"
 	"math"
 	"math/rand"
 
@@ -29,16 +28,13 @@ import (
 // prior N(μ, v I). Needs Gaussian (or clean) noise.
 func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
 	const method = "pigdm"
-	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress, needLinear, true)
+	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
 	if err != nil {
 		return nil, err
 	}
 	opt := o.PiGDM
 	if err := opt.Validate(); err != nil {
 		return nil, err
-	}
-	if p.svd == nil && p.sigmaY > 0 {
-		return nil, fmt.Errorf("solve: pigdm with noisy measurements (σ_y = %g) needs an operator with an SVD (op.SVD); %s has none", p.sigmaY, operatorName(A))
 	}
 	if sched, err = respaced(method, sched, opt.Steps); err != nil {
 		return nil, err
@@ -129,7 +125,7 @@ func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dens
 // noise.
 func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
 	const method = "moment-matching"
-	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress, needLinear, true)
+	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
 	if err != nil {
 		return nil, err
 	}

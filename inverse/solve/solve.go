@@ -67,22 +67,120 @@ type Pullbacker interface {
 	EpsPullback(xt *tensor.Dense, t []int) (eps *tensor.Dense, vjp func(v *tensor.Dense) (*tensor.Dense, error), err error)
 }
 
+// Requirements says what a method needs from the measurement model.
+type Requirements struct {
+	// Linear: the operator must be an op.Linear (adjoint, pseudo-inverse).
+	Linear bool
+	// SVD: the operator must be an op.SVD.
+	SVD bool
+	// GaussianNoise: the noise model must be *op.Gaussian (σ_y ≥ 0; "clean"
+	// is σ_y = 0); Poisson is refused.
+	GaussianNoise bool
+	// SVDIfNoisy: with σ_y > 0 the operator must be an op.SVD (ΠGDM).
+	SVDIfNoisy bool
+}
+
+func (r Requirements) need() int {
+	switch {
+	case r.SVD:
+		return needSVD
+	case r.Linear:
+		return needLinear
+	}
+	return needOperator
+}
+
 type entry struct {
-	name string
-	fn   Func
+	name    string
+	fn      Func
+	summary string
+	req     Requirements
 }
 
 func registry() []entry {
 	return []entry{
-		{"dps", DPS},
-		{"mcg", MCG},
-		{"projection", Projection},
-		{"ddnm", DDNM},
-		{"ddnm+", DDNMPlus},
-		{"ddrm", DDRM},
-		{"pigdm", PiGDM},
-		{"moment-matching", MomentMatching},
+		{"dps", DPS, "diffusion posterior sampling: ancestral step + ζ∇‖y − A(x̂0)‖ (any operator, Gaussian or Poisson noise)", Requirements{}},
+		{"mcg", MCG, "manifold-constrained gradient: the DPS step, then projection onto the noised measurement", Requirements{Linear: true}},
+		{"projection", Projection, "Score-SDE / ILVR projection: unconditional step, then replace the measured part by the noised y", Requirements{Linear: true}},
+		{"ddnm", DDNM, "range–null-space decomposition, noise-free: x̂0 ← x̂0 − A†(A x̂0 − y), then a DDIM-style step", Requirements{Linear: true}},
+		{"ddnm+", DDNMPlus, "DDNM for noisy y: λ_t per singular value, optional time travel", Requirements{SVD: true, GaussianNoise: true}},
+		{"ddrm", DDRM, "denoising diffusion restoration models: SVD-space variational steps (η, η_B, 20 steps)", Requirements{SVD: true, GaussianNoise: true}},
+		{"pigdm", PiGDM, "pseudo-inverse guided diffusion: guidance (∂x̂0/∂x_t)ᵀAᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂0)", Requirements{Linear: true, GaussianNoise: true, SVDIfNoisy: true}},
+		{"moment-matching", MomentMatching, "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}},
 	}
+}
+
+func lookupEntry(name string) (entry, error) {
+	for _, e := range registry() {
+		if e.name == name {
+			return e, nil
+		}
+	}
+	return entry{}, fmt.Errorf("solve: unknown method %q, want one of %s", name, strings.Join(Names(), ", "))
+}
+
+// Describe returns a one-line summary of the method and what it needs.
+func Describe(name string) (summary string, req Requirements, err error) {
+	e, err := lookupEntry(name)
+	if err != nil {
+		return "", Requirements{}, err
+	}
+	return e.summary, e.req, nil
+}
+
+// Check returns the error the method would return for an operator or noise
+// model lacking the structure it needs, without running anything: what an
+// experiment grid can test before it schedules a (task, method) cell.
+func Check(name string, A op.Operator, noise op.Noise) error {
+	e, err := lookupEntry(name)
+	if err != nil {
+		return err
+	}
+	_, err = checkStructure(name, A, noise, e.req)
+	return err
+}
+
+// structure is what checkStructure finds out about A and the noise.
+type structure struct {
+	lin      op.Linear
+	svd      op.SVD
+	gaussian bool
+	sigmaY   float64
+}
+
+func checkStructure(method string, A op.Operator, noise op.Noise, req Requirements) (structure, error) {
+	var st structure
+	if A == nil {
+		return st, fmt.Errorf("solve: %s: nil operator", method)
+	}
+	if noise == nil {
+		return st, fmt.Errorf("solve: %s: nil noise model, want one from op.NewNoise (\"clean\" for none)", method)
+	}
+	if lin, ok := A.(op.Linear); ok {
+		st.lin = lin
+	}
+	if s, ok := A.(op.SVD); ok {
+		st.svd = s
+	}
+	switch req.need() {
+	case needLinear:
+		if st.lin == nil {
+			return st, fmt.Errorf("solve: %s needs a linear operator (op.Linear, with adjoint and pseudo-inverse); %s has none", method, operatorName(A))
+		}
+	case needSVD:
+		if st.svd == nil {
+			return st, fmt.Errorf("solve: %s needs an operator with an SVD (op.SVD); %s has none", method, operatorName(A))
+		}
+	}
+	if g, ok := noise.(*op.Gaussian); ok {
+		st.gaussian, st.sigmaY = true, g.Sigma
+	} else if req.GaussianNoise {
+		return st, fmt.Errorf("solve: %s needs Gaussian (or clean) measurement noise; got %q", method, noise.Name())
+	}
+	if req.SVDIfNoisy && st.svd == nil && st.sigmaY > 0 {
+		return st, fmt.Errorf("solve: %s with noisy measurements (σ_y = %g) needs an operator with an SVD (op.SVD); %s has none", method, st.sigmaY, operatorName(A))
+	}
+	return st, nil
 }
 
 // Names returns the registered solver names, sorted.
@@ -98,12 +196,11 @@ func Names() []string {
 // Lookup returns the solver registered under name, or an error listing the
 // valid names.
 func Lookup(name string) (Func, error) {
-	for _, e := range registry() {
-		if e.name == name {
-			return e.fn, nil
-		}
+	e, err := lookupEntry(name)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("solve: unknown method %q, want one of %s", name, strings.Join(Names(), ", "))
+	return e.fn, nil
 }
 
 // Run solves the batch y with the solver registered under name. The
@@ -190,50 +287,32 @@ type problem struct {
 	done     int
 }
 
-// need values for newProblem.
+// need values for Requirements.need.
 const (
 	needOperator = iota
 	needLinear
 	needSVD
 )
 
-// newProblem validates the common inputs. need says what structure the
-// method needs from A; gaussianOnly that it needs Gaussian (or clean) noise.
-func newProblem(method string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, rngs []*rand.Rand, progress Progress, need int, gaussianOnly bool) (*problem, error) {
+// newProblem validates the common inputs and the structure the method's
+// registry entry requires.
+func newProblem(method string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, rngs []*rand.Rand, progress Progress) (*problem, error) {
 	p := &problem{method: method, den: den, A: A, noise: noise, y: y, sched: sched, rngs: rngs, progress: progress}
 	if den == nil {
 		return nil, fmt.Errorf("solve: %s: nil denoiser", method)
 	}
-	if A == nil {
-		return nil, fmt.Errorf("solve: %s: nil operator", method)
-	}
-	if noise == nil {
-		return nil, fmt.Errorf("solve: %s: nil noise model, want one from op.NewNoise (\"clean\" for none)", method)
-	}
 	if sched == nil {
 		return nil, fmt.Errorf("solve: %s: nil schedule", method)
 	}
-	if lin, ok := A.(op.Linear); ok {
-		p.lin = lin
+	e, err := lookupEntry(method)
+	if err != nil {
+		return nil, err
 	}
-	if s, ok := A.(op.SVD); ok {
-		p.svd = s
+	st, err := checkStructure(method, A, noise, e.req)
+	if err != nil {
+		return nil, err
 	}
-	switch need {
-	case needLinear:
-		if p.lin == nil {
-			return nil, fmt.Errorf("solve: %s needs a linear operator (op.Linear, with adjoint and pseudo-inverse); %s has none", method, operatorName(A))
-		}
-	case needSVD:
-		if p.svd == nil {
-			return nil, fmt.Errorf("solve: %s needs an operator with an SVD (op.SVD); %s has none", method, operatorName(A))
-		}
-	}
-	if g, ok := noise.(*op.Gaussian); ok {
-		p.gaussian, p.sigmaY = true, g.Sigma
-	} else if gaussianOnly {
-		return nil, fmt.Errorf("solve: %s needs Gaussian (or clean) measurement noise; got %q", method, noise.Name())
-	}
+	p.lin, p.svd, p.gaussian, p.sigmaY = st.lin, st.svd, st.gaussian, st.sigmaY
 	sh, ok := A.(op.Shaped)
 	if !ok {
 		return nil, fmt.Errorf("solve: %s: operator %s does not report its image shape (op.Shaped)", method, operatorName(A))

@@ -263,7 +263,7 @@ func TestDPSGradient(t *testing.T) {
 	A := srOp(t)
 	s := newSetup(t, A, 0.05, true, 2)
 	for _, poisson := range []bool{false, true} {
-		p, err := newProblem("dps", s.den, A, s.noise, s.batchY(2), s.sched, ImageRNGs(1, 0, 2), nil, needOperator, false)
+		p, err := newProblem("dps", s.den, A, s.noise, s.batchY(2), s.sched, ImageRNGs(1, 0, 2), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -446,6 +446,27 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
+func TestDescribe(t *testing.T) {
+	for _, n := range Names() {
+		sum, req, err := Describe(n)
+		if err != nil || sum == "" {
+			t.Errorf("Describe(%s) = %q, %v", n, sum, err)
+		}
+		if req.SVD && !req.GaussianNoise {
+			t.Errorf("%s: SVD methods here all need Gaussian noise", n)
+		}
+	}
+	if _, req, _ := Describe("ddrm"); !req.SVD {
+		t.Error("ddrm does not require an SVD")
+	}
+	if _, req, _ := Describe("dps"); req != (Requirements{}) {
+		t.Errorf("dps requires %+v, want nothing", req)
+	}
+	if _, _, err := Describe("x"); err == nil {
+		t.Error("Describe(x): no error")
+	}
+}
+
 func TestDecodeOptions(t *testing.T) {
 	cases := []struct {
 		method string
@@ -542,7 +563,7 @@ func TestStructureErrors(t *testing.T) {
 		{"mcg", phase, clean, yOf(phase, 1), ImageRNGs(1, 0, 1), []string{"mcg needs a linear operator"}},
 		{"projection", phase, clean, yOf(phase, 1), ImageRNGs(1, 0, 1), []string{"projection needs a linear operator"}},
 		{"moment-matching", phase, clean, yOf(phase, 1), ImageRNGs(1, 0, 1), []string{"moment-matching needs a linear operator"}},
-		{"pigdm", conv, noisy, yOf(conv, 1), ImageRNGs(1, 0, 1), []string{"pigdm with noisy measurements", "needs an operator with an SVD"}},
+		{"pigdm", conv, noisy, yOf(conv, 1), ImageRNGs(1, 0, 1), []string{"needs an operator with an SVD", "pigdm with noisy measurements"}},
 		{"ddrm", sr, pois, yOf(sr, 1), ImageRNGs(1, 0, 1), []string{"ddrm needs Gaussian", `"poisson"`}},
 		{"moment-matching", sr, pois, yOf(sr, 1), ImageRNGs(1, 0, 1), []string{"needs Gaussian"}},
 		{"dps", sr, clean, yOf(sr, 2), ImageRNGs(1, 0, 1), []string{"1 random streams for a batch of 2"}},
@@ -556,6 +577,17 @@ func TestStructureErrors(t *testing.T) {
 	}
 	o := fastOptions()
 	for _, c := range cases {
+		// Check answers the structural questions without running.
+		if c.A != nil && c.noise != nil {
+			cerr := Check(c.method, c.A, c.noise)
+			structural := c.errHas != nil && strings.Contains(c.errHas[0], "needs")
+			switch {
+			case structural && (cerr == nil || !strings.Contains(cerr.Error(), c.errHas[0])):
+				t.Errorf("Check(%s): %v, want an error with %q", c.method, cerr, c.errHas[0])
+			case !structural && cerr != nil:
+				t.Errorf("Check(%s): %v, want nil", c.method, cerr)
+			}
+		}
 		_, err := RunEach(c.method, den, c.A, c.noise, c.y, sched, o, c.rngs, nil)
 		if c.errHas == nil {
 			if err != nil {
