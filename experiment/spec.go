@@ -202,6 +202,31 @@ func Load(path string) (*Experiment, error) {
 	return e, nil
 }
 
+// Open loads the experiment file at path, applies the command line's
+// "--set k=v" overrides and "--sweep k=v1,v2" axes in order, and validates
+// the result: what "diffinv experiment run FILE [--set ...] [--sweep ...]"
+// needs before Run.
+func Open(path string, sets, sweeps []string) (*Experiment, error) {
+	e, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sets {
+		if err := e.Set(s); err != nil {
+			return nil, fmt.Errorf("experiment %s: %w", path, err)
+		}
+	}
+	for _, s := range sweeps {
+		if err := e.AddSweep(s); err != nil {
+			return nil, fmt.Errorf("experiment %s: %w", path, err)
+		}
+	}
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("experiment %s: %w", path, err)
+	}
+	return e, nil
+}
+
 // Decode strictly decodes one experiment document from r: unknown keys and
 // ill-typed values are errors naming the key and line; sweep and set values
 // must be scalars (number, string or bool).

@@ -54,6 +54,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad seed", strings.Replace(base, "seeds: [0]", "seeds: [zero]", 1), true, []string{"zero"}},
 		{"set value is a map", strings.Replace(base, "{name: dps}", "{name: dps, set: {scale: {a: 1}}}", 1), true, []string{"methods[0] (dps).set.scale", "want a number, string or bool"}},
 		{"sweep value is a list", base + "sweep: {solver.scale: [[1, 2]]}\n", true, []string{"sweep.solver.scale[0]"}},
+		{"sweep not a list", base + "sweep: {solver.scale: 0.3}\n", true, []string{"line 7", "0.3"}},
 		{"empty file", "", true, []string{"empty"}},
 		{"two documents", base + "---\nname: y\n", true, []string{"more than one"}},
 		{"empty tasks", strings.Replace(base, "tasks: [{name: sr4}]", "tasks: []", 1), false, []string{"tasks: empty"}},
@@ -203,6 +204,38 @@ func TestParseValue(t *testing.T) {
 		got, err := ParseValue(tc.in)
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("ParseValue(%q) = %#v, %v; want %#v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestOpen(t *testing.T) {
+	e, err := Open("testdata/example.yaml", []string{"dataset.n=2", "methods.DPS.set.scale=0.5"}, []string{"solver.steps=10,20"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Dataset.N != 2 || e.Methods[0].Set["scale"] != 0.5 || len(e.Sweep) != 2 {
+		t.Errorf("overrides not applied: %+v", e)
+	}
+	cells, err := e.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 tasks × 2 methods × 2 σ × 2 step counts × 3 seeds.
+	if len(cells) != 48 {
+		t.Errorf("%d cells, want 48", len(cells))
+	}
+	for _, tc := range []struct {
+		path         string
+		sets, sweeps []string
+		want         string
+	}{
+		{"testdata/missing.yaml", nil, nil, "no such file"},
+		{"testdata/example.yaml", []string{"dataset.n=0"}, nil, "dataset.n: 0"},
+		{"testdata/example.yaml", []string{"bogus=1"}, nil, "--set bogus: unknown key"},
+		{"testdata/example.yaml", nil, []string{"steps=1"}, "want solver.KEY or task.KEY"},
+	} {
+		if _, err := Open(tc.path, tc.sets, tc.sweeps); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open(%s, %v, %v) = %v, want an error containing %q", tc.path, tc.sets, tc.sweeps, err, tc.want)
 		}
 	}
 }
