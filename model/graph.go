@@ -31,7 +31,7 @@ type net struct {
 	out    *G.Node       // N×outCh×H×W network output
 	params []boundParam
 	// drop controls every dropout node (training graphs with dropout > 0).
-	drop *dropout
+	drop *nn.Dropout
 	ts   []float64 // timestep scratch for the embedding
 }
 
@@ -148,7 +148,7 @@ func (b *builder) dropout(x *G.Node) (*G.Node, error) {
 	if b.n.drop == nil {
 		return x, nil
 	}
-	return b.n.drop.apply(b.n.g, x)
+	return b.n.drop.Apply(x)
 }
 
 // resBlock applies ResBlock l to x with the SiLU'd embedding semb (N×E).
@@ -276,7 +276,7 @@ func (b *builder) layer(l layer, x, semb *G.Node) (*G.Node, error) {
 
 // build builds the UNet graph for batch size n; a non-nil drop (training
 // graphs) applies dropout before each ResBlock's last convolution.
-func (u *UNet) build(n int, drop *dropout) (*net, error) {
+func (u *UNet) build(n int, drop *nn.Dropout) (*net, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("model: batch size %d, want ≥ 1", n)
 	}

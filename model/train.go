@@ -7,6 +7,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/tensors"
 )
 
@@ -33,12 +34,13 @@ type TrainGraph struct {
 func (u *UNet) NewTrainGraph(n int, rng *rand.Rand) (*TrainGraph, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	var drop *dropout
+	var drop *nn.Dropout
 	if p := u.a.cfg.Dropout; p > 0 {
 		var err error
-		if drop, err = newDropout(p, rng); err != nil {
+		if drop, err = nn.NewDropout(p, rng); err != nil {
 			return nil, fmt.Errorf("model.NewTrainGraph: %w", err)
 		}
+		drop.SetTraining(true)
 	}
 	nt, err := u.build(n, drop)
 	if err != nil {
@@ -102,7 +104,7 @@ func (tg *TrainGraph) Batch() int { return tg.net.batch }
 // network computes what Eps computes.
 func (tg *TrainGraph) SetTraining(on bool) {
 	if tg.net.drop != nil {
-		tg.net.drop.training = on
+		tg.net.drop.SetTraining(on)
 	}
 }
 
@@ -131,9 +133,6 @@ func (tg *TrainGraph) Step(xt *tensor.Dense, t []int, eps *tensor.Dense) (float6
 	dst, src := tensors.F32(tg.target), tensors.F32(eps)
 	for i := 0; i < n; i++ {
 		copy(dst[i*k*hw:(i*k+c)*hw], src[i*c*hw:(i+1)*c*hw])
-	}
-	if tg.net.drop != nil {
-		tg.net.drop.draw()
 	}
 	if err := run(tg.vm); err != nil {
 		return 0, err
