@@ -64,6 +64,8 @@ type Func func(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.
 // and ΠGDM need ε before they know v; with a plain Denoiser they call Eps
 // and then EpsVJP (two forward passes per step), with a Pullbacker one.
 type Pullbacker interface {
+	// EpsPullback returns ε(x_t, t) and v ↦ vᵀ∂ε/∂x_t at that same point;
+	// the function may be called several times (moment matching's CG).
 	EpsPullback(xt *tensor.Dense, t []int) (eps *tensor.Dense, vjp func(v *tensor.Dense) (*tensor.Dense, error), err error)
 }
 
@@ -351,7 +353,9 @@ func newProblem(method string, den diffusion.Denoiser, A op.Operator, noise op.N
 }
 
 // respaced returns the schedule a solver walks: sched itself when steps is
-// 0, else a uniform respacing of sched to steps steps.
+// 0, else a uniform respacing of sched to steps steps
+// (diffusion.SpacedTimesteps "uniform": stride ⌊K/steps⌋, which gives a few
+// more steps than asked when steps does not divide K, as the DDIM code).
 func respaced(method string, sched *diffusion.Schedule, steps int) (*diffusion.Schedule, error) {
 	if steps == 0 || steps == sched.Len() {
 		return sched, nil

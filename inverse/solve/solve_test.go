@@ -639,3 +639,47 @@ func TestProgress(t *testing.T) {
 		}
 	}
 }
+
+// pullbackDen wraps a denoiser as a Pullbacker and counts forward passes.
+type pullbackDen struct {
+	*analytic.Mixture
+	forwards int
+}
+
+func (d *pullbackDen) EpsPullback(xt *tensor.Dense, t []int) (*tensor.Dense, func(*tensor.Dense) (*tensor.Dense, error), error) {
+	d.forwards++
+	eps, err := d.Eps(xt, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	return eps, func(v *tensor.Dense) (*tensor.Dense, error) {
+		_, g, err := d.EpsVJP(xt, t, v)
+		return g, err
+	}, nil
+}
+
+// TestPullbacker: a denoiser with EpsPullback gives the same bits as one
+// without, with one forward pass per step.
+func TestPullbacker(t *testing.T) {
+	A := boxInpaint(t)
+	s := newSetup(t, A, 0.05, true, 1)
+	o := fastOptions()
+	for _, m := range []string{"dps", "mcg", "pigdm", "moment-matching"} {
+		plain, err := RunEach(m, s.den, A, s.noise, s.batchY(2), s.sched, o, ImageRNGs(3, 0, 2), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pd := &pullbackDen{Mixture: s.den}
+		pb, err := RunEach(m, pd, A, s.noise, s.batchY(2), s.sched, o, ImageRNGs(3, 0, 2), func(step, total int) {
+			if pd.forwards != step {
+				t.Errorf("%s: %d forward passes after %d steps", m, pd.forwards, step)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(tensors.F32(plain), tensors.F32(pb)) {
+			t.Errorf("%s: Pullbacker path differs from the EpsVJP path", m)
+		}
+	}
+}
