@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/diffinv/diffinv/tensors"
 )
@@ -69,8 +70,14 @@ func (f *fakeRunner) RunCell(ctx context.Context, c Cell, progress func(done, to
 		fh.Close()
 	}
 	if f.blockAt > 0 && n == f.blockAt {
-		<-ctx.Done() // the helper process is killed here
-		return nil, ctx.Err()
+		// The helper process is killed here. (A bare <-ctx.Done() on a
+		// background context would be a deadlock the runtime aborts.)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Minute):
+			return nil, fmt.Errorf("fake runner: not killed within a minute")
+		}
 	}
 	bonus, scale, sigma := num(c.Method.Set, "bonus"), num(c.Method.Set, "scale"), num(c.Task.Set, "sigma")
 	seed := float64(c.Seed)

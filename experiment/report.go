@@ -204,8 +204,11 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 	for i, s := range exp.Seeds {
 		seeds[i] = strconv.FormatInt(s, 10)
 	}
-	fmt.Fprintf(&b, "Checkpoint `%s`; %d images of %s (indices %d–%d); seeds %s.\n",
-		exp.Checkpoint, exp.Dataset.N, exp.Dataset.Name, exp.Dataset.Offset, exp.Dataset.Offset+exp.Dataset.N-1, strings.Join(seeds, ", "))
+	if exp.Checkpoint != "" {
+		fmt.Fprintf(&b, "Checkpoint `%s`; ", exp.Checkpoint)
+	}
+	fmt.Fprintf(&b, "%d images of %s (indices %d–%d); seeds %s.\n",
+		exp.Dataset.N, exp.Dataset.Name, exp.Dataset.Offset, exp.Dataset.Offset+exp.Dataset.N-1, strings.Join(seeds, ", "))
 	if len(exp.Seeds) > 1 {
 		fmt.Fprintf(&b, "Entries are mean ± std over the %d seeds (sample std, n − 1) of each cell's value", len(exp.Seeds))
 	} else {
@@ -216,7 +219,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 		rows, cols, vals := table(exp, all, m)
 		fmt.Fprintf(&b, "\n## %s\n\n| Method |", m.Title)
 		for _, c := range cols {
-			fmt.Fprintf(&b, " %s |", c)
+			fmt.Fprintf(&b, " %s |", mdCell(c))
 		}
 		b.WriteString("\n|---|")
 		for range cols {
@@ -245,7 +248,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 			}
 		}
 		for _, r := range rows {
-			fmt.Fprintf(&b, "| %s |", r.label())
+			fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 			for _, c := range cols {
 				xs := vals[r][c]
 				if len(xs) == 0 {
@@ -282,6 +285,11 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 		}
 	}
 	return b.String()
+}
+
+// mdCell escapes the characters that would end a markdown table cell.
+func mdCell(s string) string {
+	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
 }
 
 type gridInfo struct {

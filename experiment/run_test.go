@@ -356,3 +356,39 @@ func TestNonFiniteMetrics(t *testing.T) {
 		t.Errorf("table lacks +Inf:\n%s", b)
 	}
 }
+
+func TestTwoSweepAxes(t *testing.T) {
+	e := mustDecode(testYAML)
+	e.Tasks = e.Tasks[1:]
+	e.Methods[0].Label = "DPS|fast"
+	e.Metrics = []string{"psnr", "fid"}
+	if err := e.AddSweep("task.kind=box,random"); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var log bytes.Buffer
+	runFake(t, e, &fakeRunner{}, quiet(out, &log))
+	rows := readCSV(t, filepath.Join(out, ResultsCSV))
+	if got := strings.Join(rows[0], ","); got != "cell,task,method,solver.scale,task.kind,seed,image,psnr,fid" {
+		t.Errorf("header %q", got)
+	}
+	// 1 task × 2 methods × 2 scales × 2 kinds × 2 seeds × 3 images.
+	if len(rows) != 1+48 {
+		t.Errorf("%d rows, want 49", len(rows))
+	}
+	b, _ := os.ReadFile(filepath.Join(out, TableMD))
+	// PSNR per seed 20 + 2s + 0.1 + 1 + 5·0.1 (no σ on inpaint-box):
+	// {21.6, 23.6}; the label's "|" is escaped.
+	for _, want := range []string{"| DPS\\|fast (scale=0.1, kind=box) | 22.60 ± 1.41 |", "| ddrm (scale=1, kind=random) |", "- `plots/task.kind.png`"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("table.md lacks %q:\n%s", want, b)
+		}
+	}
+	for _, p := range []string{"solver.scale.png", "task.kind.png"} {
+		img := decodePNG(t, filepath.Join(out, PlotsDir, p))
+		// 2 metric panels and the legend in one row.
+		if b := img.Bounds(); b.Dx() != 3*320 || b.Dy() != 280 {
+			t.Errorf("%s: %v, want 960×280", p, b)
+		}
+	}
+}
