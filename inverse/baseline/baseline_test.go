@@ -313,3 +313,27 @@ func TestAlignUndoesRotationAndShift(t *testing.T) {
 		}
 	}
 }
+
+func TestADMMTVNonUniformBlur(t *testing.T) {
+	x := digits(t)
+	o, err := op.New("blur_nonuniform", map[string]any{"size": 7}, [3]int{1, 28, 28}, rand.New(rand.NewSource(12)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := measure(t, o, x, 0.02, 13)
+	opt := DefaultTV()
+	opt.Iters = 30
+	r, err := ADMMTV(o, y, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, py := psnr(r, x), psnr(y, x)
+	t.Logf("blurred %.2f dB, ADMM-TV %.2f dB", py, pr)
+	if pr < py+3 {
+		t.Errorf("ADMM-TV %.2f dB on non-uniform blur, want ≥ blurred %.2f dB + 3", pr, py)
+	}
+	pr2, _ := op.NewPhaseRetrieval([3]int{1, 28, 28}, 2)
+	if _, err := ADMMTV(pr2, y, opt); err == nil || !strings.Contains(err.Error(), "Adjoint") {
+		t.Errorf("phase retrieval accepted by ADMM-TV: %v", err)
+	}
+}

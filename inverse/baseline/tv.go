@@ -78,7 +78,7 @@ func gradT(dx, dy []float64, c, h, w int, out []float64) {
 
 // TVObjective returns ½‖Ax − y‖² + λ·TV(x) per image (isotropic or
 // anisotropic as in opt).
-func TVObjective(a op.Linear, x, y *tensor.Dense, opt TVOptions) ([]float64, error) {
+func TVObjective(a op.Operator, x, y *tensor.Dense, opt TVOptions) ([]float64, error) {
 	ax, err := a.Forward(x)
 	if err != nil {
 		return nil, err
@@ -118,20 +118,35 @@ func TVObjective(a op.Linear, x, y *tensor.Dense, opt TVOptions) ([]float64, err
 	return res, nil
 }
 
+// adjointer is a linear operator that offers Aᵀ (every op.Linear, and
+// op.NonUniformBlur).
+type adjointer interface {
+	op.Operator
+	op.Shaped
+	Adjoint(y *tensor.Dense) (*tensor.Dense, error)
+}
+
 // ADMMTV solves min_x ½‖Ax − y‖² + λ·TV(x) by ADMM with the split z = ∇x:
 // the x-update solves (AᵀA + ρ∇ᵀ∇)x = Aᵀy + ρ∇ᵀ(z − u) by warm-started
 // conjugate gradients, the z-update shrinks ∇x + u by λ/ρ (per pixel and
-// channel for isotropic TV), and u accumulates ∇x − z. It starts from A†y,
-// works image by image and returns the result clipped to [−1, 1].
-func ADMMTV(a op.Linear, y *tensor.Dense, opt TVOptions) (*tensor.Dense, error) {
+// channel for isotropic TV), and u accumulates ∇x − z. a must be linear
+// with an Adjoint method and report its shapes (every operator of package
+// op but phase retrieval). It starts from A†y when a has a Pinv, from Aᵀy
+// otherwise, works image by image and returns the result clipped to
+// [−1, 1].
+func ADMMTV(o op.Operator, y *tensor.Dense, opt TVOptions) (*tensor.Dense, error) {
+	a, ok := o.(adjointer)
+	if !ok {
+		return nil, fmt.Errorf("baseline.ADMMTV: operator %T has no Adjoint or does not report its shapes (want a linear operator)", o)
+	}
+	start := a.Adjoint
+	if l, ok := o.(op.Linear); ok {
+		start = l.Pinv
+	}
 	if !(opt.Lambda >= 0) || !(opt.Rho > 0) || opt.Iters < 0 || opt.CGIters < 1 {
 		return nil, fmt.Errorf("baseline.ADMMTV: options %+v, want λ ≥ 0, ρ > 0, Iters ≥ 0, CGIters ≥ 1", opt)
 	}
-	sh, ok := a.(op.Shaped)
-	if !ok {
-		return nil, fmt.Errorf("baseline.ADMMTV: operator does not report its shapes")
-	}
-	in, outS := sh.InShape(), sh.OutShape()
+	in, outS := a.InShape(), a.OutShape()
 	c, h, w := in[0], in[1], in[2]
 	d := c * h * w
 	m := 1
@@ -184,7 +199,7 @@ func ADMMTV(a op.Linear, y *tensor.Dense, opt TVOptions) (*tensor.Dense, error) 
 		for j := range yi {
 			yi[j] = float64(tensors.F32(y)[img*m+j])
 		}
-		x, err := apply(a.Pinv, yi, outS)
+		x, err := apply(start, yi, outS)
 		if err != nil {
 			return nil, fmt.Errorf("baseline.ADMMTV: %w", err)
 		}
