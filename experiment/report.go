@@ -153,8 +153,8 @@ func (k rowKey) label() string {
 	return k.method + " (" + k.sweep + ")"
 }
 
-// Stat is a mean ± standard deviation over seeds.
-type Stat struct {
+// seedStat is a mean ± sample standard deviation over seeds.
+type seedStat struct {
 	Mean, Std float64
 	// N is the number of seeds.
 	N int
@@ -192,7 +192,7 @@ func table(exp *Experiment, all []cellData, m Metric) (rows []rowKey, cols []str
 	return sorted, cols, vals
 }
 
-func stat(xs []float64) Stat { return Stat{Mean: mean(xs), Std: std(xs), N: len(xs)} }
+func stat(xs []float64) seedStat { return seedStat{Mean: mean(xs), Std: std(xs), N: len(xs)} }
 
 // tableMD renders the markdown report: one table per metric, tasks as
 // columns, methods (× sweep points) as rows, mean ± sample std over seeds,

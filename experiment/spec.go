@@ -77,33 +77,44 @@ type Experiment struct {
 // Dataset selects N test images starting at Offset from the named split
 // (e.g. "mnist-test").
 type Dataset struct {
-	Name   string `yaml:"name"`
-	N      int    `yaml:"n"`
-	Offset int    `yaml:"offset"`
+	// Name is the split, e.g. mnist-test (interpreted by the CellRunner).
+	Name string `yaml:"name"`
+	// N is the number of images (≥ 1).
+	N int `yaml:"n"`
+	// Offset is the index of the first image (≥ 0).
+	Offset int `yaml:"offset"`
 }
 
 // Task is one measurement problem: a task preset name and overrides of its
 // settings. Its key (Label, or Name without one) must be unique.
 type Task struct {
-	Name  string         `yaml:"name"`
-	Label string         `yaml:"label"`
-	Set   map[string]any `yaml:"set"`
+	// Name is the task preset (e.g. sr4).
+	Name string `yaml:"name"`
+	// Label is the column title (optional).
+	Label string `yaml:"label"`
+	// Set overrides the preset's settings, key → scalar.
+	Set map[string]any `yaml:"set"`
 }
 
 // Method is one solver: its registered name, a display label and solver
 // option overrides. Its key (Label, or Name without one) must be unique.
 type Method struct {
-	Name  string         `yaml:"name"`
-	Label string         `yaml:"label"`
-	Set   map[string]any `yaml:"set"`
+	// Name is the solver or baseline name (e.g. dps).
+	Name string `yaml:"name"`
+	// Label is the row title (optional).
+	Label string `yaml:"label"`
+	// Set holds solver options, key → scalar.
+	Set map[string]any `yaml:"set"`
 }
 
 // Grid configures the per-task image grids: the first Images images of
 // each task (0 disables grids; unset means DefaultGridImages), each pixel
 // drawn Scale×Scale (unset means 2).
 type Grid struct {
+	// Images is the number of images per grid row (nil: DefaultGridImages).
 	Images *int `yaml:"images"`
-	Scale  int  `yaml:"scale"`
+	// Scale is the pixel enlargement (0: 2).
+	Scale int `yaml:"scale"`
 }
 
 // DefaultGridImages is the number of images per task grid when the file
