@@ -25,8 +25,9 @@ type ImageMetrics struct {
 	Values map[string]float64
 }
 
-// GridImages are the leading images of a cell for the task grids, each
-// N×C×H×W float32 in [-1, 1] with C = 1 or 3 and N ≤ Cell.GridImages.
+// GridImages are a cell's images for the task grids, each N×C×H×W float32
+// in [-1, 1] with C = 1 or 3; only the first Cell.GridImages are kept, so a
+// runner may pass whole batches.
 type GridImages struct {
 	// Truth are the ground-truth images.
 	Truth *tensor.Dense

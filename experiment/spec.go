@@ -78,11 +78,11 @@ type Experiment struct {
 // (e.g. "mnist-test").
 type Dataset struct {
 	// Name is the split, e.g. mnist-test (interpreted by the CellRunner).
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name"`
 	// N is the number of images (≥ 1).
-	N int `yaml:"n"`
+	N int `yaml:"n" json:"n"`
 	// Offset is the index of the first image (≥ 0).
-	Offset int `yaml:"offset"`
+	Offset int `yaml:"offset" json:"offset"`
 }
 
 // Task is one measurement problem: a task preset name and overrides of its
