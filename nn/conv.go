@@ -15,8 +15,31 @@ type convGeom struct {
 	stride, pad    int
 	k, p           int  // c·kh·kw and oh·ow: the GEMM's inner and column sizes
 	direct         bool // 1×1, stride 1, pad 0: the input is its own im2col
+	colBlock       int  // bytes per column-matrix block (colBlockBytes)
+	noShift        bool // use im2col even where shifted GEMMs apply (tests)
 	xShape, wShape tensor.Shape
 	yShape         tensor.Shape
+}
+
+// colBlockBytes bounds one block of the column matrix (per worker): whole
+// images up to this size, then blocks of output rows, so that large images
+// do not need a K×H·W scratch matrix. (Blocks that fit in L2 measured slower:
+// the smaller GEMMs lose more than the cache gains.)
+const colBlockBytes = 4 << 20
+
+// blockRows returns how many output rows one column block holds.
+func (g *convGeom) blockRows(elem int) int {
+	r := g.colBlock / (g.k * g.ow * elem)
+	return max(1, min(r, g.oh))
+}
+
+// elemSize returns the size of T in bytes.
+func elemSize[T float]() int {
+	var z T
+	if any(z) == any(float32(0)) {
+		return 4
+	}
+	return 8
 }
 
 func (g *convGeom) String() string {
@@ -67,6 +90,7 @@ func Conv2d(x, w, b *G.Node, stride, pad int) (*G.Node, error) {
 	g.ow = (g.w+2*pad-g.kw)/stride + 1
 	g.k, g.p = g.c*g.kh*g.kw, g.oh*g.ow
 	g.direct = g.kh == 1 && g.kw == 1 && stride == 1 && pad == 0
+	g.colBlock = colBlockBytes
 	g.xShape, g.wShape = xs.Clone(), ws.Clone()
 	g.yShape = tensor.Shape{g.n, g.o, g.oh, g.ow}
 	o := &convOp{geom: g, bias: b != nil}
@@ -85,7 +109,9 @@ type convOp struct {
 	geom convGeom
 	bias bool
 	out  buffer
-	cols scratch
+	cols scratch // im2col columns, or the padded image (shifted GEMMs)
+	aux  scratch // the padded output grid (shifted GEMMs)
+	wr   scratch // weights by kernel tap (shifted GEMMs)
 }
 
 func (o *convOp) Do(vs ...G.Value) (G.Value, error) {
@@ -110,7 +136,12 @@ func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
 		b = data[T](ds[2])
 	}
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
-	if nw := workers(1 << 30); g.n < nw {
+	nw := workers(1 << 30)
+	if g.useShift() && g.n >= nw {
+		convForwardShift(o, x, w, b, y)
+		return
+	}
+	if g.n < nw {
 		// fewer images than cores: split each image's work instead
 		for n := 0; n < g.n; n++ {
 			xn, yn := x[n*xsz:(n+1)*xsz], y[n*ysz:(n+1)*ysz]
@@ -135,14 +166,10 @@ func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
 		}
 		return
 	}
+	rows := g.blockRows(elemSize[T]())
 	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
 		for n := lo; n < hi; n++ {
 			xn, yn := x[n*xsz:(n+1)*xsz], y[n*ysz:(n+1)*ysz]
-			cols := xn
-			if !g.direct {
-				cols = slice[T](&o.cols, wk, g.k*g.p)
-				im2col(xn, g, cols)
-			}
 			var beta T
 			if b != nil {
 				for oc := 0; oc < g.o; oc++ {
@@ -153,25 +180,43 @@ func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
 				}
 				beta = 1
 			}
-			gemm(false, false, g.o, g.p, g.k, 1, w, g.k, cols, g.p, beta, yn, g.p)
+			if g.direct {
+				gemm(false, false, g.o, g.p, g.k, 1, w, g.k, xn, g.p, beta, yn, g.p)
+				continue
+			}
+			// blocks of output rows keep the column matrix in cache
+			for r0 := 0; r0 < g.oh; r0 += rows {
+				r1 := min(r0+rows, g.oh)
+				pb := (r1 - r0) * g.ow
+				cols := slice[T](&o.cols, wk, g.k*pb)
+				im2colBlock(xn, g, cols, 0, g.c, r0, r1)
+				gemm(false, false, g.o, pb, g.k, 1, w, g.k, cols, pb, beta, yn[r0*g.ow:], g.p)
+			}
 		}
 	})
 }
 
 // im2col writes the K×P column matrix of one image x (C×H×W) into cols.
-func im2col[T float](x []T, g *convGeom, cols []T) { im2colRange(x, g, cols, 0, g.c) }
+func im2col[T float](x []T, g *convGeom, cols []T) { im2colBlock(x, g, cols, 0, g.c, 0, g.oh) }
 
 // im2colRange writes the rows of channels [c0, c1) of the column matrix.
 func im2colRange[T float](x []T, g *convGeom, cols []T, c0, c1 int) {
+	im2colBlock(x, g, cols, c0, c1, 0, g.oh)
+}
+
+// im2colBlock writes the rows of channels [c0, c1) of the column matrix
+// restricted to output rows [r0, r1): cols is K×((r1−r0)·OW).
+func im2colBlock[T float](x []T, g *convGeom, cols []T, c0, c1, r0, r1 int) {
 	hw := g.h * g.w
+	pb := (r1 - r0) * g.ow
 	for c := c0; c < c1; c++ {
 		xc := x[c*hw : (c+1)*hw]
 		for ki := 0; ki < g.kh; ki++ {
 			for kj := 0; kj < g.kw; kj++ {
-				row := cols[((c*g.kh+ki)*g.kw+kj)*g.p:][:g.p]
+				row := cols[((c*g.kh+ki)*g.kw+kj)*pb:][:pb]
 				lo, hi := colRange(g, kj)
-				for oh := 0; oh < g.oh; oh++ {
-					dst := row[oh*g.ow : (oh+1)*g.ow]
+				for oh := r0; oh < r1; oh++ {
+					dst := row[(oh-r0)*g.ow : (oh-r0+1)*g.ow]
 					ih := oh*g.stride - g.pad + ki
 					if ih < 0 || ih >= g.h {
 						clear(dst)
@@ -195,23 +240,30 @@ func im2colRange[T float](x []T, g *convGeom, cols []T, c0, c1 int) {
 
 // col2im adds the K×P column matrix cols back into the image dx (C×H×W),
 // the adjoint of im2col.
-func col2im[T float](cols []T, g *convGeom, dx []T) { col2imRange(cols, g, dx, 0, g.c) }
+func col2im[T float](cols []T, g *convGeom, dx []T) { col2imBlock(cols, g, dx, 0, g.c, 0, g.oh) }
 
 // col2imRange adds the rows of channels [c0, c1) into their planes of dx.
 func col2imRange[T float](cols []T, g *convGeom, dx []T, c0, c1 int) {
+	col2imBlock(cols, g, dx, c0, c1, 0, g.oh)
+}
+
+// col2imBlock is the adjoint of im2colBlock: it adds the block of output
+// rows [r0, r1) of channels [c0, c1) into dx.
+func col2imBlock[T float](cols []T, g *convGeom, dx []T, c0, c1, r0, r1 int) {
 	hw := g.h * g.w
+	pb := (r1 - r0) * g.ow
 	for c := c0; c < c1; c++ {
 		dc := dx[c*hw : (c+1)*hw]
 		for ki := 0; ki < g.kh; ki++ {
 			for kj := 0; kj < g.kw; kj++ {
-				row := cols[((c*g.kh+ki)*g.kw+kj)*g.p:][:g.p]
+				row := cols[((c*g.kh+ki)*g.kw+kj)*pb:][:pb]
 				lo, hi := colRange(g, kj)
-				for oh := 0; oh < g.oh; oh++ {
+				for oh := r0; oh < r1; oh++ {
 					ih := oh*g.stride - g.pad + ki
 					if ih < 0 || ih >= g.h {
 						continue
 					}
-					src := row[oh*g.ow : (oh+1)*g.ow]
+					src := row[(oh-r0)*g.ow : (oh-r0+1)*g.ow]
 					dr := dc[ih*g.w : (ih+1)*g.w]
 					if g.stride == 1 {
 						d := dr[lo-g.pad+kj : hi-g.pad+kj]
@@ -292,6 +344,8 @@ type convBwdData struct {
 	geom *convGeom
 	out  buffer
 	cols scratch
+	aux  scratch
+	wr   scratch
 }
 
 func (o *convBwdData) Do(vs ...G.Value) (G.Value, error) {
@@ -312,7 +366,12 @@ func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
 	g := o.geom
 	w, dy, dx := data[T](wd), data[T](dyd), data[T](dxd)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
-	if nw := workers(1 << 30); g.n < nw {
+	nw := workers(1 << 30)
+	if g.useShift() && g.n >= nw {
+		convBwdDataShift(o, w, dy, dx)
+		return
+	}
+	if g.n < nw {
 		for n := 0; n < g.n; n++ {
 			dxn, dyn := dx[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
 			cols := dxn
@@ -331,6 +390,7 @@ func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
 		}
 		return
 	}
+	rows := g.blockRows(elemSize[T]())
 	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
 		for n := lo; n < hi; n++ {
 			dxn, dyn := dx[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
@@ -338,10 +398,14 @@ func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
 				gemm(true, false, g.k, g.p, g.o, 1, w, g.k, dyn, g.p, 0, dxn, g.p)
 				continue
 			}
-			cols := slice[T](&o.cols, wk, g.k*g.p)
-			gemm(true, false, g.k, g.p, g.o, 1, w, g.k, dyn, g.p, 0, cols, g.p)
 			clear(dxn)
-			col2im(cols, g, dxn)
+			for r0 := 0; r0 < g.oh; r0 += rows {
+				r1 := min(r0+rows, g.oh)
+				pb := (r1 - r0) * g.ow
+				cols := slice[T](&o.cols, wk, g.k*pb)
+				gemm(true, false, g.k, pb, g.o, 1, w, g.k, dyn[r0*g.ow:], g.p, 0, cols, pb)
+				col2imBlock(cols, g, dxn, 0, g.c, r0, r1)
+			}
 		}
 	})
 }
@@ -352,6 +416,7 @@ type convBwdFilter struct {
 	geom *convGeom
 	out  buffer
 	cols scratch
+	aux  scratch
 	acc  scratch
 }
 
@@ -373,6 +438,10 @@ func convBwdFilterRun[T float](o *convBwdFilter, xd, dyd, dwd *tensor.Dense) {
 	g := o.geom
 	x, dy, dw := data[T](xd), data[T](dyd), data[T](dwd)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	if g.useShift() && g.n >= workers(1<<30) {
+		convBwdFilterShift(o, x, dy, dw)
+		return
+	}
 	if nw := workers(1 << 30); g.n < nw {
 		clear(dw)
 		for n := 0; n < g.n; n++ {
@@ -389,6 +458,7 @@ func convBwdFilterRun[T float](o *convBwdFilter, xd, dyd, dwd *tensor.Dense) {
 		return
 	}
 	nw := workers(g.n)
+	rows := g.blockRows(elemSize[T]())
 	accs := make([][]T, nw)
 	parallel(g.n, nw, func(wk, lo, hi int) {
 		acc := dw
@@ -399,12 +469,17 @@ func convBwdFilterRun[T float](o *convBwdFilter, xd, dyd, dwd *tensor.Dense) {
 		clear(acc)
 		for n := lo; n < hi; n++ {
 			xn, dyn := x[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
-			cols := xn
-			if !g.direct {
-				cols = slice[T](&o.cols, wk, g.k*g.p)
-				im2col(xn, g, cols)
+			if g.direct {
+				gemm(false, true, g.o, g.k, g.p, 1, dyn, g.p, xn, g.p, 1, acc, g.k)
+				continue
 			}
-			gemm(false, true, g.o, g.k, g.p, 1, dyn, g.p, cols, g.p, 1, acc, g.k)
+			for r0 := 0; r0 < g.oh; r0 += rows {
+				r1 := min(r0+rows, g.oh)
+				pb := (r1 - r0) * g.ow
+				cols := slice[T](&o.cols, wk, g.k*pb)
+				im2colBlock(xn, g, cols, 0, g.c, r0, r1)
+				gemm(false, true, g.o, g.k, pb, 1, dyn[r0*g.ow:], g.p, cols, pb, 1, acc, g.k)
+			}
 		}
 	})
 	for _, acc := range accs[1:] {

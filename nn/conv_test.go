@@ -70,15 +70,27 @@ func TestConv2d(t *testing.T) {
 				b = randDense(rng, 1, tc.o)
 				ins = append(ins, b)
 			}
-			build := func(ns []*G.Node) (*G.Node, error) {
-				var bn *G.Node
-				if tc.bias {
-					bn = ns[2]
+			for _, mode := range []string{"default", "im2col", "im2col-blocked"} {
+				build := func(ns []*G.Node) (*G.Node, error) {
+					var bn *G.Node
+					if tc.bias {
+						bn = ns[2]
+					}
+					y, err := Conv2d(ns[0], ns[1], bn, tc.stride, tc.pad)
+					if err == nil && mode != "default" {
+						// the im2col path even where shifted GEMMs apply,
+						// and with one output row per column block (the
+						// blocked path of large images)
+						y.Op().(*convOp).geom.noShift = true
+						if mode == "im2col-blocked" {
+							y.Op().(*convOp).geom.colBlock = 1
+						}
+					}
+					return y, err
 				}
-				return Conv2d(ns[0], ns[1], bn, tc.stride, tc.pad)
+				forwardCheck32(t, ins, build, naiveConv(x, w, b, tc.stride, tc.pad))
+				gradCheck(t, rng, ins, build)
 			}
-			forwardCheck32(t, ins, build, naiveConv(x, w, b, tc.stride, tc.pad))
-			gradCheck(t, rng, ins, build)
 		})
 	}
 }
