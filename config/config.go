@@ -17,6 +17,24 @@ type Config struct {
 	Data      Data      `yaml:"data"`
 	// Measurement is the forward model y = A(x) + n of inverse problems.
 	Measurement Measurement `yaml:"measurement"`
+	// Solver is the inverse-problem method and its options.
+	Solver Solver `yaml:"solver"`
+}
+
+// Solver names an inverse-problem method and holds its options: every key
+// beside method and baseline (e.g. solver.scale, solver.steps) goes to
+// Options, and the method checks them (`diffinv solve --help` lists them).
+type Solver struct {
+	// Method is the solver's registry name, e.g. dps or ddnm.
+	Method string `yaml:"method"`
+	// Baseline is the classical reconstruction reported beside it: auto
+	// (A†y for linear operators, ADMM-TV without a pseudo-inverse, HIO for
+	// phase retrieval), pinv, tikhonov, admm_tv, hio, er or none.
+	Baseline string `yaml:"baseline"`
+	// BatchSize is the number of images solved at once.
+	BatchSize int `yaml:"batch_size"`
+	// Options are the method's own options.
+	Options map[string]any `yaml:",inline"`
 }
 
 // Measurement describes the operator A and the noise n of y = A(x) + n.
@@ -242,6 +260,7 @@ func Default() Config {
 			Operator: Operator{Name: "sr_bicubic", Params: map[string]any{}},
 			Noise:    Noise{Name: "gaussian", Sigma: 0.05, Rate: 1},
 		},
+		Solver: Solver{Method: "dps", Baseline: "auto", BatchSize: 8, Options: map[string]any{}},
 		Data: Data{
 			Dataset: "mnist",
 			Dir:     "../shared/data/mnist",

@@ -257,9 +257,9 @@ func TestOperatorParams(t *testing.T) {
 }
 
 func TestPresetsUnderFile(t *testing.T) {
-	preset := writeFile(t, "train:\n  lr: 0.001\n  steps: 7\nmeasurement:\n  operator:\n    name: inpaint_box\n    size: 14\n")
+	preset := Preset{Name: "task x", YAML: []byte("train:\n  lr: 0.001\n  steps: 7\nmeasurement:\n  operator:\n    name: inpaint_box\n    size: 14\n")}
 	file := writeFile(t, "train:\n  lr: 0.002\nmeasurement:\n  operator:\n    top: 2\n")
-	cfg, err := Load(Sources{Presets: []string{preset}, File: file})
+	cfg, err := Load(Sources{Presets: []Preset{preset}, File: file})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestPresetsUnderFile(t *testing.T) {
 	if p := cfg.Measurement.Operator.Params; cfg.Measurement.Operator.Name != "inpaint_box" || p["size"] != 14 || p["top"] != 2 {
 		t.Errorf("operator %+v: want the preset's name and size merged with the file's top", cfg.Measurement.Operator)
 	}
-	if _, err := Load(Sources{Presets: []string{writeFile(t, "bogus: 1\n")}}); err == nil || !strings.Contains(err.Error(), "bogus") {
+	if _, err := Load(Sources{Presets: []Preset{{Name: "task y", YAML: []byte("bogus: 1\n")}}}); err == nil || !strings.Contains(err.Error(), "bogus") || !strings.Contains(err.Error(), "task y") {
 		t.Errorf("unknown key in a preset: %v", err)
 	}
 }

@@ -22,9 +22,10 @@ const EnvPrefix = "DIFFINV"
 // Sources are the inputs of Load, from lowest to highest precedence after
 // the defaults.
 type Sources struct {
-	// Presets are YAML files applied in order below File (a task preset
-	// such as configs/tasks/sr4.yaml, say); each may set any subset of keys.
-	Presets []string
+	// Presets are YAML documents applied in order below File (a task
+	// preset such as configs/tasks/sr4.yaml, say); each may set any subset
+	// of keys.
+	Presets []Preset
 	// File is a YAML config file; empty means none.
 	File string
 	// Env is the process environment as "KEY=value" strings (os.Environ());
@@ -33,6 +34,12 @@ type Sources struct {
 	// Sets are "key=value" overrides (the --set flag), applied in order.
 	// Values are parsed as YAML: 0.0005, true, [1,2,2], "text".
 	Sets []string
+}
+
+// Preset is a named YAML document of config keys.
+type Preset struct {
+	Name string // for errors, e.g. "task sr4 (configs/tasks/sr4.yaml)"
+	YAML []byte
 }
 
 // Load merges defaults, the file, the environment and the overrides with
@@ -58,20 +65,20 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 		v.SetDefault(f.key, f.val.Interface())
 	}
 
-	files := append([]string(nil), src.Presets...)
+	docs := append([]Preset(nil), src.Presets...)
 	if src.File != "" {
-		files = append(files, src.File)
-	}
-	for _, file := range files {
-		raw, err := os.ReadFile(file)
+		raw, err := os.ReadFile(src.File)
 		if err != nil {
 			return nil, fmt.Errorf("config file: %w", err)
 		}
-		if err := checkFileKeys(raw, schema); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", file, err)
+		docs = append(docs, Preset{Name: "config file " + src.File, YAML: raw})
+	}
+	for _, d := range docs {
+		if err := checkFileKeys(d.YAML, schema); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Name, err)
 		}
-		if err := v.MergeConfig(bytes.NewReader(raw)); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", file, err)
+		if err := v.MergeConfig(bytes.NewReader(d.YAML)); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Name, err)
 		}
 	}
 

@@ -190,6 +190,11 @@ func (c *Config) Validate() error {
 	if n.Name == "poisson" && !(n.Rate > 0) {
 		k.fail("measurement.noise.rate", n.Rate, "> 0 for poisson noise")
 	}
+	if c.Solver.Method == "" {
+		k.fail("solver.method", `""`, "a solver name")
+	}
+	k.oneOf("solver.baseline", c.Solver.Baseline, "auto", "pinv", "tikhonov", "admm_tv", "hio", "er", "none")
+	k.positive("solver.batch_size", c.Solver.BatchSize)
 	k.nonNegative("data.crop", a.Crop)
 	k.nonNegative("data.limit", a.Limit)
 	return errors.Join(k.errs...)
