@@ -12,6 +12,7 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/tensors"
 )
 
@@ -87,9 +88,24 @@ func TestImportMatchesPyTorch(t *testing.T) {
 				t.Fatal(err)
 			}
 			if e > 1e-5 {
-				t.Errorf("output relative error %.3g vs PyTorch, want ≤ 1e-5", e)
+				t.Errorf("torch engine: output relative error %.3g vs PyTorch, want ≤ 1e-5", e)
 			}
-			t.Logf("relative error %.3g", e)
+			nat, _, err := model.Load(out)
+			if err != nil {
+				t.Fatalf("the native engine cannot load the imported checkpoint: %v", err)
+			}
+			y2, err := nat.Forward(g.Tensors["x"], steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e2, err := relErr(y2, g.Tensors["out"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e2 > 1e-5 {
+				t.Errorf("native engine: output relative error %.3g vs PyTorch, want ≤ 1e-5", e2)
+			}
+			t.Logf("relative error vs PyTorch: torch engine %.3g, native engine %.3g", e, e2)
 		})
 	}
 }

@@ -5,12 +5,15 @@ package torch
 import (
 	"fmt"
 	"math"
+	"math/rand"
 	"path/filepath"
 	"testing"
 
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/checkpoint"
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/tensors"
 )
 
@@ -249,6 +252,100 @@ func TestBadInputs(t *testing.T) {
 				t.Fatal("no error")
 			} else {
 				t.Log(err)
+			}
+		})
+	}
+}
+
+// TestMatchesNativeEngine checks, for several configs, that this engine's
+// parameter list (names, shapes, order) and its config validation agree
+// with the native engine's (package model).
+func TestMatchesNativeEngine(t *testing.T) {
+	base := config.Default().Model
+	cases := []struct {
+		name string
+		edit func(m *config.Model)
+	}{
+		{"default", func(m *config.Model) {}},
+		{"updown heads learn sigma", func(m *config.Model) {
+			m.ImageSize, m.InChannels, m.ChannelMult = 32, 3, []int{1, 2, 2, 2}
+			m.ResblockUpdown, m.NumHeadChannels, m.LearnSigma, m.AttentionResolutions = true, 16, true, []int{16, 8}
+		}},
+		{"no conv resample, additive", func(m *config.Model) {
+			m.ConvResample, m.UseScaleShiftNorm, m.NumResBlocks = false, false, 3
+		}},
+		{"bad attention side", func(m *config.Model) { m.AttentionResolutions = []int{5} }},
+		{"bad groups", func(m *config.Model) { m.NumGroups = 5 }},
+		{"odd channels", func(m *config.Model) { m.NumChannels, m.NumGroups = 9, 3 }},
+		{"bad size", func(m *config.Model) { m.ImageSize = 30 }},
+		{"bad head channels", func(m *config.Model) { m.NumHeadChannels = 0 }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := base
+			m.ChannelMult = append([]int(nil), base.ChannelMult...)
+			m.AttentionResolutions = append([]int(nil), base.AttentionResolutions...)
+			c.edit(&m)
+			ours, errOurs := ParamsFor(m)
+			native, errNative := model.New(m, rand.New(rand.NewSource(1)))
+			if (errOurs == nil) != (errNative == nil) {
+				t.Fatalf("validation differs: torch engine %v, native %v", errOurs, errNative)
+			}
+			if errOurs != nil {
+				return
+			}
+			specs := native.ParamSpecs()
+			if len(specs) != len(ours) {
+				t.Fatalf("%d parameters, native engine has %d", len(ours), len(specs))
+			}
+			for i, s := range specs {
+				if s.Name != ours[i].Name || !equalInts(s.Shape, ours[i].Shape) {
+					t.Fatalf("parameter %d: %s %v, native engine has %s %v", i, ours[i].Name, ours[i].Shape, s.Name, s.Shape)
+				}
+			}
+		})
+	}
+}
+
+// TestParityNativeEngine runs the same checkpoints on both engines: the
+// output, ε and vᵀ∂ε/∂x agree within 1e-5 relative.
+func TestParityNativeEngine(t *testing.T) {
+	const tol = 1e-5
+	for _, name := range []string{"tiny_a", "tiny_b", "tiny_c"} {
+		t.Run(name, func(t *testing.T) {
+			u, g, steps := loadGolden(t, name)
+			nat, _, err := model.Load(filepath.Join(goldenDir, name+".weights.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, v := g["x"], g["v"]
+			o1, err := u.Forward(x, steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o2, err := nat.Forward(x, steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e1, j1, err := u.EpsVJP(x, steps, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e2, j2, err := nat.EpsVJP(x, steps, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				what        string
+				torch, gorg *tensor.Dense
+			}{{"Forward", o1, o2}, {"EpsVJP eps", e1, e2}, {"EpsVJP vjp", j1, j2}} {
+				e, err := relErr(c.torch, c.gorg)
+				if err != nil {
+					t.Fatalf("%s: %v", c.what, err)
+				}
+				if e > tol {
+					t.Errorf("%s: torch vs native engine relative error %.3g, want ≤ %g", c.what, e, tol)
+				}
 			}
 		})
 	}

@@ -71,11 +71,12 @@ done
 
 # 4. The cgo flags.
 cxx="-I$inc -include $hdr"
-ld="-L$out/stubs -L$libdir -Wl,-rpath,$libdir"
+ld="-L$out/stubs -L$libdir"
 printf 'export CGO_ENABLED=1\nexport CGO_CXXFLAGS=%q\nexport CGO_LDFLAGS=%q\n' "$cxx" "$ld" > "$out/env.sh.tmp"
 mv "$out/env.sh.tmp" "$out/env.sh"
 printf 'export CGO_ENABLED := 1\nexport CGO_CXXFLAGS := %s\nexport CGO_LDFLAGS := %s\n' "$cxx" "$ld" > "$out/env.mk.tmp"
 mv "$out/env.mk.tmp" "$out/env.mk"
-echo "setup-torch: libtorch $major.$minor.$patch in $libdir; compat header $hdr"
+debver=$(dpkg-query -W -f='${Version}' libtorch-dev 2>/dev/null || echo unknown)
+echo "setup-torch: libtorch-dev $debver (headers say $major.$minor.$patch) in $libdir; compat header $hdr"
 echo "setup-torch: CGO_CXXFLAGS=\"$cxx\""
 echo "setup-torch: CGO_LDFLAGS=\"$ld\""
