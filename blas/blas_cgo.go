@@ -91,11 +91,6 @@ type backend struct {
 	forced  string // the value of DIFFINV_OPENBLAS_CORETYPE, "" if none
 }
 
-// OverrideEnv names the variable that makes the package set
-// OPENBLAS_CORETYPE even when the user's environment already sets it:
-// "auto" for the CPUID choice, or a core name such as "SkylakeX".
-const OverrideEnv = "DIFFINV_OPENBLAS_CORETYPE"
-
 var be backend
 
 // CoreTypeFor returns the OPENBLAS_CORETYPE this CPU should use: "SkylakeX"

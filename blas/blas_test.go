@@ -159,3 +159,17 @@ func itoa(n int) string {
 	}
 	return s
 }
+
+func TestMeasureSgemm(t *testing.T) {
+	gf, err := MeasureSgemm(128, 0, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %.1f GFLOP/s", Info(), gf)
+	if !(gf > 0.1) {
+		t.Errorf("MeasureSgemm = %g GFLOP/s, want a positive rate", gf)
+	}
+	if _, err := MeasureSgemm(0, 1, time.Millisecond); err == nil {
+		t.Error("n = 0: no error")
+	}
+}

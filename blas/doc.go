@@ -30,3 +30,8 @@ func trans(t bool) gblas.Transpose {
 	}
 	return gblas.NoTrans
 }
+
+// OverrideEnv names the variable that makes the package set
+// OPENBLAS_CORETYPE even when the user's environment already sets it:
+// "auto" for the CPUID choice, or a core name such as "SkylakeX".
+const OverrideEnv = "DIFFINV_OPENBLAS_CORETYPE"

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"time"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -106,15 +107,17 @@ func Conv2d(x, w, b *G.Node, stride, pad int) (*G.Node, error) {
 // convOp is the forward convolution: inputs x, w[, b].
 type convOp struct {
 	baseOp
-	geom convGeom
-	bias bool
-	out  buffer
-	cols scratch // im2col columns, or the padded image (shifted GEMMs)
-	aux  scratch // the padded output grid (shifted GEMMs)
-	wr   scratch // weights by kernel tap (shifted GEMMs)
+	geom  convGeom
+	bias  bool
+	out   buffer
+	cols  scratch // im2col columns, or the padded image (shifted GEMMs)
+	aux   scratch // the padded output grid (shifted GEMMs)
+	wr    scratch // weights by kernel tap (shifted GEMMs)
+	stats convStats
 }
 
 func (o *convOp) Do(vs ...G.Value) (G.Value, error) {
+	start := time.Now()
 	ds, dt, err := denseAll(&o.baseOp, vs)
 	if err != nil {
 		return nil, err
@@ -125,6 +128,7 @@ func (o *convOp) Do(vs ...G.Value) (G.Value, error) {
 	} else {
 		convForward[float64](o, ds, y)
 	}
+	o.stats.add(&o.geom, time.Since(start))
 	return y, nil
 }
 
@@ -341,14 +345,16 @@ func (o *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 // convBwdData computes the input gradient from (w, dy).
 type convBwdData struct {
 	baseOp
-	geom *convGeom
-	out  buffer
-	cols scratch
-	aux  scratch
-	wr   scratch
+	geom  *convGeom
+	out   buffer
+	cols  scratch
+	aux   scratch
+	wr    scratch
+	stats convStats
 }
 
 func (o *convBwdData) Do(vs ...G.Value) (G.Value, error) {
+	start := time.Now()
 	ds, dt, err := denseAll(&o.baseOp, vs)
 	if err != nil {
 		return nil, err
@@ -359,6 +365,7 @@ func (o *convBwdData) Do(vs ...G.Value) (G.Value, error) {
 	} else {
 		convBwdDataRun[float64](o, ds[0], ds[1], dx)
 	}
+	o.stats.add(o.geom, time.Since(start))
 	return dx, nil
 }
 
@@ -413,14 +420,16 @@ func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
 // convBwdFilter computes the weight gradient from (x, dy).
 type convBwdFilter struct {
 	baseOp
-	geom *convGeom
-	out  buffer
-	cols scratch
-	aux  scratch
-	acc  scratch
+	geom  *convGeom
+	out   buffer
+	cols  scratch
+	aux   scratch
+	acc   scratch
+	stats convStats
 }
 
 func (o *convBwdFilter) Do(vs ...G.Value) (G.Value, error) {
+	start := time.Now()
 	ds, dt, err := denseAll(&o.baseOp, vs)
 	if err != nil {
 		return nil, err
@@ -431,6 +440,7 @@ func (o *convBwdFilter) Do(vs ...G.Value) (G.Value, error) {
 	} else {
 		convBwdFilterRun[float64](o, ds[0], ds[1], dw)
 	}
+	o.stats.add(o.geom, time.Since(start))
 	return dw, nil
 }
 

@@ -119,3 +119,32 @@ func TestConv2dErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestConvStats(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	g := G.NewGraph()
+	x := G.NewTensor(g, tensor.Float32, 4, G.WithShape(2, 3, 8, 8), G.WithName("x"), G.WithValue(randF32(rng, 2, 3, 8, 8)))
+	w := G.NewTensor(g, tensor.Float32, 4, G.WithShape(4, 3, 3, 3), G.WithName("w"), G.WithValue(randF32(rng, 4, 3, 3, 3)))
+	y := G.Must(Conv2d(x, w, nil, 1, 1))
+	if _, err := G.Grad(G.Must(G.Sum(y)), x, w); err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	for i := 0; i < 2; i++ {
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// forward, input gradient and weight gradient, twice
+	want := 2 * 3 * 2 * float64(2*4*3*3*3*8*8)
+	flop, el := ConvStats(g)
+	if flop != want || el <= 0 {
+		t.Errorf("ConvStats = %g flop in %v, want %g flop in > 0", flop, el, want)
+	}
+	ResetConvStats(g)
+	if flop, el := ConvStats(g); flop != 0 || el != 0 {
+		t.Errorf("after reset: %g flop, %v", flop, el)
+	}
+}
