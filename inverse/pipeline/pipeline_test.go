@@ -1,0 +1,140 @@
+package pipeline
+
+import (
+	"context"
+	"math"
+	"math/rand"
+	"strings"
+	"testing"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/diffusion/analytic"
+	"github.com/diffinv/diffinv/tensors"
+)
+
+// gaussianSetup returns a config for 1×4×4 images, the exact denoiser of a
+// smooth Gaussian prior, and the schedule.
+func gaussianSetup(t *testing.T) (*config.Config, *analytic.Mixture, *diffusion.Schedule) {
+	t.Helper()
+	sched, err := diffusion.NewSchedule("linear", 200, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := 16
+	mu := make([]float64, d)
+	cov := mat.NewSymDense(d, nil)
+	for i := 0; i < d; i++ {
+		mu[i] = 0.1 * float64(i%4-2)
+		for j := 0; j < d; j++ {
+			ri, ci, rj, cj := i/4, i%4, j/4, j%4
+			cov.SetSym(i, j, 0.25*math.Exp(-float64((ri-rj)*(ri-rj)+(ci-cj)*(ci-cj))/2))
+		}
+	}
+	den, err := analytic.NewGaussian(mu, cov, [3]int{1, 4, 4}, sched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Model.ImageSize, cfg.Model.InChannels = 4, 1
+	cfg.Measurement.Operator = config.Operator{Name: "sr_avgpool", Params: map[string]any{"factor": 2}}
+	cfg.Measurement.Noise = config.Noise{Name: "clean"}
+	cfg.Solver = config.Solver{Method: "ddnm", Baseline: "auto", BatchSize: 3, Options: map[string]any{"steps": 20}}
+	return &cfg, den, sched
+}
+
+func TestSolveConsistentAndBatchIndependent(t *testing.T) {
+	cfg, den, sched := gaussianSetup(t)
+	x, err := den.Sample(rand.New(rand.NewSource(3)), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, den, sched, nil, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Baseline != "pinv" {
+		t.Errorf("auto baseline %q, want pinv for a linear operator", s.Baseline)
+	}
+	var last, total int
+	res, err := s.Solve(context.Background(), x, 10, func(d, tot int) { last, total = d, tot })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last != total || total == 0 {
+		t.Errorf("progress ended at %d/%d", last, total)
+	}
+	for i, c := range res.Consistency {
+		if c > 1e-3 { // noise-free DDNM satisfies A x̂ = y
+			t.Errorf("image %d: consistency %g, want < 1e-3", i, c)
+		}
+		if res.BaselineConsistency[i] > 1e-3 {
+			t.Errorf("image %d: A†y consistency %g, want < 1e-3", i, res.BaselineConsistency[i])
+		}
+	}
+	if len(res.PSNR) != 5 || len(res.BaselinePSNR) != 5 {
+		t.Fatalf("%d PSNRs, %d baseline PSNRs", len(res.PSNR), len(res.BaselinePSNR))
+	}
+	// Batch size 1, images solved one by one with their dataset indices:
+	// the same bits.
+	cfg.Solver.BatchSize = 1
+	s1, _ := New(cfg, den, sched, nil, 11)
+	for i := 0; i < 5; i++ {
+		xi := tensors.FromSlice(append([]float32(nil), tensors.F32(x)[i*16:(i+1)*16]...), 1, 1, 4, 4)
+		r1, err := s1.Solve(context.Background(), xi, 10+i, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, v := range tensors.F32(r1.Recon) {
+			if v != tensors.F32(res.Recon)[i*16+j] {
+				t.Fatalf("image %d differs when solved alone", i)
+			}
+		}
+	}
+}
+
+func TestSolverDefaultsLayering(t *testing.T) {
+	cfg, den, sched := gaussianSetup(t)
+	cfg.Solver.Method = "dps"
+	cfg.Solver.Options = map[string]any{"steps": 7}
+	s, err := New(cfg, den, sched, map[string]any{"scale": 0.3, "steps": 5}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Opts.DPS.Scale != 0.3 || s.Opts.DPS.Steps != 7 {
+		t.Errorf("dps options %+v: want the task's scale and the user's steps", s.Opts.DPS)
+	}
+}
+
+func TestSetupErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(c *config.Config)
+		want string
+	}{
+		{"unknown operator", func(c *config.Config) { c.Measurement.Operator.Name = "nope" }, "nope"},
+		{"bad operator param", func(c *config.Config) { c.Measurement.Operator.Params["bogus"] = 1 }, "bogus"},
+		{"unknown method", func(c *config.Config) { c.Solver.Method = "nope" }, "nope"},
+		{"bad solver option", func(c *config.Config) { c.Solver.Options["scale"] = 1 }, "scale"},
+		{"needs svd", func(c *config.Config) {
+			c.Measurement.Operator = config.Operator{Name: "phase_retrieval", Params: map[string]any{}}
+			c.Solver.Method, c.Solver.Options = "ddrm", map[string]any{}
+		}, "SVD"},
+		{"baseline mismatch", func(c *config.Config) { c.Solver.Baseline = "hio" }, "phase retrieval"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, den, sched := gaussianSetup(t)
+			tc.edit(cfg)
+			if _, err := New(cfg, den, sched, nil, 1); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	cfg, den, sched := gaussianSetup(t)
+	s, _ := New(cfg, den, sched, nil, 1)
+	if _, err := s.Solve(context.Background(), tensors.New(1, 1, 8, 8), 0, nil); err == nil || !strings.Contains(err.Error(), "8×8") {
+		t.Errorf("wrong image size: %v", err)
+	}
+}
