@@ -64,6 +64,14 @@
 // the batch is split over GOMAXPROCS goroutines (one image's GEMM columns
 // when the batch is smaller than that). The float32 activation and group-norm
 // loops are C, vectorised with target_clones (AVX-512 / AVX2 / baseline);
-// without cgo the same loops run in Go. BenchmarkConv2d and BenchmarkOps
-// time each op at MNIST-UNet sizes.
+// without cgo the same loops run in Go. Stride-1 convolutions run as one
+// GEMM per kernel tap on a zero-padded copy of the image (no im2col);
+// strided ones use im2col, 1×1 ones a single GEMM on the input.
+// BenchmarkConv2d and BenchmarkOps time each op at MNIST-UNet sizes.
+//
+//	ConvStats(g *G.ExprGraph) (flop float64, elapsed time.Duration)
+//	ResetConvStats(g *G.ExprGraph)
+//	    nominal FLOPs and wall time of every Conv2d forward/backward run in g
+//	    since the last reset: the conv GFLOP/s of a benchmark, to compare
+//	    with blas.MeasureSgemm.
 package nn
