@@ -18,8 +18,18 @@ type convGeom struct {
 	direct         bool // 1×1, stride 1, pad 0: the input is its own im2col
 	colBlock       int  // bytes per column-matrix block (colBlockBytes)
 	noShift        bool // use im2col even where shifted GEMMs apply (tests)
+	maxWorkers     int  // goroutine count instead of GOMAXPROCS when > 0 (tests)
 	xShape, wShape tensor.Shape
 	yShape         tensor.Shape
+}
+
+// workers returns the goroutine count for n items: workers(n), or at most
+// maxWorkers when that is set.
+func (g *convGeom) workers(n int) int {
+	if g.maxWorkers > 0 {
+		return max(1, min(n, g.maxWorkers))
+	}
+	return workers(n)
 }
 
 // colBlockBytes bounds one block of the column matrix (per worker): whole
@@ -140,7 +150,7 @@ func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
 		b = data[T](ds[2])
 	}
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
-	nw := workers(1 << 30)
+	nw := g.workers(1 << 30)
 	if g.useShift() && g.n >= nw {
 		convForwardShift(o, x, w, b, y)
 		return
@@ -171,7 +181,7 @@ func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
 		return
 	}
 	rows := g.blockRows(elemSize[T]())
-	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
+	parallel(g.n, g.workers(g.n), func(wk, lo, hi int) {
 		for n := lo; n < hi; n++ {
 			xn, yn := x[n*xsz:(n+1)*xsz], y[n*ysz:(n+1)*ysz]
 			var beta T
@@ -373,7 +383,7 @@ func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
 	g := o.geom
 	w, dy, dx := data[T](wd), data[T](dyd), data[T](dxd)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
-	nw := workers(1 << 30)
+	nw := g.workers(1 << 30)
 	if g.useShift() && g.n >= nw {
 		convBwdDataShift(o, w, dy, dx)
 		return
@@ -398,7 +408,7 @@ func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
 		return
 	}
 	rows := g.blockRows(elemSize[T]())
-	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
+	parallel(g.n, g.workers(g.n), func(wk, lo, hi int) {
 		for n := lo; n < hi; n++ {
 			dxn, dyn := dx[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
 			if g.direct {
@@ -448,11 +458,11 @@ func convBwdFilterRun[T float](o *convBwdFilter, xd, dyd, dwd *tensor.Dense) {
 	g := o.geom
 	x, dy, dw := data[T](xd), data[T](dyd), data[T](dwd)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
-	if g.useShift() && g.n >= workers(1<<30) {
+	if g.useShift() && g.n >= g.workers(1<<30) {
 		convBwdFilterShift(o, x, dy, dw)
 		return
 	}
-	if nw := workers(1 << 30); g.n < nw {
+	if nw := g.workers(1 << 30); g.n < nw {
 		clear(dw)
 		for n := 0; n < g.n; n++ {
 			xn, dyn := x[n*xsz:(n+1)*xsz], dy[n*ysz:(n+1)*ysz]
@@ -467,7 +477,7 @@ func convBwdFilterRun[T float](o *convBwdFilter, xd, dyd, dwd *tensor.Dense) {
 		}
 		return
 	}
-	nw := workers(g.n)
+	nw := g.workers(g.n)
 	rows := g.blockRows(elemSize[T]())
 	accs := make([][]T, nw)
 	parallel(g.n, nw, func(wk, lo, hi int) {

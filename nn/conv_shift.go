@@ -53,7 +53,7 @@ func convForwardShift[T float](o *convOp, x, w, b, y []T) {
 	wr := slice[T](&o.wr, 0, kk*g.o*g.c)
 	reorgWeights(w, g, wr)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
-	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
+	parallel(g.n, g.workers(g.n), func(wk, lo, hi int) {
 		xp := slice[T](&o.cols, wk, g.c*s.plane+g.kw)
 		yp := slice[T](&o.aux, wk, g.o*s.l)
 		for n := lo; n < hi; n++ {
@@ -102,7 +102,7 @@ func convBwdDataShift[T float](o *convBwdData, w, dy, dx []T) {
 	wr := slice[T](&o.wr, 0, kk*g.o*g.c)
 	reorgWeights(w, g, wr)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
-	parallel(g.n, workers(g.n), func(wk, lo, hi int) {
+	parallel(g.n, g.workers(g.n), func(wk, lo, hi int) {
 		dxp := slice[T](&o.cols, wk, g.c*s.plane+g.kw)
 		dyp := slice[T](&o.aux, wk, g.o*s.l)
 		for n := lo; n < hi; n++ {
@@ -127,7 +127,7 @@ func convBwdFilterShift[T float](o *convBwdFilter, x, dy, dw []T) {
 	s := g.shiftGeom()
 	kk := g.kh * g.kw
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
-	nw := workers(g.n)
+	nw := g.workers(g.n)
 	accs := make([][]T, nw)
 	parallel(g.n, nw, func(wk, lo, hi int) {
 		xp := slice[T](&o.cols, wk, g.c*s.plane+g.kw)

@@ -70,14 +70,22 @@ func TestConv2d(t *testing.T) {
 				b = randDense(rng, 1, tc.o)
 				ins = append(ins, b)
 			}
-			for _, mode := range []string{"default", "im2col", "im2col-blocked"} {
+			for _, mode := range []string{"default", "im2col", "im2col-blocked", "1worker", "3workers"} {
 				build := func(ns []*G.Node) (*G.Node, error) {
 					var bn *G.Node
 					if tc.bias {
 						bn = ns[2]
 					}
 					y, err := Conv2d(ns[0], ns[1], bn, tc.stride, tc.pad)
-					if err == nil && mode != "default" {
+					switch {
+					case err != nil:
+					case mode == "1worker":
+						y.Op().(*convOp).geom.maxWorkers = 1
+					case mode == "3workers":
+						// more workers than images when n < 3: each image's
+						// GEMMs split across workers
+						y.Op().(*convOp).geom.maxWorkers = 3
+					case mode != "default":
 						// the im2col path even where shifted GEMMs apply,
 						// and with one output row per column block (the
 						// blocked path of large images)
