@@ -20,7 +20,9 @@ const (
 // ParamSpec is one parameter of the network: its PyTorch state-dict name and
 // shape (PyTorch layouts: Conv2d O×C×KH×KW, Conv1d O×C×1, Linear Out×In).
 type ParamSpec struct {
-	Name  string
+	// Name is the state-dict key, e.g. "input_blocks.1.0.in_layers.2.weight".
+	Name string
+	// Shape is the PyTorch shape.
 	Shape []int
 	init  initKind
 	fanIn int
@@ -175,7 +177,8 @@ type arch struct {
 	input      [][]layer
 	middle     []layer
 	output     [][]layer
-	outCh0     int // channels entering out
+	outCh0     int // channels entering out (out.0's GroupNorm)
+	inputCh    int // channels of input_blocks.0, which out.2 reads (as guided-diffusion's input_ch)
 	params     []ParamSpec
 	paramIndex map[string]int
 }
@@ -325,8 +328,7 @@ func newArch(cfg config.Model) (*arch, error) {
 			a.output = append(a.output, ls)
 		}
 	}
-	a.outCh0 = ch
-	_ = inputCh // out.2 reads input_ch channels; equal to ch here, as in guided-diffusion
+	a.outCh0, a.inputCh = ch, inputCh
 
 	a.paramIndex = map[string]int{}
 	add := func(name string, shape []int, k initKind, fan int) {

@@ -337,7 +337,7 @@ func (u *UNet) build(n int, drop *nn.Dropout) (*net, error) {
 	if h, err = b.norm(normLayer{"out.0", a.outCh0}, h, true); err != nil {
 		return nil, err
 	}
-	if h, err = b.conv(convLayer{name: "out.2", in: a.outCh0, out: a.outCh, k: 3, st: 1}, h); err != nil {
+	if h, err = b.conv(convLayer{name: "out.2", in: a.inputCh, out: a.outCh, k: 3, st: 1}, h); err != nil {
 		return nil, err
 	}
 	nt.out = h

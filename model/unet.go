@@ -24,7 +24,9 @@ const ConfigKey = "config"
 // optimiser step is seen by all graphs.
 //
 // A UNet's methods may be called from several goroutines; calls that run a
-// graph are serialised.
+// graph (TrainGraph.Step included) are serialised. Writing into Params()
+// while another goroutine runs a graph is a data race: update weights
+// between runs.
 type UNet struct {
 	a      *arch
 	params map[string]*tensor.Dense
@@ -111,15 +113,27 @@ func (u *UNet) SetParams(values map[string]*tensor.Dense) error {
 	if err := checkpoint.Check(values, u.Expected()); err != nil {
 		return err
 	}
+	for name, t := range values {
+		if t.Dtype() != tensor.Float32 || t.RequiresIterator() {
+			return fmt.Errorf("parameter %s has dtype %v (or is a view), want a contiguous float32 tensor", name, t.Dtype())
+		}
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for name, t := range values {
-		if t.Dtype() != tensor.Float32 {
-			return fmt.Errorf("parameter %s has dtype %v, want float32", name, t.Dtype())
-		}
 		copy(u.params[name].Data().([]float32), t.Data().([]float32))
 	}
 	return nil
+}
+
+// ReleaseGraphs drops the cached forward and VJP graphs (and their
+// buffers); the next call builds them again. TrainGraphs are owned by their
+// caller and are not affected.
+func (u *UNet) ReleaseGraphs() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.evals = map[int]*evalGraph{}
+	u.vjps = map[int]*vjpGraph{}
 }
 
 // CopyParamsFrom copies every parameter value of src (same config) into u.
