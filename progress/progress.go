@@ -17,19 +17,20 @@ import (
 // Bar is a progress bar over Total units. Its methods are safe for
 // concurrent use. The zero value is not usable: call New.
 type Bar struct {
-	mu       sync.Mutex
-	w        io.Writer
-	label    string
-	unit     string
-	total    int
-	done     int
-	start    time.Time
-	last     time.Time
-	status   string
-	tty      bool
-	interval time.Duration
-	now      func() time.Time
-	finished bool
+	mu        sync.Mutex
+	w         io.Writer
+	label     string
+	unit      string
+	total     int
+	done      int
+	start     time.Time
+	last      time.Time
+	status    string
+	tty       bool
+	interval  time.Duration
+	now       func() time.Time
+	finished  bool
+	drawnDone int
 }
 
 // Option configures a Bar.
@@ -89,6 +90,13 @@ func (b *Bar) Set(done int) {
 	}
 }
 
+// SetTotal changes the number of units (when the work learns it late).
+func (b *Bar) SetTotal(total int) {
+	b.mu.Lock()
+	b.total = total
+	b.mu.Unlock()
+}
+
 // Status sets a short text shown after the counters (e.g. "loss 0.031").
 func (b *Bar) Status(format string, args ...any) {
 	b.mu.Lock()
@@ -104,6 +112,9 @@ func (b *Bar) Finish() {
 		return
 	}
 	b.finished = true
+	if !b.tty && b.drawnDone == b.done && !b.last.IsZero() {
+		return // the last plain line already shows the final state
+	}
 	b.draw(b.now())
 	if b.tty {
 		fmt.Fprintln(b.w)
@@ -118,6 +129,7 @@ func (b *Bar) Line() string {
 }
 
 func (b *Bar) draw(now time.Time) {
+	b.drawnDone = b.done
 	if b.tty {
 		fmt.Fprintf(b.w, "\r\033[K%s", b.line(now))
 		return

@@ -38,7 +38,7 @@ func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, 
 		}
 	}
 	base.Model = net.Config()
-	cfg, err := config.LoadOnto(base, config.Sources{File: cf.file, Env: os.Environ(), Sets: cf.sets})
+	cfg, err := config.LoadOnto(base, config.Sources{Presets: cf.presets, File: cf.file, Env: os.Environ(), Sets: cf.sets})
 	if err != nil {
 		return nil, nil, err
 	}

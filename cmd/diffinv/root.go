@@ -10,8 +10,9 @@ import (
 
 // configFlags are the flags every config-driven command shares.
 type configFlags struct {
-	file string
-	sets []string
+	file    string
+	sets    []string
+	presets []config.Preset // task presets, below the file
 }
 
 // add registers --config and --set on cmd.
@@ -22,7 +23,7 @@ func (f *configFlags) add(cmd *cobra.Command) {
 
 // load merges defaults, the file, DIFFINV_* variables and --set values.
 func (f *configFlags) load() (*config.Config, error) {
-	return config.Load(config.Sources{File: f.file, Env: os.Environ(), Sets: f.sets})
+	return config.Load(config.Sources{Presets: f.presets, File: f.file, Env: os.Environ(), Sets: f.sets})
 }
 
 func newRootCmd() *cobra.Command {
@@ -38,6 +39,6 @@ with precedence --set > environment > file > defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd(), newSolveCmd(), newMeasureCmd())
 	return root
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/tensors"
+)
+
+func TestSolveCommand(t *testing.T) {
+	ckpt := tinyCheckpoint(t)
+	img := filepath.Join(t.TempDir(), "in.png")
+	x := tensors.New(1, 1, 8, 8)
+	for i := range tensors.F32(x) {
+		tensors.F32(x)[i] = float32(i%8)/4 - 1
+	}
+	if err := data.SavePNG(img, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		task, method string
+		sets         []string
+	}{
+		{"inpaint-box", "ddnm", []string{"measurement.operator.size=4", "measurement.noise.name=clean", "solver.steps=5"}},
+		{"sr4", "dps", []string{"measurement.operator.factor=2", "solver.steps=5"}},
+		{"deblur-gauss", "ddrm", []string{"measurement.operator.size=3", "solver.steps=4"}},
+	} {
+		t.Run(tc.task+"-"+tc.method, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			args := []string{"solve", "--checkpoint", ckpt, "--task", "../../configs/tasks/" + tc.task + ".yaml", "--method", tc.method, "--image", img, "--out", out, "--seed", "2"}
+			for _, s := range tc.sets {
+				args = append(args, "--set", s)
+			}
+			stdout, err := run(t, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(stdout, "mean") {
+				t.Errorf("no table in output:\n%s", stdout)
+			}
+			for _, f := range []string{"grid.png", "metrics.json", "results.safetensors", "truth_00000.png", "y_00000.png", "recon_00000.png", "baseline_00000.png"} {
+				if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+					t.Errorf("missing %s", f)
+				}
+			}
+			b, _ := os.ReadFile(filepath.Join(out, "metrics.json"))
+			var m solveMetrics
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Method != tc.method || len(m.Images) != 1 || m.Baseline != "pinv" || m.Images[0].BaselinePSNR == nil {
+				t.Errorf("metrics %+v", m)
+			}
+			if tc.method == "ddnm" && m.Images[0].Consistency > 1e-3 {
+				t.Errorf("noise-free DDNM consistency %g", m.Images[0].Consistency)
+			}
+		})
+	}
+}
+
+func TestSolveCommandErrors(t *testing.T) {
+	ckpt := tinyCheckpoint(t)
+	out := t.TempDir()
+	tasks := "../../configs/tasks/"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"solve", "--checkpoint", ckpt, "--out", out}, "--task is required"},
+		{[]string{"solve", "--checkpoint", ckpt, "--task", "nope", "--tasks", tasks, "--out", out, "--image", "x.png"}, "sr4"},
+		{[]string{"solve", "--checkpoint", ckpt, "--task", tasks + "phase-retrieval.yaml", "--method", "ddrm", "--out", out, "--image", "x.png"}, "SVD"},
+		{[]string{"solve", "--checkpoint", ckpt, "--task", tasks + "sr4.yaml", "--method", "nope", "--out", out}, "nope"},
+		{[]string{"solve", "--checkpoint", ckpt, "--task", tasks + "sr4.yaml", "--set", "measurement.operator.factor=2", "--set", "solver.bogus=1", "--out", out, "--image", "x.png"}, "bogus"},
+		{[]string{"solve", "--checkpoint", ckpt, "--task", tasks + "sr4.yaml", "--set", "measurement.operator.factor=2", "--out", out}, "--image FILE or --dataset"},
+		{[]string{"solve", "--checkpoint", ckpt, "--task", tasks + "sr4.yaml", "--set", "measurement.operator.factor=2", "--out", out, "--dataset", "cifar"}, "cifar"},
+	} {
+		if _, err := run(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestMeasureCommand(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "in.png")
+	x := tensors.New(1, 1, 28, 28)
+	for i := range tensors.F32(x) {
+		tensors.F32(x)[i] = float32(i%28)/14 - 1
+	}
+	if err := data.SavePNG(img, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range []string{"sr4", "inpaint-box", "deblur-motion", "phase-retrieval", "cs"} {
+		out := filepath.Join(dir, task+".png")
+		if _, err := run(t, "measure", "--task", "../../configs/tasks/"+task+".yaml", "--image", img, "--out", out); err != nil {
+			t.Fatalf("%s: %v", task, err)
+		}
+		shown, err := data.LoadPNG(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sh := shown.Shape(); sh[2] != 28 || sh[3] != 28 {
+			t.Errorf("%s: shown y is %v, want 28×28", task, sh)
+		}
+	}
+	if _, err := run(t, "measure", "--task", "../../configs/tasks/colorize.yaml", "--image", img, "--out", filepath.Join(dir, "c.png")); err == nil {
+		t.Error("colorize on a gray image: no error")
+	}
+}
