@@ -302,22 +302,20 @@ func loadMNIST(t *testing.T, split string) *data.Dataset {
 }
 
 // TestShippedClassifierAccuracy loads the committed weights and checks
-// ≥ 98.5% accuracy on the first 2000 MNIST test images (the full test set
-// takes longer; the README states the full-set number). At 98.5% true
-// accuracy the binomial standard error on 2000 images is 0.27 points.
+// ≥ 98.5% accuracy on the whole MNIST test set (10000 images, about 3 s).
 func TestShippedClassifierAccuracy(t *testing.T) {
 	clf, err := LoadClassifier(shippedClassifier)
 	if err != nil {
 		t.Fatal(err)
 	}
-	test := loadMNIST(t, "test").Head(2000)
+	test := loadMNIST(t, "test")
 	acc, err := clf.Accuracy(test)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("accuracy on the first %d test images: %.4f", test.Len(), acc)
+	t.Logf("accuracy on the %d test images: %.4f", test.Len(), acc)
 	if acc < 0.985 {
-		t.Errorf("accuracy %.4f on the first %d test images, want ≥ 0.985", acc, test.Len())
+		t.Errorf("accuracy %.4f on the %d test images, want ≥ 0.985", acc, test.Len())
 	}
 }
 
@@ -341,8 +339,9 @@ func TestTrainClassifierLearns(t *testing.T) {
 	if rep.Steps != 40 {
 		t.Errorf("%d steps, want 40", rep.Steps)
 	}
-	if !(first > 2.0 && rep.FinalLoss < first*0.6) {
-		t.Errorf("loss from %.3f to %.3f (last %.3f): want a start near log 10 and a fall of 40%%", first, rep.FinalLoss, last)
+	// FinalLoss is the mean over the last 100 steps (here all 40).
+	if !(first > 2.0 && rep.FinalLoss < first*0.75 && last < first*0.6) {
+		t.Errorf("loss from %.3f to a mean of %.3f, last %.3f: want a start near log 10 = 2.30, a mean 25%% and a last step 40%% lower", first, rep.FinalLoss, last)
 	}
 	if rep.TestAccuracy < 0.6 {
 		t.Errorf("test accuracy %.3f after 40 steps, want ≥ 0.6", rep.TestAccuracy)
