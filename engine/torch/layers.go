@@ -173,6 +173,7 @@ type resBlock struct {
 	scaleShift bool
 	up, down   bool
 	outCh      int64
+	drop       *dropCtl // the UNet's: identity outside training passes
 }
 
 func (r *resBlock) resample(x *ts.Tensor) (*ts.Tensor, error) {
@@ -268,7 +269,12 @@ func (r *resBlock) forward(x, emb *ts.Tensor) (*ts.Tensor, error) {
 		}
 		s.add(h)
 	}
-	// Dropout: the engine runs in evaluation mode, where it is the identity.
+	// Dropout: the identity except in a Trainer's passes.
+	if m, err := r.drop.apply(h); err != nil {
+		return nil, fmt.Errorf("%s: dropout: %w", r.name, err)
+	} else if m != nil {
+		h = s.add(m)
+	}
 	if h, err = r.outConv.forward(h); err != nil {
 		return nil, err
 	}

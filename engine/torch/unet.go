@@ -52,6 +52,7 @@ type UNet struct {
 	output    [][]layer
 	outNorm   norm
 	outConv   conv
+	drop      dropCtl // dropout of training passes (Trainer); off otherwise
 	closed    bool
 }
 
@@ -93,6 +94,7 @@ func New(cfg config.Model, opts Options) (*UNet, error) {
 	defer runtime.UnlockOSThread()
 	b := &builder{vs: nn.NewVarStore(dev), vars: map[string]*ts.Tensor{}}
 	u := &UNet{cfg: cfg, dev: dev, vs: b.vs}
+	u.drop.dev = dev
 	b.build(u)
 	if b.err == nil {
 		b.err = b.vs.Freeze()
@@ -250,6 +252,7 @@ func (b *builder) build(u *UNet) {
 			up:         up,
 			down:       down,
 			outCh:      out,
+			drop:       &u.drop,
 		}
 		if in != out {
 			r.skip = b.conv2d(name+".skip_connection", in, out, 1, 1)
