@@ -39,6 +39,6 @@ with precedence --set > environment > file > defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd(), newSolveCmd(), newMeasureCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd(), newSolveCmd(), newMeasureCmd(), newDemoCmd())
 	return root
 }

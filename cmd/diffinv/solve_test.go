@@ -111,3 +111,46 @@ func TestMeasureCommand(t *testing.T) {
 		t.Error("colorize on a gray image: no error")
 	}
 }
+
+func TestDemoCommand(t *testing.T) {
+	ckpt := tinyCheckpoint(t)
+	digits := t.TempDir()
+	for i := 0; i < 2; i++ {
+		x := tensors.New(1, 1, 8, 8)
+		for j := range tensors.F32(x) {
+			tensors.F32(x)[j] = float32((i+j)%5)/2 - 1
+		}
+		if err := data.SavePNG(filepath.Join(digits, string(rune('a'+i))+".png"), x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := t.TempDir()
+	stdout, err := run(t, "demo", "--checkpoint", ckpt, "--digits", digits, "--out", out, "--tasks-dir", "../../configs/tasks",
+		"--tasks", "sr4,inpaint-box", "--dps-steps", "4", "--ddnm-steps", "4",
+		"--set", "measurement.operator.factor=2", "--set", "measurement.operator.size=4")
+	if err == nil || !strings.Contains(err.Error(), "factor") {
+		// factor is sr4's parameter, unknown to inpaint_box: a clear error is right.
+		t.Fatalf("demo with an sr4 parameter on inpaint-box: %v", err)
+	}
+	stdout, err = run(t, "demo", "--checkpoint", ckpt, "--digits", digits, "--out", out, "--tasks-dir", "../../configs/tasks",
+		"--tasks", "inpaint-box", "--dps-steps", "4", "--ddnm-steps", "4", "--set", "measurement.operator.size=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"inpaint-box", "dps", "ddnm+", "pinv"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table misses %q:\n%s", want, stdout)
+		}
+	}
+	g, err := data.LoadPNG(filepath.Join(out, "demo.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5 rows (truth, y, baseline, dps, ddnm+) of 8-px digits enlarged 8×.
+	if h := g.Shape()[2]; h < 5*64 {
+		t.Errorf("demo.png is %d px high, want 5 rows of 64 px", h)
+	}
+	if _, err := run(t, "demo", "--checkpoint", "nope.safetensors"); err == nil || !strings.Contains(err.Error(), "diffinv train") {
+		t.Errorf("missing model: %v", err)
+	}
+}
