@@ -71,6 +71,16 @@ func New(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, 
 		return nil, fmt.Errorf("measurement.noise: %w", err)
 	}
 	method := cfg.Solver.Method
+	_, phase := A.(*op.PhaseRetrieval)
+	if IsBaseline(method) {
+		// A classical method as the "solver": its reconstruction is the result.
+		b, err := resolveBaseline(method, A)
+		if err != nil {
+			return nil, err
+		}
+		return &Setup{Method: method, Baseline: b, A: A, Noise: noise, Sched: sched,
+			Shape: shape, BatchSize: cfg.Solver.BatchSize, Seed: seed, phase: phase}, nil
+	}
 	opts := solve.DefaultOptions()
 	if opts, err = opts.Decode(method, taskDefaults); err != nil {
 		return nil, fmt.Errorf("task defaults for %s: %w", method, err)
@@ -81,13 +91,26 @@ func New(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, 
 	if err := solve.Check(method, A, noise); err != nil {
 		return nil, fmt.Errorf("%w (task operator %s)", err, m.Operator.Name)
 	}
-	_, phase := A.(*op.PhaseRetrieval)
 	b, err := resolveBaseline(cfg.Solver.Baseline, A)
 	if err != nil {
 		return nil, err
 	}
 	return &Setup{Method: method, Baseline: b, A: A, Noise: noise, Opts: opts, Den: den, Sched: sched,
 		Shape: shape, BatchSize: cfg.Solver.BatchSize, Seed: seed, phase: phase}, nil
+}
+
+// Baselines lists the classical methods, usable as solver.baseline or, in
+// experiments, as a method of their own.
+func Baselines() []string { return []string{"pinv", "tikhonov", "admm_tv", "hio", "er"} }
+
+// IsBaseline reports whether method is one of Baselines.
+func IsBaseline(method string) bool {
+	for _, b := range Baselines() {
+		if b == method {
+			return true
+		}
+	}
+	return false
 }
 
 func resolveBaseline(name string, A op.Operator) (string, error) {
@@ -178,6 +201,23 @@ func (s *Setup) Solve(ctx context.Context, x *tensor.Dense, first int, progress 
 		return nil, err
 	}
 	res := &Result{Truth: x, Y: y, Recon: tensors.Like(x)}
+	if IsBaseline(s.Method) {
+		t0 := time.Now()
+		if res.Baseline, err = s.baseline(y); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Method, err)
+		}
+		res.Recon = res.Baseline
+		res.SecondsPerImage = time.Since(t0).Seconds() / float64(n)
+		res.BaselineSecondsPerImage = res.SecondsPerImage
+		if res.PSNR, res.SSIM, res.Consistency, err = s.score(x, y, res.Recon); err != nil {
+			return nil, err
+		}
+		res.BaselinePSNR, res.BaseSSIM, res.BaselineConsistency = res.PSNR, res.SSIM, res.Consistency
+		if progress != nil {
+			progress(1, 1)
+		}
+		return res, nil
+	}
 	per := c * h * w
 	ysz := len(tensors.F32(y)) / n
 	bs := max(1, min(s.BatchSize, n))

@@ -138,3 +138,52 @@ func TestSetupErrors(t *testing.T) {
 		t.Errorf("wrong image size: %v", err)
 	}
 }
+
+func TestDisplayY(t *testing.T) {
+	// A 1×1×2×2 low-resolution image is enlarged by nearest neighbour.
+	y := tensors.FromSlice([]float32{-1, 0, 0.5, 1}, 1, 1, 2, 2)
+	d := tensors.F32(DisplayY(y, nil, 1, 4, 4))
+	if d[0] != -1 || d[1] != -1 || d[2] != 0 || d[3] != 0 || d[15] != 1 || d[8] != 0.5 {
+		t.Errorf("enlarged %v", d)
+	}
+	// Magnitudes outside [−1, 1] are scaled to it; gray repeats to RGB.
+	m := tensors.FromSlice([]float32{0, 10, 20, 40}, 1, 1, 2, 2)
+	e := tensors.F32(DisplayY(m, nil, 3, 2, 2))
+	if e[0] != -1 || e[3] != 1 || e[4] != -1 || e[11] != 1 || math.Abs(float64(e[1]+0.5)) > 1e-6 {
+		t.Errorf("scaled %v", e)
+	}
+	// A vector without an adjoint shows as blank.
+	if v := DisplayY(tensors.New(2, 5), nil, 1, 3, 3); v.Shape()[0] != 2 || tensors.F32(v)[0] != 0 {
+		t.Errorf("vector display %v", v.Shape())
+	}
+}
+
+func TestBaselineAsMethod(t *testing.T) {
+	cfg, den, sched := gaussianSetup(t)
+	x, _ := den.Sample(rand.New(rand.NewSource(4)), 2)
+	cfg.Solver.Method = "pinv"
+	s, err := New(cfg, den, sched, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Solve(context.Background(), x, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A†y of a noise-free average-pool measurement: consistent, and the
+	// block means of the truth.
+	for i, c := range r.Consistency {
+		if c > 1e-4 {
+			t.Errorf("image %d: consistency %g", i, c)
+		}
+	}
+	got, truth := tensors.F32(r.Recon), tensors.F32(x)
+	want := (truth[0] + truth[1] + truth[4] + truth[5]) / 4
+	if math.Abs(float64(got[0]-max(-1, min(1, want)))) > 1e-5 {
+		t.Errorf("A†y[0] = %v, want the block mean %v", got[0], want)
+	}
+	cfg.Solver.Method = "hio"
+	if _, err := New(cfg, den, sched, nil, 1); err == nil {
+		t.Error("hio on super-resolution: no error")
+	}
+}
