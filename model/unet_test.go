@@ -144,6 +144,22 @@ func TestCheckpointRoundTrip(t *testing.T) {
 			t.Fatalf("ε[%d] differs after the round trip: %v vs %v", i, a, tensors.F32(e2)[i])
 		}
 	}
+	w, err := New(cfg, rand.New(rand.NewSource(99)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.LoadInto(path); err != nil {
+		t.Fatal(err)
+	}
+	e3, err := w.Eps(x, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range tensors.F32(e1) {
+		if a != tensors.F32(e3)[i] {
+			t.Fatalf("ε[%d] differs after LoadInto: %v vs %v", i, a, tensors.F32(e3)[i])
+		}
+	}
 	if err := u.Save(path, map[string]string{ConfigKey: "x"}); err == nil {
 		t.Error("Save accepted a metadata entry that overwrites the config")
 	}
