@@ -49,7 +49,7 @@ checkpoint, so sample and solve use the matching diffusion settings.`,
 			}
 			cfg, err := config.Load(config.Sources{File: arch, Env: os.Environ(), Sets: sets})
 			if err != nil {
-				return err
+				return fmt.Errorf("--arch %s: %w (the whole config must validate: give it a data section that matches the model, e.g. data.dataset: folder for RGB images)", arch, err)
 			}
 			run, err := cfg.YAML()
 			if err != nil {
