@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"runtime"
+	"sync"
 
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/diffinv/diffinv/blas"
 )
 
 // Gaussian is a Gaussian fit of a feature set: the sample mean and the
@@ -190,30 +194,30 @@ func KID(featA, featB *mat.Dense, opts KIDOptions, rng *rand.Rand) (KIDResult, e
 	if m < 2 {
 		return KIDResult{}, fmt.Errorf("%s: sets of %d and %d samples, want at least 2 each", op, na, nb)
 	}
-	d := da
-	x, y := mat.NewDense(m, d, nil), mat.NewDense(m, d, nil)
-	var kxx, kyy, kxy mat.Dense
-	vals := make([]float64, opts.Subsets)
-	for s := range vals {
-		pickRows(x, featA, rng.Perm(na)[:m])
-		pickRows(y, featB, rng.Perm(nb)[:m])
-		kxx.Mul(x, x.T())
-		kyy.Mul(y, y.T())
-		kxy.Mul(x, y.T())
-		var sxx, syy, sxy float64
-		for i := 0; i < m; i++ {
-			rx, ry, rxy := kxx.RawRowView(i), kyy.RawRowView(i), kxy.RawRowView(i)
-			for j := 0; j < m; j++ {
-				if i != j {
-					sxx += poly3(rx[j], d)
-					syy += poly3(ry[j], d)
-				}
-				sxy += poly3(rxy[j], d)
-			}
-		}
-		mf := float64(m)
-		vals[s] = (sxx+syy)/(mf*(mf-1)) - 2*sxy/(mf*mf)
+	// Draw every subset first, in order, so the result does not depend on
+	// how the subsets are then spread over goroutines.
+	ia, ib := make([][]int, opts.Subsets), make([][]int, opts.Subsets)
+	for s := range ia {
+		ia[s] = rng.Perm(na)[:m]
+		ib[s] = rng.Perm(nb)[:m]
 	}
+	vals := make([]float64, opts.Subsets)
+	workers := min(runtime.GOMAXPROCS(0), opts.Subsets)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			x, y := make([]float64, m*da), make([]float64, m*da)
+			k := make([]float64, m*m)
+			for s := w; s < opts.Subsets; s += workers {
+				pickRows(x, featA, ia[s])
+				pickRows(y, featB, ib[s])
+				vals[s] = mmdPoly3(x, y, k, m, da)
+			}
+		}(w)
+	}
+	wg.Wait()
 	var mean float64
 	for _, v := range vals {
 		mean += v
@@ -232,9 +236,32 @@ func poly3(ip float64, d int) float64 {
 	return v * v * v
 }
 
-// pickRows copies rows idx of src into dst.
-func pickRows(dst, src *mat.Dense, idx []int) {
+// pickRows copies rows idx of src into the row-major dst.
+func pickRows(dst []float64, src *mat.Dense, idx []int) {
+	_, d := src.Dims()
 	for i, r := range idx {
-		copy(dst.RawRowView(i), src.RawRowView(r))
+		copy(dst[i*d:(i+1)*d], src.RawRowView(r))
 	}
+}
+
+// mmdPoly3 is the unbiased MMD² estimate between the m×d row-major sets x
+// and y with the cubic kernel, using k (m×m) as scratch for the Gram
+// matrices (computed by GEMM on the blas package).
+func mmdPoly3(x, y, k []float64, m, d int) float64 {
+	sum := func(a, b []float64, offDiag bool) float64 {
+		blas.Dgemm(false, true, m, m, d, 1, a, d, b, d, 0, k, m)
+		var s float64
+		for i := 0; i < m; i++ {
+			row := k[i*m : (i+1)*m]
+			for j, ip := range row {
+				if !offDiag || i != j {
+					s += poly3(ip, d)
+				}
+			}
+		}
+		return s
+	}
+	mf := float64(m)
+	sxx, syy, sxy := sum(x, x, true), sum(y, y, true), sum(x, y, false)
+	return (sxx+syy)/(mf*(mf-1)) - 2*sxy/(mf*mf)
 }
