@@ -151,8 +151,12 @@ func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
 	}
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
 	nw := g.workers(1 << 30)
-	if g.useShift() && g.n >= nw {
-		convForwardShift(o, x, w, b, y)
+	if g.useShift() {
+		if g.n >= nw {
+			convForwardShift(o, x, w, b, y)
+		} else {
+			convForwardShiftSplit(o, x, w, b, y, nw)
+		}
 		return
 	}
 	if g.n < nw {
@@ -384,8 +388,12 @@ func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
 	w, dy, dx := data[T](wd), data[T](dyd), data[T](dxd)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
 	nw := g.workers(1 << 30)
-	if g.useShift() && g.n >= nw {
-		convBwdDataShift(o, w, dy, dx)
+	if g.useShift() {
+		if g.n >= nw {
+			convBwdDataShift(o, w, dy, dx)
+		} else {
+			convBwdDataShiftSplit(o, w, dy, dx, nw)
+		}
 		return
 	}
 	if g.n < nw {
@@ -458,8 +466,12 @@ func convBwdFilterRun[T float](o *convBwdFilter, xd, dyd, dwd *tensor.Dense) {
 	g := o.geom
 	x, dy, dw := data[T](xd), data[T](dyd), data[T](dwd)
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
-	if g.useShift() && g.n >= g.workers(1<<30) {
-		convBwdFilterShift(o, x, dy, dw)
+	if nw := g.workers(1 << 30); g.useShift() {
+		if g.n >= nw {
+			convBwdFilterShift(o, x, dy, dw)
+		} else {
+			convBwdFilterShiftSplit(o, x, dy, dw, nw)
+		}
 		return
 	}
 	if nw := g.workers(1 << 30); g.n < nw {

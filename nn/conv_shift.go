@@ -159,3 +159,102 @@ func convBwdFilterShift[T float](o *convBwdFilter, x, dy, dw []T) {
 		}
 	}
 }
+
+// The ...Split variants serve batches smaller than the worker count (a DPS
+// step on one image): each image's GEMMs are split across workers by output
+// channel (forward, weight gradient) or input channel (input gradient).
+
+func convForwardShiftSplit[T float](o *convOp, x, w, b, y []T, nw int) {
+	g := &o.geom
+	s := g.shiftGeom()
+	kk := g.kh * g.kw
+	wr := slice[T](&o.wr, 0, kk*g.o*g.c)
+	reorgWeights(w, g, wr)
+	xp := slice[T](&o.cols, 0, g.c*s.plane+g.kw)
+	yp := slice[T](&o.aux, 0, g.o*s.l)
+	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	for n := 0; n < g.n; n++ {
+		padInto(x[n*xsz:(n+1)*xsz], g, s, xp)
+		yn := y[n*ysz : (n+1)*ysz]
+		parallel(g.o, nw, func(_, o0, o1 int) {
+			for t := 0; t < kk; t++ {
+				var beta T
+				if t > 0 {
+					beta = 1
+				}
+				off := (t/g.kw)*s.wp + t%g.kw
+				gemm(false, false, o1-o0, s.l, g.c, 1, wr[(t*g.o+o0)*g.c:], g.c, xp[off:], s.plane, beta, yp[o0*s.l:], s.l)
+			}
+			for oc := o0; oc < o1; oc++ {
+				var bias T
+				if b != nil {
+					bias = b[oc]
+				}
+				for i := 0; i < g.oh; i++ {
+					dst := yn[(oc*g.oh+i)*g.ow:][:g.ow]
+					for j, v := range yp[oc*s.l+i*s.wp:][:g.ow] {
+						dst[j] = v + bias
+					}
+				}
+			}
+		})
+	}
+}
+
+func convBwdDataShiftSplit[T float](o *convBwdData, w, dy, dx []T, nw int) {
+	g := o.geom
+	s := g.shiftGeom()
+	kk := g.kh * g.kw
+	wr := slice[T](&o.wr, 0, kk*g.o*g.c)
+	reorgWeights(w, g, wr)
+	dyp := slice[T](&o.aux, 0, g.o*s.l)
+	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	for n := 0; n < g.n; n++ {
+		padGrad(dy[n*ysz:(n+1)*ysz], g, s, dyp)
+		dxn := dx[n*xsz : (n+1)*xsz]
+		parallel(g.c, nw, func(wk, c0, c1 int) {
+			// own buffer per worker: the GEMM's last row spills a few
+			// (zero) elements past its channel range
+			dxp := slice[T](&o.cols, wk, (c1-c0)*s.plane+g.kw)
+			clear(dxp)
+			for t := 0; t < kk; t++ {
+				off := (t/g.kw)*s.wp + t%g.kw
+				gemm(true, false, c1-c0, s.l, g.o, 1, wr[t*g.o*g.c+c0:], g.c, dyp, s.l, 1, dxp[off:], s.plane)
+			}
+			for c := c0; c < c1; c++ {
+				for i := 0; i < g.h; i++ {
+					copy(dxn[(c*g.h+i)*g.w:][:g.w], dxp[(c-c0)*s.plane+(i+g.pad)*s.wp+g.pad:])
+				}
+			}
+		})
+	}
+}
+
+func convBwdFilterShiftSplit[T float](o *convBwdFilter, x, dy, dw []T, nw int) {
+	g := o.geom
+	s := g.shiftGeom()
+	kk := g.kh * g.kw
+	xp := slice[T](&o.cols, 0, g.c*s.plane+g.kw)
+	dyp := slice[T](&o.aux, 0, g.o*s.l)
+	acc := slice[T](&o.acc, 0, kk*g.o*g.c)
+	clear(acc)
+	xsz, ysz := g.c*g.h*g.w, g.o*g.p
+	for n := 0; n < g.n; n++ {
+		padInto(x[n*xsz:(n+1)*xsz], g, s, xp)
+		padGrad(dy[n*ysz:(n+1)*ysz], g, s, dyp)
+		parallel(g.o, nw, func(_, o0, o1 int) {
+			for t := 0; t < kk; t++ {
+				off := (t/g.kw)*s.wp + t%g.kw
+				gemm(false, true, o1-o0, g.c, s.l, 1, dyp[o0*s.l:], s.l, xp[off:], s.plane, 1, acc[(t*g.o+o0)*g.c:], g.c)
+			}
+		})
+	}
+	for oc := 0; oc < g.o; oc++ {
+		for c := 0; c < g.c; c++ {
+			dst := dw[(oc*g.c+c)*kk:][:kk]
+			for t := range dst {
+				dst[t] = acc[(t*g.o+oc)*g.c+c]
+			}
+		}
+	}
+}

@@ -100,14 +100,17 @@ func (b *buffer) get(dt tensor.Dtype, shape tensor.Shape) *tensor.Dense {
 }
 
 // scratch holds per-worker work slices of either precision, reused across
-// runs.
+// runs. Workers may ask for theirs concurrently.
 type scratch struct {
+	mu  sync.Mutex
 	f32 [][]float32
 	f64 [][]float64
 }
 
 // slice returns worker w's scratch of n elements (contents unspecified).
 func slice[T float](s *scratch, w, n int) []T {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var zero T
 	switch any(zero).(type) {
 	case float32:
