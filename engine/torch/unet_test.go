@@ -346,6 +346,7 @@ func TestParityNativeEngine(t *testing.T) {
 				if e > tol {
 					t.Errorf("%s: torch vs native engine relative error %.3g, want ≤ %g", c.what, e, tol)
 				}
+				t.Logf("%s: torch vs native engine relative error %.3g", c.what, e)
 			}
 		})
 	}
