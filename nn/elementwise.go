@@ -247,13 +247,11 @@ func (o *spatialSumOp) Do(vs ...G.Value) (G.Value, error) {
 }
 
 func spatialSumRun[T float](x, y []T, inner int) {
-	for j := range y {
-		var s T
-		for _, v := range x[j*inner : (j+1)*inner] {
-			s += v
+	parallel(len(y), elemWorkers(len(x)), func(_, lo, hi int) {
+		for j := lo; j < hi; j++ {
+			y[j] = T(rowSum(x[j*inner : (j+1)*inner]))
 		}
-		y[j] = s
-	}
+	})
 }
 
 // ScaleShift returns x·(1 + scale) + shift with scale and shift N×C

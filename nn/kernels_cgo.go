@@ -80,6 +80,10 @@ static inline double dsumsq(const float* x, long n, float m) {
 	return t;
 }
 
+// Sum of a row, vectorised.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+double dk_sum(const float* x, long n) { return dsum(x, n); }
+
 // Group norm (optionally followed by SiLU) of one sample x (C×inner):
 // writes y and each group's mean and 1/σ.
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -214,4 +218,12 @@ func cbool(b bool) C.int {
 		return 1
 	}
 	return 0
+}
+
+// sumF32 returns the sum of x (accumulated in double lanes).
+func sumF32(x []float32) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	return float64(C.dk_sum(fp(x), C.long(len(x))))
 }

@@ -37,3 +37,12 @@ func expShiftF32(row []float32, m float32) float32 {
 	}
 	return s
 }
+
+// sumF32 returns the sum of x.
+func sumF32(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	return s
+}

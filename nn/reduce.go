@@ -40,15 +40,26 @@ func (o *channelSumOp) Do(vs ...G.Value) (G.Value, error) {
 }
 
 func channelSumRun[T float](x, y []T, n, c, inner int) {
-	clear(y)
-	for i := 0; i < n; i++ {
-		for ch := 0; ch < c; ch++ {
-			row := x[(i*c+ch)*inner : (i*c+ch+1)*inner]
-			var s T
-			for _, v := range row {
-				s += v
+	parallel(c, elemWorkers(len(x)), func(_, c0, c1 int) {
+		for ch := c0; ch < c1; ch++ {
+			var s float64
+			for i := 0; i < n; i++ {
+				s += rowSum(x[(i*c+ch)*inner : (i*c+ch+1)*inner])
 			}
-			y[ch] += s
+			y[ch] = T(s)
 		}
+	})
+}
+
+// rowSum returns the sum of x, vectorised for float32 rows long enough to
+// pay for the cgo call.
+func rowSum[T float](x []T) float64 {
+	if x32, ok := any(x).([]float32); ok && len(x32) >= 64 {
+		return sumF32(x32)
 	}
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	return s
 }
