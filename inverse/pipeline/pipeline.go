@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"sort"
+	"strings"
 	"time"
 
 	"gorgonia.org/tensor"
@@ -74,6 +76,14 @@ func New(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, 
 	_, phase := A.(*op.PhaseRetrieval)
 	if IsBaseline(method) {
 		// A classical method as the "solver": its reconstruction is the result.
+		if len(cfg.Solver.Options) > 0 {
+			keys := make([]string, 0, len(cfg.Solver.Options))
+			for k := range cfg.Solver.Options {
+				keys = append(keys, "solver."+k)
+			}
+			sort.Strings(keys)
+			return nil, fmt.Errorf("%s is a classical baseline and takes no solver options, got %s", method, strings.Join(keys, ", "))
+		}
 		b, err := resolveBaseline(method, A)
 		if err != nil {
 			return nil, err

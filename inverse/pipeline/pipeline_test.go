@@ -162,6 +162,7 @@ func TestBaselineAsMethod(t *testing.T) {
 	cfg, den, sched := gaussianSetup(t)
 	x, _ := den.Sample(rand.New(rand.NewSource(4)), 2)
 	cfg.Solver.Method = "pinv"
+	cfg.Solver.Options = map[string]any{}
 	s, err := New(cfg, den, sched, nil, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +183,11 @@ func TestBaselineAsMethod(t *testing.T) {
 	if math.Abs(float64(got[0]-max(-1, min(1, want)))) > 1e-5 {
 		t.Errorf("A†y[0] = %v, want the block mean %v", got[0], want)
 	}
+	cfg.Solver.Options = map[string]any{"eta": 1}
+	if _, err := New(cfg, den, sched, nil, 1); err == nil || !strings.Contains(err.Error(), "solver.eta") {
+		t.Errorf("pinv with a solver option: %v", err)
+	}
+	cfg.Solver.Options = map[string]any{}
 	cfg.Solver.Method = "hio"
 	if _, err := New(cfg, den, sched, nil, 1); err == nil {
 		t.Error("hio on super-resolution: no error")

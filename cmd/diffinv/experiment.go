@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/spf13/cobra"
+	"gonum.org/v1/gonum/mat"
+	"gorgonia.org/tensor"
+
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/experiment"
+	"github.com/diffinv/diffinv/inverse/pipeline"
+	"github.com/diffinv/diffinv/metrics"
+	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/task"
+)
+
+// DefaultClassifier is the shipped MNIST feature net of FID and KID.
+const DefaultClassifier = "models/classifier/classifier.safetensors"
+
+func newExperimentCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "experiment", Short: "Paper tables and ablations from experiment files"}
+	var sets, sweeps []string
+	var out, tasksDir, classifier string
+	var resume, overwrite bool
+	runCmd := &cobra.Command{
+		Use:   "run FILE.yaml",
+		Short: "Run every cell (task × method × sweep value × seed) of an experiment, resumably",
+		Long: `Expands the experiment file into cells, runs each with the pipeline of
+` + "`diffinv solve`" + `, and writes per-cell results atomically to OUT/cells/,
+then results.csv, table.md (tasks as columns, methods as rows, mean ± std
+over seeds), grids/<task>.png and plots/<swept key>.png.
+
+A task's set holds config keys (measurement.noise.sigma: 0.2); a method's
+set holds its solver options (scale: 0.3). Methods are solvers
+(dps, ddnm, ...) or classical baselines (pinv, tikhonov, admm_tv, hio, er).
+--resume skips finished cells, so a killed run loses at most one cell.
+
+FID and KID are computed on the features of the shipped MNIST classifier,
+between the cell's reconstructions and the whole MNIST test set.`,
+		Example: `  diffinv experiment run experiments/dps-table-mnist.yaml
+  diffinv experiment run experiments/ablate-dps-scale.yaml --sweep solver.scale=0.1,0.3,1 --set dataset.n=4 --resume`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exp, err := experiment.Open(args[0], sets, sweeps)
+			if err != nil {
+				return err
+			}
+			r := &cellRunner{tasksDir: tasksDir, classifierPath: classifier, nets: map[string]*loadedNet{}}
+			return experiment.Run(cmd.Context(), exp, r, experiment.RunOptions{Out: out, Resume: resume, Overwrite: overwrite,
+				Log: cmd.OutOrStdout(), Progress: cmd.ErrOrStderr()})
+		},
+	}
+	f := runCmd.Flags()
+	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, e.g. dataset.n=4 or solver.scale=0.5 (repeatable)")
+	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, key=v1,v2,... (solver.K or task.K)")
+	f.StringVar(&out, "out", "", "output folder (default: the file's output)")
+	f.BoolVar(&resume, "resume", false, "skip cells whose results exist")
+	f.BoolVar(&overwrite, "overwrite", false, "recompute every cell")
+	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
+	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
+	cmd.AddCommand(runCmd)
+	return cmd
+}
+
+type loadedNet struct {
+	net   *model.UNet
+	cfg   *config.Config
+	den   diffusion.Denoiser
+	sched *diffusion.Schedule
+}
+
+// cellRunner runs experiment cells through the solve pipeline, caching the
+// network, the dataset and the FID reference across cells.
+type cellRunner struct {
+	tasksDir       string
+	classifierPath string
+
+	mu         sync.Mutex
+	nets       map[string]*loadedNet
+	ds         *data.Dataset
+	dsKey      string
+	classifier *metrics.Classifier
+	ref        *mat.Dense
+}
+
+func (r *cellRunner) net(path string) (*loadedNet, error) {
+	if n, ok := r.nets[path]; ok {
+		return n, nil
+	}
+	net, cfg, err := loadCheckpoint(path, &configFlags{})
+	if err != nil {
+		return nil, err
+	}
+	sched, den, err := schedule(cfg.Diffusion, 0, net)
+	if err != nil {
+		return nil, err
+	}
+	n := &loadedNet{net: net, cfg: cfg, den: den, sched: sched}
+	r.nets[path] = n
+	return n, nil
+}
+
+// setup builds the pipeline of one cell without running it.
+func (r *cellRunner) setup(cell experiment.Cell) (*pipeline.Setup, *loadedNet, error) {
+	ln, err := r.net(cell.Checkpoint)
+	if err != nil {
+		return nil, nil, err
+	}
+	preset, err := task.Load(cell.Task.Name, r.tasksDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	sets := []string{"solver.method=" + cell.Method.Name}
+	for _, k := range sortedKeys(cell.Task.Set) {
+		sets = append(sets, fmt.Sprintf("%s=%v", k, cell.Task.Set[k]))
+	}
+	for _, k := range sortedKeys(cell.Method.Set) {
+		sets = append(sets, fmt.Sprintf("solver.%s=%v", k, cell.Method.Set[k]))
+	}
+	cfg, err := config.LoadOnto(*ln.cfg, config.Sources{Presets: []config.Preset{preset.Config}, Sets: sets})
+	if err != nil {
+		return nil, nil, fmt.Errorf("task %s, method %s: %w", cell.Task.Name, cell.Method.Name, err)
+	}
+	s, err := pipeline.New(cfg, ln.den, ln.sched, preset.Defaults(cell.Method.Name), cell.Seed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("task %s, method %s: %w", cell.Task.Name, cell.Method.Name, err)
+	}
+	return s, ln, nil
+}
+
+// ValidateCell checks a cell's task, method and options before anything runs.
+func (r *cellRunner) ValidateCell(cell experiment.Cell) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, _, err := r.setup(cell); err != nil {
+		return err
+	}
+	if cell.Dataset.Name != "mnist-test" && cell.Dataset.Name != "mnist-train" {
+		return fmt.Errorf("dataset.name %q: want mnist-test or mnist-train", cell.Dataset.Name)
+	}
+	for _, m := range cell.Metrics {
+		if m == "fid" || m == "kid" {
+			if _, err := os.Stat(r.classifierPath); err != nil {
+				return fmt.Errorf("metric %s needs the classifier: %w", m, err)
+			}
+		}
+	}
+	return nil
+}
+
+// RunCell solves the cell's images and scores them.
+func (r *cellRunner) RunCell(ctx context.Context, cell experiment.Cell, progress func(done, total int)) (*experiment.CellResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ln, err := r.setup(cell)
+	if err != nil {
+		return nil, err
+	}
+	src := imageSource{dataset: cell.Dataset.Name, n: cell.Dataset.N, offset: cell.Dataset.Offset}
+	x, first, err := src.load(ln.cfg)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.Solve(ctx, x, first, progress)
+	if err != nil {
+		return nil, err
+	}
+	out := &experiment.CellResult{CellMetrics: map[string]float64{},
+		Grid: &experiment.GridImages{Truth: res.Truth, Y: pipeline.DisplayY(res.Y, s.A, s.Shape[0], s.Shape[1], s.Shape[2]), Recon: res.Recon}}
+	for i := range res.PSNR {
+		out.Images = append(out.Images, experiment.ImageMetrics{Index: first + i, Values: map[string]float64{
+			"psnr": res.PSNR[i], "ssim": res.SSIM[i], "consistency": res.Consistency[i], "seconds": res.SecondsPerImage}})
+	}
+	if wants(cell.Metrics, "fid") || wants(cell.Metrics, "kid") {
+		if err := r.featureMetrics(ln.cfg, res.Recon, cell, out.CellMetrics); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// featureMetrics computes FID and KID of the reconstructions against the
+// MNIST test set on the classifier's features.
+func (r *cellRunner) featureMetrics(cfg *config.Config, recon *tensor.Dense, cell experiment.Cell, into map[string]float64) error {
+	if r.classifier == nil {
+		c, err := metrics.LoadClassifier(r.classifierPath)
+		if err != nil {
+			return err
+		}
+		test, err := data.LoadMNIST(cfg.Data.Dir, "test")
+		if err != nil {
+			return fmt.Errorf("fid/kid reference: %w", err)
+		}
+		ref, err := metrics.NewReference(c, test)
+		if err != nil {
+			return err
+		}
+		r.classifier, r.ref = c, ref.Features
+	}
+	feat, err := r.classifier.Features(recon)
+	if err != nil {
+		return err
+	}
+	if wants(cell.Metrics, "fid") {
+		fid, err := metrics.FID(feat, r.ref)
+		if err != nil {
+			return err
+		}
+		into["fid"] = fid
+	}
+	if wants(cell.Metrics, "kid") {
+		kid, err := metrics.KID(feat, r.ref, metrics.KIDOptions{Subsets: 50, SubsetSize: 1000}, rand.New(rand.NewSource(cell.Seed)))
+		if err != nil {
+			return err
+		}
+		into["kid"] = kid.Mean
+	}
+	return nil
+}
+
+func wants(ms []string, m string) bool {
+	for _, x := range ms {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]any) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
