@@ -28,6 +28,7 @@
 //	Upsample2x(x *G.Node) (*G.Node, error)                nearest, N×C×2H×2W
 //	AvgPool2x(x *G.Node) (*G.Node, error)                 2×2 mean, N×C×⌊H/2⌋×⌊W/2⌋
 //	Concat(xs ...*G.Node) (*G.Node, error)                along channels (axis 1)
+//	Reshape(x *G.Node, shape ...int) (*G.Node, error)     a copy, unlike G.Reshape (no shared memory)
 //	Linear(x, w, b *G.Node) (*G.Node, error)              x N×In, w Out×In, b Out or nil
 //	QKVAttention(qkv *G.Node, heads int, legacy bool) (*G.Node, error)
 //	    qkv N×3HC×T or N×3HC×Hs×Ws (the 1×1 qkv conv's output) → N×HC×(T or Hs×Ws);

@@ -107,6 +107,29 @@ var opCases = []opCase{
 			}
 			return out
 		}},
+	{"Reshape", [][]int{{2, 3, 4}}, func(ns []*G.Node) (*G.Node, error) { return Reshape(ns[0], 6, 4) },
+		func(ins []*tensor.Dense) []float64 { return append([]float64(nil), f64(ins[0])...) }},
+	{"ReshapeThenInPlace", [][]int{{2, 6}}, func(ns []*G.Node) (*G.Node, error) {
+		// x feeds a reshape followed by an op and another op directly; with
+		// G.Reshape plus an in-place op this corrupts x (reference.md)
+		r, err := Reshape(ns[0], 3, 4)
+		if err != nil {
+			return nil, err
+		}
+		s, err := SiLU(r)
+		if err != nil {
+			return nil, err
+		}
+		back, err := Reshape(s, 2, 6)
+		if err != nil {
+			return nil, err
+		}
+		a, err := SiLU(ns[0])
+		if err != nil {
+			return nil, err
+		}
+		return Add(back, a)
+	}, nil},
 	{"ConcatSameInput", [][]int{{2, 3, 2}}, func(ns []*G.Node) (*G.Node, error) { return Concat(ns[0], ns[0]) }, nil},
 	{"UNetPiece", [][]int{{2, 4, 4, 4}, {4, 4, 3, 3}, {4}, {4}, {4}},
 		func(ns []*G.Node) (*G.Node, error) {
@@ -170,6 +193,7 @@ func TestOpErrors(t *testing.T) {
 		{"Concat shapes", func() (*G.Node, error) { return Concat(x, y) }},
 		{"Concat empty", func() (*G.Node, error) { return Concat() }},
 		{"SiLU nil", func() (*G.Node, error) { return SiLU(nil) }},
+		{"Reshape size", func() (*G.Node, error) { return Reshape(x, 5, 5) }},
 	}
 	for _, tc := range cases {
 		if _, err := tc.f(); err == nil {
