@@ -36,4 +36,4 @@ test-torch: setup-torch
 TORCH_THREADS ?= 2
 BENCH_TORCH_FLAGS ?= --config configs/mnist.yaml --batch 64
 bench-torch: setup-torch
-	$(TORCH_RUN) OMP_NUM_THREADS=$(TORCH_THREADS) $(GO) run -tags torch ./engine/torch/benchtorch --threads $(TORCH_THREADS) $(BENCH_TORCH_FLAGS)
+	$(TORCH_RUN) $(GO) run -tags torch ./engine/torch/benchtorch --threads $(TORCH_THREADS) $(BENCH_TORCH_FLAGS)

@@ -172,8 +172,9 @@ func (u *UNet) checkInputs(xt *tensor.Dense, t []int) error {
 	return nil
 }
 
-// lock serialises a call on one OS thread: libtorch's grad mode and gotch's
-// last-error slot are thread-local.
+// lock serialises a call on one OS thread: libtorch's grad mode, its
+// OpenMP thread count and gotch's last-error slot are thread-local. It sets
+// the thread count of Options.Threads on that OS thread.
 func (u *UNet) lock() (unlock func(), err error) {
 	u.mu.Lock()
 	if u.closed {
@@ -181,6 +182,9 @@ func (u *UNet) lock() (unlock func(), err error) {
 		return nil, fmt.Errorf("torch engine: the UNet is closed")
 	}
 	runtime.LockOSThread()
+	if u.threads > 0 {
+		setNumThreads(u.threads)
+	}
 	return func() {
 		runtime.UnlockOSThread()
 		u.mu.Unlock()

@@ -32,19 +32,24 @@ type Options struct {
 	// needs a CUDA build of libtorch; it was not tested on this project's
 	// machines.
 	Device string
+	// Threads is libtorch's intra-op thread count for this network's calls
+	// (at::set_num_threads on the calling OS thread); 0 keeps libtorch's
+	// default (OMP_NUM_THREADS, else the core count).
+	Threads int
 }
 
 // UNet is guided-diffusion's UNetModel (2-D, unconditional) on libtorch. It
 // implements diffusion.Denoiser. Its parameters start at zero; Load fills
 // them. Calls are serialised by a mutex; Close frees the libtorch memory.
 type UNet struct {
-	mu     sync.Mutex
-	cfg    config.Model
-	dev    gotch.Device
-	vs     *nn.VarStore
-	params []Param
-	vars   map[string]*ts.Tensor
-	outCh  int64
+	mu      sync.Mutex
+	cfg     config.Model
+	dev     gotch.Device
+	threads int
+	vs      *nn.VarStore
+	params  []Param
+	vars    map[string]*ts.Tensor
+	outCh   int64
 
 	timeEmbed [2]linear
 	input     [][]layer
@@ -90,10 +95,13 @@ func New(cfg config.Model, opts Options) (*UNet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("torch engine: %w", err)
 	}
+	if opts.Threads < 0 {
+		return nil, fmt.Errorf("torch engine: threads = %d, want ≥ 0 (0: libtorch's default)", opts.Threads)
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	b := &builder{vs: nn.NewVarStore(dev), vars: map[string]*ts.Tensor{}}
-	u := &UNet{cfg: cfg, dev: dev, vs: b.vs}
+	u := &UNet{cfg: cfg, dev: dev, threads: opts.Threads, vs: b.vs}
 	u.drop.dev = dev
 	b.build(u)
 	if b.err == nil {

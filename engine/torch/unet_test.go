@@ -351,3 +351,35 @@ func TestParityNativeEngine(t *testing.T) {
 		})
 	}
 }
+
+// TestThreads checks that Options.Threads sets libtorch's thread count on
+// the OS thread of each call, whatever thread ran before.
+func TestThreads(t *testing.T) {
+	f, err := checkpoint.Load(filepath.Join(goldenDir, "tiny_c.weights.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ModelConfig(f.Metadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2, 3} {
+		u, err := New(cfg, Options{Threads: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlock, err := u.lock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := numThreads()
+		unlock()
+		u.Close()
+		if got != n {
+			t.Errorf("Threads %d: at::get_num_threads() = %d on the call's OS thread", n, got)
+		}
+	}
+	if _, err := New(cfg, Options{Threads: -1}); err == nil {
+		t.Error("Threads -1: no error")
+	}
+}

@@ -7,8 +7,8 @@
 // time Eps and EpsVJP on the same weights. The torch engine does not train,
 // so its train_step reads n/a.
 //
-// libtorch's thread count is read from OMP_NUM_THREADS when the process
-// starts; `make bench-torch` sets it to --threads.
+// --threads sets the thread count of all three (the torch engine's through
+// Options.Threads, at::set_num_threads).
 package main
 
 import (
@@ -41,7 +41,7 @@ func run(args []string, out, log io.Writer) error {
 	cfgFile := fs.String("config", "configs/mnist.yaml", "YAML config whose model section is timed")
 	o := bench.Options{Batch: 64, Threads: 2, Iters: 10, Warmup: 2, Rounds: 2, Python: "auto", Script: "bench/pytorch/bench_unet.py", Seed: 1}
 	fs.IntVar(&o.Batch, "batch", o.Batch, "images per call")
-	fs.IntVar(&o.Threads, "threads", o.Threads, "cores for the native engine and PyTorch (libtorch: OMP_NUM_THREADS)")
+	fs.IntVar(&o.Threads, "threads", o.Threads, "cores for each engine and PyTorch")
 	fs.IntVar(&o.Iters, "iters", o.Iters, "timed iterations per figure (median reported)")
 	fs.IntVar(&o.Warmup, "warmup", o.Warmup, "untimed iterations first")
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds (best median kept)")
@@ -100,7 +100,7 @@ func timeTorchEngine(cfg config.Model, o bench.Options, log io.Writer) (map[stri
 	if err != nil {
 		return nil, err
 	}
-	u, err := torchengine.New(cfg, torchengine.Options{})
+	u, err := torchengine.New(cfg, torchengine.Options{Threads: o.Threads})
 	if err != nil {
 		return nil, err
 	}
