@@ -91,15 +91,20 @@ func (o *gnOp) Do(vs ...G.Value) (G.Value, error) {
 func gnForward[T float](o *gnOp, x, gamma, beta, y []T) {
 	cg := o.c / o.groups
 	gsz := cg * o.inner
-	parallel(o.n, workers(o.n), func(_, lo, hi int) {
-		for n := lo; n < hi; n++ {
+	jobs := o.n * o.groups
+	parallel(jobs, workers(jobs), func(_, lo, hi int) {
+		// runs of groups [g0, g1) within one sample n
+		for j := lo; j < hi; {
+			n, g0 := j/o.groups, j%o.groups
+			g1 := min(o.groups, g0+hi-j)
+			j += g1 - g0
 			if x32, ok := any(x).([]float32); ok && haveCKernels {
-				sz := o.c * o.inner
-				gnFwdF32(x32[n*sz:(n+1)*sz], any(y).([]float32)[n*sz:(n+1)*sz], any(gamma).([]float32), any(beta).([]float32),
-					o.c, o.groups, o.inner, o.eps, o.silu, o.mean[n*o.groups:(n+1)*o.groups], o.rstd[n*o.groups:(n+1)*o.groups])
+				a, b := (n*o.groups+g0)*gsz, (n*o.groups+g1)*gsz
+				gnFwdF32(x32[a:b], any(y).([]float32)[a:b], any(gamma).([]float32)[g0*cg:], any(beta).([]float32)[g0*cg:],
+					(g1-g0)*cg, g1-g0, o.inner, o.eps, o.silu, o.mean[n*o.groups+g0:], o.rstd[n*o.groups+g0:])
 				continue
 			}
-			for g := 0; g < o.groups; g++ {
+			for g := g0; g < g1; g++ {
 				base := (n*o.groups + g) * gsz
 				xg := x[base : base+gsz]
 				var s float64
@@ -182,21 +187,25 @@ func gnBackward[T float](o *gnBwdOp, x, gamma, beta, dy, dx, dgamma, dbeta []T) 
 	f := o.fwd
 	cg := f.c / f.groups
 	gsz := cg * f.inner
-	nw := workers(f.n)
+	jobs := f.n * f.groups
+	nw := workers(jobs)
 	accs := make([][]float64, nw)
-	parallel(f.n, nw, func(wk, lo, hi int) {
+	parallel(jobs, nw, func(wk, lo, hi int) {
 		acc := slice[float64](&o.acc, wk, 2*f.c) // dgamma, dbeta partial sums
 		clear(acc)
 		accs[wk] = acc
-		for n := lo; n < hi; n++ {
+		for j := lo; j < hi; {
+			n, g0 := j/f.groups, j%f.groups
+			g1 := min(f.groups, g0+hi-j)
+			j += g1 - g0
 			if x32, ok := any(x).([]float32); ok && haveCKernels {
-				sz := f.c * f.inner
-				gnBwdF32(x32[n*sz:(n+1)*sz], any(gamma).([]float32), any(beta).([]float32), any(dy).([]float32)[n*sz:(n+1)*sz],
-					any(dx).([]float32)[n*sz:(n+1)*sz], f.c, f.groups, f.inner, f.silu,
-					f.mean[n*f.groups:(n+1)*f.groups], f.rstd[n*f.groups:(n+1)*f.groups], acc)
+				a, b := (n*f.groups+g0)*gsz, (n*f.groups+g1)*gsz
+				gnBwdF32(x32[a:b], any(gamma).([]float32)[g0*cg:], any(beta).([]float32)[g0*cg:], any(dy).([]float32)[a:b],
+					any(dx).([]float32)[a:b], (g1-g0)*cg, g1-g0, f.inner, f.silu,
+					f.mean[n*f.groups+g0:], f.rstd[n*f.groups+g0:], acc[g0*cg:], acc[f.c+g0*cg:])
 				continue
 			}
-			for g := 0; g < f.groups; g++ {
+			for g := g0; g < g1; g++ {
 				base := (n*f.groups + g) * gsz
 				mean, rstd := f.mean[n*f.groups+g], f.rstd[n*f.groups+g]
 				var m1, m2 float64 // Σ dxhat, Σ dxhat·xhat

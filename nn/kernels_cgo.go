@@ -113,10 +113,10 @@ void dk_gn_fwd(const float* x, float* y, const float* gamma, const float* beta, 
 }
 
 // Backward of dk_gn_fwd for one sample: writes dx and adds Σ dz·x̂ and Σ dz
-// per channel into acc[0:C] and acc[C:2C].
+// per channel into acc_g[0:C] and acc_b[0:C].
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void dk_gn_bwd(const float* x, const float* gamma, const float* beta, const float* dy, float* dx, long C, long G,
-		long inner, int silu, const double* mean, const double* rstd, double* acc) {
+		long inner, int silu, const double* mean, const double* rstd, double* acc_g, double* acc_b) {
 	long cg = C / G, gsz = cg * inner;
 	for (long g = 0; g < G; g++) {
 		float m = (float)mean[g], r = (float)rstd[g];
@@ -148,8 +148,8 @@ void dk_gn_bwd(const float* x, const float* gamma, const float* beta, const floa
 			double tg = 0, tb = 0;
 			for (; i < inner; i++) { float d = dz[i]; tg += (double)(d * ((xr[i] - m) * r)); tb += d; }
 			for (int j = 0; j < 8; j++) { tg += sg[j]; tb += sb[j]; }
-			acc[ch] += tg;
-			acc[C + ch] += tb;
+			acc_g[ch] += tg;
+			acc_b[ch] += tb;
 			m1 += tb * gamma[ch];
 			m2 += tg * gamma[ch];
 		}
@@ -199,16 +199,17 @@ func expShiftF32(row []float32, m float32) float32 {
 	return float32(C.dk_exp_shift((*C.float)(unsafe.Pointer(&row[0])), C.long(len(row)), C.float(m)))
 }
 
-// gnFwdF32 runs dk_gn_fwd on sample x (C×inner).
+// gnFwdF32 runs dk_gn_fwd on sample x (C×inner), or a run of its groups.
 func gnFwdF32(x, y, gamma, beta []float32, c, groups, inner int, eps float64, silu bool, mean, rstd []float64) {
 	C.dk_gn_fwd(fp(x), fp(y), fp(gamma), fp(beta), C.long(c), C.long(groups), C.long(inner), C.double(eps), cbool(silu),
 		(*C.double)(unsafe.Pointer(&mean[0])), (*C.double)(unsafe.Pointer(&rstd[0])))
 }
 
-// gnBwdF32 runs dk_gn_bwd on one sample.
-func gnBwdF32(x, gamma, beta, dy, dx []float32, c, groups, inner int, silu bool, mean, rstd, acc []float64) {
+// gnBwdF32 runs dk_gn_bwd on one sample (or a run of its groups).
+func gnBwdF32(x, gamma, beta, dy, dx []float32, c, groups, inner int, silu bool, mean, rstd, accG, accB []float64) {
 	C.dk_gn_bwd(fp(x), fp(gamma), fp(beta), fp(dy), fp(dx), C.long(c), C.long(groups), C.long(inner), cbool(silu),
-		(*C.double)(unsafe.Pointer(&mean[0])), (*C.double)(unsafe.Pointer(&rstd[0])), (*C.double)(unsafe.Pointer(&acc[0])))
+		(*C.double)(unsafe.Pointer(&mean[0])), (*C.double)(unsafe.Pointer(&rstd[0])),
+		(*C.double)(unsafe.Pointer(&accG[0])), (*C.double)(unsafe.Pointer(&accB[0])))
 }
 
 func fp(s []float32) *C.float { return (*C.float)(unsafe.Pointer(&s[0])) }

@@ -9,7 +9,7 @@ func gnFwdF32(x, y, gamma, beta []float32, c, groups, inner int, eps float64, si
 	panic("nn: C kernels not built")
 }
 
-func gnBwdF32(x, gamma, beta, dy, dx []float32, c, groups, inner int, silu bool, mean, rstd, acc []float64) {
+func gnBwdF32(x, gamma, beta, dy, dx []float32, c, groups, inner int, silu bool, mean, rstd, accG, accB []float64) {
 	panic("nn: C kernels not built")
 }
 
