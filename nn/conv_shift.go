@@ -20,8 +20,13 @@ func (g *convGeom) shiftGeom() shiftGeom {
 	return shiftGeom{hp: hp, wp: wp, plane: hp * wp, l: g.oh * wp}
 }
 
-// useShift reports whether the shifted-GEMM path applies.
-func (g *convGeom) useShift() bool { return g.stride == 1 && !g.direct && !g.noShift }
+// useShift reports whether the shifted-GEMM path applies: stride 1, and
+// enough input channels that one GEMM per tap (inner size C) is not a string
+// of rank-few updates; with few channels im2col is cheap and its single GEMM
+// (inner size C·KH·KW) better.
+func (g *convGeom) useShift() bool {
+	return g.stride == 1 && !g.direct && !g.noShift && g.c >= 8
+}
 
 // padInto writes x (C×H×W) into xp (C×Hp×Wp plus slack) with zero borders.
 func padInto[T float](x []T, g *convGeom, s shiftGeom, xp []T) {

@@ -86,11 +86,12 @@ def rn(*s, scale=1.0):
 
 
 cases = []
-for (n, c, h, w, o, k, s, p, bias) in [(2, 3, 6, 5, 4, 3, 1, 1, True), (2, 4, 7, 6, 3, 3, 2, 1, True), (2, 4, 5, 5, 6, 1, 1, 0, False)]:
+for (n, c, h, w, o, k, s, p, bias) in [(2, 3, 6, 5, 4, 3, 1, 1, True), (2, 4, 7, 6, 3, 3, 2, 1, True), (2, 4, 5, 5, 6, 1, 1, 0, False),
+                                      (2, 8, 6, 5, 6, 3, 1, 1, True), (1, 16, 4, 4, 4, 3, 1, 1, False)]:
     inputs = {"x": rn(n, c, h, w), "w": rn(o, c, k, k, scale=0.3)}
     if bias:
         inputs["b"] = rn(o)
-    cases.append(case(f"conv2d_k{k}_s{s}_p{p}_bias{bias}", "conv2d", {"stride": s, "pad": p}, inputs,
+    cases.append(case(f"conv2d_n{n}_c{c}_k{k}_s{s}_p{p}_bias{bias}", "conv2d", {"stride": s, "pad": p}, inputs,
                       lambda x, w, b=None, s=s, p=p: F.conv2d(x, w, b, stride=s, padding=p)))
 
 gn_in = {"x": rn(2, 8, 4, 3) + 0.5, "gamma": rn(8), "beta": rn(8)}
