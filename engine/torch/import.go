@@ -190,11 +190,19 @@ func denseOf(st *pickle.StorageTensor) (*tensor.Dense, error) {
 
 // CheckStateDict checks sd against the parameters of the UNet cfg
 // describes: the names map one to one (guided-diffusion's), and the error
-// names every missing, unexpected and misshaped tensor.
+// names every missing, unexpected and misshaped tensor. A state dict of the
+// DDPM architecture (Ho et al. as ported by pytorch_diffusion, used by
+// DDIM, DDRM, SDEdit and DDNM's CelebA-HQ and LSUN models) gets an error
+// that says so.
 func CheckStateDict(sd map[string]*tensor.Dense, cfg config.Model) error {
 	params, err := ParamsFor(cfg)
 	if err != nil {
 		return err
+	}
+	if _, ok := sd["temb.dense.0.weight"]; ok {
+		if _, ok := sd["conv_in.weight"]; ok {
+			return fmt.Errorf("this is a state dict of the DDPM architecture (temb.dense, conv_in, down.*.block, ...: pytorch_diffusion's Model, as in DDIM, DDRM, SDEdit and DDNM's CelebA-HQ model), not guided-diffusion's UNetModel: its modules map onto ours, but its timestep embedding ([sin, cos], /(half-1)), Downsample padding (0,1,0,1) and GroupNorm eps (1e-6) differ, and diffinv has no model option for that variant yet (see engine/torch/README.md)")
+		}
 	}
 	return checkTensors(sd, ParamShapes(params))
 }

@@ -186,6 +186,14 @@ func TestCheckStateDictErrors(t *testing.T) {
 			[]string{"misshaped", "out.2.weight has shape [3 4 3 3], want [6 4 3 3]"}},
 		{"wrong config", nil, func(c *config.Model) { c.LearnSigma = false },
 			[]string{"out.2.weight has shape [6 4 3 3], want [3 4 3 3]"}},
+		{"DDPM architecture", func(m map[string]*tensor.Dense) {
+			for k := range m {
+				delete(m, k)
+			}
+			m["temb.dense.0.weight"] = tensors.New(16, 4)
+			m["conv_in.weight"] = tensors.New(4, 3, 3, 3)
+			m["down.0.block.0.norm1.weight"] = tensors.New(4)
+		}, nil, []string{"DDPM architecture", "Downsample padding"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
