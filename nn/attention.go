@@ -77,6 +77,10 @@ func (o *attnOp) Do(vs ...G.Value) (G.Value, error) {
 
 // softmaxRows replaces every row of the r×c matrix m by its softmax.
 func softmaxRows[T float](m []T, r, c int) {
+	if m32, ok := any(m).([]float32); ok {
+		softmaxRowsF32(m32, r, c)
+		return
+	}
 	for i := 0; i < r; i++ {
 		row := m[i*c : (i+1)*c]
 		mx := row[0]
@@ -88,6 +92,29 @@ func softmaxRows[T float](m []T, r, c int) {
 		inv := 1 / expShift(row, mx)
 		for j := range row {
 			row[j] *= inv
+		}
+	}
+}
+
+// softmaxBwd replaces dw by w ⊙ (dw − rowsum(w ⊙ dw)) for r×c matrices, w a
+// row softmax and dw the gradient w.r.t. it: the gradient w.r.t. the logits.
+func softmaxBwd[T float](w, dw []T, r, c int) {
+	if w32, ok := any(w).([]float32); ok {
+		softmaxBwdF32(w32, any(dw).([]float32), r, c)
+		return
+	}
+	softmaxBwdGo(w, dw, r, c)
+}
+
+func softmaxBwdGo[T float](w, dw []T, r, c int) {
+	for i := 0; i < r; i++ {
+		wr, dr := w[i*c:(i+1)*c], dw[i*c:(i+1)*c]
+		var s T
+		for j, p := range wr {
+			s += p * dr[j]
+		}
+		for j, p := range wr {
+			dr[j] = p * (dr[j] - s)
 		}
 	}
 }
@@ -132,16 +159,7 @@ func attnRun[T float](o *attnOp, ds []*tensor.Dense, y []T) {
 			gemm(false, false, ch, T_, T_, 1, da, T_, w, T_, 0, dv, T_)
 			gemm(true, false, T_, T_, ch, 1, da, T_, v, T_, 0, dw, T_)
 			// softmax backward: dz = w ⊙ (dw − rowsum(dw ⊙ w))
-			for i := 0; i < T_; i++ {
-				wr, dr := w[i*T_:(i+1)*T_], dw[i*T_:(i+1)*T_]
-				var s T
-				for j, p := range wr {
-					s += p * dr[j]
-				}
-				for j, p := range wr {
-					dr[j] = p * (dr[j] - s)
-				}
-			}
+			softmaxBwd(w, dw, T_, T_)
 			// dq = α·k·dzᵀ ; dk = α·q·dz
 			gemm(false, true, ch, T_, T_, alpha, k, T_, dw, T_, 0, dq, T_)
 			gemm(false, false, ch, T_, T_, alpha, q, T_, dw, T_, 0, dk, T_)

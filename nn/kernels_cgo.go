@@ -80,6 +80,43 @@ static inline double dsumsq(const float* x, long n, float m) {
 	return t;
 }
 
+// Softmax of every row of the r×c matrix m, in place.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void dk_softmax_rows(float* m, long r, long c) {
+	for (long i = 0; i < r; i++) {
+		float* row = m + i * c;
+		float mx = row[0];
+		for (long j = 1; j < c; j++) mx = row[j] > mx ? row[j] : mx;
+		float s[16] = {0};
+		long j = 0;
+		for (; j < c; j++) row[j] = dexp(row[j] - mx);
+		for (j = 0; j + 16 <= c; j += 16)
+			for (int k = 0; k < 16; k++) s[k] += row[j + k];
+		float t = 0;
+		for (; j < c; j++) t += row[j];
+		for (int k = 0; k < 16; k++) t += s[k];
+		float inv = 1.0f / t;
+		for (j = 0; j < c; j++) row[j] *= inv;
+	}
+}
+
+// Softmax backward on every row: dw ← w ⊙ (dw − Σ w⊙dw), w the softmax.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void dk_softmax_bwd(const float* w, float* dw, long r, long c) {
+	for (long i = 0; i < r; i++) {
+		const float* wr = w + i * c;
+		float* dr = dw + i * c;
+		float s[16] = {0};
+		long j = 0;
+		for (; j + 16 <= c; j += 16)
+			for (int k = 0; k < 16; k++) s[k] += wr[j + k] * dr[j + k];
+		float t = 0;
+		for (; j < c; j++) t += wr[j] * dr[j];
+		for (int k = 0; k < 16; k++) t += s[k];
+		for (j = 0; j < c; j++) dr[j] = wr[j] * (dr[j] - t);
+	}
+}
+
 // Sum of a row, vectorised.
 __attribute__((target_clones("avx512f", "avx2", "default")))
 double dk_sum(const float* x, long n) { return dsum(x, n); }
@@ -227,4 +264,20 @@ func sumF32(x []float32) float64 {
 		return 0
 	}
 	return float64(C.dk_sum(fp(x), C.long(len(x))))
+}
+
+// softmaxRowsF32 replaces every row of the r×c matrix m by its softmax.
+func softmaxRowsF32(m []float32, r, c int) {
+	if r*c == 0 {
+		return
+	}
+	C.dk_softmax_rows(fp(m), C.long(r), C.long(c))
+}
+
+// softmaxBwdF32 replaces dw by w ⊙ (dw − rowsum(w ⊙ dw)) for r×c matrices.
+func softmaxBwdF32(w, dw []float32, r, c int) {
+	if r*c == 0 {
+		return
+	}
+	C.dk_softmax_bwd(fp(w), fp(dw), C.long(r), C.long(c))
 }

@@ -46,3 +46,21 @@ func sumF32(x []float32) float64 {
 	}
 	return s
 }
+
+// softmaxRowsF32 replaces every row of the r×c matrix m by its softmax.
+func softmaxRowsF32(m []float32, r, c int) {
+	for i := 0; i < r; i++ {
+		row := m[i*c : (i+1)*c]
+		mx := row[0]
+		for _, v := range row {
+			mx = max(mx, v)
+		}
+		inv := 1 / expShiftF32(row, mx)
+		for j := range row {
+			row[j] *= inv
+		}
+	}
+}
+
+// softmaxBwdF32 replaces dw by w ⊙ (dw − rowsum(w ⊙ dw)) for r×c matrices.
+func softmaxBwdF32(w, dw []float32, r, c int) { softmaxBwdGo(w, dw, r, c) }
