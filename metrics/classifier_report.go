@@ -123,3 +123,38 @@ func (r SampleReport) String() string {
 	b.WriteString("\n")
 	return b.String()
 }
+
+// Gate is a quality gate for generated digits (issue 4's gate for the
+// shipped MNIST model, with MaxFID set from a reference FID).
+type Gate struct {
+	// MaxFID is the largest acceptable FID (0: not checked).
+	MaxFID float64
+	// MinConfident is the smallest acceptable share of confident samples.
+	MinConfident float64
+	// MinShare and MaxShare bound every class's share of the samples.
+	MinShare, MaxShare float64
+}
+
+// DefaultGate is the issue's gate: FID within factor× refFID (compare at
+// equal sample counts: see models/classifier/README.md), ≥ 90% of samples
+// confident, every class between 5% and 15%.
+func DefaultGate(refFID, factor float64) Gate {
+	return Gate{MaxFID: factor * refFID, MinConfident: 0.9, MinShare: 0.05, MaxShare: 0.15}
+}
+
+// Check returns one line per failed criterion of g (none when r passes).
+func (r SampleReport) Check(g Gate) []string {
+	var fails []string
+	if g.MaxFID > 0 && !(r.FID <= g.MaxFID) {
+		fails = append(fails, fmt.Sprintf("FID %.3f above %.3f", r.FID, g.MaxFID))
+	}
+	if r.Confident < g.MinConfident {
+		fails = append(fails, fmt.Sprintf("%.1f%% of samples confident, want ≥ %.1f%%", 100*r.Confident, 100*g.MinConfident))
+	}
+	for k, s := range r.Share {
+		if s < g.MinShare || (g.MaxShare > 0 && s > g.MaxShare) {
+			fails = append(fails, fmt.Sprintf("class %d is %.1f%% of samples, want %.1f%%–%.1f%%", k, 100*s, 100*g.MinShare, 100*g.MaxShare))
+		}
+	}
+	return fails
+}

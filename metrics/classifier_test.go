@@ -516,3 +516,37 @@ func TestSampleReport(t *testing.T) {
 		t.Error("nil reference accepted")
 	}
 }
+
+func TestGateCheck(t *testing.T) {
+	even := [NumClasses]float64{}
+	for k := range even {
+		even[k] = 0.1
+	}
+	skewed := even
+	skewed[3], skewed[4] = 0.16, 0.04
+	g := DefaultGate(7.5, 3)
+	tests := []struct {
+		name string
+		r    SampleReport
+		want []string // substrings, one per failure
+	}{
+		{"pass", SampleReport{FID: 22, Confident: 0.95, Share: even}, nil},
+		{"fid", SampleReport{FID: 23, Confident: 0.95, Share: even}, []string{"FID 23.000 above 22.500"}},
+		{"nan fid", SampleReport{FID: math.NaN(), Confident: 0.95, Share: even}, []string{"FID NaN"}},
+		{"confidence", SampleReport{FID: 1, Confident: 0.85, Share: even}, []string{"85.0% of samples confident"}},
+		{"classes", SampleReport{FID: 1, Confident: 0.95, Share: skewed}, []string{"class 3 is 16.0%", "class 4 is 4.0%"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.r.Check(g)
+			if len(got) != len(tc.want) {
+				t.Fatalf("failures %q, want %d", got, len(tc.want))
+			}
+			for i := range got {
+				if !strings.Contains(got[i], tc.want[i]) {
+					t.Errorf("failure %q, want one containing %q", got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
