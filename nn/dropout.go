@@ -90,35 +90,40 @@ func (o *dropoutOp) Do(vs ...G.Value) (G.Value, error) {
 }
 
 // drawMask fills the mask from one seed drawn from the controller's rng,
-// expanded by splitmix64 (fast and reproducible).
+// expanded by splitmix64, which is counter-based: element i's draw depends
+// only on the seed and i, so the mask is filled in parallel and does not
+// depend on the worker count.
 func (o *dropoutOp) drawMask(n int) {
 	if len(o.mask) != n {
 		o.mask = make([]uint8, n)
 	}
-	state := uint64(o.ctl.rng.Int63())
+	seed := uint64(o.ctl.rng.Int63())
 	thr := uint64(o.ctl.p * (1 << 53))
-	for i := range o.mask {
-		state += 0x9e3779b97f4a7c15
-		z := state
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-		z ^= z >> 31
-		if z>>11 < thr {
-			o.mask[i] = 0
-		} else {
-			o.mask[i] = 1
+	parallel(n, elemWorkers(n), func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			z := seed + uint64(i+1)*0x9e3779b97f4a7c15
+			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+			z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+			z ^= z >> 31
+			if z>>11 < thr {
+				o.mask[i] = 0
+			} else {
+				o.mask[i] = 1
+			}
 		}
-	}
+	})
 }
 
 func dropoutRun[T float](x, y []T, mask []uint8, active bool, scale T) {
-	if !active {
-		copy(y, x)
-		return
-	}
-	for i, v := range x {
-		y[i] = v * scale * T(mask[i])
-	}
+	parallel(len(x), elemWorkers(len(x)), func(_, lo, hi int) {
+		if !active {
+			copy(y[lo:hi], x[lo:hi])
+			return
+		}
+		for i := lo; i < hi; i++ {
+			y[i] = x[i] * scale * T(mask[i])
+		}
+	})
 }
 
 func (o *dropoutOp) DiffWRT(int) []bool { return []bool{true} }
