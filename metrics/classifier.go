@@ -43,6 +43,18 @@ const (
 	ImageSide = 28
 )
 
+// Metadata keys under which the training command stores reference FIDs of
+// the shipped weights (see models/classifier/README.md).
+const (
+	// MetaRefFID1000 is the mean FID of 1000 random training images against
+	// the whole test set (five draws): the like-for-like reference for
+	// scoring 1000 samples against the test set.
+	MetaRefFID1000 = "ref_fid_train1000_vs_test"
+	// MetaRefFIDHalves is the FID between two random 30000-image halves of
+	// the training set.
+	MetaRefFIDHalves = "ref_fid_train_halves"
+)
+
 // classifierShapes maps every parameter name to its PyTorch shape.
 var classifierShapes = map[string][]int{
 	"conv1.weight": {32, 1, 5, 5},
@@ -173,6 +185,22 @@ func (c *Classifier) Metadata() map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// ReferenceFID returns a reference FID stored in the checkpoint metadata
+// under key (MetaRefFID1000 or MetaRefFIDHalves).
+func (c *Classifier) ReferenceFID(key string) (float64, error) {
+	c.mu.Lock()
+	v, ok := c.metadata[key]
+	c.mu.Unlock()
+	if !ok {
+		return 0, fmt.Errorf("metrics.Classifier.ReferenceFID: no %q in the checkpoint metadata", key)
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || f < 0 {
+		return 0, fmt.Errorf("metrics.Classifier.ReferenceFID: %q is %q, want a non-negative number", key, v)
+	}
+	return f, nil
 }
 
 // Params returns the live float32 parameter tensors by name (PyTorch

@@ -550,3 +550,29 @@ func TestGateCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestReferenceFIDMetadata(t *testing.T) {
+	clf, err := LoadClassifier(shippedClassifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1000, err := clf.ReferenceFID(MetaRefFID1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	halves, err := clf.ReferenceFID(MetaRefFIDHalves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// FID's small-sample bias: 1000 vs 10000 must sit well above 30000 vs 30000.
+	if !(halves > 0 && r1000 > 5*halves) {
+		t.Errorf("reference FIDs: 1000 vs test %v, halves %v; want 0 < halves and 1000-sample FID ≫ halves", r1000, halves)
+	}
+	fresh, err := NewClassifier(rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.ReferenceFID(MetaRefFID1000); err == nil || !strings.Contains(err.Error(), MetaRefFID1000) {
+		t.Errorf("error %v, want one naming %q", err, MetaRefFID1000)
+	}
+}

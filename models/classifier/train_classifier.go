@@ -36,9 +36,10 @@ func main() {
 	flag.BoolVar(&opts.EvalEvery, "eval-every", true, "evaluate test accuracy after every epoch")
 	fidSeed := flag.Int64("fid-seed", 7, "seed of the reference FID subsets")
 	refOnly := flag.Bool("ref-only", false, "load -out instead of training and print the reference FIDs")
+	writeRef := flag.Bool("write-ref", false, "with -ref-only, store the reference FIDs in -out's metadata")
 	flag.Parse()
 	if *refOnly {
-		if err := refOnlyRun(*dir, *out, *fidSeed); err != nil {
+		if err := refOnlyRun(*dir, *out, *fidSeed, *writeRef); err != nil {
 			fmt.Fprintln(os.Stderr, "train_classifier:", err)
 			os.Exit(1)
 		}
@@ -84,14 +85,24 @@ func run(dir, out string, opts metrics.TrainOptions, fidSeed int64) error {
 		"train_seconds": strconv.FormatFloat(rep.TrainTime.Seconds(), 'f', 0, 64),
 		"command":       "go run models/classifier/train_classifier.go",
 	}
+	refs, err := referenceFIDs(clf, train, test, fidSeed)
+	if err != nil {
+		return err
+	}
+	for k, v := range refs {
+		md[k] = v
+	}
 	if err := clf.Save(out, md); err != nil {
 		return err
 	}
 	fmt.Println("wrote", out)
-	return referenceFIDs(clf, train, test, fidSeed)
+	return nil
 }
 
-func refOnlyRun(dir, path string, fidSeed int64) error {
+// refOnlyRun recomputes the reference numbers of an existing classifier and,
+// with write, stores them in its metadata (the weights are rewritten
+// bit for bit).
+func refOnlyRun(dir, path string, fidSeed int64, write bool) error {
 	clf, err := metrics.LoadClassifier(path)
 	if err != nil {
 		return err
@@ -109,22 +120,31 @@ func refOnlyRun(dir, path string, fidSeed int64) error {
 		return err
 	}
 	fmt.Printf("test accuracy %.4f on %d images\n", acc, test.Len())
-	return referenceFIDs(clf, train, test, fidSeed)
+	refs, err := referenceFIDs(clf, train, test, fidSeed)
+	if err != nil || !write {
+		return err
+	}
+	if err := clf.Save(path, refs); err != nil {
+		return err
+	}
+	fmt.Println("rewrote", path, "with the reference numbers in its metadata")
+	return nil
 }
 
 // referenceFIDs prints the reference FID/KID numbers for the README: the
 // training set's two random halves against each other, two disjoint
 // random 5000-image subsets, and 1000 random training images against the
 // test set (the quality gate's setting), the last over five draws.
-func referenceFIDs(clf *metrics.Classifier, train, test *data.Dataset, seed int64) error {
+// It returns them as metadata entries (metrics.MetaRefFID1000 and others).
+func referenceFIDs(clf *metrics.Classifier, train, test *data.Dataset, seed int64) (map[string]string, error) {
 	t0 := time.Now()
 	trOut, err := clf.DatasetForward(train, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ref, err := metrics.NewReference(clf, test)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Printf("features of %d train + %d test images in %v\n", train.Len(), test.Len(), time.Since(t0).Round(time.Second))
 	rng := rand.New(rand.NewSource(seed))
@@ -137,6 +157,8 @@ func referenceFIDs(clf *metrics.Classifier, train, test *data.Dataset, seed int6
 	}
 	perm := rng.Perm(train.Len())
 	half := train.Len() / 2
+	md := map[string]string{}
+	var fids []float64
 	pair := func(label string, a, b *mat.Dense) error {
 		fid, err := metrics.FID(a, b)
 		if err != nil {
@@ -147,22 +169,31 @@ func referenceFIDs(clf *metrics.Classifier, train, test *data.Dataset, seed int6
 			return err
 		}
 		fmt.Printf("%-40s FID %.4f  KID %.6f ± %.6f (%d×%d)\n", label, fid, kid.Mean, kid.Std, kid.Subsets, kid.SubsetSize)
+		fids = append(fids, fid)
 		return nil
 	}
 	if err := pair(fmt.Sprintf("train halves %d vs %d", half, train.Len()-half), rows(perm[:half]), rows(perm[half:])); err != nil {
-		return err
+		return nil, err
 	}
+	md[metrics.MetaRefFIDHalves] = strconv.FormatFloat(fids[0], 'f', 4, 64)
 	if err := pair("train 5000 vs 5000 (disjoint)", rows(perm[:5000]), rows(perm[5000:10000])); err != nil {
-		return err
+		return nil, err
 	}
 	if err := pair(fmt.Sprintf("train all %d vs test %d", train.Len(), test.Len()), trOut.Features, ref.Features); err != nil {
-		return err
+		return nil, err
 	}
+	fids = fids[:0]
 	for i := 0; i < 5; i++ {
 		p := rng.Perm(train.Len())[:1000]
 		if err := pair(fmt.Sprintf("train 1000 (draw %d) vs test %d", i, test.Len()), rows(p), ref.Features); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	var mean float64
+	for _, f := range fids {
+		mean += f / float64(len(fids))
+	}
+	fmt.Printf("mean FID of 1000 train vs test over %d draws: %.4f\n", len(fids), mean)
+	md[metrics.MetaRefFID1000] = strconv.FormatFloat(mean, 'f', 4, 64)
+	return md, nil
 }
