@@ -28,14 +28,28 @@ func (g *convGeom) useShift() bool {
 	return g.stride == 1 && !g.direct && !g.noShift && g.c >= 8
 }
 
+// copy2 copies c planes of h rows of w elements from src (plane stride
+// splane, row stride srow) to dst (dplane, drow).
+func copy2[T float](dst []T, dplane, drow int, src []T, splane, srow, c, h, w int) {
+	if d32, ok := any(dst).([]float32); ok {
+		copy2F32(d32, dplane, drow, any(src).([]float32), splane, srow, c, h, w)
+		return
+	}
+	copy2Go(dst, dplane, drow, src, splane, srow, c, h, w)
+}
+
+func copy2Go[T float](dst []T, dplane, drow int, src []T, splane, srow, c, h, w int) {
+	for k := 0; k < c; k++ {
+		for i := 0; i < h; i++ {
+			copy(dst[k*dplane+i*drow:][:w], src[k*splane+i*srow:][:w])
+		}
+	}
+}
+
 // padInto writes x (C×H×W) into xp (C×Hp×Wp plus slack) with zero borders.
 func padInto[T float](x []T, g *convGeom, s shiftGeom, xp []T) {
 	clear(xp)
-	for c := 0; c < g.c; c++ {
-		for i := 0; i < g.h; i++ {
-			copy(xp[c*s.plane+(i+g.pad)*s.wp+g.pad:][:g.w], x[(c*g.h+i)*g.w:][:g.w])
-		}
-	}
+	copy2(xp[g.pad*s.wp+g.pad:], s.plane, s.wp, x, g.h*g.w, g.w, g.c, g.h, g.w)
 }
 
 // reorgWeights copies w (O×C×KH×KW) to wr (KH·KW × O×C): one O×C matrix per tap.
@@ -91,13 +105,10 @@ func convForwardShift[T float](o *convOp, x, w, b, y []T) {
 
 // padGrad writes dy (O×OH×OW) onto the O×L grid with zero garbage columns.
 func padGrad[T float](dy []T, g *convGeom, s shiftGeom, dyp []T) {
-	for oc := 0; oc < g.o; oc++ {
-		for i := 0; i < g.oh; i++ {
-			row := dyp[oc*s.l+i*s.wp:][:s.wp]
-			copy(row, dy[(oc*g.oh+i)*g.ow:][:g.ow])
-			clear(row[g.ow:])
-		}
+	if s.wp > g.ow {
+		clear(dyp[:g.o*s.l])
 	}
+	copy2(dyp, s.l, s.wp, dy, g.oh*g.ow, g.ow, g.o, g.oh, g.ow)
 }
 
 func convBwdDataShift[T float](o *convBwdData, w, dy, dx []T) {
@@ -117,12 +128,7 @@ func convBwdDataShift[T float](o *convBwdData, w, dy, dx []T) {
 				off := (t/g.kw)*s.wp + t%g.kw
 				gemm(true, false, g.c, s.l, g.o, 1, wr[t*g.o*g.c:], g.c, dyp, s.l, 1, dxp[off:], s.plane)
 			}
-			dxn := dx[n*xsz : (n+1)*xsz]
-			for c := 0; c < g.c; c++ {
-				for i := 0; i < g.h; i++ {
-					copy(dxn[(c*g.h+i)*g.w:][:g.w], dxp[c*s.plane+(i+g.pad)*s.wp+g.pad:])
-				}
-			}
+			copy2(dx[n*xsz:(n+1)*xsz], g.h*g.w, g.w, dxp[g.pad*s.wp+g.pad:], s.plane, s.wp, g.c, g.h, g.w)
 		}
 	})
 }
@@ -226,11 +232,7 @@ func convBwdDataShiftSplit[T float](o *convBwdData, w, dy, dx []T, nw int) {
 				off := (t/g.kw)*s.wp + t%g.kw
 				gemm(true, false, c1-c0, s.l, g.o, 1, wr[t*g.o*g.c+c0:], g.c, dyp, s.l, 1, dxp[off:], s.plane)
 			}
-			for c := c0; c < c1; c++ {
-				for i := 0; i < g.h; i++ {
-					copy(dxn[(c*g.h+i)*g.w:][:g.w], dxp[(c-c0)*s.plane+(i+g.pad)*s.wp+g.pad:])
-				}
-			}
+			copy2(dxn[c0*g.h*g.w:], g.h*g.w, g.w, dxp[g.pad*s.wp+g.pad:], s.plane, s.wp, c1-c0, g.h, g.w)
 		})
 	}
 }

@@ -117,6 +117,13 @@ void dk_softmax_bwd(const float* w, float* dw, long r, long c) {
 	}
 }
 
+// Strided copy of C planes of H rows of W floats.
+void dk_copy2(float* dst, long dplane, long drow, const float* src, long splane, long srow, long C, long H, long W) {
+	for (long c = 0; c < C; c++)
+		for (long i = 0; i < H; i++)
+			memcpy(dst + c * dplane + i * drow, src + c * splane + i * srow, W * sizeof(float));
+}
+
 // Sum of a row, vectorised.
 __attribute__((target_clones("avx512f", "avx2", "default")))
 double dk_sum(const float* x, long n) { return dsum(x, n); }
@@ -280,4 +287,12 @@ func softmaxBwdF32(w, dw []float32, r, c int) {
 		return
 	}
 	C.dk_softmax_bwd(fp(w), fp(dw), C.long(r), C.long(c))
+}
+
+// copy2F32 copies c planes of h rows of w floats between strided layouts.
+func copy2F32(dst []float32, dplane, drow int, src []float32, splane, srow, c, h, w int) {
+	if c*h*w == 0 {
+		return
+	}
+	C.dk_copy2(fp(dst), C.long(dplane), C.long(drow), fp(src), C.long(splane), C.long(srow), C.long(c), C.long(h), C.long(w))
 }

@@ -64,3 +64,8 @@ func softmaxRowsF32(m []float32, r, c int) {
 
 // softmaxBwdF32 replaces dw by w ⊙ (dw − rowsum(w ⊙ dw)) for r×c matrices.
 func softmaxBwdF32(w, dw []float32, r, c int) { softmaxBwdGo(w, dw, r, c) }
+
+// copy2F32 copies c planes of h rows of w floats between strided layouts.
+func copy2F32(dst []float32, dplane, drow int, src []float32, splane, srow, c, h, w int) {
+	copy2Go(dst, dplane, drow, src, splane, srow, c, h, w)
+}
