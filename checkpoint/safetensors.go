@@ -162,6 +162,10 @@ func Save(path string, tensors map[string]*tensor.Dense, metadata map[string]str
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("checkpoint: save %s: close: %w", path, err)
 	}
+	// CreateTemp makes the file 0600; a checkpoint is an ordinary file.
+	if err = os.Chmod(tmp, 0o644); err != nil {
+		return err
+	}
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("checkpoint: save %s: rename: %w", path, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -136,7 +137,20 @@ small n: compare numbers at the same n only.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s, %d steps, %d samples vs %d test images\n%s\n", s.Sampler, s.Steps, s.NumSamples, test.Len(), rep)
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%s, %d steps, %d samples vs %d test images\n%s\n", s.Sampler, s.Steps, s.NumSamples, test.Len(), rep)
+			// The quality gate: FID within 3× that of real digits at the
+			// same sample count (1000 training images vs the test set), as
+			// FID at n = 1000 is biased far above the 30k-vs-30k halves'.
+			if ref1000, err := c.ReferenceFID(metrics.MetaRefFID1000); err == nil {
+				halves, _ := c.ReferenceFID(metrics.MetaRefFIDHalves)
+				fmt.Fprintf(w, "reference FIDs: 1000 train vs test %.2f; train halves (30k vs 30k) %.2f\n", ref1000, halves)
+				if fails := rep.Check(metrics.DefaultGate(ref1000, 3)); len(fails) > 0 {
+					fmt.Fprintf(w, "quality gate (FID ≤ %.2f, ≥ 90%% confident, each class 5–15%%): FAIL: %s\n", 3*ref1000, strings.Join(fails, "; "))
+				} else {
+					fmt.Fprintf(w, "quality gate (FID ≤ %.2f, ≥ 90%% confident, each class 5–15%%): PASS\n", 3*ref1000)
+				}
+			}
 			return nil
 		},
 	}
