@@ -85,6 +85,9 @@ func (e *Experiment) Cells() ([]Cell, error) {
 	var cells []Cell
 	for _, t := range e.Tasks {
 		for _, m := range e.Methods {
+			if e.excluded(t, m) {
+				continue
+			}
 			for _, p := range points {
 				for _, seed := range e.Seeds {
 					c := Cell{

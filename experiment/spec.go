@@ -72,6 +72,26 @@ type Experiment struct {
 	Output string `yaml:"output"`
 	// Grid configures the per-task image grids.
 	Grid Grid `yaml:"grid"`
+	// Exclude lists (task, method) pairs not to run, e.g. a method that
+	// needs an SVD on a task whose operator has none; the table shows "–".
+	Exclude []Exclusion `yaml:"exclude"`
+}
+
+// Exclusion names a task and a method (each by name or label) whose cells
+// are left out.
+type Exclusion struct {
+	Task   string `yaml:"task"`
+	Method string `yaml:"method"`
+}
+
+// excluded reports whether the pair (t, m) is excluded.
+func (e *Experiment) excluded(t Task, m Method) bool {
+	for _, x := range e.Exclude {
+		if (x.Task == t.Name || x.Task == t.Key()) && (x.Method == m.Name || x.Method == m.Key()) {
+			return true
+		}
+	}
+	return false
 }
 
 // Dataset selects N test images starting at Offset from the named split
@@ -574,6 +594,18 @@ func (e *Experiment) SweepKeys() []string {
 func (e *Experiment) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	for i, x := range e.Exclude {
+		okT, okM := false, false
+		for _, t := range e.Tasks {
+			okT = okT || x.Task == t.Name || x.Task == t.Key()
+		}
+		for _, m := range e.Methods {
+			okM = okM || x.Method == m.Name || x.Method == m.Key()
+		}
+		if !okT || !okM {
+			add("exclude[%d]: {task: %q, method: %q} names no task or no method of the file", i, x.Task, x.Method)
+		}
+	}
 	if strings.TrimSpace(e.Name) == "" {
 		add("name: empty, want the experiment's name")
 	}

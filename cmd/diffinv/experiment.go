@@ -29,7 +29,7 @@ func newExperimentCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "experiment", Short: "Paper tables and ablations from experiment files"}
 	var sets, sweeps []string
 	var out, tasksDir, classifier string
-	var resume, overwrite bool
+	var resume, overwrite, dryRun bool
 	runCmd := &cobra.Command{
 		Use:   "run FILE.yaml",
 		Short: "Run every cell (task × method × sweep value × seed) of an experiment, resumably",
@@ -54,6 +54,20 @@ between the cell's reconstructions and the whole MNIST test set.`,
 				return err
 			}
 			r := &cellRunner{tasksDir: tasksDir, classifierPath: classifier, nets: map[string]*loadedNet{}}
+			if dryRun {
+				cells, err := exp.Cells()
+				if err != nil {
+					return err
+				}
+				for _, c := range cells {
+					if err := r.ValidateCell(c); err != nil {
+						return fmt.Errorf("cell %s: %w", c.ID, err)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\t%s\tseed %d\n", c.ID, c.Task.Key(), c.Method.Key(), c.SweepLabel(), c.Seed)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%d cells, all valid\n", len(cells))
+				return nil
+			}
 			return experiment.Run(cmd.Context(), exp, r, experiment.RunOptions{Out: out, Resume: resume, Overwrite: overwrite,
 				Log: cmd.OutOrStdout(), Progress: cmd.ErrOrStderr()})
 		},
@@ -64,6 +78,7 @@ between the cell's reconstructions and the whole MNIST test set.`,
 	f.StringVar(&out, "out", "", "output folder (default: the file's output)")
 	f.BoolVar(&resume, "resume", false, "skip cells whose results exist")
 	f.BoolVar(&overwrite, "overwrite", false, "recompute every cell")
+	f.BoolVar(&dryRun, "dry-run", false, "check every cell and list them without running")
 	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
 	cmd.AddCommand(runCmd)

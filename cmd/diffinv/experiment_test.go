@@ -69,6 +69,13 @@ output: ` + filepath.Join(dir, "out") + `
 		t.Fatalf("sweeping a ddnm option over pinv too: %v", err)
 	}
 	args = args[:5]
+	dry, err := run(t, append(args, "--dry-run")...)
+	if err != nil || !strings.Contains(dry, "4 cells, all valid") {
+		t.Fatalf("dry run: %v\n%s", err, dry)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
+		t.Error("a dry run wrote outputs")
+	}
 	if _, err := run(t, args...); err != nil {
 		t.Fatal(err)
 	}
