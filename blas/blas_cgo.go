@@ -110,12 +110,10 @@ func load() {
 	be.once.Do(func() {
 		be.userSet = os.Getenv("OPENBLAS_CORETYPE")
 		be.forced = os.Getenv(OverrideEnv)
-		want, force := CoreTypeFor(), 0
-		if be.forced != "" {
+		want, override := ChooseCoreType(be.forced, be.userSet, CoreTypeFor())
+		force := 0
+		if override {
 			force = 1
-			if !strings.EqualFold(be.forced, "auto") {
-				want = be.forced
-			}
 		}
 		cs := C.CString(want)
 		defer C.free(unsafe.Pointer(cs))
@@ -163,6 +161,8 @@ func Info() string {
 	switch {
 	case be.forced != "" && be.chosen != "":
 		src = fmt.Sprintf("%q from %s=%s", be.chosen, OverrideEnv, be.forced)
+	case be.userSet != "" && be.chosen != "" && !strings.EqualFold(be.chosen, be.userSet):
+		src = fmt.Sprintf("%q chosen from CPUID over the inherited %q (an older kernel family; set %s=%s to keep it)", be.chosen, be.userSet, OverrideEnv, be.userSet)
 	case be.lib.env_was_set != 0:
 		src = fmt.Sprintf("%q set by the user", be.userSet)
 		if want := CoreTypeFor(); want != "" && !strings.EqualFold(want, be.userSet) {

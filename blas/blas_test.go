@@ -90,14 +90,7 @@ func TestCoreTypeChosen(t *testing.T) {
 	if Backend() != "openblas" {
 		t.Skip("OpenBLAS not in use: ", Info())
 	}
-	want := CoreTypeFor()
-	switch f := os.Getenv(OverrideEnv); {
-	case f != "" && !equalFold(f, "auto"):
-		want = f
-	case f == "" && os.Getenv("OPENBLAS_CORETYPE") != "" && want != "":
-		// the user's value is respected
-		want = os.Getenv("OPENBLAS_CORETYPE")
-	}
+	want, _ := ChooseCoreType(os.Getenv(OverrideEnv), os.Getenv("OPENBLAS_CORETYPE"), CoreTypeFor())
 	if want == "" {
 		t.Skip("no core type to choose on this CPU")
 	}
@@ -171,5 +164,30 @@ func TestMeasureSgemm(t *testing.T) {
 	}
 	if _, err := MeasureSgemm(0, 1, time.Millisecond); err == nil {
 		t.Error("n = 0: no error")
+	}
+}
+
+func TestChooseCoreType(t *testing.T) {
+	for _, tc := range []struct {
+		forced, env, cpuid string
+		want               string
+		override           bool
+	}{
+		{"", "", "SkylakeX", "SkylakeX", false},
+		{"", "", "", "", false},
+		{"", "Haswell", "SkylakeX", "SkylakeX", true},  // a preset older family is replaced
+		{"", "haswell", "Haswell", "haswell", false},   // same family: kept
+		{"", "SkylakeX", "Haswell", "SkylakeX", false}, // newer than CPUID: the user knows best
+		{"", "Zen", "SkylakeX", "SkylakeX", true},
+		{"", "MyCustomCore", "SkylakeX", "MyCustomCore", false}, // unknown: kept
+		{"auto", "Haswell", "SkylakeX", "SkylakeX", true},
+		{"Haswell", "", "SkylakeX", "Haswell", true}, // explicit override wins
+		{"Haswell", "SkylakeX", "SkylakeX", "Haswell", true},
+		{"auto", "Haswell", "", "", false},
+	} {
+		w, o := ChooseCoreType(tc.forced, tc.env, tc.cpuid)
+		if w != tc.want || o != tc.override {
+			t.Errorf("ChooseCoreType(%q, %q, %q) = %q, %v; want %q, %v", tc.forced, tc.env, tc.cpuid, w, o, tc.want, tc.override)
+		}
 	}
 }

@@ -5,13 +5,18 @@
 // With cgo (the default build) the package opens libopenblas.so.0 at run time
 // with dlopen, the first time a routine is called. Before it does, it sets
 // OPENBLAS_CORETYPE from the CPU's features (AVX-512 → SkylakeX, AVX2+FMA →
-// Haswell) unless the variable is already set, because Debian's OpenBLAS
-// 0.3.21 misdetects recent Xeons and otherwise runs kernels about 7× slower,
-// and OpenBLAS reads the variable only when the library loads. This is why the
-// library is not linked at build time: a linked library initialises before
-// any Go code can run. A value the user already set is respected, unless
-// DIFFINV_OPENBLAS_CORETYPE is set ("auto" for the CPUID choice, or a core
-// name), which wins. Info reports what was chosen and why.
+// Haswell), because Debian's OpenBLAS 0.3.21 misdetects recent Xeons and
+// otherwise runs kernels about 7× slower, and OpenBLAS reads the variable
+// only when the library loads. This is why the library is not linked at
+// build time: a linked library initialises before any Go code can run.
+//
+// An inherited OPENBLAS_CORETYPE is kept when it names the CPUID choice's
+// kernel family or a newer (or unknown) one, and replaced when it names an
+// older family: some machine images preset Haswell on AVX-512 CPUs, which
+// halves GEMM speed (measured here: 130 against 230–247 GFLOP/s on one
+// core). DIFFINV_OPENBLAS_CORETYPE ("auto" for the CPUID choice, or a core
+// name) wins over both. ChooseCoreType holds the rule; Info reports what
+// was chosen and why.
 //
 // Build with -tags noblas (or without cgo) to use gonum's pure-Go BLAS
 // only; if libopenblas.so.0 cannot be opened the package falls back to gonum
