@@ -272,3 +272,52 @@ func TestDecodeFloat(t *testing.T) {
 		}
 	}
 }
+
+// TestReadStateDictViews reads views.pt (pickle protocol 4, a state dict
+// nested under "state_dict" beside a non-tensor entry): views of one
+// storage with an offset and transposed strides, and float16 subnormals.
+func TestReadStateDictViews(t *testing.T) {
+	sd, err := ReadStateDict("testdata/views.pt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := func(i, j, k int) float32 { return float32(i*12 + j*4 + k) }
+	cases := []struct {
+		name  string
+		shape []int
+		want  func(idx []int) float32
+	}{
+		{"a", []int{2, 3, 4}, func(x []int) float32 { return base(x[0], x[1], x[2]) }},
+		{"t", []int{4, 3, 2}, func(x []int) float32 { return base(x[2], x[1], x[0]) }},
+		{"s", []int{3, 4}, func(x []int) float32 { return base(1, x[0], x[1]) }},
+	}
+	for _, c := range cases {
+		d, ok := sd[c.name]
+		if !ok {
+			t.Fatalf("%s missing", c.name)
+		}
+		if !equalInts(d.Shape(), c.shape) {
+			t.Fatalf("%s has shape %v, want %v", c.name, d.Shape(), c.shape)
+		}
+		vals := tensors.F32(d)
+		idx := make([]int, len(c.shape))
+		for k := range vals {
+			if vals[k] != c.want(idx) {
+				t.Fatalf("%s%v = %v, want %v", c.name, idx, vals[k], c.want(idx))
+			}
+			for i := len(idx) - 1; i >= 0; i-- {
+				if idx[i]++; idx[i] < c.shape[i] {
+					break
+				}
+				idx[i] = 0
+			}
+		}
+	}
+	// float16(1e-5) = 168·2^-24 and float16(3e-7) = 5·2^-24 (subnormals).
+	want := []float32{168 * float32(math.Ldexp(1, -24)), -2.5, 5 * float32(math.Ldexp(1, -24))}
+	for i, v := range tensors.F32(sd["h"]) {
+		if v != want[i] {
+			t.Errorf("h[%d] = %v, want %v", i, v, want[i])
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -21,18 +22,42 @@ import (
 // opcodes gotch handles correctly: the three items are stored in memo slots
 // no torch.save file uses and popped, then pushed back between MARK and
 // TUPLE. FRAME opcodes (optional hints of protocol 4+) are dropped, since
-// the rewrite changes frame lengths. It also renames the float storage
-// classes (see floatStorage).
+// the rewrite changes frame lengths, and MEMOIZE opcodes become explicit
+// LONG_BINPUTs (see memo). It also renames the float storage classes (see
+// floatStorage): the module of a GLOBAL "torch <Kind>Storage", and a string
+// "<Kind>Storage" (the name STACK_GLOBAL takes in protocol 4+; no state-dict
+// key is expected to be exactly such a class name).
 type tuple3Fixer struct {
 	src  io.Reader
 	out  bytes.Buffer
 	done bool
 	err  error
+	// memo holds the memo keys the original stream has set. MEMOIZE
+	// (protocol 4+) stores at index len(memo), which the rewrite's extra
+	// slots would shift, so each MEMOIZE is rewritten as LONG_BINPUT with the
+	// index it has in the original stream.
+	memo map[uint64]bool
 }
 
 // fixModule replaces the module "torch" of the float storage classes, see
 // floatStorage.
 const fixModule = "diffinv"
+
+// stackGlobalPrefix renames the float storage classes that protocol 4+
+// pickles name through STACK_GLOBAL ("torch", "HalfStorage"): gotch then
+// looks up "torch.diffinv_HalfStorage", misses, and asks findStorageClass.
+const stackGlobalPrefix = "diffinv_"
+
+// unicodeLenSize is the size of the length prefix of a string opcode.
+func unicodeLenSize(op byte) int {
+	switch op {
+	case 0x8c:
+		return 1
+	case 0x8d:
+		return 8
+	}
+	return 4
+}
 
 // isFloatStorage reports whether a GLOBAL's name line names one of the
 // storages floatStorage replaces.
@@ -45,7 +70,9 @@ func isFloatStorage(nameLine []byte) bool {
 // Memo slots for the rewrite, far above the sequential slots pickle writes.
 const fixSlot0 = 0x7fff_fff0
 
-func newTuple3Fixer(src io.Reader) *tuple3Fixer { return &tuple3Fixer{src: src} }
+func newTuple3Fixer(src io.Reader) *tuple3Fixer {
+	return &tuple3Fixer{src: src, memo: map[uint64]bool{}}
+}
 
 func (f *tuple3Fixer) Read(p []byte) (int, error) {
 	for f.out.Len() == 0 {
@@ -123,6 +150,17 @@ func (f *tuple3Fixer) step() error {
 	case 0x95: // FRAME: drop with its 8-byte length
 		_, err := f.read(8)
 		return err
+	case 0x94: // MEMOIZE: store at the original stream's len(memo), explicitly
+		key := uint64(len(f.memo))
+		if key >= fixSlot0 {
+			return fmt.Errorf("pickle memo of %d entries", key)
+		}
+		f.memo[key] = true
+		var idx [4]byte
+		binary.LittleEndian.PutUint32(idx[:], uint32(key))
+		f.out.WriteByte('r')
+		f.out.Write(idx[:])
+		return nil
 	case '.': // STOP
 		f.done = true
 	case 0x80, 'K', 'h', 'q', 0x82: // PROTO, BININT1, BINGET, BINPUT, EXT1
@@ -154,8 +192,48 @@ func (f *tuple3Fixer) step() error {
 	if err != nil {
 		return err
 	}
+	if op == 'X' || op == 0x8c || op == 0x8d { // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
+		if body := arg[unicodeLenSize(op):]; isFloatStorage(append(append([]byte(nil), body...), '\n')) {
+			// The class name pushed for STACK_GLOBAL (protocol 4+).
+			name := stackGlobalPrefix + string(body)
+			var n [4]byte
+			binary.LittleEndian.PutUint32(n[:], uint32(len(name)))
+			f.out.WriteByte('X')
+			f.out.Write(n[:])
+			f.out.WriteString(name)
+			return nil
+		}
+	}
+	if err := f.notePut(op, arg); err != nil {
+		return err
+	}
 	f.out.WriteByte(op)
 	f.out.Write(arg)
+	return nil
+}
+
+// notePut records the memo key a PUT, BINPUT or LONG_BINPUT sets, and
+// rejects keys that collide with the rewrite's slots.
+func (f *tuple3Fixer) notePut(op byte, arg []byte) error {
+	var key uint64
+	switch op {
+	case 'q':
+		key = uint64(arg[0])
+	case 'r':
+		key = uint64(binary.LittleEndian.Uint32(arg))
+	case 'p':
+		v, err := strconv.ParseUint(strings.TrimSpace(string(arg)), 10, 64)
+		if err != nil {
+			return fmt.Errorf("pickle PUT %q: %w", arg, err)
+		}
+		key = v
+	default:
+		return nil
+	}
+	if key >= fixSlot0 {
+		return fmt.Errorf("pickle memo key %d collides with the keys diffinv's TUPLE3 rewrite uses", key)
+	}
+	f.memo[key] = true
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/pickle"
@@ -16,8 +17,9 @@ import (
 // io.Reader.Read (a short read silently leaves garbage) and convert float16
 // subnormals wrongly (its half→float tables never normalise them), and
 // which lack bfloat16. tuple3Fixer renames the pickle's GLOBAL
-// "torch <Kind>Storage" to "diffinv <Kind>Storage" for the four float kinds,
-// so gotch's class lookup falls through to findStorageClass.
+// "torch <Kind>Storage" to "diffinv <Kind>Storage", and the STACK_GLOBAL
+// name "<Kind>Storage" to "diffinv_<Kind>Storage", for the four float
+// kinds, so gotch's class lookup falls through to findStorageClass.
 type floatStorage struct {
 	kind string // "Float", "Half", "BFloat16" or "Double"
 	size int
@@ -38,7 +40,8 @@ var floatKinds = map[string]int{"Float": 4, "Half": 2, "BFloat16": 2, "Double": 
 // findStorageClass is the unpickler's FindClass fallback for the renamed
 // storage classes.
 func findStorageClass(module, name string) (interface{}, error) {
-	if module == fixModule {
+	if module == fixModule || module == "torch" && strings.HasPrefix(name, stackGlobalPrefix) {
+		name = strings.TrimPrefix(name, stackGlobalPrefix)
 		for k := range floatKinds {
 			if name == k+"Storage" {
 				return storageClass{kind: k}, nil

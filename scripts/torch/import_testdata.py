@@ -7,6 +7,9 @@ Files:
   tiny.legacy.pt       state dict, _use_new_zipfile_serialization=False
   tiny.half.pt         the same state dict in float16 (zip format)
   tiny.golden.safetensors  x, t and PyTorch's float32 output `out`
+  views.pt             {"state_dict": {...}, "step": 3} in pickle protocol 4:
+                       views of one storage (offset, transposed strides) and
+                       float16 values below float16's smallest normal
 
 The net uses every module kind the import must name: attention (by head
 count), scale-shift ResBlocks, ResBlock up/down, learned sigma, RGB.
@@ -74,6 +77,14 @@ def main():
             f.write(f"  {k}: {str(v).lower() if isinstance(v, bool) else v}\n")
         # config.Load checks the data section against the model (RGB, 8 px).
         f.write("data:\n  dataset: folder\n  dir: unused\n")
+    base = th.arange(24, dtype=th.float32).reshape(2, 3, 4)
+    views = {
+        "a": base,
+        "t": base.transpose(0, 2),
+        "s": base[1],
+        "h": th.tensor([1e-5, -2.5, 3e-7], dtype=th.float16),
+    }
+    th.save({"state_dict": views, "step": 3}, os.path.join(out, "views.pt"), pickle_protocol=4)
     print("wrote", out, sum(p.numel() for p in model.parameters()), "parameters")
 
 
