@@ -215,8 +215,8 @@ func (b *builder) conv1d(name string, in, out int64) conv {
 	return conv{name: name, w: b.param(name+".weight", out, in, 1), b: b.param(name+".bias", out), oneD: true}
 }
 
-func (b *builder) norm(name string, ch int64) norm {
-	return norm{name: name, w: b.param(name+".weight", ch), b: b.param(name+".bias", ch), groups: int64(0)}
+func (b *builder) norm(name string, ch, groups int64) norm {
+	return norm{name: name, w: b.param(name+".weight", ch), b: b.param(name+".bias", ch), groups: groups}
 }
 
 func (b *builder) linear(name string, in, out int64) linear {
@@ -233,11 +233,7 @@ func (b *builder) build(u *UNet) {
 	if cfg.LearnSigma {
 		u.outCh *= 2
 	}
-	nrm := func(name string, ch int64) norm {
-		n := b.norm(name, ch)
-		n.groups = g
-		return n
-	}
+	nrm := func(name string, ch int64) norm { return b.norm(name, ch, g) }
 	heads := func(ch int64) int64 {
 		if cfg.NumHeadChannels > 0 {
 			return ch / int64(cfg.NumHeadChannels)
