@@ -88,3 +88,29 @@ func TestTrainCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainCelebAShort trains configs/celeba64.yaml (shrunk) for two steps on
+// the real CelebA crops when they are present.
+func TestTrainCelebAShort(t *testing.T) {
+	dir := "../../../shared/data/celeba/img_align_celeba_89x109"
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("CelebA crops not found at %s: %v", dir, err)
+	}
+	out := filepath.Join(t.TempDir(), "celeba")
+	_, err := run(t, "train", "--config", "../../configs/celeba64.yaml", "--out", out,
+		"--set", "data.dir="+dir, "--set", "data.limit=8",
+		"--set", "model.num_channels=32", "--set", "model.channel_mult=[1,2]", "--set", "model.num_res_blocks=1",
+		"--set", "model.attention_resolutions=[32]", "--set", "model.num_heads=1",
+		"--set", "train.batch_size=4", "--set", "train.steps=2", "--set", "train.checkpoint_every=2",
+		"--set", "train.sample_every=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := checkpoint.Load(filepath.Join(out, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh := m.Tensors["input_blocks.0.0.weight"].Shape(); sh[1] != 3 {
+		t.Errorf("first conv %v, want 3 input channels", sh)
+	}
+}
