@@ -37,7 +37,7 @@ var wrapperKeys = []string{"state_dict", "model", "ema_model", "ema"}
 // they were saved from. A state dict nested under one of the keys
 // "state_dict", "model", "ema_model" or "ema" is found too.
 func ReadStateDict(path string) (sd map[string]*tensor.Dense, err error) {
-	if _, err := os.Stat(path); err != nil {
+	if err := checkMagic(path); err != nil {
 		return nil, fmt.Errorf("reading PyTorch state dict: %w", err)
 	}
 	defer func() {
@@ -83,6 +83,27 @@ func ReadStateDict(path string) (sd map[string]*tensor.Dense, err error) {
 		sd[name] = d
 	}
 	return sd, nil
+}
+
+// checkMagic rejects files that are neither a zip archive (torch.save's
+// format since PyTorch 1.6) nor a legacy pickle stream (opcode PROTO first).
+// gotch's legacy reader loops forever on a file its tar probe reads as an
+// empty archive (an empty file, say), so such files must not reach it.
+func checkMagic(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var head [4]byte
+	n, _ := io.ReadFull(f, head[:])
+	switch {
+	case n == 4 && string(head[:]) == "PK\x03\x04":
+		return nil
+	case n >= 2 && head[0] == 0x80:
+		return nil
+	}
+	return fmt.Errorf("%s is not a file written by torch.save (neither a zip archive nor a pickle stream; %d bytes read)", path, n)
 }
 
 // dictEntries returns the string-keyed entries of a pickled dict or
@@ -150,13 +171,21 @@ func denseOf(st *pickle.StorageTensor) (*tensor.Dense, error) {
 	if len(size) != len(stride) {
 		return nil, fmt.Errorf("size %v and stride %v differ in length", size, stride)
 	}
+	// Bounds keep the products below overflow and the allocation near the
+	// storage's size (a tensor with stride 0, an expanded one, may hold
+	// more elements than its storage); the last index must then fall inside
+	// the storage.
+	const maxDim = 1 << 31
+	maxElems := max(2*int64(len(data)), 1<<20)
 	n := int64(1)
 	last := st.StorageOffset
 	for i, s := range size {
-		if s <= 0 || stride[i] < 0 {
-			return nil, fmt.Errorf("size %v, stride %v: want positive sizes and non-negative strides", size, stride)
+		if s <= 0 || s > maxDim || stride[i] < 0 || stride[i] > int64(len(data)) {
+			return nil, fmt.Errorf("size %v, stride %v for a storage of %d: want positive sizes and strides in [0, %d]", size, stride, len(data), len(data))
 		}
-		n *= s
+		if n *= s; n > maxElems {
+			return nil, fmt.Errorf("size %v: more than %d elements for a storage of %d", size, maxElems, len(data))
+		}
 		last += (s - 1) * stride[i]
 	}
 	if st.StorageOffset < 0 || last >= int64(len(data)) {

@@ -125,8 +125,8 @@ func (f *tuple3Fixer) counted(size int) ([]byte, error) {
 	for i := size - 1; i >= 0; i-- {
 		n = n<<8 | uint64(lb[i])
 	}
-	if n > 1<<34 {
-		return nil, fmt.Errorf("pickle argument of %d bytes", n)
+	if n > 1<<30 {
+		return nil, fmt.Errorf("pickle argument of %d bytes (more than 1 GiB)", n)
 	}
 	body, err := f.read(int(n))
 	if err != nil {

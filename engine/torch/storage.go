@@ -59,7 +59,7 @@ func (s *floatStorage) SetFromFile(r io.Reader) error {
 		return fmt.Errorf("%sStorage: reading its size: %w", s.kind, err)
 	}
 	n := binary.LittleEndian.Uint64(nb[:])
-	if n > 1<<40 {
+	if n > 1<<50 {
 		return fmt.Errorf("%sStorage: %d elements", s.kind, n)
 	}
 	return s.SetFromFileWithSize(r, int(n))
@@ -67,21 +67,25 @@ func (s *floatStorage) SetFromFile(r io.Reader) error {
 
 // SetFromFileWithSize reads size little-endian elements and converts them
 // to float32.
+// The slice grows with the data actually read, so a corrupt element count
+// cannot make it allocate more than the file holds.
 func (s *floatStorage) SetFromFileWithSize(r io.Reader, size int) error {
+	if size < 0 {
+		return fmt.Errorf("%sStorage: %d elements", s.kind, size)
+	}
 	es := floatKinds[s.kind]
-	data := make([]float32, size)
+	data := make([]float32, 0, min(size, 1<<20))
 	buf := make([]byte, 1<<16)
 	per := len(buf) / es
-	for done := 0; done < size; {
-		n := min(per, size-done)
+	for len(data) < size {
+		n := min(per, size-len(data))
 		b := buf[:n*es]
 		if _, err := io.ReadFull(r, b); err != nil {
 			return fmt.Errorf("%sStorage: reading %d elements: %w", s.kind, size, err)
 		}
 		for i := 0; i < n; i++ {
-			data[done+i] = decodeFloat(s.kind, b[i*es:])
+			data = append(data, decodeFloat(s.kind, b[i*es:]))
 		}
-		done += n
 	}
 	s.data = data
 	return nil
