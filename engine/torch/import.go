@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/sugarme/gotch/pickle"
 	"gorgonia.org/tensor"
@@ -217,6 +218,22 @@ func denseOf(st *pickle.StorageTensor) (*tensor.Dense, error) {
 	return tensors.FromSlice(out, shape...), nil
 }
 
+// stripDataParallel removes the "module." prefix that torch.nn.DataParallel
+// and DistributedDataParallel put before every name, when every name has it.
+func stripDataParallel(sd map[string]*tensor.Dense) map[string]*tensor.Dense {
+	const prefix = "module."
+	for name := range sd {
+		if !strings.HasPrefix(name, prefix) {
+			return sd
+		}
+	}
+	out := make(map[string]*tensor.Dense, len(sd))
+	for name, t := range sd {
+		out[strings.TrimPrefix(name, prefix)] = t
+	}
+	return out
+}
+
 // CheckStateDict checks sd against the parameters of the UNet cfg
 // describes: the names map one to one (guided-diffusion's), and the error
 // names every missing, unexpected and misshaped tensor. A state dict of the
@@ -236,7 +253,8 @@ func CheckStateDict(sd map[string]*tensor.Dense, cfg config.Model) error {
 	return checkTensors(sd, ParamShapes(params))
 }
 
-// Import reads the PyTorch state dict at from, checks it against cfg and
+// Import reads the PyTorch state dict at from (names prefixed "module." by
+// DataParallel lose the prefix when all have it), checks it against cfg and
 // writes a diffinv checkpoint (safetensors, float32) to out, with the model
 // config under ConfigKey, FormatKey and SourceKey, and the extra metadata
 // entries (which must not use those keys). It returns the number of tensors
@@ -260,6 +278,7 @@ func Import(from string, cfg config.Model, out string, extra map[string]string) 
 	if err != nil {
 		return 0, fmt.Errorf("import: %w", err)
 	}
+	sd = stripDataParallel(sd)
 	if err := CheckStateDict(sd, cfg); err != nil {
 		return 0, fmt.Errorf("import: %s against the model config: %w", from, err)
 	}

@@ -321,3 +321,31 @@ func TestReadStateDictViews(t *testing.T) {
 		}
 	}
 }
+
+// TestStripDataParallel checks that the "module." prefix goes only when
+// every name has it.
+func TestStripDataParallel(t *testing.T) {
+	x := tensors.New(1)
+	cases := []struct {
+		in, want []string
+	}{
+		{[]string{"module.a.weight", "module.b"}, []string{"a.weight", "b"}},
+		{[]string{"module.a.weight", "b"}, []string{"module.a.weight", "b"}},
+		{[]string{"a", "b"}, []string{"a", "b"}},
+	}
+	for _, c := range cases {
+		in := map[string]*tensor.Dense{}
+		for _, n := range c.in {
+			in[n] = x
+		}
+		got := stripDataParallel(in)
+		if len(got) != len(c.want) {
+			t.Fatalf("%v → %d names, want %v", c.in, len(got), c.want)
+		}
+		for _, n := range c.want {
+			if got[n] != x {
+				t.Errorf("%v → %v, want %v", c.in, got, c.want)
+			}
+		}
+	}
+}
