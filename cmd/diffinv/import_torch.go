@@ -29,8 +29,8 @@ diffinv checkpoint (safetensors, float32) that both engines load.
 
 The names map one to one: the state dict must hold exactly the parameters of
 guided-diffusion's UNetModel built from the model section of --arch, with the
-same shapes; a missing, unexpected or misshaped tensor is an error that names
-it. The whole config of --arch (model and diffusion sections) is stored in the
+same shapes (DataParallel's "module." prefix is dropped when every name has
+it); a missing, unexpected or misshaped tensor is an error that names it. The whole config of --arch (model and diffusion sections) is stored in the
 checkpoint, so sample and solve use the matching diffusion settings.`,
 		Example: `  diffinv import --from ffhq_10m.pt --arch configs/ffhq256-adm.yaml --out ffhq256.safetensors
   diffinv import --from model.pt --arch configs/celeba64.yaml --set model.learn_sigma=true --out c.safetensors`,
