@@ -237,6 +237,14 @@ func TestBadInputs(t *testing.T) {
 			_, err := New(u.Config(), Options{Device: "tpu"})
 			return err
 		}},
+		{"bad CUDA index", func() error {
+			_, err := New(u.Config(), Options{Device: "cuda:x"})
+			return err
+		}},
+		{"CUDA device past the count", func() error {
+			_, err := New(u.Config(), Options{Device: "cuda:99"})
+			return err
+		}},
 		{"missing tensor", func() error {
 			st, err := u.State()
 			if err != nil {
