@@ -44,3 +44,6 @@ vet:
 
 clean:
 	rm -rf bin build
+
+# The torch engine: setup-torch, build-torch, test-torch, bench-torch.
+include mk/torch.mk

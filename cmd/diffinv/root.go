@@ -40,5 +40,6 @@ with precedence --set > environment > file > defaults.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd(), newSolveCmd(), newMeasureCmd(), newDemoCmd(), newExperimentCmd(), newTrainClassifierCmd(), newEvalCmd())
+	root.AddCommand(torchCommands()...)
 	return root
 }

@@ -20,6 +20,7 @@ import (
 
 func newSampleCmd() *cobra.Command {
 	var cf configFlags
+	var eng engineFlags
 	var ckpt, sampler, out string
 	var steps, n int
 	var seed int64
@@ -51,7 +52,11 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 				return err
 			}
 			s := cfg.Sample
-			sched, den, err := schedule(cfg.Diffusion, s.Steps, net)
+			netDen, err := eng.denoiser(ckpt, net)
+			if err != nil {
+				return err
+			}
+			sched, den, err := schedule(cfg.Diffusion, s.Steps, netDen)
 			if err != nil {
 				return err
 			}
@@ -98,6 +103,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 		},
 	}
 	cf.add(cmd)
+	eng.add(cmd)
 	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "model checkpoint (.safetensors)")
 	cmd.Flags().StringVar(&sampler, "sampler", "", "sampler: "+strings.Join(sample.Names(), ", ")+" (sets sample.sampler)")
 	cmd.Flags().IntVar(&steps, "steps", 0, "sampling steps (sets sample.steps)")

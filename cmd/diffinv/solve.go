@@ -98,6 +98,7 @@ func fitImage(name string, img *tensor.Dense, c, size int) (*tensor.Dense, int, 
 
 func newSolveCmd() *cobra.Command {
 	var cf configFlags
+	var eng engineFlags
 	var src imageSource
 	var ckpt, taskName, method, out, tasksDir string
 	var seed int64
@@ -138,7 +139,11 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 			if err != nil {
 				return err
 			}
-			sched, den, err := schedule(cfg.Diffusion, 0, net)
+			netDen, err := eng.denoiser(ckpt, net)
+			if err != nil {
+				return err
+			}
+			sched, den, err := schedule(cfg.Diffusion, 0, netDen)
 			if err != nil {
 				return err
 			}
@@ -172,6 +177,7 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 		},
 	}
 	cf.add(cmd)
+	eng.add(cmd)
 	src.add(cmd)
 	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "model checkpoint (.safetensors)")
 	cmd.Flags().StringVar(&taskName, "task", "", "task preset name or .yaml path")

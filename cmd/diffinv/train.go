@@ -17,6 +17,7 @@ import (
 
 func newTrainCmd() *cobra.Command {
 	var cf configFlags
+	var eng engineFlags
 	var out string
 	var resume bool
 	var gridN, gridSteps int
@@ -55,7 +56,17 @@ before stopping.`,
 					return err
 				}
 			}
-			err = train.Run(ctx, cfg, train.RunOptions{NewModel: train.NewUNet, Resume: resume, Sample: sampler, Progress: cmd.ErrOrStderr()})
+			newModel := train.NewUNet
+			switch eng.name {
+			case "native":
+			case "torch":
+				if newModel, err = torchTrainNetwork(eng.device); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("--engine %q: want native or torch", eng.name)
+			}
+			err = train.Run(ctx, cfg, train.RunOptions{NewModel: newModel, Resume: resume, Sample: sampler, Progress: cmd.ErrOrStderr()})
 			if errors.Is(err, context.Canceled) {
 				return fmt.Errorf("interrupted: a checkpoint was written; continue with --resume --out %s", cfg.Train.Out)
 			}
@@ -67,6 +78,7 @@ before stopping.`,
 		},
 	}
 	cf.add(cmd)
+	eng.add(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "output folder (sets train.out)")
 	cmd.Flags().BoolVar(&resume, "resume", false, "continue from the latest checkpoint in the output folder")
 	cmd.Flags().IntVar(&gridN, "grid-n", 64, "samples in each progress grid (0 disables)")
