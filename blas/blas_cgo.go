@@ -171,9 +171,14 @@ func Info() string {
 	case be.chosen != "":
 		src = fmt.Sprintf("%q chosen from CPUID", be.chosen)
 	}
+	core := C.GoString(C.ob_str(be.lib.corename))
+	if be.chosen != "" && !strings.EqualFold(core, be.chosen) {
+		// Another library (libtorch in torch builds) loaded OpenBLAS at
+		// program start, before the variable could be set.
+		src += fmt.Sprintf(", but OpenBLAS was already loaded with %q kernels (set OPENBLAS_CORETYPE=%s before starting the program)", core, be.chosen)
+	}
 	return fmt.Sprintf("openblas core=%s threads=%d OPENBLAS_CORETYPE=%s config=%q",
-		C.GoString(C.ob_str(be.lib.corename)), int(C.ob_get_threads(&be.lib)), src,
-		C.GoString(C.ob_str(be.lib.config)))
+		core, int(C.ob_get_threads(&be.lib)), src, C.GoString(C.ob_str(be.lib.config)))
 }
 
 // SetThreads sets OpenBLAS's thread count (no effect with gonum).

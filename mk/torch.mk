@@ -10,8 +10,12 @@
 TORCH_ENV   := build/torch/env.sh
 TORCH_PKGS  := ./engine/torch/... ./cmd/diffinv/...
 TORCH_FLAGS ?= -count=1 -timeout 30m
+# libtorch links OpenBLAS at program start, before package blas can choose
+# its kernels, so torch builds get the CPUID choice from the environment
+# (an explicit DIFFINV_OPENBLAS_CORETYPE wins).
+TORCH_CORE  := $(or $(filter-out auto,$(DIFFINV_OPENBLAS_CORETYPE)),$(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo SkylakeX || (grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo Haswell)))
 # Runs a command with the cgo flags of build/torch/env.sh.
-TORCH_RUN    = set -a && . ./$(TORCH_ENV) && set +a &&
+TORCH_RUN    = set -a && . ./$(TORCH_ENV) && set +a && $(if $(TORCH_CORE),export OPENBLAS_CORETYPE=$(TORCH_CORE) &&)
 
 .PHONY: setup-torch torch-env build-torch test-torch bench-torch
 
