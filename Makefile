@@ -5,7 +5,7 @@ PKGS     := ./...
 # Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all setup build test bench bench-ops demo fmt vet clean
+.PHONY: all setup build test bench bench-ops check-solvers demo fmt vet clean
 
 all: build
 
@@ -31,6 +31,11 @@ bench: setup
 ## bench-ops: micro-benchmarks of the ops, BLAS and samplers
 bench-ops: setup
 	$(GO) test -run '^$$' -bench . -benchmem ./blas ./nn
+
+## check-solvers: issue 7's acceptance check on the shipped model (DPS ≥ 2 dB over A†y on sr4 and
+## inpaint-box, noise-free DDNM consistent to 1e-3; 16 digits, a few minutes)
+check-solvers: setup
+	DIFFINV_CHECK_SHIPPED=1 $(GO) test -count=1 -timeout 30m -run TestShippedModelSolvers -v ./cmd/diffinv
 
 ## demo: the main job (see README)
 demo: build

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/inverse/pipeline"
+	"github.com/diffinv/diffinv/task"
+)
+
+// TestShippedModelSolvers is issue 7's acceptance check on the shipped MNIST
+// model, 16 test digits, σ_y = 0.05: DPS on sr4 and inpaint-box beats the
+// A†y baseline's PSNR by at least 2 dB, and DDNM on noise-free sr4 reaches
+// measurement consistency below 1e-3. A few minutes on 2 cores: run it with
+// `make check-solvers` (it is skipped otherwise).
+func TestShippedModelSolvers(t *testing.T) {
+	if os.Getenv("DIFFINV_CHECK_SHIPPED") == "" {
+		t.Skip("set DIFFINV_CHECK_SHIPPED=1 (make check-solvers) to run the shipped-model solver check")
+	}
+	ckpt := "../../" + DefaultModel
+	net, base, err := loadCheckpoint(ckpt, &configFlags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.Data.Dir = "../../" + base.Data.Dir
+	src := imageSource{dataset: "mnist-test", n: 16}
+	x, first, err := src.load(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, den, err := schedule(base.Diffusion, 0, net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		task, method string
+		sets         []string
+		minGainDB    float64 // over the baseline's mean PSNR
+		maxCons      float64 // mean ‖y − A(x̂)‖ per image; 0: unchecked
+	}{
+		{"sr4", "dps", nil, 2, 0},
+		{"inpaint-box", "dps", nil, 2, 0},
+		{"sr4", "ddnm", []string{"measurement.noise.name=clean"}, -100, 1e-3},
+	} {
+		t.Run(tc.task+"-"+tc.method, func(t *testing.T) {
+			preset, err := task.Load(tc.task, "../../"+task.DefaultDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.LoadOnto(*base, config.Sources{Presets: []config.Preset{preset.Config},
+				Sets: append([]string{"solver.method=" + tc.method, "solver.batch_size=16"}, tc.sets...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := pipeline.New(cfg, den, sched, preset.Defaults(tc.method), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := s.Solve(context.Background(), x, first, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gain := mean(r.PSNR) - mean(r.BaselinePSNR)
+			t.Logf("%s %s: PSNR %.2f dB (A†y %.2f, gain %.2f), SSIM %.3f, consistency %.2g, %.1f s/image",
+				tc.task, tc.method, mean(r.PSNR), mean(r.BaselinePSNR), gain, mean(r.SSIM), mean(r.Consistency), r.SecondsPerImage)
+			if gain < tc.minGainDB {
+				t.Errorf("PSNR gain over A†y %.2f dB, want ≥ %.1f", gain, tc.minGainDB)
+			}
+			if tc.maxCons > 0 && mean(r.Consistency) >= tc.maxCons {
+				t.Errorf("consistency %.3g, want < %g", mean(r.Consistency), tc.maxCons)
+			}
+		})
+	}
+}
