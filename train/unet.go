@@ -20,10 +20,15 @@ type UNet struct {
 
 // NewUNet builds the UNet of cfg.Model with parameters initialised from rng
 // and its training graph for cfg.Train.BatchSize: a RunOptions.NewModel.
+// With model.learn_sigma it is a LossUNet (a Trainable, for the hybrid
+// loss), otherwise a UNet (an MSETrainable, whose graph computes the MSE).
 func NewUNet(cfg *config.Config, rng *rand.Rand) (Network, error) {
 	u, err := model.New(cfg.Model, rng)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
+	}
+	if cfg.Model.LearnSigma {
+		return WrapUNetLoss(u, cfg.Train.BatchSize)
 	}
 	return WrapUNet(u, cfg.Train.BatchSize)
 }
@@ -55,4 +60,51 @@ func (w *UNet) Grad(name string) *tensor.Dense { return w.graph.Grads()[name] }
 func (w *UNet) MSEGrad(xt *tensor.Dense, t []int, target *tensor.Dense, dropoutSeed int64) (float64, error) {
 	w.drop.Seed(dropoutSeed)
 	return w.graph.Step(xt, t, target)
+}
+
+// LossUNet adapts a model.UNet and its external-loss training graph
+// (model.LossGraph) to Trainable: it back-propagates any loss of the whole
+// output, the hybrid loss of a UNet that learns its variance included.
+type LossUNet struct {
+	// Net is the network; its parameters are updated in place.
+	Net   *model.UNet
+	graph *model.LossGraph
+	drop  *rand.Rand // reseeded before every step: masks depend only on the step's seed
+	names []string
+}
+
+// WrapUNetLoss returns u as a Trainable that trains batches of the given
+// size. Its dropout masks for a seed are those of WrapUNet's for the same
+// seed.
+func WrapUNetLoss(u *model.UNet, batch int) (*LossUNet, error) {
+	drop := rand.New(rand.NewSource(0))
+	g, err := u.NewLossGraph(batch, drop)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	w := &LossUNet{Net: u, graph: g, drop: drop}
+	for _, p := range u.ParamSpecs() {
+		w.names = append(w.names, p.Name)
+	}
+	return w, nil
+}
+
+// ParamNames lists the parameters in PyTorch's state-dict order.
+func (w *LossUNet) ParamNames() []string { return append([]string(nil), w.names...) }
+
+// Param returns the live parameter tensor.
+func (w *LossUNet) Param(name string) *tensor.Dense { return w.Net.Params()[name] }
+
+// Grad returns the gradient of the last LossGrad.
+func (w *LossUNet) Grad(name string) *tensor.Dense { return w.graph.Grads()[name] }
+
+// LossGrad runs one forward pass, loss on the output, and one backward pass
+// of the external-loss training graph.
+func (w *LossUNet) LossGrad(xt *tensor.Dense, t []int, dropoutSeed int64, loss LossFunc) (float64, error) {
+	w.drop.Seed(dropoutSeed)
+	l, err := w.graph.Step(xt, t, model.LossFunc(loss))
+	if err != nil {
+		return 0, fmt.Errorf("train: %w", err)
+	}
+	return l, nil
 }

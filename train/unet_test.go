@@ -120,6 +120,78 @@ func TestUNetResume(t *testing.T) {
 	}
 }
 
+// TestUNetLearnSigma trains the real UNet with learn_sigma through the
+// external-loss graph and the hybrid loss: a run killed after 3 steps and
+// resumed ends bit for bit where an uninterrupted 4-step run ends, the log
+// has a variational-bound term, the variance channels of the output layer
+// (which the MSE alone leaves at their zero initialisation) moved, and the
+// model file loads as a learn_sigma UNet.
+func TestUNetLearnSigma(t *testing.T) {
+	ds := testData(t, 10)
+	mk := func(out string) *config.Config {
+		c := tinyUNetConfig(out)
+		c.Model.LearnSigma, c.Diffusion.Variance = true, "learned_range"
+		c.Train.Steps, c.Train.LogEvery = 4, 1
+		return c
+	}
+	a, b := t.TempDir(), t.TempDir()
+	n, err := NewUNet(mk(a), rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n.(Trainable); !ok {
+		t.Fatalf("NewUNet with learn_sigma gave %T, want a Trainable", n)
+	}
+	if err := Run(context.Background(), mk(a), quiet(RunOptions{NewModel: NewUNet, Dataset: ds})); err != nil {
+		t.Fatal(err)
+	}
+	if err := Run(context.Background(), mk(b), quiet(RunOptions{NewModel: NewUNet, Dataset: ds, haltAfter: 3})); !errors.Is(err, errHalted) {
+		t.Fatalf("halted run: %v", err)
+	}
+	if err := Run(context.Background(), mk(b), quiet(RunOptions{NewModel: NewUNet, Dataset: ds, Resume: true})); err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := readCkpt(t, a, 4), readCkpt(t, b, 4)
+	sameBits(t, "learn_sigma UNet final checkpoint", ca, cb)
+
+	recs, err := readLog(filepath.Join(a, LogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb := 0
+	for _, r := range recs {
+		if r.Type == "step" && r.VB > 0 && r.Loss > r.MSE {
+			vb++
+		}
+	}
+	if vb == 0 {
+		t.Errorf("no step record with a positive VB term in %d records", len(recs))
+	}
+
+	// out.2 (zero-initialised) maps to 2C channels; its rows C..2C are the
+	// variance channels, trained only by the VB term.
+	w := tensors.F32(ca.Params["out.2.weight"])
+	c := mk(a).Model.InChannels
+	rows := len(w) / (2 * c)
+	moved := 0
+	for _, v := range w[c*rows:] {
+		if v != 0 {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Error("the variance channels' output weights did not move")
+	}
+
+	u, _, err := model.Load(filepath.Join(a, ModelFile))
+	if err != nil {
+		t.Fatalf("model.Load of the run's model file: %v", err)
+	}
+	if !u.Config().LearnSigma {
+		t.Error("model file: learn_sigma is false")
+	}
+}
+
 func equalF32(a, b []float32) bool {
 	if len(a) != len(b) {
 		return false
