@@ -19,8 +19,9 @@ import (
 // with respect to every parameter. It reads the UNet's live parameters, so
 // an optimiser that updates Params() in place is seen by the next Step.
 //
-// With learn_sigma the variance channels get no gradient from this loss
-// (guided-diffusion adds a variational bound term for them, not done here).
+// With learn_sigma the variance channels get no gradient from this loss;
+// LossGraph trains them with a loss computed outside the graph (the hybrid
+// loss, guided-diffusion's MSE plus variational bound).
 type TrainGraph struct {
 	u       *UNet
 	net     *net
