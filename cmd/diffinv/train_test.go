@@ -114,3 +114,21 @@ func TestTrainCelebAShort(t *testing.T) {
 		t.Errorf("first conv %v, want 3 input channels", sh)
 	}
 }
+
+// A learned-variance model trains with the hybrid loss and samples with
+// DDPM's learned-range variance.
+func TestTrainLearnSigmaThenSample(t *testing.T) {
+	dataDir, out := t.TempDir(), filepath.Join(t.TempDir(), "run")
+	writeTinyMNIST(t, dataDir, 8)
+	if _, err := run(t, "train", "--config", "../../configs/mnist.yaml", "--out", out,
+		"--set", "data.dir="+dataDir, "--set", "model.num_channels=8", "--set", "model.num_groups=4",
+		"--set", "model.learn_sigma=true", "--set", "diffusion.variance=learned_range",
+		"--set", "train.batch_size=4", "--set", "train.steps=2", "--set", "train.checkpoint_every=2",
+		"--set", "train.sample_every=0"); err != nil {
+		t.Fatal(err)
+	}
+	png := filepath.Join(t.TempDir(), "s.png")
+	if _, err := run(t, "sample", "--checkpoint", filepath.Join(out, "model.safetensors"), "--sampler", "ddpm", "--steps", "4", "--n", "2", "--out", png); err != nil {
+		t.Fatal(err)
+	}
+}
