@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			ms, err := median(f.fn, o.Warmup, o.Iters)
+			ms, err := Median(f.fn, o.Warmup, o.Iters)
 			if err != nil {
 				return nil, fmt.Errorf("bench %s: %w", f.name, err)
 			}
@@ -210,7 +210,9 @@ func (r *Result) Print(w io.Writer) {
 	fmt.Fprintln(w)
 }
 
-func median(fn func() error, warmup, iters int) (float64, error) {
+// Median runs fn warmup times, then times iters runs and returns the median
+// in milliseconds.
+func Median(fn func() error, warmup, iters int) (float64, error) {
 	for i := 0; i < warmup; i++ {
 		if err := fn(); err != nil {
 			return 0, err
@@ -300,10 +302,24 @@ func convThroughput(cfg config.Model, n int, o Options) (string, float64, error)
 	if err != nil {
 		return "", 0, err
 	}
-	ms, err := median(fwd, 1, max(3, o.Iters/2))
+	ms, err := Median(fwd, 1, max(3, o.Iters/2))
 	if err != nil {
 		return "", 0, err
 	}
 	flops := 2.0 * float64(n) * float64(ch) * float64(ch) * 9 * float64(s*s)
 	return fmt.Sprintf("%d×%d×%d×%d 3×3→%d", n, ch, s, s, ch), flops / (ms / 1e3) / 1e9, nil
+}
+
+// TorchPython returns the first python3 on this machine that imports torch
+// (Debian's python3-torch installs into /usr/bin/python3, which another
+// python3 earlier on PATH may shadow), or "".
+func TorchPython() string {
+	for _, p := range []string{"python3", "/usr/bin/python3"} {
+		if path, err := exec.LookPath(p); err == nil {
+			if exec.Command(path, "-c", "import torch").Run() == nil {
+				return path
+			}
+		}
+	}
+	return ""
 }

@@ -24,6 +24,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"gorgonia.org/tensor"
@@ -408,7 +409,7 @@ func Check(tensors map[string]*tensor.Dense, want map[string][]int) error {
 		if t.IsScalar() {
 			got = []int{}
 		}
-		if !sameShape(got, shape) {
+		if !slices.Equal(got, shape) {
 			bad = append(bad, fmt.Sprintf("%s has shape %v, want %v", name, got, shape))
 		}
 	}
@@ -443,18 +444,6 @@ func list(names []string) string {
 		return fmt.Sprintf("%q", names)
 	}
 	return fmt.Sprintf("%q and %d more", names[:max], len(names)-max)
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // LoadExpected loads path and checks it holds exactly the expected tensors

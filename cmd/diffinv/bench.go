@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 
 	"github.com/spf13/cobra"
 
@@ -35,7 +34,7 @@ python3 cannot import torch) the torch side reads n/a.`,
 				return err
 			}
 			if o.Python == "auto" {
-				o.Python = torchPython()
+				o.Python = bench.TorchPython()
 				if o.Python == "" {
 					fmt.Fprintln(cmd.ErrOrStderr(), "bench: no python3 that imports torch (apt-get install python3-torch); timing diffinv only")
 				}
@@ -65,18 +64,4 @@ python3 cannot import torch) the torch side reads n/a.`,
 	f.Int64Var(&o.Seed, "seed", o.Seed, "weights and inputs seed")
 	cmd.AddCommand(unet)
 	return cmd
-}
-
-// torchPython returns the first python3 on this machine that imports torch
-// (Debian's python3-torch installs into /usr/bin/python3, which another
-// python3 earlier on PATH may shadow), or "".
-func torchPython() string {
-	for _, p := range []string{"python3", "/usr/bin/python3"} {
-		if path, err := exec.LookPath(p); err == nil {
-			if exec.Command(path, "-c", "import torch").Run() == nil {
-				return path
-			}
-		}
-	}
-	return ""
 }

@@ -5,6 +5,7 @@ package torch
 import (
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -296,7 +297,7 @@ func TestReadStateDictViews(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s missing", c.name)
 		}
-		if !equalInts(d.Shape(), c.shape) {
+		if !slices.Equal(d.Shape(), c.shape) {
 			t.Fatalf("%s has shape %v, want %v", c.name, d.Shape(), c.shape)
 		}
 		vals := tensors.F32(d)

@@ -5,6 +5,7 @@ package torch
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -457,7 +458,7 @@ func checkTensors(got map[string]*tensor.Dense, want map[string][]int) error {
 			missing = append(missing, name)
 			continue
 		}
-		if s := []int(t.Shape()); !equalInts(s, shape) {
+		if s := []int(t.Shape()); !slices.Equal(s, shape) {
 			bad = append(bad, fmt.Sprintf("%s has shape %v, want %v", name, s, shape))
 		} else if t.Dtype() != tensor.Float32 {
 			bad = append(bad, fmt.Sprintf("%s has dtype %v, want float32", name, t.Dtype()))
@@ -493,18 +494,6 @@ func listNames(names []string) string {
 		return fmt.Sprintf("%q", names)
 	}
 	return fmt.Sprintf("%q and %d more", names[:max], len(names)-max)
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // toTorch copies a float32 tensor into a new libtorch tensor on dev.

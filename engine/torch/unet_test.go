@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -307,7 +308,7 @@ func TestMatchesNativeEngine(t *testing.T) {
 				t.Fatalf("%d parameters, native engine has %d", len(ours), len(specs))
 			}
 			for i, s := range specs {
-				if s.Name != ours[i].Name || !equalInts(s.Shape, ours[i].Shape) {
+				if s.Name != ours[i].Name || !slices.Equal(s.Shape, ours[i].Shape) {
 					t.Fatalf("parameter %d: %s %v, native engine has %s %v", i, ours[i].Name, ours[i].Shape, s.Name, s.Shape)
 				}
 			}

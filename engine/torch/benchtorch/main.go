@@ -18,9 +18,6 @@ import (
 	"io"
 	"math/rand"
 	"os"
-	"os/exec"
-	"sort"
-	"time"
 
 	"github.com/diffinv/diffinv/bench"
 	"github.com/diffinv/diffinv/config"
@@ -57,7 +54,7 @@ func run(args []string, out, log io.Writer) error {
 		return err
 	}
 	if o.Python == "auto" {
-		o.Python = torchPython()
+		o.Python = bench.TorchPython()
 	}
 
 	var res *bench.Result
@@ -127,7 +124,7 @@ func timeTorchEngine(cfg config.Model, o bench.Options, log io.Writer) (map[stri
 	best := map[string]float64{}
 	for r := 0; r < o.Rounds; r++ {
 		for _, f := range figs {
-			ms, err := median(f.fn, o.Warmup, o.Iters)
+			ms, err := bench.Median(f.fn, o.Warmup, o.Iters)
 			if err != nil {
 				return nil, fmt.Errorf("torch engine %s: %w", f.name, err)
 			}
@@ -138,34 +135,4 @@ func timeTorchEngine(cfg config.Model, o bench.Options, log io.Writer) (map[stri
 		}
 	}
 	return best, nil
-}
-
-// median runs fn warmup times, then times iters runs and returns the median
-// in milliseconds.
-func median(fn func() error, warmup, iters int) (float64, error) {
-	for i := 0; i < warmup; i++ {
-		if err := fn(); err != nil {
-			return 0, err
-		}
-	}
-	ts := make([]float64, iters)
-	for i := range ts {
-		t0 := time.Now()
-		if err := fn(); err != nil {
-			return 0, err
-		}
-		ts[i] = float64(time.Since(t0).Microseconds()) / 1000
-	}
-	sort.Float64s(ts)
-	return ts[len(ts)/2], nil
-}
-
-// torchPython returns a python3 that imports torch, or "".
-func torchPython() string {
-	for _, p := range []string{"python3", "/usr/bin/python3"} {
-		if path, err := exec.LookPath(p); err == nil && exec.Command(path, "-c", "import torch").Run() == nil {
-			return path
-		}
-	}
-	return ""
 }
