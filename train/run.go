@@ -551,7 +551,7 @@ func (r *run) sample() error {
 	if err != nil {
 		return fmt.Errorf("train: sample at step %d: %w", r.step, err)
 	}
-	n, _, _, _, err := tensors.NCHW("samples", x)
+	n, _, h, _, err := tensors.NCHW("samples", x)
 	if err != nil {
 		return fmt.Errorf("train: sample at step %d: %w", r.step, err)
 	}
@@ -560,7 +560,12 @@ func (r *run) sample() error {
 	}
 	perRow := int(math.Ceil(math.Sqrt(float64(n))))
 	path := filepath.Join(r.out, SampleDir, fmt.Sprintf("step-%08d.png", r.step))
-	if err := data.SaveGrid(path, x, perRow, 2); err != nil {
+	// Small images are enlarged (nearest) so a grid of digits is readable.
+	img, err := data.GridImage(x, data.GridOptions{PerRow: perRow, Pad: 2, Scale: max(1, 64/h)})
+	if err != nil {
+		return fmt.Errorf("train: sample grid: %w", err)
+	}
+	if err := data.WritePNG(path, img); err != nil {
 		return fmt.Errorf("train: sample grid: %w", err)
 	}
 	if err := r.record(Record{Type: "sample", Step: r.step, Path: path}); err != nil {
