@@ -36,6 +36,24 @@ type Sources struct {
 	Sets []string
 }
 
+// NotConfigEnv lists diffinv's environment variables that are not config
+// keys (DIFFINV_OPENBLAS_CORETYPE chooses BLAS kernels; DIFFINV_CHECK_*
+// turns on slow acceptance tests, DIFFINV_BASELINE_* writes tables, and
+// DIFFINV_EXPERIMENT_* drives the experiment runner's kill-and-resume test);
+// Load ignores them instead of rejecting them as unknown keys.
+func NotConfigEnv() []string {
+	return []string{"DIFFINV_OPENBLAS_CORETYPE", "DIFFINV_CHECK_", "DIFFINV_BASELINE_", "DIFFINV_EXPERIMENT_"}
+}
+
+func notConfig(name string) bool {
+	for _, p := range NotConfigEnv() {
+		if name == p || (strings.HasSuffix(p, "_") && strings.HasPrefix(name, p)) {
+			return true
+		}
+	}
+	return false
+}
+
 // Preset is a named YAML document of config keys.
 type Preset struct {
 	Name string // for errors, e.g. "task sr4 (configs/tasks/sr4.yaml)"
@@ -96,6 +114,9 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 			continue
 		}
 		key, ok := known[name]
+		if !ok && notConfig(name) {
+			continue
+		}
 		if !ok {
 			return nil, fmt.Errorf("environment variable %s matches no config key (want %s_<SECTION>_<KEY>, e.g. %s)", name, EnvPrefix, envName("train.lr"))
 		}
