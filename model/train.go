@@ -38,13 +38,9 @@ type TrainGraph struct {
 func (u *UNet) NewTrainGraph(n int, rng *rand.Rand) (*TrainGraph, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	var drop *nn.Dropout
-	if p := u.a.cfg.Dropout; p > 0 {
-		var err error
-		if drop, err = nn.NewDropout(p, rng); err != nil {
-			return nil, fmt.Errorf("model.NewTrainGraph: %w", err)
-		}
-		drop.SetTraining(true)
+	drop, err := u.trainDropout(rng)
+	if err != nil {
+		return nil, fmt.Errorf("model.NewTrainGraph: %w", err)
 	}
 	nt, err := u.build(n, drop)
 	if err != nil {
@@ -201,13 +197,9 @@ type LossGraph struct {
 func (u *UNet) NewLossGraph(n int, rng *rand.Rand) (*LossGraph, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	var drop *nn.Dropout
-	if p := u.a.cfg.Dropout; p > 0 {
-		var err error
-		if drop, err = nn.NewDropout(p, rng); err != nil {
-			return nil, fmt.Errorf("model.NewLossGraph: %w", err)
-		}
-		drop.SetTraining(true)
+	drop, err := u.trainDropout(rng)
+	if err != nil {
+		return nil, fmt.Errorf("model.NewLossGraph: %w", err)
 	}
 	nt, err := u.build(n, drop)
 	if err != nil {
@@ -415,4 +407,19 @@ func hashOf(s string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(s))
 	return h.Sum32()
+}
+
+// trainDropout returns the dropout of a training graph, in training mode,
+// drawing its masks from rng; nil when model.dropout is 0.
+func (u *UNet) trainDropout(rng *rand.Rand) (*nn.Dropout, error) {
+	p := u.a.cfg.Dropout
+	if p <= 0 {
+		return nil, nil
+	}
+	drop, err := nn.NewDropout(p, rng)
+	if err != nil {
+		return nil, err
+	}
+	drop.SetTraining(true)
+	return drop, nil
 }

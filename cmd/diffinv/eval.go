@@ -12,8 +12,6 @@ import (
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/metrics"
 	"github.com/diffinv/diffinv/progress"
-	"github.com/diffinv/diffinv/sample"
-	"github.com/diffinv/diffinv/tensors"
 )
 
 func newTrainClassifierCmd() *cobra.Command {
@@ -118,19 +116,10 @@ small n: compare numbers at the same n only.`,
 			if err != nil {
 				return err
 			}
-			size, ch := cfg.Model.ImageSize, cfg.Model.InChannels
-			all := tensors.New(s.NumSamples, ch, size, size)
-			rng := rand.New(rand.NewSource(s.Seed))
-			bar := progress.New(cmd.ErrOrStderr(), "eval "+s.Sampler, s.NumSamples, progress.WithUnit("img"))
-			for done := 0; done < s.NumSamples; {
-				b := min(s.BatchSize, s.NumSamples-done)
-				x, err := sample.Run(s.Sampler, den, tensors.Randn(rng, b, ch, size, size), sched, opts, rng, nil)
-				if err != nil {
-					return err
-				}
-				copy(tensors.F32(all)[done*ch*size*size:], tensors.F32(x))
-				done += b
-				bar.Set(done)
+			bar := progress.New(cmd.ErrOrStderr(), "eval "+s.Sampler, s.NumSamples*sched.Len(), progress.WithUnit("step"))
+			all, err := drawSamples(cfg, den, sched, opts, func(done int) { bar.Set(done) })
+			if err != nil {
+				return err
 			}
 			bar.Finish()
 			rep, err := metrics.NewSampleReport(c, all, ref, metrics.KIDOptions{Subsets: 100, SubsetSize: 1000}, rand.New(rand.NewSource(s.Seed)))

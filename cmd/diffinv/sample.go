@@ -13,6 +13,7 @@ import (
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/progress"
 	"github.com/diffinv/diffinv/sample"
 	"github.com/diffinv/diffinv/tensors"
@@ -67,23 +68,10 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 			if _, err := sample.Lookup(s.Sampler); err != nil {
 				return err
 			}
-			c, size := cfg.Model.InChannels, cfg.Model.ImageSize
-			rng := rand.New(rand.NewSource(s.Seed))
-			all := tensors.New(s.NumSamples, c, size, size)
 			bar := progress.New(cmd.ErrOrStderr(), "sample "+s.Sampler, s.NumSamples*sched.Len(), progress.WithUnit("step"))
-			for done := 0; done < s.NumSamples; {
-				b := min(s.BatchSize, s.NumSamples-done)
-				xT := tensors.Randn(rng, b, c, size, size)
-				base := done * sched.Len()
-				x, err := sample.Run(s.Sampler, den, xT, sched, opts, rng, func(step, total int) {
-					bar.Set(base + step*b)
-				})
-				if err != nil {
-					return err
-				}
-				copy(tensors.F32(all)[done*c*size*size:], tensors.F32(x))
-				done += b
-				bar.Set(done * sched.Len())
+			all, err := drawSamples(cfg, den, sched, opts, func(done int) { bar.Set(done) })
+			if err != nil {
+				return err
 			}
 			bar.Finish()
 			if err := checkFinite(all); err != nil {
@@ -149,4 +137,30 @@ func checkFinite(t *tensor.Dense) error {
 		}
 	}
 	return nil
+}
+
+// drawSamples draws cfg.Sample.NumSamples samples in batches of
+// cfg.Sample.BatchSize with the configured sampler: x_T and every step's
+// noise come from one stream seeded with cfg.Sample.Seed, batch after
+// batch. progress gets the sampler steps done over all batches (of
+// NumSamples × sched.Len()).
+func drawSamples(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, opts sample.Options, progress func(done int)) (*tensor.Dense, error) {
+	s := cfg.Sample
+	c, size := cfg.Model.InChannels, cfg.Model.ImageSize
+	rng := rand.New(rand.NewSource(s.Seed))
+	all := tensors.New(s.NumSamples, c, size, size)
+	for done := 0; done < s.NumSamples; {
+		b := min(s.BatchSize, s.NumSamples-done)
+		base := done * sched.Len()
+		x, err := sample.Run(s.Sampler, den, tensors.Randn(rng, b, c, size, size), sched, opts, rng, func(step, _ int) {
+			progress(base + step*b)
+		})
+		if err != nil {
+			return nil, err
+		}
+		copy(tensors.F32(all)[done*c*size*size:], tensors.F32(x))
+		done += b
+		progress(done * sched.Len())
+	}
+	return all, nil
 }
