@@ -66,6 +66,15 @@ type Noise struct {
 // Model describes the UNet, with the options and names of guided-diffusion's
 // UNetModel so that its checkpoints map onto ours one to one.
 type Model struct {
+	// Arch is the network family: "adm" (guided-diffusion's UNetModel, the
+	// default) or "ddpm" (the DDPM UNet of Ho et al. as ported to PyTorch by
+	// pytorch_diffusion and used by DDIM, SDEdit, DDRM and DDNM: timestep
+	// embedding [sin, cos] with frequencies 10000^(−i/(half−1)), Downsample
+	// padded right and bottom only, GroupNorm ε 1e-6; it needs one attention
+	// head, no scale-shift norm, no ResBlock up/down, no learn_sigma and
+	// channel_mult[0] = 1). Both keep guided-diffusion's parameter names; an
+	// empty value (checkpoints written before the key existed) means "adm".
+	Arch string `yaml:"arch"`
 	// ImageSize is the side of the square images the network sees.
 	ImageSize int `yaml:"image_size"`
 	// InChannels is the number of image channels (1 for MNIST, 3 for RGB).
@@ -97,6 +106,14 @@ type Model struct {
 	// LearnSigma doubles the output channels to predict the variance too.
 	LearnSigma bool `yaml:"learn_sigma"`
 }
+
+// The values of Model.Arch.
+const (
+	// ArchADM is guided-diffusion's UNetModel (Dhariwal & Nichol's ADM).
+	ArchADM = "adm"
+	// ArchDDPM is the DDPM UNet of Ho et al. (pytorch_diffusion's Model).
+	ArchDDPM = "ddpm"
+)
 
 // Diffusion describes the forward process.
 type Diffusion struct {
@@ -200,6 +217,7 @@ type Data struct {
 func Default() Config {
 	return Config{
 		Model: Model{
+			Arch:                 ArchADM,
 			ImageSize:            28,
 			InChannels:           1,
 			NumChannels:          32,

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,7 @@ func TestDefaultValidates(t *testing.T) {
 }
 
 func TestShippedConfigsLoad(t *testing.T) {
-	for _, name := range []string{"mnist.yaml", "celeba64.yaml"} {
+	for _, name := range []string{"mnist.yaml", "celeba64.yaml", "ffhq256-adm.yaml", "celebahq256.yaml"} {
 		t.Run(name, func(t *testing.T) {
 			cfg, err := Load(Sources{File: filepath.Join("..", "configs", name)})
 			if err != nil {
@@ -46,6 +47,9 @@ func TestShippedConfigsLoad(t *testing.T) {
 				if !found {
 					t.Errorf("%s: key %s is not written with a comment", name, k)
 				}
+			}
+			if want := map[string]string{"celebahq256.yaml": ArchDDPM}[name]; cfg.Model.Arch != want && !(want == "" && cfg.Model.Arch == ArchADM) {
+				t.Errorf("%s: model.arch %q", name, cfg.Model.Arch)
 			}
 			if name == "celeba64.yaml" && (cfg.Model.InChannels != 3 || cfg.Data.Crop != 70) {
 				t.Errorf("celeba64: in_channels %d crop %d", cfg.Model.InChannels, cfg.Data.Crop)
@@ -272,5 +276,32 @@ func TestPresetsUnderFile(t *testing.T) {
 	}
 	if _, err := Load(Sources{Presets: []Preset{{Name: "task y", YAML: []byte("bogus: 1\n")}}}); err == nil || !strings.Contains(err.Error(), "bogus") || !strings.Contains(err.Error(), "task y") {
 		t.Errorf("unknown key in a preset: %v", err)
+	}
+}
+
+// TestModelArch checks model.arch: adm by default, ddpm accepted, anything
+// else rejected with an error naming the value and the allowed ones.
+func TestModelArch(t *testing.T) {
+	if a := Default().Model.Arch; a != ArchADM {
+		t.Errorf("default model.arch %q, want %q", a, ArchADM)
+	}
+	cfg, err := Load(Sources{Sets: []string{"model.arch=ddpm"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Model.Arch != ArchDDPM {
+		t.Errorf("model.arch %q after --set model.arch=ddpm", cfg.Model.Arch)
+	}
+	for _, bad := range []string{"unet", "", "DDPM"} {
+		_, err := Load(Sources{Sets: []string{"model.arch=" + bad}})
+		if err == nil {
+			t.Errorf("model.arch=%q accepted", bad)
+			continue
+		}
+		for _, s := range []string{"model.arch", fmt.Sprintf("%q", bad), "adm", "ddpm"} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("model.arch=%q: error %q does not mention %s", bad, err, s)
+			}
+		}
 	}
 }
