@@ -144,10 +144,13 @@ func (l attnBlock) specs(add func(string, []int, initKind, int)) {
 }
 
 // downLayer is Downsample: a stride-2 3×3 conv ("op") or a 2×2 average pool.
+// With padRB (arch ddpm) the conv pads one zero row and column at the bottom
+// and right only, instead of one on every side.
 type downLayer struct {
-	name string
-	ch   int
-	conv bool
+	name  string
+	ch    int
+	conv  bool
+	padRB bool
 }
 
 func (l downLayer) specs(add func(string, []int, initKind, int)) {
@@ -181,6 +184,47 @@ type arch struct {
 	inputCh    int // channels of input_blocks.0, which out.2 reads (as guided-diffusion's input_ch)
 	params     []ParamSpec
 	paramIndex map[string]int
+	ddpm       bool    // model.arch ddpm: DDPM embedding, Downsample padding and ε
+	normEps    float64 // every GroupNorm's ε
+}
+
+// isDDPM reports whether cfg selects the DDPM variant; an empty arch (a
+// checkpoint written before model.arch existed) is guided-diffusion's.
+func isDDPM(cfg config.Model) bool { return cfg.Arch == config.ArchDDPM }
+
+// CheckArch checks model.arch and the settings the chosen architecture
+// supports: "adm" (or empty: checkpoints written before the key existed)
+// takes every option; "ddpm" (the DDPM UNet of Ho et al. as in DDIM, SDEdit,
+// DDRM and DDNM) has one attention head, additive time conditioning,
+// Upsample/Downsample modules, ε output only and conv_in with num_channels
+// outputs, so it needs num_heads 1 with num_head_channels -1,
+// use_scale_shift_norm, resblock_updown and learn_sigma false,
+// channel_mult[0] = 1 and num_channels ≥ 4 (its embedding divides by
+// num_channels/2 − 1). Both engines call it.
+func CheckArch(cfg config.Model) error {
+	switch cfg.Arch {
+	case "", config.ArchADM:
+		return nil
+	case config.ArchDDPM:
+	default:
+		return fmt.Errorf("model.arch = %q, want %q (guided-diffusion's UNetModel) or %q (the DDPM UNet)", cfg.Arch, config.ArchADM, config.ArchDDPM)
+	}
+	const pre = "model.arch ddpm"
+	switch {
+	case cfg.LearnSigma:
+		return fmt.Errorf("%s predicts ε only: model.learn_sigma = true, want false", pre)
+	case cfg.UseScaleShiftNorm:
+		return fmt.Errorf("%s adds the time embedding (no FiLM): model.use_scale_shift_norm = true, want false", pre)
+	case cfg.ResblockUpdown:
+		return fmt.Errorf("%s resamples with Upsample/Downsample modules: model.resblock_updown = true, want false", pre)
+	case cfg.NumHeadChannels != -1 || cfg.NumHeads != 1:
+		return fmt.Errorf("%s has one attention head: model.num_heads = %d, num_head_channels = %d, want 1 and -1", pre, cfg.NumHeads, cfg.NumHeadChannels)
+	case len(cfg.ChannelMult) > 0 && cfg.ChannelMult[0] != 1:
+		return fmt.Errorf("%s: model.channel_mult[0] = %d, want 1 (DDPM's conv_in has num_channels outputs whatever the first multiplier)", pre, cfg.ChannelMult[0])
+	case cfg.NumChannels < 4:
+		return fmt.Errorf("%s: model.num_channels = %d, want ≥ 4 (its timestep embedding divides by num_channels/2 − 1)", pre, cfg.NumChannels)
+	}
+	return nil
 }
 
 // Validate checks that cfg describes a buildable UNet and returns an error
@@ -238,7 +282,7 @@ func Validate(cfg config.Model) error {
 			return fmt.Errorf("model.attention_resolutions holds %d, want one of the level sides %v", r, levelSides(cfg))
 		}
 	}
-	return nil
+	return CheckArch(cfg)
 }
 
 func levelSides(cfg config.Model) []int {
@@ -256,7 +300,10 @@ func newArch(cfg config.Model) (*arch, error) {
 		return nil, err
 	}
 	mc := cfg.NumChannels
-	a := &arch{cfg: cfg, embDim: 4 * mc, outCh: cfg.InChannels}
+	a := &arch{cfg: cfg, embDim: 4 * mc, outCh: cfg.InChannels, ddpm: isDDPM(cfg), normEps: normEps}
+	if a.ddpm {
+		a.normEps = ddpmNormEps
+	}
 	if cfg.LearnSigma {
 		a.outCh = 2 * cfg.InChannels
 	}
@@ -296,7 +343,7 @@ func newArch(cfg config.Model) (*arch, error) {
 				r.down = true
 				a.input = append(a.input, []layer{r})
 			} else {
-				a.input = append(a.input, []layer{downLayer{p, ch, cfg.ConvResample}})
+				a.input = append(a.input, []layer{downLayer{p, ch, cfg.ConvResample, a.ddpm}})
 			}
 			chans = append(chans, ch)
 			ds *= 2

@@ -9,8 +9,12 @@ import (
 	"github.com/diffinv/diffinv/nn"
 )
 
-// normEps is GroupNorm's ε (PyTorch's default, guided-diffusion's value).
-const normEps = 1e-5
+// normEps is GroupNorm's ε (PyTorch's default, guided-diffusion's value);
+// ddpmNormEps is the DDPM UNet's (model.arch ddpm).
+const (
+	normEps     = 1e-5
+	ddpmNormEps = 1e-6
+)
 
 // boundParam is a graph node bound to (a view of) a parameter tensor:
 // elements [off, off+size) of the parameter's data, in the node's shape.
@@ -33,6 +37,7 @@ type net struct {
 	// drop controls every dropout node (training graphs with dropout > 0).
 	drop *nn.Dropout
 	ts   []float64 // timestep scratch for the embedding
+	ddpm bool      // DDPM's timestep embedding (model.arch ddpm)
 }
 
 // builder assembles a net.
@@ -68,7 +73,10 @@ func (b *builder) param(name string, off int, shape ...int) (*G.Node, error) {
 }
 
 // conv applies convLayer l (stride l.st, padding k/2).
-func (b *builder) conv(l convLayer, x *G.Node) (*G.Node, error) {
+func (b *builder) conv(l convLayer, x *G.Node) (*G.Node, error) { return b.convPad(l, x, l.k/2) }
+
+// convPad applies convLayer l with padding pad on every side.
+func (b *builder) convPad(l convLayer, x *G.Node, pad int) (*G.Node, error) {
 	w, err := b.param(l.name+".weight", 0)
 	if err != nil {
 		return nil, err
@@ -77,7 +85,7 @@ func (b *builder) conv(l convLayer, x *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := nn.Conv2d(x, w, bias, l.st, l.k/2)
+	y, err := nn.Conv2d(x, w, bias, l.st, pad)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
@@ -115,9 +123,9 @@ func (b *builder) norm(l normLayer, x *G.Node, act bool) (*G.Node, error) {
 	}
 	var y *G.Node
 	if act {
-		y, err = nn.GroupNormSiLU(x, gamma, beta, b.u.a.cfg.NumGroups, normEps)
+		y, err = nn.GroupNormSiLU(x, gamma, beta, b.u.a.cfg.NumGroups, b.u.a.normEps)
 	} else {
-		y, err = nn.GroupNorm(x, gamma, beta, b.u.a.cfg.NumGroups, normEps)
+		y, err = nn.GroupNorm(x, gamma, beta, b.u.a.cfg.NumGroups, b.u.a.normEps)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.name, err)
@@ -257,10 +265,18 @@ func (b *builder) layer(l layer, x, semb *G.Node) (*G.Node, error) {
 	case attnBlock:
 		return b.attnBlock(l, x)
 	case downLayer:
-		if l.conv {
-			return b.conv(convLayer{name: l.name + ".op", in: l.ch, out: l.ch, k: 3, st: 2}, x)
+		if !l.conv {
+			return avgPool2(x)
 		}
-		return avgPool2(x)
+		cl := convLayer{name: l.name + ".op", in: l.ch, out: l.ch, k: 3, st: 2}
+		if !l.padRB {
+			return b.conv(cl, x)
+		}
+		xp, err := padRightBottom(x)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		return b.convPad(cl, xp, 0)
 	case upLayer:
 		y, err := upsample2(x)
 		if err != nil {
@@ -283,7 +299,7 @@ func (u *UNet) build(n int, drop *nn.Dropout) (*net, error) {
 	a := u.a
 	cfg := a.cfg
 	s := cfg.ImageSize
-	nt := &net{g: G.NewGraph(), batch: n, drop: drop, ts: make([]float64, n)}
+	nt := &net{g: G.NewGraph(), batch: n, drop: drop, ts: make([]float64, n), ddpm: a.ddpm}
 	b := &builder{u: u, n: nt}
 	nt.xv = tensor.New(tensor.WithShape(n, cfg.InChannels, s, s), tensor.Of(tensor.Float32))
 	nt.embv = tensor.New(tensor.WithShape(n, cfg.NumChannels), tensor.Of(tensor.Float32))
@@ -347,10 +363,14 @@ func (u *UNet) build(n int, drop *nn.Dropout) (*net, error) {
 // maxPeriod is the timestep embedding's longest period (guided-diffusion's).
 const maxPeriod = 10000
 
-// setInputs copies x into the bound input and writes guided-diffusion's
-// sinusoidal timestep embedding of t (computed in float32 like PyTorch).
+// setInputs copies x into the bound input and writes the sinusoidal
+// timestep embedding of t (computed in float32 like PyTorch):
+// guided-diffusion's, or DDPM's with model.arch ddpm.
 func (nt *net) setInputs(x *tensor.Dense, t []int) error {
 	copy(nt.xv.Data().([]float32), x.Data().([]float32))
+	if nt.ddpm {
+		return ddpmEmbeddingInto(nt.embv, t)
+	}
 	for i, v := range t {
 		nt.ts[i] = float64(v)
 	}
