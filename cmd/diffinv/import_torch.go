@@ -22,17 +22,23 @@ func newImportCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "import",
-		Short: "Convert a PyTorch guided-diffusion state dict (.pt) into a diffinv checkpoint",
+		Short: "Convert a PyTorch guided-diffusion or DDPM state dict (.pt) into a diffinv checkpoint",
 		Long: `import reads a state dict written by torch.save (zip or legacy format; float32,
 float16, bfloat16 or float64 tensors, saved from any device) and writes a
 diffinv checkpoint (safetensors, float32) that both engines load.
 
-The names map one to one: the state dict must hold exactly the parameters of
-guided-diffusion's UNetModel built from the model section of --arch, with the
-same shapes (DataParallel's "module." prefix is dropped when every name has
-it); a missing, unexpected or misshaped tensor is an error that names it. The whole config of --arch (model and diffusion sections) is stored in the
-checkpoint, so sample and solve use the matching diffusion settings.`,
+The names map one to one: with model.arch adm the state dict must hold
+exactly the parameters of guided-diffusion's UNetModel built from the model
+section of --arch, with the same shapes; with model.arch ddpm those of the
+DDPM UNet (pytorch_diffusion's Model, as in DDIM, SDEdit, DDRM and DDNM:
+temb.dense, conv_in, down.L.block.B, mid, up, norm_out, conv_out), renamed to
+guided-diffusion's (q, k, v concatenate into qkv). DataParallel's "module."
+prefix is dropped when every name has it; a missing, unexpected or misshaped
+tensor is an error that names it. The whole config of --arch (model and
+diffusion sections) is stored in the checkpoint, so sample and solve use the
+matching diffusion settings.`,
 		Example: `  diffinv import --from ffhq_10m.pt --arch configs/ffhq256-adm.yaml --out ffhq256.safetensors
+  diffinv import --from celeba_hq.ckpt --arch configs/celebahq256.yaml --out celebahq256.safetensors
   diffinv import --from model.pt --arch configs/celeba64.yaml --set model.learn_sigma=true --out c.safetensors`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/tensors"
 )
 
@@ -235,27 +236,48 @@ func stripDataParallel(sd map[string]*tensor.Dense) map[string]*tensor.Dense {
 }
 
 // CheckStateDict checks sd against the parameters of the UNet cfg
-// describes: the names map one to one (guided-diffusion's), and the error
-// names every missing, unexpected and misshaped tensor. A state dict of the
-// DDPM architecture (Ho et al. as ported by pytorch_diffusion, used by
-// DDIM, DDRM, SDEdit and DDNM's CelebA-HQ and LSUN models) gets an error
-// that says so.
+// describes, under the names ConvertStateDict expects; the error names every
+// missing, unexpected and misshaped tensor.
 func CheckStateDict(sd map[string]*tensor.Dense, cfg config.Model) error {
+	_, err := ConvertStateDict(sd, cfg)
+	return err
+}
+
+// ConvertStateDict checks sd against the UNet cfg describes and returns its
+// tensors under diffinv's parameter names (guided-diffusion's). With
+// model.arch adm the names must be guided-diffusion's, one to one. With
+// model.arch ddpm they must be those of the DDPM UNet (pytorch_diffusion's
+// Model, as in DDIM, SDEdit, DDRM and DDNM: temb.dense, conv_in,
+// down.L.block.B, mid.block_1, up.L.upsample, norm_out, ...), which
+// model.FromDDPM renames (q, k and v concatenate into qkv). The error names
+// every missing, unexpected and misshaped tensor, and says so when the
+// state dict is of the other architecture.
+func ConvertStateDict(sd map[string]*tensor.Dense, cfg config.Model) (map[string]*tensor.Dense, error) {
 	params, err := ParamsFor(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, ok := sd["temb.dense.0.weight"]; ok {
-		if _, ok := sd["conv_in.weight"]; ok {
-			return fmt.Errorf("this is a state dict of the DDPM architecture (temb.dense, conv_in, down.*.block, ...: pytorch_diffusion's Model, as in DDIM, DDRM, SDEdit and DDNM's CelebA-HQ model), not guided-diffusion's UNetModel: its modules map onto ours, but its timestep embedding ([sin, cos], /(half-1)), Downsample padding (0,1,0,1) and GroupNorm eps (1e-6) differ, and diffinv has no model option for that variant yet (see engine/torch/README.md)")
+	ddpmNames := model.LooksLikeDDPM(sd)
+	if cfg.Arch == config.ArchDDPM {
+		out, err := model.FromDDPM(sd, cfg)
+		if err != nil && !ddpmNames {
+			return nil, fmt.Errorf("%w (model.arch is ddpm, but this state dict has no temb.dense.0.weight and conv_in.weight: is it guided-diffusion's UNetModel? then use model.arch: adm)", err)
 		}
+		return out, err
 	}
-	return checkTensors(sd, ParamShapes(params))
+	if ddpmNames {
+		return nil, fmt.Errorf("this is a state dict of the DDPM architecture (temb.dense, conv_in, down.*.block, ...: pytorch_diffusion's Model, as in DDIM, DDRM, SDEdit and DDNM's CelebA-HQ model), not guided-diffusion's UNetModel (model.arch %q): import it with model.arch: ddpm (configs/celebahq256.yaml is DDNM's CelebA-HQ model), which maps its names and uses its timestep embedding, Downsample padding and GroupNorm ε", cfg.Arch)
+	}
+	if err := checkTensors(sd, ParamShapes(params)); err != nil {
+		return nil, err
+	}
+	return sd, nil
 }
 
 // Import reads the PyTorch state dict at from (names prefixed "module." by
-// DataParallel lose the prefix when all have it), checks it against cfg and
-// writes a diffinv checkpoint (safetensors, float32) to out, with the model
+// DataParallel lose the prefix when all have it), checks and renames it
+// against cfg (ConvertStateDict: guided-diffusion's names for model.arch
+// adm, the DDPM UNet's for ddpm) and writes a diffinv checkpoint (safetensors, float32) to out, with the model
 // config under ConfigKey, FormatKey and SourceKey, and the extra metadata
 // entries (which must not use those keys). It returns the number of tensors
 // written.
@@ -279,7 +301,7 @@ func Import(from string, cfg config.Model, out string, extra map[string]string) 
 		return 0, fmt.Errorf("import: %w", err)
 	}
 	sd = stripDataParallel(sd)
-	if err := CheckStateDict(sd, cfg); err != nil {
+	if sd, err = ConvertStateDict(sd, cfg); err != nil {
 		return 0, fmt.Errorf("import: %s against the model config: %w", from, err)
 	}
 	if err := checkpoint.Save(out, sd, meta); err != nil {

@@ -194,7 +194,7 @@ func TestCheckStateDictErrors(t *testing.T) {
 			m["temb.dense.0.weight"] = tensors.New(16, 4)
 			m["conv_in.weight"] = tensors.New(4, 3, 3, 3)
 			m["down.0.block.0.norm1.weight"] = tensors.New(4)
-		}, nil, []string{"DDPM architecture", "Downsample padding"}},
+		}, nil, []string{"DDPM architecture", "model.arch: ddpm"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

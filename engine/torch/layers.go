@@ -60,15 +60,16 @@ func (c *conv) forward(x *ts.Tensor) (*ts.Tensor, error) {
 	return y, nil
 }
 
-// norm is GroupNorm32 (eps 1e-5, float32 inputs).
+// norm is GroupNorm32 (eps 1e-5; 1e-6 with model.arch ddpm; float32 inputs).
 type norm struct {
 	w, b   *ts.Tensor
 	groups int64
+	eps    float64
 	name   string
 }
 
 func (n *norm) forward(x *ts.Tensor) (*ts.Tensor, error) {
-	y, err := ts.GroupNorm(x, n.groups, n.w, n.b, 1e-5, false)
+	y, err := ts.GroupNorm(x, n.groups, n.w, n.b, n.eps, false)
 	if err != nil {
 		return nil, fmt.Errorf("%s: group norm: %w", n.name, err)
 	}
@@ -140,10 +141,13 @@ func (l upsample) forward(x, _ *ts.Tensor) (*ts.Tensor, error) {
 	return l.c.forward(y)
 }
 
-// downsample is a stride-2 3×3 convolution or a 2×2 average pool (Downsample).
+// downsample is a stride-2 3×3 convolution or a 2×2 average pool
+// (Downsample). With padRB (model.arch ddpm) the convolution has no padding
+// and the input gets one zero row and column at the bottom and right first.
 type downsample struct {
-	c    *conv // nil without conv_resample
-	name string
+	c     *conv // nil without conv_resample
+	padRB bool
+	name  string
 }
 
 func avgPool2(x *ts.Tensor, name string) (*ts.Tensor, error) {
@@ -155,6 +159,16 @@ func avgPool2(x *ts.Tensor, name string) (*ts.Tensor, error) {
 }
 
 func (l downsample) forward(x, _ *ts.Tensor) (*ts.Tensor, error) {
+	if l.c != nil && l.padRB {
+		zero := ts.FloatScalar(0)
+		defer zero.MustDrop()
+		xp, err := x.ConstantPadNdWithVal([]int64{0, 1, 0, 1}, zero, false)
+		if err != nil {
+			return nil, fmt.Errorf("%s: pad (0, 1, 0, 1): %w", l.name, err)
+		}
+		defer drop(xp)
+		return l.c.forward(xp)
+	}
 	if l.c != nil {
 		return l.c.forward(x)
 	}

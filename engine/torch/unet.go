@@ -17,6 +17,7 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/tensors"
 )
 
@@ -216,15 +217,18 @@ func (b *builder) conv1d(name string, in, out int64) conv {
 	return conv{name: name, w: b.param(name+".weight", out, in, 1), b: b.param(name+".bias", out), oneD: true}
 }
 
-func (b *builder) norm(name string, ch, groups int64) norm {
-	return norm{name: name, w: b.param(name+".weight", ch), b: b.param(name+".bias", ch), groups: groups}
+func (b *builder) norm(name string, ch, groups int64, eps float64) norm {
+	return norm{name: name, w: b.param(name+".weight", ch), b: b.param(name+".bias", ch), groups: groups, eps: eps}
 }
 
 func (b *builder) linear(name string, in, out int64) linear {
 	return linear{name: name, w: b.param(name+".weight", out, in), b: b.param(name+".bias", out)}
 }
 
-// build mirrors UNetModel.__init__ of guided-diffusion (bench/pytorch/unet.py).
+// build mirrors UNetModel.__init__ of guided-diffusion (bench/pytorch/unet.py);
+// with model.arch ddpm the same modules compute the DDPM UNet's function
+// (bench/pytorch/ddpm_unet.py): GroupNorm ε 1e-6 and Downsample padded at
+// the bottom and right only (the timestep embedding is in forward.go).
 func (b *builder) build(u *UNet) {
 	cfg := u.cfg
 	g := int64(cfg.NumGroups)
@@ -234,7 +238,12 @@ func (b *builder) build(u *UNet) {
 	if cfg.LearnSigma {
 		u.outCh *= 2
 	}
-	nrm := func(name string, ch int64) norm { return b.norm(name, ch, g) }
+	ddpm := cfg.Arch == config.ArchDDPM
+	eps := 1e-5 // guided-diffusion's GroupNorm32 (PyTorch's default)
+	if ddpm {
+		eps = 1e-6 // DDPM's Normalize
+	}
+	nrm := func(name string, ch int64) norm { return b.norm(name, ch, g, eps) }
 	heads := func(ch int64) int64 {
 		if cfg.NumHeadChannels > 0 {
 			return ch / int64(cfg.NumHeadChannels)
@@ -301,7 +310,11 @@ func (b *builder) build(u *UNet) {
 			case cfg.ResblockUpdown:
 				u.input = append(u.input, []layer{res(p, ch, ch, false, true)})
 			case cfg.ConvResample:
-				u.input = append(u.input, []layer{downsample{c: b.conv2d(p+".op", ch, ch, 3, 2), name: p}})
+				d := downsample{c: b.conv2d(p+".op", ch, ch, 3, 2), padRB: ddpm, name: p}
+				if ddpm {
+					d.c.pad = 0
+				}
+				u.input = append(u.input, []layer{d})
 			default:
 				u.input = append(u.input, []layer{downsample{name: p}})
 			}
@@ -345,7 +358,8 @@ func (b *builder) build(u *UNet) {
 }
 
 // Validate checks that cfg describes a buildable UNet (the same rules as the
-// native engine's model.Validate) and names the first bad field.
+// native engine's model.Validate, model.CheckArch included) and names the
+// first bad field.
 func Validate(cfg config.Model) error {
 	switch {
 	case cfg.ImageSize < 1:
@@ -391,7 +405,7 @@ func Validate(cfg config.Model) error {
 			return fmt.Errorf("model.attention_resolutions holds %d, want the side of one of the %d levels of a %d-pixel image", r, levels, cfg.ImageSize)
 		}
 	}
-	return nil
+	return model.CheckArch(cfg)
 }
 
 // Load copies tensors (float32, PyTorch layouts) into the parameters. The
