@@ -14,18 +14,30 @@ import (
 // r_t² = v σ_t²/(v + σ_t²) (σ_t the VE level, v = o.PiGDM.DataVar, 1 in the
 // paper), so that p(y | x_t) ≈ N(A x̂0, r_t² A Aᵀ + σ_y² I) and
 //
-//	g = ∇_{x_t} log p(y | x_t) ≈ (∂x̂0/∂x_t)ᵀ Aᵀ (r_t² A Aᵀ + σ_y² I)⁻¹ (y − A x̂0),
+//	∇_{x_t} log p(y | x_t) ≈ (∂x̂0/∂x_t)ᵀ h / r_t²,
+//	h = r_t² Aᵀ (r_t² A Aᵀ + σ_y² I)⁻¹ (y − A x̂0),
 //
-// the last factor in closed form per singular value for an SVD operator
-// (s_j ((Uᵀy)_j − s_j (Vᵀx̂0)_j)/(r_t² s_j² + σ_y²)), or A†(y − A x̂0)/r_t²
-// for a linear operator without SVD when σ_y = 0; the Jacobian product is
-// one VJP through the network. The guidance enters through Tweedie's
-// formula for the conditional: x̂0_y = x̂0 + w (1−ᾱ_t)/√ᾱ_t · g and
-// ε̂_y = ε̂ − w √(1−ᾱ_t) g, followed by a DDIM step with η = o.PiGDM.Eta
-// (w = o.PiGDM.Weight). The paper's Algorithm 1 instead adds √ᾱ_t·g
-// (without r_t⁻²) to the unconditional DDIM step; the form here is the
-// conditional score of the same approximation, and is exact for a Gaussian
-// prior N(μ, v I). Needs Gaussian (or clean) noise.
+// h in closed form per singular value for an SVD operator
+// (r_t² s_j ((Uᵀy)_j − s_j (Vᵀx̂0)_j)/(r_t² s_j² + σ_y²)); for a linear
+// operator without SVD, A†(y − A x̂0) when σ_y = 0 and otherwise by
+// conjugate gradients on the measurement-space system (see weightedPinv),
+// operator applications only. The Jacobian product is one VJP through the
+// network.
+//
+// The default step is the paper's Algorithm 1 with its adaptive weight
+// r_t² (as in the authors' code): the unconditional DDIM step (η =
+// o.PiGDM.Eta) plus w √ᾱ_{t−1} √ᾱ_t (∂x̂0/∂x_t)ᵀ h = w √ᾱ_{t−1} (h − √(1−ᾱ_t)
+// (∂ε/∂x_t)ᵀ h), w = o.PiGDM.Weight. Its gain on the measured components
+// is at most √ᾱ_{t−1}, so it is stable on trained networks.
+//
+// With o.PiGDM.Tweedie the guidance instead enters through Tweedie's
+// formula for the conditional, x̂0_y = x̂0 + w σ_t² ∇ log p(y | x_t)/√ᾱ_t and
+// ε̂_y = ε̂ − w √(1−ᾱ_t) ∇ log p(y | x_t). That is the exact conditional
+// score of the same approximation, so for a prior N(μ, v I) the sampler is
+// exact; but (∂x̂0/∂x_t)ᵀ h is multiplied by σ_t²/r_t² ≈ 1/ᾱ_t at high
+// noise, and a trained ε-network's Jacobian is not exact enough for that:
+// on the shipped MNIST model this form diverges. Needs Gaussian (or clean)
+// noise.
 func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
 	const method = "pigdm"
 	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
@@ -71,7 +83,7 @@ func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dens
 					if sv == 0 {
 						continue
 					}
-					c[k*p.d+j] = sv * (sp.uty[k*M+j] - sv*vx0[k*p.d+j]) / (r2*sv*sv + p.sigmaY*p.sigmaY)
+					c[k*p.d+j] = r2 * sv * (sp.uty[k*M+j] - sv*vx0[k*p.d+j]) / (r2*sv*sv + p.sigmaY*p.sigmaY)
 				}
 			}
 			if h, err = p.v(c); err != nil {
@@ -83,9 +95,14 @@ func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dens
 				return nil, err
 			}
 			for j := range ax {
-				ax[j] = (p.yv[j] - ax[j]) / r2
+				ax[j] = p.yv[j] - ax[j]
 			}
-			if h, err = p.pinv(ax); err != nil {
+			if p.sigmaY == 0 {
+				h, err = p.pinv(ax)
+			} else {
+				h, err = p.weightedPinv(ax, r2)
+			}
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -93,16 +110,122 @@ func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dens
 		if err != nil {
 			return nil, err
 		}
-		g := x0Grad(sched, i, h, vjp)
-		for j := range x0 {
-			x0[j] += opt.Weight * s * s / a * g[j]
-			eps[j] -= opt.Weight * s * g[j]
+		if opt.Tweedie {
+			// g = ∇ log p(y | x_t) = (h − s·vjp)/(a r²).
+			for j := range x0 {
+				g := (h[j] - s*vjp[j]) / (a * r2)
+				x0[j] += opt.Weight * s * s / a * g
+				eps[j] -= opt.Weight * s * g
+			}
+			x = p.ddim(sched, i, x0, eps, opt.Eta)
+		} else {
+			x = p.ddim(sched, i, x0, eps, opt.Eta)
+			w := opt.Weight * math.Sqrt(sched.AlphaBarPrev(i))
+			for j := range x {
+				x[j] += w * (h[j] - s*vjp[j])
+			}
 		}
-		x = p.ddim(sched, i, x0, eps, opt.Eta)
 		p.tick()
 	}
 	return p.finish(x)
 }
+
+// pigdmCGIters caps the conjugate-gradient iterations of weightedPinv; the
+// system is well conditioned (eigenvalues in [σ_y², r²‖A‖² + σ_y²]) and
+// stops far earlier on the operators here.
+const pigdmCGIters = 200
+
+// weightedPinv returns h = r² Aᵀ u with (r² A Aᵀ + σ_y² I) u = res, image
+// by image, by conjugate gradients (relative residual 1e-10 or
+// pigdmCGIters iterations): ΠGDM's guidance direction for a linear
+// operator without an SVD (blur by circular convolution, for one).
+func (p *problem) weightedPinv(res []float64, r2 float64) ([]float64, error) {
+	n, m := p.n, p.m
+	sy2 := p.sigmaY * p.sigmaY
+	u := make([]float64, n*m)
+	rr := append([]float64(nil), res...)
+	dir := append([]float64(nil), res...)
+	rs, rs0 := make([]float64, n), make([]float64, n)
+	active := make([]bool, n)
+	for k := 0; k < n; k++ {
+		rs[k] = dot(rr[k*m:(k+1)*m], rr[k*m:(k+1)*m])
+		rs0[k] = rs[k]
+		active[k] = rs[k] > 0
+	}
+	for it := 0; it < pigdmCGIters; it++ {
+		any := false
+		for k := 0; k < n; k++ {
+			if active[k] {
+				any = true
+				continue
+			}
+			for j := k * m; j < (k+1)*m; j++ {
+				dir[j] = 0
+			}
+		}
+		if !any {
+			break
+		}
+		atd, err := p.adjoint(dir)
+		if err != nil {
+			return nil, err
+		}
+		aatd, err := p.forward(atd)
+		if err != nil {
+			return nil, err
+		}
+		for k := 0; k < n; k++ {
+			if !active[k] {
+				continue
+			}
+			lo, hi := k*m, (k+1)*m
+			q := make([]float64, m)
+			for j := lo; j < hi; j++ {
+				q[j-lo] = r2*aatd[j] + sy2*dir[j]
+			}
+			pq := dot(dir[lo:hi], q)
+			if !(pq > 0) {
+				active[k] = false
+				continue
+			}
+			alpha := rs[k] / pq
+			for j := lo; j < hi; j++ {
+				u[j] += alpha * dir[j]
+				rr[j] -= alpha * q[j-lo]
+			}
+			rsNew := dot(rr[lo:hi], rr[lo:hi])
+			if rsNew <= 1e-20*rs0[k] {
+				active[k] = false
+				continue
+			}
+			beta := rsNew / rs[k]
+			rs[k] = rsNew
+			for j := lo; j < hi; j++ {
+				dir[j] = rr[j] + beta*dir[j]
+			}
+		}
+	}
+	h, err := p.adjoint(u)
+	if err != nil {
+		return nil, err
+	}
+	for j := range h {
+		h[j] *= r2
+	}
+	return h, nil
+}
+
+func dot(a, b []float64) float64 {
+	s := 0.0
+	for j := range a {
+		s += a[j] * b[j]
+	}
+	return s
+}
+
+// cgDiverged stops moment matching's CG for an image once its residual
+// has grown this many times (squared norm) over the smallest one reached.
+const cgDiverged = 100
 
 // MomentMatching approximates p(x0 | x_t) by a Gaussian with mean x̂0 and
 // the covariance Tweedie's second-order formula gives,
@@ -115,7 +238,12 @@ func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dens
 // 2024, MMPS), then a DDIM step with η = o.MomentMatching.Eta and
 // ε̂_y = (x_t − √ᾱ x̂0_y)/√(1−ᾱ). The system is solved per image by
 // o.MomentMatching.CGIters conjugate-gradient iterations (stopping early
-// per image once the residual falls by 1e-12), each applying Cov by one VJP
+// per image once the residual falls by 1e-12 or grows cgDiverged-fold over
+// its smallest value; each image keeps its smallest-residual iterate, so a
+// step never corrects x̂0 away from y: with a trained network Cov is
+// non-symmetric and, where (1−ᾱ_t)/ᾱ_t amplifies the Jacobian's error at
+// high noise, indefinite, and plain CG diverged on the shipped MNIST
+// model), each applying Cov by one VJP
 // through the denoiser: Cov v = (1−ᾱ)/ᾱ · (v − √(1−ᾱ) VJP_ε(v)). Using the
 // VJP for the Jacobian-vector product assumes ∂ε/∂x_t symmetric, which holds
 // for an exact score (a gradient field) and approximately for a trained
@@ -142,13 +270,7 @@ func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *te
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
 	n, d, m := p.n, p.d, p.m
-	dotk := func(a, b []float64, k, w int) float64 {
-		s := 0.0
-		for j := k * w; j < (k+1)*w; j++ {
-			s += a[j] * b[j]
-		}
-		return s
-	}
+	dotk := func(a, b []float64, k, w int) float64 { return dot(a[k*w:(k+1)*w], b[k*w:(k+1)*w]) }
 	for i := K - 1; i >= 0; i-- {
 		eps, pull, err := p.epsPullback(sched, x, i)
 		if err != nil {
@@ -167,12 +289,14 @@ func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *te
 		}
 		dir := append([]float64(nil), res...)
 		corr := make([]float64, n*d) // Cov Aᵀ u
+		best := make([]float64, n*d) // corr at the smallest residual so far
 		rs := make([]float64, n)
 		rs0 := make([]float64, n)
+		bestRS := make([]float64, n)
 		active := make([]bool, n)
 		for k := 0; k < n; k++ {
 			rs[k] = dotk(res, res, k, m)
-			rs0[k] = rs[k]
+			rs0[k], bestRS[k] = rs[k], rs[k]
 			active[k] = rs[k] > 0
 		}
 		for it := 0; it < opt.CGIters; it++ {
@@ -228,7 +352,11 @@ func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *te
 					res[k*m+j] -= alpha * mp[j]
 				}
 				rsNew := dotk(res, res, k, m)
-				if rsNew <= 1e-12*rs0[k] {
+				if rsNew < bestRS[k] {
+					bestRS[k] = rsNew
+					copy(best[k*d:(k+1)*d], corr[k*d:(k+1)*d])
+				}
+				if rsNew <= 1e-12*rs0[k] || rsNew > cgDiverged*bestRS[k] {
 					active[k] = false
 					continue
 				}
@@ -240,8 +368,8 @@ func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *te
 			}
 		}
 		for j := range x0 {
-			x0[j] += corr[j]
-			eps[j] -= a / s * corr[j]
+			x0[j] += best[j]
+			eps[j] -= a / s * best[j]
 		}
 		x = p.ddim(sched, i, x0, eps, opt.Eta)
 		p.tick()

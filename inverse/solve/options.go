@@ -77,9 +77,13 @@ type PiGDMOptions struct {
 	// DataVar is the per-pixel data variance v behind r_t² =
 	// v σ_t²/(v + σ_t²) (σ_t the VE level); the paper's choice is v = 1.
 	DataVar float64 `opt:"data_var"`
-	// Weight scales the guidance (1 = the score of the approximate
-	// likelihood, unweighted).
+	// Weight scales the guidance (1: Algorithm 1 with the weight r_t², or
+	// with Tweedie the score of the approximate likelihood, unweighted).
 	Weight float64 `opt:"weight"`
+	// Tweedie adds the guidance through Tweedie's formula (the exact
+	// conditional score of ΠGDM's approximation) instead of Algorithm 1;
+	// exact for Gaussian priors, unstable on trained networks (false).
+	Tweedie bool `opt:"tweedie"`
 }
 
 // MomentMatchingOptions configures the moment-matching solver.

@@ -78,8 +78,6 @@ type Requirements struct {
 	// GaussianNoise: the noise model must be *op.Gaussian (σ_y ≥ 0; "clean"
 	// is σ_y = 0); Poisson is refused.
 	GaussianNoise bool
-	// SVDIfNoisy: with σ_y > 0 the operator must be an op.SVD (ΠGDM).
-	SVDIfNoisy bool
 }
 
 func (r Requirements) need() int {
@@ -107,7 +105,7 @@ func registry() []entry {
 		{"ddnm", DDNM, "range–null-space decomposition, noise-free: x̂0 ← x̂0 − A†(A x̂0 − y), then a DDIM-style step", Requirements{Linear: true}},
 		{"ddnm+", DDNMPlus, "DDNM for noisy y: λ_t per singular value, optional time travel", Requirements{SVD: true, GaussianNoise: true}},
 		{"ddrm", DDRM, "denoising diffusion restoration models: SVD-space variational steps (η, η_B, 20 steps)", Requirements{SVD: true, GaussianNoise: true}},
-		{"pigdm", PiGDM, "pseudo-inverse guided diffusion: guidance (∂x̂0/∂x_t)ᵀAᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂0)", Requirements{Linear: true, GaussianNoise: true, SVDIfNoisy: true}},
+		{"pigdm", PiGDM, "pseudo-inverse guided diffusion: guidance (∂x̂0/∂x_t)ᵀAᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂0)", Requirements{Linear: true, GaussianNoise: true}},
 		{"moment-matching", MomentMatching, "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}},
 	}
 }
@@ -178,9 +176,6 @@ func checkStructure(method string, A op.Operator, noise op.Noise, req Requiremen
 		st.gaussian, st.sigmaY = true, g.Sigma
 	} else if req.GaussianNoise {
 		return st, fmt.Errorf("solve: %s needs Gaussian (or clean) measurement noise; got %q", method, noise.Name())
-	}
-	if req.SVDIfNoisy && st.svd == nil && st.sigmaY > 0 {
-		return st, fmt.Errorf("solve: %s with noisy measurements (σ_y = %g) needs an operator with an SVD (op.SVD); %s has none", method, st.sigmaY, operatorName(A))
 	}
 	return st, nil
 }
