@@ -158,13 +158,17 @@ func EncodeConfig(cfg config.Model) (string, error) {
 }
 
 // DecodeConfig parses a model config written by EncodeConfig (or by
-// bench/pytorch/unet_goldens.py); unknown keys are an error.
+// bench/pytorch/unet_goldens.py); unknown keys are an error, and a missing
+// arch (checkpoints written before model.arch existed) is "adm".
 func DecodeConfig(s string) (config.Model, error) {
 	var cfg config.Model
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(s)))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
 		return config.Model{}, fmt.Errorf("decoding model config %q: %w", s, err)
+	}
+	if cfg.Arch == "" {
+		cfg.Arch = config.ArchADM // written before model.arch existed
 	}
 	return cfg, nil
 }
