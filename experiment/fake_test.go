@@ -36,6 +36,9 @@ type fakeRunner struct {
 	drop string
 	// invalid makes ValidateCell reject cells of this method.
 	invalid string
+	// alternate replaces psnr's 2·seed by −3·seed on even images and
+	// +3·seed on odd ones, so that different seeds win on different images.
+	alternate bool
 }
 
 func num(m map[string]any, k string) float64 {
@@ -89,6 +92,12 @@ func (f *fakeRunner) RunCell(ctx context.Context, c Cell, progress func(done, to
 			"ssim":        0.5 + 0.01*seed + 0.001*fi,
 			"consistency": 0.1 * (fi + 1),
 			"seconds":     1 + 0.5*fi,
+		}
+		if f.alternate {
+			v["psnr"] += -2*seed - 3*seed
+			if i%2 == 1 {
+				v["psnr"] += 6 * seed
+			}
 		}
 		if f.noSeconds {
 			delete(v, "seconds")

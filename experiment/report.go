@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -192,6 +193,49 @@ func table(exp *Experiment, all []cellData, m Metric) (rows []rowKey, cols []str
 	return sorted, cols, vals
 }
 
+// bestOfTable returns, per row and column, the mean over images of metric
+// m where each image takes the seed (cell) with the best value of sel for
+// that image; ties go to the earlier seed.
+func bestOfTable(exp *Experiment, all []cellData, sel, m Metric) (rows []rowKey, cols []string, vals map[rowKey]map[string]float64) {
+	rows, cols, _ = table(exp, all, m)
+	type pick struct{ sel, val float64 }
+	best := map[rowKey]map[string]map[int]pick{}
+	for _, d := range all {
+		k := rowKey{d.Method.Key(), d.SweepLabel()}
+		if best[k] == nil {
+			best[k] = map[string]map[int]pick{}
+		}
+		c := d.Task.Key()
+		if best[k][c] == nil {
+			best[k][c] = map[int]pick{}
+		}
+		for _, r := range d.res.Images {
+			sv, v := float64(r.Metrics[sel.Name]), float64(r.Metrics[m.Name])
+			old, ok := best[k][c][r.Index]
+			if !ok || (sel.HigherBetter && sv > old.sel) || (!sel.HigherBetter && sv < old.sel) {
+				best[k][c][r.Index] = pick{sv, v}
+			}
+		}
+	}
+	vals = map[rowKey]map[string]float64{}
+	for k, byCol := range best {
+		vals[k] = map[string]float64{}
+		for c, byImg := range byCol {
+			idx := make([]int, 0, len(byImg))
+			for i := range byImg {
+				idx = append(idx, i)
+			}
+			sort.Ints(idx)
+			xs := make([]float64, len(idx))
+			for j, i := range idx {
+				xs[j] = byImg[i].val
+			}
+			vals[k][c] = mean(xs)
+		}
+	}
+	return rows, cols, vals
+}
+
 func stat(xs []float64) seedStat { return seedStat{Mean: mean(xs), Std: std(xs), N: len(xs)} }
 
 // tableMD renders the markdown report: one table per metric, tasks as
@@ -266,6 +310,37 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 				fmt.Fprintf(&b, " %s |", txt)
 			}
 			b.WriteString("\n")
+		}
+	}
+	if exp.BestOf != "" {
+		sel, _ := LookupMetric(exp.BestOf)
+		fmt.Fprintf(&b, "\n## Best of %d seeds per image (by %s)\n\nEach image takes the seed with the best %s; entries are means over images.\n", len(exp.Seeds), sel.Title, sel.Title)
+		for _, m := range ms {
+			if m.PerCell {
+				continue
+			}
+			rows, cols, vals := bestOfTable(exp, all, sel, m)
+			fmt.Fprintf(&b, "\n### %s, best of %d\n\n| Method |", m.Title, len(exp.Seeds))
+			for _, c := range cols {
+				fmt.Fprintf(&b, " %s |", mdCell(c))
+			}
+			b.WriteString("\n|---|")
+			for range cols {
+				b.WriteString("---:|")
+			}
+			b.WriteString("\n")
+			for _, r := range rows {
+				fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
+				for _, c := range cols {
+					v, ok := vals[r][c]
+					if !ok {
+						b.WriteString(" – |")
+						continue
+					}
+					fmt.Fprintf(&b, " %s |", fmt.Sprintf(m.Format, v))
+				}
+				b.WriteString("\n")
+			}
 		}
 	}
 	if len(grids) > 0 {

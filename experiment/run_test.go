@@ -217,6 +217,59 @@ func TestTableThreeSeeds(t *testing.T) {
 	}
 }
 
+// TestBestOf: with best_of: psnr each image takes the seed with its best
+// PSNR, and the other metrics follow that seed. The fake's PSNR falls with
+// the seed on even images and rises on odd ones, so seeds 0 and 2 both win
+// somewhere: neither "always the first" nor "always the last" passes.
+func TestBestOf(t *testing.T) {
+	e := mustDecode(testYAML)
+	e.Sweep = nil
+	e.Methods = e.Methods[:1]
+	e.Tasks = e.Tasks[:1]
+	e.Metrics = []string{"psnr", "ssim"}
+	e.Dataset.N = 4
+	if err := e.Set("best_of=psnr"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Set("seeds=0,2"); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var log bytes.Buffer
+	runFake(t, e, &fakeRunner{alternate: true}, quiet(out, &log))
+	b, _ := os.ReadFile(filepath.Join(out, TableMD))
+	// Image i, seed s: psnr = 21.5 + 0.1 i ∓ 3 s (− on even i), ssim = 0.5 +
+	// 0.01 s + 0.001 i. Best: seed 0 on images 0, 2 (21.5, 21.7), seed 2 on
+	// 1, 3 (27.6, 27.8): mean PSNR 24.65; SSIM (0.5 + 0.502 + 0.521 +
+	// 0.523)/4 = 0.5115.
+	for _, want := range []string{"## Best of 2 seeds per image (by PSNR↑)", "### PSNR↑, best of 2", "| DPS | 24.65 |\n", "### SSIM↑, best of 2", "| DPS | 0.511 |\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("table.md lacks %q:\n%s", want, b)
+		}
+	}
+	for _, bad := range []struct {
+		best  string
+		seeds string
+		err   string
+	}{
+		{"fid", "0,1", "computed per cell"},
+		{"kid2", "0,1", "best_of"},
+		{"consistency", "0,1", "not among metrics"},
+		{"psnr", "0", "want ≥ 2 seeds"},
+	} {
+		e := mustDecode(testYAML)
+		e.Metrics = []string{"psnr", "fid"}
+		e.BestOf = bad.best
+		if err := e.Set("seeds=" + bad.seeds); err != nil {
+			t.Fatal(err)
+		}
+		err := e.Validate()
+		if err == nil || !strings.Contains(err.Error(), bad.err) {
+			t.Errorf("best_of %q, seeds %s: error %v, want one with %q", bad.best, bad.seeds, err, bad.err)
+		}
+	}
+}
+
 func TestRunResume(t *testing.T) {
 	out := t.TempDir()
 	var log bytes.Buffer

@@ -26,6 +26,8 @@
 //	metrics: [psnr, ssim, consistency, fid, kid, seconds]
 //	output: experiments/results/dps-table-mnist
 //	grid: {images: 4, scale: 2}      # optional; images 0 disables grids
+//	exclude: [{task: Motion, method: DDRM}]  # optional (task, method) pairs
+//	best_of: psnr                    # optional: also per image the best seed
 //
 // Command-line overrides (Experiment.Set, "--set k=v") address the same
 // keys by dotted paths; see Set. Sweep axes can be added with AddSweep
@@ -75,6 +77,11 @@ type Experiment struct {
 	// Exclude lists (task, method) pairs not to run, e.g. a method that
 	// needs an SVD on a task whose operator has none; the table shows "–".
 	Exclude []Exclusion `yaml:"exclude"`
+	// BestOf names a per-image metric (e.g. psnr): table.md then also
+	// reports every per-image metric with, for each image, the seed that
+	// scored best on it (the DPS paper's "best of 4" for phase retrieval).
+	// Needs ≥ 2 seeds and the metric among Metrics; empty: off.
+	BestOf string `yaml:"best_of"`
 }
 
 // Exclusion names a task and a method (each by name or label) whose cells
@@ -376,7 +383,7 @@ func splitKV(flag, s string) (string, string, error) {
 
 // Set applies one "--set key=value" override. Keys are dotted paths:
 //
-//	name, checkpoint, output                 strings
+//	name, checkpoint, output, best_of        strings
 //	dataset.name, dataset.n, dataset.offset  the dataset
 //	seeds, metrics                           comma-separated lists ("0,1,2")
 //	grid.images, grid.scale                  integers
@@ -409,6 +416,9 @@ func (e *Experiment) Set(kv string) error {
 		return nil
 	case "output":
 		e.Output = raw
+		return nil
+	case "best_of":
+		e.BestOf = raw
 		return nil
 	case "dataset.name":
 		e.Dataset.Name = raw
@@ -686,6 +696,20 @@ func (e *Experiment) Validate() error {
 				add("sweep.%s: duplicate value %v", k, v)
 			}
 			ids[c] = true
+		}
+	}
+	if e.BestOf != "" {
+		m, err := LookupMetric(e.BestOf)
+		switch {
+		case err != nil:
+			add("best_of: %v", err)
+		case m.PerCell:
+			add("best_of: %q is computed per cell, want a per-image metric (psnr, ssim, consistency)", e.BestOf)
+		case !seen[e.BestOf]:
+			add("best_of: %q is not among metrics %v", e.BestOf, e.Metrics)
+		}
+		if len(e.Seeds) < 2 {
+			add("best_of: %q with %d seed(s), want ≥ 2 seeds to choose from", e.BestOf, len(e.Seeds))
 		}
 	}
 	if n := e.GridImages(); n < 0 {
