@@ -292,7 +292,11 @@ func TestModelArch(t *testing.T) {
 	if cfg.Model.Arch != ArchDDPM {
 		t.Errorf("model.arch %q after --set model.arch=ddpm", cfg.Model.Arch)
 	}
-	for _, bad := range []string{"unet", "", "DDPM"} {
+	// Empty is a model config from before the key (checkpoint metadata): adm.
+	if _, err := Load(Sources{Sets: []string{"model.arch="}}); err != nil {
+		t.Errorf("empty model.arch: %v, want it accepted as adm", err)
+	}
+	for _, bad := range []string{"unet", "DDPM", "adm2"} {
 		_, err := Load(Sources{Sets: []string{"model.arch=" + bad}})
 		if err == nil {
 			t.Errorf("model.arch=%q accepted", bad)

@@ -65,7 +65,9 @@ func (c *checker) oneOf(key, v string, valid ...string) {
 func (c *Config) Validate() error {
 	var k checker
 	m := c.Model
-	k.oneOf("model.arch", m.Arch, ArchADM, ArchDDPM)
+	if m.Arch != "" { // empty: a model config written before the key existed, i.e. adm
+		k.oneOf("model.arch", m.Arch, ArchADM, ArchDDPM)
+	}
 	k.positive("model.image_size", m.ImageSize)
 	k.positive("model.in_channels", m.InChannels)
 	k.positive("model.num_channels", m.NumChannels)
