@@ -4,8 +4,11 @@
 // beside the native (Gorgonia) engine and PyTorch: `make bench-torch` runs
 // it. The native and PyTorch lines come from package bench (the same
 // weights, batch and inputs as `diffinv bench unet`); the torch-engine lines
-// time Eps and EpsVJP on the same weights. The torch engine does not train,
-// so its train_step reads n/a.
+// time Eps, EpsVJP and a training step on the same weights and inputs. The
+// torch engine's train_step is what `diffinv train --engine torch` does per
+// step: Trainer.MSEGrad (the Go-side parameters copied into libtorch,
+// forward with dropout, backward, the gradients copied back) and package
+// train's Adam update in Go, as the native figure's TrainGraph.Step and Adam.
 //
 // --threads sets the thread count of all three (the torch engine's through
 // Options.Threads, at::set_num_threads).
@@ -24,6 +27,7 @@ import (
 	torchengine "github.com/diffinv/diffinv/engine/torch"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/train"
 )
 
 func main() {
@@ -80,7 +84,7 @@ func run(args []string, out, log io.Writer) error {
 		ms, ok := te[name]
 		switch {
 		case !ok:
-			fmt.Fprintf(out, "%s: torch-engine n/a (the torch engine does not train)\n", name)
+			fmt.Fprintf(out, "%s: torch-engine n/a\n", name)
 		case pytorch[name] > 0:
 			fmt.Fprintf(out, "%s: torch-engine %.1f ms, torch %.1f ms, ratio %.2f\n", name, ms, pytorch[name], ms/pytorch[name])
 		default:
@@ -90,8 +94,8 @@ func run(args []string, out, log io.Writer) error {
 	return nil
 }
 
-// timeTorchEngine times Eps and EpsVJP of the torch engine on the weights
-// and inputs package bench uses (same seeds).
+// timeTorchEngine times a training step, Eps and EpsVJP of the torch engine
+// on the weights and inputs package bench uses (same seeds).
 func timeTorchEngine(cfg config.Model, o bench.Options, log io.Writer) (map[string]float64, error) {
 	net, err := model.New(cfg, rand.New(rand.NewSource(o.Seed)))
 	if err != nil {
@@ -109,15 +113,42 @@ func timeTorchEngine(cfg config.Model, o bench.Options, log io.Writer) (map[stri
 	n, c, s := o.Batch, cfg.InChannels, cfg.ImageSize
 	x := tensors.Randn(rng, n, c, s, s)
 	v := tensors.Randn(rng, n, c, s, s)
-	_ = tensors.Randn(rng, n, c, s, s) // bench's target draw, to keep t identical
+	target := tensors.Randn(rng, n, c, s, s)
 	t := make([]int, n)
 	for i := range t {
 		t[i] = rng.Intn(1000)
+	}
+	tr, err := torchengine.TrainerFrom(cfg, net.Params(), torchengine.Options{Threads: o.Threads})
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+	names := tr.ParamNames()
+	params := make([][]float32, len(names))
+	grads := make([][]float32, len(names))
+	sizes := make([]int, len(names))
+	for i, name := range names {
+		params[i] = tensors.F32(tr.Param(name))
+		grads[i] = tensors.F32(tr.Grad(name))
+		sizes[i] = len(params[i])
+	}
+	adam, err := train.NewAdam(train.DefaultAdam(), sizes)
+	if err != nil {
+		return nil, err
+	}
+	step := int64(0)
+	trainStep := func() error {
+		step++
+		if _, err := tr.MSEGrad(x, t, target, o.Seed+2+step); err != nil {
+			return err
+		}
+		return adam.Update(1e-4, params, grads)
 	}
 	figs := []struct {
 		name string
 		fn   func() error
 	}{
+		{"train_step", trainStep},
 		{"eps", func() error { _, err := u.Eps(x, t); return err }},
 		{"eps_vjp", func() error { _, _, err := u.EpsVJP(x, t, v); return err }},
 	}
