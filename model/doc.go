@@ -14,7 +14,14 @@
 // parameters and, under the metadata key "config", the model config as JSON
 // with config.Model's YAML keys, so a checkpoint alone rebuilds its network.
 //
-// bench/pytorch/unet.py is the PyTorch reference of the same network;
-// bench/pytorch/unet_goldens.py writes the goldens in testdata that the
-// tests compare against.
+// With model.arch ddpm the same modules compute the DDPM UNet of Ho et al.
+// (pytorch_diffusion's Model, as in DDIM, SDEdit, DDRM and DDNM): DDPM's
+// timestep embedding, Downsample padding and GroupNorm ε (ddpm.go).
+// FromDDPM renames such a state dict onto our names; CheckArch lists the
+// settings the variant supports.
+//
+// bench/pytorch/unet.py and bench/pytorch/ddpm_unet.py are the PyTorch
+// references of the two networks; bench/pytorch/unet_goldens.py and
+// ddpm_goldens.py write the goldens in testdata that the tests compare
+// against.
 package model

@@ -7,8 +7,10 @@
 //
 // The parameter names are guided-diffusion's state-dict names (the
 // PyTorch reference is bench/pytorch/unet.py), so PyTorch checkpoints map
-// one to one (see ImportStateDict) and the native engine's checkpoints load
-// unchanged. UNet implements diffusion.Denoiser: Eps runs without autograd;
+// one to one (see Import) and the native engine's checkpoints load
+// unchanged. With model.arch ddpm the network computes the DDPM UNet
+// (pytorch_diffusion's Model, bench/pytorch/ddpm_unet.py), and Import renames
+// such a state dict's names (ConvertStateDict, model.FromDDPM). UNet implements diffusion.Denoiser: Eps runs without autograd;
 // EpsVJP gives x_t requires_grad and backpropagates Σ ε·v.
 //
 // The package builds only with the build tag `torch` and the cgo flags that
