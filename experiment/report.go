@@ -316,8 +316,8 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 		sel, _ := LookupMetric(exp.BestOf)
 		fmt.Fprintf(&b, "\n## Best of %d seeds per image (by %s)\n\nEach image takes the seed with the best %s; entries are means over images.\n", len(exp.Seeds), sel.Title, sel.Title)
 		for _, m := range ms {
-			if m.PerCell {
-				continue
+			if m.PerCell || m.Name == "seconds" {
+				continue // per-cell, or not a quality measure
 			}
 			rows, cols, vals := bestOfTable(exp, all, sel, m)
 			fmt.Fprintf(&b, "\n### %s, best of %d\n\n| Method |", m.Title, len(exp.Seeds))

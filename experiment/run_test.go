@@ -226,7 +226,7 @@ func TestBestOf(t *testing.T) {
 	e.Sweep = nil
 	e.Methods = e.Methods[:1]
 	e.Tasks = e.Tasks[:1]
-	e.Metrics = []string{"psnr", "ssim"}
+	e.Metrics = []string{"psnr", "ssim", "seconds"}
 	e.Dataset.N = 4
 	if err := e.Set("best_of=psnr"); err != nil {
 		t.Fatal(err)
@@ -246,6 +246,9 @@ func TestBestOf(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("table.md lacks %q:\n%s", want, b)
 		}
+	}
+	if strings.Contains(string(b), "s/img↓, best of") {
+		t.Errorf("table.md has a best-of table of seconds:\n%s", b)
 	}
 	for _, bad := range []struct {
 		best  string
