@@ -140,32 +140,9 @@ const pigdmCGIters = 200
 // pigdmCGIters iterations): ΠGDM's guidance direction for a linear
 // operator without an SVD (blur by circular convolution, for one).
 func (p *problem) weightedPinv(res []float64, r2 float64) ([]float64, error) {
-	n, m := p.n, p.m
-	sy2 := p.sigmaY * p.sigmaY
-	u := make([]float64, n*m)
-	rr := append([]float64(nil), res...)
-	dir := append([]float64(nil), res...)
-	rs, rs0 := make([]float64, n), make([]float64, n)
-	active := make([]bool, n)
-	for k := 0; k < n; k++ {
-		rs[k] = dot(rr[k*m:(k+1)*m], rr[k*m:(k+1)*m])
-		rs0[k] = rs[k]
-		active[k] = rs[k] > 0
-	}
-	for it := 0; it < pigdmCGIters; it++ {
-		any := false
-		for k := 0; k < n; k++ {
-			if active[k] {
-				any = true
-				continue
-			}
-			for j := k * m; j < (k+1)*m; j++ {
-				dir[j] = 0
-			}
-		}
-		if !any {
-			break
-		}
+	m := p.m
+	u := make([]float64, p.n*m)
+	err := p.cgEach(res, pigdmCGIters, 1e-20, func(dir []float64) ([]float64, error) {
 		atd, err := p.adjoint(dir)
 		if err != nil {
 			return nil, err
@@ -174,36 +151,18 @@ func (p *problem) weightedPinv(res []float64, r2 float64) ([]float64, error) {
 		if err != nil {
 			return nil, err
 		}
-		for k := 0; k < n; k++ {
-			if !active[k] {
-				continue
-			}
-			lo, hi := k*m, (k+1)*m
-			q := make([]float64, m)
-			for j := lo; j < hi; j++ {
-				q[j-lo] = r2*aatd[j] + sy2*dir[j]
-			}
-			pq := dot(dir[lo:hi], q)
-			if !(pq > 0) {
-				active[k] = false
-				continue
-			}
-			alpha := rs[k] / pq
-			for j := lo; j < hi; j++ {
-				u[j] += alpha * dir[j]
-				rr[j] -= alpha * q[j-lo]
-			}
-			rsNew := dot(rr[lo:hi], rr[lo:hi])
-			if rsNew <= 1e-20*rs0[k] {
-				active[k] = false
-				continue
-			}
-			beta := rsNew / rs[k]
-			rs[k] = rsNew
-			for j := lo; j < hi; j++ {
-				dir[j] = rr[j] + beta*dir[j]
-			}
+		for j := range aatd {
+			aatd[j] *= r2
 		}
+		return aatd, nil
+	}, func(k int, alpha float64, dir []float64, _ float64) bool {
+		for j, v := range dir {
+			u[k*m+j] += alpha * v
+		}
+		return false
+	})
+	if err != nil {
+		return nil, err
 	}
 	h, err := p.adjoint(u)
 	if err != nil {
@@ -213,6 +172,77 @@ func (p *problem) weightedPinv(res []float64, r2 float64) ([]float64, error) {
 		h[j] *= r2
 	}
 	return h, nil
+}
+
+// cgEach runs conjugate gradients on (σ_y² I + B) u = rhs for every image
+// of the batch separately (scalars per image, one batched apply per
+// iteration): apply returns B·dir for the batch's directions (those of
+// finished images are zero); after each image's step, step gets the image,
+// the step length α, its direction before the update and the new squared
+// residual, and returns true to stop that image. An image also stops when
+// its squared residual falls to tol times the initial one, or when dirᵀM dir
+// is not positive (M not positive definite along dir), and all stop after
+// iters iterations. The caller accumulates what it needs (u += α dir, or an
+// image-space image of it) in step.
+func (p *problem) cgEach(rhs []float64, iters int, tol float64, apply func(dir []float64) ([]float64, error), step func(k int, alpha float64, dir []float64, rs float64) bool) error {
+	n, m := p.n, p.m
+	sy2 := p.sigmaY * p.sigmaY
+	res := append([]float64(nil), rhs...)
+	dir := append([]float64(nil), rhs...)
+	rs, rs0 := make([]float64, n), make([]float64, n)
+	active := make([]bool, n)
+	for k := 0; k < n; k++ {
+		rs[k] = dot(res[k*m:(k+1)*m], res[k*m:(k+1)*m])
+		rs0[k] = rs[k]
+		active[k] = rs[k] > 0
+	}
+	mp := make([]float64, m)
+	for it := 0; it < iters; it++ {
+		any := false
+		for k := 0; k < n; k++ {
+			if active[k] {
+				any = true
+				continue
+			}
+			clear(dir[k*m : (k+1)*m])
+		}
+		if !any {
+			break
+		}
+		bd, err := apply(dir)
+		if err != nil {
+			return err
+		}
+		for k := 0; k < n; k++ {
+			if !active[k] {
+				continue
+			}
+			lo, hi := k*m, (k+1)*m
+			for j := lo; j < hi; j++ {
+				mp[j-lo] = sy2*dir[j] + bd[j]
+			}
+			pmp := dot(dir[lo:hi], mp)
+			if !(pmp > 0) {
+				active[k] = false
+				continue
+			}
+			alpha := rs[k] / pmp
+			for j := lo; j < hi; j++ {
+				res[j] -= alpha * mp[j-lo]
+			}
+			rsNew := dot(res[lo:hi], res[lo:hi])
+			if step(k, alpha, dir[lo:hi], rsNew) || rsNew <= tol*rs0[k] {
+				active[k] = false
+				continue
+			}
+			beta := rsNew / rs[k]
+			rs[k] = rsNew
+			for j := lo; j < hi; j++ {
+				dir[j] = res[j] + beta*dir[j]
+			}
+		}
+	}
+	return nil
 }
 
 func dot(a, b []float64) float64 {
@@ -266,11 +296,9 @@ func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *te
 	}
 	K := sched.Len()
 	p.steps = K
-	sy2 := p.sigmaY * p.sigmaY
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
 	n, d, m := p.n, p.d, p.m
-	dotk := func(a, b []float64, k, w int) float64 { return dot(a[k*w:(k+1)*w], b[k*w:(k+1)*w]) }
 	for i := K - 1; i >= 0; i-- {
 		eps, pull, err := p.epsPullback(sched, x, i)
 		if err != nil {
@@ -287,32 +315,14 @@ func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *te
 		for j := range res {
 			res[j] = p.yv[j] - ax[j]
 		}
-		dir := append([]float64(nil), res...)
 		corr := make([]float64, n*d) // Cov Aᵀ u
 		best := make([]float64, n*d) // corr at the smallest residual so far
-		rs := make([]float64, n)
-		rs0 := make([]float64, n)
 		bestRS := make([]float64, n)
-		active := make([]bool, n)
 		for k := 0; k < n; k++ {
-			rs[k] = dotk(res, res, k, m)
-			rs0[k], bestRS[k] = rs[k], rs[k]
-			active[k] = rs[k] > 0
+			bestRS[k] = dot(res[k*m:(k+1)*m], res[k*m:(k+1)*m])
 		}
-		for it := 0; it < opt.CGIters; it++ {
-			any := false
-			for k := 0; k < n; k++ {
-				if !active[k] {
-					for j := k * m; j < (k+1)*m; j++ {
-						dir[j] = 0
-					}
-				} else {
-					any = true
-				}
-			}
-			if !any {
-				break
-			}
+		var cq []float64 // Cov Aᵀ dir of the current iteration
+		err = p.cgEach(res, opt.CGIters, 1e-12, func(dir []float64) ([]float64, error) {
 			q, err := p.adjoint(dir)
 			if err != nil {
 				return nil, err
@@ -321,51 +331,23 @@ func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *te
 			if err != nil {
 				return nil, err
 			}
-			cq := make([]float64, n*d)
+			cq = make([]float64, n*d)
 			for j := range cq {
 				cq[j] = (1 - ab) / ab * (q[j] - s*vj[j])
 			}
-			acq, err := p.forward(cq)
-			if err != nil {
-				return nil, err
+			return p.forward(cq)
+		}, func(k int, alpha float64, _ []float64, rs float64) bool {
+			for j := k * d; j < (k+1)*d; j++ {
+				corr[j] += alpha * cq[j]
 			}
-			for k := 0; k < n; k++ {
-				if !active[k] {
-					continue
-				}
-				mp := make([]float64, m)
-				pmp := 0.0
-				for j := 0; j < m; j++ {
-					idx := k*m + j
-					mp[j] = sy2*dir[idx] + acq[idx]
-					pmp += dir[idx] * mp[j]
-				}
-				if !(pmp > 0) {
-					active[k] = false
-					continue
-				}
-				alpha := rs[k] / pmp
-				for j := k * d; j < (k+1)*d; j++ {
-					corr[j] += alpha * cq[j]
-				}
-				for j := 0; j < m; j++ {
-					res[k*m+j] -= alpha * mp[j]
-				}
-				rsNew := dotk(res, res, k, m)
-				if rsNew < bestRS[k] {
-					bestRS[k] = rsNew
-					copy(best[k*d:(k+1)*d], corr[k*d:(k+1)*d])
-				}
-				if rsNew <= 1e-12*rs0[k] || rsNew > cgDiverged*bestRS[k] {
-					active[k] = false
-					continue
-				}
-				beta := rsNew / rs[k]
-				rs[k] = rsNew
-				for j := k * m; j < (k+1)*m; j++ {
-					dir[j] = res[j] + beta*dir[j]
-				}
+			if rs < bestRS[k] {
+				bestRS[k] = rs
+				copy(best[k*d:(k+1)*d], corr[k*d:(k+1)*d])
 			}
+			return rs > cgDiverged*bestRS[k]
+		})
+		if err != nil {
+			return nil, err
 		}
 		for j := range x0 {
 			x0[j] += best[j]
