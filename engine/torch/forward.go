@@ -15,10 +15,13 @@ import (
 	"github.com/diffinv/diffinv/tensors"
 )
 
-// timestepEmbedding is guided-diffusion's sinusoidal embedding
-// [cos(t f_i), sin(t f_i)], f_i = 10000^(−i/half), computed in float32 with
-// the same libtorch ops as the PyTorch reference.
-func timestepEmbedding(t []int, dim int64, dev gotch.Device) (*ts.Tensor, error) {
+// timestepEmbedding is the sinusoidal timestep embedding, computed in
+// float32 with the same libtorch ops as the PyTorch references:
+// guided-diffusion's [cos(t f_i), sin(t f_i)] with f_i = 10000^(−i/half)
+// (bench/pytorch/unet.py), or with ddpm (model.arch ddpm) the DDPM UNet's
+// [sin(t f_i), cos(t f_i)] with f_i = exp(−ln(10000)·i/(half−1))
+// (get_timestep_embedding of bench/pytorch/ddpm_unet.py).
+func timestepEmbedding(t []int, dim int64, dev gotch.Device, ddpm bool) (*ts.Tensor, error) {
 	var s scope
 	defer s.free()
 	half := dim / 2
@@ -29,17 +32,26 @@ func timestepEmbedding(t []int, dim int64, dev gotch.Device) (*ts.Tensor, error)
 		return nil, err
 	}
 	s.add(ar)
-	c := ts.FloatScalar(-math.Log(10000))
-	defer c.MustDrop()
-	f, err := ar.MulScalar(c, false)
-	if err != nil {
-		return nil, err
+	var f *ts.Tensor
+	if ddpm {
+		c := ts.FloatScalar(-math.Log(10000) / float64(half-1))
+		defer c.MustDrop()
+		if f, err = ar.MulScalar(c, false); err != nil {
+			return nil, err
+		}
+		s.add(f)
+	} else {
+		c := ts.FloatScalar(-math.Log(10000))
+		defer c.MustDrop()
+		if f, err = ar.MulScalar(c, false); err != nil {
+			return nil, err
+		}
+		s.add(f)
+		if f, err = f.DivScalar(h, false); err != nil {
+			return nil, err
+		}
+		s.add(f)
 	}
-	s.add(f)
-	if f, err = f.DivScalar(h, false); err != nil {
-		return nil, err
-	}
-	s.add(f)
 	if f, err = f.Exp(false); err != nil {
 		return nil, err
 	}
@@ -82,84 +94,16 @@ func timestepEmbedding(t []int, dim int64, dev gotch.Device) (*ts.Tensor, error)
 		return nil, err
 	}
 	s.add(sin)
+	if ddpm {
+		return ts.Cat([]ts.Tensor{*sin, *cos}, 1)
+	}
 	return ts.Cat([]ts.Tensor{*cos, *sin}, 1)
-}
-
-// ddpmTimestepEmbedding is the DDPM UNet's sinusoidal embedding
-// [sin(t f_i), cos(t f_i)], f_i = exp(−ln(10000)·i/(half−1)) (model.arch
-// ddpm), computed in float32 with the libtorch ops of get_timestep_embedding
-// (bench/pytorch/ddpm_unet.py).
-func ddpmTimestepEmbedding(t []int, dim int64, dev gotch.Device) (*ts.Tensor, error) {
-	var s scope
-	defer s.free()
-	half := dim / 2
-	h := ts.IntScalar(half)
-	defer h.MustDrop()
-	ar, err := ts.Arange(h, gotch.Float, dev)
-	if err != nil {
-		return nil, err
-	}
-	s.add(ar)
-	c := ts.FloatScalar(-math.Log(10000) / float64(half-1))
-	defer c.MustDrop()
-	f, err := ar.MulScalar(c, false)
-	if err != nil {
-		return nil, err
-	}
-	s.add(f)
-	if f, err = f.Exp(false); err != nil {
-		return nil, err
-	}
-	s.add(f)
-	if f, err = f.Unsqueeze(0, false); err != nil {
-		return nil, err
-	}
-	s.add(f)
-	tv := make([]float32, len(t))
-	for i, v := range t {
-		tv[i] = float32(v)
-	}
-	tt, err := ts.OfSlice(tv)
-	if err != nil {
-		return nil, err
-	}
-	s.add(tt)
-	if dev != gotch.CPU {
-		if tt, err = tt.To(dev, false); err != nil {
-			return nil, err
-		}
-		s.add(tt)
-	}
-	if tt, err = tt.Unsqueeze(1, false); err != nil {
-		return nil, err
-	}
-	s.add(tt)
-	args, err := tt.Mul(f, false)
-	if err != nil {
-		return nil, err
-	}
-	s.add(args)
-	sin, err := args.Sin(false)
-	if err != nil {
-		return nil, err
-	}
-	s.add(sin)
-	cos, err := args.Cos(false)
-	if err != nil {
-		return nil, err
-	}
-	s.add(cos)
-	return ts.Cat([]ts.Tensor{*sin, *cos}, 1)
 }
 
 // forward runs the network on x (N×C×H×W on the engine's device) and
 // returns the full output (2C channels with learn_sigma).
 func (u *UNet) forward(x *ts.Tensor, t []int) (*ts.Tensor, error) {
-	embed := timestepEmbedding
-	if u.cfg.Arch == config.ArchDDPM {
-		embed = ddpmTimestepEmbedding
-	}
-	emb, err := embed(t, int64(u.cfg.NumChannels), u.dev)
+	emb, err := timestepEmbedding(t, int64(u.cfg.NumChannels), u.dev, u.cfg.Arch == config.ArchDDPM)
 	if err != nil {
 		return nil, fmt.Errorf("timestep embedding: %w", err)
 	}
