@@ -261,15 +261,8 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 	b.WriteString(": per-image metrics are first averaged over the cell's images; FID and KID are computed once per cell over its images. The best mean of each column is bold (unless all rows tie).\n")
 	for _, m := range ms {
 		rows, cols, vals := table(exp, all, m)
-		fmt.Fprintf(&b, "\n## %s\n\n| Method |", m.Title)
-		for _, c := range cols {
-			fmt.Fprintf(&b, " %s |", mdCell(c))
-		}
-		b.WriteString("\n|---|")
-		for range cols {
-			b.WriteString("---:|")
-		}
-		b.WriteString("\n")
+		fmt.Fprintf(&b, "\n## %s\n\n", m.Title)
+		writeTableHead(&b, cols)
 		best, allBest := map[string]float64{}, map[string]bool{}
 		for _, c := range cols {
 			bv := math.NaN()
@@ -320,15 +313,8 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 				continue // per-cell, or not a quality measure
 			}
 			rows, cols, vals := bestOfTable(exp, all, sel, m)
-			fmt.Fprintf(&b, "\n### %s, best of %d\n\n| Method |", m.Title, len(exp.Seeds))
-			for _, c := range cols {
-				fmt.Fprintf(&b, " %s |", mdCell(c))
-			}
-			b.WriteString("\n|---|")
-			for range cols {
-				b.WriteString("---:|")
-			}
-			b.WriteString("\n")
+			fmt.Fprintf(&b, "\n### %s, best of %d\n\n", m.Title, len(exp.Seeds))
+			writeTableHead(&b, cols)
 			for _, r := range rows {
 				fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 				for _, c := range cols {
@@ -360,6 +346,20 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 		}
 	}
 	return b.String()
+}
+
+// writeTableHead writes a markdown table's header: Method, then one
+// right-aligned column per task.
+func writeTableHead(b *strings.Builder, cols []string) {
+	b.WriteString("| Method |")
+	for _, c := range cols {
+		fmt.Fprintf(b, " %s |", mdCell(c))
+	}
+	b.WriteString("\n|---|")
+	for range cols {
+		b.WriteString("---:|")
+	}
+	b.WriteString("\n")
 }
 
 // mdCell escapes the characters that would end a markdown table cell.
