@@ -39,7 +39,7 @@ check-solvers: setup
 
 ## experiments: every experiments/*.yaml with --resume. With the committed results this only
 ## regenerates their reports (seconds); EXP_OUT=DIR runs them afresh under DIR/<name> (about
-## 1.5 h on 2 cores, most of it the DPS table's 1000-step DPS and MCG), EXPERIMENTS="a b" picks some.
+## an hour on 2 cores, most of it DPS and MCG at 1000 steps), EXPERIMENTS="a b" picks some.
 EXPERIMENTS ?= ablate-dps-scale ablate-steps ablate-noise ddnm-table-mnist dps-nonlinear-mnist dps-table-mnist
 EXP_OUT ?=
 experiments: build
