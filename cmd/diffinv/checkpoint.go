@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"math/rand"
 	"os"
 	"reflect"
 
+	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/model"
@@ -27,15 +29,9 @@ func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, 
 	if _, err := os.Stat(path); err != nil {
 		return nil, nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	net, meta, err := model.Load(path)
+	net, base, err := loadWeights(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("checkpoint %s: %w", path, err)
-	}
-	base := config.Default()
-	if doc, ok := meta[RunConfigKey]; ok {
-		if base, err = config.FromYAML([]byte(doc)); err != nil {
-			return nil, nil, fmt.Errorf("checkpoint %s: %w", path, err)
-		}
+		return nil, nil, err
 	}
 	base.Model = net.Config()
 	cfg, err := config.LoadOnto(base, config.Sources{Presets: cf.presets, File: cf.file, Env: os.Environ(), Sets: cf.sets})
@@ -46,6 +42,42 @@ func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, 
 		return nil, nil, fmt.Errorf("the model section differs from the checkpoint's architecture (%s): the weights fix it, so drop the model.* settings", path)
 	}
 	return net, cfg, nil
+}
+
+// loadWeights reads a network and the run config it was trained with (the
+// defaults when the file has none): a model file, an imported checkpoint, or
+// a training checkpoint (runs/NAME/checkpoints/step-*.safetensors), whose EMA
+// weights are the ones used.
+func loadWeights(path string) (*model.UNet, config.Config, error) {
+	f, err := checkpoint.Load(path)
+	if err != nil {
+		return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	if f.Metadata[train.MetaFormat] == train.FormatTrain {
+		ema, cfg, err := train.LoadModel(path)
+		if err != nil {
+			return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+		}
+		net, err := model.New(cfg.Model, rand.New(rand.NewSource(0)))
+		if err != nil {
+			return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+		}
+		if err := net.SetParams(ema); err != nil {
+			return nil, config.Config{}, fmt.Errorf("checkpoint %s: EMA weights: %w", path, err)
+		}
+		return net, *cfg, nil
+	}
+	net, meta, err := model.Load(path)
+	if err != nil {
+		return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	base := config.Default()
+	if doc, ok := meta[RunConfigKey]; ok {
+		if base, err = config.FromYAML([]byte(doc)); err != nil {
+			return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+		}
+	}
+	return net, base, nil
 }
 
 // schedule builds the diffusion schedule of cfg, respaced to steps when

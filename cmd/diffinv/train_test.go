@@ -72,6 +72,22 @@ func TestTrainThenSampleCommands(t *testing.T) {
 	if sh := f.Tensors["samples"].Shape(); sh[0] != 2 || sh[2] != 28 {
 		t.Errorf("samples shape %v", sh)
 	}
+	// A training checkpoint samples with its EMA weights: the same samples
+	// as the model file written beside it at the same step.
+	png2 := filepath.Join(t.TempDir(), "c.png")
+	if _, err := run(t, "sample", "--checkpoint", filepath.Join(out, "checkpoints/step-00000004.safetensors"), "--sampler", "ddim", "--steps", "3", "--n", "2", "--out", png2); err != nil {
+		t.Fatal(err)
+	}
+	g, err := checkpoint.Load(strings.TrimSuffix(png2, ".png") + ".safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := f.Tensors["samples"].Data().([]float32), g.Tensors["samples"].Data().([]float32)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("sample %d from the training checkpoint %v, from the model file %v", i, b[i], a[i])
+		}
+	}
 }
 
 func TestTrainCommandErrors(t *testing.T) {
