@@ -280,6 +280,19 @@ func (s *Schedule) PosteriorMeanCoefs(i int) (c0, ct float64) {
 	return s.postCoefX0[i], s.postCoefXt[i]
 }
 
+// DDIMCoefs returns the coefficients of DDIM's step from index i (Song et
+// al. 2021, eq. 12): x_{i−1} = cx0·x̂0 + ceps·ε̂ + sigma·z with
+//
+//	cx0 = √ᾱ_{i−1}, sigma = η √((1−ᾱ_{i−1})/(1−ᾱ_i)) √(1−ᾱ_i/ᾱ_{i−1}),
+//	ceps = √(1−ᾱ_{i−1}−sigma²)  (0 where rounding makes the root negative).
+//
+// η = 0 is deterministic DDIM, η = 1 DDPM's posterior variance.
+func (s *Schedule) DDIMCoefs(i int, eta float64) (cx0, ceps, sigma float64) {
+	ab, abPrev := s.alphaBars[i], s.alphaBarsPrev[i]
+	sigma = eta * math.Sqrt((1-abPrev)/(1-ab)*(1-ab/abPrev))
+	return math.Sqrt(abPrev), math.Sqrt(math.Max(1-abPrev-sigma*sigma, 0)), sigma
+}
+
 // Respace returns the schedule that keeps only the given indices of s (in
 // any order, without duplicates, each in 0..s.Len()−1; for a schedule from
 // NewSchedule these are original timesteps).

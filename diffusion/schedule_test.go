@@ -371,3 +371,35 @@ func TestBadInputs(t *testing.T) {
 		t.Errorf("valid config: %v", err)
 	}
 }
+
+// TestDDIMCoefs checks DDIM's step coefficients against DDPM's posterior:
+// at η = 1 the step is the posterior q(x_{i−1} | x_i, x̂0) with x_i =
+// √ᾱ_i x̂0 + √(1−ᾱ_i) ε̂, so cx0 = c0 + ct√ᾱ_i, ceps = ct√(1−ᾱ_i) and
+// sigma² = β̃_i; at η = 0 sigma is 0 and cx0² + ceps² = 1 (variance
+// preserving), on full and respaced schedules.
+func TestDDIMCoefs(t *testing.T) {
+	full := mustSchedule(t, Linear, 1000)
+	ts, err := SpacedTimesteps(1000, 20, SpacingUniform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := Respace(full, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*Schedule{"full": full, "respaced": sub} {
+		for i := 1; i < s.Len(); i += 1 + s.Len()/7 {
+			c0, ct := s.PosteriorMeanCoefs(i)
+			cx0, ceps, sigma := s.DDIMCoefs(i, 1)
+			if math.Abs(cx0-(c0+ct*s.SqrtAlphaBar(i))) > 1e-12 || math.Abs(ceps-ct*s.SqrtOneMinusAlphaBar(i)) > 1e-9 ||
+				math.Abs(sigma*sigma-s.PosteriorVariance(i)) > 1e-12 {
+				t.Errorf("%s i=%d η=1: (%v, %v, %v), want (%v, %v, √%v)", name, i, cx0, ceps, sigma,
+					c0+ct*s.SqrtAlphaBar(i), ct*s.SqrtOneMinusAlphaBar(i), s.PosteriorVariance(i))
+			}
+			cx0, ceps, sigma = s.DDIMCoefs(i, 0)
+			if sigma != 0 || math.Abs(cx0*cx0+ceps*ceps-1) > 1e-12 {
+				t.Errorf("%s i=%d η=0: (%v, %v, %v), want σ = 0 and cx0² + ceps² = 1", name, i, cx0, ceps, sigma)
+			}
+		}
+	}
+}

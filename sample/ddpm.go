@@ -169,10 +169,8 @@ func DDIM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o
 		if err != nil {
 			return nil, fmt.Errorf("sample: ddim: %w", err)
 		}
-		ab, abPrev := sched.AlphaBar(i), sched.AlphaBarPrev(i)
-		a, s := math.Sqrt(ab), math.Sqrt(1-ab)
-		sigma := o.Eta * math.Sqrt((1-abPrev)/(1-ab)*(1-ab/abPrev))
-		dirCoef := math.Sqrt(math.Max(1-abPrev-sigma*sigma, 0))
+		a, s := sched.SqrtAlphaBar(i), sched.SqrtOneMinusAlphaBar(i)
+		cx0, dirCoef, sigma := sched.DDIMCoefs(i, o.Eta)
 		stochastic := sigma > 0 && i > 0
 		if stochastic {
 			noise(rng, z)
@@ -184,7 +182,7 @@ func DDIM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o
 				x0 = clip1(x0)
 				e = (xt - a*x0) / s
 			}
-			v := math.Sqrt(abPrev)*x0 + dirCoef*e
+			v := cx0*x0 + dirCoef*e
 			if stochastic {
 				v += sigma * z[j]
 			}

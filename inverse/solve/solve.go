@@ -534,8 +534,9 @@ func clip1(v float64) float64 { return math.Max(-1, math.Min(1, v)) }
 
 // ancestral returns the DDPM step from index i with posterior variance β̃
 // (log clipped as guided-diffusion): μ̃(x̂0, x) + σ z, no noise at i = 0.
-// z is drawn here per image. This is sample.DDPM's fixed-small step; it is
-// repeated because package sample exports no single-step helper.
+// sample.DDPM takes the same step on float32 images with one noise stream
+// for the batch; here x is float64 and z is drawn per image (p.randn), so
+// each image's result does not depend on the others in the batch.
 func (p *problem) ancestral(sched *diffusion.Schedule, i int, x, x0 []float64, clip bool) []float64 {
 	c0, ct := sched.PosteriorMeanCoefs(i)
 	out := make([]float64, len(x))
@@ -559,14 +560,10 @@ func (p *problem) ancestral(sched *diffusion.Schedule, i int, x, x0 []float64, c
 	return out
 }
 
-// ddim returns the DDIM step (Song et al. 2021) from index i with x̂0 and
-// ε̂ given: √ᾱ_{i−1} x̂0 + √(1−ᾱ_{i−1}−σ²) ε̂ + σ z with
-// σ = η √((1−ᾱ_{i−1})/(1−ᾱ_i)) √(1−ᾱ_i/ᾱ_{i−1}); z per image, none at i = 0
-// (sample.DDIM's step, for the same reason as ancestral).
+// ddim returns the DDIM step from index i with x̂0 and ε̂ given
+// (diffusion.Schedule.DDIMCoefs), z per image, none at i = 0.
 func (p *problem) ddim(sched *diffusion.Schedule, i int, x0, eps []float64, eta float64) []float64 {
-	ab, abPrev := sched.AlphaBar(i), sched.AlphaBarPrev(i)
-	sigma := eta * math.Sqrt((1-abPrev)/(1-ab)*(1-ab/abPrev))
-	dir := math.Sqrt(math.Max(1-abPrev-sigma*sigma, 0))
+	cx0, dir, sigma := sched.DDIMCoefs(i, eta)
 	out := make([]float64, len(x0))
 	var z []float64
 	if sigma > 0 && i > 0 {
@@ -574,7 +571,7 @@ func (p *problem) ddim(sched *diffusion.Schedule, i int, x0, eps []float64, eta 
 		p.randn(z)
 	}
 	for j := range x0 {
-		out[j] = math.Sqrt(abPrev)*x0[j] + dir*eps[j]
+		out[j] = cx0*x0[j] + dir*eps[j]
 		if z != nil {
 			out[j] += sigma * z[j]
 		}
