@@ -26,18 +26,16 @@ Files (from the repository root):
     engine/torch/testdata/ddpm_tiny.legacy.pt      torch.save, legacy format
     engine/torch/testdata/ddpm_tiny.yaml           the diffinv config of both
 
-Run from the repository root: /usr/bin/python3 bench/pytorch/ddpm_goldens.py
+Run: /usr/bin/python3 bench/pytorch/ddpm_goldens.py [OUTDIR]
+(OUTDIR, default the folders above of this checkout, takes all the files.)
 """
 
-import json
 import os
-import sys
 
 import torch as th
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ddpm_unet  # noqa: E402
-import unet  # noqa: E402  (safetensors writer)
+import ddpm_unet
+import goldens_common as gc
 
 TINY = dict(
     arch="ddpm",
@@ -70,59 +68,22 @@ def yaml_of(cfg):
 
 
 def main():
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    mdir = os.path.join(root, "model", "testdata")
-    tdir = os.path.join(root, "engine", "torch", "testdata")
+    mdir, tdir = gc.out_dirs(__doc__, "model/testdata", "engine/torch/testdata")
     th.set_num_threads(1)
 
     th.manual_seed(SEED)
     model = ddpm_unet.from_config(TINY)
-    with th.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("weight") and p.ndim == 1:  # GroupNorm gain
-                p.copy_(1 + 0.2 * th.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * th.randn_like(p))
-    model.eval()
-    sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
-
-    n, c, s = BATCH, TINY["in_channels"], TINY["image_size"]
-    g = th.Generator().manual_seed(100 + SEED)
-    x = th.randn(n, c, s, s, generator=g)
-    t = th.randint(0, 1000, (n,), generator=g)
-    v = th.randn(n, c, s, s, generator=g)
-    target = th.randn(n, c, s, s, generator=g)
-
-    m64 = model.double()
-    x64 = x.double().requires_grad_(True)
-    eps = m64(x64, t)
-    (vjp,) = th.autograd.grad((eps * v.double()).sum(), x64, retain_graph=True)
-    loss = ((eps - target.double()) ** 2).mean()
-    params = dict(m64.named_parameters())
-    grads = th.autograd.grad(loss, list(params.values()))
-
-    golden = {
-        "x": x,
-        "t": t.float(),
-        "v": v,
-        "target": target,
-        "eps": eps.detach().float(),
-        "vjp": vjp.float(),
-        "loss": loss.detach().float().reshape(1),
-    }
-    for i, (pname, gr) in enumerate(zip(params, grads)):
-        if i % 3 == 0 or pname.startswith(("temb.", "norm_out.", "conv_out.")):
-            golden["grad." + pname] = gr.float()
-
-    meta = {"config": json.dumps(TINY, sort_keys=True), "format": "ddpm-unet-golden"}
-    unet.save_safetensors(os.path.join(mdir, "ddpm_tiny.weights.safetensors"), sd, meta)
-    unet.save_safetensors(os.path.join(mdir, "ddpm_tiny.golden.safetensors"), golden, meta)
+    sd = gc.randomise(model, lambda name, p: name.endswith("bias"))
+    x, t, v, target = gc.inputs(BATCH, TINY["in_channels"], TINY["image_size"], 100 + SEED)
+    golden, loss = gc.golden(
+        model.double(), model, x, t, v, target, ("temb.", "norm_out.", "conv_out."), with_out=False
+    )
+    gc.save(mdir, "ddpm_tiny", sd, golden, TINY, "ddpm-unet-golden")
     th.save(sd, os.path.join(tdir, "ddpm_tiny.zip.pt"))
     th.save(sd, os.path.join(tdir, "ddpm_tiny.legacy.pt"), _use_new_zipfile_serialization=False)
     with open(os.path.join(tdir, "ddpm_tiny.yaml"), "w") as f:
         f.write(yaml_of(TINY))
-    nparam = sum(p.numel() for p in model.parameters())
-    print(f"ddpm_tiny: {nparam} parameters, {len(sd)} tensors, loss {loss.item():.6f}")
+    gc.report("ddpm_tiny", model, sd, loss)
 
     big = ddpm_unet.from_config(ddpm_unet.CELEBAHQ256)
     total = sum(p.numel() for p in big.parameters())

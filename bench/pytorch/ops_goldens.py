@@ -4,9 +4,11 @@
 For each case: small random float32 inputs, the op's output, and the
 gradients of the random projection loss sum(out * r) w.r.t. every input.
 Written to nn/testdata/ops_goldens.json; the Go tests in nn/ compare against
-it without Python. Run from the repository root:
+it without Python. Run:
 
-    /usr/bin/python3 bench/pytorch/ops_goldens.py
+    /usr/bin/python3 bench/pytorch/ops_goldens.py [OUTDIR]
+
+(OUTDIR, default nn/testdata of this checkout, takes the file.)
 
 The attention classes are guided-diffusion's QKVAttentionLegacy and
 QKVAttention (openai/guided-diffusion, unet.py), the embedding its
@@ -19,6 +21,9 @@ import os
 import torch as th
 import torch.nn.functional as F
 
+import goldens_common as gc
+
+(outdir,) = gc.out_dirs(__doc__, "nn/testdata")
 th.manual_seed(0)
 th.set_num_threads(1)
 
@@ -120,7 +125,7 @@ for dim in (8, 7, 128):
     emb[str(dim)] = {"shape": list(e.shape), "data": [float(x) for x in e.reshape(-1).tolist()]}
 
 out = {"torch": th.__version__, "cases": cases, "timestep_embedding": {"t": ts.tolist(), "max_period": 10000, "dims": emb}}
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "nn", "testdata", "ops_goldens.json")
+path = os.path.join(outdir, "ops_goldens.json")
 with open(path, "w") as f:
     json.dump(out, f)
 print("wrote", os.path.normpath(path), len(cases), "cases")

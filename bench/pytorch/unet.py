@@ -456,59 +456,9 @@ def load_safetensors(path):
     return out, meta
 
 
-def _bench(argv=None):
-    """Times eps, eps_vjp and train_step (forward, backward, Adam) of a
-    config at a batch size, printing one 'name: <ms> ms' line per figure."""
-    import argparse
-    import time
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", required=True, help="model config as JSON (config.Model YAML keys)")
-    ap.add_argument("--weights", help="safetensors state dict to load (else seeded init)")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=5)
-    args = ap.parse_args(argv)
-    th.set_num_threads(args.threads)
-    th.manual_seed(0)
-    m = from_config(json.loads(args.config))
-    if args.weights:
-        sd, _ = load_safetensors(args.weights)
-        m.load_state_dict({k: th.from_numpy(v.copy()) for k, v in sd.items()})
-    c, s = m.in_channels, m.image_size
-    x = th.randn(args.batch, c, s, s)
-    t = th.randint(0, 1000, (args.batch,))
-    v = th.randn(args.batch, c, s, s)
-
-    def eps():
-        m.eval()
-        with th.no_grad():
-            m(x, t)
-
-    def eps_vjp():
-        m.eval()
-        xr = x.clone().requires_grad_(True)
-        out = m(xr, t)[:, :c]
-        th.autograd.grad((out * v).sum(), xr)
-
-    opt = th.optim.Adam(m.parameters(), lr=1e-4)
-
-    def train_step():
-        m.train()
-        opt.zero_grad(set_to_none=True)
-        loss = ((m(x, t)[:, :c] - v) ** 2).mean()
-        loss.backward()
-        opt.step()
-
-    for name, fn in (("train_step", train_step), ("eps", eps), ("eps_vjp", eps_vjp)):
-        fn()
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(args.iters):
-            fn()
-        ms = (time.perf_counter() - t0) / args.iters * 1e3
-        cpu = (time.process_time() - c0) / args.iters * 1e3
-        print(f"{name}: {ms:.1f} ms (cpu {cpu:.1f} ms)")
-
-
 if __name__ == "__main__":
-    _bench()
+    # Timing lives in bench_unet.py (what `diffinv bench unet` runs); this
+    # keeps `python3 bench/pytorch/unet.py --config JSON [--weights W]`.
+    import bench_unet
+
+    bench_unet.bench_config()

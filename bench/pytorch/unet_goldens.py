@@ -20,17 +20,14 @@ Files: model/testdata/<name>.weights.safetensors (the state dict, the config
 in __metadata__["config"] as JSON with config.Model's YAML keys) and
 model/testdata/<name>.golden.safetensors.
 
-Run from the repository root: /usr/bin/python3 bench/pytorch/unet_goldens.py
+Run: /usr/bin/python3 bench/pytorch/unet_goldens.py [OUTDIR]
+(OUTDIR, default model/testdata of this checkout, takes all the files.)
 """
-
-import json
-import os
-import sys
 
 import torch as th
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import unet  # noqa: E402
+import goldens_common as gc
+import unet
 
 CONFIGS = {
     # scale-shift norm, conv resampling, attention at 8 px with 2 heads, 1 channel.
@@ -121,55 +118,18 @@ def make(name, cfg, outdir):
     th.manual_seed(cfg["seed"])
     mcfg = {k: v for k, v in cfg.items() if k not in ("batch", "seed")}
     model = unet.from_config(mcfg)
-    with th.no_grad():
-        for pname, p in model.named_parameters():
-            if pname.endswith("weight") and p.ndim == 1:  # GroupNorm gain
-                p.copy_(1 + 0.2 * th.randn_like(p))
-            elif p.abs().max() == 0:  # zero_module'd convs, GroupNorm shift
-                p.copy_(0.1 * th.randn_like(p))
-    model.eval()
-    sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
-
-    n, c, s = cfg["batch"], cfg["in_channels"], cfg["image_size"]
-    g = th.Generator().manual_seed(100 + cfg["seed"])
-    x = th.randn(n, c, s, s, generator=g)
-    t = th.randint(0, 1000, (n,), generator=g)
-    v = th.randn(n, c, s, s, generator=g)
-    target = th.randn(n, c, s, s, generator=g)
-
-    m64 = F32Embedding(model.double())
-    x64 = x.double().requires_grad_(True)
-    out = m64(x64, t)
-    eps = out[:, :c]
-    (vjp,) = th.autograd.grad((eps * v.double()).sum(), x64, retain_graph=True)
-    loss = ((eps - target.double()) ** 2).mean()
-    params = dict(model.named_parameters())
-    grads = th.autograd.grad(loss, list(params.values()))
-
-    golden = {
-        "x": x,
-        "t": t.float(),
-        "v": v,
-        "target": target,
-        "out": out.detach().float(),
-        "eps": eps.detach().float(),
-        "vjp": vjp.float(),
-        "loss": loss.detach().float().reshape(1),
-    }
-    for i, (pname, gr) in enumerate(zip(params, grads)):
-        if i % 3 == 0 or pname.startswith(("time_embed.", "out.")):
-            golden["grad." + pname] = gr.float()
-
-    meta = {"config": json.dumps(mcfg, sort_keys=True), "format": "diffinv-unet-golden"}
-    unet.save_safetensors(os.path.join(outdir, name + ".weights.safetensors"), sd, meta)
-    unet.save_safetensors(os.path.join(outdir, name + ".golden.safetensors"), golden, meta)
-    nparam = sum(p.numel() for p in model.parameters())
-    print(f"{name}: {nparam} parameters, {len(sd)} tensors, loss {loss.item():.6f}")
+    # zero_module'd convs and GroupNorm shifts start at 0: randomise them too.
+    sd = gc.randomise(model, lambda pname, p: p.abs().max() == 0)
+    x, t, v, target = gc.inputs(cfg["batch"], cfg["in_channels"], cfg["image_size"], 100 + cfg["seed"])
+    golden, loss = gc.golden(
+        model.double(), F32Embedding(model), x, t, v, target, ("time_embed.", "out."), with_out=True
+    )
+    gc.save(outdir, name, sd, golden, mcfg, "diffinv-unet-golden")
+    gc.report(name, model, sd, loss)
 
 
 def main():
-    outdir = sys.argv[1] if len(sys.argv) > 1 else "model/testdata"
-    os.makedirs(outdir, exist_ok=True)
+    (outdir,) = gc.out_dirs(__doc__, "model/testdata")
     th.set_num_threads(1)
     for name, cfg in CONFIGS.items():
         make(name, cfg, outdir)
