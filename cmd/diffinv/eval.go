@@ -5,7 +5,10 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,24 +19,45 @@ import (
 
 func newTrainClassifierCmd() *cobra.Command {
 	var dir, out string
+	var fidSeed int64
+	var refOnly, writeRef bool
 	opts := metrics.DefaultTrainOptions()
 	cmd := &cobra.Command{
 		Use:   "train-classifier",
 		Short: "Train the MNIST evaluation classifier (features for FID/KID, labels for recognisability)",
 		Long: `Trains the LeNet-style MNIST classifier behind ` + "`diffinv eval samples`" + ` and the
 experiments' FID/KID, and writes it (safetensors) to --out. The shipped one,
-models/classifier/classifier.safetensors, was trained with the defaults.`,
-		Example: "  diffinv train-classifier --data ../shared/data/mnist --out models/classifier/classifier.safetensors",
-		Args:    cobra.NoArgs,
+models/classifier/classifier.safetensors, was trained with the defaults.
+
+After training it computes the reference FID/KID numbers of real data
+(metrics.ReferenceFIDs: training-set halves, 5000 vs 5000, train vs test,
+five draws of 1000 training images vs test, subsets drawn with --fid-seed)
+and stores them in the file's metadata with the training settings; the
+quality gate of ` + "`diffinv eval samples`" + ` reads them from there.
+
+With --ref-only it trains nothing: it loads --out, prints its test accuracy
+and reference numbers, and with --write-ref stores them in --out's metadata
+(the weights are rewritten bit for bit).`,
+		Example: `  diffinv train-classifier --data ../shared/data/mnist --out models/classifier/classifier.safetensors
+  diffinv train-classifier --ref-only --out models/classifier/classifier.safetensors
+  diffinv train-classifier --ref-only --write-ref --out models/classifier/classifier.safetensors`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if writeRef && !refOnly {
+				return fmt.Errorf("--write-ref needs --ref-only (training always stores the reference numbers)")
+			}
+			if refOnly {
+				for _, name := range []string{"epochs", "batch", "lr", "seed", "max-steps", "eval-every"} {
+					if cmd.Flags().Changed(name) {
+						return fmt.Errorf("--%s is a training flag, but --ref-only trains nothing", name)
+					}
+				}
+				return refOnlyRun(cmd, dir, out, fidSeed, writeRef)
+			}
 			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 				return fmt.Errorf("--out: %w", err)
 			}
-			train, err := data.LoadMNIST(dir, "train")
-			if err != nil {
-				return err
-			}
-			test, err := data.LoadMNIST(dir, "test")
+			train, test, err := loadMNISTSplits(dir)
 			if err != nil {
 				return err
 			}
@@ -51,22 +75,98 @@ models/classifier/classifier.safetensors, was trained with the defaults.`,
 			if bar != nil {
 				bar.Finish()
 			}
-			if err := c.Save(out, nil); err != nil {
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "test accuracy %.2f%% after %d steps (%s, GOMAXPROCS %d), final loss %.4f, per epoch %v\n",
+				100*rep.TestAccuracy, rep.Steps, rep.TrainTime.Round(time.Second), runtime.GOMAXPROCS(0), rep.FinalLoss, rep.EpochTestAcc)
+			md := map[string]string{
+				"test_accuracy": strconv.FormatFloat(rep.TestAccuracy, 'f', 4, 64),
+				"epochs":        strconv.Itoa(rep.Options.Epochs),
+				"batch_size":    strconv.Itoa(rep.Options.BatchSize),
+				"lr":            strconv.FormatFloat(rep.Options.LR, 'g', -1, 64),
+				"seed":          strconv.FormatInt(rep.Options.Seed, 10),
+				"steps":         strconv.Itoa(rep.Steps),
+				"train_seconds": strconv.FormatFloat(rep.TrainTime.Seconds(), 'f', 0, 64),
+				"command":       commandLine(cmd),
+			}
+			refs, err := metrics.ReferenceFIDs(c, train, test, fidSeed, w)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "test accuracy %.2f%% after %d steps (%s); wrote %s\n", 100*rep.TestAccuracy, rep.Steps, rep.TrainTime.Round(1e9), out)
+			for k, v := range refs {
+				md[k] = v
+			}
+			if err := c.Save(out, md); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "wrote %s\n", out)
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&dir, "data", "../shared/data/mnist", "folder with the MNIST IDX files")
-	f.StringVar(&out, "out", DefaultClassifier, "output file")
+	f.StringVar(&out, "out", DefaultClassifier, "output file (with --ref-only: the classifier to load)")
 	f.IntVar(&opts.Epochs, "epochs", opts.Epochs, "epochs")
 	f.IntVar(&opts.BatchSize, "batch", opts.BatchSize, "batch size")
 	f.Float64Var(&opts.LR, "lr", opts.LR, "peak learning rate (half-cosine decay)")
 	f.Int64Var(&opts.Seed, "seed", opts.Seed, "seed")
 	f.IntVar(&opts.MaxSteps, "max-steps", 0, "stop after this many steps (0: all epochs)")
+	f.BoolVar(&opts.EvalEvery, "eval-every", true, "evaluate test accuracy after every epoch (else after the last)")
+	f.Int64Var(&fidSeed, "fid-seed", metrics.DefaultRefSeed, "seed of the reference FID/KID subsets")
+	f.BoolVar(&refOnly, "ref-only", false, "load --out instead of training and print its reference FIDs")
+	f.BoolVar(&writeRef, "write-ref", false, "with --ref-only, store the reference FIDs in --out's metadata")
 	return cmd
+}
+
+// loadMNISTSplits loads the MNIST training and test sets from dir.
+func loadMNISTSplits(dir string) (train, test *data.Dataset, err error) {
+	if train, err = data.LoadMNIST(dir, "train"); err != nil {
+		return nil, nil, err
+	}
+	if test, err = data.LoadMNIST(dir, "test"); err != nil {
+		return nil, nil, err
+	}
+	return train, test, nil
+}
+
+// refOnlyRun recomputes the reference numbers of the classifier at path
+// and, with write, stores them in its metadata (other metadata kept, the
+// weights rewritten bit for bit).
+func refOnlyRun(cmd *cobra.Command, dir, path string, fidSeed int64, write bool) error {
+	c, err := metrics.LoadClassifier(path)
+	if err != nil {
+		return err
+	}
+	train, test, err := loadMNISTSplits(dir)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	acc, err := c.Accuracy(test)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "test accuracy %.4f on %d images\n", acc, test.Len())
+	refs, err := metrics.ReferenceFIDs(c, train, test, fidSeed, w)
+	if err != nil || !write {
+		return err
+	}
+	if err := c.Save(path, refs); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "rewrote %s with the reference numbers in its metadata\n", path)
+	return nil
+}
+
+// commandLine is the training command as run, for the metadata: the
+// command path and the training flags set explicitly.
+func commandLine(cmd *cobra.Command) string {
+	parts := []string{cmd.CommandPath()}
+	for _, name := range []string{"data", "out", "epochs", "batch", "lr", "seed", "max-steps", "eval-every", "fid-seed"} {
+		if cmd.Flags().Changed(name) {
+			parts = append(parts, "--"+name+"="+cmd.Flags().Lookup(name).Value.String())
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func newEvalCmd() *cobra.Command {
