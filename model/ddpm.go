@@ -2,12 +2,9 @@ package model
 
 import (
 	"fmt"
-	"hash"
 	"math"
 	"strings"
 
-	"github.com/chewxy/hm"
-	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/checkpoint"
@@ -22,8 +19,9 @@ import (
 // network keeps guided-diffusion's parameter names and FromDDPM renames a
 // DDPM state dict on import. Three details of the function differ, each
 // switched on by arch.ddpm: the timestep embedding (ddpmEmbeddingInto),
-// Downsample's padding (padRightBottom before an unpadded stride-2 conv) and
-// GroupNorm's ε (ddpmNormEps).
+// Downsample's padding (nn.Pad2d(x, 0, 1, 0, 1), i.e. F.pad(x, (0, 1, 0, 1)),
+// before an unpadded stride-2 conv; see builder.layer) and GroupNorm's ε
+// (ddpmNormEps).
 
 // ddpmEmbeddingInto writes DDPM's sinusoidal timestep embedding of t into
 // dst (float32, len(t)×dim): with half = dim/2 and
@@ -52,113 +50,6 @@ func ddpmEmbeddingInto(dst *tensor.Dense, t []int) error {
 		}
 	}
 	return nil
-}
-
-// padRightBottom pads x (N×C×H×W) with one zero row at the bottom and one
-// zero column at the right: N×C×(H+1)×(W+1), F.pad(x, (0, 1, 0, 1)) of DDPM's
-// Downsample. Its gradient drops the last row and column.
-func padRightBottom(x *G.Node) (*G.Node, error) {
-	s := x.Shape()
-	if len(s) != 4 {
-		return nil, fmt.Errorf("model: padding %s of shape %v, want N×C×H×W", x.Name(), s)
-	}
-	if x.Dtype() != tensor.Float32 && x.Dtype() != tensor.Float64 {
-		return nil, fmt.Errorf("model: padding %s of dtype %v, want float32 or float64", x.Name(), x.Dtype())
-	}
-	return G.ApplyOp(&padRBOp{in: s.Clone(), out: tensor.Shape{s[0], s[1], s[2] + 1, s[3] + 1}}, x)
-}
-
-// padRBOp maps N×C×H×W (in) to N×C×(H+1)×(W+1) (out) by zero padding at the
-// bottom and right; with crop it is the adjoint, out → in, dropping them.
-type padRBOp struct {
-	in, out tensor.Shape
-	crop    bool
-	buf     *tensor.Dense // owned output buffer
-}
-
-func (o *padRBOp) from() tensor.Shape {
-	if o.crop {
-		return o.out
-	}
-	return o.in
-}
-
-func (o *padRBOp) to() tensor.Shape {
-	if o.crop {
-		return o.in
-	}
-	return o.out
-}
-
-func (o *padRBOp) Arity() int { return 1 }
-func (o *padRBOp) Type() hm.Type {
-	a := hm.TypeVariable('a')
-	return hm.NewFnType(G.TensorType{Dims: 4, Of: a}, G.TensorType{Dims: 4, Of: a})
-}
-func (o *padRBOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return o.to().Clone(), nil }
-func (o *padRBOp) ReturnsPtr() bool                               { return false }
-func (o *padRBOp) CallsExtern() bool                              { return false }
-func (o *padRBOp) OverwritesInput() int                           { return -1 }
-func (o *padRBOp) String() string {
-	if o.crop {
-		return fmt.Sprintf("CropRightBottom(%v→%v)", o.out, o.in)
-	}
-	return fmt.Sprintf("PadRightBottom(%v→%v)", o.in, o.out)
-}
-func (o *padRBOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "%s %p", o, o) }
-func (o *padRBOp) Hashcode() uint32      { return hashOf(fmt.Sprintf("%s %p", o, o)) }
-
-func (o *padRBOp) Do(vs ...G.Value) (G.Value, error) {
-	if len(vs) != 1 {
-		return nil, fmt.Errorf("%v: %d inputs, want 1", o, len(vs))
-	}
-	x, ok := vs[0].(*tensor.Dense)
-	if !ok || !x.Shape().Eq(o.from()) || x.RequiresIterator() {
-		return nil, fmt.Errorf("%v: input %T %v, want a contiguous tensor of shape %v", o, vs[0], vs[0].Shape(), o.from())
-	}
-	if o.buf == nil || o.buf.Dtype() != x.Dtype() {
-		o.buf = tensor.New(tensor.WithShape(o.to()...), tensor.Of(x.Dtype()))
-	}
-	switch xd := x.Data().(type) {
-	case []float32:
-		padRBRun(o, xd, o.buf.Data().([]float32))
-	case []float64:
-		padRBRun(o, xd, o.buf.Data().([]float64))
-	default:
-		return nil, fmt.Errorf("%v: dtype %v, want float32 or float64", o, x.Dtype())
-	}
-	return o.buf, nil
-}
-
-func padRBRun[T float32 | float64](o *padRBOp, x, y []T) {
-	planes, h, w := o.in[0]*o.in[1], o.in[2], o.in[3]
-	for p := 0; p < planes; p++ {
-		small := p * h * w
-		big := p * (h + 1) * (w + 1)
-		for i := 0; i < h; i++ {
-			sr := small + i*w
-			br := big + i*(w+1)
-			if o.crop {
-				copy(y[sr:sr+w], x[br:br+w])
-			} else {
-				copy(y[br:br+w], x[sr:sr+w])
-				y[br+w] = 0
-			}
-		}
-		if !o.crop {
-			clear(y[big+h*(w+1) : big+(h+1)*(w+1)])
-		}
-	}
-}
-
-func (o *padRBOp) DiffWRT(int) []bool { return []bool{true} }
-
-func (o *padRBOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	d, err := G.ApplyOp(&padRBOp{in: o.in, out: o.out, crop: !o.crop}, grad)
-	if err != nil {
-		return nil, fmt.Errorf("model: %v backward: %w", o, err)
-	}
-	return G.Nodes{d}, nil
 }
 
 // ddpmTensor is one tensor of a DDPM state dict: its name and shape, and

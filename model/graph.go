@@ -272,7 +272,7 @@ func (b *builder) layer(l layer, x, semb *G.Node) (*G.Node, error) {
 		if !l.padRB {
 			return b.conv(cl, x)
 		}
-		xp, err := padRightBottom(x)
+		xp, err := nn.Pad2d(x, 0, 1, 0, 1)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}

@@ -27,6 +27,10 @@
 //	ScaleShift(x, scale, shift *G.Node) (*G.Node, error)  x·(1+scale)+shift, scale/shift N×C
 //	Upsample2x(x *G.Node) (*G.Node, error)                nearest, N×C×2H×2W
 //	AvgPool2x(x *G.Node) (*G.Node, error)                 2×2 mean, N×C×⌊H/2⌋×⌊W/2⌋
+//	Pad2d(x *G.Node, top, bottom, left, right int) (*G.Node, error)
+//	    zeros around every H×W plane, N×C×(top+H+bottom)×(left+W+right);
+//	    F.pad(x, (left, right, top, bottom)); pads ≥ 0; backward crops.
+//	    DDPM's Downsample: Pad2d(x, 0, 1, 0, 1), then Conv2d(·, w, b, 2, 0).
 //	Concat(xs ...*G.Node) (*G.Node, error)                along channels (axis 1)
 //	Reshape(x *G.Node, shape ...int) (*G.Node, error)     a copy, unlike G.Reshape (no shared memory)
 //	Linear(x, w, b *G.Node) (*G.Node, error)              x N×In, w Out×In, b Out or nil
