@@ -25,14 +25,7 @@ func TestImportDDPMMatchesPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := c.Model
-	g, err := checkpoint.Load(filepath.Join(goldenDir, "ddpm_tiny.golden.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var steps []int
-	for _, v := range tensors.F32(g.Tensors["t"]) {
-		steps = append(steps, int(v))
-	}
+	g, steps := ddpmGolden(t)
 	x, v := g.Tensors["x"], g.Tensors["v"]
 	for _, file := range []string{"ddpm_tiny.zip.pt", "ddpm_tiny.legacy.pt"} {
 		t.Run(file, func(t *testing.T) {
@@ -142,14 +135,7 @@ func TestDDPMTrainerMatchesNative(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := checkpoint.Load(filepath.Join(goldenDir, "ddpm_tiny.golden.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var steps []int
-	for _, v := range tensors.F32(g.Tensors["t"]) {
-		steps = append(steps, int(v))
-	}
+	g, steps := ddpmGolden(t)
 	tr, err := TrainerFrom(cfg, params, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -189,4 +175,19 @@ func TestDDPMTrainerMatchesNative(t *testing.T) {
 		}
 	}
 	t.Logf("%d parameter gradients, worst relative error torch engine vs native %.3g", len(tr.ParamNames()), worst)
+}
+
+// ddpmGolden loads bench/pytorch/ddpm_goldens.py's golden file and its
+// timesteps.
+func ddpmGolden(t *testing.T) (*checkpoint.File, []int) {
+	t.Helper()
+	g, err := checkpoint.Load(filepath.Join(goldenDir, "ddpm_tiny.golden.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int
+	for _, v := range tensors.F32(g.Tensors["t"]) {
+		steps = append(steps, int(v))
+	}
+	return g, steps
 }
