@@ -131,6 +131,14 @@ type Diffusion struct {
 	Variance string `yaml:"variance"`
 }
 
+// The values of Train.LRDecay.
+const (
+	// LRConstant keeps the peak learning rate after the warm-up.
+	LRConstant = "constant"
+	// LRCosine decays it from the peak to 0 along half a cosine.
+	LRCosine = "cosine"
+)
+
 // Train describes a training run.
 type Train struct {
 	// Steps is the number of optimiser steps.
@@ -145,6 +153,10 @@ type Train struct {
 	WeightDecay float64 `yaml:"weight_decay"`
 	// WarmupSteps ramps the learning rate linearly from 0 to LR.
 	WarmupSteps int `yaml:"warmup_steps"`
+	// LRDecay is the learning-rate schedule after the warm-up: "constant"
+	// (LR to the end) or "cosine" (LR·½(1+cos(π·progress)), reaching 0 at
+	// Steps). Empty, as in run configs written before the key, is constant.
+	LRDecay string `yaml:"lr_decay"`
 	// GradClip clips the global gradient norm; 0 disables clipping.
 	GradClip float64 `yaml:"grad_clip"`
 	// EMADecay is the decay of the exponential moving average of weights.
@@ -248,6 +260,7 @@ func Default() Config {
 			LR:              2e-4,
 			WeightDecay:     0,
 			WarmupSteps:     500,
+			LRDecay:         LRConstant,
 			GradClip:        1.0,
 			EMADecay:        0.999,
 			Seed:            1,

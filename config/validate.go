@@ -131,6 +131,9 @@ func (c *Config) Validate() error {
 		k.fail("train.weight_decay", t.WeightDecay, ">= 0")
 	}
 	k.nonNegative("train.warmup_steps", t.WarmupSteps)
+	if t.LRDecay != "" { // empty: a run config written before the key (constant)
+		k.oneOf("train.lr_decay", t.LRDecay, LRConstant, LRCosine)
+	}
 	if t.GradClip < 0 {
 		k.fail("train.grad_clip", t.GradClip, ">= 0 (0 disables clipping)")
 	}

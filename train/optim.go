@@ -3,6 +3,8 @@ package train
 import (
 	"fmt"
 	"math"
+
+	"github.com/diffinv/diffinv/config"
 )
 
 // AdamConfig configures Adam and AdamW.
@@ -106,6 +108,30 @@ func WarmupLR(peak float64, warmup, k int) float64 {
 		return peak * float64(k+1) / float64(warmup)
 	}
 	return peak
+}
+
+// ScheduledLR returns the learning rate of step k (0-based) of a steps-long
+// run: the warm-up of WarmupLR, then the peak ("constant", or "" for run
+// configs written before train.lr_decay) or a half-cosine from the peak at the
+// end of the warm-up to 0 after the last step ("cosine"). It depends on k
+// alone, so a resumed run follows the same schedule.
+func ScheduledLR(decay string, peak float64, warmup, steps, k int) (float64, error) {
+	if warmup > 0 && k < warmup {
+		return WarmupLR(peak, warmup, k), nil
+	}
+	switch decay {
+	case "", config.LRConstant:
+		return peak, nil
+	case config.LRCosine:
+		if steps <= warmup {
+			return peak, nil
+		}
+		p := float64(k-warmup+1) / float64(steps-warmup)
+		p = math.Min(math.Max(p, 0), 1)
+		return peak * 0.5 * (1 + math.Cos(math.Pi*p)), nil
+	default:
+		return 0, fmt.Errorf("train.lr_decay %q, want %q or %q", decay, config.LRConstant, config.LRCosine)
+	}
 }
 
 // GlobalNorm returns the L2 norm of all gradients together, ‖(g_1, …, g_n)‖,

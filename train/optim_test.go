@@ -2,6 +2,7 @@ package train
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -112,6 +113,46 @@ func TestWarmupLR(t *testing.T) {
 		if got := WarmupLR(1e-3, tc.warmup, tc.k); math.Abs(got-tc.want) > 1e-15 {
 			t.Errorf("WarmupLR(1e-3, %d, %d) = %g, want %g", tc.warmup, tc.k, got, tc.want)
 		}
+	}
+}
+
+func TestScheduledLR(t *testing.T) {
+	const peak = 1e-3
+	for _, tc := range []struct {
+		decay            string
+		warmup, steps, k int
+		want             float64
+	}{
+		{"constant", 4, 100, 1, 5e-4},  // warm-up as WarmupLR
+		{"constant", 4, 100, 99, peak}, // then the peak to the end
+		{"", 0, 100, 50, peak},         // pre-key run configs: constant
+		{"cosine", 4, 100, 3, peak},    // last warm-up step reaches the peak
+		{"cosine", 0, 100, 0, peak * 0.5 * (1 + math.Cos(math.Pi/100))},
+		{"cosine", 0, 100, 49, peak / 2},  // halfway
+		{"cosine", 10, 110, 59, peak / 2}, // halfway after the warm-up
+		{"cosine", 0, 100, 99, 0},         // last step
+		{"cosine", 0, 100, 150, 0},        // past the end (train.steps raised on resume is allowed)
+		{"cosine", 200, 100, 250, peak},   // all warm-up: no decay left
+	} {
+		got, err := ScheduledLR(tc.decay, peak, tc.warmup, tc.steps, tc.k)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc, err)
+		}
+		if math.Abs(got-tc.want) > 1e-15 {
+			t.Errorf("ScheduledLR(%q, %g, warmup %d, steps %d, k %d) = %g, want %g", tc.decay, peak, tc.warmup, tc.steps, tc.k, got, tc.want)
+		}
+	}
+	// Monotone non-increasing after the warm-up.
+	prev := math.Inf(1)
+	for k := 5; k < 100; k++ {
+		lr, _ := ScheduledLR("cosine", peak, 5, 100, k)
+		if lr > prev {
+			t.Fatalf("cosine LR rose at step %d: %g > %g", k, lr, prev)
+		}
+		prev = lr
+	}
+	if _, err := ScheduledLR("step", peak, 0, 100, 50); err == nil || !strings.Contains(err.Error(), `"step"`) {
+		t.Errorf("unknown decay: err = %v, want one naming \"step\"", err)
 	}
 }
 

@@ -485,7 +485,10 @@ func (r *run) trainStep(k int) (Terms, float64, float64, error) {
 		return Terms{}, 0, 0, fmt.Errorf("gradient norm is %v (loss %g): %w", norm, loss, ErrNonFinite)
 	}
 	ClipGlobalNorm(r.grads, tc.GradClip)
-	lr := WarmupLR(tc.LR, tc.WarmupSteps, k)
+	lr, err := ScheduledLR(tc.LRDecay, tc.LR, tc.WarmupSteps, tc.Steps, k)
+	if err != nil {
+		return Terms{}, 0, 0, err
+	}
 	if err := r.adam.Update(lr, r.params, r.grads); err != nil {
 		return Terms{}, 0, 0, err
 	}
