@@ -3,8 +3,12 @@ package experiment
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"maps"
+	"os"
 	"sort"
 	"strings"
 )
@@ -19,16 +23,23 @@ type SweepValue struct {
 // point of the sweep, one seed, over the experiment's dataset images.
 type Cell struct {
 	// ID identifies the cell's settings: the task and solver names, the seed
-	// and a hash of everything that determines its result (checkpoint,
-	// dataset, task and method names and merged sets, seed). Labels, the
-	// metric list and the cell's position do not enter it, so a finished
-	// cell is recognised after the file gains tasks, methods or seeds.
+	// and a hash of everything that determines its result (the checkpoint's
+	// content, dataset, task and method names and merged sets, seed).
+	// Labels, the metric list and the cell's position do not enter it, so a
+	// finished cell is recognised after the file gains tasks, methods or
+	// seeds; nor does the checkpoint's path, so moving the file keeps its
+	// results, while retraining it in place makes every cell new. (Where the
+	// checkpoint file does not exist, e.g. a runner that does not read
+	// one, its path stands in for the content.)
 	ID string
 	// Index is the cell's position in the expansion.
 	Index int
 	// Checkpoint and Dataset are the experiment's.
 	Checkpoint string
-	Dataset    Dataset
+	// CheckpointSHA256 is the hex SHA-256 of the checkpoint file's bytes,
+	// empty when the file does not exist.
+	CheckpointSHA256 string
+	Dataset          Dataset
 	// Task and Method carry their file entries with Set merged with this
 	// cell's sweep values (sweep wins). Set is never nil.
 	Task   Task
@@ -82,6 +93,10 @@ func (e *Experiment) Cells() ([]Cell, error) {
 		}
 		points = next
 	}
+	digest, err := FileSHA256(e.Checkpoint)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("experiment %q: checkpoint: %w", e.Name, err)
+	}
 	var cells []Cell
 	for _, t := range e.Tasks {
 		for _, m := range e.Methods {
@@ -91,15 +106,16 @@ func (e *Experiment) Cells() ([]Cell, error) {
 			for _, p := range points {
 				for _, seed := range e.Seeds {
 					c := Cell{
-						Index:      len(cells),
-						Checkpoint: e.Checkpoint,
-						Dataset:    e.Dataset,
-						Task:       Task{Name: t.Name, Label: t.Label, Set: cloneSet(t.Set)},
-						Method:     Method{Name: m.Name, Label: m.Label, Set: cloneSet(m.Set)},
-						Sweep:      p,
-						Seed:       seed,
-						Metrics:    append([]string(nil), e.Metrics...),
-						GridImages: min(e.GridImages(), e.Dataset.N),
+						Index:            len(cells),
+						Checkpoint:       e.Checkpoint,
+						CheckpointSHA256: digest,
+						Dataset:          e.Dataset,
+						Task:             Task{Name: t.Name, Label: t.Label, Set: cloneSet(t.Set)},
+						Method:           Method{Name: m.Name, Label: m.Label, Set: cloneSet(m.Set)},
+						Sweep:            p,
+						Seed:             seed,
+						Metrics:          append([]string(nil), e.Metrics...),
+						GridImages:       min(e.GridImages(), e.Dataset.N),
 					}
 					for _, sv := range p {
 						prefix, key, _ := strings.Cut(sv.Key, ".")
@@ -124,10 +140,31 @@ func cloneSet(m map[string]any) map[string]any {
 	return r
 }
 
-// cellID derives the cell's ID from its settings (see Cell.ID).
+// FileSHA256 returns the hex SHA-256 of a file's bytes.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// cellID derives the cell's ID from its settings (see Cell.ID). Version 2
+// names the checkpoint by its content; version 1, by its path, is kept
+// for a checkpoint that does not exist as a file.
 func cellID(c Cell) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "diffinv-experiment-cell v1\ncheckpoint=%q\ndataset=%q n=%d offset=%d\n", c.Checkpoint, c.Dataset.Name, c.Dataset.N, c.Dataset.Offset)
+	if c.CheckpointSHA256 != "" {
+		fmt.Fprintf(&b, "diffinv-experiment-cell v2\ncheckpoint_sha256=%s\n", c.CheckpointSHA256)
+	} else {
+		fmt.Fprintf(&b, "diffinv-experiment-cell v1\ncheckpoint=%q\n", c.Checkpoint)
+	}
+	fmt.Fprintf(&b, "dataset=%q n=%d offset=%d\n", c.Dataset.Name, c.Dataset.N, c.Dataset.Offset)
 	writeSet := func(prefix, name string, set map[string]any) {
 		fmt.Fprintf(&b, "%s=%q\n", prefix, name)
 		ks := make([]string, 0, len(set))

@@ -1,6 +1,8 @@
 package experiment
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -152,5 +154,63 @@ func TestCellIDStability(t *testing.T) {
 				t.Errorf("kept %d of %d IDs, want none", kept, len(base))
 			}
 		})
+	}
+}
+
+// TestCellIDCheckpointContent: an existing checkpoint enters the cell IDs by
+// its content: the same bytes under another path keep every ID, other bytes
+// at the same path change every ID, and a path that is not a file falls
+// back to the path (version-1 IDs, unchanged from before content hashing).
+func TestCellIDCheckpointContent(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	withCkpt := func(path string) map[string]Cell {
+		e := mustDecode(testYAML)
+		if err := e.Set("checkpoint=" + path); err != nil {
+			t.Fatal(err)
+		}
+		return ids(t, e)
+	}
+	a := withCkpt(write("a.safetensors", "weights v1"))
+	moved := withCkpt(write("moved/../b.safetensors", "weights v1"))
+	for id, c := range a {
+		if _, ok := moved[id]; !ok {
+			t.Errorf("cell %s (%s) lost its ID when the same checkpoint bytes moved", id, c.Task.Key())
+		}
+		if len(c.CheckpointSHA256) != 64 {
+			t.Errorf("cell %s: checkpoint digest %q, want 64 hex digits", id, c.CheckpointSHA256)
+		}
+	}
+	retrained := withCkpt(write("a.safetensors", "weights v2"))
+	for id := range retrained {
+		if _, ok := a[id]; ok {
+			t.Errorf("cell %s kept its ID after the checkpoint's content changed", id)
+		}
+	}
+	// A missing file: the path stands in, as before (the testYAML cells'
+	// IDs are the pre-content ones).
+	missing := withCkpt(filepath.Join(dir, "none.safetensors"))
+	other := withCkpt(filepath.Join(dir, "none2.safetensors"))
+	for id, c := range missing {
+		if c.CheckpointSHA256 != "" {
+			t.Errorf("cell %s: digest %q for a missing file, want empty", id, c.CheckpointSHA256)
+		}
+		if _, ok := other[id]; ok {
+			t.Errorf("cell %s: two missing checkpoint paths share IDs, want the path in the ID", id)
+		}
+	}
+	// A checkpoint path that exists but cannot be read as a file is an error.
+	e := mustDecode(testYAML)
+	if err := e.Set("checkpoint=" + dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Cells(); err == nil || !strings.Contains(err.Error(), "checkpoint") {
+		t.Errorf("checkpoint is a folder: err = %v, want a checkpoint error", err)
 	}
 }

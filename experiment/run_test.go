@@ -448,3 +448,62 @@ func TestTwoSweepAxes(t *testing.T) {
 		}
 	}
 }
+
+// TestRunResumeRetrainedCheckpoint: results stored for one checkpoint's
+// content are not reused for another checkpoint at the same path (the
+// cells are new), and are found again when the file is moved.
+func TestRunResumeRetrainedCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	ckpt := filepath.Join(dir, "model.safetensors")
+	if err := os.WriteFile(ckpt, []byte("weights v1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exp := func(path string) *Experiment {
+		e := mustDecode(testYAML)
+		if err := e.Set("checkpoint=" + path); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	out := filepath.Join(dir, "out")
+	var log bytes.Buffer
+	opts := quiet(out, &log)
+	opts.Resume = true
+	runFake(t, exp(ckpt), &fakeRunner{}, opts)
+
+	moved := filepath.Join(dir, "v1.safetensors")
+	if err := os.Rename(ckpt, moved); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeRunner{}
+	runFake(t, exp(moved), f, opts)
+	if len(f.calls) != 0 {
+		t.Errorf("after moving the checkpoint, resume ran %d cells, want 0", len(f.calls))
+	}
+
+	if err := os.WriteFile(ckpt, []byte("weights v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f = &fakeRunner{}
+	runFake(t, exp(ckpt), f, opts)
+	if len(f.calls) != 16 {
+		t.Errorf("with a retrained checkpoint at the old path, resume ran %d cells, want all 16", len(f.calls))
+	}
+	cells, err := exp(ckpt).Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadResult(filepath.Join(out, CellsDir), cells[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := FileSHA256(ckpt); s.CheckpointSHA256 != want || want == "" {
+		t.Errorf("stored checkpoint digest %q, want %q", s.CheckpointSHA256, want)
+	}
+	// A stored result whose digest disagrees with its cell's is unusable.
+	c := cells[0]
+	c.CheckpointSHA256 = strings.Repeat("0", 64)
+	if _, err := loadResult(filepath.Join(out, CellsDir), c); err == nil || !strings.Contains(err.Error(), "SHA-256") {
+		t.Errorf("digest mismatch: err = %v, want a SHA-256 error", err)
+	}
+}

@@ -79,18 +79,19 @@ type storedSweep struct {
 
 // stored is the cells/ID.json format.
 type stored struct {
-	Version     int               `json:"version"`
-	ID          string            `json:"id"`
-	Checkpoint  string            `json:"checkpoint"`
-	Dataset     Dataset           `json:"dataset"`
-	Task        storedSetting     `json:"task"`
-	Method      storedSetting     `json:"method"`
-	Sweep       []storedSweep     `json:"sweep,omitempty"`
-	Seed        int64             `json:"seed"`
-	WallSeconds float64           `json:"wall_seconds"`
-	Images      []storedImage     `json:"images"`
-	CellMetrics map[string]jfloat `json:"cell_metrics,omitempty"`
-	Grid        *storedGrid       `json:"grid,omitempty"`
+	Version          int               `json:"version"`
+	ID               string            `json:"id"`
+	Checkpoint       string            `json:"checkpoint"`
+	CheckpointSHA256 string            `json:"checkpoint_sha256,omitempty"`
+	Dataset          Dataset           `json:"dataset"`
+	Task             storedSetting     `json:"task"`
+	Method           storedSetting     `json:"method"`
+	Sweep            []storedSweep     `json:"sweep,omitempty"`
+	Seed             int64             `json:"seed"`
+	WallSeconds      float64           `json:"wall_seconds"`
+	Images           []storedImage     `json:"images"`
+	CellMetrics      map[string]jfloat `json:"cell_metrics,omitempty"`
+	Grid             *storedGrid       `json:"grid,omitempty"`
 }
 
 func resultPath(cdir, id string) string { return filepath.Join(cdir, id+".json") }
@@ -98,7 +99,7 @@ func resultPath(cdir, id string) string { return filepath.Join(cdir, id+".json")
 // saveResult writes the cell's grid strips, then its JSON, each atomically.
 func saveResult(cdir string, c Cell, res *CellResult, wall float64) error {
 	s := stored{
-		Version: storeVersion, ID: c.ID, Checkpoint: c.Checkpoint, Dataset: c.Dataset,
+		Version: storeVersion, ID: c.ID, Checkpoint: c.Checkpoint, CheckpointSHA256: c.CheckpointSHA256, Dataset: c.Dataset,
 		Task:        storedSetting{Name: c.Task.Name, Label: c.Task.Label, Set: c.Task.Set},
 		Method:      storedSetting{Name: c.Method.Name, Label: c.Method.Label, Set: c.Method.Set},
 		Seed:        c.Seed,
@@ -220,6 +221,9 @@ func loadResult(cdir string, c Cell) (*stored, error) {
 	}
 	if s.ID != c.ID {
 		return nil, fmt.Errorf("id %q, want %q", s.ID, c.ID)
+	}
+	if s.CheckpointSHA256 != c.CheckpointSHA256 {
+		return nil, fmt.Errorf("computed with a checkpoint of SHA-256 %q, want %q", s.CheckpointSHA256, c.CheckpointSHA256)
 	}
 	if len(s.Images) != c.Dataset.N {
 		return nil, fmt.Errorf("%d images, want %d", len(s.Images), c.Dataset.N)
