@@ -53,6 +53,8 @@ type Record struct {
 	ResumeFrom *int   `json:"resume_from,omitempty"`
 	Config     string `json:"config,omitempty"`
 	Params     int    `json:"params,omitempty"`
+	// Init is the file the weights started from (RunOptions.Init).
+	Init string `json:"init,omitempty"`
 
 	// "checkpoint", "sample" and "stop" records.
 	Path   string `json:"path,omitempty"`

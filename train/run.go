@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -47,6 +49,14 @@ type RunOptions struct {
 	// fresh start when there is none). Without Resume, a run folder that
 	// already holds checkpoints is an error.
 	Resume bool
+	// Init, when set, names a model file or training checkpoint whose (EMA)
+	// weights start a fresh run instead of the seeded initialisation:
+	// fine-tuning, or continuing a model whose optimiser state was not
+	// kept. Its tensors must match the network's names and shapes; the
+	// EMA starts at the same weights and Adam's moments at zero. A run
+	// resumed from its own checkpoint ignores Init (the checkpoint holds
+	// the state).
+	Init string
 	// Sample, when non-nil, is called every cfg.Train.SampleEvery steps
 	// and at the end with the EMA weights (shared with the run: read, do
 	// not keep or modify) and returns a batch of samples (N×C×H×W in
@@ -210,6 +220,10 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 		if err := r.restore(CheckpointPath(r.out, steps[len(steps)-1])); err != nil {
 			return nil, err
 		}
+	} else if opts.Init != "" {
+		if err := r.initFrom(opts.Init); err != nil {
+			return nil, err
+		}
 	}
 
 	// Log: drop what a killed run wrote after its last checkpoint.
@@ -232,7 +246,7 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	}
 	r.start = time.Now()
 	if err := r.record(Record{Type: "run", Step: r.step, Seed: &seed, InitSeed: &init, SeedRule: SeedRule,
-		ResumeFrom: &from, Config: string(y), Params: nparams}); err != nil {
+		ResumeFrom: &from, Config: string(y), Params: nparams, Init: opts.Init}); err != nil {
 		r.log.Close()
 		return nil, err
 	}
@@ -308,6 +322,39 @@ func (r *run) restore(path string) error {
 	r.adam.Step = c.AdamStep
 	r.step = c.Step
 	r.last = path
+	return nil
+}
+
+// initFrom copies the (EMA) weights of a model file or training checkpoint
+// into the weights and the EMA.
+func (r *run) initFrom(path string) error {
+	w, _, err := LoadModel(path)
+	if err != nil {
+		return fmt.Errorf("train: --init %s: %w", path, err)
+	}
+	for i, n := range r.names {
+		t, ok := w[n]
+		if !ok {
+			return fmt.Errorf("train: --init %s: no tensor %q, want the weights of this model (model.* as in its run config)", path, n)
+		}
+		if t.Dtype() != tensor.Float32 || !reflect.DeepEqual([]int(t.Shape()), r.shapes[i]) {
+			return fmt.Errorf("train: --init %s: tensor %q is %v of shape %v, want float32 of shape %v (model.* as in its run config)", path, n, t.Dtype(), t.Shape(), tensor.Shape(r.shapes[i]))
+		}
+	}
+	if len(w) != len(r.names) {
+		var extra []string
+		for n := range w {
+			if !slices.Contains(r.names, n) {
+				extra = append(extra, n)
+			}
+		}
+		sort.Strings(extra)
+		return fmt.Errorf("train: --init %s: unexpected tensors %v, want only this model's %d", path, extra, len(r.names))
+	}
+	for i, n := range r.names {
+		copy(r.params[i], tensors.F32(w[n]))
+		copy(r.ema.Values[i], r.params[i])
+	}
 	return nil
 }
 

@@ -469,3 +469,82 @@ func TestPlotLossEdgeCases(t *testing.T) {
 		t.Error("1 step and 0 losses accepted")
 	}
 }
+
+// TestInitFromModel: a fresh run with Init starts from the file's EMA
+// weights (weights and EMA equal to them, Adam at zero, step 0) instead of
+// the seeded initialisation, from a model file or a training checkpoint;
+// resuming the run's own checkpoint ignores Init; a file of another
+// network is an error naming the tensor.
+func TestInitFromModel(t *testing.T) {
+	ds := testData(t, 12)
+	src := t.TempDir()
+	if err := Run(context.Background(), testConfig(src), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds})); err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := LoadModel(filepath.Join(src, ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{filepath.Join(src, ModelFile), CheckpointPath(src, 12)} {
+		dir := t.TempDir()
+		r, err := setup(testConfig(dir), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Init: from}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.log.Close()
+		for i, n := range r.names {
+			w := tensors.F32(want[n])
+			for j := range w {
+				if r.params[i][j] != w[j] || r.ema.Values[i][j] != w[j] || r.adam.M[i][j] != 0 || r.adam.V[i][j] != 0 {
+					t.Fatalf("init from %s: %s[%d]: weight %g, EMA %g, Adam %g/%g; want %g, %g, 0, 0",
+						from, n, j, r.params[i][j], r.ema.Values[i][j], r.adam.M[i][j], r.adam.V[i][j], w[j], w[j])
+				}
+			}
+		}
+		if r.step != 0 {
+			t.Errorf("init from %s: step %d, want 0", from, r.step)
+		}
+	}
+
+	// A run with Init trains, and resuming it continues from its own
+	// checkpoint exactly as an uninterrupted run (Init is not re-applied).
+	full, killed := t.TempDir(), t.TempDir()
+	init := filepath.Join(src, ModelFile)
+	if err := Run(context.Background(), testConfig(full), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Init: init})); err != nil {
+		t.Fatal(err)
+	}
+	if err := Run(context.Background(), testConfig(killed), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Init: init, haltAfter: 7})); !errors.Is(err, errHalted) {
+		t.Fatalf("halted run: %v", err)
+	}
+	if err := Run(context.Background(), testConfig(killed), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Init: init, Resume: true})); err != nil {
+		t.Fatal(err)
+	}
+	sameBits(t, "init run resumed", readCkpt(t, full, 12), readCkpt(t, killed, 12))
+	seeded := t.TempDir()
+	Run(context.Background(), testConfig(seeded), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds}))
+	if bytes.Equal(f32bytes(readCkpt(t, full, 12).Params["w1"]), f32bytes(readCkpt(t, seeded, 12).Params["w1"])) {
+		t.Error("a run with Init ended with the same weights as the seeded run")
+	}
+	recs, err := readLog(filepath.Join(full, LogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs[0].Init != init {
+		t.Errorf("run record init %q, want %q", recs[0].Init, init)
+	}
+
+	// Another network's weights, a missing file.
+	other := t.TempDir()
+	if err := Run(context.Background(), testConfig(other), quiet(RunOptions{NewModel: fakeFactory(6, nil, nil), Dataset: ds})); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ from, want string }{
+		{filepath.Join(other, ModelFile), "shape"},
+		{filepath.Join(src, "none.safetensors"), "none.safetensors"},
+	} {
+		_, err := setup(testConfig(t.TempDir()), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Init: tc.from}))
+		if err == nil || !strings.Contains(err.Error(), "--init") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("init from %s: err = %v, want one naming --init and %q", tc.from, err, tc.want)
+		}
+	}
+}

@@ -20,6 +20,7 @@ func newTrainCmd() *cobra.Command {
 	var eng engineFlags
 	var out string
 	var resume bool
+	var initFrom string
 	var gridN, gridSteps int
 	cmd := &cobra.Command{
 		Use:   "train",
@@ -35,9 +36,12 @@ EMA, checkpoints and logging). The output folder gets:
 
 --resume continues from the latest checkpoint; an interrupted run resumed
 gives the same weights as an uninterrupted one. Ctrl-C writes a checkpoint
-before stopping.`,
+before stopping. --init FILE starts a fresh run from the (EMA) weights of a
+model file or training checkpoint of the same network (fine-tuning, or going
+on from a model whose optimiser state was not kept); Adam starts afresh.`,
 		Example: `  diffinv train --config configs/mnist.yaml --out runs/mnist
   diffinv train --config configs/mnist.yaml --out runs/mnist --resume
+  diffinv train --config configs/mnist.yaml --out runs/mnist-ft --init models/mnist/model.safetensors --set train.lr=0.00005
   diffinv train --config configs/mnist.yaml --set train.steps=200 --set train.batch_size=16 --out /tmp/smoke`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -66,7 +70,7 @@ before stopping.`,
 			default:
 				return fmt.Errorf("--engine %q: want native or torch", eng.name)
 			}
-			err = train.Run(ctx, cfg, train.RunOptions{NewModel: newModel, Resume: resume, Sample: sampler, Progress: cmd.ErrOrStderr()})
+			err = train.Run(ctx, cfg, train.RunOptions{NewModel: newModel, Resume: resume, Init: initFrom, Sample: sampler, Progress: cmd.ErrOrStderr()})
 			if errors.Is(err, context.Canceled) {
 				return fmt.Errorf("interrupted: a checkpoint was written; continue with --resume --out %s", cfg.Train.Out)
 			}
@@ -81,6 +85,7 @@ before stopping.`,
 	eng.add(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "output folder (sets train.out)")
 	cmd.Flags().BoolVar(&resume, "resume", false, "continue from the latest checkpoint in the output folder")
+	cmd.Flags().StringVar(&initFrom, "init", "", "start a fresh run from the (EMA) weights of this model file or training checkpoint")
 	cmd.Flags().IntVar(&gridN, "grid-n", 64, "samples in each progress grid (0 disables)")
 	cmd.Flags().IntVar(&gridSteps, "grid-steps", 50, "DDIM steps of the progress grids")
 	return cmd
