@@ -53,7 +53,8 @@ type Record struct {
 	ResumeFrom *int   `json:"resume_from,omitempty"`
 	Config     string `json:"config,omitempty"`
 	Params     int    `json:"params,omitempty"`
-	// Init is the file the weights started from (RunOptions.Init).
+	// Init is the file a fresh run's weights started from (RunOptions.Init;
+	// empty on a resumed run, which starts from its checkpoint).
 	Init string `json:"init,omitempty"`
 
 	// "checkpoint", "sample" and "stop" records.

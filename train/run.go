@@ -92,6 +92,7 @@ type run struct {
 	log    *os.File
 	start  time.Time
 	last   string // path of the last checkpoint written or loaded
+	init   string // RunOptions.Init when it set the weights (not on resume)
 }
 
 // Run trains the model that opts.NewModel builds on the data of cfg, as
@@ -224,6 +225,7 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 		if err := r.initFrom(opts.Init); err != nil {
 			return nil, err
 		}
+		r.init = opts.Init
 	}
 
 	// Log: drop what a killed run wrote after its last checkpoint.
@@ -246,7 +248,7 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	}
 	r.start = time.Now()
 	if err := r.record(Record{Type: "run", Step: r.step, Seed: &seed, InitSeed: &init, SeedRule: SeedRule,
-		ResumeFrom: &from, Config: string(y), Params: nparams, Init: opts.Init}); err != nil {
+		ResumeFrom: &from, Config: string(y), Params: nparams, Init: r.init}); err != nil {
 		r.log.Close()
 		return nil, err
 	}
@@ -337,7 +339,7 @@ func (r *run) initFrom(path string) error {
 		if !ok {
 			return fmt.Errorf("train: --init %s: no tensor %q, want the weights of this model (model.* as in its run config)", path, n)
 		}
-		if t.Dtype() != tensor.Float32 || !reflect.DeepEqual([]int(t.Shape()), r.shapes[i]) {
+		if t.Dtype() != tensor.Float32 || !reflect.DeepEqual(t.Shape(), tensor.Shape(r.shapes[i])) {
 			return fmt.Errorf("train: --init %s: tensor %q is %v of shape %v, want float32 of shape %v (model.* as in its run config)", path, n, t.Dtype(), t.Shape(), tensor.Shape(r.shapes[i]))
 		}
 	}

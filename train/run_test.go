@@ -532,6 +532,11 @@ func TestInitFromModel(t *testing.T) {
 	if recs[0].Init != init {
 		t.Errorf("run record init %q, want %q", recs[0].Init, init)
 	}
+	if recs, err := readLog(filepath.Join(killed, LogFile)); err != nil {
+		t.Fatal(err)
+	} else if last := lastRun(recs); last.Init != "" || last.ResumeFrom == nil || *last.ResumeFrom == 0 {
+		t.Errorf("resumed run record %+v, want resume_from > 0 and no init (the checkpoint set the weights)", last)
+	}
 
 	// Another network's weights, a missing file.
 	other := t.TempDir()
@@ -547,4 +552,15 @@ func TestInitFromModel(t *testing.T) {
 			t.Errorf("init from %s: err = %v, want one naming --init and %q", tc.from, err, tc.want)
 		}
 	}
+}
+
+// lastRun returns the last "run" record of a log.
+func lastRun(recs []Record) Record {
+	var r Record
+	for _, x := range recs {
+		if x.Type == "run" {
+			r = x
+		}
+	}
+	return r
 }
