@@ -139,6 +139,18 @@ const (
 	LRCosine = "cosine"
 )
 
+// The values of Train.LossWeight.
+const (
+	// WeightUniform is L_simple: every timestep's MSE counts alike.
+	WeightUniform = "uniform"
+	// WeightMinSNR is Min-SNR-γ (Hang et al. 2023): the x0-equivalent MSE
+	// of timestep t weighted by min(SNR_t, γ).
+	WeightMinSNR = "min_snr"
+	// WeightP2 is perception-prioritised weighting (Choi et al. 2022): the
+	// ε-equivalent MSE of timestep t weighted by 1/(k + SNR_t)^γ.
+	WeightP2 = "p2"
+)
+
 // Train describes a training run.
 type Train struct {
 	// Steps is the number of optimiser steps.
@@ -157,6 +169,15 @@ type Train struct {
 	// (LR to the end) or "cosine" (LR·½(1+cos(π·progress)), reaching 0 at
 	// Steps). Empty, as in run configs written before the key, is constant.
 	LRDecay string `yaml:"lr_decay"`
+	// LossWeight weighs each image's MSE by its timestep: "uniform"
+	// (L_simple), "min_snr" or "p2" (see WeightMinSNR, WeightP2). Empty, as
+	// in run configs written before the key, is uniform.
+	LossWeight string `yaml:"loss_weight"`
+	// LossWeightGamma is γ of min_snr or p2; 0 takes the paper's value
+	// (min_snr 5, p2 1).
+	LossWeightGamma float64 `yaml:"loss_weight_gamma"`
+	// LossWeightK is k of p2 (the paper's 1); unused by the others.
+	LossWeightK float64 `yaml:"loss_weight_k"`
 	// GradClip clips the global gradient norm; 0 disables clipping.
 	GradClip float64 `yaml:"grad_clip"`
 	// EMADecay is the decay of the exponential moving average of weights.
@@ -261,6 +282,8 @@ func Default() Config {
 			WeightDecay:     0,
 			WarmupSteps:     500,
 			LRDecay:         LRConstant,
+			LossWeight:      WeightUniform,
+			LossWeightK:     1,
 			GradClip:        1.0,
 			EMADecay:        0.999,
 			Seed:            1,

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -133,6 +134,15 @@ func (c *Config) Validate() error {
 	k.nonNegative("train.warmup_steps", t.WarmupSteps)
 	if t.LRDecay != "" { // empty: a run config written before the key (constant)
 		k.oneOf("train.lr_decay", t.LRDecay, LRConstant, LRCosine)
+	}
+	if t.LossWeight != "" { // empty: a run config written before the key (uniform)
+		k.oneOf("train.loss_weight", t.LossWeight, WeightUniform, WeightMinSNR, WeightP2)
+	}
+	if !(t.LossWeightGamma >= 0) || math.IsInf(t.LossWeightGamma, 0) {
+		k.fail("train.loss_weight_gamma", t.LossWeightGamma, ">= 0 and finite (0: the method's paper value)")
+	}
+	if t.LossWeight == WeightP2 && (!(t.LossWeightK >= 0) || math.IsInf(t.LossWeightK, 0)) {
+		k.fail("train.loss_weight_k", t.LossWeightK, ">= 0 and finite")
 	}
 	if t.GradClip < 0 {
 		k.fail("train.grad_clip", t.GradClip, ">= 0 (0 disables clipping)")

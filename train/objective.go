@@ -33,14 +33,23 @@ type Objective struct {
 	LearnSigma bool
 	// Lambda weighs L_vlb in the hybrid loss (HybridLambda by default).
 	Lambda float64
+	// Weights, when not nil, holds one weight per timestep (index = t) by
+	// which each image's squared error is multiplied (see LossWeights); nil
+	// is L_simple.
+	Weights []float64
 }
 
 // Terms are the parts of one batch's loss, each averaged over the batch.
 type Terms struct {
-	// Loss is the total: MSE + VB.
+	// Loss is the total: Weighted + VB.
 	Loss float64
-	// MSE is the mean squared error of the prediction (L_simple).
+	// MSE is the mean squared error of the prediction (L_simple), unweighted
+	// so that runs with different weightings compare.
 	MSE float64
+	// Weighted is the batch mean of each image's squared error times its
+	// timestep's weight: the MSE term the gradient follows (MSE without
+	// Objective.Weights).
+	Weighted float64
 	// VB is λ·T·L_t in bits per dimension (0 without LearnSigma).
 	VB float64
 }
@@ -73,6 +82,67 @@ func NewObjective(sched *diffusion.Schedule, prediction string, learnSigma bool)
 		return nil, fmt.Errorf("train: prediction %q, want one of %v", prediction, predictions)
 	}
 	return &Objective{Sched: sched, Prediction: prediction, LearnSigma: learnSigma, Lambda: HybridLambda}, nil
+}
+
+// LossWeights returns the per-timestep weights of a weighting scheme
+// (config.WeightUniform, WeightMinSNR or WeightP2; "" is uniform) for a
+// network predicting prediction, or nil for uniform. Both schemes are
+// defined on a reference loss and converted through the identities
+// ‖ε̂−ε‖² = SNR·‖x̂0−x0‖² and ‖v̂−v‖² = (1+SNR)·‖x̂0−x0‖², SNR_t = ᾱ_t/(1−ᾱ_t):
+//
+//   - min_snr (Hang et al. 2023) weighs the x0 error by min(SNR_t, γ):
+//     min(SNR, γ)/SNR on an ε-, min(SNR, γ) on an x0- and
+//     min(SNR, γ)/(SNR+1) on a v-prediction;
+//   - p2 (Choi et al. 2022) weighs the ε error by 1/(k + SNR_t)^γ: that, times
+//     SNR on an x0- and times SNR/(SNR+1) on a v-prediction.
+//
+// γ = 0 takes the paper's value (min_snr 5, p2 1). Both down-weight the
+// low-noise steps that refine details relative to the high-noise ones
+// that form the content.
+func LossWeights(sched *diffusion.Schedule, prediction, scheme string, gamma, k float64) ([]float64, error) {
+	if sched == nil {
+		return nil, fmt.Errorf("train: loss weights need a schedule, got nil")
+	}
+	var toEps func(snr float64) float64 // the scheme's weight on the ε error
+	switch scheme {
+	case "", config.WeightUniform:
+		return nil, nil
+	case config.WeightMinSNR:
+		if gamma == 0 {
+			gamma = 5
+		}
+		toEps = func(snr float64) float64 { return math.Min(snr, gamma) / snr }
+	case config.WeightP2:
+		if gamma == 0 {
+			gamma = 1
+		}
+		toEps = func(snr float64) float64 { return math.Pow(k+snr, -gamma) }
+	default:
+		return nil, fmt.Errorf("train: train.loss_weight %q, want %q, %q or %q", scheme, config.WeightUniform, config.WeightMinSNR, config.WeightP2)
+	}
+	if !(gamma > 0) || math.IsInf(gamma, 0) || !(k >= 0) || math.IsInf(k, 0) {
+		return nil, fmt.Errorf("train: loss weight %s with train.loss_weight_gamma %g, train.loss_weight_k %g, want γ > 0 (0 for the paper value) and k >= 0, both finite", scheme, gamma, k)
+	}
+	w := make([]float64, sched.Len())
+	for t := range w {
+		ab := sched.AlphaBar(t)
+		snr := ab / (1 - ab)
+		we := toEps(snr)
+		switch prediction {
+		case "eps":
+			w[t] = we
+		case "x0":
+			w[t] = we * snr
+		case "v":
+			w[t] = we * snr / (snr + 1)
+		default:
+			return nil, fmt.Errorf("train: prediction %q, want one of %v", prediction, predictions)
+		}
+		if math.IsNaN(w[t]) || math.IsInf(w[t], 0) {
+			return nil, fmt.Errorf("train: loss weight %s at timestep %d (SNR %g) is %g, want a finite weight", scheme, t, snr, w[t])
+		}
+	}
+	return w, nil
 }
 
 // Target returns what the network should output for x_t = QSample(x0, t,
@@ -143,6 +213,9 @@ func (o *Objective) Loss(x0, xt, noise *tensor.Dense, t []int, out *tensor.Dense
 			return Terms{}, nil, fmt.Errorf("train: loss: timestep t[%d] = %d, want 0..%d", k, ti, o.Sched.Len()-1)
 		}
 	}
+	if o.Weights != nil && len(o.Weights) != o.Sched.Len() {
+		return Terms{}, nil, fmt.Errorf("train: loss: %d timestep weights for a schedule of %d steps, want one per step", len(o.Weights), o.Sched.Len())
+	}
 	target, err := o.Target(x0, noise, t)
 	if err != nil {
 		return Terms{}, nil, err
@@ -151,16 +224,23 @@ func (o *Objective) Loss(x0, xt, noise *tensor.Dense, t []int, out *tensor.Dense
 	y, tg := tensors.F32(out), tensors.F32(target)
 	dout := tensors.Like(out)
 	g := tensors.F32(dout)
-	var mse float64
-	scale := 2 / float64(n*d)
+	var mse, weighted float64
 	for k := 0; k < n; k++ {
+		wk := 1.0
+		if o.Weights != nil {
+			wk = o.Weights[t[k]]
+		}
+		scale := 2 * wk / float64(n*d)
+		var se float64
 		for j := 0; j < d; j++ {
 			r := float64(y[k*oc*h*w+j]) - float64(tg[k*d+j])
-			mse += r * r
+			se += r * r
 			g[k*oc*h*w+j] = float32(scale * r)
 		}
+		mse += se
+		weighted += wk * se
 	}
-	terms := Terms{MSE: mse / float64(n*d)}
+	terms := Terms{MSE: mse / float64(n*d), Weighted: weighted / float64(n*d)}
 	if o.LearnSigma {
 		vb, err := o.vb(x0, xt, t, out, g)
 		if err != nil {
@@ -168,7 +248,7 @@ func (o *Objective) Loss(x0, xt, noise *tensor.Dense, t []int, out *tensor.Dense
 		}
 		terms.VB = vb
 	}
-	terms.Loss = terms.MSE + terms.VB
+	terms.Loss = terms.Weighted + terms.VB
 	return terms, dout, nil
 }
 

@@ -3,6 +3,7 @@ package train
 import (
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/diffinv/diffinv/config"
@@ -90,15 +91,21 @@ func TestTargets(t *testing.T) {
 func TestLossGradient(t *testing.T) {
 	s := testSchedule(t, 100)
 	for _, tc := range []struct {
-		pred  string
-		sigma bool
-	}{{"eps", false}, {"x0", false}, {"v", false}, {"eps", true}, {"x0", true}, {"v", true}} {
+		pred   string
+		sigma  bool
+		weight string
+	}{{"eps", false, ""}, {"x0", false, ""}, {"v", false, ""}, {"eps", true, ""}, {"x0", true, ""}, {"v", true, ""},
+		{"eps", false, config.WeightP2}, {"v", false, config.WeightMinSNR}, {"x0", true, config.WeightMinSNR}} {
 		rng := rand.New(rand.NewSource(7))
 		n, c, h, w := 4, 2, 3, 3
 		x0, noise := levels(rng, n, c, h, w), tensors.Randn(rng, n, c, h, w)
 		ts := []int{0, 1, 50, 99}
 		xt, _ := s.QSample(x0, ts, noise)
 		o, _ := NewObjective(s, tc.pred, tc.sigma)
+		var err error
+		if o.Weights, err = LossWeights(s, tc.pred, tc.weight, 0, 1); err != nil {
+			t.Fatal(err)
+		}
 		oc := c
 		if tc.sigma {
 			oc = 2 * c
@@ -127,7 +134,8 @@ func TestLossGradient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tc.sigma != (terms.VB != 0) || math.Abs(terms.Loss-terms.MSE-terms.VB) > 1e-12 {
+		if tc.sigma != (terms.VB != 0) || math.Abs(terms.Loss-terms.Weighted-terms.VB) > 1e-12 ||
+			(tc.weight == "") != (terms.Weighted == terms.MSE) {
 			t.Fatalf("%+v: terms %+v", tc, terms)
 		}
 		g := tensors.F32(dout)
@@ -142,7 +150,7 @@ func TestLossGradient(t *testing.T) {
 			fd := (lp.Loss - lm.Loss) / (2 * step)
 			if tc.sigma && i%(oc*h*w) < c*h*w {
 				// Mean channel: the VB term's dependence is stopped.
-				fd = (lp.MSE - lm.MSE) / (2 * step)
+				fd = (lp.Weighted - lm.Weighted) / (2 * step)
 			}
 			if math.Abs(float64(g[i])-fd) > 1e-3*math.Abs(fd)+1e-6 {
 				t.Fatalf("%+v: dL/dout[%d] = %g, finite difference %g", tc, i, g[i], fd)
@@ -150,13 +158,14 @@ func TestLossGradient(t *testing.T) {
 		}
 		if tc.sigma { // stop-gradient: the mean channels see only the MSE
 			plain, _ := NewObjective(s, tc.pred, false)
+			plain.Weights = o.Weights
 			mean := tensors.New(n, c, h, w)
 			for k := 0; k < n; k++ {
 				copy(tensors.F32(mean)[k*c*h*w:(k+1)*c*h*w], vals[k*oc*h*w:k*oc*h*w+c*h*w])
 			}
 			pt, pg, _ := plain.Loss(x0, xt, noise, ts, mean)
-			if pt.MSE != terms.MSE {
-				t.Fatalf("%+v: hybrid MSE %g, plain MSE %g", tc, terms.MSE, pt.MSE)
+			if pt.MSE != terms.MSE || pt.Weighted != terms.Weighted {
+				t.Fatalf("%+v: hybrid MSE %g (weighted %g), plain MSE %g (weighted %g)", tc, terms.MSE, terms.Weighted, pt.MSE, pt.Weighted)
 			}
 			for k := 0; k < n; k++ {
 				for j := 0; j < c*h*w; j++ {
@@ -166,6 +175,89 @@ func TestLossGradient(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestLossWeights: each scheme's weights in closed form at a few timesteps,
+// and the same weighted loss whichever quantity the network predicts: an
+// x̂0, written as the ε̂, x̂0 or v̂ it implies, is charged alike, because
+// both schemes are defined on one reference error and converted.
+func TestLossWeights(t *testing.T) {
+	s := testSchedule(t, 100)
+	snr := func(i int) float64 { ab := s.AlphaBar(i); return ab / (1 - ab) }
+	for _, tc := range []struct {
+		scheme   string
+		gamma, k float64
+		epsW     func(snr float64) float64 // the weight on the ε error
+	}{
+		{config.WeightMinSNR, 0, 1, func(r float64) float64 { return math.Min(r, 5) / r }},
+		{config.WeightMinSNR, 2, 1, func(r float64) float64 { return math.Min(r, 2) / r }},
+		{config.WeightP2, 0, 1, func(r float64) float64 { return 1 / (1 + r) }},
+		{config.WeightP2, 0.5, 3, func(r float64) float64 { return math.Pow(3+r, -0.5) }},
+	} {
+		w, err := LossWeights(s, "eps", tc.scheme, tc.gamma, tc.k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var below, above bool // the schedule spans SNRs on both sides of min_snr's γ
+		for _, i := range []int{0, 10, 40, 99} {
+			if want := tc.epsW(snr(i)); math.Abs(w[i]-want) > 1e-12*want {
+				t.Errorf("%s γ=%g k=%g: weight at t=%d (SNR %.4g) %g, want %g", tc.scheme, tc.gamma, tc.k, i, snr(i), w[i], want)
+			}
+			below, above = below || w[i] == 1, above || w[i] < 1
+		}
+		if tc.scheme == config.WeightMinSNR && !(below && above) {
+			t.Errorf("%s γ=%g: weights do not span both regimes", tc.scheme, tc.gamma)
+		}
+
+		// One x̂0 prediction, three parameterisations, one weighted loss.
+		rng := rand.New(rand.NewSource(11))
+		x0, noise := levels(rng, 4, 1, 3, 3), tensors.Randn(rng, 4, 1, 3, 3)
+		ts := []int{0, 10, 40, 99}
+		xt, _ := s.QSample(x0, ts, noise)
+		x0hat := tensors.Randn(rng, 4, 1, 3, 3)
+		epsHat, _ := s.EpsFromX0(xt, ts, x0hat)
+		vHat, _ := s.VFromEps(x0hat, ts, epsHat)
+		var losses []float64
+		for pred, out := range map[string]*tensor.Dense{"eps": epsHat, "x0": x0hat, "v": vHat} {
+			o, _ := NewObjective(s, pred, false)
+			if o.Weights, err = LossWeights(s, pred, tc.scheme, tc.gamma, tc.k); err != nil {
+				t.Fatal(err)
+			}
+			terms, _, err := o.Loss(x0, xt, noise, ts, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			losses = append(losses, terms.Weighted)
+		}
+		for _, l := range losses[1:] {
+			if math.Abs(l-losses[0]) > 1e-4*losses[0] {
+				t.Errorf("%s γ=%g: weighted losses of one x̂0 under eps, x0 and v differ: %v", tc.scheme, tc.gamma, losses)
+			}
+		}
+	}
+	if w, err := LossWeights(s, "eps", config.WeightUniform, 0, 1); w != nil || err != nil {
+		t.Errorf("uniform: %v, %v; want nil weights", w, err)
+	}
+	for _, bad := range []struct {
+		pred, scheme string
+		gamma, k     float64
+		want         string
+	}{
+		{"eps", "snr", 0, 1, `"snr"`},
+		{"eps", config.WeightP2, -1, 1, "loss_weight_gamma -1"},
+		{"eps", config.WeightP2, 1, -2, "loss_weight_k -2"},
+		{"score", config.WeightMinSNR, 0, 1, `"score"`},
+	} {
+		if _, err := LossWeights(s, bad.pred, bad.scheme, bad.gamma, bad.k); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("LossWeights(%q, %q, %g, %g): error %v, want one mentioning %s", bad.pred, bad.scheme, bad.gamma, bad.k, err, bad.want)
+		}
+	}
+	o, _ := NewObjective(s, "eps", false)
+	o.Weights = make([]float64, 7)
+	x := tensors.New(1, 1, 2, 2)
+	if _, _, err := o.Loss(x, x, x, []int{3}, x); err == nil || !strings.Contains(err.Error(), "7 timestep weights") {
+		t.Errorf("weights of the wrong length: error %v", err)
 	}
 }
 

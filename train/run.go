@@ -188,6 +188,10 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	if r.obj, err = NewObjective(sched, cfg.Diffusion.Prediction, m.LearnSigma); err != nil {
 		return nil, err
 	}
+	tc := cfg.Train
+	if r.obj.Weights, err = LossWeights(sched, cfg.Diffusion.Prediction, tc.LossWeight, tc.LossWeightGamma, tc.LossWeightK); err != nil {
+		return nil, err
+	}
 
 	// Model, optimiser, EMA.
 	if r.model, err = opts.NewModel(cfg, rand.New(rand.NewSource(InitSeed(cfg.Train.Seed)))); err != nil {
@@ -200,6 +204,8 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 		return nil, fmt.Errorf("train: the network (%T) has neither LossGrad nor MSEGrad, want a train.Trainable or train.MSETrainable", r.model)
 	case r.full == nil && m.LearnSigma:
 		return nil, fmt.Errorf("train: model.learn_sigma needs the hybrid loss, which the network (%T) cannot train: it computes only the MSE in its graph (want a train.Trainable with LossGrad)", r.model)
+	case r.full == nil && r.obj.Weights != nil:
+		return nil, fmt.Errorf("train: train.loss_weight %s weighs each image's error by its timestep, which the network (%T) cannot train: it computes only the plain MSE in its graph (want a train.Trainable with LossGrad)", tc.LossWeight, r.model)
 	}
 	if err := r.bindParams(); err != nil {
 		return nil, err
@@ -513,7 +519,7 @@ func (r *run) trainStep(k int) (Terms, float64, float64, error) {
 		var target *tensor.Dense
 		if target, err = r.obj.Target(x0, noise, t); err == nil {
 			loss, err = r.mse.MSEGrad(xt, t, target, dropoutSeed)
-			terms.MSE = loss
+			terms.MSE, terms.Weighted = loss, loss
 		}
 	}
 	if err != nil {

@@ -131,13 +131,16 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 		name       string
 		pred, opt  string
 		learnSigma bool
-	}{{"eps adam", "eps", "adam", false}, {"v adamw", "v", "adamw", false}, {"x0 hybrid", "x0", "adam", true}} {
+		weight     string
+	}{{"eps adam", "eps", "adam", false, ""}, {"v adamw", "v", "adamw", false, ""}, {"x0 hybrid", "x0", "adam", true, ""},
+		{"eps p2", "eps", "adam", false, config.WeightP2}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ds := testData(t, 10) // 2 steps per epoch: several epochs, resume mid-epoch
 			mk := func(out string) *config.Config {
 				c := testConfig(out)
 				c.Diffusion.Prediction = tc.pred
 				c.Train.Optimizer = tc.opt
+				c.Train.LossWeight = tc.weight
 				if tc.opt == "adamw" {
 					c.Train.WeightDecay = 0.1
 				}

@@ -20,14 +20,15 @@ type UNet struct {
 
 // NewUNet builds the UNet of cfg.Model with parameters initialised from rng
 // and its training graph for cfg.Train.BatchSize: a RunOptions.NewModel.
-// With model.learn_sigma it is a LossUNet (a Trainable, for the hybrid
-// loss), otherwise a UNet (an MSETrainable, whose graph computes the MSE).
+// With model.learn_sigma or a train.loss_weight other than uniform it is a
+// LossUNet (a Trainable, for the hybrid or the weighted loss), otherwise a
+// UNet (an MSETrainable, whose graph computes the MSE).
 func NewUNet(cfg *config.Config, rng *rand.Rand) (Network, error) {
 	u, err := model.New(cfg.Model, rng)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	if cfg.Model.LearnSigma {
+	if lw := cfg.Train.LossWeight; cfg.Model.LearnSigma || (lw != "" && lw != config.WeightUniform) {
 		return WrapUNetLoss(u, cfg.Train.BatchSize)
 	}
 	return WrapUNet(u, cfg.Train.BatchSize)

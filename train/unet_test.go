@@ -65,6 +65,11 @@ func TestMSEPathEqualsGeneralPath(t *testing.T) {
 	if err := Run(context.Background(), c, quiet(RunOptions{NewModel: mse, Dataset: ds})); err == nil || !strings.Contains(err.Error(), "learn_sigma") {
 		t.Errorf("learn_sigma with an MSE-only network: error %v, want one naming learn_sigma", err)
 	}
+	c = testConfig(t.TempDir())
+	c.Train.LossWeight = config.WeightMinSNR
+	if err := Run(context.Background(), c, quiet(RunOptions{NewModel: mse, Dataset: ds})); err == nil || !strings.Contains(err.Error(), "train.loss_weight min_snr") {
+		t.Errorf("a weighted loss with an MSE-only network: error %v, want one naming train.loss_weight", err)
+	}
 }
 
 // tinyUNetConfig trains guided-diffusion's UNet at 8×8 for 6 steps.
@@ -75,6 +80,38 @@ func tinyUNetConfig(out string) *config.Config {
 		ConvResample: true, Dropout: 0.1}
 	c.Train.Steps, c.Train.CheckpointEvery, c.Train.SampleEvery = 6, 2, 0
 	return c
+}
+
+// TestUNetWeightedLoss: a weighted loss builds the UNet with the
+// external-loss graph, and training with it moves the weights elsewhere
+// than L_simple does (after a few steps: Adam's first step is the sign of
+// the gradient, which a reweighting seldom flips).
+func TestUNetWeightedLoss(t *testing.T) {
+	ds := testData(t, 10)
+	a, b := t.TempDir(), t.TempDir()
+	ca, cb := tinyUNetConfig(a), tinyUNetConfig(b)
+	cb.Train.LossWeight = config.WeightP2
+	if n, err := NewUNet(cb, rand.New(rand.NewSource(1))); err != nil {
+		t.Fatal(err)
+	} else if _, ok := n.(*LossUNet); !ok {
+		t.Fatalf("NewUNet with train.loss_weight p2 built a %T, want a *LossUNet", n)
+	}
+	for _, c := range []*config.Config{ca, cb} {
+		if err := Run(context.Background(), c, quiet(RunOptions{NewModel: NewUNet, Dataset: ds})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pa, pb := readCkpt(t, a, 6).Params, readCkpt(t, b, 6).Params
+	same := 0
+	for n := range pa {
+		if equalF32(tensors.F32(pa[n]), tensors.F32(pb[n])) {
+			same++
+		}
+	}
+	t.Logf("%d of %d parameters bit-identical", same, len(pa))
+	if same > len(pa)/2 {
+		t.Errorf("%d of %d parameters are the same after uniform and p2 training", same, len(pa))
+	}
 }
 
 // TestUNetResume trains the real UNet (through its training graph) with a
