@@ -236,6 +236,19 @@ func TestLossWeights(t *testing.T) {
 			}
 		}
 	}
+	// The cosine schedule's last step has an SNR near 0 (ᾱ_T ≈ 1e-8):
+	// every scheme must still give finite weights there.
+	cos, err := diffusion.NewSchedule("cosine", 1000, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, scheme := range []string{config.WeightMinSNR, config.WeightP2} {
+		for _, pred := range []string{"eps", "x0", "v"} {
+			if _, err := LossWeights(cos, pred, scheme, 0, 0); err != nil {
+				t.Errorf("cosine schedule, %s, %s: %v", scheme, pred, err)
+			}
+		}
+	}
 	if w, err := LossWeights(s, "eps", config.WeightUniform, 0, 1); w != nil || err != nil {
 		t.Errorf("uniform: %v, %v; want nil weights", w, err)
 	}
