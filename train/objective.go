@@ -120,8 +120,12 @@ func LossWeights(sched *diffusion.Schedule, prediction, scheme string, gamma, k 
 	default:
 		return nil, fmt.Errorf("train: train.loss_weight %q, want %q, %q or %q", scheme, config.WeightUniform, config.WeightMinSNR, config.WeightP2)
 	}
-	if !(gamma > 0) || math.IsInf(gamma, 0) || !(k >= 0) || math.IsInf(k, 0) {
-		return nil, fmt.Errorf("train: loss weight %s with train.loss_weight_gamma %g, train.loss_weight_k %g, want γ > 0 (0 for the paper value) and k >= 0, both finite", scheme, gamma, k)
+	if !(gamma > 0) || math.IsInf(gamma, 0) {
+		return nil, fmt.Errorf("train: loss weight %s with train.loss_weight_gamma %g, want γ > 0 and finite (0 for the paper value)", scheme, gamma)
+	}
+	// k enters only p2; min_snr ignores it, as config validation does.
+	if scheme == config.WeightP2 && (!(k >= 0) || math.IsInf(k, 0)) {
+		return nil, fmt.Errorf("train: loss weight %s with train.loss_weight_k %g, want k >= 0 and finite", scheme, k)
 	}
 	w := make([]float64, sched.Len())
 	for t := range w {

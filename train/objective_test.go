@@ -249,6 +249,11 @@ func TestLossWeights(t *testing.T) {
 			}
 		}
 	}
+	// min_snr ignores k, so a k that p2 would refuse must not stop it
+	// (config validation checks k only under p2 too).
+	if w, err := LossWeights(s, "eps", config.WeightMinSNR, 0, -2); err != nil || len(w) != s.Len() {
+		t.Errorf("min_snr with k = -2: %d weights, %v; want %d weights and no error", len(w), err, s.Len())
+	}
 	if w, err := LossWeights(s, "eps", config.WeightUniform, 0, 1); w != nil || err != nil {
 		t.Errorf("uniform: %v, %v; want nil weights", w, err)
 	}
