@@ -9,7 +9,7 @@
 // naming it):
 //
 //	name: dps-table-mnist            # required
-//	checkpoint: models/mnist.safetensors
+//	checkpoint: models/mnist/model.safetensors
 //	dataset: {name: mnist-test, n: 16, offset: 0}
 //	tasks:                           # required, ≥ 1
 //	  - name: sr4                    # task preset

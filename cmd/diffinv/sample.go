@@ -34,7 +34,7 @@ writes them as a PNG grid to --out and the raw float32 samples in [-1, 1]
 
 The diffusion settings come from the checkpoint's run config; the sample.*
 keys (see configs/mnist.yaml) tune each sampler.`,
-		Example: `  diffinv sample --checkpoint models/mnist/ema.safetensors --sampler ddim --steps 50 --n 64 --out ddim.png
+		Example: `  diffinv sample --checkpoint models/mnist/model.safetensors --sampler ddim --steps 50 --n 64 --out ddim.png
   diffinv sample --checkpoint C --sampler pc --steps 200 --set sample.snr=0.1 --out pc.png`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
