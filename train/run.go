@@ -64,6 +64,13 @@ type RunOptions struct {
 	Sample func(step int, ema map[string]*tensor.Dense) (*tensor.Dense, error)
 	// Progress receives the progress bar; nil means standard error.
 	Progress io.Writer
+	// StopAt, when > 0, ends the run after this many steps (counted from
+	// 0, not from a resume) with a checkpoint and model file, as if it had
+	// been interrupted there: the learning-rate schedule still spans
+	// cfg.Train.Steps, and --resume continues bit-identically. It runs a
+	// long schedule in pieces, or reproduces a model taken from the middle
+	// of one. 0 runs to cfg.Train.Steps.
+	StopAt int
 
 	// haltAfter, when > 0, ends the run right after this many steps
 	// without a final checkpoint, as a kill would (tests).
@@ -412,7 +419,17 @@ func (r *run) record(rec Record) error {
 // loop runs the steps from r.step to cfg.Train.Steps.
 func (r *run) loop(ctx context.Context) error {
 	tc := r.cfg.Train
-	bar := progress.New(r.opts.Progress, fmt.Sprintf("train %d→%d", r.step, tc.Steps), tc.Steps-r.step, progress.WithUnit("step"))
+	end := tc.Steps
+	if stop := r.opts.StopAt; stop != 0 {
+		switch {
+		case stop < 0 || stop > tc.Steps:
+			return fmt.Errorf("train: stop at step %d, want 1 to train.steps (%d)", stop, tc.Steps)
+		case stop < r.step:
+			return fmt.Errorf("train: stop at step %d, but the run in %s is already at step %d", stop, r.out, r.step)
+		}
+		end = stop
+	}
+	bar := progress.New(r.opts.Progress, fmt.Sprintf("train %d→%d", r.step, end), end-r.step, progress.WithUnit("step"))
 	defer bar.Finish()
 	var win struct {
 		n             int
@@ -421,7 +438,7 @@ func (r *run) loop(ctx context.Context) error {
 	}
 	win.t = time.Now()
 	startStep := r.step
-	for r.step < tc.Steps {
+	for r.step < end {
 		if err := ctx.Err(); err != nil {
 			if r.step > startStep {
 				if cerr := r.checkpoint(); cerr != nil {
@@ -452,7 +469,7 @@ func (r *run) loop(ctx context.Context) error {
 		bar.Status("loss %.4f", terms.Loss)
 		bar.Set(s - startStep)
 
-		if s%tc.LogEvery == 0 || s == tc.Steps {
+		if s%tc.LogEvery == 0 || s == end {
 			now := time.Now()
 			rec := Record{Type: "step", Step: s, Loss: win.loss / float64(win.n), MSE: win.mse / float64(win.n),
 				VB: win.vb / float64(win.n), LR: lr, GradNorm: norm, StepsPerSec: float64(win.n) / now.Sub(win.t).Seconds()}
@@ -465,12 +482,12 @@ func (r *run) loop(ctx context.Context) error {
 		if r.opts.haltAfter > 0 && s == r.opts.haltAfter {
 			return errHalted
 		}
-		if s%tc.CheckpointEvery == 0 || s == tc.Steps {
+		if s%tc.CheckpointEvery == 0 || s == end {
 			if err := r.checkpoint(); err != nil {
 				return err
 			}
 		}
-		if r.opts.Sample != nil && tc.SampleEvery > 0 && (s%tc.SampleEvery == 0 || s == tc.Steps) {
+		if r.opts.Sample != nil && tc.SampleEvery > 0 && (s%tc.SampleEvery == 0 || s == end) {
 			if err := r.sample(); err != nil {
 				return err
 			}
@@ -481,6 +498,10 @@ func (r *run) loop(ctx context.Context) error {
 		if err := r.checkpoint(); err != nil {
 			return err
 		}
+	}
+	if r.step < tc.Steps {
+		return r.record(Record{Type: "stop", Step: r.step, Path: r.last,
+			Reason: fmt.Sprintf("stopped at step %d of %d as asked; --resume continues", r.step, tc.Steps)})
 	}
 	return r.record(Record{Type: "done", Step: r.step, Path: r.last})
 }

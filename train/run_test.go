@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand"
 	"os"
@@ -566,4 +567,51 @@ func lastRun(recs []Record) Record {
 		}
 	}
 	return r
+}
+
+// TestStopAt: a run told to stop at step 7 of 12 (not a checkpoint step)
+// leaves a step-7 checkpoint, a model file and a "stop" record; resuming it
+// gives the uninterrupted run's bits, since the learning-rate schedule
+// still spans train.steps. Stop steps outside 1..train.steps, or behind the
+// run, are errors that name them.
+func TestStopAt(t *testing.T) {
+	ds := testData(t, 10)
+	full, split := t.TempDir(), t.TempDir()
+	if err := Run(context.Background(), testConfig(full), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds})); err != nil {
+		t.Fatal(err)
+	}
+	var made []*fakeNet
+	if err := Run(context.Background(), testConfig(split), quiet(RunOptions{NewModel: fakeFactory(4, &made, nil), Dataset: ds, StopAt: 7})); err != nil {
+		t.Fatalf("stop at 7: %v", err)
+	}
+	if made[0].calls != 7 {
+		t.Errorf("stopped run took %d steps, want 7", made[0].calls)
+	}
+	if steps, _ := ListCheckpoints(split); !equalInts(steps, []int{4, 7}) {
+		t.Errorf("stopped run left checkpoints %v, want [4 7]", steps)
+	}
+	if _, err := os.Stat(filepath.Join(split, ModelFile)); err != nil {
+		t.Errorf("stopped run: model file: %v", err)
+	}
+	recs, _ := readLog(filepath.Join(split, LogFile))
+	if last := recs[len(recs)-1]; last.Type != "stop" || last.Step != 7 {
+		t.Errorf("stopped run's last log record %+v, want a stop at step 7", last)
+	}
+	// Resuming with the same stop step does nothing; behind it is an error.
+	if err := Run(context.Background(), testConfig(split), quiet(RunOptions{NewModel: fakeFactory(4, &made, nil), Dataset: ds, Resume: true, StopAt: 7})); err != nil {
+		t.Errorf("resume at its stop step: %v", err)
+	}
+	if err := Run(context.Background(), testConfig(split), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Resume: true, StopAt: 5})); err == nil || !strings.Contains(err.Error(), "stop at step 5") || !strings.Contains(err.Error(), "already at step 7") {
+		t.Errorf("stop behind the run: error %v", err)
+	}
+	if err := Run(context.Background(), testConfig(split), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Resume: true})); err != nil {
+		t.Fatal(err)
+	}
+	sameBits(t, "final checkpoint", readCkpt(t, full, 12), readCkpt(t, split, 12))
+	for _, bad := range []int{-1, 13} {
+		err := Run(context.Background(), testConfig(t.TempDir()), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, StopAt: bad}))
+		if want := fmt.Sprintf("stop at step %d, want 1 to train.steps (12)", bad); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("StopAt %d: error %v, want one containing %q", bad, err, want)
+		}
+	}
 }

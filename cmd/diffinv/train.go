@@ -21,7 +21,7 @@ func newTrainCmd() *cobra.Command {
 	var out string
 	var resume bool
 	var initFrom string
-	var gridN, gridSteps int
+	var gridN, gridSteps, stopAt int
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Train a DDPM from a config",
@@ -38,10 +38,14 @@ EMA, checkpoints and logging). The output folder gets:
 gives the same weights as an uninterrupted one. Ctrl-C writes a checkpoint
 before stopping. --init FILE starts a fresh run from the (EMA) weights of a
 model file or training checkpoint of the same network (fine-tuning, or going
-on from a model whose optimiser state was not kept); Adam starts afresh.`,
+on from a model whose optimiser state was not kept); Adam starts afresh.
+--stop-at N ends the run after step N with a checkpoint, keeping the
+learning-rate schedule of train.steps: a long schedule run in pieces, or a
+model taken from the middle of one; --resume continues it.`,
 		Example: `  diffinv train --config configs/mnist.yaml --out runs/mnist
   diffinv train --config configs/mnist.yaml --out runs/mnist --resume
   diffinv train --config configs/mnist.yaml --out runs/mnist-ft --init models/mnist/model.safetensors --set train.lr=0.00005
+  diffinv train --config configs/mnist.yaml --out runs/long --set train.steps=20000 --stop-at 5000
   diffinv train --config configs/mnist.yaml --set train.steps=200 --set train.batch_size=16 --out /tmp/smoke`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -70,12 +74,17 @@ on from a model whose optimiser state was not kept); Adam starts afresh.`,
 			default:
 				return fmt.Errorf("--engine %q: want native or torch", eng.name)
 			}
-			err = train.Run(ctx, cfg, train.RunOptions{NewModel: newModel, Resume: resume, Init: initFrom, Sample: sampler, Progress: cmd.ErrOrStderr()})
+			err = train.Run(ctx, cfg, train.RunOptions{NewModel: newModel, Resume: resume, Init: initFrom, Sample: sampler, Progress: cmd.ErrOrStderr(), StopAt: stopAt})
 			if errors.Is(err, context.Canceled) {
 				return fmt.Errorf("interrupted: a checkpoint was written; continue with --resume --out %s", cfg.Train.Out)
 			}
 			if err != nil {
 				return err
+			}
+			if stopAt > 0 && stopAt < cfg.Train.Steps {
+				fmt.Fprintf(cmd.OutOrStdout(), "stopped at step %d of %d (--stop-at): %s; continue with --resume --out %s\n",
+					stopAt, cfg.Train.Steps, filepath.Join(cfg.Train.Out, train.ModelFile), cfg.Train.Out)
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "trained: %s\n", filepath.Join(cfg.Train.Out, train.ModelFile))
 			return nil
@@ -88,5 +97,6 @@ on from a model whose optimiser state was not kept); Adam starts afresh.`,
 	cmd.Flags().StringVar(&initFrom, "init", "", "start a fresh run from the (EMA) weights of this model file or training checkpoint")
 	cmd.Flags().IntVar(&gridN, "grid-n", 64, "samples in each progress grid (0 disables)")
 	cmd.Flags().IntVar(&gridSteps, "grid-steps", 50, "DDIM steps of the progress grids")
+	cmd.Flags().IntVar(&stopAt, "stop-at", 0, "stop after this step with a checkpoint, keeping train.steps' learning-rate schedule (0: run to train.steps)")
 	return cmd
 }

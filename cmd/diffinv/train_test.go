@@ -61,6 +61,16 @@ func TestTrainThenSampleCommands(t *testing.T) {
 			t.Errorf("missing output: %v", err)
 		}
 	}
+	// --stop-at: a 4-step schedule stopped after step 3 says so and leaves
+	// a step-3 checkpoint (the checkpoint interval is 2).
+	split := filepath.Join(t.TempDir(), "split")
+	stopped, err := run(t, append(base, "--set", "train.steps=4", "--out", split, "--stop-at", "3")...)
+	if err != nil || !strings.Contains(stopped, "stopped at step 3 of 4") || !strings.Contains(stopped, "--resume") {
+		t.Errorf("--stop-at 3: output %q, error %v; want it to say it stopped at step 3 of 4 and how to resume", stopped, err)
+	}
+	if _, err := os.Stat(filepath.Join(split, "checkpoints/step-00000003.safetensors")); err != nil {
+		t.Errorf("--stop-at 3: %v", err)
+	}
 	png := filepath.Join(t.TempDir(), "s.png")
 	if _, err := run(t, "sample", "--checkpoint", filepath.Join(out, "model.safetensors"), "--sampler", "ddim", "--steps", "3", "--n", "2", "--out", png); err != nil {
 		t.Fatal(err)
