@@ -23,11 +23,12 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 
 	"gorgonia.org/tensor"
+
+	"github.com/diffinv/diffinv/atomicfile"
 )
 
 // MetadataKey is the reserved header key of the metadata map.
@@ -137,75 +138,11 @@ func values(t *tensor.Dense) []float32 {
 // Save writes tensors and metadata to path atomically: a temporary file in
 // the same folder is written, fsynced and renamed over path, so a reader
 // never sees a partial checkpoint.
-func Save(path string, tensors map[string]*tensor.Dense, metadata map[string]string) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("checkpoint: save %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	bw := newBufWriter(f)
-	if err = Write(bw, tensors, metadata); err != nil {
-		return fmt.Errorf("checkpoint: save %s: %w", path, err)
-	}
-	if err = bw.flush(); err != nil {
-		return fmt.Errorf("checkpoint: save %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("checkpoint: save %s: fsync: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("checkpoint: save %s: close: %w", path, err)
-	}
-	// CreateTemp makes the file 0600; a checkpoint is an ordinary file.
-	if err = os.Chmod(tmp, 0o644); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("checkpoint: save %s: rename: %w", path, err)
-	}
-	// Make the rename durable too; not every platform can sync a folder.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
+func Save(path string, tensors map[string]*tensor.Dense, metadata map[string]string) error {
+	if err := atomicfile.Write(path, func(w io.Writer) error { return Write(w, tensors, metadata) }); err != nil {
+		return fmt.Errorf("checkpoint: save: %w", err)
 	}
 	return nil
-}
-
-// bufWriter is a minimal buffered writer that remembers its first error.
-type bufWriter struct {
-	w   io.Writer
-	buf []byte
-}
-
-func newBufWriter(w io.Writer) *bufWriter { return &bufWriter{w: w, buf: make([]byte, 0, 1<<20)} }
-
-func (b *bufWriter) Write(p []byte) (int, error) {
-	if len(b.buf)+len(p) > cap(b.buf) {
-		if err := b.flush(); err != nil {
-			return 0, err
-		}
-		if len(p) > cap(b.buf) {
-			return b.w.Write(p)
-		}
-	}
-	b.buf = append(b.buf, p...)
-	return len(p), nil
-}
-
-func (b *bufWriter) flush() error {
-	if len(b.buf) == 0 {
-		return nil
-	}
-	_, err := b.w.Write(b.buf)
-	b.buf = b.buf[:0]
-	return err
 }
 
 // Info describes one tensor of a file as stored, before conversion.

@@ -1,17 +1,17 @@
 package data
 
 import (
-	"bufio"
 	"fmt"
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"math"
 	"os"
-	"path/filepath"
 
 	"gorgonia.org/tensor"
 
+	"github.com/diffinv/diffinv/atomicfile"
 	"github.com/diffinv/diffinv/tensors"
 )
 
@@ -19,38 +19,8 @@ import (
 // in the same folder, syncs it to disk and renames it over path, so readers
 // see the old file or the whole new one, never a partial one.
 func WritePNG(path string, img image.Image) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing PNG %s: %w", path, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriter(tmp)
-	if err := png.Encode(bw, img); err != nil {
-		return fmt.Errorf("encoding PNG %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("writing PNG %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("syncing PNG %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("closing PNG %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("renaming PNG into place at %s: %w", path, err)
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil { // make the rename durable; best effort
-		d.Sync()
-		d.Close()
+	if err := atomicfile.Write(path, func(w io.Writer) error { return png.Encode(w, img) }); err != nil {
+		return fmt.Errorf("writing PNG: %w", err)
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/diffinv/diffinv/atomicfile"
 )
 
 // errPoints are plot points with symmetric y error bars.
@@ -38,7 +40,7 @@ func writePlots(exp *Experiment, all []cellData, ms []Metric, out string) ([]str
 			return nil, err
 		}
 		file := filepath.Join(PlotsDir, slug(key)+".png")
-		if err := writeFileAtomic(filepath.Join(out, file), b); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(out, file), b); err != nil {
 			return nil, err
 		}
 		files = append(files, file)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/diffinv/diffinv/atomicfile"
 	"github.com/diffinv/diffinv/data"
 )
 
@@ -87,7 +88,7 @@ func WriteReports(exp *Experiment, out string) error {
 	if err != nil {
 		return fmt.Errorf("experiment %q: results.csv: %w", exp.Name, err)
 	}
-	if err := writeFileAtomic(filepath.Join(out, ResultsCSV), b); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(out, ResultsCSV), b); err != nil {
 		return err
 	}
 	grids, err := writeGrids(exp, all, out)
@@ -98,7 +99,7 @@ func WriteReports(exp *Experiment, out string) error {
 	if err != nil {
 		return fmt.Errorf("experiment %q: plots: %w", exp.Name, err)
 	}
-	if err := writeFileAtomic(filepath.Join(out, TableMD), []byte(tableMD(exp, all, ms, grids, plots))); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(out, TableMD), []byte(tableMD(exp, all, ms, grids, plots))); err != nil {
 		return err
 	}
 	return nil

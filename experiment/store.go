@@ -10,6 +10,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/diffinv/diffinv/atomicfile"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/tensors"
 )
@@ -139,7 +140,7 @@ func saveResult(cdir string, c Cell, res *CellResult, wall float64) error {
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	return writeFileAtomic(resultPath(cdir, c.ID), append(b, '\n'))
+	return atomicfile.WriteFile(resultPath(cdir, c.ID), append(b, '\n'))
 }
 
 // saveStrip stores the first n images of t side by side as one PNG. A
@@ -253,44 +254,4 @@ func loadResult(cdir string, c Cell) (*stored, error) {
 		}
 	}
 	return &s, nil
-}
-
-// writeFileAtomic writes b to path through a temporary file in the same
-// folder, synced before it is renamed over path; the folder is synced
-// after.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

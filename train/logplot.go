@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/diffinv/diffinv/atomicfile"
 )
 
 // Run folder files besides checkpoints.
@@ -119,35 +120,10 @@ func truncateLog(path string, step int) ([]point, error) {
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := atomicfile.WriteFile(path, buf.Bytes()); err != nil {
 		return nil, fmt.Errorf("train: rewrite log: %w", err)
 	}
 	return pts, nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// folder that is fsynced and renamed over path.
-func writeFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // PlotLoss renders the loss curve (step, loss) as a PNG, on a log scale

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/diffinv/diffinv/atomicfile"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/progress"
@@ -618,7 +619,7 @@ func (r *run) plot() error {
 	if err != nil { // a plot is not worth stopping a run for: note it and go on
 		return r.record(Record{Type: "warning", Step: r.step, Reason: err.Error()})
 	}
-	if err := writeFileAtomic(filepath.Join(r.out, LossPlotFile), png); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(r.out, LossPlotFile), png); err != nil {
 		return fmt.Errorf("train: write loss plot: %w", err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"gorgonia.org/tensor"
 
+	"github.com/diffinv/diffinv/atomicfile"
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
@@ -285,7 +286,7 @@ func writeSolveOutputs(out, taskName string, cfg *config.Config, s *pipeline.Set
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(out, "metrics.json"), append(b, '\n'))
+	return atomicfile.WriteFile(filepath.Join(out, "metrics.json"), append(b, '\n'))
 }
 
 func printSolveTable(w io.Writer, taskName string, s *pipeline.Setup, r *pipeline.Result, first int) {
@@ -348,25 +349,4 @@ func saveRowsGrid(path string, rows []*tensor.Dense) error {
 		return err
 	}
 	return data.WritePNG(path, img)
-}
-
-// writeAtomic writes b to path through a temporary file and a rename.
-func writeAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

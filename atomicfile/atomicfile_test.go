@@ -1,0 +1,63 @@
+package atomicfile
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.txt")
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name    string
+		path    string
+		fill    func(io.Writer) error
+		want    string // file content afterwards
+		wantErr string // "" for success
+	}{
+		{"new file", path, func(w io.Writer) error { _, err := io.WriteString(w, "first"); return err }, "first", ""},
+		{"replace", path, func(w io.Writer) error { _, err := io.WriteString(w, "second"); return err }, "second", ""},
+		{"failed fill keeps the old file", path, func(w io.Writer) error { io.WriteString(w, "partial"); return boom }, "second", "boom"},
+		{"large", path, func(w io.Writer) error { _, err := w.Write([]byte(strings.Repeat("x", 3<<20))); return err }, strings.Repeat("x", 3<<20), ""},
+		{"missing folder", filepath.Join(dir, "nope", "a.txt"), func(io.Writer) error { return nil }, "", "nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Write(tc.path, tc.fill)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), tc.path) {
+					t.Fatalf("error %v, want one naming %s and %q", err, tc.path, tc.wantErr)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				return
+			}
+			got, err := os.ReadFile(tc.path)
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("content %.20q (%d bytes), %v; want %.20q (%d bytes)", got, len(got), err, tc.want, len(tc.want))
+			}
+			if st, _ := os.Stat(tc.path); st.Mode().Perm() != Mode {
+				t.Errorf("mode %v, want %v", st.Mode().Perm(), Mode)
+			}
+		})
+	}
+	// No temporary files are left behind, whatever happened.
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() != "out.txt" {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+	if err := WriteFile(path, []byte("third")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "third" {
+		t.Errorf("WriteFile: %q", got)
+	}
+}
