@@ -39,7 +39,7 @@ with precedence --set > environment > file > defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd(), newSolveCmd(), newMeasureCmd(), newDemoCmd(), newExperimentCmd(), newTrainClassifierCmd(), newEvalCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd(), newSolveCmd(), newMeasureCmd(), newDemoCmd(), newExperimentCmd(), newTrainClassifierCmd(), newEvalCmd(), newExportCmd())
 	root.AddCommand(torchCommands()...)
 	return root
 }

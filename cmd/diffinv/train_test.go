@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -70,6 +71,22 @@ func TestTrainThenSampleCommands(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(split, "checkpoints/step-00000003.safetensors")); err != nil {
 		t.Errorf("--stop-at 3: %v", err)
+	}
+	// export writes a training checkpoint's EMA weights as the model file
+	// the run wrote at that step; a model file is not a training checkpoint.
+	exported := filepath.Join(t.TempDir(), "m.safetensors")
+	if _, err := run(t, "export", "--checkpoint", filepath.Join(out, "checkpoints/step-00000004.safetensors"), "--out", exported); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(out, "model.safetensors"))
+	if got, err := os.ReadFile(exported); err != nil || !bytes.Equal(got, want) || len(want) == 0 {
+		t.Errorf("exported model: %d bytes (%v), want the run's %d-byte model file byte for byte", len(got), err, len(want))
+	}
+	if _, err := run(t, "export", "--checkpoint", exported, "--out", filepath.Join(t.TempDir(), "x.safetensors")); err == nil || !strings.Contains(err.Error(), exported) || !strings.Contains(err.Error(), "format") {
+		t.Errorf("export of a model file: error %v, want one naming the file and its format", err)
+	}
+	if _, err := run(t, "export", "--out", exported); err == nil || !strings.Contains(err.Error(), "--checkpoint") {
+		t.Errorf("export without --checkpoint: error %v", err)
 	}
 	png := filepath.Join(t.TempDir(), "s.png")
 	if _, err := run(t, "sample", "--checkpoint", filepath.Join(out, "model.safetensors"), "--sampler", "ddim", "--steps", "3", "--n", "2", "--out", png); err != nil {
