@@ -5,7 +5,7 @@ PKGS     := ./...
 # Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all setup build test bench bench-ops check-solvers experiments demo fmt vet clean
+.PHONY: all setup build test bench bench-ops train-mnist check-solvers experiments demo fmt vet clean
 
 all: build
 
@@ -31,6 +31,14 @@ bench: setup
 ## bench-ops: micro-benchmarks of the ops, BLAS and samplers
 bench-ops: setup
 	$(GO) test -run '^$$' -bench . -benchmem ./blas ./nn
+
+## train-mnist: train the shipped MNIST model from scratch with its five-stage recipe
+## (scripts/train_mnist.sh; about 6 hours on 2 cores, resumable: run it again after a stop);
+## START=4 starts from the committed stage-3 model, models/mnist-p2 (about 2 hours)
+TRAIN_OUT ?= runs/mnist-recipe
+START ?= 1
+train-mnist: setup
+	START=$(START) bash scripts/train_mnist.sh $(TRAIN_OUT)
 
 ## check-solvers: issue 7's acceptance check on the shipped model (DPS ≥ 2 dB over A†y on sr4 and
 ## inpaint-box, noise-free DDNM consistent to 1e-3; 16 digits, a few minutes)
