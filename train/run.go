@@ -148,6 +148,9 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	if opts.NewModel == nil {
 		return nil, errors.New("train: RunOptions.NewModel is nil, want a constructor of the network")
 	}
+	if stop := opts.StopAt; stop < 0 || stop > cfg.Train.Steps {
+		return nil, fmt.Errorf("train: stop at step %d, want 1 to train.steps (%d)", stop, cfg.Train.Steps)
+	}
 	r := &run{cfg: cfg, opts: opts, out: cfg.Train.Out}
 
 	// The output folder: created, writable, and not someone else's run.
@@ -240,6 +243,9 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 			return nil, err
 		}
 		r.init = opts.Init
+	}
+	if stop := opts.StopAt; stop != 0 && stop < r.step {
+		return nil, fmt.Errorf("train: stop at step %d, but the run in %s is already at step %d", stop, r.out, r.step)
 	}
 
 	// Log: drop what a killed run wrote after its last checkpoint.
@@ -417,18 +423,12 @@ func (r *run) record(rec Record) error {
 	return nil
 }
 
-// loop runs the steps from r.step to cfg.Train.Steps.
+// loop runs the steps from r.step to cfg.Train.Steps, or to RunOptions.StopAt.
 func (r *run) loop(ctx context.Context) error {
 	tc := r.cfg.Train
 	end := tc.Steps
-	if stop := r.opts.StopAt; stop != 0 {
-		switch {
-		case stop < 0 || stop > tc.Steps:
-			return fmt.Errorf("train: stop at step %d, want 1 to train.steps (%d)", stop, tc.Steps)
-		case stop < r.step:
-			return fmt.Errorf("train: stop at step %d, but the run in %s is already at step %d", stop, r.out, r.step)
-		}
-		end = stop
+	if r.opts.StopAt != 0 { // checked in setup
+		end = r.opts.StopAt
 	}
 	bar := progress.New(r.opts.Progress, fmt.Sprintf("train %d→%d", r.step, end), end-r.step, progress.WithUnit("step"))
 	defer bar.Finish()
