@@ -12,6 +12,7 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // ConfigKey is the checkpoint metadata key holding the model config (JSON
@@ -32,6 +33,7 @@ type UNet struct {
 	params map[string]*tensor.Dense
 
 	mu      sync.Mutex
+	prec    nn.Precision // what the convolutions run in (SetPrecision)
 	evals   map[int]*evalGraph
 	vjps    map[int]*vjpGraph
 	scratch struct{ emb []float32 }
@@ -134,6 +136,36 @@ func (u *UNet) ReleaseGraphs() {
 	defer u.mu.Unlock()
 	u.evals = map[int]*evalGraph{}
 	u.vjps = map[int]*vjpGraph{}
+}
+
+// SetPrecision sets the arithmetic of the network's convolutions (nn.FP32,
+// the default, or nn.BF16: mixed precision with float32 master weights) and
+// drops the cached graphs so that the next call builds them in it. BF16 is
+// an error where it cannot run (nn.BF16Available). TrainGraphs built before
+// the call keep their precision.
+func (u *UNet) SetPrecision(p nn.Precision) error {
+	if p == nn.BF16 {
+		if ok, why := nn.BF16Available(); !ok {
+			return fmt.Errorf("model.SetPrecision: bf16 cannot run here: %s", why)
+		}
+	} else if p != nn.FP32 {
+		return fmt.Errorf("model.SetPrecision: unknown precision %d, want nn.FP32 or nn.BF16", p)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.prec != p {
+		u.prec = p
+		u.evals = map[int]*evalGraph{}
+		u.vjps = map[int]*vjpGraph{}
+	}
+	return nil
+}
+
+// Precision returns the arithmetic the network's convolutions run in.
+func (u *UNet) Precision() nn.Precision {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.prec
 }
 
 // CopyParamsFrom copies every parameter value of src (same config) into u.
