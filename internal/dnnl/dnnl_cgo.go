@@ -1,0 +1,272 @@
+//go:build cgo && !nodnnl
+
+package dnnl
+
+/*
+#cgo LDFLAGS: -ldl
+#cgo CFLAGS: -O2
+#include <stdio.h>
+#include "dnnl_impl.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// lib is the loaded library; written once, under once.
+var lib struct {
+	once sync.Once
+	ok   bool
+	why  string
+}
+
+// DisableEnv names the variable that, set to 1, keeps oneDNN unloaded (the
+// float32 path everywhere), e.g. to compare or to work around a fault.
+const DisableEnv = "DIFFINV_NO_DNNL"
+
+func load() {
+	lib.once.Do(func() {
+		switch {
+		case os.Getenv(DisableEnv) == "1":
+			lib.why = DisableEnv + "=1"
+			return
+		case !cpu.X86.HasAVX512BF16 && !cpu.X86.HasAMXBF16:
+			lib.why = "the CPU has neither AMX-BF16 nor AVX512-BF16"
+			return
+		}
+		if msg := C.dn_load(); msg != nil {
+			lib.why = "oneDNN (libdnnl.so.2, Debian libdnnl2) did not load: " + C.GoString(msg)
+			return
+		}
+		isa := int(C.dn_isa())
+		if isa < int(C.dnnl_cpu_isa_avx512_core_bf16) {
+			lib.why = fmt.Sprintf("oneDNN's effective ISA %#x lacks bf16 (DNNL_MAX_CPU_ISA?)", isa)
+			return
+		}
+		lib.ok = true
+		units := "AVX512-BF16"
+		if cpu.X86.HasAMXBF16 && isa >= int(C.dnnl_cpu_isa_avx512_core_amx) {
+			units = "AMX-BF16"
+		}
+		lib.why = fmt.Sprintf("oneDNN 2.x bf16 convolutions on %s, one thread per call, the batch split over %d goroutines", units, runtime.GOMAXPROCS(0))
+	})
+}
+
+// Available reports whether bf16 convolutions can run here, and why or why not.
+func Available() (bool, string) {
+	load()
+	return lib.ok, lib.why
+}
+
+// Pass names one of a convolution's three passes.
+type Pass int
+
+const (
+	Forward         Pass = iota // y = conv(x, w) + b
+	BackwardData                // dx from (w, dy)
+	BackwardWeights             // dw from (x, dy)
+)
+
+func (p Pass) String() string {
+	return [...]string{"forward", "backward-data", "backward-weights"}[p]
+}
+
+// Shape is a convolution's geometry: N images of C×H×W, O filters of
+// C×KH×KW, stride and zero padding on every side (PyTorch's nn.Conv2d).
+type Shape struct {
+	N, C, H, W, O, KH, KW, Stride, Pad int
+	Bias                               bool
+}
+
+// Out returns the output's height and width.
+func (s Shape) Out() (oh, ow int) {
+	return (s.H+2*s.Pad-s.KH)/s.Stride + 1, (s.W+2*s.Pad-s.KW)/s.Stride + 1
+}
+
+// Conv is one bf16 convolution of a fixed shape on oneDNN: float32 NCHW
+// input, OIHW weights and NCHW output at its interface; inside, the input
+// and the output gradient are reordered to bf16 NHWC and the weights to the
+// kernel's blocked bf16 layout, and every product accumulates in float32.
+// The forward pass keeps its bf16 input for the backward-weights pass. A Conv
+// must not be used from two goroutines at once.
+type Conv struct {
+	s  Shape
+	cv *C.dn_conv
+}
+
+// NewConv builds the forward pass of a convolution (the backward passes are
+// built on first use) to run on threads OpenMP threads per call.
+func NewConv(s Shape, threads int) (*Conv, error) {
+	if ok, why := Available(); !ok {
+		return nil, fmt.Errorf("dnnl: bf16 convolution unavailable: %s", why)
+	}
+	oh, ow := s.Out()
+	if s.N < 1 || s.C < 1 || s.O < 1 || s.KH < 1 || s.KW < 1 || s.Stride < 1 || s.Pad < 0 || oh < 1 || ow < 1 {
+		return nil, fmt.Errorf("dnnl: bad convolution shape %+v", s)
+	}
+	var cerr *C.char
+	bias := 0
+	if s.Bias {
+		bias = 1
+	}
+	cv := C.dn_conv_new(C.int(s.N), C.int(s.C), C.int(s.H), C.int(s.W), C.int(s.O), C.int(s.KH), C.int(s.KW), C.int(s.Stride), C.int(s.Pad), C.int(bias), C.int(max(threads, 1)), &cerr)
+	if cv == nil {
+		msg := C.GoString(cerr)
+		C.free(unsafe.Pointer(cerr))
+		return nil, fmt.Errorf("dnnl: convolution %+v: %s", s, msg)
+	}
+	c := &Conv{s: s, cv: cv}
+	runtime.SetFinalizer(c, func(c *Conv) { C.dn_conv_free(c.cv) })
+	return c, nil
+}
+
+// Shape returns the convolution's geometry.
+func (c *Conv) Shape() Shape { return c.s }
+
+// Impl names the oneDNN kernel of a pass ("" before the pass is built),
+// e.g. brgconv:avx512_core_amx_bf16.
+func (c *Conv) Impl(p Pass) string {
+	s := C.GoString(C.dn_conv_impl(c.cv, C.int(p)))
+	runtime.KeepAlive(c)
+	return s
+}
+
+func (c *Conv) prepare(p Pass) error {
+	var msg *C.char
+	switch p {
+	case BackwardData:
+		msg = C.dn_init_bwd_d(c.cv)
+	case BackwardWeights:
+		msg = C.dn_init_bwd_w(c.cv)
+	}
+	if msg != nil {
+		return fmt.Errorf("dnnl: convolution %+v: %s", c.s, C.GoString(msg))
+	}
+	return nil
+}
+
+// arenas are per-slot scratch areas; a caller holds slot i's lock while it
+// runs a pass with it, so concurrent graphs never share one.
+var arenas [64]struct {
+	mu  sync.Mutex
+	buf unsafe.Pointer
+	n   uintptr
+}
+
+func arena(slot int, n uintptr) unsafe.Pointer {
+	a := &arenas[slot%len(arenas)]
+	if a.n < n {
+		if a.buf != nil {
+			C.free(a.buf)
+		}
+		a.buf = C.aligned_alloc(64, C.size_t((n+63)&^63))
+		a.n = n
+	}
+	return a.buf
+}
+
+func check(name string, got, want int) error {
+	if got < want {
+		return fmt.Errorf("dnnl: %s has %d elements, want %d", name, got, want)
+	}
+	return nil
+}
+
+func cptr(s []float32) *C.float {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(&s[0]))
+}
+
+// run executes pass p in arena slot slot.
+func (c *Conv) run(p Pass, slot int, f func(a unsafe.Pointer) *C.char) error {
+	if err := c.prepare(p); err != nil {
+		return err
+	}
+	a := &arenas[slot%len(arenas)]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	size := uintptr(C.dn_conv_arena(c.cv, C.int(p)))
+	buf := arena(slot, size)
+	if buf == nil {
+		return fmt.Errorf("dnnl: out of memory for a %d-byte work area", size)
+	}
+	if msg := f(buf); msg != nil {
+		return fmt.Errorf("dnnl: convolution %+v, %v pass: %s", c.s, p, C.GoString(msg))
+	}
+	runtime.KeepAlive(c)
+	return nil
+}
+
+// Forward computes y = conv(x, w) + b (b nil without bias) in arena slot slot.
+func (c *Conv) Forward(slot int, x, w, b, y []float32) error {
+	s := c.s
+	oh, ow := s.Out()
+	if err := firstErr(check("x", len(x), s.N*s.C*s.H*s.W), check("w", len(w), s.O*s.C*s.KH*s.KW), check("y", len(y), s.N*s.O*oh*ow)); err != nil {
+		return err
+	}
+	if s.Bias {
+		if err := check("b", len(b), s.O); err != nil {
+			return err
+		}
+	}
+	return c.run(Forward, slot, func(a unsafe.Pointer) *C.char {
+		return C.dn_conv_fwd(c.cv, cptr(x), cptr(w), cptr(b), cptr(y), (*C.char)(a))
+	})
+}
+
+// BackwardData computes dx = convᵀ(dy, w) in arena slot slot.
+func (c *Conv) BackwardData(slot int, w, dy, dx []float32) error {
+	s := c.s
+	oh, ow := s.Out()
+	if err := firstErr(check("w", len(w), s.O*s.C*s.KH*s.KW), check("dy", len(dy), s.N*s.O*oh*ow), check("dx", len(dx), s.N*s.C*s.H*s.W)); err != nil {
+		return err
+	}
+	return c.run(BackwardData, slot, func(a unsafe.Pointer) *C.char {
+		return C.dn_conv_bwd_data(c.cv, cptr(w), cptr(dy), cptr(dx), (*C.char)(a))
+	})
+}
+
+// BackwardWeights writes dw = Σ_images dy ⋆ x (OIHW, overwritten) in arena
+// slot slot. With x nil it uses the bf16 input the last Forward kept.
+func (c *Conv) BackwardWeights(slot int, x, dy, dw []float32) error {
+	s := c.s
+	oh, ow := s.Out()
+	if x != nil {
+		if err := check("x", len(x), s.N*s.C*s.H*s.W); err != nil {
+			return err
+		}
+	}
+	if err := firstErr(check("dy", len(dy), s.N*s.O*oh*ow), check("dw", len(dw), s.O*s.C*s.KH*s.KW)); err != nil {
+		return err
+	}
+	return c.run(BackwardWeights, slot, func(a unsafe.Pointer) *C.char {
+		return C.dn_conv_bwd_weights(c.cv, cptr(x), cptr(dy), cptr(dw), (*C.char)(a))
+	})
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// RoundBF16 rounds each value of x to the nearest bfloat16 (ties to even),
+// as a float32, into y: what the kernels see of a float32 input.
+func RoundBF16(x, y []float32) {
+	n := min(len(x), len(y))
+	if n > 0 {
+		C.dn_f32_to_bf16_round(cptr(x), cptr(y), C.long(n))
+	}
+}

@@ -1,0 +1,216 @@
+package dnnl
+
+import (
+	"math"
+	"math/rand"
+	"testing"
+)
+
+// refConv is a float64 cross-correlation of NCHW x with OIHW w (+b).
+func refConv(s Shape, x, w, b []float32) []float64 {
+	oh, ow := s.Out()
+	y := make([]float64, s.N*s.O*oh*ow)
+	for n := 0; n < s.N; n++ {
+		for o := 0; o < s.O; o++ {
+			for i := 0; i < oh; i++ {
+				for j := 0; j < ow; j++ {
+					var acc float64
+					if b != nil {
+						acc = float64(b[o])
+					}
+					for c := 0; c < s.C; c++ {
+						for ki := 0; ki < s.KH; ki++ {
+							ih := i*s.Stride - s.Pad + ki
+							if ih < 0 || ih >= s.H {
+								continue
+							}
+							for kj := 0; kj < s.KW; kj++ {
+								iw := j*s.Stride - s.Pad + kj
+								if iw < 0 || iw >= s.W {
+									continue
+								}
+								acc += float64(x[((n*s.C+c)*s.H+ih)*s.W+iw]) * float64(w[((o*s.C+c)*s.KH+ki)*s.KW+kj])
+							}
+						}
+					}
+					y[((n*s.O+o)*oh+i)*ow+j] = acc
+				}
+			}
+		}
+	}
+	return y
+}
+
+// refBwd returns dx and dw of ⟨dy, conv(x, w)⟩ in float64.
+func refBwd(s Shape, x, w, dy []float32) (dx, dw []float64) {
+	oh, ow := s.Out()
+	dx = make([]float64, len(x))
+	dw = make([]float64, len(w))
+	for n := 0; n < s.N; n++ {
+		for o := 0; o < s.O; o++ {
+			for i := 0; i < oh; i++ {
+				for j := 0; j < ow; j++ {
+					g := float64(dy[((n*s.O+o)*oh+i)*ow+j])
+					for c := 0; c < s.C; c++ {
+						for ki := 0; ki < s.KH; ki++ {
+							ih := i*s.Stride - s.Pad + ki
+							if ih < 0 || ih >= s.H {
+								continue
+							}
+							for kj := 0; kj < s.KW; kj++ {
+								iw := j*s.Stride - s.Pad + kj
+								if iw < 0 || iw >= s.W {
+									continue
+								}
+								xi := ((n*s.C+c)*s.H+ih)*s.W + iw
+								wi := ((o*s.C+c)*s.KH+ki)*s.KW + kj
+								dx[xi] += g * float64(w[wi])
+								dw[wi] += g * float64(x[xi])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	return dx, dw
+}
+
+func randn(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}
+
+func rounded(v []float32) []float32 {
+	r := make([]float32, len(v))
+	RoundBF16(v, r)
+	return r
+}
+
+// relErr is ‖got − want‖ / ‖want‖.
+func relErr(got []float32, want []float64) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - want[i]
+		num += d * d
+		den += want[i] * want[i]
+	}
+	return math.Sqrt(num / den)
+}
+
+var shapes = []struct {
+	name string
+	s    Shape
+}{
+	{"3x3 pad1", Shape{N: 3, C: 16, H: 9, W: 9, O: 32, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true}},
+	{"3x3 one input channel", Shape{N: 2, C: 1, H: 28, W: 28, O: 32, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true}},
+	{"3x3 stride2 pad1 odd", Shape{N: 2, C: 32, H: 7, W: 7, O: 32, KH: 3, KW: 3, Stride: 2, Pad: 1, Bias: true}},
+	{"3x3 stride2 pad0 (DDPM downsample)", Shape{N: 2, C: 32, H: 15, W: 15, O: 32, KH: 3, KW: 3, Stride: 2, Pad: 0, Bias: true}},
+	{"1x1 no bias", Shape{N: 2, C: 64, H: 7, W: 7, O: 96, KH: 1, KW: 1, Stride: 1, Pad: 0}},
+	{"3x3 to one channel", Shape{N: 2, C: 32, H: 8, W: 8, O: 1, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true}},
+}
+
+// TestConvMatchesFloat64: with inputs already rounded to bf16, every pass
+// equals a float64 reference to float32 accumulation error (1e-5), and
+// with raw float32 inputs to bf16's input rounding (2e-2: 8-bit
+// mantissas, errors averaging out over the sums).
+func TestConvMatchesFloat64(t *testing.T) {
+	if ok, why := Available(); !ok {
+		t.Skip("bf16 unavailable: " + why)
+	}
+	rng := rand.New(rand.NewSource(1))
+	for _, tc := range shapes {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.s
+			oh, ow := s.Out()
+			x, w := randn(rng, s.N*s.C*s.H*s.W), randn(rng, s.O*s.C*s.KH*s.KW)
+			dy := randn(rng, s.N*s.O*oh*ow)
+			var b []float32
+			if s.Bias {
+				b = randn(rng, s.O)
+			}
+			c, err := NewConv(s, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			y := make([]float32, len(dy))
+			dx := make([]float32, len(x))
+			dw := make([]float32, len(w))
+			for _, exact := range []bool{true, false} {
+				xi, wi, dyi := x, w, dy
+				tol := 2e-2
+				if exact {
+					xi, wi, dyi, tol = rounded(x), rounded(w), rounded(dy), 1e-5
+				}
+				if err := c.Forward(0, xi, wi, b, y); err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr(y, refConv(s, xi, wi, b)); e > tol {
+					t.Errorf("exact=%v forward: relative error %.2e > %.0e", exact, e, tol)
+				}
+				if err := c.BackwardData(1, wi, dyi, dx); err != nil {
+					t.Fatal(err)
+				}
+				// backward weights from the forward's kept input, then from x
+				if err := c.BackwardWeights(0, nil, dyi, dw); err != nil {
+					t.Fatal(err)
+				}
+				rdx, rdw := refBwd(s, xi, wi, dyi)
+				if e := relErr(dx, rdx); e > tol {
+					t.Errorf("exact=%v backward data: relative error %.2e > %.0e", exact, e, tol)
+				}
+				if e := relErr(dw, rdw); e > tol {
+					t.Errorf("exact=%v backward weights (kept input): relative error %.2e > %.0e", exact, e, tol)
+				}
+				clear(dw)
+				if err := c.BackwardWeights(0, xi, dyi, dw); err != nil {
+					t.Fatal(err)
+				}
+				if e := relErr(dw, rdw); e > tol {
+					t.Errorf("exact=%v backward weights: relative error %.2e > %.0e", exact, e, tol)
+				}
+			}
+			t.Logf("kernels: %s | %s | %s", c.Impl(Forward), c.Impl(BackwardData), c.Impl(BackwardWeights))
+		})
+	}
+}
+
+// TestConvErrors: short slices and bad shapes are errors naming the argument.
+func TestConvErrors(t *testing.T) {
+	if ok, why := Available(); !ok {
+		t.Skip("bf16 unavailable: " + why)
+	}
+	if _, err := NewConv(Shape{N: 1, C: 1, H: 2, W: 2, O: 1, KH: 3, KW: 3, Stride: 1}, 1); err == nil {
+		t.Error("a kernel larger than the input was accepted")
+	}
+	c, err := NewConv(Shape{N: 1, C: 2, H: 4, W: 4, O: 3, KH: 3, KW: 3, Stride: 1, Pad: 1}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Forward(0, make([]float32, 31), make([]float32, 54), nil, make([]float32, 48))
+	if err == nil || err.Error() != "dnnl: x has 31 elements, want 32" {
+		t.Errorf("short x: got %v", err)
+	}
+}
+
+// TestRoundBF16: ties go to even, the top 16 bits survive, NaN stays NaN.
+func TestRoundBF16(t *testing.T) {
+	in := []float32{1, 1 + 1.0/256, 1 + 1.0/128 + 1.0/256, 3.14159, float32(math.NaN()), float32(math.Inf(-1))}
+	want := []float32{1, 1, 1 + 2.0/128, 3.140625, float32(math.NaN()), float32(math.Inf(-1))}
+	got := make([]float32, len(in))
+	RoundBF16(in, got)
+	for i := range in {
+		if math.IsNaN(float64(want[i])) {
+			if !math.IsNaN(float64(got[i])) {
+				t.Errorf("RoundBF16(NaN) = %v", got[i])
+			}
+			continue
+		}
+		if got[i] != want[i] {
+			t.Errorf("RoundBF16(%v) = %v, want %v", in[i], got[i], want[i])
+		}
+	}
+}
