@@ -2,9 +2,11 @@ package model
 
 import (
 	"math/rand"
+	"os"
 	"testing"
 
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/tensors"
 )
 
@@ -14,6 +16,19 @@ const benchBatch = 64
 // benchModel builds config.Default().Model (the MNIST model) with random
 // weights and a batch of inputs.
 func benchModel(b *testing.B) (*UNet, []int) {
+	b.Helper()
+	u, ts := benchModelFP32(b)
+	if os.Getenv("DIFFINV_BENCH_PRECISION") == "bf16" {
+		if err := u.SetPrecision(nn.BF16); err != nil {
+			b.Skip(err)
+		}
+	}
+	return u, ts
+}
+
+// benchModelFP32 is benchModel in float32 (DIFFINV_BENCH_PRECISION=bf16
+// makes benchModel run in bf16).
+func benchModelFP32(b *testing.B) (*UNet, []int) {
 	b.Helper()
 	cfg := config.Default().Model
 	rng := rand.New(rand.NewSource(1))

@@ -85,7 +85,7 @@ func (b *builder) convPad(l convLayer, x *G.Node, pad int) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := nn.Conv2d(x, w, bias, l.st, pad)
+	y, err := nn.Conv2dPrec(x, w, bias, l.st, pad, b.u.prec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
@@ -104,7 +104,7 @@ func (b *builder) conv1x1(name string, x *G.Node, in, r0, r1 int) (*G.Node, erro
 	if err != nil {
 		return nil, err
 	}
-	y, err := nn.Conv2d(x, w, bias, 1, 0)
+	y, err := nn.Conv2dPrec(x, w, bias, 1, 0, b.u.prec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -21,6 +21,9 @@ type convGeom struct {
 	maxWorkers     int  // goroutine count instead of GOMAXPROCS when > 0 (tests)
 	xShape, wShape tensor.Shape
 	yShape         tensor.Shape
+	// bf16 runs float32 values on oneDNN in bfloat16 (Conv2dPrec with BF16);
+	// its state is shared by the forward op and the backward ops.
+	bf16 *bf16Conv
 }
 
 // workers returns the goroutine count for n items: workers(n), or at most
@@ -64,7 +67,20 @@ func (g *convGeom) String() string {
 // split over the batch across GOMAXPROCS goroutines, with buffers reused
 // across runs; gradients flow to x, w and b.
 func Conv2d(x, w, b *G.Node, stride, pad int) (*G.Node, error) {
+	return Conv2dPrec(x, w, b, stride, pad, FP32)
+}
+
+// Conv2dPrec is Conv2d in the given precision: with BF16, float32 values run
+// on oneDNN's bf16 kernels (inputs and weights rounded to bfloat16, products
+// accumulated in float32; see package internal/dnnl), float64 values (the
+// gradient checks) as with FP32. BF16 where it cannot run is an error.
+func Conv2dPrec(x, w, b *G.Node, stride, pad int, prec Precision) (*G.Node, error) {
 	const op = "nn.Conv2d"
+	if prec == BF16 {
+		if ok, why := BF16Available(); !ok {
+			return nil, fmt.Errorf("%s: bf16 cannot run here: %s", op, why)
+		}
+	}
 	xs, err := shapeOf(op, "input", x, 4)
 	if err != nil {
 		return nil, err
@@ -105,7 +121,12 @@ func Conv2d(x, w, b *G.Node, stride, pad int) (*G.Node, error) {
 	g.xShape, g.wShape = xs.Clone(), ws.Clone()
 	g.yShape = tensor.Shape{g.n, g.o, g.oh, g.ow}
 	o := &convOp{geom: g, bias: b != nil}
-	o.baseOp = baseOp{name: fmt.Sprintf("Conv2d(%v bias=%v)", &g, b != nil), arity: len(ins), shape: g.yShape}
+	name := fmt.Sprintf("Conv2d(%v bias=%v)", &g, b != nil)
+	if prec == BF16 {
+		o.geom.bf16 = &bf16Conv{geom: &o.geom}
+		name = fmt.Sprintf("Conv2d(%v bias=%v bf16)", &g, b != nil)
+	}
+	o.baseOp = baseOp{name: name, arity: len(ins), shape: g.yShape}
 	if b != nil {
 		o.typ = fnType(4, 4, 4, 1)
 	} else {
@@ -133,7 +154,15 @@ func (o *convOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	y := o.out.get(dt, o.geom.yShape)
-	if dt == tensor.Float32 {
+	if dt == tensor.Float32 && o.geom.bf16 != nil {
+		var b []float32
+		if o.bias {
+			b = data[float32](ds[2])
+		}
+		if err := o.geom.bf16.forward(data[float32](ds[0]), data[float32](ds[1]), b, data[float32](y)); err != nil {
+			return nil, err
+		}
+	} else if dt == tensor.Float32 {
 		convForward[float32](o, ds, y)
 	} else {
 		convForward[float64](o, ds, y)
@@ -374,7 +403,11 @@ func (o *convBwdData) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	dx := o.out.get(dt, o.geom.xShape)
-	if dt == tensor.Float32 {
+	if dt == tensor.Float32 && o.geom.bf16 != nil {
+		if err := o.geom.bf16.backwardData(data[float32](ds[0]), data[float32](ds[1]), data[float32](dx)); err != nil {
+			return nil, err
+		}
+	} else if dt == tensor.Float32 {
 		convBwdDataRun[float32](o, ds[0], ds[1], dx)
 	} else {
 		convBwdDataRun[float64](o, ds[0], ds[1], dx)
@@ -453,7 +486,11 @@ func (o *convBwdFilter) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	dw := o.out.get(dt, o.geom.wShape)
-	if dt == tensor.Float32 {
+	if dt == tensor.Float32 && o.geom.bf16 != nil {
+		if err := o.geom.bf16.backwardWeights(data[float32](ds[0]), data[float32](ds[1]), data[float32](dw)); err != nil {
+			return nil, err
+		}
+	} else if dt == tensor.Float32 {
 		convBwdFilterRun[float32](o, ds[0], ds[1], dw)
 	} else {
 		convBwdFilterRun[float64](o, ds[0], ds[1], dw)
