@@ -26,6 +26,7 @@ import (
 	"github.com/diffinv/diffinv/blas"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/tensors"
 	"github.com/diffinv/diffinv/train"
 )
@@ -40,6 +41,9 @@ type Options struct {
 	Python  string // python3 with torch; "" skips the PyTorch side
 	Script  string // path of bench/pytorch/bench_unet.py
 	Seed    int64
+	// Precision is what diffinv's UNet runs in (nn.FP32, the zero value,
+	// or nn.BF16); the PyTorch reference runs float32.
+	Precision nn.Precision
 }
 
 // Figure is one timed quantity on both engines, in milliseconds.
@@ -60,6 +64,7 @@ type Result struct {
 	TorchInfo     string
 	TorchErr      error
 	DiffinvThread int
+	Precision     string // what diffinv's UNet ran in: fp32 or bf16
 }
 
 // Run benchmarks the UNet of cfg. Progress lines go to log.
@@ -74,7 +79,10 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Params: net.NumParams(), BLAS: blas.Info(), DiffinvThread: o.Threads}
+	if err := net.SetPrecision(o.Precision); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	res := &Result{Params: net.NumParams(), BLAS: blas.Info(), DiffinvThread: o.Threads, Precision: o.Precision.String()}
 	dir, err := os.MkdirTemp("", "diffinv-bench")
 	if err != nil {
 		return nil, err
@@ -200,7 +208,7 @@ func (r *Result) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "conv %s: %.1f GFLOP/s, %.0f%% of sgemm peak %.1f GFLOP/s\n", r.ConvShape, r.ConvGFLOPS, 100*r.ConvGFLOPS/r.SgemmGFLOPS, r.SgemmGFLOPS)
 	fmt.Fprintf(w, "alloc per train step: %.2f MB\n", float64(r.AllocPerStep)/1e6)
-	fmt.Fprintf(w, "model: %d parameters; threads %d; blas: %s", r.Params, r.DiffinvThread, r.BLAS)
+	fmt.Fprintf(w, "model: %d parameters; threads %d; precision %s; blas: %s", r.Params, r.DiffinvThread, r.Precision, r.BLAS)
 	if r.TorchInfo != "" {
 		fmt.Fprintf(w, "; %s", r.TorchInfo)
 	}

@@ -1,5 +1,6 @@
 // Package config holds diffinv's typed configuration: the sections model,
-// diffusion, train, sample and data, their defaults, and their validation.
+// diffusion, train, sample, data, measurement, solver and engine, their
+// defaults, and their validation.
 //
 // Configs are decoded once, at the edge (cmd/diffinv, through Load), into
 // these structs; every other package takes the structs and never sees viper.
@@ -19,6 +20,34 @@ type Config struct {
 	Measurement Measurement `yaml:"measurement"`
 	// Solver is the inverse-problem method and its options.
 	Solver Solver `yaml:"solver"`
+	// Engine is how this machine runs the network (the arithmetic), not
+	// what the network is: it is never stored with weights (StoredYAML)
+	// and never taken from a checkpoint.
+	Engine Engine `yaml:"engine,omitempty"`
+}
+
+// The values of Engine.Precision (nn.PrecisionNames).
+const (
+	// PrecisionAuto runs bf16 where the CPU and oneDNN can, else fp32.
+	PrecisionAuto = "auto"
+	// PrecisionBF16 runs the convolutions in bfloat16 with float32
+	// accumulation (mixed precision); an error where it cannot run.
+	PrecisionBF16 = "bf16"
+	// PrecisionFP32 runs every op in float32.
+	PrecisionFP32 = "fp32"
+)
+
+// Engine describes how the network runs on this machine. It is a property
+// of the run, not of the model: sample, solve and eval take it from the
+// command (defaults, file, DIFFINV_ENGINE_*, --set, --precision), never
+// from the run config stored in a checkpoint.
+type Engine struct {
+	// Precision is the arithmetic of the network's heavy ops: "auto" (the
+	// default: bf16 where the CPU has AMX-BF16 or AVX512-BF16 and oneDNN
+	// loads, else fp32), "bf16" or "fp32". Empty means auto. The
+	// --precision flag of train, sample, solve, eval, experiment run, demo
+	// and bench unet overrides it.
+	Precision string `yaml:"precision"`
 }
 
 // Solver names an inverse-problem method and holds its options: every key
@@ -315,6 +344,7 @@ func Default() Config {
 			Noise:    Noise{Name: "gaussian", Sigma: 0.05, Rate: 1},
 		},
 		Solver: Solver{Method: "dps", Baseline: "auto", BatchSize: 8, Options: map[string]any{}},
+		Engine: Engine{Precision: PrecisionAuto},
 		Data: Data{
 			Dataset: "mnist",
 			Dir:     "../shared/data/mnist",

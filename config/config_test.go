@@ -312,3 +312,121 @@ func TestModelArch(t *testing.T) {
 		}
 	}
 }
+
+// TestEnginePrecision checks engine.precision: auto by default, each valid
+// value accepted from the file, the environment and --set (--set over the
+// environment over the file), anything else rejected naming the key, the
+// value and the valid ones.
+func TestEnginePrecision(t *testing.T) {
+	if p := Default().Engine.Precision; p != PrecisionAuto {
+		t.Errorf("default engine.precision %q, want auto", p)
+	}
+	for _, v := range []string{"auto", "bf16", "fp32"} {
+		for name, src := range map[string]Sources{
+			"file": {File: writeFile(t, "engine:\n  precision: "+v+"\n")},
+			"env":  {Env: []string{"DIFFINV_ENGINE_PRECISION=" + v}},
+			"set":  {Sets: []string{"engine.precision=" + v}},
+		} {
+			cfg, err := Load(src)
+			if err != nil {
+				t.Errorf("%s %s: %v", name, v, err)
+				continue
+			}
+			if cfg.Engine.Precision != v {
+				t.Errorf("%s %s: engine.precision %q", name, v, cfg.Engine.Precision)
+			}
+		}
+	}
+	file := writeFile(t, "engine:\n  precision: bf16\n")
+	for _, tc := range []struct {
+		name string
+		src  Sources
+		want string
+	}{
+		{"file", Sources{File: file}, "bf16"},
+		{"env beats file", Sources{File: file, Env: []string{"DIFFINV_ENGINE_PRECISION=fp32"}}, "fp32"},
+		{"set beats env", Sources{File: file, Env: []string{"DIFFINV_ENGINE_PRECISION=fp32"}, Sets: []string{"engine.precision=auto"}}, "auto"},
+	} {
+		cfg, err := Load(tc.src)
+		if err != nil || cfg.Engine.Precision != tc.want {
+			t.Errorf("%s: %v, engine.precision %q, want %q", tc.name, err, cfg.Engine.Precision, tc.want)
+		}
+	}
+	for _, bad := range []string{"fp16", "BF16", "float32", "1"} {
+		for name, src := range map[string]Sources{
+			"set":  {Sets: []string{"engine.precision=" + bad}},
+			"env":  {Env: []string{"DIFFINV_ENGINE_PRECISION=" + bad}},
+			"file": {File: writeFile(t, "engine:\n  precision: \""+bad+"\"\n")},
+		} {
+			_, err := Load(src)
+			want := fmt.Sprintf("config key engine.precision: value %q is out of range, want one of auto, bf16, fp32", bad)
+			if bad == "1" && name != "file" {
+				want = "config key engine.precision: value 1 (int) has the wrong type, want a string"
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s %q: error %v, want %q", name, bad, err, want)
+			}
+		}
+	}
+	if _, err := Load(Sources{Sets: []string{"engine.precison=fp32"}}); err == nil || !strings.Contains(err.Error(), "engine.precision") {
+		t.Errorf("a misspelt engine key: %v, want an error listing engine.precision", err)
+	}
+	found := false
+	for _, k := range Keys() {
+		found = found || k == "engine.precision"
+	}
+	if !found {
+		t.Error("Keys() does not list engine.precision")
+	}
+}
+
+// TestStoredYAMLDropsEngine checks that the run config stored with weights
+// carries no engine section (precision belongs to the machine that runs),
+// that it decodes back with the default engine, and that run configs
+// written before the section decode and validate.
+func TestStoredYAMLDropsEngine(t *testing.T) {
+	c := Default()
+	c.Engine.Precision = PrecisionBF16
+	full, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(full), "engine:\n  precision: bf16\n") {
+		t.Errorf("YAML misses the engine section:\n%s", full)
+	}
+	stored, err := c.StoredYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(stored), "engine") || strings.Contains(string(stored), "precision") {
+		t.Errorf("StoredYAML keeps the engine section:\n%s", stored)
+	}
+	if c.Engine.Precision != PrecisionBF16 {
+		t.Error("StoredYAML changed its receiver")
+	}
+	for name, doc := range map[string][]byte{"stored": stored, "pre-engine file": mustRead(t, filepath.Join("testdata", "run_config_pre_engine.yaml"))} {
+		got, err := FromYAML(doc)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.Engine.Precision != PrecisionAuto {
+			t.Errorf("%s: engine.precision %q, want the default auto", name, got.Engine.Precision)
+		}
+		if err := got.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// An empty value (a section written empty) is auto, not an error.
+	if _, err := Load(Sources{Sets: []string{"engine.precision="}}); err != nil {
+		t.Errorf("empty engine.precision: %v", err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

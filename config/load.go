@@ -185,6 +185,17 @@ func (c *Config) YAML() ([]byte, error) {
 	return buf.Bytes(), enc.Close()
 }
 
+// StoredYAML is YAML without the engine section: the run config stored
+// with weights (checkpoints, model files). How a machine ran the network
+// (engine.precision) is not a property of the model, so it must not force
+// itself on a later command that loads the file, and files without the
+// section stay readable by builds that predate it.
+func (c *Config) StoredYAML() ([]byte, error) {
+	s := *c
+	s.Engine = Engine{}
+	return s.YAML()
+}
+
 // flowLists prints lists of scalars on one line: channel_mult: [1, 2, 2].
 func flowLists(n *yaml.Node) {
 	if n.Kind == yaml.SequenceNode {

@@ -213,5 +213,8 @@ func (c *Config) Validate() error {
 	k.positive("solver.batch_size", c.Solver.BatchSize)
 	k.nonNegative("data.crop", a.Crop)
 	k.nonNegative("data.limit", a.Limit)
+	if p := c.Engine.Precision; p != "" { // empty: auto
+		k.oneOf("engine.precision", p, PrecisionAuto, PrecisionBF16, PrecisionFP32)
+	}
 	return errors.Join(k.errs...)
 }

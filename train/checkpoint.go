@@ -96,10 +96,11 @@ func ListCheckpoints(out string) ([]int, error) {
 	return steps, nil
 }
 
-// baseMeta returns the metadata every file of a run carries: both configs,
-// the step and the seed.
+// baseMeta returns the metadata every file of a run carries: both configs
+// (the run config without its engine section: how this machine ran the
+// network is no property of the weights), the step and the seed.
 func baseMeta(c *Checkpoint, format string) (map[string]string, error) {
-	y, err := c.Config.YAML()
+	y, err := c.Config.StoredYAML()
 	if err != nil {
 		return nil, err
 	}

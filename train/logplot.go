@@ -57,6 +57,12 @@ type Record struct {
 	// Init is the file a fresh run's weights started from (RunOptions.Init;
 	// empty on a resumed run, which starts from its checkpoint).
 	Init string `json:"init,omitempty"`
+	// Precision is what the network's heavy ops run in this process (fp32
+	// or bf16) and PrecisionReason why: the kernels and how the setting
+	// (engine.precision, --precision) resolved, e.g. "fp32 (auto): ...".
+	// Empty in logs written before the fields.
+	Precision       string `json:"precision,omitempty"`
+	PrecisionReason string `json:"precision_reason,omitempty"`
 
 	// "checkpoint", "sample" and "stop" records.
 	Path   string `json:"path,omitempty"`

@@ -19,6 +19,7 @@ import (
 	"github.com/diffinv/diffinv/atomicfile"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/progress"
 	"github.com/diffinv/diffinv/tensors"
 	"gorgonia.org/tensor"
@@ -72,6 +73,14 @@ type RunOptions struct {
 	// long schedule in pieces, or reproduces a model taken from the middle
 	// of one. 0 runs to cfg.Train.Steps.
 	StopAt int
+	// Precision and PrecisionReason are what the network runs in and why
+	// (from nn.ResolvePrecision, or an engine's own rule: the torch engine
+	// runs float32 only), for the run record. With PrecisionReason empty,
+	// Run resolves cfg.Engine.Precision with nn.ResolvePrecision, as
+	// NewUNet does. A network that reports its precision (Precision()
+	// nn.Precision, as NewUNet's do) must run in Precision.
+	Precision       nn.Precision
+	PrecisionReason string
 
 	// haltAfter, when > 0, ends the run right after this many steps
 	// without a final checkpoint, as a kill would (tests).
@@ -108,7 +117,7 @@ type run struct {
 //
 //	checkpoints/step-NNNNNNNN.safetensors  every checkpoint_every steps and at the end, the last keep_checkpoints kept
 //	model.safetensors                      the EMA weights and config (see SaveModel), with every checkpoint
-//	log.jsonl                              a "run" record (seeds, config), then loss, lr, grad norm, wall time
+//	log.jsonl                              a "run" record (seeds, config, precision), then loss, lr, grad norm, wall time
 //	loss.png                               the loss curve, with every checkpoint and sample grid
 //	samples/step-NNNNNNNN.png              EMA sample grids (opts.Sample, every sample_every steps)
 //
@@ -208,6 +217,15 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	if r.model, err = opts.NewModel(cfg, rand.New(rand.NewSource(InitSeed(cfg.Train.Seed)))); err != nil {
 		return nil, fmt.Errorf("train: build model: %w", err)
 	}
+	prec, why := opts.Precision, opts.PrecisionReason
+	if why == "" {
+		if prec, why, err = nn.ResolvePrecision(cfg.Engine.Precision); err != nil {
+			return nil, fmt.Errorf("train: config key engine.precision: %w", err)
+		}
+	}
+	if pm, ok := r.model.(interface{ Precision() nn.Precision }); ok && pm.Precision() != prec {
+		return nil, fmt.Errorf("train: the network runs in %s, but the run's precision is %s (%s)", pm.Precision(), prec, why)
+	}
 	r.full, _ = r.model.(Trainable)
 	r.mse, _ = r.model.(MSETrainable)
 	switch {
@@ -268,7 +286,8 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	}
 	r.start = time.Now()
 	if err := r.record(Record{Type: "run", Step: r.step, Seed: &seed, InitSeed: &init, SeedRule: SeedRule,
-		ResumeFrom: &from, Config: string(y), Params: nparams, Init: r.init}); err != nil {
+		ResumeFrom: &from, Config: string(y), Params: nparams, Init: r.init,
+		Precision: prec.String(), PrecisionReason: why}); err != nil {
 		r.log.Close()
 		return nil, err
 	}

@@ -96,7 +96,8 @@ func (p predVarDenoiser) EpsVar(xt *tensor.Dense, t []int) (*tensor.Dense, *tens
 // weights with deterministic DDIM (η = 0, x̂0 clipped) over steps uniformly
 // spaced timesteps, from the same seeded x_T at every call, so successive
 // grids show the same samples as training goes on. It builds one UNet for
-// cfg.Model and copies the EMA weights into it at each call.
+// cfg.Model, in the precision engine.precision resolves to, and copies the
+// EMA weights into it at each call.
 func UNetSampler(cfg *config.Config, n, steps int, seed int64) (func(step int, ema map[string]*tensor.Dense) (*tensor.Dense, error), error) {
 	if n < 1 || steps < 1 || steps > cfg.Diffusion.Steps {
 		return nil, fmt.Errorf("train: sampler with %d images and %d steps, want ≥ 1 images and 1..%d steps", n, steps, cfg.Diffusion.Steps)
@@ -116,6 +117,9 @@ func UNetSampler(cfg *config.Config, n, steps int, seed int64) (func(step int, e
 	u, err := model.New(cfg.Model, rand.New(rand.NewSource(0)))
 	if err != nil {
 		return nil, fmt.Errorf("train: sampler: %w", err)
+	}
+	if err := setPrecision(u, cfg.Engine.Precision); err != nil {
+		return nil, err
 	}
 	den, err := PredictionDenoiser(u, full, cfg.Diffusion.Prediction)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/nn"
 	"gorgonia.org/tensor"
 )
 
@@ -16,10 +17,12 @@ type UNet struct {
 	graph *model.TrainGraph
 	drop  *rand.Rand // reseeded before every step: masks depend only on the step's seed
 	names []string
+	prec  nn.Precision // of the training graph, fixed when it was built
 }
 
 // NewUNet builds the UNet of cfg.Model with parameters initialised from rng
-// and its training graph for cfg.Train.BatchSize: a RunOptions.NewModel.
+// and its training graph for cfg.Train.BatchSize, in the precision that
+// engine.precision resolves to (nn.ResolvePrecision): a RunOptions.NewModel.
 // With model.learn_sigma or a train.loss_weight other than uniform it is a
 // LossUNet (a Trainable, for the hybrid or the weighted loss), otherwise a
 // UNet (an MSETrainable, whose graph computes the MSE).
@@ -27,6 +30,9 @@ func NewUNet(cfg *config.Config, rng *rand.Rand) (Network, error) {
 	u, err := model.New(cfg.Model, rng)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
+	}
+	if err := setPrecision(u, cfg.Engine.Precision); err != nil {
+		return nil, err
 	}
 	if lw := cfg.Train.LossWeight; cfg.Model.LearnSigma || (lw != "" && lw != config.WeightUniform) {
 		return WrapUNetLoss(u, cfg.Train.BatchSize)
@@ -41,12 +47,16 @@ func WrapUNet(u *model.UNet, batch int) (*UNet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	w := &UNet{Net: u, graph: g, drop: drop}
+	w := &UNet{Net: u, graph: g, drop: drop, prec: u.Precision()}
 	for _, p := range u.ParamSpecs() {
 		w.names = append(w.names, p.Name)
 	}
 	return w, nil
 }
+
+// Precision is the arithmetic the training graph runs in (that of Net when
+// WrapUNet built it).
+func (w *UNet) Precision() nn.Precision { return w.prec }
 
 // ParamNames lists the parameters in PyTorch's state-dict order.
 func (w *UNet) ParamNames() []string { return append([]string(nil), w.names...) }
@@ -72,6 +82,7 @@ type LossUNet struct {
 	graph *model.LossGraph
 	drop  *rand.Rand // reseeded before every step: masks depend only on the step's seed
 	names []string
+	prec  nn.Precision // of the training graph, fixed when it was built
 }
 
 // WrapUNetLoss returns u as a Trainable that trains batches of the given
@@ -83,12 +94,16 @@ func WrapUNetLoss(u *model.UNet, batch int) (*LossUNet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	w := &LossUNet{Net: u, graph: g, drop: drop}
+	w := &LossUNet{Net: u, graph: g, drop: drop, prec: u.Precision()}
 	for _, p := range u.ParamSpecs() {
 		w.names = append(w.names, p.Name)
 	}
 	return w, nil
 }
+
+// Precision is the arithmetic the training graph runs in (that of Net when
+// WrapUNetLoss built it).
+func (w *LossUNet) Precision() nn.Precision { return w.prec }
 
 // ParamNames lists the parameters in PyTorch's state-dict order.
 func (w *LossUNet) ParamNames() []string { return append([]string(nil), w.names...) }
@@ -108,4 +123,17 @@ func (w *LossUNet) LossGrad(xt *tensor.Dense, t []int, dropoutSeed int64, loss L
 		return 0, fmt.Errorf("train: %w", err)
 	}
 	return l, nil
+}
+
+// setPrecision resolves a precision setting (config key engine.precision:
+// auto, bf16 or fp32) and sets it on u, before any graph is built.
+func setPrecision(u *model.UNet, setting string) error {
+	p, _, err := nn.ResolvePrecision(setting)
+	if err != nil {
+		return fmt.Errorf("train: config key engine.precision: %w", err)
+	}
+	if err := u.SetPrecision(p); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks against the PyTorch reference"}
 	var cf configFlags
+	var prec precisionFlag
 	o := bench.Options{Batch: 64, Threads: 2, Iters: 10, Warmup: 2, Rounds: 2, Python: "auto", Script: "bench/pytorch/bench_unet.py", Seed: 1}
 	unet := &cobra.Command{
 		Use:   "unet",
@@ -29,8 +30,16 @@ python3 cannot import torch) the torch side reads n/a.`,
 		Example: "  diffinv bench unet --config configs/mnist.yaml --batch 64 --threads 2",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := prec.set(&cf); err != nil {
+				return err
+			}
 			cfg, err := cf.load()
 			if err != nil {
+				return err
+			}
+			// diffinv's UNet runs in the precision asked; the PyTorch
+			// reference runs float32.
+			if o.Precision, _, err = prec.use(cmd.ErrOrStderr(), cfg, "native"); err != nil {
 				return err
 			}
 			if o.Python == "auto" {
@@ -53,6 +62,7 @@ python3 cannot import torch) the torch side reads n/a.`,
 		},
 	}
 	cf.add(unet)
+	prec.add(unet)
 	f := unet.Flags()
 	f.IntVar(&o.Batch, "batch", o.Batch, "images per call")
 	f.IntVar(&o.Threads, "threads", o.Threads, "cores for both engines")

@@ -21,7 +21,10 @@ const RunConfigKey = "run_config"
 // loadCheckpoint loads a UNet and the run config: the config stored in the
 // checkpoint (or the defaults) under the file, DIFFINV_* and --set layers of
 // cf. The model section always comes from the checkpoint; a --set or file
-// that changes it is an error, since the weights fix the architecture.
+// that changes it is an error, since the weights fix the architecture. The
+// engine section never comes from the checkpoint: how the machine that
+// trained it ran the network (engine.precision) must not force itself on
+// this command, so it starts from the defaults like any other run's.
 func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, error) {
 	if path == "" {
 		return nil, nil, fmt.Errorf("--checkpoint is required (a .safetensors file written by diffinv train)")
@@ -34,6 +37,7 @@ func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, 
 		return nil, nil, err
 	}
 	base.Model = net.Config()
+	base.Engine = config.Default().Engine
 	cfg, err := config.LoadOnto(base, config.Sources{Presets: cf.presets, File: cf.file, Env: os.Environ(), Sets: cf.sets})
 	if err != nil {
 		return nil, nil, err

@@ -26,6 +26,7 @@ const DefaultModel = "models/mnist/model.safetensors"
 
 func newDemoCmd() *cobra.Command {
 	var cf configFlags
+	var prec precisionFlag
 	var ckpt, digits, out, tasksDir, tasksList, methodsList string
 	var dpsSteps, ddnmSteps int
 	var seed int64
@@ -43,8 +44,14 @@ paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.
 			if _, err := os.Stat(ckpt); err != nil {
 				return fmt.Errorf("the model %s is missing (%v): train one with `diffinv train --config configs/mnist.yaml` and pass --checkpoint", ckpt, err)
 			}
+			if err := prec.set(&cf); err != nil {
+				return err
+			}
 			net, base, err := loadCheckpoint(ckpt, &cf)
 			if err != nil {
+				return err
+			}
+			if _, _, err := prec.use(cmd.ErrOrStderr(), base, "native", net); err != nil {
 				return err
 			}
 			x, names, err := loadDigits(digits, base.Model.InChannels, base.Model.ImageSize)
@@ -125,6 +132,7 @@ paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.
 		},
 	}
 	cf.add(cmd)
+	prec.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&ckpt, "checkpoint", DefaultModel, "model checkpoint")
 	f.StringVar(&digits, "digits", "demo/digits", "folder of ground-truth PNGs")

@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/model"
 )
@@ -25,15 +27,24 @@ func (e *engineFlags) add(cmd *cobra.Command) {
 }
 
 // denoiser returns the network of the checkpoint at path on the chosen
-// engine; net is the native UNet already loaded from it.
-func (e *engineFlags) denoiser(path string, net *model.UNet) (diffusion.Denoiser, error) {
+// engine; net is the native UNet already loaded from it and cfg the run's
+// config. It first resolves the precision (engine.precision, set by
+// --precision) for the engine, sets it on net and prints the precision line
+// to w: the torch engine runs float32 only.
+func (e *engineFlags) denoiser(path string, net *model.UNet, cfg *config.Config, prec *precisionFlag, w io.Writer) (diffusion.Denoiser, error) {
 	switch e.name {
 	case "native", "":
 		if e.device != "cpu" && e.device != "" {
 			return nil, fmt.Errorf("--device %s: the native engine runs on the CPU only (use --engine torch)", e.device)
 		}
+		if _, _, err := prec.use(w, cfg, e.name, net); err != nil {
+			return nil, err
+		}
 		return net, nil
 	case "torch":
+		if _, _, err := prec.use(w, cfg, e.name, net); err != nil {
+			return nil, err
+		}
 		return torchDenoiser(path, e.device)
 	}
 	return nil, fmt.Errorf("--engine %q: want native or torch", e.name)

@@ -22,6 +22,11 @@ func torchDenoiser(path, device string) (diffusion.Denoiser, error) {
 
 func torchTrainNetwork(device string) (func(*config.Config, *rand.Rand) (train.Network, error), error) {
 	return func(cfg *config.Config, rng *rand.Rand) (train.Network, error) {
+		// libtorch runs the network in float32 (no autocast): an explicit
+		// bf16 is refused here too, not silently run in fp32.
+		if cfg.Engine.Precision == config.PrecisionBF16 {
+			return nil, errTorchFP32
+		}
 		t, err := torchengine.NewTrainer(cfg.Model, rng, torchengine.Options{Device: device})
 		if err != nil {
 			return nil, err // not a typed nil inside the interface

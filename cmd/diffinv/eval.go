@@ -172,6 +172,7 @@ func commandLine(cmd *cobra.Command) string {
 func newEvalCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "eval", Short: "Evaluate a model"}
 	var cf configFlags
+	var prec precisionFlag
 	var ckpt, classifier, samplerName string
 	var n, steps int
 	var seed int64
@@ -182,7 +183,8 @@ func newEvalCmd() *cobra.Command {
 evaluation classifier on them and on the MNIST test set (data.dir), and prints
 the classifier-feature FID and KID against the test set, the share of samples
 labelled with confidence ≥ 0.9, and the class histogram. FID is biased at
-small n: compare numbers at the same n only.`,
+small n: compare numbers at the same n only. --precision sets the UNet's
+arithmetic; the classifier always runs float32.`,
 		Example: "  diffinv eval samples --checkpoint models/mnist/model.safetensors --n 1000 --sampler ddim --steps 50",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -191,8 +193,17 @@ small n: compare numbers at the same n only.`,
 			for flag, key := range map[string]string{"sampler": "sample.sampler", "steps": "sample.steps", "n": "sample.num_samples", "seed": "sample.seed"} {
 				cf.sets = append(cf.sets, key+"="+cmd.Flags().Lookup(flag).Value.String())
 			}
+			if err := prec.set(&cf); err != nil {
+				return err
+			}
 			net, cfg, err := loadCheckpoint(ckpt, &cf)
 			if err != nil {
+				return err
+			}
+			// The UNet runs in the precision asked; the evaluation
+			// classifier (a small LeNet, not a UNet) always runs float32,
+			// so FID and KID features do not depend on it.
+			if _, _, err := prec.use(cmd.ErrOrStderr(), cfg, "native", net); err != nil {
 				return err
 			}
 			c, err := metrics.LoadClassifier(classifier)
@@ -244,6 +255,7 @@ small n: compare numbers at the same n only.`,
 		},
 	}
 	cf.add(samples)
+	prec.add(samples)
 	f := samples.Flags()
 	f.StringVar(&ckpt, "checkpoint", DefaultModel, "model checkpoint")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "evaluation classifier")

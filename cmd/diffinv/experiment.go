@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"sort"
@@ -30,6 +31,7 @@ func newExperimentCmd() *cobra.Command {
 	var sets, sweeps []string
 	var out, tasksDir, classifier string
 	var resume, overwrite, dryRun bool
+	var prec precisionFlag
 	runCmd := &cobra.Command{
 		Use:   "run FILE.yaml",
 		Short: "Run every cell (task × method × sweep value × seed) of an experiment, resumably",
@@ -49,11 +51,15 @@ between the cell's reconstructions and the whole MNIST test set.`,
   diffinv experiment run experiments/ablate-dps-scale.yaml --sweep solver.scale=0.1,0.3,1 --set dataset.n=4 --resume`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := prec.check(); err != nil {
+				return err
+			}
 			exp, err := experiment.Open(args[0], sets, sweeps)
 			if err != nil {
 				return err
 			}
-			r := &cellRunner{tasksDir: tasksDir, classifierPath: classifier, nets: map[string]*loadedNet{}}
+			r := &cellRunner{tasksDir: tasksDir, classifierPath: classifier, nets: map[string]*loadedNet{},
+				prec: &prec, log: cmd.ErrOrStderr()}
 			if dryRun {
 				cells, err := exp.Cells()
 				if err != nil {
@@ -81,6 +87,7 @@ between the cell's reconstructions and the whole MNIST test set.`,
 	f.BoolVar(&dryRun, "dry-run", false, "check every cell and list them without running")
 	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
+	prec.add(runCmd)
 	cmd.AddCommand(runCmd)
 	return cmd
 }
@@ -97,6 +104,8 @@ type loadedNet struct {
 type cellRunner struct {
 	tasksDir       string
 	classifierPath string
+	prec           *precisionFlag // --precision; nil: engine.precision (DIFFINV_ENGINE_PRECISION, else auto)
+	log            io.Writer      // the precision line of each network loaded; nil: none
 
 	mu         sync.Mutex
 	nets       map[string]*loadedNet
@@ -110,8 +119,25 @@ func (r *cellRunner) net(path string) (*loadedNet, error) {
 	if n, ok := r.nets[path]; ok {
 		return n, nil
 	}
-	net, cfg, err := loadCheckpoint(path, &configFlags{})
+	var cf configFlags
+	prec := r.prec
+	if prec == nil {
+		prec = &precisionFlag{}
+	}
+	if err := prec.set(&cf); err != nil {
+		return nil, err
+	}
+	net, cfg, err := loadCheckpoint(path, &cf)
 	if err != nil {
+		return nil, err
+	}
+	// The UNet runs in the precision asked (the FID/KID classifier, not a
+	// UNet, always runs float32).
+	log := r.log
+	if log == nil {
+		log = io.Discard
+	}
+	if _, _, err := prec.use(log, cfg, "native", net); err != nil {
 		return nil, err
 	}
 	sched, den, err := schedule(cfg.Diffusion, 0, net)

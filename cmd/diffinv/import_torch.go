@@ -57,7 +57,7 @@ matching diffusion settings.`,
 			if err != nil {
 				return fmt.Errorf("--arch %s: %w (the whole config must validate: give it a data section that matches the model, e.g. data.dataset: folder for RGB images)", arch, err)
 			}
-			run, err := cfg.YAML()
+			run, err := cfg.StoredYAML() // without engine: no precision is stored with weights
 			if err != nil {
 				return err
 			}

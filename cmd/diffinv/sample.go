@@ -22,6 +22,7 @@ import (
 func newSampleCmd() *cobra.Command {
 	var cf configFlags
 	var eng engineFlags
+	var prec precisionFlag
 	var ckpt, sampler, out string
 	var steps, n int
 	var seed int64
@@ -48,12 +49,15 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 			if out == "" {
 				return fmt.Errorf("--out is required (a .png path)")
 			}
+			if err := prec.set(&cf); err != nil {
+				return err
+			}
 			net, cfg, err := loadCheckpoint(ckpt, &cf)
 			if err != nil {
 				return err
 			}
 			s := cfg.Sample
-			netDen, err := eng.denoiser(ckpt, net)
+			netDen, err := eng.denoiser(ckpt, net, cfg, &prec, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -92,6 +96,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 	}
 	cf.add(cmd)
 	eng.add(cmd)
+	prec.add(cmd)
 	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "model checkpoint (.safetensors)")
 	cmd.Flags().StringVar(&sampler, "sampler", "", "sampler: "+strings.Join(sample.Names(), ", ")+" (sets sample.sampler)")
 	cmd.Flags().IntVar(&steps, "steps", 0, "sampling steps (sets sample.steps)")

@@ -100,6 +100,7 @@ func fitImage(name string, img *tensor.Dense, c, size int) (*tensor.Dense, int, 
 func newSolveCmd() *cobra.Command {
 	var cf configFlags
 	var eng engineFlags
+	var prec precisionFlag
 	var src imageSource
 	var ckpt, taskName, method, out, tasksDir string
 	var seed int64
@@ -136,11 +137,14 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 				return err
 			}
 			cf.presets = []config.Preset{preset.Config}
+			if err := prec.set(&cf); err != nil {
+				return err
+			}
 			net, cfg, err := loadCheckpoint(ckpt, &cf)
 			if err != nil {
 				return err
 			}
-			netDen, err := eng.denoiser(ckpt, net)
+			netDen, err := eng.denoiser(ckpt, net, cfg, &prec, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -179,6 +183,7 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 	}
 	cf.add(cmd)
 	eng.add(cmd)
+	prec.add(cmd)
 	src.add(cmd)
 	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "model checkpoint (.safetensors)")
 	cmd.Flags().StringVar(&taskName, "task", "", "task preset name or .yaml path")

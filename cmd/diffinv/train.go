@@ -18,6 +18,7 @@ import (
 func newTrainCmd() *cobra.Command {
 	var cf configFlags
 	var eng engineFlags
+	var prec precisionFlag
 	var out string
 	var resume bool
 	var initFrom string
@@ -30,7 +31,7 @@ EMA, checkpoints and logging). The output folder gets:
 
   checkpoints/step-NNNNNNNN.safetensors  weights, EMA, Adam state (last train.keep_checkpoints)
   model.safetensors                      the EMA weights with their config: pass it to sample/solve
-  log.jsonl                              one record per train.log_every steps (loss, lr, grad norm)
+  log.jsonl                              a run record (config, seeds, precision), then one per train.log_every steps (loss, lr, grad norm)
   loss.png                               the loss curve
   samples/step-NNNNNNNN.png              EMA samples (DDIM) every train.sample_every steps
 
@@ -52,29 +53,41 @@ model taken from the middle of one; --resume continues it.`,
 			if out != "" {
 				cf.sets = append(cf.sets, "train.out="+out)
 			}
+			if err := prec.set(&cf); err != nil {
+				return err
+			}
 			cfg, err := cf.load()
 			if err != nil {
 				return err
+			}
+			if eng.name != "native" && eng.name != "torch" {
+				return fmt.Errorf("--engine %q: want native or torch", eng.name)
+			}
+			// The native UNet is built in engine.precision by
+			// train.NewUNet; the torch engine runs float32 only.
+			p, why, err := prec.use(cmd.ErrOrStderr(), cfg, eng.name)
+			if err != nil {
+				return err
+			}
+			newModel := train.NewUNet
+			if eng.name == "torch" {
+				if newModel, err = torchTrainNetwork(eng.device); err != nil {
+					return err
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			var sampler func(int, map[string]*tensor.Dense) (*tensor.Dense, error)
 			if cfg.Train.SampleEvery > 0 && gridN > 0 {
-				if sampler, err = train.UNetSampler(cfg, gridN, gridSteps, cfg.Sample.Seed); err != nil {
+				// The grids' native UNet runs in the precision that trains.
+				sc := *cfg
+				sc.Engine.Precision = p.String()
+				if sampler, err = train.UNetSampler(&sc, gridN, gridSteps, cfg.Sample.Seed); err != nil {
 					return err
 				}
 			}
-			newModel := train.NewUNet
-			switch eng.name {
-			case "native":
-			case "torch":
-				if newModel, err = torchTrainNetwork(eng.device); err != nil {
-					return err
-				}
-			default:
-				return fmt.Errorf("--engine %q: want native or torch", eng.name)
-			}
-			err = train.Run(ctx, cfg, train.RunOptions{NewModel: newModel, Resume: resume, Init: initFrom, Sample: sampler, Progress: cmd.ErrOrStderr(), StopAt: stopAt})
+			err = train.Run(ctx, cfg, train.RunOptions{NewModel: newModel, Resume: resume, Init: initFrom, Sample: sampler, Progress: cmd.ErrOrStderr(), StopAt: stopAt,
+				Precision: p, PrecisionReason: why})
 			if errors.Is(err, context.Canceled) {
 				return fmt.Errorf("interrupted: a checkpoint was written; continue with --resume --out %s", cfg.Train.Out)
 			}
@@ -92,6 +105,7 @@ model taken from the middle of one; --resume continues it.`,
 	}
 	cf.add(cmd)
 	eng.add(cmd)
+	prec.add(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "output folder (sets train.out)")
 	cmd.Flags().BoolVar(&resume, "resume", false, "continue from the latest checkpoint in the output folder")
 	cmd.Flags().StringVar(&initFrom, "init", "", "start a fresh run from the (EMA) weights of this model file or training checkpoint")

@@ -6,6 +6,10 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/diffinv/diffinv/blas"
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // version is set at link time with -ldflags "-X main.version=...".
@@ -14,7 +18,7 @@ var version = "0.1.0-dev"
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print diffinv's version and build information",
+		Short: "Print diffinv's version, build information, the precision auto picks here and the BLAS",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
@@ -27,6 +31,13 @@ func newVersionCmd() *cobra.Command {
 					}
 				}
 			}
+			// What engine.precision auto picks on this machine, and why.
+			if _, why, err := nn.ResolvePrecision(config.PrecisionAuto); err != nil {
+				fmt.Fprintf(out, "precision: auto: %v\n", err)
+			} else {
+				fmt.Fprintf(out, "precision: %s\n", why)
+			}
+			fmt.Fprintf(out, "blas: %s\n", blas.Info())
 			return nil
 		},
 	}
