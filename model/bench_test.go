@@ -1,9 +1,14 @@
 package model
 
 import (
+	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/nn"
@@ -129,4 +134,87 @@ func BenchmarkEpsVJPMemory(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(int64(heapAfterGC())-int64(base)), "heap-growth-B")
+}
+
+// shippedBatch is the batch of the pullback benchmark (make check-solvers'
+// batch).
+const shippedBatch = 16
+
+// BenchmarkShippedPullback times one guided step's network work on the
+// shipped MNIST model at batch 16, both ways in each iteration (in
+// alternating order, so that load on a shared machine hits both alike):
+// "eps+vjp" is what DPS, MCG and ΠGDM run without a Pullbacker (Eps, then
+// EpsVJP: two forward passes), "pullback" is EpsPullback and one call of
+// its function (one forward pass). The 3vjp case takes three cotangents
+// (moment matching's CG iterations: EpsVJP each time, or three calls of one
+// pullback's function). ns/op is the sum of both; the metrics are each
+// way's seconds per op and their ratio. Run briefly (-benchtime=5x): an
+// iteration takes seconds.
+func BenchmarkShippedPullback(b *testing.B) {
+	u, _, err := Load(filepath.Join("..", "models", "mnist", "model.safetensors"))
+	if err != nil {
+		b.Skipf("shipped model: %v", err)
+	}
+	cfg := u.Config()
+	rng := rand.New(rand.NewSource(2))
+	shape := []int{shippedBatch, cfg.InChannels, cfg.ImageSize, cfg.ImageSize}
+	x := tensors.Randn(rng, shape...)
+	vs := []*tensor.Dense{tensors.Randn(rng, shape...), tensors.Randn(rng, shape...), tensors.Randn(rng, shape...)}
+	ts := make([]int, shippedBatch)
+	for i := range ts {
+		ts[i] = rng.Intn(1000)
+	}
+	plain := func(nv int) error {
+		if _, err := u.Eps(x, ts); err != nil {
+			return err
+		}
+		for _, v := range vs[:nv] {
+			if _, _, err := u.EpsVJP(x, ts, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	pull := func(nv int) error {
+		_, vjp, err := u.EpsPullback(x, ts)
+		if err != nil {
+			return err
+		}
+		for _, v := range vs[:nv] {
+			if _, err := vjp(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := plain(1); err != nil { // build the graphs outside the timing
+		b.Fatal(err)
+	}
+	if err := pull(1); err != nil {
+		b.Fatal(err)
+	}
+	for _, nv := range []int{1, 3} {
+		b.Run(fmt.Sprintf("%dvjp", nv), func(b *testing.B) {
+			var tPlain, tPull time.Duration
+			timed := func(f func(int) error, acc *time.Duration) {
+				start := time.Now()
+				if err := f(nv); err != nil {
+					b.Fatal(err)
+				}
+				*acc += time.Since(start)
+			}
+			for i := 0; i < b.N; i++ {
+				if i%2 == 0 {
+					timed(plain, &tPlain)
+					timed(pull, &tPull)
+				} else {
+					timed(pull, &tPull)
+					timed(plain, &tPlain)
+				}
+			}
+			b.ReportMetric(tPlain.Seconds()/float64(b.N), "eps+vjp-s/op")
+			b.ReportMetric(tPull.Seconds()/float64(b.N), "pullback-s/op")
+			b.ReportMetric(tPlain.Seconds()/tPull.Seconds(), "speedup")
+		})
+	}
 }

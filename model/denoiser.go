@@ -26,6 +26,9 @@ type vjpGraph struct {
 	vv    *tensor.Dense // value bound to v
 	gradX *G.Node
 	vm    G.VM
+	// replay runs the same nodes op by op for EpsPullback (built on its
+	// first use).
+	replay *replay
 }
 
 func (u *UNet) evalFor(n int) (*evalGraph, error) {
@@ -106,7 +109,7 @@ func (u *UNet) Forward(xt *tensor.Dense, t []int) (*tensor.Dense, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model.Forward: %w", err)
 	}
-	u.mu.Lock()
+	u.lock()
 	defer u.mu.Unlock()
 	g, err := u.evalFor(n)
 	if err != nil {
@@ -174,7 +177,7 @@ func (u *UNet) EpsVJP(xt *tensor.Dense, t []int, v *tensor.Dense) (eps, vjp *ten
 	if v.Dtype() != tensor.Float32 || v.RequiresIterator() {
 		return nil, nil, fmt.Errorf("model.EpsVJP: v must be a contiguous float32 tensor, got %v", v.Dtype())
 	}
-	u.mu.Lock()
+	u.lock()
 	defer u.mu.Unlock()
 	g, err := u.vjpFor(n)
 	if err != nil {
@@ -183,18 +186,24 @@ func (u *UNet) EpsVJP(xt *tensor.Dense, t []int, v *tensor.Dense) (eps, vjp *ten
 	if err := g.net.setInputs(xt, t); err != nil {
 		return nil, nil, fmt.Errorf("model.EpsVJP: %w", err)
 	}
-	// The cotangent is v on the ε channels and zero on the variance ones.
-	c, k := u.a.cfg.InChannels, u.a.outCh
-	hw := u.a.cfg.ImageSize * u.a.cfg.ImageSize
-	dst, src := tensors.F32(g.vv), tensors.F32(v)
-	for i := 0; i < n; i++ {
-		copy(dst[i*k*hw:(i*k+c)*hw], src[i*c*hw:(i+1)*c*hw])
-	}
+	u.setCotangent(g, v)
 	if err := run(g.vm); err != nil {
 		return nil, nil, err
 	}
 	out := g.net.out.Value().(*tensor.Dense)
-	eps = splitChannels(out, 0, c)
+	eps = splitChannels(out, 0, u.a.cfg.InChannels)
 	vjp = tensors.Clone(g.gradX.Value().(*tensor.Dense))
 	return eps, vjp, nil
+}
+
+// setCotangent binds v (x_t's shape) to g's cotangent node: v on the ε
+// channels and zero on the variance ones (which stay zero: nothing else
+// writes them).
+func (u *UNet) setCotangent(g *vjpGraph, v *tensor.Dense) {
+	c, k := u.a.cfg.InChannels, u.a.outCh
+	hw := u.a.cfg.ImageSize * u.a.cfg.ImageSize
+	dst, src := tensors.F32(g.vv), tensors.F32(v)
+	for i := 0; i < g.net.batch; i++ {
+		copy(dst[i*k*hw:(i*k+c)*hw], src[i*c*hw:(i+1)*c*hw])
+	}
 }

@@ -9,6 +9,9 @@
 // training) and reused, with a TapeMachine reset before every run. The UNet
 // is a diffusion.Denoiser: Eps runs the forward graph, EpsVJP returns
 // vᵀ ∂ε/∂x_t by reverse-mode autodiff through the graph, what DPS needs.
+// EpsPullback (inverse/solve.Pullbacker) runs the VJP graph's forward part
+// once and returns ε with a function that runs only its backward part for
+// each v, so a guided step costs one forward pass (pullback.go).
 //
 // Checkpoints are safetensors files (package checkpoint) holding the
 // parameters and, under the metadata key "config", the model config as JSON

@@ -36,7 +36,7 @@ type TrainGraph struct {
 // (model.dropout > 0) are drawn from rng, one seed per Step; rng may be nil
 // when dropout is 0. The graph starts in training mode (dropout on).
 func (u *UNet) NewTrainGraph(n int, rng *rand.Rand) (*TrainGraph, error) {
-	u.mu.Lock()
+	u.lock()
 	defer u.mu.Unlock()
 	drop, err := u.trainDropout(rng)
 	if err != nil {
@@ -123,7 +123,7 @@ func (tg *TrainGraph) Step(xt *tensor.Dense, t []int, eps *tensor.Dense) (float6
 	if err := tensors.SameShape("x_t", xt, "eps", eps); err != nil {
 		return 0, fmt.Errorf("model.TrainGraph.Step: %w", err)
 	}
-	u.mu.Lock()
+	u.lock()
 	defer u.mu.Unlock()
 	if err := tg.net.setInputs(xt, t); err != nil {
 		return 0, fmt.Errorf("model.TrainGraph.Step: %w", err)
@@ -195,7 +195,7 @@ type LossGraph struct {
 // TrainGraph reseeded with the same seed. rng may be nil when dropout is 0.
 // The graph starts in training mode (dropout on).
 func (u *UNet) NewLossGraph(n int, rng *rand.Rand) (*LossGraph, error) {
-	u.mu.Lock()
+	u.lock()
 	defer u.mu.Unlock()
 	drop, err := u.trainDropout(rng)
 	if err != nil {
@@ -253,7 +253,7 @@ func (lg *LossGraph) Step(xt *tensor.Dense, t []int, loss LossFunc) (float64, er
 	if n != lg.net.batch {
 		return 0, fmt.Errorf("model.LossGraph.Step: batch of %d, the graph was built for %d", n, lg.net.batch)
 	}
-	u.mu.Lock()
+	u.lock()
 	defer u.mu.Unlock()
 	if err := lg.net.setInputs(xt, t); err != nil {
 		return 0, fmt.Errorf("model.LossGraph.Step: %w", err)

@@ -25,9 +25,10 @@ const ConfigKey = "config"
 // optimiser step is seen by all graphs.
 //
 // A UNet's methods may be called from several goroutines; calls that run a
-// graph (TrainGraph.Step included) are serialised. Writing into Params()
-// while another goroutine runs a graph is a data race: update weights
-// between runs.
+// graph (TrainGraph.Step and each call of an EpsPullback function included)
+// are serialised. An EpsPullback stays valid until the next such call,
+// which revokes it. Writing into Params() while another goroutine runs a
+// graph is a data race: update weights between runs.
 type UNet struct {
 	a      *arch
 	params map[string]*tensor.Dense
@@ -37,6 +38,17 @@ type UNet struct {
 	evals   map[int]*evalGraph
 	vjps    map[int]*vjpGraph
 	scratch struct{ emb []float32 }
+	// pull is the EpsPullback whose forward pass the graphs hold, until the
+	// next call that takes them (lock).
+	pull *pullback
+}
+
+// lock takes mu for a call that runs a graph or changes the weights, the
+// graphs or the precision, and revokes any pending pullback: its forward
+// values may be overwritten from now on.
+func (u *UNet) lock() {
+	u.mu.Lock()
+	u.pull = nil
 }
 
 // New builds a UNet from cfg with PyTorch's default initialisation drawn
@@ -120,7 +132,7 @@ func (u *UNet) SetParams(values map[string]*tensor.Dense) error {
 			return fmt.Errorf("parameter %s has dtype %v (or is a view), want a contiguous float32 tensor", name, t.Dtype())
 		}
 	}
-	u.mu.Lock()
+	u.lock()
 	defer u.mu.Unlock()
 	for name, t := range values {
 		copy(u.params[name].Data().([]float32), t.Data().([]float32))
@@ -132,7 +144,7 @@ func (u *UNet) SetParams(values map[string]*tensor.Dense) error {
 // buffers); the next call builds them again. TrainGraphs are owned by their
 // caller and are not affected.
 func (u *UNet) ReleaseGraphs() {
-	u.mu.Lock()
+	u.lock()
 	defer u.mu.Unlock()
 	u.evals = map[int]*evalGraph{}
 	u.vjps = map[int]*vjpGraph{}
@@ -151,7 +163,7 @@ func (u *UNet) SetPrecision(p nn.Precision) error {
 	} else if p != nn.FP32 {
 		return fmt.Errorf("model.SetPrecision: unknown precision %d, want nn.FP32 or nn.BF16", p)
 	}
-	u.mu.Lock()
+	u.lock()
 	defer u.mu.Unlock()
 	if u.prec != p {
 		u.prec = p

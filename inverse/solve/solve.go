@@ -63,6 +63,8 @@ type Func func(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.
 // pass gives ε and a function that returns vᵀ∂ε/∂x_t for any v. DPS, MCG
 // and ΠGDM need ε before they know v; with a plain Denoiser they call Eps
 // and then EpsVJP (two forward passes per step), with a Pullbacker one.
+// The native UNet (model.UNet) is one; moment matching calls one step's
+// function once per CG iteration.
 type Pullbacker interface {
 	// EpsPullback returns ε(x_t, t) and v ↦ vᵀ∂ε/∂x_t at that same point;
 	// the function may be called several times (moment matching's CG).
