@@ -42,8 +42,9 @@ type net struct {
 
 // builder assembles a net.
 type builder struct {
-	u *UNet
-	n *net
+	u    *UNet
+	n    *net
+	nhwc bool // activations are N×H×W×C (bf16 graphs), else N×C×H×W
 }
 
 // param returns a node bound to elements [off, off+prod(shape)) of
@@ -85,7 +86,7 @@ func (b *builder) convPad(l convLayer, x *G.Node, pad int) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := nn.Conv2dPrec(x, w, bias, l.st, pad, b.u.prec)
+	y, err := b.conv2d(x, w, bias, l.st, pad)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
@@ -104,7 +105,7 @@ func (b *builder) conv1x1(name string, x *G.Node, in, r0, r1 int) (*G.Node, erro
 	if err != nil {
 		return nil, err
 	}
-	y, err := nn.Conv2dPrec(x, w, bias, 1, 0, b.u.prec)
+	y, err := b.conv2d(x, w, bias, 1, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -122,11 +123,7 @@ func (b *builder) norm(l normLayer, x *G.Node, act bool) (*G.Node, error) {
 		return nil, err
 	}
 	var y *G.Node
-	if act {
-		y, err = nn.GroupNormSiLU(x, gamma, beta, b.u.a.cfg.NumGroups, b.u.a.normEps)
-	} else {
-		y, err = nn.GroupNorm(x, gamma, beta, b.u.a.cfg.NumGroups, b.u.a.normEps)
-	}
+	y, err = b.groupNorm(x, gamma, beta, act)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
@@ -167,9 +164,9 @@ func (b *builder) resBlock(l resBlock, x, semb *G.Node) (*G.Node, error) {
 		return nil, err
 	}
 	if l.up || l.down {
-		resample := avgPool2
+		resample := b.avgPool2
 		if l.up {
-			resample = upsample2
+			resample = b.upsample2
 		}
 		if h, err = resample(h); err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
@@ -194,7 +191,7 @@ func (b *builder) resBlock(l resBlock, x, semb *G.Node) (*G.Node, error) {
 		if h, err = b.norm(l.outNorm(), h, false); err != nil {
 			return nil, err
 		}
-		if h, err = nn.ScaleShift(h, scale, shift); err != nil {
+		if h, err = b.scaleShift(h, scale, shift); err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}
 		if h, err = nn.SiLU(h); err != nil {
@@ -205,7 +202,7 @@ func (b *builder) resBlock(l resBlock, x, semb *G.Node) (*G.Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		if h, err = nn.AddChannel(h, e); err != nil {
+		if h, err = b.addChannel(h, e); err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}
 		if h, err = b.norm(l.outNorm(), h, true); err != nil {
@@ -240,7 +237,7 @@ func (b *builder) attnBlock(l attnBlock, x *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := qkvAttention(qkv, l.heads)
+	a, err := b.qkvAttention(qkv, l.heads)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
@@ -266,19 +263,19 @@ func (b *builder) layer(l layer, x, semb *G.Node) (*G.Node, error) {
 		return b.attnBlock(l, x)
 	case downLayer:
 		if !l.conv {
-			return avgPool2(x)
+			return b.avgPool2(x)
 		}
 		cl := convLayer{name: l.name + ".op", in: l.ch, out: l.ch, k: 3, st: 2}
 		if !l.padRB {
 			return b.conv(cl, x)
 		}
-		xp, err := nn.Pad2d(x, 0, 1, 0, 1)
+		xp, err := b.pad2d(x, 0, 1, 0, 1)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}
 		return b.convPad(cl, xp, 0)
 	case upLayer:
-		y, err := upsample2(x)
+		y, err := b.upsample2(x)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}
@@ -300,7 +297,7 @@ func (u *UNet) build(n int, drop *nn.Dropout) (*net, error) {
 	cfg := a.cfg
 	s := cfg.ImageSize
 	nt := &net{g: G.NewGraph(), batch: n, drop: drop, ts: make([]float64, n), ddpm: a.ddpm}
-	b := &builder{u: u, n: nt}
+	b := &builder{u: u, n: nt, nhwc: u.prec == nn.BF16}
 	nt.xv = tensor.New(tensor.WithShape(n, cfg.InChannels, s, s), tensor.Of(tensor.Float32))
 	nt.embv = tensor.New(tensor.WithShape(n, cfg.NumChannels), tensor.Of(tensor.Float32))
 	nt.x = G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(n, cfg.InChannels, s, s), G.WithName("x"), G.WithValue(nt.xv))
@@ -324,6 +321,13 @@ func (u *UNet) build(n int, drop *nn.Dropout) (*net, error) {
 	}
 
 	h := nt.x
+	if b.nhwc {
+		// bf16 graphs keep activations channels-last from the first
+		// convolution to the last (see ops.go).
+		if h, err = nn.ToNHWC(h); err != nil {
+			return nil, err
+		}
+	}
 	var hs []*G.Node
 	for _, blk := range a.input {
 		for _, l := range blk {
@@ -341,7 +345,7 @@ func (u *UNet) build(n int, drop *nn.Dropout) (*net, error) {
 	for _, blk := range a.output {
 		skip := hs[len(hs)-1]
 		hs = hs[:len(hs)-1]
-		if h, err = concat(h, skip); err != nil {
+		if h, err = b.concat(h, skip); err != nil {
 			return nil, err
 		}
 		for _, l := range blk {
@@ -355,6 +359,11 @@ func (u *UNet) build(n int, drop *nn.Dropout) (*net, error) {
 	}
 	if h, err = b.conv(convLayer{name: "out.2", in: a.inputCh, out: a.outCh, k: 3, st: 1}, h); err != nil {
 		return nil, err
+	}
+	if b.nhwc {
+		if h, err = nn.ToNCHW(h); err != nil {
+			return nil, err
+		}
 	}
 	nt.out = h
 	return nt, nil

@@ -16,6 +16,7 @@ import (
 // is busy), and the chunks run in parallel goroutines.
 type bf16Conv struct {
 	geom   *convGeom
+	nhwc   bool // activations are N×H×W×C (Conv2dNHWC)
 	once   sync.Once
 	err    error
 	chunks [][2]int // image ranges
@@ -33,7 +34,7 @@ func (b *bf16Conv) init() error {
 		threads := max(1, runtime.GOMAXPROCS(0)/nw)
 		for i := 0; i < nw; i++ {
 			lo, hi := i*g.n/nw, (i+1)*g.n/nw
-			c, err := dnnl.NewConv(dnnl.Shape{N: hi - lo, C: g.c, H: g.h, W: g.w, O: g.o, KH: g.kh, KW: g.kw, Stride: g.stride, Pad: g.pad, Bias: true}, threads)
+			c, err := dnnl.NewConv(dnnl.Shape{N: hi - lo, C: g.c, H: g.h, W: g.w, O: g.o, KH: g.kh, KW: g.kw, Stride: g.stride, Pad: g.pad, Bias: true, NHWC: b.nhwc}, threads)
 			if err != nil {
 				b.err = fmt.Errorf("nn.Conv2d %v in bf16: %w", g, err)
 				return

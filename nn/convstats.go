@@ -51,6 +51,10 @@ func statsOf(op G.Op) *convStats {
 		return &o.stats
 	case *convBwdFilter:
 		return &o.stats
+	case *convNHWCOp:
+		return &o.stats
+	case *convNHWCBwd:
+		return &o.stats
 	}
 	return nil
 }

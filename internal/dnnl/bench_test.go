@@ -2,6 +2,7 @@ package dnnl
 
 import (
 	"math/rand"
+	"os"
 	"testing"
 )
 
@@ -12,7 +13,7 @@ func BenchmarkConv(b *testing.B) {
 	if ok, why := Available(); !ok {
 		b.Skip(why)
 	}
-	s := Shape{N: 32, C: 32, H: 28, W: 28, O: 32, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true}
+	s := Shape{N: 32, C: 32, H: 28, W: 28, O: 32, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true, NHWC: os.Getenv("DNNL_BENCH_NHWC") == "1"}
 	rng := rand.New(rand.NewSource(1))
 	oh, ow := s.Out()
 	x, w, bias := randn(rng, s.N*s.C*s.H*s.W), randn(rng, s.O*s.C*9), randn(rng, s.O)

@@ -83,6 +83,9 @@ func (p Pass) String() string {
 type Shape struct {
 	N, C, H, W, O, KH, KW, Stride, Pad int
 	Bias                               bool
+	// NHWC: activations (x, y, dy, dx) are N×H×W×C float32 at the
+	// interface instead of NCHW; then no transposition happens at all.
+	NHWC bool
 }
 
 // Out returns the output's height and width.
@@ -91,9 +94,11 @@ func (s Shape) Out() (oh, ow int) {
 }
 
 // Conv is one bf16 convolution of a fixed shape on oneDNN: float32 NCHW
-// input, OIHW weights and NCHW output at its interface; inside, the input
-// and the output gradient are reordered to bf16 NHWC and the weights to the
-// kernel's blocked bf16 layout, and every product accumulates in float32.
+// (or, with Shape.NHWC, NHWC) input, OIHW weights and output at its
+// interface; inside, the input and the output gradient are converted to
+// bf16 NHWC and the weights to the kernel's blocked bf16 layout, and every
+// product accumulates in float32. In NHWC the float32 output and input
+// gradient are written by the kernels in place (no reorder).
 // The forward pass keeps its bf16 input for the backward-weights pass. A Conv
 // must not be used from two goroutines at once.
 type Conv struct {
@@ -112,11 +117,14 @@ func NewConv(s Shape, threads int) (*Conv, error) {
 		return nil, fmt.Errorf("dnnl: bad convolution shape %+v", s)
 	}
 	var cerr *C.char
-	bias := 0
+	bias, nhwc := 0, 0
 	if s.Bias {
 		bias = 1
 	}
-	cv := C.dn_conv_new(C.int(s.N), C.int(s.C), C.int(s.H), C.int(s.W), C.int(s.O), C.int(s.KH), C.int(s.KW), C.int(s.Stride), C.int(s.Pad), C.int(bias), C.int(max(threads, 1)), &cerr)
+	if s.NHWC {
+		nhwc = 1
+	}
+	cv := C.dn_conv_new(C.int(s.N), C.int(s.C), C.int(s.H), C.int(s.W), C.int(s.O), C.int(s.KH), C.int(s.KW), C.int(s.Stride), C.int(s.Pad), C.int(bias), C.int(max(threads, 1)), C.int(nhwc), &cerr)
 	if cv == nil {
 		msg := C.GoString(cerr)
 		C.free(unsafe.Pointer(cerr))

@@ -88,6 +88,7 @@ enum { DN_FWD = 0, DN_BWD_D = 1, DN_BWD_W = 2 };
 typedef struct dn_conv {
 	int n, c, h, w, o, kh, kw, oh, ow, stride, pad, bias;
 	int threads;
+	int nhwc; // the user's activations are NHWC float32 (else NCHW)
 	dnnl_stream_t st;
 	dnnl_memory_desc_t x_user, y_user, w_user, b_md; // f32 nchw, nchw, oihw, a
 	dnnl_memory_desc_t x_bf, y_f, dy_bf, dx_f;         // bf16 nhwc, f32 nhwc
@@ -153,8 +154,9 @@ static const char* dn_conv_init(dn_conv* cv) {
 	dnnl_dims_t strides = {cv->stride, cv->stride}, pads = {cv->pad, cv->pad};
 	// padding_r so that oneDNN's output size equals PyTorch's floor formula
 	dnnl_dims_t pad_r = {(cv->oh - 1) * cv->stride + cv->kh - cv->h - cv->pad, (cv->ow - 1) * cv->stride + cv->kw - cv->w - cv->pad};
-	cv->x_user = dn_md4(cv->n, cv->c, cv->h, cv->w, dnnl_f32, dnnl_nchw);
-	cv->y_user = dn_md4(cv->n, cv->o, cv->oh, cv->ow, dnnl_f32, dnnl_nchw);
+	dnnl_format_tag_t act = cv->nhwc ? dnnl_nhwc : dnnl_nchw;
+	cv->x_user = dn_md4(cv->n, cv->c, cv->h, cv->w, dnnl_f32, act);
+	cv->y_user = dn_md4(cv->n, cv->o, cv->oh, cv->ow, dnnl_f32, act);
 	cv->w_user = dn_md4(cv->o, cv->c, cv->kh, cv->kw, dnnl_f32, dnnl_oihw);
 	cv->x_bf = dn_md4(cv->n, cv->c, cv->h, cv->w, dnnl_bf16, dnnl_nhwc);
 	cv->y_f = dn_md4(cv->n, cv->o, cv->oh, cv->ow, dnnl_f32, dnnl_nhwc);
@@ -190,11 +192,11 @@ static const char* dn_conv_init(dn_conv* cv) {
 	return NULL;
 }
 
-static dn_conv* dn_conv_new(int n, int c, int h, int w, int o, int kh, int kw, int stride, int pad, int bias, int threads, char** err) {
+static dn_conv* dn_conv_new(int n, int c, int h, int w, int o, int kh, int kw, int stride, int pad, int bias, int threads, int nhwc, char** err) {
 	dn_conv* cv = calloc(1, sizeof *cv);
 	if (!cv) { *err = strdup("out of memory"); return NULL; }
 	cv->n = n; cv->c = c; cv->h = h; cv->w = w; cv->o = o; cv->kh = kh; cv->kw = kw;
-	cv->stride = stride; cv->pad = pad; cv->bias = bias; cv->threads = threads;
+	cv->stride = stride; cv->pad = pad; cv->bias = bias; cv->threads = threads; cv->nhwc = nhwc;
 	cv->oh = (h + 2 * pad - kh) / stride + 1;
 	cv->ow = (w + 2 * pad - kw) / stride + 1;
 	dn_threads(threads);
@@ -291,7 +293,7 @@ static const char* dn_conv_fwd(dn_conv* cv, const float* x, const float* w, cons
 	p_dnnl_memory_set_data_handle(cv->m_xu, (void*)x);
 	p_dnnl_memory_set_data_handle(cv->m_wu, (void*)w);
 	p_dnnl_memory_set_data_handle(cv->m_yu, y);
-	p_dnnl_memory_set_data_handle(cv->m_yf, yf);
+	p_dnnl_memory_set_data_handle(cv->m_yf, cv->nhwc ? (void*)y : (void*)yf);
 	p_dnnl_memory_set_data_handle(cv->m_wf, wf);
 	cv->xb_valid = 0;
 	if ((e = dn_reorder_run(cv, &cv->r_x, cv->m_xu, cv->m_xb, scr))) return e;
@@ -305,7 +307,7 @@ static const char* dn_conv_fwd(dn_conv* cv, const float* x, const float* w, cons
 		na++;
 	}
 	if ((e = dn_run(cv, &cv->fwd, na, a, scr, "forward convolution"))) return e;
-	if ((e = dn_reorder_run(cv, &cv->r_y, cv->m_yf, cv->m_yu, scr))) return e;
+	if (!cv->nhwc && (e = dn_reorder_run(cv, &cv->r_y, cv->m_yf, cv->m_yu, scr))) return e;
 	DN_TRY(cv, "stream wait", p_dnnl_stream_wait(cv->st));
 	cv->xb_valid = 1;
 	return NULL;
@@ -322,13 +324,13 @@ static const char* dn_conv_bwd_data(dn_conv* cv, const float* w, const float* dy
 	p_dnnl_memory_set_data_handle(cv->m_wu, (void*)w);
 	p_dnnl_memory_set_data_handle(cv->m_dxu, dx);
 	p_dnnl_memory_set_data_handle(cv->m_dyb, dyb);
-	p_dnnl_memory_set_data_handle(cv->m_dxf, dxf);
+	p_dnnl_memory_set_data_handle(cv->m_dxf, cv->nhwc ? (void*)dx : (void*)dxf);
 	p_dnnl_memory_set_data_handle(cv->m_wd, wd);
 	if ((e = dn_reorder_run(cv, &cv->r_dy, cv->m_dyu, cv->m_dyb, scr))) return e;
 	if ((e = dn_reorder_run(cv, &cv->r_wd, cv->m_wu, cv->m_wd, scr))) return e;
 	dnnl_exec_arg_t a[4] = {{DNNL_ARG_DIFF_DST, cv->m_dyb}, {DNNL_ARG_WEIGHTS, cv->m_wd}, {DNNL_ARG_DIFF_SRC, cv->m_dxf}};
 	if ((e = dn_run(cv, &cv->bwd_d, 3, a, scr, "backward-data convolution"))) return e;
-	if ((e = dn_reorder_run(cv, &cv->r_dx, cv->m_dxf, cv->m_dxu, scr))) return e;
+	if (!cv->nhwc && (e = dn_reorder_run(cv, &cv->r_dx, cv->m_dxf, cv->m_dxu, scr))) return e;
 	DN_TRY(cv, "stream wait", p_dnnl_stream_wait(cv->st));
 	return NULL;
 }

@@ -32,6 +32,7 @@ func (p Pass) String() string {
 type Shape struct {
 	N, C, H, W, O, KH, KW, Stride, Pad int
 	Bias                               bool
+	NHWC                               bool
 }
 
 // Out returns the output's height and width.

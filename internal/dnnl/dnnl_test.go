@@ -122,7 +122,7 @@ func TestConvMatchesFloat64(t *testing.T) {
 		t.Skip("bf16 unavailable: " + why)
 	}
 	rng := rand.New(rand.NewSource(1))
-	for _, tc := range shapes {
+	for _, tc := range shapesBothLayouts() {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.s
 			oh, ow := s.Out()
@@ -145,17 +145,19 @@ func TestConvMatchesFloat64(t *testing.T) {
 				if exact {
 					xi, wi, dyi, tol = rounded(x), rounded(w), rounded(dy), 1e-5
 				}
-				if err := c.Forward(0, xi, wi, b, y); err != nil {
+				if err := c.Forward(0, lay(s, xi, s.C, s.H, s.W), wi, b, y); err != nil {
 					t.Fatal(err)
 				}
+				y := unlay(s, y, s.O, oh, ow)
 				if e := relErr(y, refConv(s, xi, wi, b)); e > tol {
 					t.Errorf("exact=%v forward: relative error %.2e > %.0e", exact, e, tol)
 				}
-				if err := c.BackwardData(1, wi, dyi, dx); err != nil {
+				if err := c.BackwardData(1, wi, lay(s, dyi, s.O, oh, ow), dx); err != nil {
 					t.Fatal(err)
 				}
+				dx := unlay(s, dx, s.C, s.H, s.W)
 				// backward weights from the forward's kept input, then from x
-				if err := c.BackwardWeights(0, nil, dyi, dw); err != nil {
+				if err := c.BackwardWeights(0, nil, lay(s, dyi, s.O, oh, ow), dw); err != nil {
 					t.Fatal(err)
 				}
 				rdx, rdw := refBwd(s, xi, wi, dyi)
@@ -166,7 +168,7 @@ func TestConvMatchesFloat64(t *testing.T) {
 					t.Errorf("exact=%v backward weights (kept input): relative error %.2e > %.0e", exact, e, tol)
 				}
 				clear(dw)
-				if err := c.BackwardWeights(0, xi, dyi, dw); err != nil {
+				if err := c.BackwardWeights(0, lay(s, xi, s.C, s.H, s.W), lay(s, dyi, s.O, oh, ow), dw); err != nil {
 					t.Fatal(err)
 				}
 				if e := relErr(dw, rdw); e > tol {
@@ -213,4 +215,53 @@ func TestRoundBF16(t *testing.T) {
 			t.Errorf("RoundBF16(%v) = %v, want %v", in[i], got[i], want[i])
 		}
 	}
+}
+
+// shapesBothLayouts is shapes in NCHW and again in NHWC.
+func shapesBothLayouts() []struct {
+	name string
+	s    Shape
+} {
+	all := append([]struct {
+		name string
+		s    Shape
+	}(nil), shapes...)
+	for _, tc := range shapes {
+		tc.name += " NHWC"
+		tc.s.NHWC = true
+		all = append(all, tc)
+	}
+	return all
+}
+
+// lay returns NCHW v (N×c×h×w) in the convolution's layout.
+func lay(s Shape, v []float32, c, h, w int) []float32 {
+	if !s.NHWC {
+		return v
+	}
+	r := make([]float32, len(v))
+	for n := 0; n < s.N; n++ {
+		for ch := 0; ch < c; ch++ {
+			for p := 0; p < h*w; p++ {
+				r[(n*h*w+p)*c+ch] = v[(n*c+ch)*h*w+p]
+			}
+		}
+	}
+	return r
+}
+
+// unlay returns v from the convolution's layout as NCHW.
+func unlay(s Shape, v []float32, c, h, w int) []float32 {
+	if !s.NHWC {
+		return v
+	}
+	r := make([]float32, len(v))
+	for n := 0; n < s.N; n++ {
+		for ch := 0; ch < c; ch++ {
+			for p := 0; p < h*w; p++ {
+				r[(n*c+ch)*h*w+p] = v[(n*h*w+p)*c+ch]
+			}
+		}
+	}
+	return r
 }
