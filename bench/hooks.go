@@ -7,7 +7,7 @@ import (
 )
 
 // ErrNoBF16 is what the bf16 hooks return until the bf16 engine fills them.
-var ErrNoBF16 = errors.New("not provided yet")
+var ErrNoBF16 = errors.New("no oneDNN bf16 kernel yet (bench.BF16Peak)")
 
 // BF16Peak measures the bfloat16 peak the heaviest convolution's bf16
 // GFLOP/s are compared with, on threads cores at once (as the sgemm peak):

@@ -11,7 +11,8 @@ side wrote; prints one JSON object (the last line of stdout):
      "check_max_abs": ...}
 
 one result per precision × memory format (median milliseconds, or the error
-that stopped that combination), ru_maxrss of this process at the end, and
+that stopped that combination), the peak resident memory of this process
+at the end (VmHWM; ru_maxrss off Linux), and
 with --check the largest |eps_torch − eps_diffinv| on the check file's batch.
 
 train_step: forward, MSE to a noise target, backward, Adam step (lr 1e-4)
@@ -166,7 +167,17 @@ def check(model, cfg, path):
 
 
 def maxrss_kb():
-    """Peak resident memory of this process in KiB (Linux ru_maxrss)."""
+    """Peak resident memory of this process in KiB: VmHWM on Linux, else
+    ru_maxrss. (On Linux ru_maxrss keeps the high-water mark of the process
+    before exec, which for a child of Go's vfork-style spawn is the parent's
+    peak: a Go benchmark reading it would see its own memory.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r // 1024 if sys.platform == "darwin" else r
 
