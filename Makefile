@@ -22,11 +22,14 @@ test: setup
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
-## bench: the UNet of configs/mnist.yaml in diffinv and PyTorch, side by side
+## bench: the UNets of configs/mnist.yaml (batch 64) and configs/celeba64.yaml (batch 16) in
+## diffinv and PyTorch, fp32 and bf16, side by side (BENCHMARKS.md); BENCH_FLAGS adds flags
+BENCH_CONFIGS ?= configs/mnist.yaml:64,configs/celeba64.yaml:16
+BENCH_FLAGS ?=
 bench: setup
 	@bash scripts/setup.sh python3-torch || echo "bench: python3-torch missing; the torch column will read n/a"
 	$(GO) build -o $(BIN) ./cmd/diffinv
-	./$(BIN) bench unet --config configs/mnist.yaml --batch 64 --threads 2
+	./$(BIN) bench unet --configs $(BENCH_CONFIGS) --threads 2 $(BENCH_FLAGS)
 
 ## bench-ops: micro-benchmarks of the ops, BLAS and samplers
 bench-ops: setup

@@ -3,27 +3,35 @@
 // thread count, in one run, and reports the ratios the engine is held to.
 //
 // Figures: train_step (forward, backward, Adam), eps (forward only) and
-// eps_vjp (forward and vᵀ∂ε/∂x, the DPS step); then the GFLOP/s of the
-// model's heaviest convolution against the sgemm peak measured on the same
-// cores, and the bytes allocated per train step.
+// eps_vjp (forward and vᵀ∂ε/∂x, the DPS step), each in float32 and in bf16
+// mixed precision: diffinv's engine with nn.BF16 (n/a where
+// nn.ResolvePrecision refuses bf16) and PyTorch's CPU autocast, PyTorch's
+// figure being the faster of the NCHW and channels_last memory formats. Then
+// the GFLOP/s of the model's heaviest convolution, forward, backward-data
+// and backward-weights, against the sgemm peak and the bf16 peak (BF16Peak)
+// measured on the same cores; the bytes allocated per train step; the peak
+// resident memory of a train step in each engine; and a check that PyTorch
+// computes diffinv's eps from the weights it loaded.
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
+	"gorgonia.org/tensor"
+
 	"github.com/diffinv/diffinv/blas"
+	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/nn"
@@ -31,8 +39,24 @@ import (
 	"github.com/diffinv/diffinv/train"
 )
 
+// Figure names, in report order.
+var FigureNames = []string{"train_step", "eps", "eps_vjp"}
+
+// Precisions and PyTorch memory formats a run can time.
+var (
+	PrecisionNames = []string{"fp32", "bf16"}
+	FormatNames    = []string{"nchw", "channels_last"}
+)
+
+// CheckTolerance bounds |eps_torch − eps_diffinv| on the weights check.
+const CheckTolerance = 1e-4
+
+// checkBatch is the weights check's batch.
+const checkBatch = 2
+
 // Options configure a UNet benchmark.
 type Options struct {
+	Label   string // what the report's header names (the config file)
 	Batch   int    // images per call (64 in the protocol)
 	Threads int    // cores for both engines (GOMAXPROCS and torch.set_num_threads)
 	Iters   int    // timed iterations per figure (the median is reported)
@@ -41,24 +65,97 @@ type Options struct {
 	Python  string // python3 with torch; "" skips the PyTorch side
 	Script  string // path of bench/pytorch/bench_unet.py
 	Seed    int64
+<<<<<<< HEAD
 	// Precision is what diffinv's UNet runs in (nn.FP32, the zero value,
 	// or nn.BF16); the PyTorch reference runs float32.
 	Precision nn.Precision
+=======
+	// Precisions to time in both engines (PrecisionNames; nil: all).
+	Precisions []string
+	// Formats are PyTorch's memory formats (FormatNames; nil: all); each
+	// PyTorch figure is the fastest of them.
+	Formats []string
+	// NoMemory skips the peak-memory figures (two short extra PyTorch runs).
+	NoMemory bool
+>>>>>>> bench
 }
 
-// Figure is one timed quantity on both engines, in milliseconds.
+// Figure is one timed quantity on both engines, in milliseconds; 0 where it
+// did not run.
 type Figure struct {
-	Name             string
-	DiffinvMS, Torch float64 // Torch is 0 when PyTorch did not run
+	Name      string
+	DiffinvMS float64 // diffinv fp32
+	// Torch is PyTorch fp32, the faster of the memory formats; TorchFormat
+	// names it.
+	Torch       float64
+	TorchFormat string
+	// DiffinvBF16 is diffinv with nn.BF16 (0: n/a, see Result.BF16Err).
+	DiffinvBF16 float64
+	// TorchBF16 is PyTorch under bf16 CPU autocast, the faster format.
+	TorchBF16       float64
+	TorchBF16Format string
+}
+
+// TorchBest returns PyTorch's fastest figure over precisions and formats and
+// says which ("bf16 channels_last"); 0, "" when PyTorch did not run.
+func (f Figure) TorchBest() (float64, string) {
+	ms, label := 0.0, ""
+	if f.Torch > 0 {
+		ms, label = f.Torch, "fp32 "+f.TorchFormat
+	}
+	if f.TorchBF16 > 0 && (ms == 0 || f.TorchBF16 < ms) {
+		ms, label = f.TorchBF16, "bf16 "+f.TorchBF16Format
+	}
+	return ms, label
+}
+
+// Ratio formats num/den with two decimals, or "n/a" when either is not
+// positive (did not run).
+func Ratio(num, den float64) string {
+	if num <= 0 || den <= 0 || math.IsInf(num, 0) || math.IsInf(den, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", num/den)
 }
 
 // Result is what Run measured.
 type Result struct {
-	Figures       []Figure
-	ConvShape     string
-	ConvGFLOPS    float64
-	SgemmGFLOPS   float64
-	AllocPerStep  uint64 // bytes allocated per steady-state train step
+	Label      string
+	Batch      int
+	Precisions []string // as timed
+	Figures    []Figure
+
+	// BF16Err says why diffinv's bf16 figures are n/a ("" when they ran or
+	// bf16 was not asked for); BF16Info is nn.ResolvePrecision's reason
+	// when they ran.
+	BF16Err, BF16Info string
+	// TorchErrs holds, by "precision format", the errors of the PyTorch
+	// combinations that failed.
+	TorchErrs map[string]string
+
+	// The heaviest 3×3 convolution: GFLOP/s by nn.ConvPass (forward,
+	// backward-data, backward-weights), float32 and bf16 (ConvBF16Err says
+	// why not), against the peaks measured in the same run.
+	ConvShape      string
+	ConvFP32       [3]float64
+	ConvBF16       [3]float64
+	ConvBF16Err    string
+	SgemmGFLOPS    float64
+	BF16PeakGFLOPS float64
+	BF16PeakKernel string
+	BF16PeakErr    string
+
+	AllocPerStep uint64 // bytes allocated per steady-state fp32 train step
+	// Peak resident memory in bytes: this process's from the start of Run
+	// to the end of its first fp32 train_step figure (0: not measured), and
+	// PyTorch's train_step alone (a separate process) by precision.
+	DiffinvRSS uint64
+	TorchRSS   map[string]uint64
+	// CheckMaxAbs is max |eps_torch − eps_diffinv| on a batch of
+	// CheckBatch (-1: not run).
+	CheckMaxAbs float64
+	CheckBatch  int
+
 	Params        int
 	BLAS          string
 	TorchInfo     string
@@ -67,14 +164,13 @@ type Result struct {
 	Precision     string // what diffinv's UNet ran in: fp32 or bf16
 }
 
-// Run benchmarks the UNet of cfg. Progress lines go to log.
-func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Result, error) {
-	if o.Batch <= 0 || o.Iters <= 0 || o.Threads <= 0 || o.Rounds <= 0 {
-		return nil, fmt.Errorf("bench: batch %d, iters %d, threads %d, rounds %d: want all > 0", o.Batch, o.Iters, o.Threads, o.Rounds)
-	}
-	prev := runtime.GOMAXPROCS(o.Threads)
-	defer runtime.GOMAXPROCS(prev)
+// engine is one diffinv precision's timed functions.
+type engine struct {
+	prec string
+	figs map[string]func() error
+}
 
+<<<<<<< HEAD
 	net, err := model.New(cfg, rand.New(rand.NewSource(o.Seed)))
 	if err != nil {
 		return nil, err
@@ -103,6 +199,12 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 		t[i] = rng.Intn(1000)
 	}
 	tg, err := net.NewTrainGraph(n, rand.New(rand.NewSource(o.Seed+2)))
+=======
+// newEngine builds the train step (TrainGraph and Adam on net's own
+// parameters), eps and eps_vjp of net on the given inputs.
+func newEngine(prec string, net *model.UNet, x, v, target *tensor.Dense, t []int, seed int64) (*engine, error) {
+	tg, err := net.NewTrainGraph(len(t), rand.New(rand.NewSource(seed)))
+>>>>>>> bench
 	if err != nil {
 		return nil, err
 	}
@@ -132,90 +234,309 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 		}
 		return adam.Update(1e-4, params, grads)
 	}
-	eps := func() error { _, err := net.Eps(x, t); return err }
-	vjp := func() error { _, _, err := net.EpsVJP(x, t, v); return err }
+	return &engine{prec: prec, figs: map[string]func() error{
+		"train_step": trainStep,
+		"eps":        func() error { _, err := net.Eps(x, t); return err },
+		"eps_vjp":    func() error { _, _, err := net.EpsVJP(x, t, v); return err },
+	}}, nil
+}
 
-	figs := []struct {
-		name string
-		fn   func() error
-	}{{"train_step", trainStep}, {"eps", eps}, {"eps_vjp", vjp}}
-	best := map[string]float64{}
-	torchBest := map[string]float64{}
+// normalise checks a list against the allowed values and returns it, or
+// all of them for nil.
+func normalise(what string, list, allowed []string) ([]string, error) {
+	if len(list) == 0 {
+		return slices.Clone(allowed), nil
+	}
+	var out []string
+	for _, s := range list {
+		if !slices.Contains(allowed, s) {
+			return nil, fmt.Errorf("bench: %s %q: want some of %v", what, s, allowed)
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Run benchmarks the UNet of cfg. Progress lines go to log.
+func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Result, error) {
+	if o.Batch <= 0 || o.Iters <= 0 || o.Threads <= 0 || o.Rounds <= 0 {
+		return nil, fmt.Errorf("bench: batch %d, iters %d, threads %d, rounds %d: want all > 0", o.Batch, o.Iters, o.Threads, o.Rounds)
+	}
+	precs, err := normalise("precision", o.Precisions, PrecisionNames)
+	if err != nil {
+		return nil, err
+	}
+	formats, err := normalise("memory format", o.Formats, FormatNames)
+	if err != nil {
+		return nil, err
+	}
+	prev := runtime.GOMAXPROCS(o.Threads)
+	defer runtime.GOMAXPROCS(prev)
+	resetPeakRSS()
+
+	net, err := model.New(cfg, rand.New(rand.NewSource(o.Seed)))
+	if err != nil {
+		return nil, err
+	}
+	fillZeros(net, rand.New(rand.NewSource(o.Seed+4)))
+	res := &Result{Label: o.Label, Batch: o.Batch, Precisions: precs, Params: net.NumParams(), BLAS: blas.Info(),
+		DiffinvThread: o.Threads, TorchErrs: map[string]string{}, TorchRSS: map[string]uint64{}, CheckMaxAbs: -1}
+	dir, err := os.MkdirTemp("", "diffinv-bench")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	weights := filepath.Join(dir, "unet.safetensors")
+	if err := net.Save(weights, nil); err != nil {
+		return nil, err
+	}
+
+	rng := rand.New(rand.NewSource(o.Seed + 1))
+	n, c, s := o.Batch, cfg.InChannels, cfg.ImageSize
+	x := tensors.Randn(rng, n, c, s, s)
+	v := tensors.Randn(rng, n, c, s, s)
+	target := tensors.Randn(rng, n, c, s, s)
+	t := make([]int, n)
+	for i := range t {
+		t[i] = rng.Intn(1000)
+	}
+
+	// The weights check's file: diffinv's eps on a small batch, before any
+	// train step moves the weights.
+	check := ""
+	if o.Python != "" {
+		check = filepath.Join(dir, "check.safetensors")
+		if err := writeCheck(check, net, cfg, o.Seed+3); err != nil {
+			return nil, err
+		}
+	}
+
+	fp32, err := newEngine("fp32", net, x, v, target, t, o.Seed+2)
+	if err != nil {
+		return nil, err
+	}
+	// bf16 runs on its own copy of the weights (graphs are built in the
+	// network's precision), built after the fp32 memory figure.
+	wantBF16 := slices.Contains(precs, "bf16")
+	if wantBF16 {
+		if _, info, err := nn.ResolvePrecision("bf16"); err != nil {
+			_, why := nn.BF16Available()
+			res.BF16Err = why
+		} else {
+			res.BF16Info = info
+		}
+	}
+	var bf16 *engine
+
+	diffinvBest, torchBest := bests{}, bests{}
 	for r := 0; r < o.Rounds; r++ {
-		for _, f := range figs {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+		for _, p := range precs {
+			e := fp32
+			if p == "bf16" {
+				if res.BF16Err != "" {
+					continue
+				}
+				if bf16 == nil {
+					if bf16, err = bf16Engine(weights, o, x, v, target, t); err != nil {
+						// n/a, not fatal: the bf16 engine is work in progress.
+						res.BF16Err = err.Error()
+						continue
+					}
+				}
+				e = bf16
 			}
-			ms, err := Median(f.fn, o.Warmup, o.Iters)
-			if err != nil {
-				return nil, fmt.Errorf("bench %s: %w", f.name, err)
-			}
-			fmt.Fprintf(log, "round %d: diffinv %s %.1f ms\n", r+1, f.name, ms)
-			if b, ok := best[f.name]; !ok || ms < b {
-				best[f.name] = ms
+			for _, fig := range FigureNames {
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				ms, err := Median(e.figs[fig], o.Warmup, o.Iters)
+				if err != nil {
+					if e == bf16 {
+						res.BF16Err = fmt.Sprintf("%s: %v", fig, err)
+						break
+					}
+					return nil, fmt.Errorf("bench %s: %w", fig, err)
+				}
+				fmt.Fprintf(log, "round %d: diffinv %s %s %.1f ms\n", r+1, e.prec, fig, ms)
+				diffinvBest.add(timeKey{fig, e.prec, ""}, ms)
+				if r == 0 && e == fp32 && fig == "train_step" {
+					res.DiffinvRSS = peakRSS()
+				}
 			}
 		}
 		if o.Python != "" && res.TorchErr == nil {
-			tr, err := runTorch(ctx, o, weights)
+			a := torchArgs{precisions: precs, formats: formats, iters: o.Iters, warmup: o.Warmup}
+			if r == 0 {
+				a.check = check
+			}
+			tr, err := runTorch(ctx, o, weights, a)
 			if err != nil {
 				res.TorchErr = err
 				fmt.Fprintf(log, "round %d: torch unavailable: %v\n", r+1, err)
 				continue
 			}
-			res.TorchInfo = fmt.Sprintf("torch %v, %v threads", tr["torch"], tr["threads"])
-			for _, f := range figs {
-				ms, _ := tr[f.name+"_ms"].(float64)
-				fmt.Fprintf(log, "round %d: torch %s %.1f ms\n", r+1, f.name, ms)
-				if b, ok := torchBest[f.name]; !ok || ms < b {
-					torchBest[f.name] = ms
+			res.TorchInfo = fmt.Sprintf("torch %v, %v threads", tr.Torch, tr.Threads)
+			if tr.Check != nil {
+				res.CheckMaxAbs, res.CheckBatch = *tr.Check, checkBatch
+			}
+			for _, tres := range tr.Results {
+				if tres.Error != "" {
+					res.TorchErrs[tres.Precision+" "+tres.Format] = tres.Error
+					fmt.Fprintf(log, "round %d: torch %s %s: %s\n", r+1, tres.Precision, tres.Format, tres.Error)
+					continue
+				}
+				for _, fig := range FigureNames {
+					ms := tres.MS[fig]
+					fmt.Fprintf(log, "round %d: torch %s %s %s %.1f ms\n", r+1, tres.Precision, tres.Format, fig, ms)
+					torchBest.add(timeKey{fig, tres.Precision, tres.Format}, ms)
 				}
 			}
 		}
 	}
-	for _, f := range figs {
-		res.Figures = append(res.Figures, Figure{Name: f.name, DiffinvMS: best[f.name], Torch: torchBest[f.name]})
+	for _, fig := range FigureNames {
+		f := Figure{Name: fig, DiffinvMS: diffinvBest[timeKey{fig, "fp32", ""}], DiffinvBF16: diffinvBest[timeKey{fig, "bf16", ""}]}
+		f.Torch, f.TorchFormat = torchBest.fastest(fig, "fp32", formats)
+		f.TorchBF16, f.TorchBF16Format = torchBest.fastest(fig, "bf16", formats)
+		res.Figures = append(res.Figures, f)
 	}
 
-	// Steady-state allocation per train step.
+	// Steady-state allocation per fp32 train step.
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 	const allocSteps = 3
 	for i := 0; i < allocSteps; i++ {
-		if err := trainStep(); err != nil {
+		if err := fp32.figs["train_step"](); err != nil {
 			return nil, err
 		}
 	}
 	runtime.ReadMemStats(&m1)
 	res.AllocPerStep = (m1.TotalAlloc - m0.TotalAlloc) / allocSteps
 
-	res.ConvShape, res.ConvGFLOPS, err = convThroughput(cfg, n, o)
-	if err != nil {
+	// PyTorch's train-step memory: one process per precision, in the format
+	// that won its train_step (NCHW if none did), one warm-up step and one.
+	if o.Python != "" && res.TorchErr == nil && !o.NoMemory {
+		for _, p := range precs {
+			format := "nchw"
+			if _, f := torchBest.fastest("train_step", p, formats); f != "" {
+				format = f
+			}
+			tr, err := runTorch(ctx, o, weights, torchArgs{only: []string{"train_step"}, precisions: []string{p}, formats: []string{format}, iters: 1, warmup: 1})
+			if err != nil {
+				fmt.Fprintf(log, "torch %s memory run: %v\n", p, err)
+				continue
+			}
+			if len(tr.Results) == 1 && tr.Results[0].Error == "" {
+				res.TorchRSS[p] = tr.MaxRSSKB << 10
+			}
+		}
+	}
+
+	// The heaviest convolution, and the peaks.
+	heavy := heaviestConv(cfg)
+	res.ConvShape = heavy.label(n)
+	convIters := max(3, o.Iters/2)
+	if res.ConvFP32, err = convRates(nn.Conv2d, heavy, n, 1, convIters, o.Seed); err != nil {
 		return nil, err
 	}
+	switch {
+	case !wantBF16:
+	case res.BF16Err != "":
+		res.ConvBF16Err = res.BF16Err
+	case ConvBF16 == nil:
+		res.ConvBF16Err = "no bf16 convolution to time yet (bench.ConvBF16)"
+	default:
+		r, err := convRates(ConvBF16, heavy, n, 1, convIters, o.Seed)
+		switch {
+		case err != nil:
+			res.ConvBF16Err = err.Error()
+		case r == passRates{}:
+			res.ConvBF16Err = "the bf16 convolution records no nn.ConvStatsByPass figures"
+		default:
+			res.ConvBF16 = r
+		}
+	}
 	res.SgemmGFLOPS = sgemmPeak(o.Threads)
+	if wantBF16 {
+		gf, kernel, err := BF16Peak(o.Threads)
+		switch {
+		case err != nil:
+			res.BF16PeakErr = err.Error()
+		case gf <= 0:
+			res.BF16PeakErr = fmt.Sprintf("measured %g GFLOP/s", gf)
+		default:
+			res.BF16PeakGFLOPS, res.BF16PeakKernel = gf, kernel
+		}
+	}
 	return res, nil
 }
 
-// Print writes the report lines in the format.
-func (r *Result) Print(w io.Writer) {
-	for _, f := range r.Figures {
-		if f.Torch > 0 {
-			fmt.Fprintf(w, "%s: diffinv %.1f ms, torch %.1f ms, ratio %.2f\n", f.Name, f.DiffinvMS, f.Torch, f.DiffinvMS/f.Torch)
-		} else {
-			fmt.Fprintf(w, "%s: diffinv %.1f ms, torch n/a, ratio n/a\n", f.Name, f.DiffinvMS)
+// fillZeros gives the parameters that initialise to all zeros (the output
+// convolutions of ResBlocks, attention and the network, norm shifts, biases)
+// small random values, N(0, 0.02²), so that eps depends on every layer and the
+// weights check compares something (with guided-diffusion's initialisation
+// eps is 0 in both engines). The timings do not depend on the values.
+func fillZeros(net *model.UNet, rng *rand.Rand) {
+	names := make([]string, 0, len(net.Params()))
+	for name := range net.Params() {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := tensors.F32(net.Params()[name])
+		if slices.ContainsFunc(p, func(v float32) bool { return v != 0 }) {
+			continue
+		}
+		for i := range p {
+			p[i] = float32(0.02 * rng.NormFloat64())
 		}
 	}
+<<<<<<< HEAD
 	fmt.Fprintf(w, "conv %s: %.1f GFLOP/s, %.0f%% of sgemm peak %.1f GFLOP/s\n", r.ConvShape, r.ConvGFLOPS, 100*r.ConvGFLOPS/r.SgemmGFLOPS, r.SgemmGFLOPS)
 	fmt.Fprintf(w, "alloc per train step: %.2f MB\n", float64(r.AllocPerStep)/1e6)
 	fmt.Fprintf(w, "model: %d parameters; threads %d; precision %s; blas: %s", r.Params, r.DiffinvThread, r.Precision, r.BLAS)
 	if r.TorchInfo != "" {
 		fmt.Fprintf(w, "; %s", r.TorchInfo)
+=======
+}
+
+// bf16Engine builds a second network in nn.BF16 with the weights file's
+// weights (those PyTorch loads; the fp32 network's have moved by then).
+func bf16Engine(weights string, o Options, x, v, target *tensor.Dense, t []int) (*engine, error) {
+	net, _, err := model.Load(weights)
+	if err != nil {
+		return nil, err
+>>>>>>> bench
 	}
-	if r.TorchErr != nil {
-		fmt.Fprintf(w, "; torch side skipped: %v", r.TorchErr)
+	if err := net.SetPrecision(nn.BF16); err != nil {
+		return nil, err
 	}
-	fmt.Fprintln(w)
+	return newEngine("bf16", net, x, v, target, t, o.Seed+2)
+}
+
+// writeCheck writes the weights check's file: x (checkBatch images), t
+// (float32) and net's eps on them.
+func writeCheck(path string, net *model.UNet, cfg config.Model, seed int64) error {
+	rng := rand.New(rand.NewSource(seed))
+	s := cfg.ImageSize
+	x := tensors.Randn(rng, checkBatch, cfg.InChannels, s, s)
+	t := []int{17, 801}[:checkBatch]
+	eps, err := net.Eps(x, t)
+	if err != nil {
+		return err
+	}
+	tf := make([]float32, len(t))
+	for i, v := range t {
+		tf[i] = float32(v)
+	}
+	// Eps hands out the network's buffer: copy it before the file is written.
+	return checkpoint.Save(path, map[string]*tensor.Dense{
+		"x":   x,
+		"t":   tensor.New(tensor.WithShape(len(t)), tensor.WithBacking(tf)),
+		"eps": eps.Clone().(*tensor.Dense),
+	}, nil)
 }
 
 // Median runs fn warmup times, then times iters runs and returns the median
@@ -236,37 +557,6 @@ func Median(fn func() error, warmup, iters int) (float64, error) {
 	}
 	sort.Float64s(ts)
 	return ts[len(ts)/2], nil
-}
-
-func runTorch(ctx context.Context, o Options, weights string) (map[string]any, error) {
-	cmd := exec.CommandContext(ctx, o.Python, o.Script, "--weights", weights,
-		"--batch", fmt.Sprint(o.Batch), "--threads", fmt.Sprint(o.Threads),
-		"--iters", fmt.Sprint(o.Iters), "--warmup", fmt.Sprint(o.Warmup))
-	// Same OpenBLAS kernels for both engines: PyTorch's Debian build loads
-	// OpenBLAS too, and reads OPENBLAS_CORETYPE when it does.
-	cmd.Env = os.Environ()
-	if core := blas.CoreName(); core != "" {
-		cmd.Env = append(cmd.Env, "OPENBLAS_CORETYPE="+core)
-	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	// One engine at a time: Go is idle while Python runs.
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s %s: %v: %s", o.Python, o.Script, err, lastLine(errb.String()))
-	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(lastLine(out.String())), &m); err != nil {
-		return nil, fmt.Errorf("torch output %q: %w", out.String(), err)
-	}
-	return m, nil
-}
-
-func lastLine(s string) string {
-	s = string(bytes.TrimSpace([]byte(s)))
-	if i := bytes.LastIndexByte([]byte(s), '\n'); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }
 
 // sgemmPeak measures square sgemm GFLOP/s with one single-threaded BLAS call
@@ -299,35 +589,4 @@ func sgemmPeak(threads int) float64 {
 		}
 	}
 	return best
-}
-
-// convThroughput times the model's heaviest 3×3 convolution (the first
-// level's, at full resolution) forward at the benchmark batch.
-func convThroughput(cfg config.Model, n int, o Options) (string, float64, error) {
-	ch := cfg.NumChannels * cfg.ChannelMult[0]
-	s := cfg.ImageSize
-	fwd, err := newConvBench(n, ch, ch, s, o.Seed)
-	if err != nil {
-		return "", 0, err
-	}
-	ms, err := Median(fwd, 1, max(3, o.Iters/2))
-	if err != nil {
-		return "", 0, err
-	}
-	flops := 2.0 * float64(n) * float64(ch) * float64(ch) * 9 * float64(s*s)
-	return fmt.Sprintf("%d×%d×%d×%d 3×3→%d", n, ch, s, s, ch), flops / (ms / 1e3) / 1e9, nil
-}
-
-// TorchPython returns the first python3 on this machine that imports torch
-// (Debian's python3-torch installs into /usr/bin/python3, which another
-// python3 earlier on PATH may shadow), or "".
-func TorchPython() string {
-	for _, p := range []string{"python3", "/usr/bin/python3"} {
-		if path, err := exec.LookPath(p); err == nil {
-			if exec.Command(path, "-c", "import torch").Run() == nil {
-				return path
-			}
-		}
-	}
-	return ""
 }

@@ -3,7 +3,9 @@ package nn
 import (
 	"fmt"
 	"math/rand"
+	"strings"
 	"testing"
+	"time"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -157,5 +159,65 @@ func TestConvStats(t *testing.T) {
 	ResetConvStats(g)
 	if flop, el := ConvStats(g); flop != 0 || el != 0 {
 		t.Errorf("after reset: %g flop, %v", flop, el)
+	}
+}
+
+func TestConvStatsByPass(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	g := G.NewGraph()
+	x := G.NewTensor(g, tensor.Float32, 4, G.WithShape(2, 3, 8, 8), G.WithName("x"), G.WithValue(randF32(rng, 2, 3, 8, 8)))
+	w1 := G.NewTensor(g, tensor.Float32, 4, G.WithShape(4, 3, 3, 3), G.WithName("w1"), G.WithValue(randF32(rng, 4, 3, 3, 3)))
+	w2 := G.NewTensor(g, tensor.Float32, 4, G.WithShape(5, 4, 1, 1), G.WithName("w2"), G.WithValue(randF32(rng, 5, 4, 1, 1)))
+	fwdOnly := G.NewTensor(g, tensor.Float32, 4, G.WithShape(6, 3, 3, 3), G.WithName("w3"), G.WithValue(randF32(rng, 6, 3, 3, 3)))
+	h := G.Must(Conv2d(x, w1, nil, 1, 1)) // 2×4×8×8
+	y := G.Must(Conv2d(h, w2, nil, 2, 0)) // 1×1 stride 2: 2×5×4×4
+	z := G.Must(Conv2d(x, fwdOnly, nil, 2, 1))
+	if _, err := G.Grad(G.Must(G.Sum(y)), x, w1, w2); err != nil {
+		t.Fatal(err)
+	}
+	_ = z
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	const runs = 3
+	for i := 0; i < runs; i++ {
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 2·N·O·C·KH·KW·OH·OW per pass of each conv
+	c1 := float64(2 * 2 * 4 * 3 * 3 * 3 * 8 * 8)
+	c2 := float64(2 * 2 * 5 * 4 * 1 * 1 * 4 * 4)
+	c3 := float64(2 * 2 * 6 * 3 * 3 * 3 * 4 * 4)
+	want := [3]struct {
+		flop float64
+		runs int
+	}{
+		{runs * (c1 + c2 + c3), 3 * runs}, // every conv runs forward
+		{runs * (c1 + c2), 2 * runs},      // input gradients of the two convs in the loss
+		{runs * (c1 + c2), 2 * runs},      // weight gradients of the same
+	}
+	st := ConvStatsByPass(g)
+	var sum float64
+	var el time.Duration
+	for _, p := range ConvPasses {
+		s := st[p]
+		if s.Flop != want[p].flop || s.Runs != want[p].runs || s.Elapsed <= 0 || s.GFLOPS() <= 0 {
+			t.Errorf("%v: %g flop in %d runs, %v; want %g flop in %d runs, > 0", p, s.Flop, s.Runs, s.Elapsed, want[p].flop, want[p].runs)
+		}
+		sum += s.Flop
+		el += s.Elapsed
+	}
+	if flop, e := ConvStats(g); flop != sum || e != el {
+		t.Errorf("ConvStats = %g flop, %v; the passes sum to %g, %v", flop, e, sum, el)
+	}
+	if got := []string{ConvForward.String(), ConvBackwardData.String(), ConvBackwardWeights.String()}; strings.Join(got, ",") != "forward,backward-data,backward-weights" {
+		t.Errorf("pass names %v", got)
+	}
+	ResetConvStats(g)
+	for _, p := range ConvPasses {
+		if s := ConvStatsByPass(g)[p]; s != (ConvStat{}) || s.GFLOPS() != 0 {
+			t.Errorf("%v after reset: %+v", p, s)
+		}
 	}
 }

@@ -76,8 +76,9 @@
 // BenchmarkConv2d and BenchmarkOps time each op at MNIST-UNet sizes.
 //
 //	ConvStats(g *G.ExprGraph) (flop float64, elapsed time.Duration)
+//	ConvStatsByPass(g *G.ExprGraph) [3]ConvStat  // by ConvPass: forward, backward-data, backward-weights
 //	ResetConvStats(g *G.ExprGraph)
 //	    nominal FLOPs and wall time of every Conv2d forward/backward run in g
-//	    since the last reset: the conv GFLOP/s of a benchmark, to compare
-//	    with blas.MeasureSgemm.
+//	    since the last reset, in all or by pass: the conv GFLOP/s of a
+//	    benchmark, to compare with blas.MeasureSgemm.
 package nn
