@@ -65,11 +65,6 @@ type Options struct {
 	Python  string // python3 with torch; "" skips the PyTorch side
 	Script  string // path of bench/pytorch/bench_unet.py
 	Seed    int64
-<<<<<<< HEAD
-	// Precision is what diffinv's UNet runs in (nn.FP32, the zero value,
-	// or nn.BF16); the PyTorch reference runs float32.
-	Precision nn.Precision
-=======
 	// Precisions to time in both engines (PrecisionNames; nil: all).
 	Precisions []string
 	// Formats are PyTorch's memory formats (FormatNames; nil: all); each
@@ -77,7 +72,6 @@ type Options struct {
 	Formats []string
 	// NoMemory skips the peak-memory figures (two short extra PyTorch runs).
 	NoMemory bool
->>>>>>> bench
 }
 
 // Figure is one timed quantity on both engines, in milliseconds; 0 where it
@@ -161,7 +155,6 @@ type Result struct {
 	TorchInfo     string
 	TorchErr      error
 	DiffinvThread int
-	Precision     string // what diffinv's UNet ran in: fp32 or bf16
 }
 
 // engine is one diffinv precision's timed functions.
@@ -170,41 +163,10 @@ type engine struct {
 	figs map[string]func() error
 }
 
-<<<<<<< HEAD
-	net, err := model.New(cfg, rand.New(rand.NewSource(o.Seed)))
-	if err != nil {
-		return nil, err
-	}
-	if err := net.SetPrecision(o.Precision); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	res := &Result{Params: net.NumParams(), BLAS: blas.Info(), DiffinvThread: o.Threads, Precision: o.Precision.String()}
-	dir, err := os.MkdirTemp("", "diffinv-bench")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	weights := filepath.Join(dir, "unet.safetensors")
-	if err := net.Save(weights, nil); err != nil {
-		return nil, err
-	}
-
-	rng := rand.New(rand.NewSource(o.Seed + 1))
-	n, c, s := o.Batch, cfg.InChannels, cfg.ImageSize
-	x := tensors.Randn(rng, n, c, s, s)
-	v := tensors.Randn(rng, n, c, s, s)
-	target := tensors.Randn(rng, n, c, s, s)
-	t := make([]int, n)
-	for i := range t {
-		t[i] = rng.Intn(1000)
-	}
-	tg, err := net.NewTrainGraph(n, rand.New(rand.NewSource(o.Seed+2)))
-=======
 // newEngine builds the train step (TrainGraph and Adam on net's own
 // parameters), eps and eps_vjp of net on the given inputs.
 func newEngine(prec string, net *model.UNet, x, v, target *tensor.Dense, t []int, seed int64) (*engine, error) {
 	tg, err := net.NewTrainGraph(len(t), rand.New(rand.NewSource(seed)))
->>>>>>> bench
 	if err != nil {
 		return nil, err
 	}
@@ -493,13 +455,6 @@ func fillZeros(net *model.UNet, rng *rand.Rand) {
 			p[i] = float32(0.02 * rng.NormFloat64())
 		}
 	}
-<<<<<<< HEAD
-	fmt.Fprintf(w, "conv %s: %.1f GFLOP/s, %.0f%% of sgemm peak %.1f GFLOP/s\n", r.ConvShape, r.ConvGFLOPS, 100*r.ConvGFLOPS/r.SgemmGFLOPS, r.SgemmGFLOPS)
-	fmt.Fprintf(w, "alloc per train step: %.2f MB\n", float64(r.AllocPerStep)/1e6)
-	fmt.Fprintf(w, "model: %d parameters; threads %d; precision %s; blas: %s", r.Params, r.DiffinvThread, r.Precision, r.BLAS)
-	if r.TorchInfo != "" {
-		fmt.Fprintf(w, "; %s", r.TorchInfo)
-=======
 }
 
 // bf16Engine builds a second network in nn.BF16 with the weights file's
@@ -508,7 +463,6 @@ func bf16Engine(weights string, o Options, x, v, target *tensor.Dense, t []int) 
 	net, _, err := model.Load(weights)
 	if err != nil {
 		return nil, err
->>>>>>> bench
 	}
 	if err := net.SetPrecision(nn.BF16); err != nil {
 		return nil, err

@@ -4,6 +4,9 @@ import (
 	"errors"
 
 	G "gorgonia.org/gorgonia"
+
+	"github.com/diffinv/diffinv/internal/dnnl"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // ErrNoBF16 is what the bf16 hooks return until the bf16 engine fills them.
@@ -16,7 +19,11 @@ var ErrNoBF16 = errors.New("no oneDNN bf16 kernel yet (bench.BF16Peak)")
 // string). The bf16 engine (internal/dnnl) sets it to a large oneDNN bf16
 // convolution; until then it returns ErrNoBF16 and the report reads n/a.
 var BF16Peak = func(threads int) (gflops float64, kernel string, err error) {
-	return 0, "", ErrNoBF16
+	if ok, why := nn.BF16Available(); !ok {
+		return 0, "", errors.New(why)
+	}
+	g, k, err := dnnl.MeasurePeak(threads, 1.0)
+	return g, "oneDNN " + k + ", 16×128×32×32 3×3→128 NHWC, one per core", err
 }
 
 // ConvBF16 builds the bfloat16 counterpart of nn.Conv2d for the conv
@@ -26,4 +33,18 @@ var BF16Peak = func(threads int) (gflops float64, kernel string, err error) {
 // and backward ops must be counted by nn.ConvStatsByPass (the report reads
 // their per-pass GFLOP/s from it). nil until the bf16 engine sets it; the
 // bf16 conv line then reads n/a.
-var ConvBF16 func(x, w, b *G.Node, stride, pad int) (*G.Node, error)
+var ConvBF16 func(x, w, b *G.Node, stride, pad int) (*G.Node, error) = convBF16
+
+// convBF16 is what the bf16 UNet runs: the channels-last oneDNN convolution
+// (nn.Conv2dNHWC) between transpositions (not counted by ConvStatsByPass).
+func convBF16(x, w, b *G.Node, stride, pad int) (*G.Node, error) {
+	xh, err := nn.ToNHWC(x)
+	if err != nil {
+		return nil, err
+	}
+	y, err := nn.Conv2dNHWC(xh, w, b, stride, pad)
+	if err != nil {
+		return nil, err
+	}
+	return nn.ToNCHW(y)
+}

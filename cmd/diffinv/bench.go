@@ -43,14 +43,10 @@ func parseBenchSpecs(list []string, def int) ([]benchSpec, error) {
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks against the PyTorch reference"}
 	var cf configFlags
-<<<<<<< HEAD
-	var prec precisionFlag
-	o := bench.Options{Batch: 64, Threads: 2, Iters: 10, Warmup: 2, Rounds: 2, Python: "auto", Script: "bench/pytorch/bench_unet.py", Seed: 1}
-=======
 	var configs []string
+	var prec precisionFlag
 	o := bench.Options{Batch: 64, Threads: 2, Iters: 10, Warmup: 2, Rounds: 2, Python: "auto", Script: "bench/pytorch/bench_unet.py", Seed: 1,
 		Precisions: slices.Clone(bench.PrecisionNames), Formats: slices.Clone(bench.FormatNames)}
->>>>>>> bench
 	unet := &cobra.Command{
 		Use:   "unet",
 		Short: "Time train_step, eps and eps_vjp of the config's UNet in diffinv and PyTorch, fp32 and bf16, side by side",
@@ -82,19 +78,19 @@ torch side reads n/a.
   diffinv bench unet --config configs/mnist.yaml --batch 2 --iters 1 --warmup 0 --rounds 1   # smoke run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-<<<<<<< HEAD
-			if err := prec.set(&cf); err != nil {
-				return err
+			if prec.value != "" {
+				// --precision times diffinv in that one precision
+				// (--precisions names several).
+				if err := prec.check(); err != nil {
+					return err
+				}
+				p, why, err := resolvePrecision(prec.value, "native")
+				if err != nil {
+					return fmt.Errorf("%s: %w", prec.source(prec.value), err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "precision: %s\n", why)
+				o.Precisions = []string{p.String()}
 			}
-			cfg, err := cf.load()
-			if err != nil {
-				return err
-			}
-			// diffinv's UNet runs in the precision asked; the PyTorch
-			// reference runs float32.
-			if o.Precision, _, err = prec.use(cmd.ErrOrStderr(), cfg, "native"); err != nil {
-				return err
-=======
 			specs, err := parseBenchSpecs(configs, o.Batch)
 			if err != nil {
 				return err
@@ -104,7 +100,6 @@ torch side reads n/a.
 			}
 			if len(specs) == 0 {
 				specs = []benchSpec{{file: cf.file, batch: o.Batch}}
->>>>>>> bench
 			}
 			if o.Python == "auto" {
 				o.Python = bench.TorchPython()

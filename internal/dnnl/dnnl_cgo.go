@@ -278,3 +278,63 @@ func RoundBF16(x, y []float32) {
 		C.dn_f32_to_bf16_round(cptr(x), cptr(y), C.long(n))
 	}
 }
+
+// MeasurePeak times a large bf16 convolution (16 images of 128×32×32, 3×3
+// → 128, NHWC: one of the shapes where oneDNN's AMX kernels reach their
+// best) on threads goroutines at once, each with its own convolution on one
+// thread, for about budget seconds, and returns the total GFLOP/s (nominal
+// 2·N·O·C·9·H·W per call) and the kernel's name.
+func MeasurePeak(threads int, budget float64) (gflops float64, kernel string, err error) {
+	threads = max(threads, 1)
+	s := Shape{N: 16, C: 128, H: 32, W: 32, O: 128, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true, NHWC: true}
+	flop := 2.0 * float64(s.N*s.O*s.C*9*s.H*s.W)
+	convs := make([]*Conv, threads)
+	for i := range convs {
+		if convs[i], err = NewConv(s, 1); err != nil {
+			return 0, "", err
+		}
+	}
+	x := make([]float32, s.N*s.C*s.H*s.W)
+	for i := range x {
+		x[i] = float32(i%17) / 17
+	}
+	w := make([]float32, s.O*s.C*9)
+	for i := range w {
+		w[i] = float32(i%13) / 130
+	}
+	b := make([]float32, s.O)
+	ys := make([][]float32, threads)
+	for i := range ys {
+		ys[i] = make([]float32, s.N*s.O*s.H*s.W)
+	}
+	run := func(iters int) (float64, error) {
+		var wg sync.WaitGroup
+		errs := make([]error, threads)
+		start := nowSeconds()
+		for i := 0; i < threads; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				for k := 0; k < iters && errs[i] == nil; k++ {
+					errs[i] = convs[i].Forward(i, x, w, b, ys[i])
+				}
+			}(i)
+		}
+		wg.Wait()
+		return nowSeconds() - start, firstErr(errs...)
+	}
+	if _, err := run(2); err != nil { // warm up: JIT, pages, AMX state
+		return 0, "", err
+	}
+	iters := 4
+	for {
+		d, err := run(iters)
+		if err != nil {
+			return 0, "", err
+		}
+		if d >= budget || iters >= 1<<12 {
+			return flop * float64(iters*threads) / d / 1e9, convs[0].Impl(Forward), nil
+		}
+		iters *= 2
+	}
+}

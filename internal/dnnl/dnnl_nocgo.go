@@ -69,3 +69,6 @@ func RoundBF16(x, y []float32) {
 		y[i] = math.Float32frombits(u &^ 0xffff)
 	}
 }
+
+// MeasurePeak returns an error in this build.
+func MeasurePeak(threads int, budget float64) (float64, string, error) { return 0, "", errNo }
