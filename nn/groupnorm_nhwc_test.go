@@ -77,7 +77,7 @@ func buildGN(nhwc, silu bool, groups int) builder {
 	}
 }
 
-var nhwcCases = []struct {
+var gnNHWCCases = []struct {
 	shape  []int // NHWC
 	groups int
 }{
@@ -100,7 +100,7 @@ var nhwcCases = []struct {
 // error (to the tensor's largest magnitude) below 1e-12 in float64 and 1e-5
 // in float32.
 func TestGroupNormNHWCMatchesNCHW(t *testing.T) {
-	for i, tc := range nhwcCases {
+	for i, tc := range gnNHWCCases {
 		for _, silu := range []bool{false, true} {
 			for _, f32 := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%v_g%d_silu%v_f32%v", tc.shape, tc.groups, silu, f32), func(t *testing.T) {
@@ -117,7 +117,7 @@ func TestGroupNormNHWCMatchesNCHW(t *testing.T) {
 						x, gamma, beta, r = toF32(x), toF32(gamma), toF32(beta), toF32(r)
 						tol = 1e-5
 					}
-					compareNHWC(t, x, gamma, beta, r, tc.groups, silu, tol)
+					compareGNNHWC(t, x, gamma, beta, r, tc.groups, silu, tol)
 				})
 			}
 		}
@@ -135,13 +135,13 @@ func TestGroupNormNHWCLargeMean(t *testing.T) {
 	}
 	gamma, beta, r := randDense(rng, 1, 16), randDense(rng, 1, 16), randDense(rng, 1, shape...)
 	for _, silu := range []bool{false, true} {
-		compareNHWC(t, x, gamma, beta, r, 4, silu, 1e-9)
+		compareGNNHWC(t, x, gamma, beta, r, 4, silu, 1e-9)
 	}
 }
 
-// compareNHWC runs the NHWC op on x and the NCHW op on its transpose (loss
+// compareGNNHWC runs the NHWC op on x and the NCHW op on its transpose (loss
 // Σ out⊙r) and compares the outputs and the gradients.
-func compareNHWC(t *testing.T, x, gamma, beta, r *tensor.Dense, groups int, silu bool, tol float64) {
+func compareGNNHWC(t *testing.T, x, gamma, beta, r *tensor.Dense, groups int, silu bool, tol float64) {
 	t.Helper()
 	shape := x.Shape().Clone()
 	runH, _ := graphRun(t, []*tensor.Dense{x, gamma, beta}, r, buildGN(true, silu, groups))
