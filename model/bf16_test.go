@@ -77,6 +77,31 @@ func TestBF16MatchesFP32(t *testing.T) {
 	if d := relDiff(tensors.F32(f16), tensors.F32(e16)); d != 0 {
 		t.Errorf("bf16 Eps and EpsVJP's ε differ (relative %.2e), want the same bits", d)
 	}
+	// The pullback in bf16: one forward, then two cotangents, each equal to
+	// EpsVJP's bits (the second must not reuse the first's bf16 gradient).
+	v2 := tensors.Randn(rng, n, cfg.InChannels, cfg.ImageSize, cfg.ImageSize)
+	_, j2, err := u.EpsVJP(x, ts, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe, pull, err := u.EpsPullback(x, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := relDiff(tensors.F32(pe), tensors.F32(e16)); d != 0 {
+		t.Errorf("bf16 pullback ε differs from EpsVJP's (relative %.2e)", d)
+	}
+	for i, c := range []struct{ v, want []float32 }{{tensors.F32(v), tensors.F32(j16)}, {tensors.F32(v2), tensors.F32(j2)}} {
+		vv := tensors.Clone(v)
+		copy(tensors.F32(vv), c.v)
+		got, err := pull(vv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := relDiff(tensors.F32(got), c.want); d != 0 {
+			t.Errorf("bf16 pullback cotangent %d differs from EpsVJP (relative %.2e)", i, d)
+		}
+	}
 	// back to fp32: the original bits
 	if err := u.SetPrecision(nn.FP32); err != nil {
 		t.Fatal(err)

@@ -91,7 +91,9 @@ func (b *bf16Conv) backwardData(w, dy, dx []float32) error {
 }
 
 // backwardWeights computes dw from (x, dy), summing the chunks' parts in
-// chunk order (the same bits on every run).
+// chunk order (the same bits on every run). The chunks read the bf16 copy
+// of x their forward pass kept, and the bf16 dy that backward data
+// converted when it ran first (see dnnl.Conv.BackwardWeights).
 func (b *bf16Conv) backwardWeights(x, dy, dw []float32) error {
 	if err := b.init(); err != nil {
 		return err

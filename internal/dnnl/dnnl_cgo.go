@@ -244,7 +244,13 @@ func (c *Conv) BackwardData(slot int, w, dy, dx []float32) error {
 }
 
 // BackwardWeights writes dw = Σ_images dy ⋆ x (OIHW, overwritten) in arena
-// slot slot. With x nil it uses the bf16 input the last Forward kept.
+// slot slot. It reads x from the bf16 copy the last Forward kept; x is
+// converted only when no Forward ran (nil is then an error).
+//
+// BackwardData and BackwardWeights called one after the other, with no
+// Forward between, convert dy once: the second reuses the first's bf16
+// copy, so they must be given the same dy (a graph's two backward ops of
+// one convolution are). A second BackwardData never reuses the first's.
 func (c *Conv) BackwardWeights(slot int, x, dy, dw []float32) error {
 	s := c.s
 	oh, ow := s.Out()

@@ -99,6 +99,13 @@ typedef struct dn_conv {
 	int have_bwd_d, have_bwd_w;
 	void* xb;       // the forward's bf16 input, kept for backward weights
 	int xb_valid;
+	// dyb is the bf16 output gradient, kept from one backward pass to the
+	// other: dy_pending says which pass may reuse it (DN_BWD_W after
+	// backward data converted it, DN_BWD_D after backward weights, -1 none),
+	// once; the forward pass clears it. Repeated backward-data passes (a
+	// pullback's several cotangents) never reuse each other's.
+	void* dyb;
+	int dy_pending;
 	dnnl_memory_t m_xu, m_yu, m_wu, m_b, m_xb, m_yf, m_wf, m_scr;
 	dnnl_memory_t m_dyu, m_dxu, m_dyb, m_dxf, m_wd, m_dwu, m_dwb;
 	char errbuf[256];
@@ -197,6 +204,7 @@ static dn_conv* dn_conv_new(int n, int c, int h, int w, int o, int kh, int kw, i
 	if (!cv) { *err = strdup("out of memory"); return NULL; }
 	cv->n = n; cv->c = c; cv->h = h; cv->w = w; cv->o = o; cv->kh = kh; cv->kw = kw;
 	cv->stride = stride; cv->pad = pad; cv->bias = bias; cv->threads = threads; cv->nhwc = nhwc;
+	cv->dy_pending = -1;
 	cv->oh = (h + 2 * pad - kh) / stride + 1;
 	cv->ow = (w + 2 * pad - kw) / stride + 1;
 	dn_threads(threads);
@@ -210,6 +218,11 @@ static size_t dn_align(size_t n) { return (n + 63) & ~(size_t)63; }
 
 static const char* dn_init_bwd_d(dn_conv* cv) {
 	if (cv->have_bwd_d) return NULL;
+	// oneDNN sizes a primitive's thread partition when it is created: with
+	// the calling thread's team size, which must be the one it runs with
+	// (else the partition, and the bits of its sums, depend on which OS
+	// thread happened to build it).
+	dn_threads(cv->threads);
 	dnnl_dims_t strides = {cv->stride, cv->stride}, pads = {cv->pad, cv->pad};
 	dnnl_dims_t pad_r = {(cv->oh - 1) * cv->stride + cv->kh - cv->h - cv->pad, (cv->ow - 1) * cv->stride + cv->kw - cv->w - cv->pad};
 	dnnl_memory_desc_t w_any = dn_md4(cv->o, cv->c, cv->kh, cv->kw, dnnl_bf16, dnnl_format_tag_any);
@@ -235,6 +248,7 @@ static const char* dn_init_bwd_d(dn_conv* cv) {
 
 static const char* dn_init_bwd_w(dn_conv* cv) {
 	if (cv->have_bwd_w) return NULL;
+	dn_threads(cv->threads);
 	dnnl_dims_t strides = {cv->stride, cv->stride}, pads = {cv->pad, cv->pad};
 	dnnl_dims_t pad_r = {(cv->oh - 1) * cv->stride + cv->kh - cv->h - cv->pad, (cv->ow - 1) * cv->stride + cv->kw - cv->w - cv->pad};
 	dnnl_memory_desc_t w_any = dn_md4(cv->o, cv->c, cv->kh, cv->kw, dnnl_f32, dnnl_format_tag_any);
@@ -265,9 +279,9 @@ static size_t dn_conv_arena(dn_conv* cv, int which) {
 	case DN_FWD:
 		return dn_align(p_dnnl_memory_desc_get_size(&cv->y_f)) + dn_align(p_dnnl_memory_desc_get_size(&cv->wf_md)) + dn_align(scr);
 	case DN_BWD_D:
-		return dn_align(p_dnnl_memory_desc_get_size(&cv->dy_bf)) + dn_align(p_dnnl_memory_desc_get_size(&cv->dx_f)) + dn_align(p_dnnl_memory_desc_get_size(&cv->wd_md)) + dn_align(scr);
+		return dn_align(p_dnnl_memory_desc_get_size(&cv->dx_f)) + dn_align(p_dnnl_memory_desc_get_size(&cv->wd_md)) + dn_align(scr);
 	default:
-		return dn_align(p_dnnl_memory_desc_get_size(&cv->dy_bf)) + dn_align(p_dnnl_memory_desc_get_size(&cv->dw_md)) + dn_align(scr);
+		return dn_align(p_dnnl_memory_desc_get_size(&cv->dw_md)) + dn_align(scr);
 	}
 }
 
@@ -296,6 +310,7 @@ static const char* dn_conv_fwd(dn_conv* cv, const float* x, const float* w, cons
 	p_dnnl_memory_set_data_handle(cv->m_yf, cv->nhwc ? (void*)y : (void*)yf);
 	p_dnnl_memory_set_data_handle(cv->m_wf, wf);
 	cv->xb_valid = 0;
+	cv->dy_pending = -1;
 	if ((e = dn_reorder_run(cv, &cv->r_x, cv->m_xu, cv->m_xb, scr))) return e;
 	if ((e = dn_reorder_run(cv, &cv->r_wf, cv->m_wu, cv->m_wf, scr))) return e;
 	dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, cv->m_xb}, {DNNL_ARG_WEIGHTS, cv->m_wf}, {DNNL_ARG_DST, cv->m_yf}};
@@ -313,20 +328,34 @@ static const char* dn_conv_fwd(dn_conv* cv, const float* x, const float* w, cons
 	return NULL;
 }
 
+// dn_keep_dyb allocates the kept bf16 output gradient on first use.
+static const char* dn_keep_dyb(dn_conv* cv) {
+	if (!cv->dyb) {
+		cv->dyb = malloc(p_dnnl_memory_desc_get_size(&cv->dy_bf));
+		if (!cv->dyb) return "out of memory for the bf16 output gradient";
+		p_dnnl_memory_set_data_handle(cv->m_dyb, cv->dyb);
+	}
+	return NULL;
+}
+
 static const char* dn_conv_bwd_data(dn_conv* cv, const float* w, const float* dy, float* dx, char* arena) {
 	dn_threads(cv->threads);
-	char* dyb = arena;
-	char* dxf = dyb + dn_align(p_dnnl_memory_desc_get_size(&cv->dy_bf));
+	char* dxf = arena;
 	char* wd = dxf + dn_align(p_dnnl_memory_desc_get_size(&cv->dx_f));
 	char* scr = wd + dn_align(p_dnnl_memory_desc_get_size(&cv->wd_md));
 	const char* e;
 	p_dnnl_memory_set_data_handle(cv->m_dyu, (void*)dy);
 	p_dnnl_memory_set_data_handle(cv->m_wu, (void*)w);
 	p_dnnl_memory_set_data_handle(cv->m_dxu, dx);
-	p_dnnl_memory_set_data_handle(cv->m_dyb, dyb);
+	if ((e = dn_keep_dyb(cv))) return e;
 	p_dnnl_memory_set_data_handle(cv->m_dxf, cv->nhwc ? (void*)dx : (void*)dxf);
 	p_dnnl_memory_set_data_handle(cv->m_wd, wd);
-	if ((e = dn_reorder_run(cv, &cv->r_dy, cv->m_dyu, cv->m_dyb, scr))) return e;
+	if (cv->dy_pending == DN_BWD_D) {
+		cv->dy_pending = -1;
+	} else {
+		if ((e = dn_reorder_run(cv, &cv->r_dy, cv->m_dyu, cv->m_dyb, scr))) return e;
+		cv->dy_pending = DN_BWD_W;
+	}
 	if ((e = dn_reorder_run(cv, &cv->r_wd, cv->m_wu, cv->m_wd, scr))) return e;
 	dnnl_exec_arg_t a[4] = {{DNNL_ARG_DIFF_DST, cv->m_dyb}, {DNNL_ARG_WEIGHTS, cv->m_wd}, {DNNL_ARG_DIFF_SRC, cv->m_dxf}};
 	if ((e = dn_run(cv, &cv->bwd_d, 3, a, scr, "backward-data convolution"))) return e;
@@ -337,20 +366,24 @@ static const char* dn_conv_bwd_data(dn_conv* cv, const float* w, const float* dy
 
 static const char* dn_conv_bwd_weights(dn_conv* cv, const float* x, const float* dy, float* dw, char* arena) {
 	dn_threads(cv->threads);
-	char* dyb = arena;
-	char* dwb = dyb + dn_align(p_dnnl_memory_desc_get_size(&cv->dy_bf));
+	char* dwb = arena;
 	char* scr = dwb + dn_align(p_dnnl_memory_desc_get_size(&cv->dw_md));
 	const char* e;
-	if (x != NULL || !cv->xb_valid) {
+	if (!cv->xb_valid) {
 		if (x == NULL) return "backward weights: no input and no forward copy of it";
 		p_dnnl_memory_set_data_handle(cv->m_xu, (void*)x);
 		if ((e = dn_reorder_run(cv, &cv->r_x, cv->m_xu, cv->m_xb, scr))) return e;
 	}
 	p_dnnl_memory_set_data_handle(cv->m_dyu, (void*)dy);
-	p_dnnl_memory_set_data_handle(cv->m_dyb, dyb);
+	if ((e = dn_keep_dyb(cv))) return e;
 	p_dnnl_memory_set_data_handle(cv->m_dwb, dwb);
 	p_dnnl_memory_set_data_handle(cv->m_dwu, dw);
-	if ((e = dn_reorder_run(cv, &cv->r_dy, cv->m_dyu, cv->m_dyb, scr))) return e;
+	if (cv->dy_pending == DN_BWD_W) {
+		cv->dy_pending = -1;
+	} else {
+		if ((e = dn_reorder_run(cv, &cv->r_dy, cv->m_dyu, cv->m_dyb, scr))) return e;
+		cv->dy_pending = DN_BWD_D;
+	}
 	dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, cv->m_xb}, {DNNL_ARG_DIFF_DST, cv->m_dyb}, {DNNL_ARG_DIFF_WEIGHTS, cv->m_dwb}};
 	if ((e = dn_run(cv, &cv->bwd_w, 3, a, scr, "backward-weights convolution"))) return e;
 	if ((e = dn_reorder_run(cv, &cv->r_dw, cv->m_dwb, cv->m_dwu, scr))) return e;
@@ -378,5 +411,6 @@ static void dn_conv_free(dn_conv* cv) {
 	if (cv->fwd_pd) p_dnnl_primitive_desc_destroy(cv->fwd_pd);
 	if (cv->st) p_dnnl_stream_destroy(cv->st);
 	free(cv->xb);
+	free(cv->dyb);
 	free(cv);
 }
