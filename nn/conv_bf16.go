@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 
@@ -14,6 +15,11 @@ import (
 // into one chunk per worker, each with its own oneDNN convolution run on
 // one thread (measured: oneDNN's OpenMP threads collapse when the other core
 // is busy), and the chunks run in parallel goroutines.
+// dnnlOneCall runs each bf16 convolution as one oneDNN call on GOMAXPROCS
+// OpenMP threads instead of one single-threaded call per batch chunk
+// (DIFFINV_DNNL_THREADING=omp; for measuring the two, see BENCHMARKS.md).
+var dnnlOneCall = os.Getenv("DIFFINV_DNNL_THREADING") == "omp"
+
 type bf16Conv struct {
 	geom   *convGeom
 	nhwc   bool // activations are N×H×W×C (Conv2dNHWC)
@@ -30,6 +36,9 @@ func (b *bf16Conv) init() error {
 		nw := workers(g.n)
 		if g.maxWorkers > 0 {
 			nw = max(1, min(nw, g.maxWorkers))
+		}
+		if dnnlOneCall {
+			nw = 1 // one oneDNN call on GOMAXPROCS OpenMP threads
 		}
 		threads := max(1, runtime.GOMAXPROCS(0)/nw)
 		for i := 0; i < nw; i++ {
