@@ -46,6 +46,10 @@ type Cell struct {
 	Method Method
 	// Sweep lists this cell's value of every sweep axis, in SweepKeys order.
 	Sweep []SweepValue
+	// Precision is the network's arithmetic the cell runs in (fp32 or
+	// bf16; "" is fp32). bf16 enters the identity; fp32 does not, so cells
+	// computed before the setting existed keep their IDs.
+	Precision string
 	// Seed seeds every random draw of the cell.
 	Seed int64
 	// Metrics are the metric names to compute.
@@ -114,6 +118,7 @@ func (e *Experiment) Cells() ([]Cell, error) {
 						Method:           Method{Name: m.Name, Label: m.Label, Set: cloneSet(m.Set)},
 						Sweep:            p,
 						Seed:             seed,
+						Precision:        e.RunPrecision,
 						Metrics:          append([]string(nil), e.Metrics...),
 						GridImages:       min(e.GridImages(), e.Dataset.N),
 					}
@@ -179,6 +184,9 @@ func cellID(c Cell) string {
 	writeSet("task", c.Task.Name, c.Task.Set)
 	writeSet("method", c.Method.Name, c.Method.Set)
 	fmt.Fprintf(&b, "seed=%d\n", c.Seed)
+	if c.Precision != "" && c.Precision != "fp32" {
+		fmt.Fprintf(&b, "precision=%s\n", c.Precision)
+	}
 	h := sha256.Sum256([]byte(b.String()))
 	return fmt.Sprintf("%s_%s_s%d_%s", slug(c.Task.Name), slug(c.Method.Name), c.Seed, hex.EncodeToString(h[:6]))
 }

@@ -77,6 +77,15 @@ type Experiment struct {
 	// Exclude lists (task, method) pairs not to run, e.g. a method that
 	// needs an SVD on a task whose operator has none; the table shows "–".
 	Exclude []Exclusion `yaml:"exclude"`
+	// Precision is what the network computes in: auto (the default: bf16
+	// where the CPU and oneDNN allow it, else fp32), bf16 or fp32. A
+	// --precision flag wins over it. The committed paper tables pin fp32,
+	// the precision they were computed in.
+	Precision string `yaml:"precision"`
+	// RunPrecision is the precision the cells run in, resolved by the
+	// caller (fp32 or bf16; "" counts as fp32); bf16 cells have their own
+	// identity, so a table never mixes the two.
+	RunPrecision string `yaml:"-"`
 	// BestOf names a per-image metric (e.g. psnr): table.md then also
 	// reports every per-image metric with, for each image, the seed that
 	// scored best on it (the DPS paper's "best of 4" for phase retrieval).
@@ -604,6 +613,11 @@ func (e *Experiment) SweepKeys() []string {
 func (e *Experiment) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	switch e.Precision {
+	case "", "auto", "bf16", "fp32":
+	default:
+		add("precision %q: want one of auto, bf16, fp32", e.Precision)
+	}
 	for i, x := range e.Exclude {
 		okT, okM := false, false
 		for _, t := range e.Tasks {

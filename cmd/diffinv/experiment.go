@@ -58,6 +58,27 @@ between the cell's reconstructions and the whole MNIST test set.`,
 			if err != nil {
 				return err
 			}
+			// The precision: --precision, else the file's, else
+			// engine.precision (DIFFINV_ENGINE_PRECISION), else auto; the
+			// resolved one is part of every bf16 cell's identity.
+			setting := prec.value
+			if setting == "" {
+				setting = exp.Precision
+			}
+			if setting == "" {
+				setting = os.Getenv("DIFFINV_ENGINE_PRECISION")
+			}
+			if setting != "" && setting != prec.value {
+				prec.value = setting
+				if err := prec.check(); err != nil {
+					return fmt.Errorf("experiment %s: %w", args[0], err)
+				}
+			}
+			p, _, err := resolvePrecision(setting, "native")
+			if err != nil {
+				return fmt.Errorf("%s: %w", prec.source(setting), err)
+			}
+			exp.RunPrecision = p.String()
 			r := &cellRunner{tasksDir: tasksDir, classifierPath: classifier, nets: map[string]*loadedNet{},
 				prec: &prec, log: cmd.ErrOrStderr()}
 			if dryRun {
