@@ -157,15 +157,43 @@ type Result struct {
 	DiffinvThread int
 }
 
-// engine is one diffinv precision's timed functions.
+// engine is one diffinv precision's timed functions. Its graphs are built
+// by open and dropped by close, so that only one precision's graphs are in
+// memory at a time (the CelebA 64 UNet's fp32 graphs at batch 16 take about
+// 6 GB: both precisions' at once ran a 24 GB machine out of memory).
 type engine struct {
 	prec string
 	figs map[string]func() error
+	net  *model.UNet
+	open func() error // builds figs
 }
 
-// newEngine builds the train step (TrainGraph and Adam on net's own
-// parameters), eps and eps_vjp of net on the given inputs.
+// close drops the engine's graphs (the next open builds them again) and
+// returns their memory, the oneDNN convolutions' C buffers included (freed
+// by finalizers, hence the collections).
+func (e *engine) close() {
+	e.figs = nil
+	e.net.ReleaseGraphs()
+	runtime.GC()
+	runtime.GC()
+}
+
+// newEngine returns the train step (TrainGraph and Adam on net's own
+// parameters), eps and eps_vjp of net on the given inputs, built by open.
 func newEngine(prec string, net *model.UNet, x, v, target *tensor.Dense, t []int, seed int64) (*engine, error) {
+	e := &engine{prec: prec, net: net}
+	e.open = func() error {
+		if e.figs != nil {
+			return nil
+		}
+		f, err := engineFigures(net, x, v, target, t, seed)
+		e.figs = f
+		return err
+	}
+	return e, e.open()
+}
+
+func engineFigures(net *model.UNet, x, v, target *tensor.Dense, t []int, seed int64) (map[string]func() error, error) {
 	tg, err := net.NewTrainGraph(len(t), rand.New(rand.NewSource(seed)))
 	if err != nil {
 		return nil, err
@@ -196,11 +224,11 @@ func newEngine(prec string, net *model.UNet, x, v, target *tensor.Dense, t []int
 		}
 		return adam.Update(1e-4, params, grads)
 	}
-	return &engine{prec: prec, figs: map[string]func() error{
+	return map[string]func() error{
 		"train_step": trainStep,
 		"eps":        func() error { _, err := net.Eps(x, t); return err },
 		"eps_vjp":    func() error { _, _, err := net.EpsVJP(x, t, v); return err },
-	}}, nil
+	}, nil
 }
 
 // normalise checks a list against the allowed values and returns it, or
@@ -309,6 +337,13 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 				}
 				e = bf16
 			}
+			if err := e.open(); err != nil {
+				if e == bf16 {
+					res.BF16Err = err.Error()
+					continue
+				}
+				return nil, err
+			}
 			for _, fig := range FigureNames {
 				if err := ctx.Err(); err != nil {
 					return nil, err
@@ -327,6 +362,7 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 					res.DiffinvRSS = peakRSS()
 				}
 			}
+			e.close()
 		}
 		if o.Python != "" && res.TorchErr == nil {
 			a := torchArgs{precisions: precs, formats: formats, iters: o.Iters, warmup: o.Warmup}
@@ -369,6 +405,15 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 	const allocSteps = 3
+	if err := fp32.open(); err != nil {
+		return nil, err
+	}
+	defer fp32.close()
+	if err := fp32.figs["train_step"](); err != nil { // the graphs' first run allocates
+		return nil, err
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
 	for i := 0; i < allocSteps; i++ {
 		if err := fp32.figs["train_step"](); err != nil {
 			return nil, err

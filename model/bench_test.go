@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -15,8 +16,16 @@ import (
 	"github.com/diffinv/diffinv/tensors"
 )
 
-// benchBatch is the batch of the speed benchmarks (the figure).
-const benchBatch = 64
+// benchBatch is the batch of the speed benchmarks (the figure;
+// DIFFINV_BENCH_BATCH overrides it).
+var benchBatch = envInt("DIFFINV_BENCH_BATCH", 64)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
 
 // benchModel builds config.Default().Model (the MNIST model) with random
 // weights and a batch of inputs.
@@ -32,10 +41,18 @@ func benchModel(b *testing.B) (*UNet, []int) {
 }
 
 // benchModelFP32 is benchModel in float32 (DIFFINV_BENCH_PRECISION=bf16
-// makes benchModel run in bf16).
+// makes benchModel run in bf16; DIFFINV_BENCH_CONFIG=celeba64 builds
+// configs/celeba64.yaml's UNet, at DIFFINV_BENCH_BATCH images).
 func benchModelFP32(b *testing.B) (*UNet, []int) {
 	b.Helper()
 	cfg := config.Default().Model
+	if os.Getenv("DIFFINV_BENCH_CONFIG") == "celeba64" {
+		c, err := config.Load(config.Sources{File: "../configs/celeba64.yaml"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg = c.Model
+	}
 	rng := rand.New(rand.NewSource(1))
 	u, err := New(cfg, rng)
 	if err != nil {

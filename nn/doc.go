@@ -75,6 +75,25 @@
 // sizes); others use im2col, 1×1 ones a single GEMM on the input.
 // BenchmarkConv2d and BenchmarkOps time each op at MNIST-UNet sizes.
 //
+// Precision (precision.go): FP32 or BF16; ResolvePrecision("auto" | "bf16"
+// | "fp32") says which runs here and why; BF16Available. In bf16,
+// convolutions run on oneDNN's AMX kernels (package internal/dnnl) with
+// bf16 inputs and weights and float32 accumulation; everything else stays
+// float32. The bf16 UNet keeps activations channels-last, with these ops:
+//
+//	Conv2dPrec(x, w, b *G.Node, stride, pad int, p Precision) (*G.Node, error)
+//	    Conv2d in precision p (NCHW; bf16 reorders to NHWC inside each call).
+//	Conv2dNHWC(x, w, b *G.Node, stride, pad int) (*G.Node, error)
+//	    x N×H×W×C, w O×C×KH×KW, out N×OH×OW×O; bf16 on oneDNN without any
+//	    reorder of the activations (float64 values: the GEMM path on copies).
+//	ToNHWC(x), ToNCHW(x)                     N×C×H×W ↔ N×H×W×C
+//	GroupNormNHWC, GroupNormSiLUNHWC         as GroupNorm(SiLU), channels last
+//	Upsample2xNHWC, AvgPool2xNHWC, Pad2dNHWC, ConcatNHWC, AddChannelNHWC,
+//	ScaleShiftNHWC                           as their NCHW forms, channels last
+//
+// Each channels-last op is tested equal to its NCHW form through the
+// transpositions (outputs and gradients), and gradient-checked in float64.
+//
 //	ConvStats(g *G.ExprGraph) (flop float64, elapsed time.Duration)
 //	ConvStatsByPass(g *G.ExprGraph) [3]ConvStat  // by ConvPass: forward, backward-data, backward-weights
 //	ResetConvStats(g *G.ExprGraph)
