@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -55,7 +56,13 @@ func load() {
 		if cpu.X86.HasAMXBF16 && isa >= int(C.dnnl_cpu_isa_avx512_core_amx) {
 			units = "AMX-BF16"
 		}
-		lib.why = fmt.Sprintf("oneDNN 2.x bf16 convolutions on %s, one thread per call, the batch split over %d goroutines", units, runtime.GOMAXPROCS(0))
+		var ver [32]C.char
+		C.dn_version(&ver[0], C.int(len(ver)))
+		lib.why = fmt.Sprintf("oneDNN %s bf16 convolutions (brgconv/jit avx512_core_amx_bf16 kernels) on %s, one thread per call, the batch split over %d goroutines",
+			C.GoString(&ver[0]), units, runtime.GOMAXPROCS(0))
+		if units != "AMX-BF16" {
+			lib.why = strings.Replace(lib.why, "avx512_core_amx_bf16", "avx512_core_bf16", 1)
+		}
 	})
 }
 

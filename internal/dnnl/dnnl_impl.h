@@ -32,7 +32,8 @@
 	X(dnnl_status_t, dnnl_memory_create, (dnnl_memory_t*, const dnnl_memory_desc_t*, dnnl_engine_t, void*)) \
 	X(dnnl_status_t, dnnl_memory_set_data_handle, (dnnl_memory_t, void*)) \
 	X(dnnl_status_t, dnnl_memory_destroy, (dnnl_memory_t)) \
-	X(dnnl_cpu_isa_t, dnnl_get_effective_cpu_isa, (void))
+	X(dnnl_cpu_isa_t, dnnl_get_effective_cpu_isa, (void)) \
+	X(const dnnl_version_t*, dnnl_version, (void))
 
 #define DN_PTR(ret, name, args) static ret(*p_##name) args;
 DN_FUNCS(DN_PTR)
@@ -57,6 +58,12 @@ static const char* dn_load(void) {
 }
 
 static int dn_isa(void) { return (int)p_dnnl_get_effective_cpu_isa(); }
+
+// dn_version writes oneDNN's version into buf.
+static void dn_version(char* buf, int n) {
+	const dnnl_version_t* v = p_dnnl_version();
+	snprintf(buf, n, "%d.%d.%d", v->major, v->minor, v->patch);
+}
 
 // dn_threads sets the calling thread's OpenMP team size: oneDNN reads it
 // when it creates and when it runs a primitive.
