@@ -60,6 +60,57 @@ func (g *convGeom) String() string {
 	return fmt.Sprintf("x%v w%v s%d p%d", g.xShape, g.wShape, g.stride, g.pad)
 }
 
+// convGeomOf checks a convolution's arguments (x N×C×H×W, or N×H×W×C
+// with nhwc; w O×C×KH×KW; b O or nil) and returns its geometry, with the
+// NCHW shapes the GEMM kernels use, and the op's inputs.
+func convGeomOf(op string, x, w, b *G.Node, stride, pad int, nhwc bool) (convGeom, []*G.Node, error) {
+	var g convGeom
+	xs, err := shapeOf(op, "input", x, 4)
+	if err != nil {
+		return g, nil, err
+	}
+	ws, err := shapeOf(op, "weight", w, 4)
+	if err != nil {
+		return g, nil, err
+	}
+	ins := []*G.Node{x, w}
+	if b != nil {
+		bs, err := shapeOf(op, "bias", b, 1)
+		if err != nil {
+			return g, nil, err
+		}
+		if bs[0] != ws[0] {
+			return g, nil, fmt.Errorf("%s: bias %s has %d elements, want %d (the weight's output channels)", op, b.Name(), bs[0], ws[0])
+		}
+		ins = append(ins, b)
+	}
+	if _, err := sameDtype(op, ins...); err != nil {
+		return g, nil, err
+	}
+	if stride < 1 || pad < 0 {
+		return g, nil, fmt.Errorf("%s: stride %d, pad %d: want stride ≥ 1 and pad ≥ 0", op, stride, pad)
+	}
+	n, c, h, wd, axis := xs[0], xs[1], xs[2], xs[3], "channels"
+	if nhwc {
+		c, h, wd, axis = xs[3], xs[1], xs[2], "channels (last axis)"
+	}
+	if c != ws[1] {
+		return g, nil, fmt.Errorf("%s: input %s has %d %s, weight %s expects %d", op, x.Name(), c, axis, w.Name(), ws[1])
+	}
+	g = convGeom{n: n, c: c, h: h, w: wd, o: ws[0], kh: ws[2], kw: ws[3], stride: stride, pad: pad}
+	if g.h+2*pad < g.kh || g.w+2*pad < g.kw {
+		return g, nil, fmt.Errorf("%s: kernel %d×%d larger than the padded input %d×%d", op, g.kh, g.kw, g.h+2*pad, g.w+2*pad)
+	}
+	g.oh = (g.h+2*pad-g.kh)/stride + 1
+	g.ow = (g.w+2*pad-g.kw)/stride + 1
+	g.k, g.p = g.c*g.kh*g.kw, g.oh*g.ow
+	g.direct = g.kh == 1 && g.kw == 1 && stride == 1 && pad == 0
+	g.colBlock = colBlockBytes
+	g.xShape, g.wShape = tensor.Shape{g.n, g.c, g.h, g.w}, ws.Clone()
+	g.yShape = tensor.Shape{g.n, g.o, g.oh, g.ow}
+	return g, ins, nil
+}
+
 // Conv2d returns the cross-correlation of x (N×C×H×W) with w (O×C×KH×KW)
 // plus the bias b (O, or nil for none), with the given stride and zero
 // padding on every side: out is N×O×OH×OW with OH = (H+2·pad−KH)/stride+1,
@@ -81,45 +132,10 @@ func Conv2dPrec(x, w, b *G.Node, stride, pad int, prec Precision) (*G.Node, erro
 			return nil, fmt.Errorf("%s: bf16 cannot run here: %s", op, why)
 		}
 	}
-	xs, err := shapeOf(op, "input", x, 4)
+	g, ins, err := convGeomOf(op, x, w, b, stride, pad, false)
 	if err != nil {
 		return nil, err
 	}
-	ws, err := shapeOf(op, "weight", w, 4)
-	if err != nil {
-		return nil, err
-	}
-	ins := []*G.Node{x, w}
-	if b != nil {
-		bs, err := shapeOf(op, "bias", b, 1)
-		if err != nil {
-			return nil, err
-		}
-		if bs[0] != ws[0] {
-			return nil, fmt.Errorf("%s: bias %s has %d elements, want %d (the weight's output channels)", op, b.Name(), bs[0], ws[0])
-		}
-		ins = append(ins, b)
-	}
-	if _, err := sameDtype(op, ins...); err != nil {
-		return nil, err
-	}
-	if stride < 1 || pad < 0 {
-		return nil, fmt.Errorf("%s: stride %d, pad %d: want stride ≥ 1 and pad ≥ 0", op, stride, pad)
-	}
-	if xs[1] != ws[1] {
-		return nil, fmt.Errorf("%s: input %s has %d channels, weight %s expects %d", op, x.Name(), xs[1], w.Name(), ws[1])
-	}
-	g := convGeom{n: xs[0], c: xs[1], h: xs[2], w: xs[3], o: ws[0], kh: ws[2], kw: ws[3], stride: stride, pad: pad}
-	if g.h+2*pad < g.kh || g.w+2*pad < g.kw {
-		return nil, fmt.Errorf("%s: kernel %d×%d larger than the padded input %d×%d", op, g.kh, g.kw, g.h+2*pad, g.w+2*pad)
-	}
-	g.oh = (g.h+2*pad-g.kh)/stride + 1
-	g.ow = (g.w+2*pad-g.kw)/stride + 1
-	g.k, g.p = g.c*g.kh*g.kw, g.oh*g.ow
-	g.direct = g.kh == 1 && g.kw == 1 && stride == 1 && pad == 0
-	g.colBlock = colBlockBytes
-	g.xShape, g.wShape = xs.Clone(), ws.Clone()
-	g.yShape = tensor.Shape{g.n, g.o, g.oh, g.ow}
 	o := &convOp{geom: g, bias: b != nil}
 	name := fmt.Sprintf("Conv2d(%v bias=%v)", &g, b != nil)
 	if prec == BF16 {

@@ -20,46 +20,11 @@ func Conv2dNHWC(x, w, b *G.Node, stride, pad int) (*G.Node, error) {
 	if ok, why := BF16Available(); !ok {
 		return nil, fmt.Errorf("%s: needs bf16, which cannot run here: %s", op, why)
 	}
-	xs, err := shapeOf(op, "input", x, 4)
+	g, ins, err := convGeomOf(op, x, w, b, stride, pad, true)
 	if err != nil {
 		return nil, err
 	}
-	ws, err := shapeOf(op, "weight", w, 4)
-	if err != nil {
-		return nil, err
-	}
-	ins := []*G.Node{x, w}
-	if b != nil {
-		bs, err := shapeOf(op, "bias", b, 1)
-		if err != nil {
-			return nil, err
-		}
-		if bs[0] != ws[0] {
-			return nil, fmt.Errorf("%s: bias %s has %d elements, want %d (the weight's output channels)", op, b.Name(), bs[0], ws[0])
-		}
-		ins = append(ins, b)
-	}
-	if _, err := sameDtype(op, ins...); err != nil {
-		return nil, err
-	}
-	if stride < 1 || pad < 0 {
-		return nil, fmt.Errorf("%s: stride %d, pad %d: want stride ≥ 1 and pad ≥ 0", op, stride, pad)
-	}
-	if xs[3] != ws[1] {
-		return nil, fmt.Errorf("%s: input %s has %d channels (last axis), weight %s expects %d", op, x.Name(), xs[3], w.Name(), ws[1])
-	}
-	g := convGeom{n: xs[0], c: xs[3], h: xs[1], w: xs[2], o: ws[0], kh: ws[2], kw: ws[3], stride: stride, pad: pad}
-	if g.h+2*pad < g.kh || g.w+2*pad < g.kw {
-		return nil, fmt.Errorf("%s: kernel %d×%d larger than the padded input %d×%d", op, g.kh, g.kw, g.h+2*pad, g.w+2*pad)
-	}
-	g.oh = (g.h+2*pad-g.kh)/stride + 1
-	g.ow = (g.w+2*pad-g.kw)/stride + 1
-	g.k, g.p = g.c*g.kh*g.kw, g.oh*g.ow
-	g.direct = g.kh == 1 && g.kw == 1 && stride == 1 && pad == 0
-	g.colBlock = colBlockBytes
-	g.wShape = ws.Clone()
-	g.xShape = tensor.Shape{g.n, g.c, g.h, g.w} // the NCHW reference's shapes
-	g.yShape = tensor.Shape{g.n, g.o, g.oh, g.ow}
+	xs, ws := x.Shape(), g.wShape
 	o := &convNHWCOp{ref: &convOp{geom: g, bias: b != nil}}
 	o.ref.baseOp = baseOp{name: "Conv2dNHWC reference", arity: len(ins), shape: g.yShape}
 	o.geom = &o.ref.geom

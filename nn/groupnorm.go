@@ -25,19 +25,41 @@ func GroupNormSiLU(x, gamma, beta *G.Node, groups int, eps float64) (*G.Node, er
 }
 
 func groupNorm(op string, x, gamma, beta *G.Node, groups int, eps float64, silu bool) (*G.Node, error) {
+	xs, c, err := groupNormArgs(op, x, gamma, beta, groups, eps, false)
+	if err != nil {
+		return nil, err
+	}
+	o := &gnOp{n: xs[0], c: c, groups: groups, inner: xs.TotalSize() / (xs[0] * c), eps: eps, silu: silu, xShape: xs.Clone()}
+	o.baseOp = baseOp{name: fmt.Sprintf("GroupNorm(%v g=%d eps=%g silu=%v)", xs, groups, eps, silu), arity: 3, typ: fnType(len(xs), len(xs), 1, 1), shape: xs.Clone()}
+	return G.ApplyOp(o, x, gamma, beta)
+}
+
+// groupNormArgs checks a group norm's arguments and returns x's shape and
+// channel count: x N×C×… (channels on axis 1) or, with last, N×…×C.
+func groupNormArgs(op string, x, gamma, beta *G.Node, groups int, eps float64, last bool) (tensor.Shape, int, error) {
 	if x == nil {
-		return nil, fmt.Errorf("%s: input is nil", op)
+		return nil, 0, fmt.Errorf("%s: input is nil", op)
 	}
 	xs := x.Shape()
 	if len(xs) < 2 {
-		return nil, fmt.Errorf("%s: input %s has shape %v, want N×C×…", op, x.Name(), xs)
+		want := "N×C×…"
+		if last {
+			want = "N×…×C"
+		}
+		return nil, 0, fmt.Errorf("%s: input %s has shape %v, want %s", op, x.Name(), xs, want)
 	}
 	c := xs[1]
+	if last {
+		if xs.TotalSize() == 0 {
+			return nil, 0, fmt.Errorf("%s: input %s has shape %v, want no zero-sized axis", op, x.Name(), xs)
+		}
+		c = xs[len(xs)-1]
+	}
 	if groups < 1 || c%groups != 0 {
-		return nil, fmt.Errorf("%s: %d groups do not divide %d channels", op, groups, c)
+		return nil, 0, fmt.Errorf("%s: %d groups do not divide %d channels", op, groups, c)
 	}
 	if !(eps > 0) {
-		return nil, fmt.Errorf("%s: eps %g, want > 0", op, eps)
+		return nil, 0, fmt.Errorf("%s: eps %g, want > 0", op, eps)
 	}
 	for _, p := range []struct {
 		n    *G.Node
@@ -45,18 +67,16 @@ func groupNorm(op string, x, gamma, beta *G.Node, groups int, eps float64, silu 
 	}{{gamma, "gamma"}, {beta, "beta"}} {
 		s, err := shapeOf(op, p.what, p.n, 1)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if s[0] != c {
-			return nil, fmt.Errorf("%s: %s %s has %d elements, want %d channels", op, p.what, p.n.Name(), s[0], c)
+			return nil, 0, fmt.Errorf("%s: %s %s has %d elements, want %d channels", op, p.what, p.n.Name(), s[0], c)
 		}
 	}
 	if _, err := sameDtype(op, x, gamma, beta); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	o := &gnOp{n: xs[0], c: c, groups: groups, inner: xs.TotalSize() / (xs[0] * c), eps: eps, silu: silu, xShape: xs.Clone()}
-	o.baseOp = baseOp{name: fmt.Sprintf("GroupNorm(%v g=%d eps=%g silu=%v)", xs, groups, eps, silu), arity: 3, typ: fnType(len(xs), len(xs), 1, 1), shape: xs.Clone()}
-	return G.ApplyOp(o, x, gamma, beta)
+	return xs, c, nil
 }
 
 // gnOp is the forward group norm; it keeps each group's mean and 1/σ for

@@ -30,36 +30,8 @@ func GroupNormSiLUNHWC(x, gamma, beta *G.Node, groups int, eps float64) (*G.Node
 }
 
 func groupNormNHWC(op string, x, gamma, beta *G.Node, groups int, eps float64, silu bool) (*G.Node, error) {
-	if x == nil {
-		return nil, fmt.Errorf("%s: input is nil", op)
-	}
-	xs := x.Shape()
-	if len(xs) < 2 {
-		return nil, fmt.Errorf("%s: input %s has shape %v, want N×…×C", op, x.Name(), xs)
-	}
-	if xs.TotalSize() == 0 {
-		return nil, fmt.Errorf("%s: input %s has shape %v, want no zero-sized axis", op, x.Name(), xs)
-	}
-	c := xs[len(xs)-1]
-	if groups < 1 || c%groups != 0 {
-		return nil, fmt.Errorf("%s: %d groups do not divide %d channels", op, groups, c)
-	}
-	if !(eps > 0) {
-		return nil, fmt.Errorf("%s: eps %g, want > 0", op, eps)
-	}
-	for _, p := range []struct {
-		n    *G.Node
-		what string
-	}{{gamma, "gamma"}, {beta, "beta"}} {
-		s, err := shapeOf(op, p.what, p.n, 1)
-		if err != nil {
-			return nil, err
-		}
-		if s[0] != c {
-			return nil, fmt.Errorf("%s: %s %s has %d elements, want %d channels", op, p.what, p.n.Name(), s[0], c)
-		}
-	}
-	if _, err := sameDtype(op, x, gamma, beta); err != nil {
+	xs, c, err := groupNormArgs(op, x, gamma, beta, groups, eps, true)
+	if err != nil {
 		return nil, err
 	}
 	o := &gnNHWCOp{n: xs[0], pix: xs.TotalSize() / (xs[0] * c), c: c, groups: groups, eps: eps, silu: silu, xShape: xs.Clone()}
