@@ -231,11 +231,10 @@ func lastAxisSumRun[T float](o *lastAxisSumOp, x, y []T) {
 	parallel(o.rows, nw, func(wk, lo, hi int) {
 		acc := slice[float64](&o.acc, wk, o.c)
 		clear(acc)
-		for r := lo; r < hi; r++ {
-			row := x[r*o.c : (r+1)*o.c]
-			for j, v := range row {
-				acc[j] += float64(v)
-			}
+		if x32, ok := any(x).([]float32); ok {
+			colSumF32(x32[lo*o.c:hi*o.c], hi-lo, o.c, acc)
+		} else {
+			colSumGo(x[lo*o.c:hi*o.c], hi-lo, o.c, acc)
 		}
 		parts[wk] = acc
 	})
@@ -252,4 +251,14 @@ func (o *lastAxisSumOp) DiffWRT(int) []bool { return []bool{false} }
 
 func (o *lastAxisSumOp) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 	return nil, fmt.Errorf("nn.lastAxisSum: no second derivative")
+}
+
+// colSumGo adds the column sums of x (rows×c) to acc, row after row.
+func colSumGo[T float](x []T, rows, c int, acc []float64) {
+	for r := 0; r < rows; r++ {
+		row := x[r*c : (r+1)*c]
+		for j, v := range row {
+			acc[j] += float64(v)
+		}
+	}
 }

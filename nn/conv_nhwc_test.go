@@ -141,3 +141,48 @@ func TestLayoutRoundTrip(t *testing.T) {
 	}
 	gradCheck(t, rng, []*tensor.Dense{x}, func(ns []*G.Node) (*G.Node, error) { return ToNHWC(ns[0]) })
 }
+
+// TestCKernelsMatchGo: the C column sums and dropout loops give the Go
+// loops' bits (resume and goldens rely on it).
+func TestCKernelsMatchGo(t *testing.T) {
+	rng := rand.New(rand.NewSource(9))
+	const rows, c = 37, 45
+	x := make([]float32, rows*c)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	a, b := make([]float64, c), make([]float64, c)
+	colSumF32(x, rows, c, a)
+	colSumGo(x, rows, c, b)
+	for j := range a {
+		if a[j] != b[j] {
+			t.Fatalf("column %d: C %v, Go %v", j, a[j], b[j])
+		}
+	}
+	m1, m2 := make([]uint8, 1000), make([]uint8, 1000)
+	p := 0.3
+	thr := uint64(p * (1 << 53))
+	dropMask(m1, 3, 997, 12345, thr)
+	dropMaskGo(m2, 3, 997, 12345, thr)
+	kept := 0
+	for i := range m1 {
+		if m1[i] != m2[i] {
+			t.Fatalf("mask %d: C %d, Go %d", i, m1[i], m2[i])
+		}
+		kept += int(m1[i])
+	}
+	if kept < 600 || kept > 790 {
+		t.Errorf("%d of 994 kept at p = 0.3", kept)
+	}
+	y1, y2 := make([]float32, 1000), make([]float32, 1000)
+	x = x[:1000]
+	dropoutF32(x, y1, m1, 1/0.7)
+	for i := range x {
+		y2[i] = x[i] * float32(1/0.7) * float32(m1[i])
+	}
+	for i := range y1 {
+		if y1[i] != y2[i] {
+			t.Fatalf("dropout %d: C %v, Go %v", i, y1[i], y2[i])
+		}
+	}
+}

@@ -99,25 +99,33 @@ func (o *dropoutOp) drawMask(n int) {
 	}
 	seed := uint64(o.ctl.rng.Int63())
 	thr := uint64(o.ctl.p * (1 << 53))
-	parallel(n, elemWorkers(n), func(_, lo, hi int) {
-		for i := lo; i < hi; i++ {
-			z := seed + uint64(i+1)*0x9e3779b97f4a7c15
-			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-			z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-			z ^= z >> 31
-			if z>>11 < thr {
-				o.mask[i] = 0
-			} else {
-				o.mask[i] = 1
-			}
+	parallel(n, elemWorkers(n), func(_, lo, hi int) { dropMask(o.mask, lo, hi, seed, thr) })
+}
+
+// dropMaskGo fills mask[lo:hi]: element i is dropped when the top 53 bits
+// of splitmix64(seed + (i+1)·φ) are below thr (dropMask runs it in C).
+func dropMaskGo(mask []uint8, lo, hi int, seed, thr uint64) {
+	for i := lo; i < hi; i++ {
+		z := seed + uint64(i+1)*0x9e3779b97f4a7c15
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		if z>>11 < thr {
+			mask[i] = 0
+		} else {
+			mask[i] = 1
 		}
-	})
+	}
 }
 
 func dropoutRun[T float](x, y []T, mask []uint8, active bool, scale T) {
 	parallel(len(x), elemWorkers(len(x)), func(_, lo, hi int) {
 		if !active {
 			copy(y[lo:hi], x[lo:hi])
+			return
+		}
+		if x32, ok := any(x).([]float32); ok {
+			dropoutF32(x32[lo:hi], any(y).([]float32)[lo:hi], mask[lo:hi], float32(scale))
 			return
 		}
 		for i := lo; i < hi; i++ {

@@ -211,10 +211,63 @@ void dk_gn_bwd(const float* x, const float* gamma, const float* beta, const floa
 		}
 	}
 }
+
+// Column sums of a rows×c matrix into acc (float64), row after row: the
+// same sums in the same order as the Go loop of lastAxisSumRun.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void dk_colsum(const float* x, long rows, long c, double* acc) {
+	for (long r = 0; r < rows; r++) {
+		const float* row = x + r * c;
+		for (long j = 0; j < c; j++) acc[j] += (double)row[j];
+	}
+}
+
+// The dropout mask of elements [lo, hi): splitmix64 of seed and i+1, kept
+// when the top 53 bits are ≥ thr (the Go loop of dropoutOp.drawMask).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void dk_dropmask(unsigned char* mask, long lo, long hi, uint64_t seed, uint64_t thr) {
+	for (long i = lo; i < hi; i++) {
+		uint64_t z = seed + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL;
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		z ^= z >> 31;
+		mask[i] = (z >> 11) < thr ? 0 : 1;
+	}
+}
+
+// y = x·scale·mask, as (x·scale)·mask like the Go loop.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void dk_dropout(const float* x, float* y, const unsigned char* mask, long n, float scale) {
+	for (long i = 0; i < n; i++) y[i] = x[i] * scale * (float)mask[i];
+}
 */
 import "C"
 
 import "unsafe"
+
+// colSumF32 adds the column sums of x (rows×c) to acc.
+func colSumF32(x []float32, rows, c int, acc []float64) {
+	if rows == 0 || c == 0 {
+		return
+	}
+	C.dk_colsum(fp(x), C.long(rows), C.long(c), (*C.double)(unsafe.Pointer(&acc[0])))
+}
+
+// dropMask fills mask[lo:hi] (see dk_dropmask).
+func dropMask(mask []uint8, lo, hi int, seed, thr uint64) {
+	if hi <= lo {
+		return
+	}
+	C.dk_dropmask((*C.uchar)(unsafe.Pointer(&mask[0])), C.long(lo), C.long(hi), C.uint64_t(seed), C.uint64_t(thr))
+}
+
+// dropoutF32 writes y = x·scale·mask.
+func dropoutF32(x, y []float32, mask []uint8, scale float32) {
+	if len(x) == 0 {
+		return
+	}
+	C.dk_dropout(fp(x), fp(y), (*C.uchar)(unsafe.Pointer(&mask[0])), C.long(len(x)), C.float(scale))
+}
 
 // haveCKernels reports that the C kernels are compiled in.
 const haveCKernels = true

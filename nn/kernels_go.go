@@ -69,3 +69,13 @@ func softmaxBwdF32(w, dw []float32, r, c int) { softmaxBwdGo(w, dw, r, c) }
 func copy2F32(dst []float32, dplane, drow int, src []float32, splane, srow, c, h, w int) {
 	copy2Go(dst, dplane, drow, src, splane, srow, c, h, w)
 }
+
+func colSumF32(x []float32, rows, c int, acc []float64) { colSumGo(x, rows, c, acc) }
+
+func dropMask(mask []uint8, lo, hi int, seed, thr uint64) { dropMaskGo(mask, lo, hi, seed, thr) }
+
+func dropoutF32(x, y []float32, mask []uint8, scale float32) {
+	for i := range x {
+		y[i] = x[i] * scale * float32(mask[i])
+	}
+}
