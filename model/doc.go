@@ -13,6 +13,13 @@
 // once and returns ε with a function that runs only its backward part for
 // each v, so a guided step costs one forward pass (pullback.go).
 //
+// SetPrecision(nn.BF16) rebuilds the graphs in bf16 mixed precision: the
+// convolutions run on oneDNN's AMX kernels with float32 master weights and
+// accumulation, and the graph keeps its activations channels-last (N×H×W×C)
+// between a transposition of the input and one of the output, so that no
+// convolution reorders its activations (ops.go picks each op's layout).
+// Eps, EpsVJP and EpsPullback take and return NCHW float32 in both.
+//
 // Checkpoints are safetensors files (package checkpoint) holding the
 // parameters and, under the metadata key "config", the model config as JSON
 // with config.Model's YAML keys, so a checkpoint alone rebuilds its network.
