@@ -192,10 +192,20 @@ func (u *UNet) checkInputs(xt *tensor.Dense, t []int) error {
 // OpenMP thread count and gotch's last-error slot are thread-local. It sets
 // the thread count of Options.Threads on that OS thread.
 func (u *UNet) lock() (unlock func(), err error) {
+	return u.lockFor(nil)
+}
+
+// lockFor is lock for the vjp function of pullback p: every other caller
+// frees the pending pullback (its kept graph), p keeps it.
+func (u *UNet) lockFor(p *pullback) (unlock func(), err error) {
 	u.mu.Lock()
 	if u.closed {
 		u.mu.Unlock()
 		return nil, fmt.Errorf("torch engine: the UNet is closed")
+	}
+	if u.pull != nil && u.pull != p {
+		u.pull.free()
+		u.pull = nil
 	}
 	runtime.LockOSThread()
 	if u.threads > 0 {

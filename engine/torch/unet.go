@@ -61,6 +61,9 @@ type UNet struct {
 	outConv   conv
 	drop      dropCtl // dropout of training passes (Trainer); off otherwise
 	closed    bool
+	// pull is the pending pullback (EpsPullback): its forward graph, kept
+	// by libtorch's autograd until the next call on the UNet frees it.
+	pull *pullback
 }
 
 var _ diffusion.Denoiser = (*UNet)(nil)
@@ -160,6 +163,8 @@ func (u *UNet) Close() {
 		return
 	}
 	u.closed = true
+	u.pull.free()
+	u.pull = nil
 	for _, t := range u.vars {
 		drop(t)
 	}
