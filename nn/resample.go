@@ -115,41 +115,61 @@ func (o *resampleOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, err
 	return G.Nodes{dx}, nil
 }
 
-// Concat joins xs (each N×Cᵢ×…, equal but for the channel axis) along the
-// channel axis 1: the UNet's skip connections, torch.cat(xs, dim=1).
-func Concat(xs ...*G.Node) (*G.Node, error) {
-	const op = "nn.Concat"
+// concatArgs checks the inputs of a concatenation along axis 1 (N×Cᵢ×…)
+// or, with last, along the last axis (N×…×Cᵢ), and returns the output's
+// shape and each input's size on that axis.
+func concatArgs(op string, xs []*G.Node, last bool) (tensor.Shape, []int, error) {
 	if len(xs) == 0 {
-		return nil, fmt.Errorf("%s: no inputs", op)
+		return nil, nil, fmt.Errorf("%s: no inputs", op)
 	}
 	for i, x := range xs {
 		if x == nil {
-			return nil, fmt.Errorf("%s: input %d is nil", op, i)
+			return nil, nil, fmt.Errorf("%s: input %d is nil", op, i)
 		}
 	}
 	if _, err := sameDtype(op, xs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s0 := xs[0].Shape()
 	if len(s0) < 2 {
-		return nil, fmt.Errorf("%s: %s has shape %v, want N×C×…", op, xs[0].Name(), s0)
+		want := "N×C×…"
+		if last {
+			want = "N×…×C"
+		}
+		return nil, nil, fmt.Errorf("%s: %s has shape %v, want %s", op, xs[0].Name(), s0, want)
 	}
-	o := &concatOp{n: s0[0], inner: s0.TotalSize() / (s0[0] * s0[1])}
+	axis, where := 1, "axis 1"
+	if last {
+		axis, where = len(s0)-1, "the last axis"
+	}
+	var cs []int
 	total := 0
 	for _, x := range xs {
 		s := x.Shape()
-		ok := len(s) == len(s0) && s[0] == s0[0]
-		for d := 2; ok && d < len(s); d++ {
-			ok = s[d] == s0[d]
+		ok := len(s) == len(s0)
+		for d := 0; ok && d < len(s); d++ {
+			ok = d == axis || s[d] == s0[d]
 		}
 		if !ok {
-			return nil, fmt.Errorf("%s: %s has shape %v, want %v but for axis 1", op, x.Name(), s, s0)
+			return nil, nil, fmt.Errorf("%s: %s has shape %v, want %v but for %s", op, x.Name(), s, s0, where)
 		}
-		o.cs = append(o.cs, s[1])
-		total += s[1]
+		cs = append(cs, s[axis])
+		total += s[axis]
 	}
 	shape := s0.Clone()
-	shape[1] = total
+	shape[axis] = total
+	return shape, cs, nil
+}
+
+// Concat joins xs (each N×Cᵢ×…, equal but for the channel axis) along the
+// channel axis 1: the UNet's skip connections, torch.cat(xs, dim=1).
+func Concat(xs ...*G.Node) (*G.Node, error) {
+	shape, cs, err := concatArgs("nn.Concat", xs, false)
+	if err != nil {
+		return nil, err
+	}
+	s0 := xs[0].Shape()
+	o := &concatOp{n: s0[0], inner: s0.TotalSize() / (s0[0] * s0[1]), cs: cs}
 	ins := make([]int, len(xs))
 	for i := range ins {
 		ins[i] = len(s0)

@@ -282,39 +282,12 @@ func (o *padNHWCOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) error 
 // last, channel, axis: the UNet's skip connections for channels-last
 // images, torch.cat(xs, dim=-1). Its gradient slices the channels back out.
 func ConcatNHWC(xs ...*G.Node) (*G.Node, error) {
-	const op = "nn.ConcatNHWC"
-	if len(xs) == 0 {
-		return nil, fmt.Errorf("%s: no inputs", op)
-	}
-	for i, x := range xs {
-		if x == nil {
-			return nil, fmt.Errorf("%s: input %d is nil", op, i)
-		}
-	}
-	if _, err := sameDtype(op, xs...); err != nil {
+	shape, cs, err := concatArgs("nn.ConcatNHWC", xs, true)
+	if err != nil {
 		return nil, err
 	}
 	s0 := xs[0].Shape()
-	if len(s0) < 2 {
-		return nil, fmt.Errorf("%s: %s has shape %v, want N×…×C", op, xs[0].Name(), s0)
-	}
-	last := len(s0) - 1
-	o := &concatNHWCOp{rows: s0.TotalSize() / s0[last]}
-	total := 0
-	for _, x := range xs {
-		s := x.Shape()
-		ok := len(s) == len(s0)
-		for d := 0; ok && d < last; d++ {
-			ok = s[d] == s0[d]
-		}
-		if !ok {
-			return nil, fmt.Errorf("%s: %s has shape %v, want %v but for the last axis", op, x.Name(), s, s0)
-		}
-		o.cs = append(o.cs, s[last])
-		total += s[last]
-	}
-	shape := s0.Clone()
-	shape[last] = total
+	o := &concatNHWCOp{rows: s0.TotalSize() / s0[len(s0)-1], cs: cs}
 	ins := make([]int, len(xs))
 	for i := range ins {
 		ins[i] = len(s0)
