@@ -72,7 +72,7 @@ func TestPrecedence(t *testing.T) {
 		{"env beats file", Sources{File: file, Env: []string{"DIFFINV_TRAIN_LR=0.002", "HOME=/x"}}, 0.002, 7, 8},
 		{"set beats env", Sources{File: file, Env: []string{"DIFFINV_TRAIN_LR=0.002"}, Sets: []string{"train.lr=0.0005"}}, 0.0005, 7, 8},
 		{"env alone", Sources{Env: []string{"DIFFINV_TRAIN_STEPS=11"}}, Default().Train.LR, 11, Default().Train.BatchSize},
-		{"non-config variables", Sources{Env: []string{"DIFFINV_OPENBLAS_CORETYPE=auto", "DIFFINV_CHECK_SHIPPED=1"}}, Default().Train.LR, Default().Train.Steps, Default().Train.BatchSize},
+		{"non-config variables", Sources{Env: []string{"DIFFINV_OPENBLAS_CORETYPE=auto", "DIFFINV_CHECK_SHIPPED=1", "DIFFINV_NO_DNNL=1", "DIFFINV_DNNL_THREADING=omp", "DIFFINV_BENCH_PRECISION=bf16", "DIFFINV_CURVE_FP32=x"}}, Default().Train.LR, Default().Train.Steps, Default().Train.BatchSize},
 		{"last set wins", Sources{Sets: []string{"train.steps=3", "train.steps=4"}}, Default().Train.LR, 4, Default().Train.BatchSize},
 	}
 	for _, tc := range tests {

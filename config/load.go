@@ -37,12 +37,16 @@ type Sources struct {
 }
 
 // NotConfigEnv lists diffinv's environment variables that are not config
-// keys (DIFFINV_OPENBLAS_CORETYPE chooses BLAS kernels; DIFFINV_CHECK_*
-// turns on slow acceptance tests, DIFFINV_BASELINE_* writes tables, and
-// DIFFINV_EXPERIMENT_* drives the experiment runner's kill-and-resume test);
-// Load ignores them instead of rejecting them as unknown keys.
+// keys (DIFFINV_OPENBLAS_CORETYPE chooses BLAS kernels; DIFFINV_NO_DNNL
+// keeps oneDNN unloaded and DIFFINV_DNNL_* chooses its threading;
+// DIFFINV_CHECK_* turns on slow acceptance tests, DIFFINV_BASELINE_* writes
+// tables, DIFFINV_EXPERIMENT_* drives the experiment runner's
+// kill-and-resume test, DIFFINV_BENCH_* and DIFFINV_CURVE_* the model
+// benchmarks and the bf16 loss-curve check); Load ignores them instead of
+// rejecting them as unknown keys.
 func NotConfigEnv() []string {
-	return []string{"DIFFINV_OPENBLAS_CORETYPE", "DIFFINV_CHECK_", "DIFFINV_BASELINE_", "DIFFINV_EXPERIMENT_"}
+	return []string{"DIFFINV_OPENBLAS_CORETYPE", "DIFFINV_NO_DNNL", "DIFFINV_DNNL_", "DIFFINV_CHECK_", "DIFFINV_BASELINE_",
+		"DIFFINV_EXPERIMENT_", "DIFFINV_BENCH_", "DIFFINV_CURVE_"}
 }
 
 func notConfig(name string) bool {
