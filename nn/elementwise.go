@@ -153,27 +153,44 @@ func (o *addOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 // AddChannel returns x + e[:, :, None, …] for x N×C×… and e N×C: the
 // timestep-embedding injection of a ResBlock.
 func AddChannel(x, e *G.Node) (*G.Node, error) {
-	const op = "nn.AddChannel"
-	if x == nil || e == nil {
-		return nil, fmt.Errorf("%s: nil input", op)
-	}
-	xs := x.Shape()
-	if len(xs) < 2 {
-		return nil, fmt.Errorf("%s: %s has shape %v, want N×C×…", op, x.Name(), xs)
-	}
-	es, err := shapeOf(op, "embedding", e, 2)
+	xs, _, err := addChannelArgs("nn.AddChannel", x, e, false)
 	if err != nil {
-		return nil, err
-	}
-	if es[0] != xs[0] || es[1] != xs[1] {
-		return nil, fmt.Errorf("%s: %s has shape %v, want [%d %d] to match %s %v", op, e.Name(), es, xs[0], xs[1], x.Name(), xs)
-	}
-	if _, err := sameDtype(op, x, e); err != nil {
 		return nil, err
 	}
 	o := &addChannelOp{nc: xs[0] * xs[1], inner: xs.TotalSize() / (xs[0] * xs[1])}
 	o.baseOp = baseOp{name: fmt.Sprintf("AddChannel(%v)", xs), arity: 2, typ: fnType(len(xs), len(xs), 2), shape: xs.Clone()}
 	return G.ApplyOp(o, x, e)
+}
+
+// addChannelArgs checks AddChannel's arguments: x N×C×… (or, with last,
+// N×…×C) and e N×C; it returns x's shape and C.
+func addChannelArgs(op string, x, e *G.Node, last bool) (tensor.Shape, int, error) {
+	if x == nil || e == nil {
+		return nil, 0, fmt.Errorf("%s: nil input", op)
+	}
+	xs := x.Shape()
+	if len(xs) < 2 {
+		want := "N×C×…"
+		if last {
+			want = "N×…×C"
+		}
+		return nil, 0, fmt.Errorf("%s: %s has shape %v, want %s", op, x.Name(), xs, want)
+	}
+	es, err := shapeOf(op, "embedding", e, 2)
+	if err != nil {
+		return nil, 0, err
+	}
+	c := xs[1]
+	if last {
+		c = xs[len(xs)-1]
+	}
+	if es[0] != xs[0] || es[1] != c {
+		return nil, 0, fmt.Errorf("%s: %s has shape %v, want [%d %d] to match %s %v", op, e.Name(), es, xs[0], c, x.Name(), xs)
+	}
+	if _, err := sameDtype(op, x, e); err != nil {
+		return nil, 0, err
+	}
+	return xs, c, nil
 }
 
 type addChannelOp struct {
@@ -258,13 +275,32 @@ func spatialSumRun[T float](x, y []T, inner int) {
 // broadcast over x's trailing axes (x N×C×…): guided-diffusion's
 // use_scale_shift_norm, out_norm(h)·(1+scale)+shift.
 func ScaleShift(x, scale, shift *G.Node) (*G.Node, error) {
-	const op = "nn.ScaleShift"
+	xs, _, err := scaleShiftArgs("nn.ScaleShift", x, scale, shift, false)
+	if err != nil {
+		return nil, err
+	}
+	o := &scaleShiftOp{inner: xs.TotalSize() / (xs[0] * xs[1])}
+	o.baseOp = baseOp{name: fmt.Sprintf("ScaleShift(%v)", xs), arity: 3, typ: fnType(len(xs), len(xs), 2, 2), shape: xs.Clone()}
+	return G.ApplyOp(o, x, scale, shift)
+}
+
+// scaleShiftArgs checks ScaleShift's arguments: x N×C×… (or, with last,
+// N×…×C), scale and shift N×C; it returns x's shape and C.
+func scaleShiftArgs(op string, x, scale, shift *G.Node, last bool) (tensor.Shape, int, error) {
 	if x == nil {
-		return nil, fmt.Errorf("%s: input is nil", op)
+		return nil, 0, fmt.Errorf("%s: input is nil", op)
 	}
 	xs := x.Shape()
 	if len(xs) < 2 {
-		return nil, fmt.Errorf("%s: %s has shape %v, want N×C×…", op, x.Name(), xs)
+		want := "N×C×…"
+		if last {
+			want = "N×…×C"
+		}
+		return nil, 0, fmt.Errorf("%s: %s has shape %v, want %s", op, x.Name(), xs, want)
+	}
+	c := xs[1]
+	if last {
+		c = xs[len(xs)-1]
 	}
 	for _, p := range []struct {
 		n    *G.Node
@@ -272,18 +308,16 @@ func ScaleShift(x, scale, shift *G.Node) (*G.Node, error) {
 	}{{scale, "scale"}, {shift, "shift"}} {
 		s, err := shapeOf(op, p.what, p.n, 2)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		if s[0] != xs[0] || s[1] != xs[1] {
-			return nil, fmt.Errorf("%s: %s %s has shape %v, want [%d %d]", op, p.what, p.n.Name(), s, xs[0], xs[1])
+		if s[0] != xs[0] || s[1] != c {
+			return nil, 0, fmt.Errorf("%s: %s %s has shape %v, want [%d %d]", op, p.what, p.n.Name(), s, xs[0], c)
 		}
 	}
 	if _, err := sameDtype(op, x, scale, shift); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	o := &scaleShiftOp{inner: xs.TotalSize() / (xs[0] * xs[1])}
-	o.baseOp = baseOp{name: fmt.Sprintf("ScaleShift(%v)", xs), arity: 3, typ: fnType(len(xs), len(xs), 2, 2), shape: xs.Clone()}
-	return G.ApplyOp(o, x, scale, shift)
+	return xs, c, nil
 }
 
 type scaleShiftOp struct {

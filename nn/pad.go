@@ -18,7 +18,19 @@ import (
 // DDPM's Downsample is Pad2d(x, 0, 1, 0, 1) followed by an unpadded stride-2
 // 3×3 convolution.
 func Pad2d(x *G.Node, top, bottom, left, right int) (*G.Node, error) {
-	const op = "nn.Pad2d"
+	xs, err := padArgs("nn.Pad2d", x, top, bottom, left, right)
+	if err != nil {
+		return nil, err
+	}
+	o := &padOp{nc: xs[0] * xs[1], h: xs[2], w: xs[3], top: top, bottom: bottom, left: left, right: right}
+	shape := tensor.Shape{xs[0], xs[1], xs[2] + top + bottom, xs[3] + left + right}
+	o.baseOp = baseOp{name: fmt.Sprintf("Pad2d(%v t%d b%d l%d r%d)", xs, top, bottom, left, right), arity: 1, typ: fnType(4, 4), shape: shape}
+	return G.ApplyOp(o, x)
+}
+
+// padArgs checks a Pad2d's input (rank 4, float) and pads (≥ 0) and
+// returns the input's shape.
+func padArgs(op string, x *G.Node, top, bottom, left, right int) (tensor.Shape, error) {
 	xs, err := shapeOf(op, "input", x, 4)
 	if err != nil {
 		return nil, err
@@ -34,10 +46,7 @@ func Pad2d(x *G.Node, top, bottom, left, right int) (*G.Node, error) {
 			return nil, fmt.Errorf("%s: %s pad %d of %s, want ≥ 0", op, p.name, p.v, x.Name())
 		}
 	}
-	o := &padOp{nc: xs[0] * xs[1], h: xs[2], w: xs[3], top: top, bottom: bottom, left: left, right: right}
-	shape := tensor.Shape{xs[0], xs[1], xs[2] + top + bottom, xs[3] + left + right}
-	o.baseOp = baseOp{name: fmt.Sprintf("Pad2d(%v t%d b%d l%d r%d)", xs, top, bottom, left, right), arity: 1, typ: fnType(4, 4), shape: shape}
-	return G.ApplyOp(o, x)
+	return xs, nil
 }
 
 // padOp maps nc planes of h×w (small) to nc planes of

@@ -177,21 +177,9 @@ func (o *resampleNHWCOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) e
 // top, bottom)) on an NHWC tensor). Every pad must be ≥ 0; its gradient is
 // the crop of the output's gradient back to H×W.
 func Pad2dNHWC(x *G.Node, top, bottom, left, right int) (*G.Node, error) {
-	const op = "nn.Pad2dNHWC"
-	xs, err := shapeOf(op, "input", x, 4)
+	xs, err := padArgs("nn.Pad2dNHWC", x, top, bottom, left, right)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := dtypeOf(op, x); err != nil {
-		return nil, err
-	}
-	for _, p := range []struct {
-		name string
-		v    int
-	}{{"top", top}, {"bottom", bottom}, {"left", left}, {"right", right}} {
-		if p.v < 0 {
-			return nil, fmt.Errorf("%s: %s pad %d of %s, want ≥ 0", op, p.name, p.v, x.Name())
-		}
 	}
 	o := &padNHWCOp{n: xs[0], h: xs[1], w: xs[2], c: xs[3], top: top, bottom: bottom, left: left, right: right}
 	shape := tensor.Shape{xs[0], xs[1] + top + bottom, xs[2] + left + right, xs[3]}
@@ -409,23 +397,8 @@ func sliceLastRun[T float](o *sliceLastOp, x, y []T) {
 // for channels-last images. Its gradients are dy for x and the per-image
 // sum of dy over the pixels for e.
 func AddChannelNHWC(x, e *G.Node) (*G.Node, error) {
-	const op = "nn.AddChannelNHWC"
-	if x == nil || e == nil {
-		return nil, fmt.Errorf("%s: nil input", op)
-	}
-	xs := x.Shape()
-	if len(xs) < 2 {
-		return nil, fmt.Errorf("%s: %s has shape %v, want N×…×C", op, x.Name(), xs)
-	}
-	es, err := shapeOf(op, "embedding", e, 2)
+	xs, c, err := addChannelArgs("nn.AddChannelNHWC", x, e, true)
 	if err != nil {
-		return nil, err
-	}
-	c := xs[len(xs)-1]
-	if es[0] != xs[0] || es[1] != c {
-		return nil, fmt.Errorf("%s: %s has shape %v, want [%d %d] to match %s %v", op, e.Name(), es, xs[0], c, x.Name(), xs)
-	}
-	if _, err := sameDtype(op, x, e); err != nil {
 		return nil, err
 	}
 	o := &addChannelNHWCOp{pix: xs.TotalSize() / (xs[0] * c), c: c}
@@ -561,28 +534,8 @@ func pixelSumNHWCRun[T float](o *pixelSumNHWCOp, x, y []T) {
 // broadcast over the pixels of x (N×…×C, channels last): ScaleShift
 // (guided-diffusion's use_scale_shift_norm) for channels-last images.
 func ScaleShiftNHWC(x, scale, shift *G.Node) (*G.Node, error) {
-	const op = "nn.ScaleShiftNHWC"
-	if x == nil {
-		return nil, fmt.Errorf("%s: input is nil", op)
-	}
-	xs := x.Shape()
-	if len(xs) < 2 {
-		return nil, fmt.Errorf("%s: %s has shape %v, want N×…×C", op, x.Name(), xs)
-	}
-	c := xs[len(xs)-1]
-	for _, p := range []struct {
-		n    *G.Node
-		what string
-	}{{scale, "scale"}, {shift, "shift"}} {
-		s, err := shapeOf(op, p.what, p.n, 2)
-		if err != nil {
-			return nil, err
-		}
-		if s[0] != xs[0] || s[1] != c {
-			return nil, fmt.Errorf("%s: %s %s has shape %v, want [%d %d]", op, p.what, p.n.Name(), s, xs[0], c)
-		}
-	}
-	if _, err := sameDtype(op, x, scale, shift); err != nil {
+	xs, c, err := scaleShiftArgs("nn.ScaleShiftNHWC", x, scale, shift, true)
+	if err != nil {
 		return nil, err
 	}
 	o := &scaleShiftNHWCOp{pix: xs.TotalSize() / (xs[0] * c), c: c}
