@@ -17,7 +17,7 @@ import (
 //
 //	== configs/mnist.yaml: batch 64, 1191233 parameters, threads 2
 //	train_step fp32: diffinv 339.0 ms, torch 468.9 ms (channels_last), ratio 0.72
-//	train_step bf16: diffinv n/a (oneDNN support is not built yet), torch 150.2 ms (nchw), ratio n/a
+//	train_step bf16: diffinv n/a (the CPU has neither AMX-BF16 nor AVX512-BF16), torch 150.2 ms (nchw), ratio n/a
 //	train_step ratios: diffinv bf16 / torch best (bf16 nchw 150.2 ms) n/a, diffinv bf16 / diffinv fp32 n/a
 func (r *Result) Print(w io.Writer) {
 	label := r.Label
