@@ -28,6 +28,7 @@ type bf16Conv struct {
 	chunks [][2]int // image ranges
 	convs  []*dnnl.Conv
 	acc    [][]float32 // per-chunk weight gradients (chunks > 0)
+	zeros  []float32   // the bias of a convolution without one
 }
 
 func (b *bf16Conv) init() error {
@@ -52,6 +53,7 @@ func (b *bf16Conv) init() error {
 			b.convs = append(b.convs, c)
 		}
 		b.acc = make([][]float32, nw)
+		b.zeros = make([]float32, g.o)
 	})
 	return b.err
 }
@@ -79,7 +81,7 @@ func (b *bf16Conv) forward(x, w, bias, y []float32) error {
 	}
 	g := b.geom
 	if bias == nil {
-		bias = make([]float32, g.o) // the kernels are built with a bias
+		bias = b.zeros // the kernels are built with a bias
 	}
 	xsz, ysz := g.c*g.h*g.w, g.o*g.p
 	return b.each(func(i, lo, hi int) error {

@@ -29,50 +29,7 @@ func TestLispMachineMatchesTape(t *testing.T) {
 		flat := G.Must(G.Reshape(s, tensor.Shape{2, 8 * 16}))
 		return Linear(flat, ns[8], nil)
 	}
-	grads := func(lisp bool) [][]float64 {
-		rng := rand.New(rand.NewSource(9))
-		g := G.NewGraph()
-		ns := make([]*G.Node, len(shapes))
-		for i, s := range shapes {
-			ns[i] = G.NewTensor(g, tensor.Float64, len(s), G.WithShape(s...), G.WithName(string(rune('a'+i))), G.WithValue(randDense(rng, 1, s...)))
-		}
-		out, err := build(ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := G.NewTensor(g, tensor.Float64, 2, G.WithShape(out.Shape()...), G.WithName("r"), G.WithValue(randDense(rng, 1, out.Shape()...)))
-		loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, r))))
-		res := make([][]float64, len(ns))
-		if lisp {
-			vm := G.NewLispMachine(g)
-			defer vm.Close()
-			if err := vm.RunAll(); err != nil {
-				t.Fatal(err)
-			}
-			for i, n := range ns {
-				gv, err := n.Grad()
-				if err != nil {
-					t.Fatalf("lisp grad %d: %v", i, err)
-				}
-				res[i] = asF64(gv)
-			}
-			return res
-		}
-		gs, err := G.Grad(loss, ns...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vm := G.NewTapeMachine(g)
-		defer vm.Close()
-		if err := vm.RunAll(); err != nil {
-			t.Fatal(err)
-		}
-		for i, gn := range gs {
-			res[i] = asF64(gn.Value())
-		}
-		return res
-	}
-	tape, lisp := grads(false), grads(true)
+	tape, lisp := lispAndTapeGrads(t, shapes, 9, build)
 	for i := range tape {
 		for j := range tape[i] {
 			if math.Abs(tape[i][j]-lisp[i][j]) > 1e-9*(1+math.Abs(tape[i][j])) {
@@ -135,4 +92,55 @@ func TestFreshOpTypes(t *testing.T) {
 	if err := vm.RunAll(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lispAndTapeGrads builds build on float64 inputs of the given shapes
+// (values from seed) with loss = Σ out⊙r and returns the gradients of every
+// input by a TapeMachine (G.Grad) and by a LispMachine (the ops' DoDiff).
+func lispAndTapeGrads(t *testing.T, shapes [][]int, seed int64, build builder) (tape, lisp [][]float64) {
+	t.Helper()
+	grads := func(useLisp bool) [][]float64 {
+		rng := rand.New(rand.NewSource(seed))
+		g := G.NewGraph()
+		ns := make([]*G.Node, len(shapes))
+		for i, s := range shapes {
+			ns[i] = G.NewTensor(g, tensor.Float64, len(s), G.WithShape(s...), G.WithName(string(rune('a'+i))), G.WithValue(randDense(rng, 1, s...)))
+		}
+		out, err := build(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := G.NewTensor(g, tensor.Float64, out.Dims(), G.WithShape(out.Shape()...), G.WithName("r"), G.WithValue(randDense(rng, 1, out.Shape()...)))
+		loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, r))))
+		res := make([][]float64, len(ns))
+		if useLisp {
+			vm := G.NewLispMachine(g)
+			defer vm.Close()
+			if err := vm.RunAll(); err != nil {
+				t.Fatal(err)
+			}
+			for i, n := range ns {
+				gv, err := n.Grad()
+				if err != nil {
+					t.Fatalf("lisp grad %d: %v", i, err)
+				}
+				res[i] = asF64(gv)
+			}
+			return res
+		}
+		gs, err := G.Grad(loss, ns...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := G.NewTapeMachine(g)
+		defer vm.Close()
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		for i, gn := range gs {
+			res[i] = asF64(gn.Value())
+		}
+		return res
+	}
+	return grads(false), grads(true)
 }

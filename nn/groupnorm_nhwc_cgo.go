@@ -14,19 +14,7 @@ package nn
 // per-channel arrays are the C channels repeated r times (P = C·r
 // elements), so that every inner loop runs over r positions at once.
 
-// Cephes-style expf, branch-free (the same as kernels_cgo.go's).
-static inline float nhwc_exp(float x) {
-	x = x < -87.3f ? -87.3f : x;
-	x = x > 88.3f ? 88.3f : x;
-	float f = x * 1.44269504088896341f + 12582912.0f;
-	f -= 12582912.0f;
-	float r = x - f * 0.693359375f + f * 2.12194440e-4f;
-	float y = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f;
-	int32_t bits = ((int32_t)f + 127) << 23;
-	float p;
-	memcpy(&p, &bits, 4);
-	return (y * r * r + r + 1.0f) * p;
-}
+#include "dexp.h"
 
 // s1 += x − k, s2 += (x − k)², elementwise over n elements, in double.
 static inline void nhwc_moments(const float* restrict x, const double* restrict k, double* restrict s1,
@@ -53,7 +41,7 @@ static inline void nhwc_moments4(const float* restrict x, long P, const double* 
 static inline void nhwc_affine(const float* restrict x, float* restrict y, const float* restrict a,
 		const float* restrict b, long n, int silu) {
 	if (silu) {
-		for (long j = 0; j < n; j++) { float z = x[j] * a[j] + b[j]; y[j] = z / (1.0f + nhwc_exp(-z)); }
+		for (long j = 0; j < n; j++) { float z = x[j] * a[j] + b[j]; y[j] = z / (1.0f + dexp(-z)); }
 	} else {
 		for (long j = 0; j < n; j++) y[j] = x[j] * a[j] + b[j];
 	}
@@ -117,7 +105,7 @@ static inline void nhwc_bwd_sums(const float* restrict x, const float* restrict 
 	if (silu) {
 		for (long j = 0; j < n; j++) {
 			float z = x[j] * a[j] + b[j];
-			float s = 1.0f / (1.0f + nhwc_exp(-z));
+			float s = 1.0f / (1.0f + dexp(-z));
 			float d = dy[j] * s * (1.0f + z * (1.0f - s));
 			dz[j] = d;
 			t1[j] += (double)d;

@@ -199,48 +199,11 @@ func TestGroupNormNHWCGradCheck(t *testing.T) {
 // LispMachine's gradients equal the TapeMachine's.
 func TestGroupNormNHWCLispMachine(t *testing.T) {
 	shapes := [][]int{{2, 3, 3, 8}, {8}, {8}}
-	grads := func(lisp bool) [][]float64 {
-		rng := rand.New(rand.NewSource(5))
-		g := G.NewGraph()
-		ns := make([]*G.Node, len(shapes))
-		for i, s := range shapes {
-			ns[i] = G.NewTensor(g, tensor.Float64, len(s), G.WithShape(s...), G.WithName(string(rune('a'+i))), G.WithValue(randDense(rng, 1, s...)))
-		}
+	build := func(ns []*G.Node) (*G.Node, error) {
 		h := G.Must(GroupNormSiLUNHWC(ns[0], ns[1], ns[2], 4, 1e-5))
-		out := G.Must(GroupNormNHWC(h, ns[1], ns[2], 2, 1e-5))
-		r := G.NewTensor(g, tensor.Float64, 4, G.WithShape(out.Shape()...), G.WithName("r"), G.WithValue(randDense(rng, 1, out.Shape()...)))
-		loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, r))))
-		res := make([][]float64, len(ns))
-		if lisp {
-			vm := G.NewLispMachine(g)
-			defer vm.Close()
-			if err := vm.RunAll(); err != nil {
-				t.Fatal(err)
-			}
-			for i, n := range ns {
-				gv, err := n.Grad()
-				if err != nil {
-					t.Fatalf("lisp grad %d: %v", i, err)
-				}
-				res[i] = asF64(gv)
-			}
-			return res
-		}
-		gs, err := G.Grad(loss, ns...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vm := G.NewTapeMachine(g)
-		defer vm.Close()
-		if err := vm.RunAll(); err != nil {
-			t.Fatal(err)
-		}
-		for i, gn := range gs {
-			res[i] = asF64(gn.Value())
-		}
-		return res
+		return GroupNormNHWC(h, ns[1], ns[2], 2, 1e-5)
 	}
-	tape, lisp := grads(false), grads(true)
+	tape, lisp := lispAndTapeGrads(t, shapes, 5, build)
 	for i := range tape {
 		if e := relErr(lisp[i], tape[i]); !(e <= 1e-12) {
 			t.Errorf("input %d: LispMachine gradient relative error %.3g to the TapeMachine's", i, e)

@@ -396,50 +396,7 @@ func TestNHWCLispMachine(t *testing.T) {
 		h = G.Must(ScaleShiftNHWC(h, ns[1], ns[2]))
 		return AddChannelNHWC(h, ns[1])
 	}
-	grads := func(lisp bool) [][]float64 {
-		rng := rand.New(rand.NewSource(11))
-		g := G.NewGraph()
-		ns := make([]*G.Node, len(shapes))
-		for i, s := range shapes {
-			ns[i] = G.NewTensor(g, tensor.Float64, len(s), G.WithShape(s...), G.WithName(string(rune('a'+i))), G.WithValue(randDense(rng, 1, s...)))
-		}
-		out, err := build(ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := G.NewTensor(g, tensor.Float64, 4, G.WithShape(out.Shape()...), G.WithName("r"), G.WithValue(randDense(rng, 1, out.Shape()...)))
-		loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, r))))
-		res := make([][]float64, len(ns))
-		if lisp {
-			vm := G.NewLispMachine(g)
-			defer vm.Close()
-			if err := vm.RunAll(); err != nil {
-				t.Fatal(err)
-			}
-			for i, n := range ns {
-				gv, err := n.Grad()
-				if err != nil {
-					t.Fatalf("lisp grad %d: %v", i, err)
-				}
-				res[i] = asF64(gv)
-			}
-			return res
-		}
-		gs, err := G.Grad(loss, ns...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vm := G.NewTapeMachine(g)
-		defer vm.Close()
-		if err := vm.RunAll(); err != nil {
-			t.Fatal(err)
-		}
-		for i, gn := range gs {
-			res[i] = asF64(gn.Value())
-		}
-		return res
-	}
-	tape, lisp := grads(false), grads(true)
+	tape, lisp := lispAndTapeGrads(t, shapes, 11, build)
 	for i := range tape {
 		for j := range tape[i] {
 			if math.Abs(tape[i][j]-lisp[i][j]) > 1e-12*(1+math.Abs(tape[i][j])) {

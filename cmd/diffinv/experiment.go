@@ -62,17 +62,19 @@ between the cell's reconstructions and the whole MNIST test set.`,
 			// engine.precision (DIFFINV_ENGINE_PRECISION), else auto; the
 			// resolved one is part of every bf16 cell's identity.
 			setting := prec.value
-			if setting == "" {
-				setting = exp.Precision
-			}
-			if setting == "" {
-				setting = os.Getenv("DIFFINV_ENGINE_PRECISION")
-			}
-			if setting != "" && setting != prec.value {
-				prec.value = setting
+			if setting == "" && exp.Precision != "" {
+				setting, prec.value = exp.Precision, exp.Precision
 				if err := prec.check(); err != nil {
 					return fmt.Errorf("experiment %s: %w", args[0], err)
 				}
+			}
+			if setting == "" {
+				// engine.precision as every command loads it (default, environment)
+				cfg, err := (&configFlags{}).load()
+				if err != nil {
+					return err
+				}
+				setting = cfg.Engine.Precision
 			}
 			p, _, err := resolvePrecision(setting, "native")
 			if err != nil {

@@ -240,31 +240,27 @@ func shapesBothLayouts() []struct {
 }
 
 // lay returns NCHW v (N×c×h×w) in the convolution's layout.
-func lay(s Shape, v []float32, c, h, w int) []float32 {
-	if !s.NHWC {
-		return v
-	}
-	r := make([]float32, len(v))
-	for n := 0; n < s.N; n++ {
-		for ch := 0; ch < c; ch++ {
-			for p := 0; p < h*w; p++ {
-				r[(n*h*w+p)*c+ch] = v[(n*c+ch)*h*w+p]
-			}
-		}
-	}
-	return r
-}
+func lay(s Shape, v []float32, c, h, w int) []float32 { return relayout(s, v, c, h*w, true) }
 
 // unlay returns v from the convolution's layout as NCHW.
-func unlay(s Shape, v []float32, c, h, w int) []float32 {
+func unlay(s Shape, v []float32, c, h, w int) []float32 { return relayout(s, v, c, h*w, false) }
+
+// relayout moves v's channels last (toNHWC) or back to second place when
+// the convolution is NHWC, and returns v itself otherwise.
+func relayout(s Shape, v []float32, c, hw int, toNHWC bool) []float32 {
 	if !s.NHWC {
 		return v
 	}
 	r := make([]float32, len(v))
 	for n := 0; n < s.N; n++ {
 		for ch := 0; ch < c; ch++ {
-			for p := 0; p < h*w; p++ {
-				r[(n*c+ch)*h*w+p] = v[(n*h*w+p)*c+ch]
+			for p := 0; p < hw; p++ {
+				nchw, nhwc := (n*c+ch)*hw+p, (n*hw+p)*c+ch
+				if toNHWC {
+					r[nhwc] = v[nchw]
+				} else {
+					r[nchw] = v[nhwc]
+				}
 			}
 		}
 	}
