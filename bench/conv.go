@@ -125,7 +125,10 @@ func convRates(conv func(x, w, b *G.Node, stride, pad int) (*G.Node, error), c c
 	if _, err := G.Grad(loss, x, w, b); err != nil {
 		return passRates{}, err
 	}
-	vm := G.NewTapeMachine(g)
+	vm, err := nn.NewTapeMachine(g)
+	if err != nil {
+		return passRates{}, err
+	}
 	defer vm.Close()
 	run := func() error {
 		vm.Reset()

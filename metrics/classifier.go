@@ -415,7 +415,9 @@ func buildClassifierNet(n int, dt tensor.Dtype, params map[string]*tensor.Dense,
 		}
 		net.inGrad, net.grads = grads[0], grads[1:]
 	}
-	net.vm = G.NewTapeMachine(g)
+	if net.vm, err = nn.NewTapeMachine(g); err != nil {
+		return nil, wrap("compiling", err)
+	}
 	return net, nil
 }
 

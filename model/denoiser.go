@@ -35,11 +35,11 @@ func (u *UNet) evalFor(n int) (*evalGraph, error) {
 	if g, ok := u.evals[n]; ok {
 		return g, nil
 	}
-	nt, err := u.build(n, nil)
+	nt, vm, err := u.compiled(n, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	g := &evalGraph{net: nt, vm: G.NewTapeMachine(nt.g)}
+	g := &evalGraph{net: nt, vm: vm}
 	u.evals[n] = g
 	return g, nil
 }
@@ -48,23 +48,26 @@ func (u *UNet) vjpFor(n int) (*vjpGraph, error) {
 	if g, ok := u.vjps[n]; ok {
 		return g, nil
 	}
-	nt, err := u.build(n, nil)
+	g := &vjpGraph{}
+	nt, vm, err := u.compiled(n, nil, func(nt *net) (*G.ExprGraph, error) {
+		shape := []int(nt.out.Shape().Clone())
+		g.vv = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+		g.v = G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName(nt.leaf("cotangent")), G.WithValue(g.vv))
+		// Seed reverse mode with v as the output's cotangent: no loss node.
+		grads, err := G.Backpropagate(G.Nodes{nt.out}, G.Nodes{g.v}, G.Nodes{nt.x})
+		if err != nil {
+			return nil, fmt.Errorf("model: building the VJP graph: %w", err)
+		}
+		g.gradX = grads[0]
+		// Run only what ε and ∂/∂x need: reverse mode also builds the
+		// parameter gradients of every op on the path (a third of the
+		// work), which the subgraph of those two roots leaves out.
+		return nt.g.SubgraphRoots(nt.out, g.gradX), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	shape := []int(nt.out.Shape().Clone())
-	vv := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
-	v := G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName("cotangent"), G.WithValue(vv))
-	// Seed reverse mode with v as the output's cotangent: no loss node.
-	grads, err := G.Backpropagate(G.Nodes{nt.out}, G.Nodes{v}, G.Nodes{nt.x})
-	if err != nil {
-		return nil, fmt.Errorf("model: building the VJP graph: %w", err)
-	}
-	// Run only what ε and ∂/∂x need: reverse mode also builds the parameter
-	// gradients of every op on the path (a third of the work), which the
-	// subgraph of those two roots leaves out.
-	sub := nt.g.SubgraphRoots(nt.out, grads[0])
-	g := &vjpGraph{net: nt, v: v, vv: vv, gradX: grads[0], vm: G.NewTapeMachine(sub)}
+	g.net, g.vm = nt, vm
 	u.vjps[n] = g
 	return g, nil
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 
 	G "gorgonia.org/gorgonia"
@@ -38,6 +39,18 @@ type net struct {
 	drop *nn.Dropout
 	ts   []float64 // timestep scratch for the embedding
 	ddpm bool      // DDPM's timestep embedding (model.arch ddpm)
+	// salt renames every input node (leaf) when > 0: a rebuild after a
+	// hash collision (see compiled).
+	salt int
+}
+
+// leaf returns the node name of input name: name itself, or with the
+// graph's salt appended.
+func (nt *net) leaf(name string) string {
+	if nt.salt == 0 {
+		return name
+	}
+	return fmt.Sprintf("%s~%d", name, nt.salt)
 }
 
 // builder assembles a net.
@@ -68,7 +81,7 @@ func (b *builder) param(name string, off int, shape ...int) (*G.Node, error) {
 		return nil, fmt.Errorf("model: internal error: view [%d, %d) of %s beyond its %d values", off, off+size, name, len(data))
 	}
 	view := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data[off:off+size]))
-	node := G.NewTensor(b.n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(fmt.Sprintf("%s@%d", name, off)), G.WithValue(view))
+	node := G.NewTensor(b.n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(b.n.leaf(fmt.Sprintf("%s@%d", name, off))), G.WithValue(view))
 	b.n.params = append(b.n.params, boundParam{name: name, off: off, node: node})
 	return node, nil
 }
@@ -289,19 +302,19 @@ func (b *builder) layer(l layer, x, semb *G.Node) (*G.Node, error) {
 
 // build builds the UNet graph for batch size n; a non-nil drop (training
 // graphs) applies dropout before each ResBlock's last convolution.
-func (u *UNet) build(n int, drop *nn.Dropout) (*net, error) {
+func (u *UNet) build(n int, drop *nn.Dropout, salt int) (*net, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("model: batch size %d, want ≥ 1", n)
 	}
 	a := u.a
 	cfg := a.cfg
 	s := cfg.ImageSize
-	nt := &net{g: G.NewGraph(), batch: n, drop: drop, ts: make([]float64, n), ddpm: a.ddpm}
+	nt := &net{g: G.NewGraph(), batch: n, drop: drop, ts: make([]float64, n), ddpm: a.ddpm, salt: salt}
 	b := &builder{u: u, n: nt, nhwc: u.prec == nn.BF16}
 	nt.xv = tensor.New(tensor.WithShape(n, cfg.InChannels, s, s), tensor.Of(tensor.Float32))
 	nt.embv = tensor.New(tensor.WithShape(n, cfg.NumChannels), tensor.Of(tensor.Float32))
-	nt.x = G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(n, cfg.InChannels, s, s), G.WithName("x"), G.WithValue(nt.xv))
-	nt.emb = G.NewMatrix(nt.g, tensor.Float32, G.WithShape(n, cfg.NumChannels), G.WithName("timestep_embedding"), G.WithValue(nt.embv))
+	nt.x = G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(n, cfg.InChannels, s, s), G.WithName(nt.leaf("x")), G.WithValue(nt.xv))
+	nt.emb = G.NewMatrix(nt.g, tensor.Float32, G.WithShape(n, cfg.NumChannels), G.WithName(nt.leaf("timestep_embedding")), G.WithValue(nt.embv))
 
 	// time_embed: Linear, SiLU, Linear; every ResBlock's emb_layers starts
 	// with SiLU, computed once here.
@@ -384,4 +397,44 @@ func (nt *net) setInputs(x *tensor.Dense, t []int) error {
 		nt.ts[i] = float64(v)
 	}
 	return nn.TimestepEmbeddingInto(nt.embv, nt.ts, maxPeriod)
+}
+
+// maxSalts bounds the builds of one graph: each rebuild after a hash
+// collision renames the inputs, which changes every node's hash.
+const maxSalts = 4
+
+// checkedTape compiles a graph, refusing one with a hash collision
+// (nn.HashCollisionError); a variable so tests can inject collisions.
+var checkedTape = nn.NewTapeMachine
+
+// compiled builds the network for batch n, lets finish add its nodes and
+// return the graph to run (the whole graph or a subgraph), and compiles it.
+// gorgonia's compiler silently merges distinct nodes whose 32-bit hashes
+// collide (nn.HashCollisionError says why and how often), so on a collision
+// it builds again with renamed inputs: the same computation, other hashes.
+func (u *UNet) compiled(n int, drop *nn.Dropout, finish func(*net) (*G.ExprGraph, error)) (*net, G.VM, error) {
+	var last error
+	for salt := 0; salt < maxSalts; salt++ {
+		nt, err := u.build(n, drop, salt)
+		if err != nil {
+			return nil, nil, err
+		}
+		g := nt.g
+		if finish != nil {
+			if g, err = finish(nt); err != nil {
+				return nil, nil, err
+			}
+		}
+		vm, err := checkedTape(g)
+		var he *nn.HashCollisionError
+		if errors.As(err, &he) {
+			last = err
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("model: compiling the batch-%d graph: %w", n, err)
+		}
+		return nt, vm, nil
+	}
+	return nil, nil, fmt.Errorf("model: %d builds of the batch-%d graph all had hash collisions: %w", maxSalts, n, last)
 }

@@ -42,54 +42,52 @@ func (u *UNet) NewTrainGraph(n int, rng *rand.Rand) (*TrainGraph, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model.NewTrainGraph: %w", err)
 	}
-	nt, err := u.build(n, drop)
+	tg := &TrainGraph{u: u}
+	nt, vm, err := u.compiled(n, drop, func(nt *net) (*G.ExprGraph, error) {
+		shape := []int(nt.out.Shape().Clone())
+		tg.target = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+		target := G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName(nt.leaf("target")), G.WithValue(tg.target))
+		diff, err := G.Sub(nt.out, target)
+		if err != nil {
+			return nil, fmt.Errorf("model: building the training loss: %w", err)
+		}
+		c, k := u.a.cfg.InChannels, u.a.outCh
+		if k != c {
+			// Zero the variance channels' residual: they are not part of the loss.
+			mv := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+			md := tensors.F32(mv)
+			hw := shape[2] * shape[3]
+			for i := 0; i < n; i++ {
+				for j := i * k * hw; j < (i*k+c)*hw; j++ {
+					md[j] = 1
+				}
+			}
+			mask := G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName(nt.leaf("eps_channels")), G.WithValue(mv))
+			if diff, err = G.HadamardProd(diff, mask); err != nil {
+				return nil, fmt.Errorf("model: building the training loss: %w", err)
+			}
+		}
+		sq, err := G.Square(diff)
+		if err != nil {
+			return nil, fmt.Errorf("model: building the training loss: %w", err)
+		}
+		sum, err := G.Sum(sq)
+		if err != nil {
+			return nil, fmt.Errorf("model: building the training loss: %w", err)
+		}
+		count := n * c * shape[2] * shape[3]
+		if tg.loss, err = G.Mul(sum, G.NewConstant(float32(1/float64(count)))); err != nil {
+			return nil, fmt.Errorf("model: building the training loss: %w", err)
+		}
+		if tg.grads, err = G.Grad(tg.loss, paramNodes(nt)...); err != nil {
+			return nil, fmt.Errorf("model: building the training gradients: %w", err)
+		}
+		return nt.g, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	shape := []int(nt.out.Shape().Clone())
-	tg := &TrainGraph{u: u, net: nt}
-	tg.target = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
-	target := G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName("target"), G.WithValue(tg.target))
-	diff, err := G.Sub(nt.out, target)
-	if err != nil {
-		return nil, fmt.Errorf("model: building the training loss: %w", err)
-	}
-	c, k := u.a.cfg.InChannels, u.a.outCh
-	if k != c {
-		// Zero the variance channels' residual: they are not part of the loss.
-		mv := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
-		md := tensors.F32(mv)
-		hw := shape[2] * shape[3]
-		for i := 0; i < n; i++ {
-			for j := i * k * hw; j < (i*k+c)*hw; j++ {
-				md[j] = 1
-			}
-		}
-		mask := G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName("eps_channels"), G.WithValue(mv))
-		if diff, err = G.HadamardProd(diff, mask); err != nil {
-			return nil, fmt.Errorf("model: building the training loss: %w", err)
-		}
-	}
-	sq, err := G.Square(diff)
-	if err != nil {
-		return nil, fmt.Errorf("model: building the training loss: %w", err)
-	}
-	sum, err := G.Sum(sq)
-	if err != nil {
-		return nil, fmt.Errorf("model: building the training loss: %w", err)
-	}
-	count := n * c * shape[2] * shape[3]
-	if tg.loss, err = G.Mul(sum, G.NewConstant(float32(1/float64(count)))); err != nil {
-		return nil, fmt.Errorf("model: building the training loss: %w", err)
-	}
-	wrt := make(G.Nodes, len(nt.params))
-	for i, p := range nt.params {
-		wrt[i] = p.node
-	}
-	if tg.grads, err = G.Grad(tg.loss, wrt...); err != nil {
-		return nil, fmt.Errorf("model: building the training gradients: %w", err)
-	}
-	tg.vm = G.NewTapeMachine(nt.g)
+	tg.net, tg.vm = nt, vm
 	tg.gradBuf = make(map[string]*tensor.Dense, len(u.params))
 	for name, p := range u.params {
 		tg.gradBuf[name] = tensors.Like(p)
@@ -201,24 +199,22 @@ func (u *UNet) NewLossGraph(n int, rng *rand.Rand) (*LossGraph, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model.NewLossGraph: %w", err)
 	}
-	nt, err := u.build(n, drop)
+	lg := &LossGraph{u: u}
+	nt, vm, err := u.compiled(n, drop, func(nt *net) (*G.ExprGraph, error) {
+		lg.op = &extLossOp{shape: nt.out.Shape().Clone()}
+		loss, err := G.ApplyOp(lg.op, nt.out)
+		if err != nil {
+			return nil, fmt.Errorf("model: building the external loss: %w", err)
+		}
+		if lg.grads, err = G.Grad(loss, paramNodes(nt)...); err != nil {
+			return nil, fmt.Errorf("model: building the training gradients: %w", err)
+		}
+		return nt.g, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	lg := &LossGraph{u: u, net: nt}
-	lg.op = &extLossOp{shape: nt.out.Shape().Clone()}
-	loss, err := G.ApplyOp(lg.op, nt.out)
-	if err != nil {
-		return nil, fmt.Errorf("model: building the external loss: %w", err)
-	}
-	wrt := make(G.Nodes, len(nt.params))
-	for i, p := range nt.params {
-		wrt[i] = p.node
-	}
-	if lg.grads, err = G.Grad(loss, wrt...); err != nil {
-		return nil, fmt.Errorf("model: building the training gradients: %w", err)
-	}
-	lg.vm = G.NewTapeMachine(nt.g)
+	lg.net, lg.vm = nt, vm
 	lg.gradBuf = make(map[string]*tensor.Dense, len(u.params))
 	for name, p := range u.params {
 		lg.gradBuf[name] = tensors.Like(p)
@@ -422,4 +418,13 @@ func (u *UNet) trainDropout(rng *rand.Rand) (*nn.Dropout, error) {
 	}
 	drop.SetTraining(true)
 	return drop, nil
+}
+
+// paramNodes returns the graph's parameter nodes in net.params order.
+func paramNodes(nt *net) G.Nodes {
+	wrt := make(G.Nodes, len(nt.params))
+	for i, p := range nt.params {
+		wrt[i] = p.node
+	}
+	return wrt
 }

@@ -39,7 +39,10 @@ func doDiff(op symDiffer, inputs G.Nodes, output *G.Node) error {
 	if err != nil {
 		return fmt.Errorf("nn: %v DoDiff: %w", op, err)
 	}
-	vm := G.NewTapeMachine(g)
+	vm, err := NewTapeMachine(g)
+	if err != nil {
+		return fmt.Errorf("nn: %v DoDiff: %w", op, err)
+	}
 	defer vm.Close()
 	if err := vm.RunAll(); err != nil {
 		return fmt.Errorf("nn: %v DoDiff: %w", op, err)
