@@ -262,14 +262,18 @@ type Sample struct {
 
 // Data describes the training or evaluation data.
 type Data struct {
-	// Dataset is "mnist" (IDX files) or "folder" (PNG/JPEG images).
+	// Dataset is "mnist" (IDX files), "folder" (PNG/JPEG images) or
+	// "celeba" (a CelebA root folder: the standard label files and
+	// img_align_celeba; the split from list_eval_partition.txt).
 	Dataset string `yaml:"dataset"`
 	// Dir is the folder with the data files.
 	Dir string `yaml:"dir"`
-	// Split is "train" or "test" (MNIST).
+	// Split is "train" or "test" (MNIST), or "train", "val" or "test"
+	// (CelebA's official partition); folders have none.
 	Split string `yaml:"split"`
 	// Crop center-crops images to Crop×Crop before resizing to
-	// model.image_size; 0 means no crop.
+	// model.image_size; 0 means the largest square for folders and the
+	// standard 140-px crop at the images' scale for CelebA (70 at 89×109).
 	Crop int `yaml:"crop"`
 	// Limit caps the number of images loaded; 0 loads all.
 	Limit int `yaml:"limit"`

@@ -51,8 +51,8 @@ func TestShippedConfigsLoad(t *testing.T) {
 			if want := map[string]string{"celebahq256.yaml": ArchDDPM}[name]; cfg.Model.Arch != want && !(want == "" && cfg.Model.Arch == ArchADM) {
 				t.Errorf("%s: model.arch %q", name, cfg.Model.Arch)
 			}
-			if name == "celeba64.yaml" && (cfg.Model.InChannels != 3 || cfg.Data.Crop != 70) {
-				t.Errorf("celeba64: in_channels %d crop %d", cfg.Model.InChannels, cfg.Data.Crop)
+			if name == "celeba64.yaml" && (cfg.Model.InChannels != 3 || cfg.Data.Dataset != "celeba" || cfg.Data.Split != "train") {
+				t.Errorf("celeba64: in_channels %d dataset %s split %s", cfg.Model.InChannels, cfg.Data.Dataset, cfg.Data.Split)
 			}
 		})
 	}

@@ -182,7 +182,7 @@ func (c *Config) Validate() error {
 	k.oneOf("sample.ode_method", s.ODEMethod, "euler", "heun", "rk4")
 
 	a := c.Data
-	k.oneOf("data.dataset", a.Dataset, "mnist", "folder")
+	k.oneOf("data.dataset", a.Dataset, "mnist", "folder", "celeba")
 	if a.Dir == "" {
 		k.fail("data.dir", `""`, "the folder holding the data")
 	}
@@ -193,6 +193,12 @@ func (c *Config) Validate() error {
 		}
 		if m.ImageSize < 28 {
 			k.fail("model.image_size", m.ImageSize, ">= 28 for data.dataset mnist (digits are padded, not shrunk)")
+		}
+	}
+	if a.Dataset == "celeba" {
+		k.oneOf("data.split", a.Split, "train", "val", "test")
+		if m.InChannels != 3 {
+			k.fail("model.in_channels", m.InChannels, "3 for data.dataset celeba")
 		}
 	}
 	if c.Measurement.Operator.Name == "" {

@@ -89,6 +89,13 @@ func LoadImageFolder(dir string, opt FolderOptions) (*Dataset, error) {
 	if opt.Limit > 0 && len(paths) > opt.Limit {
 		paths = paths[:opt.Limit]
 	}
+	return loadPaths(paths, opt)
+}
+
+// loadPaths decodes, crops and resizes the files at paths (in that order)
+// into an unlabeled N×3×Size×Size dataset, a few files at a time in
+// parallel.
+func loadPaths(paths []string, opt FolderOptions) (*Dataset, error) {
 	n, s := len(paths), opt.Size
 	pix := make([]uint8, n*3*s*s)
 	errs := make([]error, n)

@@ -191,7 +191,7 @@ func TestLoadImageFolderErrors(t *testing.T) {
 
 const celebaDir = "/work/shared/data/celeba/img_align_celeba_89x109"
 
-func TestLoadCelebA(t *testing.T) {
+func TestLoadCelebAFolder(t *testing.T) {
 	first := filepath.Join(celebaDir, "000001.jpg")
 	if _, err := os.Stat(first); err != nil {
 		t.Skipf("CelebA not available at %s (%v); skipping", celebaDir, err)

@@ -4,17 +4,19 @@ import "fmt"
 
 // Config names a dataset the way a run configuration does; Load opens it.
 type Config struct {
-	// Kind is "mnist" (IDX files) or "folder" (PNG/JPEG files).
+	// Kind is "mnist" (IDX files), "folder" (PNG/JPEG files) or "celeba"
+	// (a CelebA root folder, see LoadCelebA).
 	Kind string
 	// Dir is the folder holding the MNIST files or the images.
 	Dir string
-	// Split is "train" or "test" for MNIST; ignored for folders.
+	// Split is "train" or "test" for MNIST, "train", "val" or "test" for
+	// CelebA; ignored for folders.
 	Split string
 	// Size is the output side: 28 or 32 for MNIST (32 pads 2 black pixels
 	// on every side), any positive size for folders (e.g. 32 or 64).
 	Size int
-	// Crop is the center-crop side for folders (0: largest square); it
-	// must be 0 for MNIST.
+	// Crop is the center-crop side for folders (0: largest square) and
+	// CelebA (0: CelebACrop); it must be 0 for MNIST.
 	Crop int
 	// Limit keeps at most this many images (the first ones); 0 keeps all.
 	Limit int
@@ -46,6 +48,9 @@ func Load(cfg Config) (*Dataset, error) {
 		return ds.Pad((cfg.Size - 28) / 2)
 	case "folder":
 		return LoadImageFolder(cfg.Dir, FolderOptions{Size: cfg.Size, Crop: cfg.Crop, Limit: cfg.Limit})
+	case "celeba":
+		ds, _, err := LoadCelebA(cfg.Dir, cfg.Split, cfg.Size, cfg.Crop, cfg.Limit)
+		return ds, err
 	}
-	return nil, fmt.Errorf("data: kind %q, want \"mnist\" or \"folder\"", cfg.Kind)
+	return nil, fmt.Errorf("data: kind %q, want \"mnist\", \"folder\" or \"celeba\"", cfg.Kind)
 }

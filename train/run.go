@@ -181,8 +181,11 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 			Size: cfg.Model.ImageSize, Crop: cfg.Data.Crop, Limit: cfg.Data.Limit}
 		if st, err := os.Stat(dc.Dir); err != nil || !st.IsDir() {
 			want := "the MNIST IDX files"
-			if dc.Kind == "folder" {
+			switch dc.Kind {
+			case "folder":
 				want = "the PNG/JPEG images"
+			case "celeba":
+				want = "CelebA's label files and its img_align_celeba folder"
 			}
 			return nil, fmt.Errorf("train: dataset folder data.dir = %q (data.dataset %s) does not exist or is not a folder, want the folder holding %s", dc.Dir, dc.Kind, want)
 		}
