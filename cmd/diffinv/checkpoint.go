@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"reflect"
+	"strings"
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
@@ -32,7 +33,7 @@ func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, 
 	if _, err := os.Stat(path); err != nil {
 		return nil, nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	net, base, err := loadWeights(path)
+	net, base, trained, err := loadWeights(path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -45,43 +46,81 @@ func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, 
 	if !reflect.DeepEqual(cfg.Model, net.Config()) {
 		return nil, nil, fmt.Errorf("the model section differs from the checkpoint's architecture (%s): the weights fix it, so drop the model.* settings", path)
 	}
+	if trained {
+		if err := sameTrainedDiffusion(cfg.Diffusion, base.Diffusion); err != nil {
+			return nil, nil, fmt.Errorf("checkpoint %s: %w", path, err)
+		}
+	}
 	return net, cfg, nil
+}
+
+// sameTrainedDiffusion returns an error naming every diffusion.* setting of
+// got that differs from the one the network was trained with: the number
+// of steps, the β schedule and the prediction target are fixed by training
+// (a network trained on ε read as x0 gives noise, not an error). The
+// reverse variance may change between fixed_small and fixed_large (both are
+// sampling choices for a network that predicts no variance, DDPM §3.2);
+// learned_range is tied to model.learn_sigma and checked with the model.
+func sameTrainedDiffusion(got, want config.Diffusion) error {
+	var diffs []string
+	add := func(key string, g, w any) {
+		if g != w {
+			diffs = append(diffs, fmt.Sprintf("diffusion.%s is %v, the network was trained with %v", key, g, w))
+		}
+	}
+	add("steps", got.Steps, want.Steps)
+	add("schedule", got.Schedule, want.Schedule)
+	if want.Schedule == "linear" {
+		add("beta_start", got.BetaStart, want.BetaStart)
+		add("beta_end", got.BetaEnd, want.BetaEnd)
+	}
+	add("prediction", got.Prediction, want.Prediction)
+	if (got.Variance == "learned_range") != (want.Variance == "learned_range") {
+		add("variance", got.Variance, want.Variance)
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: the weights fix these, so drop the diffusion.* settings (from --set, DIFFINV_DIFFUSION_* or the config file)", strings.Join(diffs, "; "))
 }
 
 // loadWeights reads a network and the run config it was trained with (the
 // defaults when the file has none): a model file, an imported checkpoint, or
 // a training checkpoint (runs/NAME/checkpoints/step-*.safetensors), whose EMA
-// weights are the ones used.
-func loadWeights(path string) (*model.UNet, config.Config, error) {
+// weights are the ones used. trained reports whether the file records its
+// run config (diffinv's own files), so that its diffusion settings are
+// known rather than defaults.
+func loadWeights(path string) (net *model.UNet, cfg config.Config, trained bool, err error) {
 	f, err := checkpoint.Load(path)
 	if err != nil {
-		return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+		return nil, config.Config{}, false, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	if f.Metadata[train.MetaFormat] == train.FormatTrain {
 		ema, cfg, err := train.LoadModel(path)
 		if err != nil {
-			return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+			return nil, config.Config{}, false, fmt.Errorf("checkpoint %s: %w", path, err)
 		}
 		net, err := model.New(cfg.Model, rand.New(rand.NewSource(0)))
 		if err != nil {
-			return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+			return nil, config.Config{}, false, fmt.Errorf("checkpoint %s: %w", path, err)
 		}
 		if err := net.SetParams(ema); err != nil {
-			return nil, config.Config{}, fmt.Errorf("checkpoint %s: EMA weights: %w", path, err)
+			return nil, config.Config{}, false, fmt.Errorf("checkpoint %s: EMA weights: %w", path, err)
 		}
-		return net, *cfg, nil
+		return net, *cfg, true, nil
 	}
 	net, meta, err := model.Load(path)
 	if err != nil {
-		return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+		return nil, config.Config{}, false, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	base := config.Default()
-	if doc, ok := meta[RunConfigKey]; ok {
+	doc, ok := meta[RunConfigKey]
+	if ok {
 		if base, err = config.FromYAML([]byte(doc)); err != nil {
-			return nil, config.Config{}, fmt.Errorf("checkpoint %s: %w", path, err)
+			return nil, config.Config{}, false, fmt.Errorf("checkpoint %s: %w", path, err)
 		}
 	}
-	return net, base, nil
+	return net, base, ok, nil
 }
 
 // schedule builds the diffusion schedule of cfg, respaced to steps when

@@ -133,10 +133,10 @@ func TestTrainCommandErrors(t *testing.T) {
 }
 
 // TestTrainCelebAShort trains configs/celeba64.yaml (shrunk) for two steps on
-// the real CelebA crops when they are present.
+// the real CelebA train split when it is present.
 func TestTrainCelebAShort(t *testing.T) {
-	dir := "../../../shared/data/celeba/img_align_celeba_89x109"
-	if _, err := os.Stat(dir); err != nil {
+	dir := "../../../shared/data/celeba"
+	if _, err := os.Stat(filepath.Join(dir, "list_eval_partition.txt")); err != nil {
 		t.Skipf("CelebA crops not found at %s: %v", dir, err)
 	}
 	out := filepath.Join(t.TempDir(), "celeba")
