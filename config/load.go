@@ -46,7 +46,7 @@ type Sources struct {
 // rejecting them as unknown keys.
 func NotConfigEnv() []string {
 	return []string{"DIFFINV_OPENBLAS_CORETYPE", "DIFFINV_NO_DNNL", "DIFFINV_DNNL_", "DIFFINV_CHECK_", "DIFFINV_BASELINE_",
-		"DIFFINV_EXPERIMENT_", "DIFFINV_BENCH_", "DIFFINV_CURVE_"}
+		"DIFFINV_EXPERIMENT_", "DIFFINV_BENCH_", "DIFFINV_CURVE_", "DIFFINV_MEM_AVAILABLE"}
 }
 
 func notConfig(name string) bool {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 )
 
@@ -16,6 +17,53 @@ type RangeError struct {
 
 func (e *RangeError) Error() string {
 	return fmt.Sprintf("config key %s: value %v is out of range, want %s", e.Key, e.Value, e.Want)
+}
+
+// finiteFields reports every float that is NaN or infinite in v (a
+// struct, map or slice of the config), named by its dotted yaml key: a
+// NaN passes every comparison the range checks make (grad_clip NaN would
+// silently turn clipping off), so non-finite values are refused first.
+func finiteFields(k *checker, v reflect.Value, key string) {
+	switch v.Kind() {
+	case reflect.Interface, reflect.Pointer:
+		if !v.IsNil() {
+			finiteFields(k, v.Elem(), key)
+		}
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			k.fail(key, f, "a finite number")
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			sub := key
+			if name != "" {
+				sub = joinKey(key, name)
+			}
+			finiteFields(k, v.Field(i), sub)
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			finiteFields(k, iter.Value(), joinKey(key, fmt.Sprint(iter.Key().Interface())))
+		}
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			finiteFields(k, v.Index(i), fmt.Sprintf("%s[%d]", key, i))
+		}
+	}
+}
+
+func joinKey(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
 }
 
 // checker accumulates range errors so that one run reports all of them.
@@ -61,10 +109,15 @@ func (c *checker) oneOf(key, v string, valid ...string) {
 	c.fail(key, fmt.Sprintf("%q", v), "one of "+strings.Join(valid, ", "))
 }
 
+// MaxDiffusionSteps caps diffusion.steps: the schedule's arrays are
+// allocated per step, so 2e9 steps would exhaust memory before any error.
+const MaxDiffusionSteps = 100000
+
 // Validate checks every value against its range and the sections against
 // each other, returning all problems found (joined), or nil.
 func (c *Config) Validate() error {
 	var k checker
+	finiteFields(&k, reflect.ValueOf(*c), "")
 	m := c.Model
 	if m.Arch != "" { // empty: a model config written before the key existed, i.e. adm
 		k.oneOf("model.arch", m.Arch, ArchADM, ArchDDPM)
@@ -109,6 +162,9 @@ func (c *Config) Validate() error {
 
 	d := c.Diffusion
 	k.positive("diffusion.steps", d.Steps)
+	if d.Steps > MaxDiffusionSteps {
+		k.fail("diffusion.steps", d.Steps, fmt.Sprintf("<= %d (DDPM trains with 1000; a longer schedule only costs memory)", MaxDiffusionSteps))
+	}
 	k.oneOf("diffusion.schedule", d.Schedule, "linear", "cosine")
 	k.unit("diffusion.beta_start", d.BetaStart, true, true)
 	k.unit("diffusion.beta_end", d.BetaEnd, true, true)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand"
+	"sort"
 	"sync"
 
 	"go.yaml.in/yaml/v3"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/internal/sysmem"
 	"github.com/diffinv/diffinv/nn"
 )
 
@@ -60,11 +63,47 @@ func New(cfg config.Model, rng *rand.Rand) (*UNet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model.New: %w", err)
 	}
+	if err := CheckMemory(cfg, 1); err != nil {
+		return nil, fmt.Errorf("model.New: %w", err)
+	}
 	u := newUNet(a)
 	for _, p := range a.params {
 		p.initValues(rng, u.params[p.Name].Data().([]float32))
 	}
 	return u, nil
+}
+
+// NumParams returns the number of parameters of cfg's network without
+// allocating it.
+func NumParams(cfg config.Model) (int, error) {
+	a, err := newArch(cfg)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range a.params {
+		n += p.Size()
+	}
+	return n, nil
+}
+
+// CheckMemory returns an error naming the model keys when copies float32
+// copies of cfg's weights (1 to hold a network, about 5 to train one:
+// weights, gradients, EMA and Adam's two moments) would not fit in the
+// memory this machine has available, so that an absurd config (say
+// model.num_channels 100000) is refused before anything is allocated.
+func CheckMemory(cfg config.Model, copies int) error {
+	n, err := NumParams(cfg)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("%d copies of the network's %d parameters (model.num_channels %d, model.channel_mult %v, model.num_res_blocks %d)",
+		copies, n, cfg.NumChannels, cfg.ChannelMult, cfg.NumResBlocks)
+	if copies == 1 {
+		what = fmt.Sprintf("the network's %d parameters (model.num_channels %d, model.channel_mult %v, model.num_res_blocks %d)",
+			n, cfg.NumChannels, cfg.ChannelMult, cfg.NumResBlocks)
+	}
+	return sysmem.Check(4*float64(n)*float64(copies), what)
 }
 
 func newUNet(a *arch) *UNet {
@@ -112,12 +151,60 @@ func (u *UNet) NumParams() int {
 func (u *UNet) Params() map[string]*tensor.Dense { return u.params }
 
 // Expected returns the name → shape map a checkpoint of this UNet must match.
-func (u *UNet) Expected() map[string][]int {
-	m := make(map[string][]int, len(u.a.params))
-	for _, p := range u.a.params {
+func (u *UNet) Expected() map[string][]int { return u.a.expected() }
+
+func (a *arch) expected() map[string][]int {
+	m := make(map[string][]int, len(a.params))
+	for _, p := range a.params {
 		m[p.Name] = append([]int(nil), p.Shape...)
 	}
 	return m
+}
+
+// NewFromTensors builds the UNet of cfg holding values (name → PyTorch-
+// shaped float32 tensor). The names and shapes are checked against cfg's
+// network before any parameter is allocated, so a file whose config claims
+// a huge network but holds small tensors is an error, not an out-of-memory
+// crash; non-finite values are an error naming the parameter.
+func NewFromTensors(cfg config.Model, values map[string]*tensor.Dense) (*UNet, error) {
+	a, err := newArch(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkpoint.Check(values, a.expected()); err != nil {
+		return nil, err
+	}
+	if err := checkValues(values); err != nil {
+		return nil, err
+	}
+	u := newUNet(a)
+	for name, t := range values {
+		copy(u.params[name].Data().([]float32), t.Data().([]float32))
+	}
+	return u, nil
+}
+
+// checkValues returns an error naming the first tensor of values (in name
+// order) that is not a contiguous float32 tensor or holds a NaN or an
+// infinity: weights of a corrupt file or a diverged run.
+func checkValues(values map[string]*tensor.Dense) error {
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t := values[name]
+		if t.Dtype() != tensor.Float32 || t.RequiresIterator() {
+			return fmt.Errorf("parameter %s has dtype %v (or is a view), want a contiguous float32 tensor", name, t.Dtype())
+		}
+		for i, v := range t.Data().([]float32) {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("parameter %s holds %v at index %d: the weights are not finite (a corrupt file or a diverged run)", name, v, i)
+			}
+		}
+	}
+	return nil
 }
 
 // SetParams copies values into the parameters, after checking that they are
@@ -127,10 +214,8 @@ func (u *UNet) SetParams(values map[string]*tensor.Dense) error {
 	if err := checkpoint.Check(values, u.Expected()); err != nil {
 		return err
 	}
-	for name, t := range values {
-		if t.Dtype() != tensor.Float32 || t.RequiresIterator() {
-			return fmt.Errorf("parameter %s has dtype %v (or is a view), want a contiguous float32 tensor", name, t.Dtype())
-		}
+	if err := checkValues(values); err != nil {
+		return err
 	}
 	u.lock()
 	defer u.mu.Unlock()
@@ -254,12 +339,8 @@ func Load(path string) (*UNet, map[string]string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("model.Load %s: %w", path, err)
 	}
-	a, err := newArch(cfg)
+	u, err := NewFromTensors(cfg, f.Tensors)
 	if err != nil {
-		return nil, nil, fmt.Errorf("model.Load %s: %w", path, err)
-	}
-	u := newUNet(a)
-	if err := u.SetParams(f.Tensors); err != nil {
 		return nil, nil, fmt.Errorf("model.Load %s: %w", path, err)
 	}
 	return u, f.Metadata, nil

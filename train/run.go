@@ -19,6 +19,7 @@ import (
 	"github.com/diffinv/diffinv/atomicfile"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/progress"
 	"github.com/diffinv/diffinv/tensors"
@@ -216,7 +217,11 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 		return nil, err
 	}
 
-	// Model, optimiser, EMA.
+	// Model, optimiser, EMA: weights, gradients, EMA and Adam's moments
+	// must fit before anything is allocated.
+	if err := model.CheckMemory(cfg.Model, 5); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
 	if r.model, err = opts.NewModel(cfg, rand.New(rand.NewSource(InitSeed(cfg.Train.Seed)))); err != nil {
 		return nil, fmt.Errorf("train: build model: %w", err)
 	}
@@ -479,7 +484,7 @@ func (r *run) loop(ctx context.Context) error {
 				if last == "" {
 					last = "none (no checkpoint was written yet)"
 				}
-				return fmt.Errorf("train: step %d of %d: %w; stopped without updating the weights, last good checkpoint: %s", k+1, tc.Steps, err, last)
+				return fmt.Errorf("train: step %d of %d: %w; stopped without saving this step, last good checkpoint: %s", k+1, tc.Steps, err, last)
 			}
 			return fmt.Errorf("train: step %d: %w", k+1, err)
 		}
@@ -594,8 +599,29 @@ func (r *run) trainStep(k int) (Terms, float64, float64, error) {
 	if err := r.ema.Update(r.params); err != nil {
 		return Terms{}, 0, 0, err
 	}
+	// A finite loss and gradient can still give non-finite weights (an
+	// infinite weight decay or learning rate): check what the update made.
+	if err := r.checkFinite("weights", r.params); err != nil {
+		return Terms{}, 0, 0, fmt.Errorf("the update (lr %g, train.weight_decay %g): %w", lr, tc.WeightDecay, err)
+	}
+	if err := r.checkFinite("EMA weights", r.ema.Values); err != nil {
+		return Terms{}, 0, 0, fmt.Errorf("the EMA update (train.ema_decay %g): %w", tc.EMADecay, err)
+	}
 	terms.Loss = loss
 	return terms, norm, lr, nil
+}
+
+// checkFinite returns an error wrapping ErrNonFinite naming the first
+// parameter of vals (in r.names order) that holds a NaN or an infinity.
+func (r *run) checkFinite(what string, vals [][]float32) error {
+	for i, v := range vals {
+		for j, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("%s %s[%d] is %v: %w", what, r.names[i], j, x, ErrNonFinite)
+			}
+		}
+	}
+	return nil
 }
 
 // state wraps the live state as a Checkpoint (sharing memory).
@@ -612,6 +638,15 @@ func (r *run) state() *Checkpoint {
 // checkpoint writes the checkpoint of the current step, the model file and
 // the loss plot, and prunes old checkpoints.
 func (r *run) checkpoint() error {
+	// Never let a non-finite state replace the last good checkpoint.
+	for _, v := range []struct {
+		what string
+		vals [][]float32
+	}{{"weights", r.params}, {"EMA weights", r.ema.Values}, {"Adam moments", r.adam.M}, {"Adam moments", r.adam.V}} {
+		if err := r.checkFinite(v.what, v.vals); err != nil {
+			return fmt.Errorf("train: not writing the step-%d checkpoint: %w", r.step, err)
+		}
+	}
 	c := r.state()
 	path := CheckpointPath(r.out, r.step)
 	if err := SaveCheckpoint(path, c); err != nil {

@@ -342,6 +342,33 @@ func TestNonFiniteStops(t *testing.T) {
 	}
 }
 
+// TestNonFiniteWeightsStop: a finite loss and gradient whose update makes
+// the weights overflow (AdamW with a weight decay of 1e38 multiplies them
+// by about −1e34 per step) stops the run at the step that overflows, naming
+// the weights; the last checkpoint written before it is kept and finite.
+func TestNonFiniteWeightsStop(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.Train.Optimizer, cfg.Train.WeightDecay, cfg.Train.WarmupSteps = "adamw", 1e38, 0
+	cfg.Train.CheckpointEvery, cfg.Train.KeepCheckpoints = 1, 5
+	err := Run(context.Background(), cfg, quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: testData(t, 10)}))
+	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "step 2 of 12") || !strings.Contains(err.Error(), "weights") ||
+		!strings.Contains(err.Error(), "train.weight_decay 1e+38") || !strings.Contains(err.Error(), CheckpointPath(dir, 1)) {
+		t.Fatalf("error %v, want ErrNonFinite naming step 2, the weights, the weight decay and the step-1 checkpoint", err)
+	}
+	if steps, _ := ListCheckpoints(dir); !equalInts(steps, []int{1}) {
+		t.Errorf("checkpoints %v, want [1]", steps)
+	}
+	c := readCkpt(t, dir, 1)
+	for name, p := range c.Params {
+		for _, v := range tensors.F32(p) {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Fatalf("the kept checkpoint's %s holds %v", name, v)
+			}
+		}
+	}
+}
+
 // TestBadInputBeforeAnyStep: every problem found before training starts is
 // an error naming it, and no step runs.
 func TestBadInputBeforeAnyStep(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math/rand"
 	"os"
 	"reflect"
 	"strings"
@@ -100,11 +99,8 @@ func loadWeights(path string) (net *model.UNet, cfg config.Config, trained bool,
 		if err != nil {
 			return nil, config.Config{}, false, fmt.Errorf("checkpoint %s: %w", path, err)
 		}
-		net, err := model.New(cfg.Model, rand.New(rand.NewSource(0)))
+		net, err := model.NewFromTensors(cfg.Model, ema)
 		if err != nil {
-			return nil, config.Config{}, false, fmt.Errorf("checkpoint %s: %w", path, err)
-		}
-		if err := net.SetParams(ema); err != nil {
 			return nil, config.Config{}, false, fmt.Errorf("checkpoint %s: EMA weights: %w", path, err)
 		}
 		return net, *cfg, true, nil

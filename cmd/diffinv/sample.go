@@ -14,6 +14,7 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/internal/sysmem"
 	"github.com/diffinv/diffinv/progress"
 	"github.com/diffinv/diffinv/sample"
 	"github.com/diffinv/diffinv/tensors"
@@ -57,6 +58,12 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 				return err
 			}
 			s := cfg.Sample
+			// The samples, their grid and the file's copy must fit.
+			m := cfg.Model
+			if err := sysmem.Check(3*4*float64(s.NumSamples)*float64(m.InChannels*m.ImageSize*m.ImageSize),
+				fmt.Sprintf("%d samples of %d×%d×%d (sample.num_samples, --n)", s.NumSamples, m.InChannels, m.ImageSize, m.ImageSize)); err != nil {
+				return err
+			}
 			netDen, err := eng.denoiser(ckpt, net, cfg, &prec, cmd.ErrOrStderr())
 			if err != nil {
 				return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,29 @@ func TestTrainedDiffusionFixed(t *testing.T) {
 	}
 	if cfg.Diffusion.Prediction != "x0" || cfg.Diffusion.Steps != 50 {
 		t.Errorf("checkpoint without a run config: %v, diffusion %+v, want the --set values", err, cfg.Diffusion)
+	}
+}
+
+// TestAbsurdSizesRefused: requests that cannot fit in memory are errors
+// naming the key before anything is allocated (each would otherwise end in
+// the runtime's fatal out-of-memory error).
+func TestAbsurdSizesRefused(t *testing.T) {
+	ckpt := tinyCheckpoint(t)
+	dataDir := t.TempDir()
+	writeTinyMNIST(t, dataDir, 8)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sample", "--checkpoint", ckpt, "--n", "100000000000", "--out", filepath.Join(t.TempDir(), "s.png")}, "samples of 1×8×8 (sample.num_samples, --n) need"},
+		{[]string{"train", "--config", "../../configs/mnist.yaml", "--out", t.TempDir(), "--set", "data.dir=" + dataDir,
+			"--set", "model.num_channels=100000", "--set", "train.steps=1"}, "parameters (model.num_channels 100000"},
+		{[]string{"train", "--config", "../../configs/mnist.yaml", "--out", t.TempDir(), "--set", "data.dir=" + dataDir,
+			"--set", "diffusion.steps=2000000000"}, "config key diffusion.steps: value 2000000000"},
+	}
+	for _, c := range cases {
+		if _, err := run(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error containing %q", c.args, err, c.want)
+		}
 	}
 }
