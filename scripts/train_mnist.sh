@@ -48,7 +48,8 @@ p2=(--set train.loss_weight=p2 --set train.ema_decay=0.9995 --set train.warmup_s
 stage3=models/mnist-p2/model.safetensors
 if [[ $start == 1 ]]; then
   part 1-base lr1e-3
-  part 1-base lr2e-4 --set train.steps=12000 --set train.lr=0.0002 --set train.warmup_steps=0
+  part 1-base lr2e-4 --set train.steps=12000 --set train.lr=0.0002 --set train.warmup_steps=0 \
+      --resume-changes train.lr,train.warmup_steps
   # 2. Fine-tune from its EMA weights (fresh Adam): lr 1e-4 cosine to 0 over 4500 steps.
   part 2-finetune all --init "$out/1-base/model.safetensors" --set train.lr=0.0001 \
       --set train.warmup_steps=0 --set train.lr_decay=cosine --set train.steps=4500 --set train.sample_every=0

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -57,6 +56,9 @@ type Record struct {
 	// Init is the file a fresh run's weights started from (RunOptions.Init;
 	// empty on a resumed run, which starts from its checkpoint).
 	Init string `json:"init,omitempty"`
+	// Changed lists the trajectory settings a resumed run changed from its
+	// checkpoint's (RunOptions.ResumeChanges), "key: new (checkpoint: old)".
+	Changed []string `json:"changed,omitempty"`
 	// Precision is what the network's heavy ops run in this process (fp32
 	// or bf16) and PrecisionReason why: the kernels and how the setting
 	// (engine.precision, --precision) resolved, e.g. "fp32 (auto): ...".
@@ -75,8 +77,31 @@ type point struct {
 	loss float64
 }
 
-// readLog reads the records of a log file (none if it does not exist).
+// readLog reads the records of a log file (none if it does not exist),
+// skipping lines that do not parse.
 func readLog(path string) ([]Record, error) {
+	lines, err := readLogLines(path)
+	var recs []Record
+	for _, l := range lines {
+		if l.ok {
+			recs = append(recs, l.rec)
+		}
+	}
+	return recs, err
+}
+
+// logLine is one non-empty line of the log: its bytes and, when it parses,
+// its record.
+type logLine struct {
+	raw []byte
+	rec Record
+	ok  bool
+}
+
+// readLogLines reads every non-empty line of the log (none when it does not
+// exist), parsing what parses: one damaged line (a write cut by a kill, a
+// stray edit) never hides the records after it.
+func readLogLines(path string) ([]logLine, error) {
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil, nil
@@ -84,45 +109,59 @@ func readLog(path string) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: read log: %w", err)
 	}
-	var recs []Record
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	for line := 1; sc.Scan(); line++ {
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+	var lines []logLine
+	for _, raw := range bytes.Split(b, []byte{'\n'}) {
+		if len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}
-		var r Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			// A line cut by a kill is the only expected damage: stop there.
-			break
-		}
-		recs = append(recs, r)
+		l := logLine{raw: raw}
+		l.ok = json.Unmarshal(raw, &l.rec) == nil
+		lines = append(lines, l)
 	}
-	return recs, nil
+	return lines, nil
 }
 
 // truncateLog rewrites the log keeping only what happened up to step (the
 // records a killed run wrote after its last checkpoint are dropped, since
 // the resumed run redoes those steps), atomically, and returns the losses
-// kept.
+// kept. A line that does not parse is kept verbatim where the record after
+// it is kept (it belongs to the steps kept), and dropped at the end of the
+// log (a write cut by a kill).
 func truncateLog(path string, step int) ([]point, error) {
-	recs, err := readLog(path)
-	if err != nil || recs == nil {
+	lines, err := readLogLines(path)
+	if err != nil || lines == nil {
 		return nil, err
+	}
+	keep := func(r Record) bool {
+		if r.Type != "run" && r.Step > step {
+			return false
+		}
+		return !(r.Type == "run" && r.ResumeFrom != nil && *r.ResumeFrom > step)
 	}
 	var buf bytes.Buffer
 	var pts []point
-	for _, r := range recs {
-		if r.Type != "run" && r.Step > step {
+	for i, l := range lines {
+		if !l.ok {
+			next := -1
+			for j := i + 1; j < len(lines); j++ {
+				if lines[j].ok {
+					next = j
+					break
+				}
+			}
+			if next >= 0 && keep(lines[next].rec) {
+				buf.Write(l.raw)
+				buf.WriteByte('\n')
+			}
 			continue
 		}
-		if r.Type == "run" && r.ResumeFrom != nil && *r.ResumeFrom > step {
+		if !keep(l.rec) {
 			continue
 		}
-		if r.Type == "step" {
-			pts = append(pts, point{r.Step, r.Loss})
+		if l.rec.Type == "step" {
+			pts = append(pts, point{l.rec.Step, l.rec.Loss})
 		}
-		b, _ := json.Marshal(r)
+		b, _ := json.Marshal(l.rec)
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}

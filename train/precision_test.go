@@ -131,7 +131,7 @@ func TestEngineIsNotStoredNorCompared(t *testing.T) {
 	again := *cfg
 	again.Engine.Precision = "auto"
 	again.Train.Steps = 6
-	if err := compatible(&again, cfg); err != nil {
+	if _, err := compatible(&again, cfg, nil); err != nil {
 		t.Errorf("a resume with another engine.precision: %v", err)
 	}
 	if _, err := runRecord(t, &again, RunOptions{Resume: true}); err != nil {

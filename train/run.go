@@ -52,6 +52,11 @@ type RunOptions struct {
 	// fresh start when there is none). Without Resume, a run folder that
 	// already holds checkpoints is an error.
 	Resume bool
+	// ResumeChanges names the trajectory settings (train.lr, train.steps
+	// under a cosine decay, ...) that a resumed run may change from its
+	// checkpoint's; any other change of them is an error (see compatible).
+	// The changes made are recorded in the run record.
+	ResumeChanges []string
 	// Init, when set, names a model file or training checkpoint whose (EMA)
 	// weights start a fresh run instead of the seeded initialisation:
 	// fine-tuning, or continuing a model whose optimiser state was not
@@ -92,6 +97,8 @@ type RunOptions struct {
 type run struct {
 	cfg    *config.Config
 	opts   RunOptions
+	// allow is opts.ResumeChanges; changed the changes a resume made.
+	allow, changed []string
 	out    string
 	ds     *data.Dataset
 	obj    *Objective
@@ -161,7 +168,7 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	if stop := opts.StopAt; stop < 0 || stop > cfg.Train.Steps {
 		return nil, fmt.Errorf("train: stop at step %d, want 1 to train.steps (%d)", stop, cfg.Train.Steps)
 	}
-	r := &run{cfg: cfg, opts: opts, out: cfg.Train.Out}
+	r := &run{cfg: cfg, opts: opts, out: cfg.Train.Out, allow: opts.ResumeChanges}
 
 	// The output folder: created, writable, and not someone else's run.
 	if err := checkWritable(r.out); err != nil {
@@ -294,7 +301,7 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	}
 	r.start = time.Now()
 	if err := r.record(Record{Type: "run", Step: r.step, Seed: &seed, InitSeed: &init, SeedRule: SeedRule,
-		ResumeFrom: &from, Config: string(y), Params: nparams, Init: r.init,
+		ResumeFrom: &from, Config: string(y), Params: nparams, Init: r.init, Changed: r.changed,
 		Precision: prec.String(), PrecisionReason: why}); err != nil {
 		r.log.Close()
 		return nil, err
@@ -349,7 +356,7 @@ func (r *run) restore(path string) error {
 	if err != nil {
 		return fmt.Errorf("train: resume: %w", err)
 	}
-	if err := compatible(r.cfg, c.Config); err != nil {
+	if r.changed, err = compatible(r.cfg, c.Config, r.allow); err != nil {
 		return fmt.Errorf("train: resume from %s: %w", path, err)
 	}
 	if !reflect.DeepEqual(c.Names, r.names) {
@@ -407,34 +414,63 @@ func (r *run) initFrom(path string) error {
 	return nil
 }
 
-// compatible says whether a run of cfg may continue a checkpoint of old:
-// the model, diffusion and data sections, the seed, the batch size and the
-// optimiser must not change (the training length and intervals may).
-func compatible(cfg, old *config.Config) error {
-	fixed := func(line string) bool {
-		for _, p := range []string{"model.", "diffusion.", "data.", "train.seed:", "train.batch_size:", "train.optimizer:"} {
-			if strings.HasPrefix(line, p) {
+// compatible says whether a run of cfg may continue a checkpoint of old
+// and returns the changes it accepts. The model, diffusion and data
+// sections, the seed, the batch size and the optimiser must never change.
+// The settings that shape the trajectory (learning rate and its schedule,
+// weight decay, loss weighting, gradient clipping, EMA decay, and
+// train.steps when the learning rate decays towards it) may change only
+// when allow names them: a resumed run then no longer equals the
+// uninterrupted one, so the caller records the changes. Intervals, the
+// output folder and the sampling settings change freely.
+func compatible(cfg, old *config.Config, allow []string) (changed []string, err error) {
+	never := func(k string) bool {
+		for _, p := range []string{"model.", "diffusion.", "data."} {
+			if strings.HasPrefix(k, p) {
 				return true
 			}
 		}
-		return false
+		return k == "train.seed" || k == "train.batch_size" || k == "train.optimizer"
+	}
+	trajectory := map[string]bool{"train.lr": true, "train.weight_decay": true, "train.warmup_steps": true,
+		"train.lr_decay": true, "train.loss_weight": true, "train.loss_weight_gamma": true, "train.loss_weight_k": true,
+		"train.grad_clip": true, "train.ema_decay": true}
+	if cfg.Train.LRDecay == config.LRCosine || old.Train.LRDecay == config.LRCosine {
+		trajectory["train.steps"] = true
 	}
 	was := map[string]string{}
 	for _, l := range old.Flat() {
 		k, _, _ := strings.Cut(l, ": ")
 		was[k] = l
 	}
-	var diffs []string
+	var fixed, unallowed []string
 	for _, l := range cfg.Flat() {
 		k, _, _ := strings.Cut(l, ": ")
-		if fixed(l) && was[k] != l {
-			diffs = append(diffs, fmt.Sprintf("%s (checkpoint: %s)", l, strings.TrimPrefix(was[k], k+": ")))
+		if was[k] == l {
+			continue
+		}
+		d := fmt.Sprintf("%s (checkpoint: %s)", l, strings.TrimPrefix(was[k], k+": "))
+		switch {
+		case never(k):
+			fixed = append(fixed, d)
+		case trajectory[k] && !slices.Contains(allow, k):
+			unallowed = append(unallowed, d)
+		case trajectory[k]:
+			changed = append(changed, d)
 		}
 	}
-	if len(diffs) > 0 {
-		return fmt.Errorf("config differs from the checkpoint's: %s; want the same values to resume", strings.Join(diffs, "; "))
+	if len(fixed) > 0 {
+		return nil, fmt.Errorf("config differs from the checkpoint's: %s; want the same values to resume", strings.Join(fixed, "; "))
 	}
-	return nil
+	if len(unallowed) > 0 {
+		keys := make([]string, len(unallowed))
+		for i, d := range unallowed {
+			keys[i], _, _ = strings.Cut(d, ": ")
+		}
+		return nil, fmt.Errorf("config differs from the checkpoint's: %s; a resumed run would no longer equal the uninterrupted one: resume with the same values, or allow the change with --resume-changes %s (it is recorded in log.jsonl)",
+			strings.Join(unallowed, "; "), strings.Join(keys, ","))
+	}
+	return changed, nil
 }
 
 // record appends one record to the log.

@@ -642,3 +642,45 @@ func TestStopAt(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeChanges: a resume that changes a trajectory setting (train.lr,
+// train.ema_decay, ...) is refused, naming the keys and the flag that
+// allows it; allowed, it runs and the run record lists the change; model,
+// diffusion and data changes are refused even when "allowed".
+func TestResumeChanges(t *testing.T) {
+	ds := testData(t, 10)
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.Train.Steps = 4
+	if err := Run(context.Background(), cfg, quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds})); err != nil {
+		t.Fatal(err)
+	}
+	more := *cfg
+	more.Train.Steps = 8
+	more.Train.LR *= 2
+	more.Train.EMADecay = 0.5
+	err := Run(context.Background(), &more, quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Resume: true}))
+	if err == nil || !strings.Contains(err.Error(), "--resume-changes train.ema_decay,train.lr") || !strings.Contains(err.Error(), "train.ema_decay: 0.5 (checkpoint: ") {
+		t.Fatalf("resume with a changed lr and EMA decay: %v, want an error naming both and --resume-changes", err)
+	}
+	if err := Run(context.Background(), &more, quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Resume: true,
+		ResumeChanges: []string{"train.lr", "train.ema_decay"}})); err != nil {
+		t.Fatalf("allowed changes: %v", err)
+	}
+	recs, _ := readLog(filepath.Join(dir, LogFile))
+	var runs []Record
+	for _, r := range recs {
+		if r.Type == "run" {
+			runs = append(runs, r)
+		}
+	}
+	if len(runs) != 2 || len(runs[1].Changed) != 2 || !strings.HasPrefix(runs[1].Changed[1], "train.lr: ") || len(runs[0].Changed) != 0 {
+		t.Errorf("run records' changes: %+v, want the resumed run's two", runs)
+	}
+	bad := more
+	bad.Train.Steps, bad.Train.BatchSize = 12, cfg.Train.BatchSize+1
+	if err := Run(context.Background(), &bad, quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds, Resume: true,
+		ResumeChanges: []string{"train.batch_size"}})); err == nil || !strings.Contains(err.Error(), "want the same values to resume") {
+		t.Errorf("changed batch size: %v, want it refused", err)
+	}
+}

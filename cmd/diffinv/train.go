@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ func newTrainCmd() *cobra.Command {
 	var prec precisionFlag
 	var out string
 	var resume bool
+	var resumeChanges []string
 	var initFrom string
 	var gridN, gridSteps, stopAt int
 	cmd := &cobra.Command{
@@ -36,7 +38,11 @@ EMA, checkpoints and logging). The output folder gets:
   samples/step-NNNNNNNN.png              EMA samples (DDIM) every train.sample_every steps
 
 --resume continues from the latest checkpoint; an interrupted run resumed
-gives the same weights as an uninterrupted one. Ctrl-C writes a checkpoint
+gives the same weights as an uninterrupted one, so a resume may not change
+the settings that shape the trajectory (train.lr, its warm-up and decay,
+weight decay, loss weighting, gradient clipping, EMA decay; train.steps
+under a cosine decay) unless --resume-changes names them: a deliberate
+second stage, recorded in log.jsonl. Ctrl-C writes a checkpoint
 before stopping. --init FILE starts a fresh run from the (EMA) weights of a
 model file or training checkpoint of the same network (fine-tuning, or going
 on from a model whose optimiser state was not kept); Adam starts afresh.
@@ -45,6 +51,7 @@ learning-rate schedule of train.steps: a long schedule run in pieces, or a
 model taken from the middle of one; --resume continues it.`,
 		Example: `  diffinv train --config configs/mnist.yaml --out runs/mnist
   diffinv train --config configs/mnist.yaml --out runs/mnist --resume
+  diffinv train --config configs/mnist.yaml --out runs/mnist --resume --set train.lr=0.0002 --resume-changes train.lr
   diffinv train --config configs/mnist.yaml --out runs/mnist-ft --init models/mnist/model.safetensors --set train.lr=0.00005
   diffinv train --config configs/mnist.yaml --out runs/long --set train.steps=20000 --stop-at 5000
   diffinv train --config configs/mnist.yaml --set train.steps=200 --set train.batch_size=16 --out /tmp/smoke`,
@@ -59,6 +66,9 @@ model taken from the middle of one; --resume continues it.`,
 			cfg, err := cf.load()
 			if err != nil {
 				return err
+			}
+			if len(resumeChanges) > 0 && !resume {
+				return fmt.Errorf("--resume-changes %s: only a resumed run (--resume) changes settings from a checkpoint's", strings.Join(resumeChanges, ","))
 			}
 			if eng.name != "native" && eng.name != "torch" {
 				return fmt.Errorf("--engine %q: want native or torch", eng.name)
@@ -86,7 +96,7 @@ model taken from the middle of one; --resume continues it.`,
 					return err
 				}
 			}
-			err = train.Run(ctx, cfg, train.RunOptions{NewModel: newModel, Resume: resume, Init: initFrom, Sample: sampler, Progress: cmd.ErrOrStderr(), StopAt: stopAt,
+			err = train.Run(ctx, cfg, train.RunOptions{NewModel: newModel, Resume: resume, ResumeChanges: resumeChanges, Init: initFrom, Sample: sampler, Progress: cmd.ErrOrStderr(), StopAt: stopAt,
 				Precision: p, PrecisionReason: why})
 			if errors.Is(err, context.Canceled) {
 				return fmt.Errorf("interrupted: a checkpoint was written; continue with --resume --out %s", cfg.Train.Out)
@@ -108,6 +118,7 @@ model taken from the middle of one; --resume continues it.`,
 	prec.add(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "output folder (sets train.out)")
 	cmd.Flags().BoolVar(&resume, "resume", false, "continue from the latest checkpoint in the output folder")
+	cmd.Flags().StringSliceVar(&resumeChanges, "resume-changes", nil, "with --resume: trajectory settings allowed to differ from the checkpoint's (e.g. train.lr,train.warmup_steps); recorded in log.jsonl")
 	cmd.Flags().StringVar(&initFrom, "init", "", "start a fresh run from the (EMA) weights of this model file or training checkpoint")
 	cmd.Flags().IntVar(&gridN, "grid-n", 64, "samples in each progress grid (0 disables)")
 	cmd.Flags().IntVar(&gridSteps, "grid-steps", 50, "DDIM steps of the progress grids")
