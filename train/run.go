@@ -95,29 +95,29 @@ type RunOptions struct {
 
 // run is the state of one training run.
 type run struct {
-	cfg    *config.Config
-	opts   RunOptions
+	cfg  *config.Config
+	opts RunOptions
 	// allow is opts.ResumeChanges; changed the changes a resume made.
 	allow, changed []string
-	out    string
-	ds     *data.Dataset
-	obj    *Objective
-	model  Network
-	full   Trainable    // non-nil when the network takes any loss
-	mse    MSETrainable // used when full is nil
-	names  []string
-	shapes [][]int
-	params [][]float32
-	grads  [][]float32
-	adam   *Adam
-	ema    *EMA
-	batch  epochCache
-	step   int // optimiser steps taken
-	losses []point
-	log    *os.File
-	start  time.Time
-	last   string // path of the last checkpoint written or loaded
-	init   string // RunOptions.Init when it set the weights (not on resume)
+	out            string
+	ds             *data.Dataset
+	obj            *Objective
+	model          Network
+	full           Trainable    // non-nil when the network takes any loss
+	mse            MSETrainable // used when full is nil
+	names          []string
+	shapes         [][]int
+	params         [][]float32
+	grads          [][]float32
+	adam           *Adam
+	ema            *EMA
+	batch          epochCache
+	step           int // optimiser steps taken
+	losses         []point
+	log            *os.File
+	start          time.Time
+	last           string // path of the last checkpoint written or loaded
+	init           string // RunOptions.Init when it set the weights (not on resume)
 }
 
 // Run trains the model that opts.NewModel builds on the data of cfg, as
