@@ -14,8 +14,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Mode is the permission every written file gets.
@@ -72,4 +74,37 @@ func Write(path string, fill func(w io.Writer) error) (err error) {
 		d.Close()
 	}
 	return nil
+}
+
+// IsTemp reports whether name (a base name) is one of Write's temporary
+// files: "." + target + ".tmp-" + random digits.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
+}
+
+// CleanStale removes the temporary files that writers killed half-way left
+// under dir (recursively) and returns their paths. Call it only while no
+// other process writes there (holding the folder's lock): a live writer's
+// temporary file looks the same.
+func CleanStale(dir string) ([]string, error) {
+	var removed []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == dir {
+				return err
+			}
+			return nil // an unreadable subfolder holds nothing we wrote
+		}
+		if d.Type().IsRegular() && IsTemp(d.Name()) {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			removed = append(removed, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("clean temporary files in %s: %w", dir, err)
+	}
+	return removed, nil
 }

@@ -61,3 +61,35 @@ func TestWrite(t *testing.T) {
 		t.Errorf("WriteFile: %q", got)
 	}
 }
+
+// TestCleanStale: the temporary files of killed writes are removed, the
+// targets and other files are kept.
+func TestCleanStale(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "checkpoints")
+	os.Mkdir(sub, 0o755)
+	files := map[string]bool{ // path → stays
+		filepath.Join(dir, "log.jsonl"):                               true,
+		filepath.Join(dir, ".log.jsonl.tmp-12345"):                    false,
+		filepath.Join(sub, "step-00000004.safetensors"):               true,
+		filepath.Join(sub, ".step-00000006.safetensors.tmp-987654321"): false,
+		filepath.Join(dir, ".hidden"):                                 true,
+	}
+	for p := range files {
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := CleanStale(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 2 {
+		t.Errorf("removed %v, want the two temporary files", removed)
+	}
+	for p, stays := range files {
+		if _, err := os.Stat(p); (err == nil) != stays {
+			t.Errorf("%s: exists %v, want %v", p, err == nil, stays)
+		}
+	}
+}

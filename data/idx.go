@@ -196,9 +196,29 @@ func readIDXFile[T any](path string, read func(io.Reader) (T, error)) (T, error)
 		return zero, fmt.Errorf("MNIST: %w", err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return zero, fmt.Errorf("MNIST: %w", err)
+	} else if !st.Mode().IsRegular() {
+		return zero, fmt.Errorf("MNIST file %s is a %s, want a regular file (the IDX file, optionally .gz)", path, kindOf(st.Mode()))
+	}
 	v, err := read(f)
 	if err != nil {
 		return zero, fmt.Errorf("MNIST file %s: %w", path, err)
 	}
 	return v, nil
+}
+
+// kindOf names a non-regular file mode for errors.
+func kindOf(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "folder"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file"
 }

@@ -184,6 +184,12 @@ func TestLoadMNISTErrors(t *testing.T) {
 			p := filepath.Join(dir, "train-images-idx3-ubyte")
 			os.Truncate(p, 1000)
 		}, "train", []string{"train-images-idx3-ubyte", "truncated", "3152 bytes in all", "holds 1000"}},
+		{"folder in place of a file", func(dir string) {
+			writeMNIST(t, dir, "train", pix, []byte{1, 2, 3, 4}, 4, false)
+			p := filepath.Join(dir, "train-images-idx3-ubyte")
+			os.Remove(p)
+			os.Mkdir(p, 0o755)
+		}, "train", []string{"train-images-idx3-ubyte is a folder, want a regular file"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

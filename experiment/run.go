@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/diffinv/diffinv/atomicfile"
+	"github.com/diffinv/diffinv/internal/dirlock"
 	"io"
 	"math"
 	"os"
@@ -136,6 +138,16 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 	}
 	cdir := filepath.Join(out, CellsDir)
 	if err := os.MkdirAll(cdir, 0o755); err != nil {
+		return fmt.Errorf("experiment %q: %w", exp.Name, err)
+	}
+	// One run per results folder at a time; once it is ours, the
+	// temporary files of killed writes go.
+	lock, err := dirlock.Acquire(out, "experiment run")
+	if err != nil {
+		return fmt.Errorf("experiment %q: %w", exp.Name, err)
+	}
+	defer lock.Release()
+	if _, err := atomicfile.CleanStale(out); err != nil {
 		return fmt.Errorf("experiment %q: %w", exp.Name, err)
 	}
 

@@ -3,6 +3,7 @@ package experiment
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/csv"
 	"image"
 	"image/png"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diffinv/diffinv/internal/dirlock"
 	"github.com/diffinv/diffinv/progress"
 )
 
@@ -505,5 +507,30 @@ func TestRunResumeRetrainedCheckpoint(t *testing.T) {
 	c.CheckpointSHA256 = strings.Repeat("0", 64)
 	if _, err := loadResult(filepath.Join(out, CellsDir), c); err == nil || !strings.Contains(err.Error(), "SHA-256") {
 		t.Errorf("digest mismatch: err = %v, want a SHA-256 error", err)
+	}
+}
+
+// TestRunFolderLocked: a second run on a results folder in use is refused
+// naming the holder (three runs on one folder used to do the work three
+// times); stale temporary files are cleaned when a run takes the folder.
+func TestRunFolderLocked(t *testing.T) {
+	out := t.TempDir()
+	var log bytes.Buffer
+	held, err := dirlock.Acquire(out, "experiment run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeRunner{}
+	err = Run(context.Background(), mustDecode(testYAML), f, quiet(out, &log))
+	if !errors.Is(err, dirlock.ErrBusy) || len(f.calls) != 0 {
+		t.Fatalf("second run: %v after %d cells, want ErrBusy before any cell", err, len(f.calls))
+	}
+	held.Release()
+	stale := filepath.Join(out, CellsDir, ".x.json.tmp-42")
+	os.MkdirAll(filepath.Dir(stale), 0o755)
+	os.WriteFile(stale, []byte("{"), 0o644)
+	runFake(t, mustDecode(testYAML), &fakeRunner{}, quiet(out, &log))
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("stale temporary file kept")
 	}
 }

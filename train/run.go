@@ -18,6 +18,7 @@ import (
 
 	"github.com/diffinv/diffinv/atomicfile"
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/internal/dirlock"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/nn"
@@ -99,6 +100,8 @@ type run struct {
 	opts RunOptions
 	// allow is opts.ResumeChanges; changed the changes a resume made.
 	allow, changed []string
+	// lock holds the output folder for this process (released by Run).
+	lock *dirlock.Lock
 	out            string
 	ds             *data.Dataset
 	obj            *Objective
@@ -147,6 +150,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) (err error) {
 		if cerr := r.log.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("train: close log: %w", cerr)
 		}
+		r.lock.Release()
 	}()
 	return r.loop(ctx)
 }
@@ -170,9 +174,24 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	}
 	r := &run{cfg: cfg, opts: opts, out: cfg.Train.Out, allow: opts.ResumeChanges}
 
-	// The output folder: created, writable, and not someone else's run.
+	// The output folder: created, writable, and not someone else's run;
+	// once it is ours, the temporary files of killed writes go.
 	if err := checkWritable(r.out); err != nil {
 		return nil, err
+	}
+	lock, err := dirlock.Acquire(r.out, "training")
+	if err != nil {
+		return nil, fmt.Errorf("train: output folder train.out: %w", err)
+	}
+	r.lock = lock
+	started := false
+	defer func() {
+		if !started { // setup failed: the folder is free again
+			lock.Release()
+		}
+	}()
+	if _, err := atomicfile.CleanStale(r.out); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
 	steps, err := ListCheckpoints(r.out)
 	if err != nil {
@@ -306,6 +325,7 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 		r.log.Close()
 		return nil, err
 	}
+	started = true
 	return r, nil
 }
 

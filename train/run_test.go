@@ -14,6 +14,7 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/internal/dirlock"
 	"github.com/diffinv/diffinv/tensors"
 	"gorgonia.org/tensor"
 )
@@ -683,4 +684,35 @@ func TestResumeChanges(t *testing.T) {
 		ResumeChanges: []string{"train.batch_size"}})); err == nil || !strings.Contains(err.Error(), "want the same values to resume") {
 		t.Errorf("changed batch size: %v, want it refused", err)
 	}
+}
+
+// TestOutputFolderLocked: a second trainer on a folder in use is refused
+// naming the holder, the folder is free again after the run, and the
+// temporary files of killed writes are cleaned when a run takes the folder.
+func TestOutputFolderLocked(t *testing.T) {
+	ds := testData(t, 10)
+	dir := t.TempDir()
+	held, err := dirlock.Acquire(dir, "training")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Run(context.Background(), testConfig(dir), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds}))
+	if !errors.Is(err, dirlock.ErrBusy) || !strings.Contains(err.Error(), "train.out") {
+		t.Fatalf("second trainer: %v, want ErrBusy naming train.out", err)
+	}
+	held.Release()
+	stale := filepath.Join(dir, CheckpointDir, ".step-00000002.safetensors.tmp-123")
+	os.MkdirAll(filepath.Dir(stale), 0o755)
+	os.WriteFile(stale, []byte("half"), 0o644)
+	if err := Run(context.Background(), testConfig(dir), quiet(RunOptions{NewModel: fakeFactory(4, nil, nil), Dataset: ds})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("stale temporary file %s kept", stale)
+	}
+	again, err := dirlock.Acquire(dir, "training")
+	if err != nil {
+		t.Fatalf("after the run: %v", err)
+	}
+	again.Release()
 }

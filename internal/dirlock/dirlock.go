@@ -1,0 +1,75 @@
+// Package dirlock gives one process at a time a folder to write in: a
+// training run's output folder, an experiment's results folder. Without it
+// two trainers on one folder interleave their logs and checkpoints, and
+// several experiment runs redo the same cells.
+//
+// The lock is an flock(2) on the file .diffinv.lock in the folder, which
+// the kernel releases when its holder dies (kill -9 included), so a killed
+// run never leaves a stale lock behind. The file also records the holder's
+// PID and command for the error message. flock is advisory and, on some
+// network file systems, local to one machine: sharded runs over NFS need
+// their own claims (per cell).
+package dirlock
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// FileName is the lock file inside a locked folder.
+const FileName = ".diffinv.lock"
+
+// Lock is a held folder lock.
+type Lock struct {
+	f *os.File
+}
+
+// ErrBusy is wrapped by Acquire's error when another process holds the
+// folder.
+var ErrBusy = errors.New("folder in use by another diffinv process")
+
+// Acquire locks dir (which must exist) for what ("training", "experiment
+// run") or returns an error wrapping ErrBusy that names the holder.
+func Acquire(dir, what string) (*Lock, error) {
+	path := filepath.Join(dir, FileName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	ok, err := tryLock(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if !ok {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		h := strings.TrimSpace(string(holder))
+		if h == "" {
+			h = "an unknown process"
+		}
+		return nil, fmt.Errorf("%s in %s: %w (%s); wait for it to finish or choose another folder", what, dir, ErrBusy, h)
+	}
+	if err := f.Truncate(0); err == nil {
+		fmt.Fprintf(f, "pid %d (%s)\n", os.Getpid(), strings.Join(os.Args, " "))
+	}
+	return &Lock{f: f}, nil
+}
+
+// Release unlocks the folder; the lock file stays (removing it would race
+// with a process about to lock it).
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	l.f.Truncate(0)
+	err := unlock(l.f)
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	l.f = nil
+	return err
+}
