@@ -69,11 +69,11 @@ func TestCleanStale(t *testing.T) {
 	sub := filepath.Join(dir, "checkpoints")
 	os.Mkdir(sub, 0o755)
 	files := map[string]bool{ // path → stays
-		filepath.Join(dir, "log.jsonl"):                               true,
-		filepath.Join(dir, ".log.jsonl.tmp-12345"):                    false,
-		filepath.Join(sub, "step-00000004.safetensors"):               true,
+		filepath.Join(dir, "log.jsonl"):                                true,
+		filepath.Join(dir, ".log.jsonl.tmp-12345"):                     false,
+		filepath.Join(sub, "step-00000004.safetensors"):                true,
 		filepath.Join(sub, ".step-00000006.safetensors.tmp-987654321"): false,
-		filepath.Join(dir, ".hidden"):                                 true,
+		filepath.Join(dir, ".hidden"):                                  true,
 	}
 	for p := range files {
 		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {

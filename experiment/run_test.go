@@ -3,8 +3,8 @@ package experiment
 import (
 	"bytes"
 	"context"
-	"errors"
 	"encoding/csv"
+	"errors"
 	"image"
 	"image/png"
 	"math"

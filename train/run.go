@@ -18,8 +18,8 @@ import (
 
 	"github.com/diffinv/diffinv/atomicfile"
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/internal/dirlock"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/internal/dirlock"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/progress"
@@ -101,26 +101,26 @@ type run struct {
 	// allow is opts.ResumeChanges; changed the changes a resume made.
 	allow, changed []string
 	// lock holds the output folder for this process (released by Run).
-	lock *dirlock.Lock
-	out            string
-	ds             *data.Dataset
-	obj            *Objective
-	model          Network
-	full           Trainable    // non-nil when the network takes any loss
-	mse            MSETrainable // used when full is nil
-	names          []string
-	shapes         [][]int
-	params         [][]float32
-	grads          [][]float32
-	adam           *Adam
-	ema            *EMA
-	batch          epochCache
-	step           int // optimiser steps taken
-	losses         []point
-	log            *os.File
-	start          time.Time
-	last           string // path of the last checkpoint written or loaded
-	init           string // RunOptions.Init when it set the weights (not on resume)
+	lock   *dirlock.Lock
+	out    string
+	ds     *data.Dataset
+	obj    *Objective
+	model  Network
+	full   Trainable    // non-nil when the network takes any loss
+	mse    MSETrainable // used when full is nil
+	names  []string
+	shapes [][]int
+	params [][]float32
+	grads  [][]float32
+	adam   *Adam
+	ema    *EMA
+	batch  epochCache
+	step   int // optimiser steps taken
+	losses []point
+	log    *os.File
+	start  time.Time
+	last   string // path of the last checkpoint written or loaded
+	init   string // RunOptions.Init when it set the weights (not on resume)
 }
 
 // Run trains the model that opts.NewModel builds on the data of cfg, as
