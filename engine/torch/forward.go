@@ -255,14 +255,36 @@ func (u *UNet) Eps(xt *tensor.Dense, t []int) (*tensor.Dense, error) {
 	return firstChannels(out, u.cfg.InChannels), nil
 }
 
+// EpsVar returns ε and, with model.learn_sigma, the variance channels v
+// (guided-diffusion's model_var_values, unchanged) from one forward pass:
+// what DDPM sampling and the solvers' ancestral step need for a
+// learned_range model such as DPS's FFHQ checkpoint
+// (sample.VarianceDenoiser, solve.VarianceDenoiser). Without learn_sigma
+// it returns an error.
+func (u *UNet) EpsVar(xt *tensor.Dense, t []int) (eps, v *tensor.Dense, err error) {
+	if !u.cfg.LearnSigma {
+		return nil, nil, fmt.Errorf("torch engine: EpsVar: the model was built with learn_sigma false, so it has no variance output")
+	}
+	out, err := u.Forward(xt, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := u.cfg.InChannels
+	return channels(out, 0, c), channels(out, c, 2*c), nil
+}
+
 // firstChannels copies channels [0, c) of an N×2c×H×W tensor.
-func firstChannels(d *tensor.Dense, c int) *tensor.Dense {
+func firstChannels(d *tensor.Dense, c int) *tensor.Dense { return channels(d, 0, c) }
+
+// channels copies channels [c0, c1) of an N×K×H×W tensor.
+func channels(d *tensor.Dense, c0, c1 int) *tensor.Dense {
 	s := d.Shape()
-	n, c2, hw := s[0], s[1], s[2]*s[3]
+	n, k, hw := s[0], s[1], s[2]*s[3]
+	c := c1 - c0
 	src := tensors.F32(d)
 	dst := make([]float32, n*c*hw)
 	for i := 0; i < n; i++ {
-		copy(dst[i*c*hw:(i+1)*c*hw], src[i*c2*hw:i*c2*hw+c*hw])
+		copy(dst[i*c*hw:(i+1)*c*hw], src[(i*k+c0)*hw:(i*k+c1)*hw])
 	}
 	return tensors.FromSlice(dst, n, c, s[2], s[3])
 }

@@ -92,6 +92,10 @@ func New(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, 
 			Shape: shape, BatchSize: cfg.Solver.BatchSize, Seed: seed, phase: phase}, nil
 	}
 	opts := solve.DefaultOptions()
+	// The ancestral step of DPS, MCG and projection uses the model's reverse
+	// variance, as diffinv sample's DDPM does (learned_range needs den to
+	// output it: model.UNet, or the torch engine's UNet).
+	opts.Variance = cfg.Diffusion.Variance
 	if opts, err = opts.Decode(method, taskDefaults); err != nil {
 		return nil, fmt.Errorf("task defaults for %s: %w", method, err)
 	}

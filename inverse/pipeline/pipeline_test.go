@@ -106,6 +106,14 @@ func TestSolverDefaultsLayering(t *testing.T) {
 	if s.Opts.DPS.Scale != 0.3 || s.Opts.DPS.Steps != 7 {
 		t.Errorf("dps options %+v: want the task's scale and the user's steps", s.Opts.DPS)
 	}
+	// The ancestral step's variance is the model's diffusion.variance.
+	cfg.Diffusion.Variance = "fixed_large"
+	if s, err = New(cfg, den, sched, nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	if s.Opts.Variance != "fixed_large" {
+		t.Errorf("solver variance %q, want the config's diffusion.variance %q", s.Opts.Variance, "fixed_large")
+	}
 }
 
 func TestSetupErrors(t *testing.T) {

@@ -115,10 +115,10 @@ func (p *problem) v(z []float64) ([]float64, error) {
 }
 
 // DDNMPlus is DDNM+ (Wang et al., ICLR 2023, Sec. 3.3) for y with Gaussian
-// noise σ_y, in the SVD form of the official code (svd_operators' Lambda and
-// Lambda_noise). Per spectral coordinate j with s_j > 0 the measurement
-// ȳ_j = (Uᵀy)_j/s_j carries noise n_j = σ_y/s_j; with a = √ᾱ_{i−1},
-// σ = √(1−ᾱ_{i−1}) and the DDNM/DDRM η,
+// noise σ_y, per singular value as the official SVD-based code
+// (svd_operators' Lambda and Lambda_noise). Per spectral coordinate j with
+// s_j > 0 the measurement ȳ_j = (Uᵀy)_j/s_j carries noise n_j = σ_y/s_j;
+// with a = √ᾱ_{i−1}, σ = √(1−ᾱ_{i−1}) and the DDNM/DDRM η,
 //
 //	σ ≥ a n_j: λ_j = 1,                  noise γ (η z_j + √(1−η²) (Vᵀε̂)_j), γ = √(σ² − a² n_j²)
 //	σ < a n_j: λ_j = σ√(1−η²)/(a n_j),   noise σ η z_j
@@ -126,9 +126,18 @@ func (p *problem) v(z []float64) ([]float64, error) {
 //
 // so the noise y carries into x_{i−1} plus the added noise has the variance
 // σ² of q(x_{i−1} | x0). Coordinates with s_j = 0 (and j ≥ M) keep x̂0 with
-// noise σ (η z + √(1−η²) ε̂). With σ_y = 0 this is DDNM. (The official
-// "simplified" variant applies one λ to A†(A x̂0 − y), which is right only
-// when all s_j are equal.)
+// noise σ (η z + √(1−η²) (Vᵀε̂)_j). With σ_y = 0 this is DDNM.
+//
+// The first row's noise is diffinv's form, not the official code's: the
+// official Lambda_noise adds fresh noise γ z_j there and no ε̂ term (and
+// passes ε̂ to the spectral side without Vᵀ, a slip of that code that only
+// matters where it keeps an ε̂ term). o.DDNMPlus.FreshNoise selects the
+// official form (at σ_y > 0; at σ_y = 0 the official code runs DDNM, and so
+// does this). Both give the noise its variance γ²; diffinv's keeps the
+// DDIM-style ε̂ share that DDNM's own step and the unmeasured coordinates
+// have, and that the official "simplified" DDNM+ (one λ for all of
+// A†(A x̂0 − y)) applies to every coordinate. That simplified variant is
+// right only when all s_j are equal and is not offered.
 //
 // Time travel (o.DDNMPlus.TravelLength L > 0, TravelRepeat r > 1) follows
 // the official get_schedule_jump: from every index 0, L, 2L, … below K−L
@@ -165,6 +174,7 @@ func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.D
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
 	eta := opt.Eta
+	fresh := opt.FreshNoise && p.sigmaY > 0
 	for q := 1; q < len(times); q++ {
 		i, next := times[q-1], times[q]
 		if next > i { // time travel: re-noise from index i to index next
@@ -192,7 +202,7 @@ func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.D
 		abPrev := sched.AlphaBarPrev(i)
 		a, sig := math.Sqrt(abPrev), math.Sqrt(1-abPrev)
 		var z []float64
-		if eta > 0 && i > 0 {
+		if (eta > 0 || fresh) && i > 0 {
 			z = make([]float64, len(vx0))
 			p.randn(z)
 		}
@@ -205,10 +215,13 @@ func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.D
 				if j < M && sp.s[j] != 0 {
 					nj := p.sigmaY / sp.s[j]
 					lam := 1.0
-					if sig < a*nj {
+					switch {
+					case sig < a*nj:
 						lam = sig * math.Sqrt(1-eta*eta) / (a * nj)
 						d2 = 0
-					} else {
+					case fresh:
+						d1, d2 = math.Sqrt(sig*sig-a*a*nj*nj), 0
+					default:
 						g := math.Sqrt(sig*sig - a*a*nj*nj)
 						d1, d2 = g*eta, g*math.Sqrt(1-eta*eta)
 					}

@@ -23,10 +23,12 @@ import (
 // differences from the official code: zero singular values always take the
 // unmeasured branch (the code sends them to the "less noisy" branch when
 // σ_y > 0, dropping the ε̂ term there), and x_T is √ᾱ_T times the VE draw
-// (the code divides by σ_T, which agrees as ᾱ_T → 0). With σ_y = 0 every
-// measured coordinate is in the "noisier" branch, and the last step returns
-// η_B ȳ + (1−η_B) x̂0 there. It needs an SVD and Gaussian (or clean) noise.
-// Options: o.DDRM (η = 0.85, η_B = 1, 20 steps).
+// (the code divides by σ_T, which agrees as ᾱ_T → 0; o.DDRM.InitOverSigma
+// does that). With σ_y = 0 every measured coordinate is in the "noisier"
+// branch, and the last step returns η_B ȳ + (1−η_B) x̂0 there (the code's
+// strict inequalities send it to the unmeasured branch there, returning x̂0
+// on measured coordinates too). It needs an SVD and Gaussian (or clean)
+// noise. Options: o.DDRM (η = 0.85, η_B = 1, 20 steps).
 func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
 	p, err := newProblem("ddrm", den, A, noise, y, sched, rngs, progress)
 	if err != nil {
@@ -61,7 +63,11 @@ func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense
 			} else {
 				u[idx] *= sigT
 			}
-			u[idx] *= sched.SqrtAlphaBar(K - 1)
+			if opt.InitOverSigma {
+				u[idx] /= sigT
+			} else {
+				u[idx] *= sched.SqrtAlphaBar(K - 1)
+			}
 		}
 	}
 	x, err := p.v(u)

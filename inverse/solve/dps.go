@@ -14,7 +14,7 @@ const poissonFloor = 1e-2
 
 // DPS is diffusion posterior sampling (Chung et al., ICLR 2023). Starting
 // from x_T ~ N(0, I), at each index i it takes the ancestral DDPM step
-// (posterior variance β̃) to x'_{i−1} and then
+// (the model's reverse variance, Options.Variance) to x'_{i−1} and then
 //
 //	x_{i−1} = x'_{i−1} − ζ ∇_{x_i} ρ(x̂0(x_i)),  ρ = ‖y − A(x̂0)‖_W,
 //
@@ -25,37 +25,52 @@ const poissonFloor = 1e-2
 // the measured intensity (the paper's Λ = diag(1/2y) up to a constant that ζ
 // absorbs).
 //
+// With clip_x0, x̂0 is clamped to [−1, 1] in both the ancestral mean and ρ,
+// so g passes through the clamp (zero where x̂0 is out of range): the DPS
+// code's clip_denoised, whose pred_xstart feeds both. clip_mean_only keeps
+// the clamp out of ρ (see DPSOptions.ClipMeanOnly for why one may want it).
+//
 // ρ is per image, so image k moves by ζ/‖y_k − A(x̂0_k)‖ times the gradient
 // of ½‖·‖²: the step size of an image never depends on the others. The
 // official code differentiates the norm of the whole batch's residual, which
 // couples images (a badly fitting image shrinks every other image's step);
-// diffinv does not copy that. Options: o.DPS. Works with any Operator.
+// batch_norm does that. Options: o.DPS. Works with any Operator.
 func DPS(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	return dpsLoop("dps", den, A, noise, y, sched, o.DPS, rngs, progress, false)
+	return dpsLoop("dps", den, A, noise, y, sched, o.DPS, o.Variance, rngs, progress, false)
 }
 
-// MCG is manifold-constrained gradient (Chung et al., NeurIPS 2022) in the
-// form of the DPS code: the DPS step (same ζ rule, per image), then the
+// MCG is manifold-constrained gradient (Chung et al., NeurIPS 2022): the
+// DPS step (same ζ rule and clamp, per image unless batch_norm), then the
 // projection onto the noised measurement at level i−1,
 //
 //	x_{i−1} ← x_{i−1} − A†(A x_{i−1} − y_{i−1}),  y_{i−1} = √ᾱ_{i−1} y + √(1−ᾱ_{i−1}) A z,
 //
-// which for inpainting is (I − AᵀA) x + Aᵀ y_{i−1}. It needs a linear
-// operator; options o.MCG. After a projection the residual ρ is small, so
-// the DPS rule's step ζ/ρ gets large: on the 4×4 correlated Gaussian test
-// prior with a 2×2 hole, ζ = 0.5 leaves the mean 0.81 from the posterior
-// mean (posterior shift 1.5), ζ = 0.1 0.57, ζ = 0.02 0.11 (projection alone,
-// ζ = 0: 0.29). Expect to need a much smaller ζ than DPS.
+// which for inpainting is (I − AᵀA) x + Aᵀ y_{i−1}. The official MCG code
+// (HJ-harry/MCG_diffusion, inpainting) differentiates the clamped x̂0 too
+// (clip_denoised) and takes the same step with ζ = 1 and the gradient
+// restricted to the unmeasured pixels (which the projection makes no
+// difference); it noises y to level i rather than i−1 and with image-space
+// noise on the mask, which is A z for inpainting. (The DPS repository's MCG
+// projection, LinearOperator.project, returns (I − AᵀA) y_t − A x, which is
+// not a projection.) It needs a linear operator; options o.MCG. After a
+// projection the residual ρ is small, so the DPS rule's step ζ/ρ gets
+// large: on the 4×4 correlated Gaussian test prior with a 2×2 hole, ζ =
+// 0.5 leaves the mean 0.81 from the posterior mean (posterior shift 1.5),
+// ζ = 0.1 0.57, ζ = 0.02 0.11 (projection alone, ζ = 0: 0.29), without
+// clip_x0. Expect to need a much smaller ζ than DPS.
 func MCG(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	return dpsLoop("mcg", den, A, noise, y, sched, o.MCG, rngs, progress, true)
+	return dpsLoop("mcg", den, A, noise, y, sched, o.MCG, o.Variance, rngs, progress, true)
 }
 
-func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o DPSOptions, rngs []*rand.Rand, progress Progress, project bool) (*tensor.Dense, error) {
+func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o DPSOptions, variance string, rngs []*rand.Rand, progress Progress, project bool) (*tensor.Dense, error) {
 	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
 	if err != nil {
 		return nil, err
 	}
 	if err := o.Validate(method); err != nil {
+		return nil, err
+	}
+	if err := p.setVariance(variance); err != nil {
 		return nil, err
 	}
 	if sched, err = respaced(method, sched, o.Steps); err != nil {
@@ -73,12 +88,17 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 	p.steps = K
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
+	clipLoss := o.ClipX0 && !o.ClipMeanOnly
 	for i := K - 1; i >= 0; i-- {
-		x0, grad, err := p.dpsGrad(sched, i, x, w)
+		x0, grad, err := p.dpsGrad(sched, i, x, w, clipLoss, o.BatchNorm)
 		if err != nil {
 			return nil, err
 		}
-		next := p.ancestral(sched, i, x, x0, o.ClipX0)
+		v, err := p.varOut(sched, x, i)
+		if err != nil {
+			return nil, err
+		}
+		next := p.ancestral(sched, i, x, x0, v, o.ClipX0)
 		for j := range next {
 			next[j] -= o.Scale * grad[j]
 		}
@@ -94,21 +114,31 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 }
 
 // dpsGrad returns x̂0(x) and ∇_x ρ(x̂0(x)) at index i, ρ = ‖y − A(x̂0)‖_W
-// per image (W = diag(w), or I when w is nil; 0 where ρ = 0).
-func (p *problem) dpsGrad(sched *diffusion.Schedule, i int, x, w []float64) (x0, grad []float64, err error) {
+// (W = diag(w), or I when w is nil; 0 where ρ = 0), per image or, with
+// batchNorm, over the whole batch. With clip, ρ is taken at clamp(x̂0) and
+// the gradient passes through the clamp (torch's: 1 on [−1, 1], 0 outside);
+// x̂0 is returned unclamped either way.
+func (p *problem) dpsGrad(sched *diffusion.Schedule, i int, x, w []float64, clip, batchNorm bool) (x0, grad []float64, err error) {
 	eps, pull, err := p.epsPullback(sched, x, i)
 	if err != nil {
 		return nil, nil, err
 	}
 	x0 = x0FromEps(sched, i, x, eps)
-	ax, err := p.forward(x0)
+	at := x0
+	if clip {
+		at = make([]float64, len(x0))
+		for j, v := range x0 {
+			at[j] = clip1(v)
+		}
+	}
+	ax, err := p.forward(at)
 	if err != nil {
 		return nil, nil, err
 	}
-	// r = W (A(x̂0) − y) / ρ per image: the cotangent of ρ at A(x̂0).
+	// r = W (A(x̂0) − y) / ρ: the cotangent of ρ at A(x̂0).
 	r := make([]float64, len(ax))
+	rho := make([]float64, p.n)
 	for k := 0; k < p.n; k++ {
-		rho := 0.0
 		for j := k * p.m; j < (k+1)*p.m; j++ {
 			e := ax[j] - p.yv[j]
 			wj := 1.0
@@ -116,20 +146,38 @@ func (p *problem) dpsGrad(sched *diffusion.Schedule, i int, x, w []float64) (x0,
 				wj = w[j]
 			}
 			r[j] = wj * e
-			rho += wj * e * e
+			rho[k] += wj * e * e
 		}
-		rho = math.Sqrt(rho)
+	}
+	if batchNorm {
+		total := 0.0
+		for _, v := range rho {
+			total += v
+		}
+		for k := range rho {
+			rho[k] = total
+		}
+	}
+	for k := 0; k < p.n; k++ {
+		norm := math.Sqrt(rho[k])
 		for j := k * p.m; j < (k+1)*p.m; j++ {
-			if rho > 0 {
-				r[j] /= rho
+			if norm > 0 {
+				r[j] /= norm
 			} else {
 				r[j] = 0
 			}
 		}
 	}
-	g, err := p.vjpA(x0, r)
+	g, err := p.vjpA(at, r)
 	if err != nil {
 		return nil, nil, err
+	}
+	if clip {
+		for j, v := range x0 {
+			if v < -1 || v > 1 {
+				g[j] = 0
+			}
+		}
 	}
 	vjp, err := pull(g)
 	if err != nil {
@@ -176,7 +224,8 @@ func (p *problem) project(sched *diffusion.Schedule, i int, x []float64) ([]floa
 }
 
 // Projection is the Score-SDE (Song et al., ICLR 2021) / ILVR (Choi et al.
-// 2021) style solver: an unconditional ancestral DDPM step, then the
+// 2021) style solver: an unconditional ancestral DDPM step (the model's
+// reverse variance, Options.Variance), then the
 // measured part of x_{i−1} is replaced by that of the measurement noised to
 // level i−1 (see MCG); no gradient. It needs a linear operator and ignores
 // the noise model (y is taken as exact). Options: o.Projection.
@@ -186,6 +235,9 @@ func Projection(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor
 		return nil, err
 	}
 	if err := o.Projection.Validate(); err != nil {
+		return nil, err
+	}
+	if err := p.setVariance(o.Variance); err != nil {
 		return nil, err
 	}
 	if sched, err = respaced("projection", sched, o.Projection.Steps); err != nil {
@@ -201,7 +253,11 @@ func Projection(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor
 			return nil, err
 		}
 		x0 := x0FromEps(sched, i, x, eps)
-		next := p.ancestral(sched, i, x, x0, o.Projection.ClipX0)
+		v, err := p.varOut(sched, x, i)
+		if err != nil {
+			return nil, err
+		}
+		next := p.ancestral(sched, i, x, x0, v, o.Projection.ClipX0)
 		if x, err = p.project(sched, i, next); err != nil {
 			return nil, err
 		}

@@ -12,6 +12,14 @@ import (
 // config's solver section holds them. Each field carries the config key it
 // is set from (tag opt); Decode fills one method's section from a map.
 type Options struct {
+	// Variance is the reverse-process variance of the ancestral DDPM step
+	// that DPS, MCG and projection take, as the model's diffusion.variance
+	// says: VarianceFixedSmall ("" means it too), VarianceFixedLarge or
+	// VarianceLearnedRange (the denoiser must then be a VarianceDenoiser).
+	// It is not a solver.* key: the pipeline sets it from the model's
+	// config, the way diffinv sample sets the DDPM sampler's variance.
+	Variance string
+
 	DPS            DPSOptions            `method:"dps"`
 	MCG            DPSOptions            `method:"mcg"`
 	Projection     ProjectionOptions     `method:"projection"`
@@ -29,9 +37,24 @@ type DPSOptions struct {
 	Scale float64 `opt:"scale"`
 	// Steps respaces the schedule uniformly; 0 keeps it (DPS: 1000).
 	Steps int `opt:"steps"`
-	// ClipX0 clamps x̂0 to [−1, 1] in the ancestral step (not in the
-	// likelihood gradient).
+	// ClipX0 clamps x̂0 to [−1, 1], as the DPS code's clip_denoised: in the
+	// ancestral mean and inside ρ = ‖y − A(clamp(x̂0))‖, so the gradient
+	// goes through the clamp and is zero where x̂0 is outside [−1, 1].
 	ClipX0 bool `opt:"clip_x0"`
+	// ClipMeanOnly (with ClipX0) clamps x̂0 only in the ancestral mean and
+	// takes ρ and its gradient on the unclamped x̂0: the DPS paper's
+	// Algorithm 1 for the guidance, and diffinv's form before issue 18.
+	// One may prefer it because the clamp zeroes the guidance on every
+	// pixel whose x̂0 is out of range, which at high noise (x̂0 far outside
+	// [−1, 1]) is most of them, so the measurement steers the early steps
+	// less; with it every pixel is guided at every step (false).
+	ClipMeanOnly bool `opt:"clip_mean_only"`
+	// BatchNorm differentiates the norm of the whole batch's residual,
+	// ‖y − A(x̂0)‖ over all images, as the DPS code does: each image's step
+	// then depends on how well the other images fit, and solving a batch no
+	// longer gives what solving each image alone gives. false (the
+	// default) takes ρ per image.
+	BatchNorm bool `opt:"batch_norm"`
 }
 
 // ProjectionOptions configures the Score-SDE / ILVR projection solver.
@@ -55,6 +78,16 @@ type DDNMOptions struct {
 	// TravelRepeat r: each jump point is revisited r−1 times (r ≥ 1).
 	// DDNM+ only.
 	TravelRepeat int `opt:"travel_repeat"`
+	// FreshNoise selects the official code's noise on the measured
+	// coordinates where σ_t ≥ a n_j (svd_operators' Lambda_noise): fresh
+	// noise √(σ_t² − a² n_j²) z, with no ε̂ term. false keeps diffinv's
+	// form γ (η z + √(1−η²) (Vᵀε̂)_j), γ = √(σ_t² − a² n_j²): the same
+	// variance, with the DDIM-style ε̂ share that the unmeasured coordinates
+	// and DDNM's own step have (the official "simplified" DDNM+ uses it
+	// too). Both are exact in distribution for the Gaussian-noise model; they
+	// differ in how much of the network's ε̂ carries over. At σ_y = 0 both
+	// are DDNM (the official code then runs DDNM). DDNM+ only.
+	FreshNoise bool `opt:"fresh_noise"`
 }
 
 // DDRMOptions configures DDRM.
@@ -66,6 +99,12 @@ type DDRMOptions struct {
 	Eta float64 `opt:"eta"`
 	// EtaB is DDRM's η_B for coordinates noisier than y (1.0).
 	EtaB float64 `opt:"eta_b"`
+	// InitOverSigma draws x_T as the official code does, V(x̄_T)/σ_T with
+	// x̄_T the VE draw from p(x̄_T | y), instead of diffinv's √ᾱ_T V(x̄_T),
+	// which gives x_T the forward marginal's scale (√ᾱ_T x0 + √(1−ᾱ_T) ε)
+	// exactly. The two differ by the factor √(1−ᾱ_T) (4e-5 relative at
+	// the last timestep of the linear 1000-step schedule) (false).
+	InitOverSigma bool `opt:"init_over_sigma"`
 }
 
 // PiGDMOptions configures ΠGDM.
@@ -111,12 +150,38 @@ func DefaultOptions() Options {
 	}
 }
 
+// Reverse-process variances of the ancestral step (Options.Variance), the
+// values of a config's diffusion.variance.
+const (
+	// VarianceFixedSmall is the posterior variance β̃_i (log clipped at
+	// index 0, as guided-diffusion).
+	VarianceFixedSmall = "fixed_small"
+	// VarianceFixedLarge is β_i (β̃_1 at index 0, where no noise is added).
+	VarianceFixedLarge = "fixed_large"
+	// VarianceLearnedRange interpolates log β̃_i and log β_i with the
+	// model's variance output v ∈ [−1, 1] (improved DDPM, guided-diffusion
+	// learned_range; DPS's FFHQ checkpoint).
+	VarianceLearnedRange = "learned_range"
+)
+
+// validVariance returns an error naming a bad Options.Variance.
+func validVariance(method, v string) error {
+	switch v {
+	case "", VarianceFixedSmall, VarianceFixedLarge, VarianceLearnedRange:
+		return nil
+	}
+	return fmt.Errorf("solve: %s: variance %q, want %q, %q or %q (the model's diffusion.variance)", method, v, VarianceFixedSmall, VarianceFixedLarge, VarianceLearnedRange)
+}
+
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 // Validate returns an error naming a bad option.
 func (o DPSOptions) Validate(method string) error {
 	if !(o.Scale >= 0) || !finite(o.Scale) {
 		return fmt.Errorf("solve: %s: scale = %g, want a finite value ≥ 0", method, o.Scale)
+	}
+	if o.ClipMeanOnly && !o.ClipX0 {
+		return fmt.Errorf("solve: %s: clip_mean_only = true needs clip_x0 = true (it says where the clamp applies)", method)
 	}
 	return validSteps(method, o.Steps)
 }
@@ -137,6 +202,9 @@ func (o DDNMOptions) Validate(method string) error {
 	}
 	if method == "ddnm" && (o.TravelLength > 0 || o.TravelRepeat > 1) {
 		return fmt.Errorf("solve: ddnm: time travel (travel_length = %d, travel_repeat = %d) is a ddnm+ option, want 0 and 1 or method ddnm+", o.TravelLength, o.TravelRepeat)
+	}
+	if method == "ddnm" && o.FreshNoise {
+		return fmt.Errorf("solve: ddnm: fresh_noise is a ddnm+ option (noisy measurements), want false or method ddnm+")
 	}
 	return validSteps(method, o.Steps)
 }

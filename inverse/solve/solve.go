@@ -71,6 +71,19 @@ type Pullbacker interface {
 	EpsPullback(xt *tensor.Dense, t []int) (eps *tensor.Dense, vjp func(v *tensor.Dense) (*tensor.Dense, error), err error)
 }
 
+// VarianceDenoiser is a denoiser that also outputs the learned variance of
+// the reverse step (improved DDPM / guided-diffusion learn_sigma): v ∈
+// [−1, 1] per element, interpolating log σ² between log β̃ (v = −1) and
+// log β (v = +1). It is sample.VarianceDenoiser's method set (model.UNet
+// and train.PredictionDenoiser's wrappers have it); the ancestral step of
+// DPS, MCG and projection uses it when Options.Variance is
+// VarianceLearnedRange.
+type VarianceDenoiser interface {
+	diffusion.Denoiser
+	// EpsVar returns ε and v at x_t, original timesteps t, both shaped like xt.
+	EpsVar(xt *tensor.Dense, t []int) (eps, v *tensor.Dense, err error)
+}
+
 // Requirements says what a method needs from the measurement model.
 type Requirements struct {
 	// Linear: the operator must be an op.Linear (adjoint, pseudo-inverse).
@@ -284,6 +297,8 @@ type problem struct {
 	progress Progress
 	steps    int // denoiser steps reported to progress
 	done     int
+	variance string           // Options.Variance, "" read as fixed_small
+	vden     VarianceDenoiser // set when variance is learned_range
 }
 
 // need values for Requirements.need.
@@ -347,6 +362,44 @@ func newProblem(method string, den diffusion.Denoiser, A op.Operator, noise op.N
 		}
 	}
 	return p, nil
+}
+
+// setVariance validates the reverse-step variance of the ancestral step
+// and, for learned_range, that the denoiser outputs one.
+func (p *problem) setVariance(v string) error {
+	if err := validVariance(p.method, v); err != nil {
+		return err
+	}
+	p.variance = v
+	if v != VarianceLearnedRange {
+		return nil
+	}
+	vd, ok := p.den.(VarianceDenoiser)
+	if !ok {
+		return fmt.Errorf("solve: %s: variance %q needs a denoiser with a learned variance output (solve.VarianceDenoiser, a model with learn_sigma), got %T", p.method, v, p.den)
+	}
+	p.vden = vd
+	return nil
+}
+
+// varOut returns the model's variance output v at (x, index i) when the
+// variance is learned_range, else nil. It costs one more forward pass
+// (EpsVar; the ε it also returns is not used, so a solver's ε and its
+// pullback keep coming from one call), and none at index 0, where the
+// step adds no noise.
+func (p *problem) varOut(sched *diffusion.Schedule, x []float64, i int) ([]float64, error) {
+	if p.vden == nil || i == 0 {
+		return nil, nil
+	}
+	xt := p.image(x)
+	_, v, err := p.vden.EpsVar(xt, p.ts(sched, i))
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: denoiser variance at timestep %d: %w", p.method, sched.Timestep(i), err)
+	}
+	if err := tensors.SameShape("v", v, "x_t", xt); err != nil {
+		return nil, fmt.Errorf("solve: %s: denoiser variance at timestep %d: %w", p.method, sched.Timestep(i), err)
+	}
+	return f64(v), nil
 }
 
 // respaced returns the schedule a solver walks: sched itself when steps is
@@ -493,9 +546,20 @@ func (p *problem) pinv(g []float64) ([]float64, error) {
 	return f64(v), nil
 }
 
+// replayNoise, when set, replaces every draw of randn: it fills the whole
+// z (all images) with the next stored noise. Only the golden test
+// (solver_goldens_test.go) sets it, to replay the per-step noise its
+// PyTorch script drew, which no seed of math/rand can reproduce; tests that
+// set it must not run in parallel with other solver tests.
+var replayNoise func(z []float64)
+
 // randn fills z (n blocks of len(z)/n) with standard normal draws, block k
 // from image k's stream.
 func (p *problem) randn(z []float64) {
+	if replayNoise != nil {
+		replayNoise(z)
+		return
+	}
 	b := len(z) / p.n
 	for k := 0; k < p.n; k++ {
 		r := p.rngs[k]
@@ -534,20 +598,29 @@ func x0Grad(sched *diffusion.Schedule, i int, g, vjp []float64) []float64 {
 
 func clip1(v float64) float64 { return math.Max(-1, math.Min(1, v)) }
 
-// ancestral returns the DDPM step from index i with posterior variance β̃
-// (log clipped as guided-diffusion): μ̃(x̂0, x) + σ z, no noise at i = 0.
-// sample.DDPM takes the same step on float32 images with one noise stream
-// for the batch; here x is float64 and z is drawn per image (p.randn), so
-// each image's result does not depend on the others in the batch.
-func (p *problem) ancestral(sched *diffusion.Schedule, i int, x, x0 []float64, clip bool) []float64 {
+// ancestral returns the DDPM step from index i, μ̃(x̂0, x) + σ z with no
+// noise at i = 0, σ² from p.variance as sample.DDPM takes it: the
+// posterior variance β̃ (log clipped as guided-diffusion) for fixed_small,
+// β_i for fixed_large, and for learned_range per element exp((v+1)/2 ·
+// log β_i + (1−v)/2 · log β̃_i) with v the model's variance output at x
+// (varOut; nil otherwise). On a respaced schedule β and β̃ are the
+// respaced ones (guided-diffusion's SpacedDiffusion). sample.DDPM takes the
+// same step on float32 images with one noise stream for the batch; here x
+// is float64 and z is drawn per image (p.randn), so each image's result
+// does not depend on the others in the batch.
+func (p *problem) ancestral(sched *diffusion.Schedule, i int, x, x0, v []float64, clip bool) []float64 {
 	c0, ct := sched.PosteriorMeanCoefs(i)
 	out := make([]float64, len(x))
 	var z []float64
-	sd := 0.0
+	logSmall := sched.PosteriorLogVarianceClipped(i)
+	logLarge := math.Log(sched.Beta(i))
+	sd := math.Exp(0.5 * logSmall)
+	if p.variance == VarianceFixedLarge {
+		sd = math.Exp(0.5 * logLarge)
+	}
 	if i > 0 {
 		z = make([]float64, len(x))
 		p.randn(z)
-		sd = math.Exp(0.5 * sched.PosteriorLogVarianceClipped(i))
 	}
 	for j := range x {
 		x0j := x0[j]
@@ -556,7 +629,12 @@ func (p *problem) ancestral(sched *diffusion.Schedule, i int, x, x0 []float64, c
 		}
 		out[j] = c0*x0j + ct*x[j]
 		if z != nil {
-			out[j] += sd * z[j]
+			s := sd
+			if v != nil {
+				frac := (v[j] + 1) / 2
+				s = math.Exp(0.5 * (frac*logLarge + (1-frac)*logSmall))
+			}
+			out[j] += s * z[j]
 		}
 	}
 	return out

@@ -352,7 +352,7 @@ func TestDPSGradient(t *testing.T) {
 			x[j] = rng.NormFloat64()
 		}
 		const i = 300
-		_, grad, err := p.dpsGrad(s.sched, i, x, w)
+		_, grad, err := p.dpsGrad(s.sched, i, x, w, false, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -555,12 +555,15 @@ func TestDecodeOptions(t *testing.T) {
 				return o.DDNMPlus.TravelLength == 10 && o.DDNMPlus.TravelRepeat == 3 && o.DDNM.TravelLength == 0
 			}, nil},
 		{"moment-matching", nil, func(o Options) bool { return o == DefaultOptions() }, nil},
-		{"ddrm", map[string]any{"etab": 0.5}, nil, []string{`unknown option "etab"`, "eta, eta_b, steps"}},
+		{"ddrm", map[string]any{"etab": 0.5}, nil, []string{`unknown option "etab"`, "eta, eta_b, init_over_sigma, steps"}},
 		{"dps", map[string]any{"scale": "big"}, nil, []string{`option "scale"`, "want a number"}},
 		{"dps", map[string]any{"steps": 2.5}, nil, []string{`option "steps"`, "want an integer"}},
 		{"dps", map[string]any{"clip_x0": 1}, nil, []string{`option "clip_x0"`, "true or false"}},
 		{"ddrm", map[string]any{"eta": 1.5}, nil, []string{"eta = 1.5", "[0, 1]"}},
 		{"ddnm", map[string]any{"travel_length": 5}, nil, []string{"ddnm+"}},
+		{"ddnm", map[string]any{"fresh_noise": true}, nil, []string{"fresh_noise", "ddnm+"}},
+		{"dps", map[string]any{"clip_mean_only": true}, nil, []string{"clip_mean_only", "clip_x0"}},
+		{"mcg", map[string]any{"batch_norm": true, "clip_x0": true, "clip_mean_only": true}, func(o Options) bool { return o.MCG.BatchNorm && o.MCG.ClipMeanOnly && !o.DPS.BatchNorm }, nil},
 		{"moment-matching", map[string]any{"cg_iters": 0}, nil, []string{"cg_iters = 0"}},
 		{"pigdm", map[string]any{"data_var": -1}, nil, []string{"data_var = -1"}},
 		{"dps", map[string]any{"steps": -3}, nil, []string{"steps = -3"}},
@@ -587,7 +590,7 @@ func TestDecodeOptions(t *testing.T) {
 		}
 	}
 	keys, err := OptionKeys("ddnm+")
-	if err != nil || !reflect.DeepEqual(keys, []string{"eta", "steps", "travel_length", "travel_repeat"}) {
+	if err != nil || !reflect.DeepEqual(keys, []string{"eta", "fresh_noise", "steps", "travel_length", "travel_repeat"}) {
 		t.Errorf("OptionKeys(ddnm+) = %v, %v", keys, err)
 	}
 }
