@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -344,10 +345,30 @@ func TestParityNativeEngine(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, c := range []struct {
+			pairs := []struct {
 				what        string
 				torch, gorg *tensor.Dense
-			}{{"Forward", o1, o2}, {"EpsVJP eps", e1, e2}, {"EpsVJP vjp", j1, j2}} {
+			}{{"Forward", o1, o2}, {"EpsVJP eps", e1, e2}, {"EpsVJP vjp", j1, j2}}
+			if nat.Config().LearnSigma {
+				te, tv, err := u.EpsVar(x, steps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ne, nv, err := nat.EpsVar(x, steps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pairs = append(pairs, struct {
+					what        string
+					torch, gorg *tensor.Dense
+				}{"EpsVar eps", te, ne}, struct {
+					what        string
+					torch, gorg *tensor.Dense
+				}{"EpsVar var", tv, nv})
+			} else if _, _, err := u.EpsVar(x, steps); err == nil || !strings.Contains(err.Error(), "learn_sigma false") {
+				t.Errorf("EpsVar without learn_sigma: %v, want an error naming learn_sigma", err)
+			}
+			for _, c := range pairs {
 				e, err := relErr(c.torch, c.gorg)
 				if err != nil {
 					t.Fatalf("%s: %v", c.what, err)
