@@ -3,7 +3,9 @@ package op
 import (
 	"fmt"
 	"math"
+	"math/rand"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/diffinv/diffinv/tensors"
@@ -397,5 +399,72 @@ func TestGoldenDDNMDeblur(t *testing.T) {
 			}
 			t.Logf("svd_trunc product keeps %d of %d", dk, len(def.Singulars()))
 		})
+	}
+}
+
+// TestOrientationKeepsMotionOperators: blur_motion and blur_nonuniform
+// report MotionKernel's draw rotated by 180° as their kernel and correlate
+// with it by default, which is bit for bit the convolution with the draw
+// that they applied before orientation existed (so results computed then
+// stay valid); orientation: convolve applies the other operator.
+func TestOrientationKeepsMotionOperators(t *testing.T) {
+	s := [3]int{1, 28, 28}
+	x, _ := goldenInput(t, 28)
+	k, err := MotionKernel(7, 0.5, rand.New(rand.NewSource(5)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := NewCircConv("old", s, k, 7, 7, 3e-2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := run1(t, old.Forward, x)
+	for _, c := range []struct {
+		p    map[string]any
+		same bool
+	}{{map[string]any{"size": 7}, true}, {map[string]any{"size": 7, "orientation": "correlate"}, true}, {map[string]any{"size": 7, "orientation": "convolve"}, false}} {
+		o, err := New("blur_motion", c.p, s, rand.New(rand.NewSource(5)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := maxDiff(run1(t, o.Forward, x), f64(tensors.F32(want)), 28, 28, nil)
+		if (d == 0) != c.same {
+			t.Errorf("%v: max difference to the convolution with the draw %.3g, want zero: %v", c.p, d, c.same)
+		}
+	}
+	if _, err := New("blur_motion", map[string]any{"orientation": "flipped"}, s, rand.New(rand.NewSource(5))); err == nil || !strings.Contains(err.Error(), "flipped") {
+		t.Errorf("bad orientation: %v", err)
+	}
+	for _, bad := range []map[string]any{{"boundary": "wrap"}, {"taps": "some"}, {"svd_trunc": "max"}, {"forward": "fast"}, {"kernel": "box"}} {
+		if _, err := New("blur_gauss", bad, s, nil); err == nil {
+			t.Errorf("blur_gauss accepted %v", bad)
+		}
+	}
+	if _, err := New("phase_retrieval", map[string]any{"pad": 4, "oversample": 2}, s, nil); err == nil {
+		t.Error("phase_retrieval accepted pad and oversample together")
+	}
+	if _, err := New("colorize", map[string]any{"weights": "bt601"}, [3]int{3, 8, 8}, nil); err == nil {
+		t.Error("colorize accepted weights bt601")
+	}
+}
+
+// TestGaussianScipy1D checks the edge tap of the 7-tap σ = 1 kernel that
+// issue 18 measured with scipy (0.004566, against the sampled kernel's
+// 0.004433), and that the two forms agree where 4σ fits in the window.
+func TestGaussianScipy1D(t *testing.T) {
+	k, err := GaussianScipy1D(7, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := Gaussian1D(7, 1)
+	if math.Abs(k[0]-0.004566) > 5e-7 || math.Abs(g[0]-0.004433) > 5e-7 {
+		t.Errorf("edge taps scipy %.6f sampled %.6f, want 0.004566 and 0.004433", k[0], g[0])
+	}
+	k, _ = GaussianScipy1D(61, 3)
+	g, _ = Gaussian1D(61, 3)
+	for i := range k {
+		if math.Abs(k[i]-g[i]) > 1e-15 {
+			t.Fatalf("61 taps σ = 3: tap %d scipy %v sampled %v", i, k[i], g[i])
+		}
 	}
 }

@@ -446,7 +446,11 @@ func Names() []string {
 // anisotropic σ = 20·H/256 and 1·H/256, uniform size ScaledOddSize(9, H),
 // box of side H/2 at a random position (margin H/16), 92% missing pixels,
 // ×4 SR, motion intensity 0.5, oversampling 2, CS ratio 0.25 (block 4),
-// singular value / frequency truncation 3e-2 for blurs.
+// singular value / frequency truncation 3e-2 for blurs. Kernels are
+// correlated (orientation: correlate, PyTorch's conv2d as in DPS) unless
+// orientation: convolve (DiffPIR's true convolution) is given; separable
+// blurs take boundary, taps, svd_trunc and forward to match DPS's or
+// DDRM's/DDNM's operators (inverse/op/README.md lists them).
 func New(name string, param map[string]any, imageShape [3]int, rng *rand.Rand) (Operator, error) {
 	b, ok := registry[name]
 	if !ok {
