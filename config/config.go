@@ -86,8 +86,16 @@ type Operator struct {
 type Noise struct {
 	// Name is clean, gaussian or poisson.
 	Name string `yaml:"name"`
-	// Sigma is the Gaussian noise std on the [-1, 1] scale.
+	// Sigma is the Gaussian noise std on diffinv's [-1, 1] image scale
+	// (DPS's σ_y = 0.05 is on this scale). After Load it always holds the
+	// std in use, also when the config gave Sigma01.
 	Sigma float64 `yaml:"sigma"`
+	// Sigma01 is the same std stated on [0, 1] images, the convention of
+	// DDRM's and DDNM's papers and command lines (DDNM's code doubles its
+	// --sigma_y "to account for scaling to [-1,1]"): Load sets
+	// Sigma = 2·Sigma01. Giving both sigma and sigma_01 is an error unless
+	// sigma = 2·sigma_01. Zero (absent) when the config did not use it.
+	Sigma01 float64 `yaml:"sigma_01,omitempty" json:",omitempty"`
 	// Rate is the Poisson rate (photon count at full intensity).
 	Rate float64 `yaml:"rate"`
 }

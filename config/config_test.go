@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -429,4 +430,79 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestNoiseSigma01 checks measurement.noise.sigma_01 (σ on [0, 1] images,
+// DDRM's and DDNM's convention): it sets sigma to twice its value from
+// every source, agrees with an equal sigma given by the same source, and is
+// an error against a different one; the key given by the source of higher
+// precedence wins over the other.
+func TestNoiseSigma01(t *testing.T) {
+	preset := func(body string) []Preset { return []Preset{{Name: "task t", YAML: []byte(body)}} }
+	cases := []struct {
+		name      string
+		src       Sources
+		sigma, s1 float64
+		errHas    []string
+	}{
+		{"default", Sources{}, 0.05, 0, nil},
+		{"set", Sources{Sets: []string{"measurement.noise.sigma_01=0.1"}}, 0.2, 0.1, nil},
+		{"env", Sources{Env: []string{"DIFFINV_MEASUREMENT_NOISE_SIGMA_01=0.025"}}, 0.05, 0.025, nil},
+		{"file", Sources{File: "measurement:\n  noise:\n    sigma_01: 0.1\n"}, 0.2, 0.1, nil},
+		{"preset", Sources{Presets: preset("measurement:\n  noise:\n    sigma_01: 0.1\n")}, 0.2, 0.1, nil},
+		{"zero", Sources{Sets: []string{"measurement.noise.sigma_01=0"}}, 0, 0, nil},
+		{"both agree", Sources{Sets: []string{"measurement.noise.sigma=0.2", "measurement.noise.sigma_01=0.1"}}, 0.2, 0.1, nil},
+		{"both disagree", Sources{Sets: []string{"measurement.noise.sigma=0.1", "measurement.noise.sigma_01=0.1"}}, 0, 0,
+			[]string{"sigma 0.1", "sigma_01 0.1", "0.2"}},
+		{"preset sigma_01 under a set sigma", Sources{Presets: preset("measurement:\n  noise:\n    sigma_01: 0.1\n"), Sets: []string{"measurement.noise.sigma=0.3"}}, 0.3, 0, nil},
+		{"preset sigma under a set sigma_01", Sources{Presets: preset("measurement:\n  noise:\n    sigma: 0.05\n"), Sets: []string{"measurement.noise.sigma_01=0.1"}}, 0.2, 0.1, nil},
+		{"file disagrees with itself", Sources{File: "measurement:\n  noise:\n    sigma: 0.05\n    sigma_01: 0.05\n"}, 0, 0, []string{"disagree"}},
+		{"negative", Sources{Sets: []string{"measurement.noise.sigma_01=-0.1"}}, 0, 0, []string{"measurement.noise.sigma_01", "-0.1"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.src.File != "" {
+				c.src.File = writeFile(t, c.src.File)
+			}
+			cfg, err := Load(c.src)
+			if c.errHas != nil {
+				if err == nil {
+					t.Fatalf("accepted: sigma %v sigma_01 %v", cfg.Measurement.Noise.Sigma, cfg.Measurement.Noise.Sigma01)
+				}
+				for _, w := range c.errHas {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not name %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := cfg.Measurement.Noise; math.Abs(n.Sigma-c.sigma) > 1e-12 || n.Sigma01 != c.s1 {
+				t.Errorf("sigma %v sigma_01 %v, want %v and %v", n.Sigma, n.Sigma01, c.sigma, c.s1)
+			}
+		})
+	}
+	// Defaults that carry sigma_01 (a stored run config) give way to a sigma
+	// set on top.
+	d := Default()
+	d.Measurement.Noise.Sigma, d.Measurement.Noise.Sigma01 = 0.2, 0.1
+	cfg, err := LoadOnto(d, Sources{Sets: []string{"measurement.noise.sigma=0.3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cfg.Measurement.Noise; n.Sigma != 0.3 || n.Sigma01 != 0 {
+		t.Errorf("inherited sigma_01 under a set sigma: sigma %v sigma_01 %v, want 0.3 and 0", n.Sigma, n.Sigma01)
+	}
+	// Without sigma_01 the YAML has no such key: configs written before it
+	// existed keep their exact form.
+	def := Default()
+	b, err := def.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "sigma_01") {
+		t.Errorf("default YAML mentions sigma_01:\n%s", b)
+	}
 }

@@ -95,7 +95,21 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 		}
 		docs = append(docs, Preset{Name: "config file " + src.File, YAML: raw})
 	}
-	for _, d := range docs {
+	// level records the highest source that gave a key whose meaning
+	// depends on another's (sigma and sigma_01): 1 a preset, 2 the file,
+	// 3 the environment, 4 --set.
+	level := map[string]int{}
+	noiseKeys := []string{"measurement.noise.sigma", "measurement.noise.sigma_01"}
+	for i, d := range docs {
+		lv := 1
+		if src.File != "" && i == len(docs)-1 {
+			lv = 2
+		}
+		for _, k := range noiseKeys {
+			if yamlHasKey(d.YAML, k) {
+				level[k] = lv
+			}
+		}
 		if err := checkFileKeys(d.YAML, schema); err != nil {
 			return nil, fmt.Errorf("%s: %w", d.Name, err)
 		}
@@ -134,6 +148,7 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 		// Bound env values come back as strings; Set keeps the parsed value
 		// while --set still wins because it is applied afterwards.
 		v.Set(key, parsed)
+		level[key] = 3
 	}
 
 	for _, s := range src.Sets {
@@ -150,6 +165,7 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 			return nil, fmt.Errorf("--set %s: %w", s, err)
 		}
 		v.Set(key, parsed)
+		level[key] = 4
 	}
 
 	cfg := defaults
@@ -167,10 +183,55 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 			return nil, err
 		}
 	}
+	if err := resolveNoiseSigma(&cfg.Measurement.Noise, level[noiseKeys[0]], level[noiseKeys[1]]); err != nil {
+		return nil, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// resolveNoiseSigma turns measurement.noise.sigma_01 (σ on [0, 1] images)
+// into sigma (σ on [−1, 1]): sigma = 2·sigma_01. lSigma and l01 are the
+// precedence levels of the sources that gave each key (0: only the
+// defaults; then preset, file, environment, --set). The key given at the
+// higher level wins (a sigma given over a preset's sigma_01 clears it);
+// both given at the same level must agree.
+func resolveNoiseSigma(n *Noise, lSigma, l01 int) error {
+	switch {
+	case l01 > 0 && l01 == lSigma:
+		if math.Abs(n.Sigma-2*n.Sigma01) > 1e-9*math.Max(1, math.Abs(n.Sigma)) {
+			return fmt.Errorf("measurement.noise: sigma %v (on [-1, 1]) and sigma_01 %v (on [0, 1], so sigma %v) disagree: give one, or sigma = 2·sigma_01", n.Sigma, n.Sigma01, 2*n.Sigma01)
+		}
+	case l01 > lSigma || l01 == 0 && lSigma == 0 && n.Sigma01 != 0:
+		n.Sigma = 2 * n.Sigma01
+	case lSigma > l01:
+		n.Sigma01 = 0
+	}
+	return nil
+}
+
+// yamlHasKey reports whether a YAML document sets the dotted key.
+func yamlHasKey(raw []byte, key string) bool {
+	var doc map[string]any
+	if yaml.Unmarshal(raw, &doc) != nil {
+		return false
+	}
+	parts := strings.Split(key, ".")
+	for i, p := range parts {
+		v, ok := doc[p]
+		if !ok {
+			return false
+		}
+		if i == len(parts)-1 {
+			return true
+		}
+		if doc, ok = v.(map[string]any); !ok {
+			return false
+		}
+	}
+	return false
 }
 
 // YAML returns the config as a YAML document with the sections in order.

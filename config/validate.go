@@ -265,6 +265,9 @@ func (c *Config) Validate() error {
 	if n.Sigma < 0 {
 		k.fail("measurement.noise.sigma", n.Sigma, ">= 0")
 	}
+	if n.Sigma01 < 0 {
+		k.fail("measurement.noise.sigma_01", n.Sigma01, ">= 0 (σ on [0, 1] images; sigma = 2·sigma_01)")
+	}
 	if n.Name == "poisson" && !(n.Rate > 0) {
 		k.fail("measurement.noise.rate", n.Rate, "> 0 for poisson noise")
 	}

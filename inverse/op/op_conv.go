@@ -6,21 +6,69 @@ import (
 	"math/cmplx"
 )
 
-// CircConv is 2-D circular (periodic) convolution of every channel with one
-// kernel: y[i,j] = Σ_{a,b} k[a,b]·x[(i−a+ca) mod H, (j−b+cb) mod W], with the
+// Orientation says how a blur kernel k is applied to an image: as a true
+// convolution or as a cross-correlation (k rotated by 180°). The two agree
+// only for kernels symmetric under that rotation (Gaussian, box); for a
+// motion or a measured kernel they are different operators, not a border
+// effect.
+type Orientation string
+
+// The orientations of kernel-based operators (the "orientation" parameter).
+const (
+	// Correlate is y[i,j] = Σ k[a,b]·x[i+a−ca, j+b−cb]: PyTorch's conv2d, and so
+	// DPS's Blurkernel (Gaussian and motion blur) and DDRM's/DDNM's 1-D
+	// blur matrices.
+	Correlate Orientation = "correlate"
+	// Convolve is y[i,j] = Σ k[a,b]·x[i−a+ca, j−b+cb]: a true convolution, as
+	// DiffPIR degrades its images (scipy.ndimage.convolve with mode='wrap',
+	// and psf2otf in its FFT data step).
+	Convolve Orientation = "convolve"
+)
+
+// ParseOrientation checks an orientation name.
+func ParseOrientation(s string) (Orientation, error) {
+	switch o := Orientation(s); o {
+	case Correlate, Convolve:
+		return o, nil
+	}
+	return "", fmt.Errorf("orientation %q, want %q (PyTorch conv2d, DPS, DDRM, DDNM) or %q (a true convolution, DiffPIR)", s, Correlate, Convolve)
+}
+
+// Rot180 returns the kh×kw row-major kernel k rotated by 180°: correlating
+// with k is convolving with Rot180(k) (for odd kh and kw).
+func Rot180(k []float64, kh, kw int) []float64 {
+	r := make([]float64, len(k))
+	for a := 0; a < kh; a++ {
+		for b := 0; b < kw; b++ {
+			r[(kh-1-a)*kw+kw-1-b] = k[a*kw+b]
+		}
+	}
+	return r
+}
+
+// CircConv is 2-D circular (periodic) filtering of every channel with one
+// kernel, as a true convolution, y[i,j] = Σ_{a,b} k[a,b]·x[(i−a+ca) mod H,
+// (j−b+cb) mod W], or as a cross-correlation, y[i,j] = Σ_{a,b}
+// k[a,b]·x[(i+a−ca) mod H, (j+b−cb) mod W] (see Orientation), with the
 // kernel's centre (ca, cb) = (kh/2, kw/2). The periodic boundary makes the
 // operator diagonal in the 2-D DFT, so Adjoint and Pinv are exact Fourier
 // multipliers: Pinv divides by the transfer function K̂ where
-// |K̂| > max(tol, 1e-6)·max|K̂| and zeroes the other frequencies. It is the operator of
-// non-separable blurs (motion, Levin and DiffPIR kernels). DPS convolves
-// with reflect padding instead; the two differ near the border.
+// |K̂| > max(tol, 1e-6)·max|K̂| and zeroes the other frequencies. It is the
+// operator of non-separable blurs (motion, Levin and DiffPIR kernels).
+// DiffPIR's degradation is this operator with Convolve; DPS correlates with
+// reflect padding instead, which differs from this only within a kernel
+// radius of the border.
 type CircConv struct {
 	linOp
 	h, w   int
 	kh, kw int
+	orient Orientation
 	kernel []float64
 	otf    []complex128
 }
+
+// Orientation reports whether the kernel is convolved or correlated.
+func (o *CircConv) Orientation() Orientation { return o.orient }
 
 // Kernel returns a copy of the kh×kw kernel (row-major) and its size.
 func (o *CircConv) Kernel() (k []float64, kh, kw int) {
@@ -31,26 +79,39 @@ func (o *CircConv) Kernel() (k []float64, kh, kw int) {
 // the centred, wrapped kernel): y's DFT is K̂ times x's DFT, per channel.
 func (o *CircConv) OTF() []complex128 { return append([]complex128(nil), o.otf...) }
 
-// NewCircConv builds circular convolution with a kh×kw row-major kernel on
-// images of the given shape. tol is the relative frequency cut-off of Pinv,
-// in [0, 1).
+// NewCircConv builds circular convolution (Convolve) with a kh×kw row-major
+// kernel on images of the given shape. tol is the relative frequency
+// cut-off of Pinv, in [0, 1).
 func NewCircConv(name string, shape [3]int, kernel []float64, kh, kw int, tol float64) (*CircConv, error) {
-	if err := checkImageShape("op.NewCircConv("+name+")", shape); err != nil {
+	return NewCircFilter(name, shape, kernel, kh, kw, Convolve, tol)
+}
+
+// NewCircFilter is NewCircConv with the kernel's orientation: Convolve or
+// Correlate (PyTorch's conv2d, DPS).
+func NewCircFilter(name string, shape [3]int, kernel []float64, kh, kw int, orient Orientation, tol float64) (*CircConv, error) {
+	if _, err := ParseOrientation(string(orient)); err != nil {
+		return nil, fmt.Errorf("op.NewCircFilter(%s): %w", name, err)
+	}
+	if err := checkImageShape("op.NewCircFilter("+name+")", shape); err != nil {
 		return nil, err
 	}
 	if kh < 1 || kw < 1 || len(kernel) != kh*kw {
-		return nil, fmt.Errorf("op.NewCircConv(%s): kernel of %d values for size %d×%d", name, len(kernel), kh, kw)
+		return nil, fmt.Errorf("op.NewCircFilter(%s): kernel of %d values for size %d×%d", name, len(kernel), kh, kw)
 	}
 	if tol < 0 || tol >= 1 || math.IsNaN(tol) {
-		return nil, fmt.Errorf("op.NewCircConv(%s): pinv tolerance %v, want in [0, 1)", name, tol)
+		return nil, fmt.Errorf("op.NewCircFilter(%s): pinv tolerance %v, want in [0, 1)", name, tol)
 	}
 	c, h, w := shape[0], shape[1], shape[2]
 	otf := make([]complex128, h*w)
 	ca, cb := kh/2, kw/2
 	for a := 0; a < kh; a++ {
 		for b := 0; b < kw; b++ {
-			i := ((a-ca)%h + h) % h
-			j := ((b-cb)%w + w) % w
+			da, db := a-ca, b-cb // convolution: x[i−da] contributes
+			if orient == Correlate {
+				da, db = -da, -db // correlation: x[i+da] contributes
+			}
+			i := (da%h + h) % h
+			j := (db%w + w) % w
 			otf[i*w+j] += complex(kernel[a*kw+b], 0)
 		}
 	}
@@ -92,6 +153,7 @@ func NewCircConv(name string, shape [3]int, kernel []float64, kh, kw int, tol fl
 		w:      w,
 		kh:     kh,
 		kw:     kw,
+		orient: orient,
 		kernel: append([]float64(nil), kernel...),
 		otf:    otf,
 	}, nil

@@ -113,7 +113,7 @@ func NewCSBlock(shape [3]int, ratio float64, b int, rng *rand.Rand) (SVD, error)
 	if err := checkImageShape("op.NewCSBlock", shape); err != nil {
 		return nil, err
 	}
-	c, h, w := shape[0], shape[1], shape[2]
+	h, w := shape[1], shape[2]
 	if b < 1 || h%b != 0 || w%b != 0 {
 		return nil, fmt.Errorf("op.NewCSBlock: block size %d does not divide the image %d×%d", b, h, w)
 	}
@@ -144,6 +144,44 @@ func NewCSBlock(shape [3]int, ratio float64, b int, rng *rand.Rand) (SVD, error)
 			qd[i*bb+j] = q.At(i, j)
 		}
 	}
+	return newCSBlock(shape, qd, m, b, fmt.Sprintf("cs_block(%g,b=%d)", ratio, b))
+}
+
+// NewCSBlockQ is NewCSBlock with a given b²×b² orthogonal matrix q
+// (row-major) of which the first m rows measure every block; DDNM's CS
+// takes them from the SVD of a Gaussian matrix. q's orthogonality is
+// checked (to 1e-6), since the SVD assumes it.
+func NewCSBlockQ(shape [3]int, q []float64, m, b int) (SVD, error) {
+	if err := checkImageShape("op.NewCSBlockQ", shape); err != nil {
+		return nil, err
+	}
+	if b < 1 || shape[1]%b != 0 || shape[2]%b != 0 {
+		return nil, fmt.Errorf("op.NewCSBlockQ: block size %d does not divide the image %d×%d", b, shape[1], shape[2])
+	}
+	bb := b * b
+	if len(q) != bb*bb || m < 1 || m > bb {
+		return nil, fmt.Errorf("op.NewCSBlockQ: matrix of %d values and m = %d, want %d×%d and 1 ≤ m ≤ %d", len(q), m, bb, bb, bb)
+	}
+	for i := 0; i < bb; i++ {
+		for j := 0; j < bb; j++ {
+			d := 0.0
+			for t := 0; t < bb; t++ {
+				d += q[i*bb+t] * q[j*bb+t]
+			}
+			if i == j {
+				d--
+			}
+			if math.Abs(d) > 1e-6 {
+				return nil, fmt.Errorf("op.NewCSBlockQ: rows %d and %d have inner product off by %g: q is not orthogonal", i, j, d)
+			}
+		}
+	}
+	return newCSBlock(shape, append([]float64(nil), q...), m, b, fmt.Sprintf("cs_block(m=%d,b=%d)", m, b))
+}
+
+func newCSBlock(shape [3]int, qd []float64, m, b int, name string) (SVD, error) {
+	c, h, w := shape[0], shape[1], shape[2]
+	bb := b * b
 	nbw := w / b
 	nb := (h / b) * nbw
 	// pix returns the image index of pixel t of block blk in channel ch.
@@ -219,7 +257,7 @@ func NewCSBlock(shape [3]int, ratio float64, b int, rng *rand.Rand) (SVD, error)
 		s[i] = 1
 	}
 	return &svdOp{
-		linOp: linOp{name: fmt.Sprintf("cs_block(%g,b=%d)", ratio, b), in: shape[:], out: []int{c, m, nb}, fwd: fwd, adj: adj, pinv: adj},
+		linOp: linOp{name: name, in: shape[:], out: []int{c, m, nb}, fwd: fwd, adj: adj, pinv: adj},
 		v:     v, vt: vt, u: u, ut: ut, s: s,
 	}, nil
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // NonUniformBlur is a spatially varying blur: y = Σ_k w_k ⊙ (K_k ⊛ x), with
-// a few circular convolutions K_k blended by smooth weight maps w_k that sum
+// a few circular convolutions (or correlations, see Orientation) K_k blended by smooth weight maps w_k that sum
 // to one at every pixel. The weights are a normalised Gaussian partition of
 // unity, w_k ∝ exp(−‖p − c_k‖²/(2ℓ²)), centres c_k evenly on a circle of
 // radius 0.3·side about the image centre and ℓ = 0.35·side, so every kernel
@@ -24,8 +24,14 @@ type NonUniformBlur struct {
 }
 
 // NewNonUniformBlur blends the given kh×kw kernels (each row-major, any
-// number ≥ 1) over images of the given shape.
+// number ≥ 1, applied by true convolution) over images of the given shape.
 func NewNonUniformBlur(shape [3]int, kernels [][]float64, kh, kw int) (*NonUniformBlur, error) {
+	return NewNonUniformFilter(shape, kernels, kh, kw, Convolve)
+}
+
+// NewNonUniformFilter is NewNonUniformBlur with the kernels' orientation
+// (Convolve or Correlate).
+func NewNonUniformFilter(shape [3]int, kernels [][]float64, kh, kw int, orient Orientation) (*NonUniformBlur, error) {
 	if err := checkImageShape("op.NewNonUniformBlur", shape); err != nil {
 		return nil, err
 	}
@@ -35,7 +41,7 @@ func NewNonUniformBlur(shape [3]int, kernels [][]float64, kh, kw int) (*NonUnifo
 	c, h, w := shape[0], shape[1], shape[2]
 	o := &NonUniformBlur{c: c, h: h, w: w}
 	for i, k := range kernels {
-		cv, err := NewCircConv(fmt.Sprintf("blur_nonuniform[%d]", i), shape, k, kh, kw, 0)
+		cv, err := NewCircFilter(fmt.Sprintf("blur_nonuniform[%d]", i), shape, k, kh, kw, orient, 0)
 		if err != nil {
 			return nil, fmt.Errorf("op.NewNonUniformBlur: kernel %d: %w", i, err)
 		}

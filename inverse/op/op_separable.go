@@ -22,6 +22,52 @@ import (
 // level: inverting smaller ones only amplifies rounding); Forward and
 // Adjoint stay exact.
 func NewSeparable(name string, shape [3]int, ah, aw *mat.Dense, tol float64) (SVD, error) {
+	return NewSeparableTrunc(name, shape, ah, aw, tol, TruncProduct)
+}
+
+// Truncation is the rule by which a separable operator's small singular
+// values are reported as 0 (and not inverted by Pinv).
+type Truncation string
+
+// The truncation rules of separable operators (the "svd_trunc" parameter).
+const (
+	// TruncProduct zeroes the 2-D singular values s = sh[i]·sw[j] at or
+	// below max(tol, 1e-6)·max(s): a relative cut on the pairs. diffinv's
+	// default.
+	TruncProduct Truncation = "product"
+	// TruncFactor zeroes the 1-D singular values of each factor below tol
+	// (absolute) before forming the pairs, as DDRM's and DDNM's Deblurring
+	// does (singulars_small < ZERO with ZERO = 3e-2); pairs at or below
+	// 1e-6·max(s) are zeroed as well. The two rules keep different pairs:
+	// TruncFactor drops a pair with one factor below tol however large the
+	// other is, and keeps pairs of two moderate factors whose product is
+	// below tol·max. For DDNM's deblur_gauss matrix at 64 px with tol 0.03
+	// it keeps 3,600 of 4,096 pairs per channel where TruncProduct keeps
+	// 2,424 (TestGoldenDDNMDeblur).
+	TruncFactor Truncation = "factor"
+)
+
+// ParseTruncation checks a truncation rule name.
+func ParseTruncation(s string) (Truncation, error) {
+	switch t := Truncation(s); t {
+	case TruncProduct, TruncFactor:
+		return t, nil
+	}
+	return "", fmt.Errorf("svd_trunc %q, want %q (pairs below svd_tol·max, diffinv) or %q (1-D singular values below svd_tol, DDRM/DDNM code)", s, TruncProduct, TruncFactor)
+}
+
+// NewSeparableTrunc is NewSeparable with an explicit truncation rule.
+func NewSeparableTrunc(name string, shape [3]int, ah, aw *mat.Dense, tol float64, rule Truncation) (SVD, error) {
+	return newSeparable(name, shape, ah, aw, tol, rule, false)
+}
+
+// newSeparable builds the separable operator; with svdForward, Forward and
+// Adjoint apply the truncated SVD, U diag(s) Vᵀ and V diag(s) Uᵀ, as DDRM's
+// and DDNM's H_functions A and At do, instead of the exact factors.
+func newSeparable(name string, shape [3]int, ah, aw *mat.Dense, tol float64, rule Truncation, svdForward bool) (SVD, error) {
+	if _, err := ParseTruncation(string(rule)); err != nil {
+		return nil, fmt.Errorf("op.NewSeparable(%s): %w", name, err)
+	}
 	if err := checkImageShape("op.NewSeparable("+name+")", shape); err != nil {
 		return nil, err
 	}
@@ -44,6 +90,15 @@ func NewSeparable(name string, shape [3]int, ah, aw *mat.Dense, tol float64) (SV
 	sw.UTo(&uw)
 	sw.VTo(&vw)
 	svh, svw := sh.Values(nil), sw.Values(nil)
+	if rule == TruncFactor {
+		for _, sv := range [][]float64{svh, svw} {
+			for i, v := range sv {
+				if v < tol {
+					sv[i] = 0
+				}
+			}
+		}
+	}
 
 	m := c * mh * mw
 	s := make([]float64, m)
@@ -58,6 +113,9 @@ func NewSeparable(name string, shape [3]int, ah, aw *mat.Dense, tol float64) (SV
 		}
 	}
 	cut := math.Max(tol, minRelSingular) * smax
+	if rule == TruncFactor {
+		cut = minRelSingular * smax
+	}
 	for i, v := range s {
 		if v <= cut {
 			s[i] = 0
@@ -114,6 +172,9 @@ func NewSeparable(name string, shape [3]int, ah, aw *mat.Dense, tol float64) (SV
 	ut := func(in, out []float64) { sandwich(uh.T(), &uw, mh, mw, in, out) }
 	u := func(in, out []float64) { sandwich(&uh, uw.T(), mh, mw, in, out) }
 	d := c * h * w
+	if svdForward {
+		fwd, adj = svdApply(u, vt, s, d), svdAdjoint(v, ut, s, d)
+	}
 	return &svdOp{
 		linOp: linOp{name: name, in: shape[:], out: []int{c, mh, mw}, fwd: fwd, adj: adj, pinv: svdPinv(v, ut, s, d)},
 		v:     v, vt: vt, u: u, ut: ut, s: s,
@@ -194,20 +255,69 @@ func BicubicMatrix(n, k int) (*mat.Dense, error) {
 
 // ConvMatrix is the n×n matrix of 'same' 1-D correlation with kernel k (odd
 // length, centre at len(k)/2) and zero padding: (A x)[i] = Σ_t k[t]·x[i+t−r].
-// This is the boundary rule of every separable blur here (DDRM's choice),
-// for Forward and SVD alike. DPS blurs with reflect padding instead; the two
-// differ only within r pixels of the border.
+// This is the default boundary rule of the separable blurs (DDRM's and
+// DDNM's matrix), for Forward and SVD alike. DPS blurs with reflect padding
+// (BoundaryReflect); the two differ only within r pixels of the border.
 func ConvMatrix(n int, k []float64) (*mat.Dense, error) {
+	return BlurMatrix(n, k, BoundaryZero, false)
+}
+
+// Boundary is how a separable blur treats pixels beyond the image border.
+type Boundary string
+
+// The boundaries of separable blurs (the "boundary" parameter).
+const (
+	// BoundaryZero pads with zeros (DDRM's and DDNM's 1-D matrices).
+	BoundaryZero Boundary = "zero"
+	// BoundaryReflect mirrors about the edge pixel without repeating it
+	// (x[−1] = x[1], x[n] = x[n−2]): PyTorch's ReflectionPad2d, which DPS's
+	// Blurkernel applies before its conv2d. Folded into the 1-D matrix, so
+	// the SVD stays exact.
+	BoundaryReflect Boundary = "reflect"
+)
+
+// ParseBoundary checks a separable blur's boundary name.
+func ParseBoundary(s string) (Boundary, error) {
+	switch b := Boundary(s); b {
+	case BoundaryZero, BoundaryReflect:
+		return b, nil
+	}
+	return "", fmt.Errorf("boundary %q, want %q (DDRM/DDNM) or %q (DPS's ReflectionPad2d)", s, BoundaryZero, BoundaryReflect)
+}
+
+// BlurMatrix is the n×n matrix of 'same' 1-D correlation with kernel k (odd
+// length, centre r = len(k)/2): (A x)[i] = Σ_t k[t]·x[i+t−r], with the
+// given boundary. dropLast leaves out the kernel's last tap (t = 2r), as
+// the loop `for j in range(i − r, i + r)` of DDRM's and DDNM's Deblurring
+// does; that matrix is what their deblurring tasks measure with.
+func BlurMatrix(n int, k []float64, b Boundary, dropLast bool) (*mat.Dense, error) {
 	if len(k)%2 != 1 {
-		return nil, fmt.Errorf("op.ConvMatrix: kernel length %d, want odd", len(k))
+		return nil, fmt.Errorf("op.BlurMatrix: kernel length %d, want odd", len(k))
+	}
+	if _, err := ParseBoundary(string(b)); err != nil {
+		return nil, fmt.Errorf("op.BlurMatrix: %w", err)
 	}
 	r := len(k) / 2
+	if b == BoundaryReflect && r >= n {
+		return nil, fmt.Errorf("op.BlurMatrix: reflect padding of %d px needs a side > %d, got %d", r, r, n)
+	}
 	a := mat.NewDense(n, n, nil)
 	for i := 0; i < n; i++ {
 		for t, kv := range k {
+			if dropLast && t == len(k)-1 {
+				continue
+			}
 			j := i + t - r
+			if b == BoundaryReflect {
+				if j < 0 {
+					j = -j
+				}
+				if j >= n {
+					j = 2*(n-1) - j
+				}
+			}
 			if j >= 0 && j < n {
-				a.Set(i, j, kv)
+				a.Set(i, j, a.At(i, j)+kv)
 			}
 		}
 	}
@@ -238,6 +348,53 @@ func Gaussian1D(size int, sigma float64) ([]float64, error) {
 	}
 	for t := range k {
 		k[t] /= sum
+	}
+	return k, nil
+}
+
+// GaussianScipy1D returns the 1-D factor of the size×size kernel DPS's
+// Blurkernel builds: scipy.ndimage.gaussian_filter(delta, sigma) of a
+// centred delta, i.e. the sampled Gaussian of radius ⌊4σ + ½⌋ (truncate =
+// 4), normalised to sum 1 over that radius, then correlated with the delta
+// under scipy's default mode 'reflect' (x[−1] = x[0]), which folds taps
+// beyond the window back onto it. Where the radius fits in the window (DPS's
+// 61 px, σ = 3) this equals Gaussian1D; where it does not (7 px, σ = 1) the
+// edge taps are larger (0.004566 against Gaussian1D's 0.004433).
+func GaussianScipy1D(size int, sigma float64) ([]float64, error) {
+	if size < 1 || size%2 != 1 {
+		return nil, fmt.Errorf("op.GaussianScipy1D: size %d, want a positive odd number", size)
+	}
+	if !(sigma > 0) || math.IsInf(sigma, 0) {
+		return nil, fmt.Errorf("op.GaussianScipy1D: sigma %v, want > 0", sigma)
+	}
+	rad := int(4*sigma + 0.5)
+	w := make([]float64, 2*rad+1)
+	sum := 0.0
+	for t := range w {
+		d := float64(t - rad)
+		w[t] = math.Exp(-0.5 / (sigma * sigma) * d * d)
+		sum += w[t]
+	}
+	for t := range w {
+		w[t] /= sum
+	}
+	// scipy 'reflect' (half-sample symmetric) index map, period 2·size.
+	refl := func(j int) int {
+		p := 2 * size
+		j = ((j % p) + p) % p
+		if j >= size {
+			j = p - 1 - j
+		}
+		return j
+	}
+	c := size / 2
+	k := make([]float64, size)
+	for i := range k {
+		for t, wv := range w {
+			if refl(i+t-rad) == c {
+				k[i] += wv
+			}
+		}
 	}
 	return k, nil
 }
@@ -283,18 +440,65 @@ func NewSRBicubic(shape [3]int, k int) (SVD, error) {
 
 // NewSeparableBlur blurs every channel with the separable kernel kh ⊗ kw
 // (odd lengths) by 'same' correlation with zero padding. tol is the relative
-// singular value truncation (see NewSeparable; DDRM zeroes singular values
-// below 3e-2).
+// truncation of the 2-D singular values (TruncProduct, see NewSeparable).
 func NewSeparableBlur(name string, shape [3]int, kh, kw []float64, tol float64) (SVD, error) {
-	ah, err := ConvMatrix(shape[1], kh)
+	return NewSeparableBlurOpts(name, shape, kh, kw, tol, BlurOptions{})
+}
+
+// BlurOptions are the choices of a separable blur that differ between the
+// reference codes; the zero value is diffinv's default (correlate, zero
+// padding, all taps, TruncProduct).
+type BlurOptions struct {
+	// Orientation: Correlate ("" too) or Convolve (the 1-D kernels
+	// reversed; no effect on symmetric ones).
+	Orientation Orientation
+	// Boundary: BoundaryZero ("" too) or BoundaryReflect (DPS).
+	Boundary Boundary
+	// DropLastTap builds DDRM's/DDNM's Deblurring matrix, which leaves
+	// out each 1-D kernel's last tap (see BlurMatrix).
+	DropLastTap bool
+	// Trunc: TruncProduct ("" too) or TruncFactor (DDRM/DDNM code).
+	Trunc Truncation
+	// SVDForward makes Forward and Adjoint apply the truncated SVD, as
+	// DDRM's and DDNM's A and At do (their measurement y = A(x) of a
+	// deblurring task is made with it); false keeps them exact.
+	SVDForward bool
+}
+
+// NewSeparableBlurOpts is NewSeparableBlur with the options o.
+func NewSeparableBlurOpts(name string, shape [3]int, kh, kw []float64, tol float64, o BlurOptions) (SVD, error) {
+	if o.Orientation == "" {
+		o.Orientation = Correlate
+	}
+	if o.Boundary == "" {
+		o.Boundary = BoundaryZero
+	}
+	if o.Trunc == "" {
+		o.Trunc = TruncProduct
+	}
+	if _, err := ParseOrientation(string(o.Orientation)); err != nil {
+		return nil, fmt.Errorf("op.NewSeparableBlur(%s): %w", name, err)
+	}
+	if o.Orientation == Convolve {
+		kh, kw = reversed(kh), reversed(kw)
+	}
+	ah, err := BlurMatrix(shape[1], kh, o.Boundary, o.DropLastTap)
 	if err != nil {
 		return nil, fmt.Errorf("op.NewSeparableBlur(%s): vertical kernel: %w", name, err)
 	}
-	aw, err := ConvMatrix(shape[2], kw)
+	aw, err := BlurMatrix(shape[2], kw, o.Boundary, o.DropLastTap)
 	if err != nil {
 		return nil, fmt.Errorf("op.NewSeparableBlur(%s): horizontal kernel: %w", name, err)
 	}
-	return NewSeparable(name, shape, ah, aw, tol)
+	return newSeparable(name, shape, ah, aw, tol, o.Trunc, o.SVDForward)
+}
+
+func reversed(k []float64) []float64 {
+	r := make([]float64, len(k))
+	for i, v := range k {
+		r[len(k)-1-i] = v
+	}
+	return r
 }
 
 // NewGaussianBlur is the isotropic Gaussian blur of the given odd kernel size

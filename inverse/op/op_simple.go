@@ -207,3 +207,87 @@ func NewColorize(shape [3]int) (SVD, error) {
 		v:     v, vt: vt, u: identityMap, ut: identityMap, s: s,
 	}, nil
 }
+
+// DDNMGrayWeights are the gray weights of DDNM's SVD-based Colorization
+// (functions/svd_operators.py): [0.3333, 0.3334, 0.3333]. DDNM's
+// simplified (SVD-free) code uses 1/3 each, as NewColorize does; the two
+// differ by up to 1.3e-4 on images in [−1, 1].
+var DDNMGrayWeights = [3]float64{0.3333, 0.3334, 0.3333}
+
+// NewColorizeWeights maps an RGB image to gray with per-channel weights w,
+// y = w₀r + w₁g + w₂b (one output channel). Per pixel the SVD has the single
+// singular value ‖w‖ with right vector w/‖w‖; the null space is spanned by
+// two orthonormal vectors orthogonal to w. Spectral layout as NewColorize:
+// H·W coordinates on w/‖w‖, then H·W on each null vector. A† y = w·y/‖w‖².
+func NewColorizeWeights(shape [3]int, w [3]float64) (SVD, error) {
+	if err := checkImageShape("op.NewColorizeWeights", shape); err != nil {
+		return nil, err
+	}
+	if shape[0] != 3 {
+		return nil, fmt.Errorf("op.NewColorizeWeights: image has %d channels, want 3", shape[0])
+	}
+	nw := math.Sqrt(w[0]*w[0] + w[1]*w[1] + w[2]*w[2])
+	if !(nw > 0) || math.IsInf(nw, 0) {
+		return nil, fmt.Errorf("op.NewColorizeWeights: weights %v, want finite and not all zero", w)
+	}
+	// Gram–Schmidt of w, e_a, e_b for the two axes where w is smallest.
+	basis := [3][3]float64{{w[0] / nw, w[1] / nw, w[2] / nw}}
+	k := 1
+	for _, e := range [3][3]float64{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}} {
+		if k == 3 {
+			break
+		}
+		v := e
+		for j := 0; j < k; j++ {
+			d := v[0]*basis[j][0] + v[1]*basis[j][1] + v[2]*basis[j][2]
+			for c := range v {
+				v[c] -= d * basis[j][c]
+			}
+		}
+		n := math.Sqrt(v[0]*v[0] + v[1]*v[1] + v[2]*v[2])
+		if n < 1e-6 {
+			continue
+		}
+		basis[k] = [3]float64{v[0] / n, v[1] / n, v[2] / n}
+		k++
+	}
+	hw := shape[1] * shape[2]
+	vt := func(in, out []float64) {
+		for p := 0; p < hw; p++ {
+			for k := 0; k < 3; k++ {
+				out[k*hw+p] = basis[k][0]*in[p] + basis[k][1]*in[hw+p] + basis[k][2]*in[2*hw+p]
+			}
+		}
+	}
+	v := func(in, out []float64) {
+		for p := 0; p < hw; p++ {
+			for c := 0; c < 3; c++ {
+				out[c*hw+p] = basis[0][c]*in[p] + basis[1][c]*in[hw+p] + basis[2][c]*in[2*hw+p]
+			}
+		}
+	}
+	s := make([]float64, hw)
+	for i := range s {
+		s[i] = nw
+	}
+	fwd := func(in, out []float64) {
+		for p := 0; p < hw; p++ {
+			out[p] = w[0]*in[p] + w[1]*in[hw+p] + w[2]*in[2*hw+p]
+		}
+	}
+	adj := func(in, out []float64) {
+		for p := 0; p < hw; p++ {
+			out[p], out[hw+p], out[2*hw+p] = w[0]*in[p], w[1]*in[p], w[2]*in[p]
+		}
+	}
+	n2 := nw * nw
+	pinv := func(in, out []float64) {
+		for p := 0; p < hw; p++ {
+			out[p], out[hw+p], out[2*hw+p] = w[0]*in[p]/n2, w[1]*in[p]/n2, w[2]*in[p]/n2
+		}
+	}
+	return &svdOp{
+		linOp: linOp{name: fmt.Sprintf("colorize(%g,%g,%g)", w[0], w[1], w[2]), in: shape[:], out: []int{1, shape[1], shape[2]}, fwd: fwd, adj: adj, pinv: pinv},
+		v:     v, vt: vt, u: identityMap, ut: identityMap, s: s,
+	}, nil
+}

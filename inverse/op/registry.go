@@ -90,6 +90,67 @@ func (p *params) str(key, def string) string {
 	return def
 }
 
+// orientation reads the "orientation" parameter of a kernel-based
+// operator (default Correlate, as PyTorch's conv2d and so DPS).
+func (p *params) orientation() Orientation {
+	v := p.str("orientation", string(Correlate))
+	o, err := ParseOrientation(v)
+	if err != nil && p.err == nil {
+		p.err = fmt.Errorf("operator %q: parameter \"orientation\": %w", p.op, err)
+	}
+	return o
+}
+
+// blurOptions reads the parameters shared by the separable blurs:
+// orientation (correlate), boundary (zero), taps (all | ddrm), forward
+// (exact | svd), svd_trunc (product) and svd_tol (3e-2).
+func (p *params) blurOptions() (BlurOptions, float64) {
+	var o BlurOptions
+	o.Orientation = p.orientation()
+	tol := p.float("svd_tol", 3e-2)
+	b, err := ParseBoundary(p.str("boundary", string(BoundaryZero)))
+	if err != nil && p.err == nil {
+		p.err = fmt.Errorf("operator %q: parameter \"boundary\": %w", p.op, err)
+	}
+	o.Boundary = b
+	tr, err := ParseTruncation(p.str("svd_trunc", string(TruncProduct)))
+	if err != nil && p.err == nil {
+		p.err = fmt.Errorf("operator %q: parameter \"svd_trunc\": %w", p.op, err)
+	}
+	o.Trunc = tr
+	switch f := p.str("forward", "exact"); f {
+	case "exact":
+	case "svd":
+		o.SVDForward = true
+	default:
+		if p.err == nil {
+			p.err = fmt.Errorf("operator %q: parameter \"forward\": %q, want \"exact\" or \"svd\" (Forward and Adjoint through the truncated SVD, as DDRM's/DDNM's A and At)", p.op, f)
+		}
+	}
+	switch t := p.str("taps", "all"); t {
+	case "all":
+	case "ddrm":
+		o.DropLastTap = true
+	default:
+		if p.err == nil {
+			p.err = fmt.Errorf("operator %q: parameter \"taps\": %q, want \"all\" or \"ddrm\" (DDRM's/DDNM's Deblurring matrix, which leaves out the last tap)", p.op, t)
+		}
+	}
+	return o, tol
+}
+
+// gaussKernel builds a 1-D Gaussian factor: "sampled" (Gaussian1D, the
+// default) or "scipy" (GaussianScipy1D, DPS's Blurkernel).
+func gaussKernel(form string, size int, sigma float64) ([]float64, error) {
+	switch form {
+	case "sampled":
+		return Gaussian1D(size, sigma)
+	case "scipy":
+		return GaussianScipy1D(size, sigma)
+	}
+	return nil, fmt.Errorf("kernel %q, want \"sampled\" (exp(−t²/2σ²) on the window, normalised) or \"scipy\" (scipy.ndimage.gaussian_filter of a delta, DPS's Blurkernel)", form)
+}
+
 // done returns the first type error, or an error naming an unknown key.
 func (p *params) done() error {
 	if p.err != nil {
@@ -204,34 +265,56 @@ var registry = map[string]builder{
 	"blur_gauss": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
 		size := p.int("size", ScaledOddSize(61, s[1]))
 		sigma := p.float("sigma", 3*float64(s[1])/256)
-		tol := p.float("svd_tol", 3e-2)
+		form := p.str("kernel", "sampled")
+		o, tol := p.blurOptions()
 		if err := p.done(); err != nil {
 			return nil, err
 		}
-		return NewGaussianBlur(s, size, sigma, tol)
+		k, err := gaussKernel(form, size, sigma)
+		if err != nil {
+			return nil, fmt.Errorf("operator \"blur_gauss\": %w", err)
+		}
+		return NewSeparableBlurOpts(fmt.Sprintf("blur_gauss(%d,σ=%g)", size, sigma), s, k, k, tol, o)
 	},
 	"blur_aniso": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
 		size := p.int("size", ScaledOddSize(61, s[1]))
 		sh := p.float("sigma_h", 20*float64(s[1])/256)
 		sw := p.float("sigma_w", 1*float64(s[2])/256)
-		tol := p.float("svd_tol", 3e-2)
+		form := p.str("kernel", "sampled")
+		o, tol := p.blurOptions()
 		if err := p.done(); err != nil {
 			return nil, err
 		}
-		return NewAnisoBlur(s, size, sh, sw, tol)
+		kh, err := gaussKernel(form, size, sh)
+		if err != nil {
+			return nil, fmt.Errorf("operator \"blur_aniso\": sigma_h: %w", err)
+		}
+		kw, err := gaussKernel(form, size, sw)
+		if err != nil {
+			return nil, fmt.Errorf("operator \"blur_aniso\": sigma_w: %w", err)
+		}
+		return NewSeparableBlurOpts(fmt.Sprintf("blur_aniso(%d,σ=%g,%g)", size, sh, sw), s, kh, kw, tol, o)
 	},
 	"blur_uniform": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
 		size := p.int("size", ScaledOddSize(9, s[1]))
-		tol := p.float("svd_tol", 3e-2)
+		o, tol := p.blurOptions()
 		if err := p.done(); err != nil {
 			return nil, err
 		}
-		return NewUniformBlur(s, size, tol)
+		if size < 1 || size%2 != 1 {
+			return nil, fmt.Errorf("operator \"blur_uniform\": size %d, want a positive odd number", size)
+		}
+		k := make([]float64, size)
+		for i := range k {
+			k[i] = 1 / float64(size)
+		}
+		return NewSeparableBlurOpts(fmt.Sprintf("blur_uniform(%d)", size), s, k, k, tol, o)
 	},
 	"blur_motion": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
 		size := p.int("size", ScaledOddSize(61, s[1]))
 		inten := p.float("intensity", 0.5)
 		tol := p.float("pinv_tol", 3e-2)
+		orient := p.orientation()
 		if err := p.done(); err != nil {
 			return nil, err
 		}
@@ -242,12 +325,13 @@ var registry = map[string]builder{
 		if err != nil {
 			return nil, err
 		}
-		return NewCircConv(fmt.Sprintf("blur_motion(%d,%g)", size, inten), s, k, size, size, tol)
+		return NewCircFilter(fmt.Sprintf("blur_motion(%d,%g)", size, inten), s, Rot180(k, size, size), size, size, orient, tol)
 	},
 	"blur_file": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
 		path := p.str("path", "")
 		idx := p.int("index", 0)
 		tol := p.float("pinv_tol", 3e-2)
+		orient := p.orientation()
 		if err := p.done(); err != nil {
 			return nil, err
 		}
@@ -258,12 +342,13 @@ var registry = map[string]builder{
 		if err != nil {
 			return nil, err
 		}
-		return NewCircConv("blur_file("+path+")", s, k, kh, kw, tol)
+		return NewCircFilter("blur_file("+path+")", s, k, kh, kw, orient, tol)
 	},
 	"blur_nonuniform": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
 		n := p.int("kernels", 4)
 		size := p.int("size", ScaledOddSize(61, s[1]))
 		inten := p.float("intensity", 0.5)
+		orient := p.orientation()
 		if err := p.done(); err != nil {
 			return nil, err
 		}
@@ -275,18 +360,26 @@ var registry = map[string]builder{
 		}
 		ks := make([][]float64, n)
 		for i := range ks {
-			var err error
-			if ks[i], err = MotionKernel(size, inten, rng); err != nil {
+			k, err := MotionKernel(size, inten, rng)
+			if err != nil {
 				return nil, err
 			}
+			ks[i] = Rot180(k, size, size)
 		}
-		return NewNonUniformBlur(s, ks, size, size)
+		return NewNonUniformFilter(s, ks, size, size, orient)
 	},
 	"colorize": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
+		wts := p.str("weights", "equal")
 		if err := p.done(); err != nil {
 			return nil, err
 		}
-		return NewColorize(s)
+		switch wts {
+		case "equal":
+			return NewColorize(s)
+		case "ddnm":
+			return NewColorizeWeights(s, DDNMGrayWeights)
+		}
+		return nil, fmt.Errorf("operator \"colorize\": weights %q, want \"equal\" (1/3 each) or \"ddnm\" (DDNM's SVD Colorization: 0.3333, 0.3334, 0.3333)", wts)
 	},
 	"cs_walsh": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
 		r := p.float("ratio", 0.25)
@@ -311,10 +404,26 @@ var registry = map[string]builder{
 	},
 	"phase_retrieval": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
 		o := p.float("oversample", 2)
+		hasPad := p.has("pad")
+		pad := p.int("pad", 0)
+		dom := p.str("domain", string(DomainUnit))
 		if err := p.done(); err != nil {
 			return nil, err
 		}
-		return NewPhaseRetrieval(s, o)
+		if hasPad && p.has("oversample") {
+			return nil, fmt.Errorf("operator \"phase_retrieval\": give oversample or pad, not both (pad %d px fixes the padding; oversample %g sets it to round(oversample/8·side))", pad, o)
+		}
+		d, err := ParseDomain(dom)
+		if err != nil {
+			return nil, fmt.Errorf("operator \"phase_retrieval\": %w", err)
+		}
+		if !hasPad {
+			if !(o > 0) || math.IsInf(o, 0) {
+				return nil, fmt.Errorf("operator \"phase_retrieval\": oversample %v, want > 0", o)
+			}
+			pad = int(math.Round(o / 8 * float64(s[1])))
+		}
+		return NewPhaseRetrievalPad(s, pad, d)
 	},
 }
 
@@ -337,7 +446,11 @@ func Names() []string {
 // anisotropic σ = 20·H/256 and 1·H/256, uniform size ScaledOddSize(9, H),
 // box of side H/2 at a random position (margin H/16), 92% missing pixels,
 // ×4 SR, motion intensity 0.5, oversampling 2, CS ratio 0.25 (block 4),
-// singular value / frequency truncation 3e-2 for blurs.
+// singular value / frequency truncation 3e-2 for blurs. Kernels are
+// correlated (orientation: correlate, PyTorch's conv2d as in DPS) unless
+// orientation: convolve (DiffPIR's true convolution) is given; separable
+// blurs take boundary, taps, svd_trunc and forward to match DPS's or
+// DDRM's/DDNM's operators (inverse/op/README.md lists them).
 func New(name string, param map[string]any, imageShape [3]int, rng *rand.Rand) (Operator, error) {
 	b, ok := registry[name]
 	if !ok {
