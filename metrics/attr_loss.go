@@ -79,13 +79,15 @@ func (o *bceBwdOp) Type() hm.Type {
 	t := G.TensorType{Dims: 2, Of: a}
 	return hm.NewFnType(t, t, a, t)
 }
-func (o *bceBwdOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return tensor.Shape{o.n, o.k}, nil }
-func (o *bceBwdOp) ReturnsPtr() bool                               { return false }
-func (o *bceBwdOp) CallsExtern() bool                              { return false }
-func (o *bceBwdOp) OverwritesInput() int                           { return -1 }
-func (o *bceBwdOp) String() string                                 { return fmt.Sprintf("SigmoidBCEGrad(%d×%d)", o.n, o.k) }
-func (o *bceBwdOp) WriteHash(h hash.Hash)                          { fmt.Fprint(h, o.String()) }
-func (o *bceBwdOp) Hashcode() uint32                               { return hashOf(o) }
+func (o *bceBwdOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.Shape{o.n, o.k}, nil
+}
+func (o *bceBwdOp) ReturnsPtr() bool      { return false }
+func (o *bceBwdOp) CallsExtern() bool     { return false }
+func (o *bceBwdOp) OverwritesInput() int  { return -1 }
+func (o *bceBwdOp) String() string        { return fmt.Sprintf("SigmoidBCEGrad(%d×%d)", o.n, o.k) }
+func (o *bceBwdOp) WriteHash(h hash.Hash) { fmt.Fprint(h, o.String()) }
+func (o *bceBwdOp) Hashcode() uint32      { return hashOf(o) }
 
 func (o *bceBwdOp) Do(vs ...G.Value) (G.Value, error) {
 	if len(vs) != 3 {
