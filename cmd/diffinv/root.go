@@ -65,7 +65,7 @@ with precedence --set > environment > file > defaults.`,
 		pprof.StopCPUProfile()
 		return profFile.Close()
 	}
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd(), newSolveCmd(), newMeasureCmd(), newDemoCmd(), newExperimentCmd(), newTrainClassifierCmd(), newEvalCmd(), newExportCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newSampleCmd(), newBenchCmd(), newTrainCmd(), newSolveCmd(), newMeasureCmd(), newDemoCmd(), newExperimentCmd(), newTrainClassifierCmd(), newTrainAttrClassifierCmd(), newEvalCmd(), newExportCmd())
 	root.AddCommand(torchCommands()...)
 	return root
 }
