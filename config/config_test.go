@@ -430,3 +430,13 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestLoadConfigFileMustBeRegular: --config /dev/zero read forever; now it
+// is refused, naming the path.
+func TestLoadConfigFileMustBeRegular(t *testing.T) {
+	for _, p := range []string{"/dev/zero", t.TempDir()} {
+		if _, err := Load(Sources{File: p}); err == nil || !strings.Contains(err.Error(), p+" is a") || !strings.Contains(err.Error(), "want a regular file") {
+			t.Errorf("Load(File: %s) = %v, want an error naming it", p, err)
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/diffinv/diffinv/internal/userfile"
 )
 
 // IDX magic numbers of the two MNIST file kinds: 0x00 0x00, type code 0x08
@@ -188,10 +190,15 @@ func findIDX(dir, base string) (string, error) {
 	return "", fmt.Errorf("MNIST: neither %s.gz nor %s found in %s", base, base, dir)
 }
 
+// maxIDXFile caps an MNIST file (the largest, train-images, is 47 MB).
+const maxIDXFile = 1 << 30
+
 // readIDXFile opens path and runs read on it, naming the file in errors.
 func readIDXFile[T any](path string, read func(io.Reader) (T, error)) (T, error) {
 	var zero T
-	f, err := os.Open(path)
+	// A regular file only: a directory used to read as a truncated header,
+	// a device or named pipe as an endless or blocking stream.
+	f, _, err := userfile.Open(path, "MNIST file", maxIDXFile)
 	if err != nil {
 		return zero, fmt.Errorf("MNIST: %w", err)
 	}

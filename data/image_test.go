@@ -142,3 +142,18 @@ func FuzzDecodeImage(f *testing.F) {
 		}
 	})
 }
+
+// TestMNISTPathMustBeRegularFile (issue 19 item 13's last case): an MNIST
+// file that is a directory was reported as a truncated header.
+func TestMNISTPathMustBeRegularFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"} {
+		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := LoadMNIST(dir, "test")
+	if err == nil || !strings.Contains(err.Error(), "-ubyte is a directory, want a regular file") {
+		t.Fatalf("LoadMNIST with a directory for the images file: %v", err)
+	}
+}
