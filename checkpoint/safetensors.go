@@ -22,13 +22,14 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
+	"math/bits"
 	"slices"
 	"sort"
 
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/atomicfile"
+	"github.com/diffinv/diffinv/internal/userfile"
 )
 
 // MetadataKey is the reserved header key of the metadata map.
@@ -163,25 +164,141 @@ type File struct {
 	Metadata map[string]string
 }
 
-// Load reads a safetensors file, converting every tensor to float32.
+// MaxFileSize caps the safetensors files Load reads (64 GiB: far beyond
+// any diffinv model, yet a bound), so a wrong path fails at once.
+const MaxFileSize = 64 << 30
+
+// Load reads a safetensors file, converting every tensor to float32. Only
+// a regular file is read (a device such as /dev/zero or a named pipe would
+// never end), and it must be exactly as long as its header says.
 func Load(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, size, err := userfile.Open(path, "checkpoint", MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: load: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: load %s: %w", path, err)
-	}
-	out, err := Read(f, st.Size())
+	out, err := Read(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: load %s: %w", path, err)
 	}
 	return out, nil
 }
 
-// Read reads a safetensors stream of the given total size from r.
+// rawEntry is one header record before decoding.
+type rawEntry struct {
+	name string
+	msg  json.RawMessage
+}
+
+// parseHeader splits the header JSON into its records, strictly: one JSON
+// object starting at the first byte, no duplicate keys, and nothing after
+// it but the space padding the format allows.
+func parseHeader(hb []byte) ([]rawEntry, error) {
+	if len(hb) == 0 || hb[0] != '{' {
+		return nil, fmt.Errorf("header does not start with '{' (a JSON object)")
+	}
+	body := bytes.TrimRight(hb, " ")
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if _, err := dec.Token(); err != nil { // '{'
+		return nil, fmt.Errorf("decoding JSON header: %w", err)
+	}
+	var out []rawEntry
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("decoding JSON header: %w", err)
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return nil, fmt.Errorf("decoding JSON header: key %v is not a string", tok)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("header names %q twice", name)
+		}
+		seen[name] = true
+		var msg json.RawMessage
+		if err := dec.Decode(&msg); err != nil {
+			return nil, fmt.Errorf("decoding JSON header at %q: %w", name, err)
+		}
+		out = append(out, rawEntry{name, msg})
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return nil, fmt.Errorf("decoding JSON header: %w", err)
+	}
+	if end := dec.InputOffset(); end != int64(len(body)) {
+		return nil, fmt.Errorf("header length %d covers %d bytes after its JSON object (%d bytes), want only space padding", len(hb), int64(len(body))-end, end)
+	}
+	return out, nil
+}
+
+// entryInfo is a decoded, checked tensor record.
+type entryInfo struct {
+	name       string
+	dtype      string
+	shape      []int
+	numel      int64
+	begin, end int64
+}
+
+// decodeEntry decodes and checks one tensor record: a known dtype, a shape
+// of non-negative dimensions whose product (and byte size) does not
+// overflow, two offsets within the data region spanning exactly the bytes
+// the shape needs.
+func decodeEntry(name string, msg json.RawMessage, dataLen int64) (entryInfo, error) {
+	if name == "" {
+		return entryInfo{}, fmt.Errorf("header has a tensor with an empty name")
+	}
+	var e struct {
+		DType       *string  `json:"dtype"`
+		Shape       *[]int64 `json:"shape"`
+		DataOffsets *[]int64 `json:"data_offsets"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return entryInfo{}, fmt.Errorf("decoding header of tensor %q (want {\"dtype\", \"shape\", \"data_offsets\"}): %w", name, err)
+	}
+	if e.DType == nil || e.Shape == nil || e.DataOffsets == nil {
+		return entryInfo{}, fmt.Errorf("header of tensor %q lacks dtype, shape or data_offsets", name)
+	}
+	es, ok := dtypeSize[*e.DType]
+	if !ok {
+		return entryInfo{}, fmt.Errorf("tensor %q has dtype %q, want one of F32, F64, F16, BF16, I64, I32, I16, I8, U8, BOOL", name, *e.DType)
+	}
+	info := entryInfo{name: name, dtype: *e.DType, shape: make([]int, len(*e.Shape)), numel: 1}
+	for i, d := range *e.Shape {
+		if d < 0 || d > math.MaxInt32 {
+			return entryInfo{}, fmt.Errorf("tensor %q has dimension %d in shape %v, want 0 ≤ d ≤ %d", name, d, *e.Shape, math.MaxInt32)
+		}
+		hi, lo := bits.Mul64(uint64(info.numel), uint64(d))
+		if hi != 0 || lo > math.MaxInt64/8 {
+			return entryInfo{}, fmt.Errorf("tensor %q: shape %v has more elements than any file can hold", name, *e.Shape)
+		}
+		info.numel = int64(lo)
+		info.shape[i] = int(d)
+	}
+	if len(*e.DataOffsets) != 2 {
+		return entryInfo{}, fmt.Errorf("tensor %q has data_offsets %v, want [begin, end]", name, *e.DataOffsets)
+	}
+	info.begin, info.end = (*e.DataOffsets)[0], (*e.DataOffsets)[1]
+	if info.begin < 0 || info.end < info.begin || info.end > dataLen {
+		return entryInfo{}, fmt.Errorf("tensor %q has data offsets [%d, %d] outside the %d data bytes", name, info.begin, info.end, dataLen)
+	}
+	if want := info.numel * int64(es); info.end-info.begin != want {
+		return entryInfo{}, fmt.Errorf("tensor %q: %d data bytes for shape %v of %s, want %d", name, info.end-info.begin, *e.Shape, info.dtype, want)
+	}
+	return info, nil
+}
+
+// Read reads a safetensors stream of the given total size from r, strictly
+// by the format: the 8-byte header length must cover exactly one JSON
+// object (plus space padding), at most 100 MB; every tensor record must be
+// well-formed (decodeEntry); and the tensors' byte ranges, in offset order,
+// must tile the data region exactly, with no gap, overlap or trailing
+// bytes. A file that breaks any of these is an error naming the tensor or
+// offset, never a silently shifted or zero-filled tensor.
 func Read(r io.ReaderAt, size int64) (*File, error) {
 	if size < 8 {
 		return nil, fmt.Errorf("file of %d bytes is too short for a safetensors header (8 bytes at least)", size)
@@ -191,17 +308,16 @@ func Read(r io.ReaderAt, size int64) (*File, error) {
 		return nil, fmt.Errorf("reading header length: %w", err)
 	}
 	n := binary.LittleEndian.Uint64(lenb[:])
-	if n > maxHeader || int64(n) > size-8 {
+	if n > maxHeader || n > uint64(size-8) {
 		return nil, fmt.Errorf("header length %d is beyond the file (%d bytes) or the %d-byte limit", n, size, maxHeader)
 	}
 	hb := make([]byte, n)
 	if _, err := r.ReadAt(hb, 8); err != nil {
 		return nil, fmt.Errorf("reading header: %w", err)
 	}
-	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(hb))
-	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("decoding JSON header: %w", err)
+	raw, err := parseHeader(hb)
+	if err != nil {
+		return nil, err
 	}
 	dataStart := int64(8 + n)
 	dataLen := size - dataStart
@@ -210,59 +326,64 @@ func Read(r io.ReaderAt, size int64) (*File, error) {
 		Stored:   make(map[string]Info, len(raw)),
 		Metadata: map[string]string{},
 	}
-	names := make([]string, 0, len(raw))
-	for name := range raw {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	var buf []byte
-	for _, name := range names {
-		msg := raw[name]
-		if name == MetadataKey {
-			if err := json.Unmarshal(msg, &out.Metadata); err != nil {
+	var infos []entryInfo
+	for _, re := range raw {
+		if re.name == MetadataKey {
+			if err := json.Unmarshal(re.msg, &out.Metadata); err != nil {
 				return nil, fmt.Errorf("decoding %s (want an object of strings): %w", MetadataKey, err)
+			}
+			if out.Metadata == nil {
+				out.Metadata = map[string]string{}
 			}
 			continue
 		}
-		var e headerEntry
-		if err := json.Unmarshal(msg, &e); err != nil {
-			return nil, fmt.Errorf("decoding header of tensor %q: %w", name, err)
+		info, err := decodeEntry(re.name, re.msg, dataLen)
+		if err != nil {
+			return nil, err
 		}
-		es, ok := dtypeSize[e.DType]
-		if !ok {
-			return nil, fmt.Errorf("tensor %q has dtype %q, want one of F32, F64, F16, BF16, I64, I32, I16, I8, U8, BOOL", name, e.DType)
+		infos = append(infos, info)
+	}
+	// The byte ranges in offset order must tile [0, dataLen) exactly.
+	sort.Slice(infos, func(i, j int) bool {
+		if infos[i].begin != infos[j].begin {
+			return infos[i].begin < infos[j].begin
 		}
-		numel := int64(1)
-		for _, d := range e.Shape {
-			if d < 0 {
-				return nil, fmt.Errorf("tensor %q has negative dimension in shape %v", name, e.Shape)
-			}
-			numel *= int64(d)
+		return infos[i].end < infos[j].end
+	})
+	var at int64
+	for i, e := range infos {
+		switch {
+		case e.begin > at:
+			return nil, fmt.Errorf("tensor %q starts at data offset %d, leaving bytes [%d, %d) unused; want the tensors contiguous", e.name, e.begin, at, e.begin)
+		case e.begin < at:
+			return nil, fmt.Errorf("tensor %q at data offsets [%d, %d] overlaps tensor %q, which ends at %d", e.name, e.begin, e.end, infos[i-1].name, at)
 		}
-		b, end := e.DataOffsets[0], e.DataOffsets[1]
-		if b < 0 || end < b || end > dataLen {
-			return nil, fmt.Errorf("tensor %q has data offsets [%d, %d] outside the %d data bytes", name, b, end, dataLen)
+		at = e.end
+	}
+	if at != dataLen {
+		return nil, fmt.Errorf("the tensors cover %d of the %d data bytes; the file has %d bytes after them", at, dataLen, dataLen-at)
+	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].name < infos[j].name })
+	var buf []byte
+	for _, e := range infos {
+		nb := e.end - e.begin
+		if int64(cap(buf)) < nb {
+			buf = make([]byte, nb)
 		}
-		if end-b != numel*int64(es) {
-			return nil, fmt.Errorf("tensor %q: %d data bytes for shape %v of %s, want %d", name, end-b, e.Shape, e.DType, numel*int64(es))
+		buf = buf[:nb]
+		if _, err := r.ReadAt(buf, dataStart+e.begin); err != nil && nb > 0 {
+			return nil, fmt.Errorf("reading tensor %q: %w", e.name, err)
 		}
-		if int64(cap(buf)) < end-b {
-			buf = make([]byte, end-b)
-		}
-		buf = buf[:end-b]
-		if _, err := r.ReadAt(buf, dataStart+b); err != nil {
-			return nil, fmt.Errorf("reading tensor %q: %w", name, err)
-		}
-		vals := make([]float32, numel)
-		decode(e.DType, buf, vals)
+		vals := make([]float32, e.numel)
+		decode(e.dtype, buf, vals)
 		var t *tensor.Dense
-		if len(e.Shape) == 0 {
+		if len(e.shape) == 0 {
 			t = tensor.New(tensor.FromScalar(vals[0]))
 		} else {
-			t = tensor.New(tensor.WithShape(e.Shape...), tensor.WithBacking(vals))
+			t = tensor.New(tensor.WithShape(e.shape...), tensor.WithBacking(vals))
 		}
-		out.Tensors[name] = t
-		out.Stored[name] = Info{DType: e.DType, Shape: append([]int{}, e.Shape...)}
+		out.Tensors[e.name] = t
+		out.Stored[e.name] = Info{DType: e.dtype, Shape: append([]int{}, e.shape...)}
 	}
 	return out, nil
 }

@@ -506,3 +506,13 @@ func TestNoiseSigma01(t *testing.T) {
 		t.Errorf("default YAML mentions sigma_01:\n%s", b)
 	}
 }
+
+// TestLoadConfigFileMustBeRegular: --config /dev/zero read forever; now it
+// is refused, naming the path.
+func TestLoadConfigFileMustBeRegular(t *testing.T) {
+	for _, p := range []string{"/dev/zero", t.TempDir()} {
+		if _, err := Load(Sources{File: p}); err == nil || !strings.Contains(err.Error(), p+" is a") || !strings.Contains(err.Error(), "want a regular file") {
+			t.Errorf("Load(File: %s) = %v, want an error naming it", p, err)
+		}
+	}
+}

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
 
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/diffinv/diffinv/internal/userfile"
 )
 
 // EnvPrefix prefixes the environment variables that set config keys:
@@ -89,9 +90,10 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 
 	docs := append([]Preset(nil), src.Presets...)
 	if src.File != "" {
-		raw, err := os.ReadFile(src.File)
+		// A regular file of at most 16 MB: /dev/zero would never end.
+		raw, err := userfile.ReadFile(src.File, "config file", 16<<20)
 		if err != nil {
-			return nil, fmt.Errorf("config file: %w", err)
+			return nil, err
 		}
 		docs = append(docs, Preset{Name: "config file " + src.File, YAML: raw})
 	}

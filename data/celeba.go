@@ -12,7 +12,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/diffinv/diffinv/internal/userfile"
 )
+
+// maxLabelFile caps CelebA's label files (the largest, the attributes of
+// 202,599 images, is 26 MB).
+const maxLabelFile = 1 << 30
 
 // CelebA's standard label files (Liu et al., ICCV 2015), as distributed
 // with img_align_celeba and read by torchvision.datasets.CelebA.
@@ -191,14 +197,17 @@ func LoadCelebA(root, split string, size, crop, limit int) (*Dataset, *CelebALab
 
 // imageWidth reads the width of the image at path from its header.
 func imageWidth(path string) (int, error) {
-	f, err := os.Open(path)
+	f, _, err := userfile.Open(path, "celeba: image", MaxImageFileSize)
 	if err != nil {
-		return 0, fmt.Errorf("celeba: %w", err)
+		return 0, err
 	}
 	defer f.Close()
 	cfg, _, err := image.DecodeConfig(f)
 	if err != nil {
 		return 0, fmt.Errorf("celeba: image %s: cannot read its size: %w", path, err)
+	}
+	if err := CheckImageSize(path, cfg.Width, cfg.Height, 0); err != nil {
+		return 0, fmt.Errorf("celeba: %w", err)
 	}
 	return cfg.Width, nil
 }
@@ -206,9 +215,9 @@ func imageWidth(path string) (int, error) {
 // readCelebAInts reads a "<file> <integer>" per line file (the partition
 // and identity files; a first line holding a lone count is skipped).
 func readCelebAInts(path string) (map[string]int, error) {
-	f, err := os.Open(path)
+	f, _, err := userfile.Open(path, "celeba: label file", maxLabelFile)
 	if err != nil {
-		return nil, fmt.Errorf("celeba: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	m := make(map[string]int)
@@ -236,9 +245,9 @@ func readCelebAInts(path string) (map[string]int, error) {
 // readCelebAAttrs reads list_attr_celeba.txt: a count line, a line of
 // attribute names, then "<file> ±1 …" with one value per name.
 func readCelebAAttrs(path string) ([]string, map[string][]bool, error) {
-	f, err := os.Open(path)
+	f, _, err := userfile.Open(path, "celeba: label file", maxLabelFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("celeba: %w", err)
+		return nil, nil, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)

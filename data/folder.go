@@ -129,14 +129,9 @@ func loadPaths(paths []string, opt FolderOptions) (*Dataset, error) {
 
 // loadInto decodes path, center-crops and resizes it into dst (Size×Size).
 func loadInto(path string, opt FolderOptions, dst *image.RGBA) error {
-	f, err := os.Open(path)
+	img, err := ReadImage(path, 0)
 	if err != nil {
 		return fmt.Errorf("image folder: %w", err)
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return fmt.Errorf("image %s: cannot decode as PNG or JPEG: %w", path, err)
 	}
 	crop, err := centerCrop(img.Bounds(), opt.Crop)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/diffinv/diffinv/internal/userfile"
 )
 
 // IDX magic numbers of the two MNIST file kinds: 0x00 0x00, type code 0x08
@@ -188,37 +190,22 @@ func findIDX(dir, base string) (string, error) {
 	return "", fmt.Errorf("MNIST: neither %s.gz nor %s found in %s", base, base, dir)
 }
 
+// maxIDXFile caps an MNIST file (the largest, train-images, is 47 MB).
+const maxIDXFile = 1 << 30
+
 // readIDXFile opens path and runs read on it, naming the file in errors.
 func readIDXFile[T any](path string, read func(io.Reader) (T, error)) (T, error) {
 	var zero T
-	f, err := os.Open(path)
+	// A regular file only: a directory used to read as a truncated header,
+	// a device or named pipe as an endless or blocking stream.
+	f, _, err := userfile.Open(path, "MNIST file", maxIDXFile)
 	if err != nil {
 		return zero, fmt.Errorf("MNIST: %w", err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil {
-		return zero, fmt.Errorf("MNIST: %w", err)
-	} else if !st.Mode().IsRegular() {
-		return zero, fmt.Errorf("MNIST file %s is a %s, want a regular file (the IDX file, optionally .gz)", path, kindOf(st.Mode()))
-	}
 	v, err := read(f)
 	if err != nil {
 		return zero, fmt.Errorf("MNIST file %s: %w", path, err)
 	}
 	return v, nil
-}
-
-// kindOf names a non-regular file mode for errors.
-func kindOf(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "folder"
-	case m&os.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&os.ModeDevice != 0:
-		return "device"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	}
-	return "special file"
 }

@@ -189,7 +189,7 @@ func TestLoadMNISTErrors(t *testing.T) {
 			p := filepath.Join(dir, "train-images-idx3-ubyte")
 			os.Remove(p)
 			os.Mkdir(p, 0o755)
-		}, "train", []string{"train-images-idx3-ubyte is a folder, want a regular file"}},
+		}, "train", []string{"train-images-idx3-ubyte is a directory, want a regular file"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"image/png"
 	"io"
 	"math"
-	"os"
 
 	"gorgonia.org/tensor"
 
@@ -84,17 +83,26 @@ func SavePNG(path string, img *tensor.Dense) error {
 
 // LoadPNG reads a PNG (or JPEG) file as a 1×C×H×W float32 tensor in
 // [-1, 1]: C = 1 for grayscale files, otherwise C = 3 (RGB, alpha dropped
-// after compositing onto black). 16-bit files are reduced to 8 bits.
+// after compositing onto black). 16-bit files are reduced to 8 bits. Only
+// a regular file is read, and an image beyond MaxImageSide or
+// MaxImagePixels is refused from its header (see ReadImage).
 func LoadPNG(path string) (*tensor.Dense, error) {
-	f, err := os.Open(path)
+	return LoadPNGMax(path, 0)
+}
+
+// LoadPNGMax is LoadPNG refusing, from the header, an image wider or taller
+// than maxSide (≤ 0: only the global caps): a command that needs a
+// model-sized image passes the model's size.
+func LoadPNGMax(path string, maxSide int) (*tensor.Dense, error) {
+	img, err := ReadImage(path, maxSide)
 	if err != nil {
 		return nil, fmt.Errorf("LoadPNG: %w", err)
 	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("LoadPNG %s: cannot decode: %w", path, err)
-	}
+	return ImageTensor(img), nil
+}
+
+// ImageTensor converts img as LoadPNG does.
+func ImageTensor(img image.Image) *tensor.Dense {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
 	switch img.ColorModel() {
@@ -107,7 +115,7 @@ func LoadPNG(path string) (*tensor.Dense, error) {
 				d[y*w+x] = PixelToFloat(g.Y)
 			}
 		}
-		return t, nil
+		return t
 	}
 	rgba := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
@@ -122,7 +130,7 @@ func LoadPNG(path string) (*tensor.Dense, error) {
 	for i, p := range pix {
 		d[i] = PixelToFloat(p)
 	}
-	return t, nil
+	return t
 }
 
 // GridOptions lays out a batch as a grid image.

@@ -8,9 +8,10 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"os"
 	"sort"
 	"strings"
+
+	"github.com/diffinv/diffinv/internal/userfile"
 )
 
 // SweepValue is one swept key's value in a cell.
@@ -23,14 +24,20 @@ type SweepValue struct {
 // point of the sweep, one seed, over the experiment's dataset images.
 type Cell struct {
 	// ID identifies the cell's settings: the task and solver names, the seed
-	// and a hash of everything that determines its result (the checkpoint's
-	// content, dataset, task and method names and merged sets, seed).
-	// Labels, the metric list and the cell's position do not enter it, so a
-	// finished cell is recognised after the file gains tasks, methods or
-	// seeds; nor does the checkpoint's path, so moving the file keeps its
-	// results, while retraining it in place makes every cell new. (Where the
-	// checkpoint file does not exist, e.g. a runner that does not read
-	// one, its path stands in for the content.)
+	// and a hash of everything that determines its result (identity
+	// version 3): the checkpoint's content, dataset, task and method names
+	// and merged sets, seed, precision, and Resolved, the settings the
+	// cell's task preset and options resolve to (operator parameters,
+	// noise, solver options with the preset's solver_defaults). Labels, the
+	// metric list and the cell's position do not enter it, so a finished
+	// cell is recognised after the file gains tasks, methods or seeds; nor
+	// does the checkpoint's path, so moving the file keeps its results,
+	// while retraining it in place makes every cell new; nor do the preset
+	// file's bytes, so a comment or key order changes nothing, while a
+	// changed operator parameter, noise level or solver default (or --tasks
+	// pointing at another folder with other presets) makes the cells new.
+	// (Where the checkpoint file does not exist, e.g. a runner that does not
+	// read one, its path stands in for the content.)
 	ID string
 	// Index is the cell's position in the expansion.
 	Index int
@@ -52,6 +59,10 @@ type Cell struct {
 	Precision string
 	// Seed seeds every random draw of the cell.
 	Seed int64
+	// Resolved lists the settings the cell resolves to, as sorted
+	// "key: value" lines (see Experiment.Resolver); nil without a
+	// Resolver. Part of the identity.
+	Resolved []string
 	// Metrics are the metric names to compute.
 	Metrics []string
 	// GridImages is how many leading images the runner should return in
@@ -98,7 +109,10 @@ func (e *Experiment) Cells() ([]Cell, error) {
 		points = next
 	}
 	digest, err := FileSHA256(e.Checkpoint)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
 		return nil, fmt.Errorf("experiment %q: checkpoint: %w", e.Name, err)
 	}
 	var cells []Cell
@@ -130,6 +144,14 @@ func (e *Experiment) Cells() ([]Cell, error) {
 							c.Method.Set[key] = sv.Value
 						}
 					}
+					if e.Resolver != nil {
+						r, err := e.Resolver(c)
+						if err != nil {
+							return nil, fmt.Errorf("experiment %q: cell (task %s, method %s%s, seed %d): %w", e.Name, c.Task.Key(), c.Method.Key(), sweepSuffix(c), c.Seed, err)
+						}
+						c.Resolved = append([]string{}, r...)
+						sort.Strings(c.Resolved)
+					}
 					c.ID = cellID(c)
 					cells = append(cells, c)
 				}
@@ -145,9 +167,16 @@ func cloneSet(m map[string]any) map[string]any {
 	return r
 }
 
-// FileSHA256 returns the hex SHA-256 of a file's bytes.
+// MaxCheckpointSize caps the checkpoint file an experiment hashes (as
+// checkpoint.MaxFileSize caps what Load reads).
+const MaxCheckpointSize = 64 << 30
+
+// FileSHA256 returns the hex SHA-256 of a regular file's bytes (at most
+// MaxCheckpointSize): a device such as /dev/zero, a named pipe or a
+// directory is an error naming it, where hashing it would never end. A
+// missing file's error wraps fs.ErrNotExist.
 func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	f, _, err := userfile.Open(path, "file", MaxCheckpointSize)
 	if err != nil {
 		return "", err
 	}
@@ -159,35 +188,63 @@ func FileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// cellID derives the cell's ID from its settings (see Cell.ID). Version 2
-// names the checkpoint by its content; version 1, by its path, is kept
-// for a checkpoint that does not exist as a file.
+// cellID derives the cell's ID from its settings (see Cell.ID), identity
+// version 3: version 2's content plus the resolved settings.
 func cellID(c Cell) string {
 	var b strings.Builder
-	if c.CheckpointSHA256 != "" {
-		fmt.Fprintf(&b, "diffinv-experiment-cell v2\ncheckpoint_sha256=%s\n", c.CheckpointSHA256)
-	} else {
-		fmt.Fprintf(&b, "diffinv-experiment-cell v1\ncheckpoint=%q\n", c.Checkpoint)
+	b.WriteString("diffinv-experiment-cell v3\n")
+	writeIdentity(&b, c)
+	b.WriteString("resolved:\n")
+	for _, l := range c.Resolved {
+		fmt.Fprintf(&b, "%q\n", l)
 	}
-	fmt.Fprintf(&b, "dataset=%q n=%d offset=%d\n", c.Dataset.Name, c.Dataset.N, c.Dataset.Offset)
+	return idOf(c, b.String())
+}
+
+// legacyID is the cell's ID under identity version 2 (version 1 for a
+// checkpoint that does not exist as a file), which left out the task
+// preset's content: results stored under it are only adopted by Migrate.
+func legacyID(c Cell) string {
+	var b strings.Builder
+	if c.CheckpointSHA256 != "" {
+		b.WriteString("diffinv-experiment-cell v2\n")
+	} else {
+		b.WriteString("diffinv-experiment-cell v1\n")
+	}
+	writeIdentity(&b, c)
+	return idOf(c, b.String())
+}
+
+// writeIdentity writes the settings versions 1 to 3 share.
+func writeIdentity(b *strings.Builder, c Cell) {
+	if c.CheckpointSHA256 != "" {
+		fmt.Fprintf(b, "checkpoint_sha256=%s\n", c.CheckpointSHA256)
+	} else {
+		fmt.Fprintf(b, "checkpoint=%q\n", c.Checkpoint)
+	}
+	fmt.Fprintf(b, "dataset=%q n=%d offset=%d\n", c.Dataset.Name, c.Dataset.N, c.Dataset.Offset)
 	writeSet := func(prefix, name string, set map[string]any) {
-		fmt.Fprintf(&b, "%s=%q\n", prefix, name)
+		fmt.Fprintf(b, "%s=%q\n", prefix, name)
 		ks := make([]string, 0, len(set))
 		for k := range set {
 			ks = append(ks, k)
 		}
 		sort.Strings(ks)
 		for _, k := range ks {
-			fmt.Fprintf(&b, "%s.set.%q=%s\n", prefix, k, canonical(set[k]))
+			fmt.Fprintf(b, "%s.set.%q=%s\n", prefix, k, canonical(set[k]))
 		}
 	}
 	writeSet("task", c.Task.Name, c.Task.Set)
 	writeSet("method", c.Method.Name, c.Method.Set)
-	fmt.Fprintf(&b, "seed=%d\n", c.Seed)
+	fmt.Fprintf(b, "seed=%d\n", c.Seed)
 	if c.Precision != "" && c.Precision != "fp32" {
-		fmt.Fprintf(&b, "precision=%s\n", c.Precision)
+		fmt.Fprintf(b, "precision=%s\n", c.Precision)
 	}
-	h := sha256.Sum256([]byte(b.String()))
+}
+
+// idOf names a cell by its task, method and seed plus a hash of identity.
+func idOf(c Cell, identity string) string {
+	h := sha256.Sum256([]byte(identity))
 	return fmt.Sprintf("%s_%s_s%d_%s", slug(c.Task.Name), slug(c.Method.Name), c.Seed, hex.EncodeToString(h[:6]))
 }
 

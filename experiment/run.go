@@ -173,6 +173,17 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 		}
 		todo = append(todo, c)
 	}
+	if opts.Resume && len(todo) > 0 {
+		legacy := 0
+		for _, c := range todo {
+			if _, err := os.Stat(resultPath(cdir, legacyID(c))); err == nil {
+				legacy++
+			}
+		}
+		if legacy > 0 {
+			fmt.Fprintf(logw, "experiment %s: %d of the cells to run have results stored under the old cell identity (version 2, which left out the task presets); if the presets have not changed since, adopt them with `diffinv experiment migrate` instead of recomputing\n", exp.Name, legacy)
+		}
+	}
 	if existing > 0 && !opts.Resume && !opts.Overwrite {
 		return fmt.Errorf("experiment %q: %s already holds results for %d of its cells; pass --resume to continue or choose another output folder", exp.Name, out, existing)
 	}

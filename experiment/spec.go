@@ -29,6 +29,12 @@
 //	exclude: [{task: Motion, method: DDRM}]  # optional (task, method) pairs
 //	best_of: psnr                    # optional: also per image the best seed
 //
+// Each cell has an ID (Cell.ID, identity version 3) hashing everything
+// that determines its result, including the settings its task preset
+// resolves to (Experiment.Resolver); a result is reused by a resumed run
+// only under the same ID. Results stored under identity version 2, which
+// left the preset content out, are adopted once by Migrate.
+//
 // Command-line overrides (Experiment.Set, "--set k=v") address the same
 // keys by dotted paths; see Set. Sweep axes can be added with AddSweep
 // ("--sweep k=v1,v2").
@@ -40,12 +46,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/diffinv/diffinv/internal/userfile"
 )
 
 // Experiment is a decoded experiment file. Build it with Load or Decode,
@@ -91,6 +98,13 @@ type Experiment struct {
 	// scored best on it (the DPS paper's "best of 4" for phase retrieval).
 	// Needs ≥ 2 seeds and the metric among Metrics; empty: off.
 	BestOf string `yaml:"best_of"`
+	// Resolver, set by the caller that knows what tasks and methods mean
+	// (cmd/diffinv: the task presets and solver defaults), returns the
+	// settings a cell resolves to as "key: value" lines; Cells puts them in
+	// Cell.Resolved and so in the cell's identity, so that a result is
+	// reused only while its preset still resolves to the same settings.
+	// nil: the identity covers the file's own settings only.
+	Resolver func(Cell) ([]string, error) `yaml:"-"`
 }
 
 // Exclusion names a task and a method (each by name or label) whose cells
@@ -235,10 +249,15 @@ func LookupMetric(name string) (Metric, error) {
 	return Metric{}, fmt.Errorf("unknown metric %q (known: %s)", name, strings.Join(MetricNames(), ", "))
 }
 
-// Load reads and strictly decodes the experiment file at path (it does not
-// validate: apply overrides, then call Validate).
+// MaxFileSize caps an experiment file (1 MB: the committed ones are under
+// 2 KB), so a wrong path such as /dev/zero fails at once.
+const MaxFileSize = 1 << 20
+
+// Load reads and strictly decodes the experiment file at path, a regular
+// file of at most MaxFileSize bytes (it does not validate: apply
+// overrides, then call Validate).
 func Load(path string) (*Experiment, error) {
-	b, err := os.ReadFile(path)
+	b, err := userfile.ReadFile(path, "file", MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("experiment: %w", err)
 	}

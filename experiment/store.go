@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"gorgonia.org/tensor"
@@ -15,8 +16,10 @@ import (
 	"github.com/diffinv/diffinv/tensors"
 )
 
-// storeVersion is the cell result file format version.
-const storeVersion = 1
+// storeVersion is the cell result file format version: 2 since cell IDs
+// are identity version 3 and record the resolved settings; a version-1
+// file holds a result under an identity-2 ID, which Migrate adopts.
+const storeVersion = 2
 
 // jfloat encodes non-finite values as the strings "NaN", "+Inf", "-Inf"
 // (JSON has no such numbers; a perfect reconstruction has PSNR +Inf).
@@ -89,6 +92,7 @@ type stored struct {
 	Method           storedSetting     `json:"method"`
 	Sweep            []storedSweep     `json:"sweep,omitempty"`
 	Seed             int64             `json:"seed"`
+	Resolved         []string          `json:"resolved,omitempty"`
 	WallSeconds      float64           `json:"wall_seconds"`
 	Images           []storedImage     `json:"images"`
 	CellMetrics      map[string]jfloat `json:"cell_metrics,omitempty"`
@@ -104,6 +108,7 @@ func saveResult(cdir string, c Cell, res *CellResult, wall float64) error {
 		Task:        storedSetting{Name: c.Task.Name, Label: c.Task.Label, Set: c.Task.Set},
 		Method:      storedSetting{Name: c.Method.Name, Label: c.Method.Label, Set: c.Method.Set},
 		Seed:        c.Seed,
+		Resolved:    c.Resolved,
 		WallSeconds: wall,
 	}
 	for _, sv := range c.Sweep {
@@ -222,6 +227,9 @@ func loadResult(cdir string, c Cell) (*stored, error) {
 	}
 	if s.ID != c.ID {
 		return nil, fmt.Errorf("id %q, want %q", s.ID, c.ID)
+	}
+	if !slices.Equal(s.Resolved, c.Resolved) {
+		return nil, fmt.Errorf("computed with the settings %q, want %q", s.Resolved, c.Resolved)
 	}
 	if s.CheckpointSHA256 != c.CheckpointSHA256 {
 		return nil, fmt.Errorf("computed with a checkpoint of SHA-256 %q, want %q", s.CheckpointSHA256, c.CheckpointSHA256)

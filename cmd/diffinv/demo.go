@@ -157,7 +157,7 @@ func loadDigits(dir string, c, size int) (*tensor.Dense, []string, error) {
 	var names []string
 	per := c * size * size
 	for i, m := range matches {
-		img, err := data.LoadPNG(m)
+		img, err := data.LoadPNGMax(m, size)
 		if err != nil {
 			return nil, nil, err
 		}

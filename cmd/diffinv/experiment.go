@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -17,7 +19,9 @@ import (
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/experiment"
+	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/pipeline"
+	"github.com/diffinv/diffinv/inverse/solve"
 	"github.com/diffinv/diffinv/metrics"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/task"
@@ -51,50 +55,33 @@ between the cell's reconstructions and the whole MNIST test set.`,
   diffinv experiment run experiments/ablate-dps-scale.yaml --sweep solver.scale=0.1,0.3,1 --set dataset.n=4 --resume`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := prec.check(); err != nil {
-				return err
-			}
-			exp, err := experiment.Open(args[0], sets, sweeps)
+			exp, r, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
 			if err != nil {
 				return err
 			}
-			// The precision: --precision, else the file's, else
-			// engine.precision (DIFFINV_ENGINE_PRECISION), else auto; the
-			// resolved one is part of every bf16 cell's identity.
-			setting := prec.value
-			if setting == "" && exp.Precision != "" {
-				setting, prec.value = exp.Precision, exp.Precision
-				if err := prec.check(); err != nil {
-					return fmt.Errorf("experiment %s: %w", args[0], err)
-				}
-			}
-			if setting == "" {
-				// engine.precision as every command loads it (default, environment)
-				cfg, err := (&configFlags{}).load()
-				if err != nil {
-					return err
-				}
-				setting = cfg.Engine.Precision
-			}
-			p, _, err := resolvePrecision(setting, "native")
-			if err != nil {
-				return fmt.Errorf("%s: %w", prec.source(setting), err)
-			}
-			exp.RunPrecision = p.String()
-			r := &cellRunner{tasksDir: tasksDir, classifierPath: classifier, nets: map[string]*loadedNet{},
-				prec: &prec, log: cmd.ErrOrStderr()}
 			if dryRun {
-				cells, err := exp.Cells()
+				// Every cell checked; with the output folder's results,
+				// what a --resume run would skip.
+				cells, done, err := experiment.Status(exp, out)
 				if err != nil {
 					return err
 				}
+				w := cmd.OutOrStdout()
 				for _, c := range cells {
 					if err := r.ValidateCell(c); err != nil {
 						return fmt.Errorf("cell %s: %w", c.ID, err)
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\t%s\tseed %d\n", c.ID, c.Task.Key(), c.Method.Key(), c.SweepLabel(), c.Seed)
+					state := "to run"
+					if done[c.ID] {
+						state = "done"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\tseed %d\t%s\n", c.ID, c.Task.Key(), c.Method.Key(), c.SweepLabel(), c.Seed, state)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%d cells, all valid\n", len(cells))
+				dir := out
+				if dir == "" {
+					dir = exp.Output
+				}
+				fmt.Fprintf(w, "%d cells, all valid; %d done, %d to run with --resume (output %s)\n", len(cells), len(done), len(cells)-len(done), dir)
 				return nil
 			}
 			return experiment.Run(cmd.Context(), exp, r, experiment.RunOptions{Out: out, Resume: resume, Overwrite: overwrite,
@@ -111,8 +98,91 @@ between the cell's reconstructions and the whole MNIST test set.`,
 	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
 	prec.add(runCmd)
-	cmd.AddCommand(runCmd)
+	cmd.AddCommand(runCmd, newExperimentMigrateCmd())
 	return cmd
+}
+
+// newExperimentMigrateCmd is the one-off adoption of results stored under
+// cell identity version 2 (experiment.Migrate).
+func newExperimentMigrateCmd() *cobra.Command {
+	var sets, sweeps []string
+	var out, tasksDir, classifier string
+	var prec precisionFlag
+	cmd := &cobra.Command{
+		Use:   "migrate FILE.yaml",
+		Short: "Adopt cell results stored under the old cell identity (run once, only if the task presets are unchanged)",
+		Long: `Cell IDs now cover the settings each cell's task preset and options resolve
+to (operator parameters, noise, solver defaults), so that editing a preset
+or pointing --tasks at another folder makes its cells new instead of
+reusing old numbers. Results stored under the old identity (version 2) do
+not say which preset content computed them: this command adopts each one
+whose other settings (checkpoint content, dataset, sets, seed) match a
+cell under the cell's new ID, recording the settings the presets resolve
+to NOW. Run it once, and only if the presets have not changed since those
+results were computed (the committed experiments/results were adopted so);
+otherwise recompute with --resume.`,
+		Example: "  diffinv experiment migrate experiments/dps-table-mnist.yaml",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exp, _, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
+			if err != nil {
+				return err
+			}
+			n, err := experiment.Migrate(exp, out, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "experiment %s: %d results adopted\n", exp.Name, n)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run")
+	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run")
+	f.StringVar(&out, "out", "", "output folder (default: the file's output)")
+	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
+	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
+	prec.add(cmd)
+	return cmd
+}
+
+// openExperiment opens the experiment file with its overrides, resolves
+// the precision its cells run in (--precision, else the file's, else
+// engine.precision, else auto; bf16 cells have their own identity) and
+// returns it with the runner, which is also its Resolver: each cell's
+// identity covers the settings its task preset and options resolve to.
+func openExperiment(cmd *cobra.Command, path string, sets, sweeps []string, prec *precisionFlag, tasksDir, classifier string) (*experiment.Experiment, *cellRunner, error) {
+	if err := prec.check(); err != nil {
+		return nil, nil, err
+	}
+	exp, err := experiment.Open(path, sets, sweeps)
+	if err != nil {
+		return nil, nil, err
+	}
+	setting := prec.value
+	if setting == "" && exp.Precision != "" {
+		setting, prec.value = exp.Precision, exp.Precision
+		if err := prec.check(); err != nil {
+			return nil, nil, fmt.Errorf("experiment %s: %w", path, err)
+		}
+	}
+	if setting == "" {
+		// engine.precision as every command loads it (default, environment)
+		cfg, err := (&configFlags{}).load()
+		if err != nil {
+			return nil, nil, err
+		}
+		setting = cfg.Engine.Precision
+	}
+	p, _, err := resolvePrecision(setting, "native")
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", prec.source(setting), err)
+	}
+	exp.RunPrecision = p.String()
+	r := &cellRunner{tasksDir: tasksDir, classifierPath: classifier, nets: map[string]*loadedNet{},
+		prec: prec, log: cmd.ErrOrStderr()}
+	exp.Resolver = r.ResolveCell
+	return exp, r, nil
 }
 
 type loadedNet struct {
@@ -172,15 +242,17 @@ func (r *cellRunner) net(path string) (*loadedNet, error) {
 	return n, nil
 }
 
-// setup builds the pipeline of one cell without running it.
-func (r *cellRunner) setup(cell experiment.Cell) (*pipeline.Setup, *loadedNet, error) {
+// cellConfig loads the cell's task preset and returns the config its task
+// and method settings resolve to on the checkpoint's, with the preset's
+// solver defaults for the method.
+func (r *cellRunner) cellConfig(cell experiment.Cell) (*config.Config, map[string]any, *loadedNet, error) {
 	ln, err := r.net(cell.Checkpoint)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	preset, err := task.Load(cell.Task.Name, r.tasksDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sets := []string{"solver.method=" + cell.Method.Name}
 	for _, k := range sortedKeys(cell.Task.Set) {
@@ -191,13 +263,79 @@ func (r *cellRunner) setup(cell experiment.Cell) (*pipeline.Setup, *loadedNet, e
 	}
 	cfg, err := config.LoadOnto(*ln.cfg, config.Sources{Presets: []config.Preset{preset.Config}, Sets: sets})
 	if err != nil {
-		return nil, nil, fmt.Errorf("task %s, method %s: %w", cell.Task.Name, cell.Method.Name, err)
+		return nil, nil, nil, fmt.Errorf("task %s, method %s: %w", cell.Task.Name, cell.Method.Name, err)
 	}
-	s, err := pipeline.New(cfg, ln.den, ln.sched, preset.Defaults(cell.Method.Name), cell.Seed)
+	return cfg, preset.Defaults(cell.Method.Name), ln, nil
+}
+
+// setup builds the pipeline of one cell without running it.
+func (r *cellRunner) setup(cell experiment.Cell) (*pipeline.Setup, *loadedNet, error) {
+	cfg, defaults, ln, err := r.cellConfig(cell)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := pipeline.New(cfg, ln.den, ln.sched, defaults, cell.Seed)
 	if err != nil {
 		return nil, nil, fmt.Errorf("task %s, method %s: %w", cell.Task.Name, cell.Method.Name, err)
 	}
 	return s, ln, nil
+}
+
+// ResolveCell is the experiment's Resolver: the settings that determine
+// the cell's result beyond the checkpoint (whose content the identity
+// already covers), as the sorted "key: value" lines of config's Flat form
+// of the sections the solve reads (measurement, solver, diffusion), after
+// the task preset, the cell's sets and, for a solver, the preset's
+// solver_defaults merged under its options, as pipeline.New layers them.
+// Lines equal to the defaults are left out, so a key added to the config
+// later (with its default) changes no identity, and neither does a
+// preset's comment or key order; any changed value does.
+func (r *cellRunner) ResolveCell(cell experiment.Cell) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cfg, defaults, _, err := r.cellConfig(cell)
+	if err != nil {
+		return nil, err
+	}
+	return resolvedSettings(cfg, defaults), nil
+}
+
+// resolvedSettings is ResolveCell's description of cfg with the task's
+// solver defaults.
+func resolvedSettings(cfg *config.Config, taskDefaults map[string]any) []string {
+	def := config.Default()
+	eff := def
+	eff.Measurement = cfg.Measurement
+	eff.Diffusion = cfg.Diffusion
+	eff.Solver = cfg.Solver
+	eff.Solver.Options = map[string]any{}
+	if !pipeline.IsBaseline(cfg.Solver.Method) {
+		maps.Copy(eff.Solver.Options, taskDefaults)
+	}
+	maps.Copy(eff.Solver.Options, cfg.Solver.Options)
+	isDefault := map[string]bool{}
+	for _, l := range def.Flat() {
+		isDefault[l] = true
+	}
+	var out []string
+	for _, l := range eff.Flat() {
+		if isDefault[l] {
+			continue
+		}
+		if strings.HasPrefix(l, "measurement.") || strings.HasPrefix(l, "solver.") || strings.HasPrefix(l, "diffusion.") {
+			out = append(out, l)
+		}
+	}
+	// A solver or operator whose results changed for the same settings
+	// carries its revision, so older results are not reused for it.
+	if rev := solve.Revision(cfg.Solver.Method); rev > 1 {
+		out = append(out, fmt.Sprintf("solver.revision: %d", rev))
+	}
+	if rev := op.Revision(cfg.Measurement.Operator.Name); rev > 1 {
+		out = append(out, fmt.Sprintf("measurement.operator.revision: %d", rev))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // ValidateCell checks a cell's task, method and options before anything runs.

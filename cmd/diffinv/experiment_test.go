@@ -97,3 +97,133 @@ output: ` + filepath.Join(dir, "out") + `
 		t.Error("table.md changed on a resume with nothing to do")
 	}
 }
+
+// TestExperimentResumeFollowsPresets covers issue 19 item 1 end to end: a
+// finished cell is reused while its task preset resolves to the same
+// settings (a comment or key order changes nothing), and recomputed when
+// the preset's operator parameters, noise or solver defaults change, or
+// --tasks points at another folder whose preset differs.
+func TestExperimentResumeFollowsPresets(t *testing.T) {
+	ckpt := mnistSizedCheckpoint(t)
+	dir := t.TempDir()
+	tasks := filepath.Join(dir, "tasks")
+	if err := os.MkdirAll(tasks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile("../../configs/tasks/inpaint-box.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePreset := func(dir, body string) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "inpaint-box.yaml"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePreset(tasks, string(orig))
+	file := filepath.Join(dir, "exp.yaml")
+	body := `name: presets
+checkpoint: ` + ckpt + `
+dataset: {name: mnist-test, n: 1}
+tasks: [{name: inpaint-box}]
+methods: [{name: pinv}, {name: dps, set: {steps: 2}}]
+seeds: [0]
+metrics: [psnr]
+output: ` + filepath.Join(dir, "out") + `
+`
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "experiment", "run", file, "--tasks", tasks); err != nil {
+		t.Fatal(err)
+	}
+	status := func(tasksDir string) string {
+		t.Helper()
+		out, err := run(t, "experiment", "run", file, "--tasks", tasksDir, "--dry-run")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		last := lines[len(lines)-1]
+		_, s, _ := strings.Cut(last, "; ")
+		s, _, _ = strings.Cut(s, " with")
+		return s
+	}
+	other := filepath.Join(dir, "other-tasks")
+	edit := func(from, to string) string {
+		if !strings.Contains(string(orig), from) {
+			t.Fatalf("preset lacks %q", from)
+		}
+		return strings.Replace(string(orig), from, to, 1)
+	}
+	for _, tc := range []struct {
+		name, dir, preset, want string
+	}{
+		{"unchanged", tasks, string(orig), "2 done, 0 to run"},
+		{"comment and key order", tasks, "# edited\n" + edit("    sigma: 0.05", "    sigma: 0.05   # same"), "2 done, 0 to run"},
+		{"operator parameter", tasks, edit("size: 14", "size: 10"), "0 done, 2 to run"},
+		{"noise", tasks, edit("sigma: 0.05", "sigma: 0.1"), "0 done, 2 to run"},
+		{"solver default", tasks, edit("dps: {scale: 0.5", "dps: {scale: 0.7"), "1 done, 1 to run"},
+		{"another --tasks folder", other, edit("size: 14", "size: 12"), "0 done, 2 to run"},
+		{"restored", tasks, string(orig), "2 done, 0 to run"},
+	} {
+		writePreset(tc.dir, tc.preset)
+		if got := status(tc.dir); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	// A real resume after an edit recomputes and keeps both results apart.
+	writePreset(tasks, edit("size: 14", "size: 10"))
+	out, err := run(t, "experiment", "run", file, "--tasks", tasks, "--resume")
+	if err != nil || !strings.Contains(out, "0 done, 2 to run") {
+		t.Fatalf("resume after a preset edit: %v\n%s", err, out)
+	}
+}
+
+// TestExperimentCheckpointDevice covers issue 19 item 10 at the command:
+// checkpoint: /dev/zero used to hang even with --dry-run.
+func TestExperimentCheckpointDevice(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "exp.yaml")
+	body := "name: dev\ncheckpoint: /dev/zero\ndataset: {name: mnist-test, n: 1}\ntasks: [{name: sr4}]\nmethods: [{name: pinv}]\nseeds: [0]\nmetrics: [psnr]\noutput: " + filepath.Dir(file) + "\n"
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"experiment", "run", file, "--dry-run"}, {"experiment", "run", file}, {"experiment", "run", "/dev/zero"}} {
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "/dev/zero is a character device, want a regular file") {
+			t.Errorf("%v: %v, want an error naming /dev/zero", args, err)
+		}
+	}
+}
+
+// TestResolvedRevision: a solver or operator whose results changed for the
+// same settings (DPS's clamp inside the residual, blur_file's orientation)
+// carries its revision in a cell's resolved settings, so results of the
+// older behaviour are not reused; unchanged ones carry none.
+func TestResolvedRevision(t *testing.T) {
+	for _, c := range []struct {
+		method, operator string
+		want             []string
+		absent           []string
+	}{
+		{"dps", "sr_bicubic", []string{"solver.revision: 2"}, []string{"measurement.operator.revision"}},
+		{"mcg", "blur_file", []string{"solver.revision: 2", "measurement.operator.revision: 2"}, nil},
+		{"ddnm", "sr_bicubic", nil, []string{"solver.revision", "measurement.operator.revision"}},
+	} {
+		cfg := config.Default()
+		cfg.Solver.Method, cfg.Measurement.Operator.Name = c.method, c.operator
+		got := strings.Join(resolvedSettings(&cfg, nil), "\n")
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s/%s: resolved settings lack %q:\n%s", c.method, c.operator, w, got)
+			}
+		}
+		for _, a := range c.absent {
+			if strings.Contains(got, a) {
+				t.Errorf("%s/%s: resolved settings hold %q:\n%s", c.method, c.operator, a, got)
+			}
+		}
+	}
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +25,9 @@ the run config as a model file, the small file that sample, solve, eval and
 			if from == "" || out == "" {
 				return fmt.Errorf("export: --checkpoint and --out are both required (got %q and %q)", from, out)
 			}
+			if err := distinctFiles("--checkpoint", from, "--out", out); err != nil {
+				return fmt.Errorf("export: %w", err)
+			}
 			c, err := train.LoadCheckpoint(from)
 			if err != nil {
 				return fmt.Errorf("export: %w", err)
@@ -37,4 +42,25 @@ the run config as a model file, the small file that sample, solve, eval and
 	cmd.Flags().StringVar(&from, "checkpoint", "", "training checkpoint to read")
 	cmd.Flags().StringVar(&out, "out", "", "model file to write")
 	return cmd
+}
+
+// distinctFiles refuses an output path that names the input file, by path
+// or, where the output exists, as the same file (a link, another spelling):
+// writing it would destroy the input (a training checkpoint exported over
+// itself loses its Adam state and raw weights).
+func distinctFiles(inFlag, in, outFlag, out string) error {
+	ai, aerr := filepath.Abs(in)
+	ao, oerr := filepath.Abs(out)
+	same := aerr == nil && oerr == nil && ai == ao
+	if !same {
+		if si, err := os.Stat(in); err == nil {
+			if so, err := os.Stat(out); err == nil {
+				same = os.SameFile(si, so)
+			}
+		}
+	}
+	if same {
+		return fmt.Errorf("%s %s and %s %s are the same file; writing it would destroy the input, so give another %s", outFlag, out, inFlag, in, outFlag)
+	}
+	return nil
 }

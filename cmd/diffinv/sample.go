@@ -50,6 +50,16 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 			if out == "" {
 				return fmt.Errorf("--out is required (a .png path)")
 			}
+			// The raw samples go beside the grid with .safetensors: an --out
+			// that already ends so would be overwritten by them.
+			if raw := rawSamplesPath(out); filepath.Clean(raw) == filepath.Clean(out) {
+				return fmt.Errorf("--out %s: the raw samples are written to the same path with .safetensors, so the PNG grid would be overwritten; give a .png path", out)
+			}
+			if ckpt != "" {
+				if err := distinctFiles("--checkpoint", ckpt, "--out (raw samples)", rawSamplesPath(out)); err != nil {
+					return err
+				}
+			}
 			if err := prec.set(&cf); err != nil {
 				return err
 			}
@@ -92,7 +102,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 			if err := data.SaveGrid(out, all, perRow, 2); err != nil {
 				return err
 			}
-			raw := strings.TrimSuffix(out, filepath.Ext(out)) + ".safetensors"
+			raw := rawSamplesPath(out)
 			meta := map[string]string{"sampler": s.Sampler, "steps": fmt.Sprint(s.Steps), "seed": fmt.Sprint(s.Seed), "checkpoint": ckpt}
 			if err := checkpoint.Save(raw, map[string]*tensor.Dense{"samples": all}, meta); err != nil {
 				return err
@@ -175,4 +185,9 @@ func drawSamples(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Sc
 		progress(done * sched.Len())
 	}
 	return all, nil
+}
+
+// rawSamplesPath is where sample writes the raw samples of the grid out.
+func rawSamplesPath(out string) string {
+	return strings.TrimSuffix(out, filepath.Ext(out)) + ".safetensors"
 }

@@ -46,7 +46,8 @@ func (s *imageSource) load(cfg *config.Config) (*tensor.Dense, int, error) {
 	case s.image != "" && s.dataset != "":
 		return nil, 0, fmt.Errorf("give --image or --dataset, not both")
 	case s.image != "":
-		img, err := data.LoadPNG(s.image)
+		// Refused from the header when larger than the model takes.
+		img, err := data.LoadPNGMax(s.image, size)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -482,3 +482,19 @@ func NewNoise(name string, sigma, rate float64) (Noise, error) {
 	}
 	return nil, fmt.Errorf("unknown noise %q (valid: %s)", name, strings.Join(NoiseNames(), ", "))
 }
+
+// revisions numbers the changes of an operator's output for the same
+// parameters (see solve.Revision); absent operators are at revision 1.
+var revisions = map[string]int{
+	// 2: the kernel is cross-correlated by default (orientation: correlate,
+	// PyTorch's conv2d as in the DPS code), where revision 1 convolved.
+	"blur_file": 2,
+}
+
+// Revision returns the revision of the operator registered under name.
+func Revision(name string) int {
+	if r, ok := revisions[name]; ok {
+		return r
+	}
+	return 1
+}

@@ -690,3 +690,24 @@ func (p *problem) finish(x []float64) (*tensor.Dense, error) {
 	}
 	return p.image(x), nil
 }
+
+// revisions numbers the changes of a solver's results for the same
+// settings (a default that now follows the official code, say), so that
+// stored results of the older behaviour are not taken for the new one:
+// experiment cells include it in their identity. A solver absent here is
+// at revision 1.
+var revisions = map[string]int{
+	// 2: with clip_x0, x̂0 is clamped inside ‖y − A(x̂0)‖ too, as the DPS
+	// code's clip_denoised (clip_mean_only gives revision 1's results).
+	"dps": 2,
+	"mcg": 2,
+}
+
+// Revision returns the revision of the solver registered under name (1
+// for every solver whose results never changed).
+func Revision(name string) int {
+	if r, ok := revisions[name]; ok {
+		return r
+	}
+	return 1
+}
