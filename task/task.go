@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/diffinv/diffinv/internal/userfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -75,7 +76,9 @@ func Load(nameOrPath, dir string) (*Preset, error) {
 	if !strings.HasSuffix(path, ".yaml") && !strings.HasSuffix(path, ".yml") {
 		path = filepath.Join(dir, nameOrPath+".yaml")
 	}
-	raw, err := os.ReadFile(path)
+	// A regular file of at most 1 MB: a preset is a few hundred bytes, and
+	// a device or named pipe would read forever.
+	raw, err := userfile.ReadFile(path, "task preset", 1<<20)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			names, lerr := Names(dir)

@@ -79,3 +79,18 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("load by path: %v", err)
 	}
 }
+
+// TestLoadPresetMustBeRegular: a preset path naming a device or folder is
+// an error naming it, not an endless read.
+func TestLoadPresetMustBeRegular(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(dir+"/folder.yaml", 0o755)
+	if _, err := Load(dir+"/folder.yaml", dir); err == nil || !strings.Contains(err.Error(), "want a regular file") {
+		t.Errorf("folder preset: %v", err)
+	}
+	if err := os.Symlink("/dev/zero", dir+"/zero.yaml"); err == nil {
+		if _, err := Load("zero", dir); err == nil || !strings.Contains(err.Error(), "want a regular file") {
+			t.Errorf("device preset: %v", err)
+		}
+	}
+}

@@ -4,8 +4,8 @@ package torch
 
 import (
 	"fmt"
+	"github.com/diffinv/diffinv/internal/userfile"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -92,7 +92,9 @@ func ReadStateDict(path string) (sd map[string]*tensor.Dense, err error) {
 // gotch's legacy reader loops forever on a file its tar probe reads as an
 // empty archive (an empty file, say), so such files must not reach it.
 func checkMagic(path string) error {
-	f, err := os.Open(path)
+	// A regular file only (a device or pipe would hang the reader), at
+	// most 16 GB.
+	f, _, err := userfile.Open(path, "PyTorch checkpoint", 16<<30)
 	if err != nil {
 		return err
 	}
