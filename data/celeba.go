@@ -288,3 +288,31 @@ func readCelebAAttrs(path string) ([]string, map[string][]bool, error) {
 	}
 	return names, m, nil
 }
+
+// LoadFace loads one face photo as a 1×3×size×size dataset with CelebA's
+// pipeline: an aligned CelebA-proportioned image (178×218 or a scaled copy)
+// gets the standard centre crop (CelebACrop), any other image its largest
+// centred square; then the antialiased resize. What `solve --image` does
+// for a face model, so a user's own aligned face needs no preparation.
+func LoadFace(path string, size int) (*Dataset, error) {
+	if size < 1 {
+		return nil, fmt.Errorf("face %s: output size %d, want ≥ 1", path, size)
+	}
+	f, _, err := userfile.Open(path, "image", MaxImageFileSize)
+	if err != nil {
+		return nil, err
+	}
+	cfg, _, err := image.DecodeConfig(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("image %s: cannot read its size as PNG or JPEG: %w", path, err)
+	}
+	if err := CheckImageSize(path, cfg.Width, cfg.Height, 0); err != nil {
+		return nil, err
+	}
+	crop := 0
+	if r := float64(cfg.Height) / float64(cfg.Width); math.Abs(r-218.0/178.0) < 0.02 {
+		crop = CelebACrop(cfg.Width)
+	}
+	return loadPaths([]string{path}, FolderOptions{Size: size, Crop: crop})
+}

@@ -164,3 +164,34 @@ func TestCelebAErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadFace: an aligned CelebA photo loads exactly as the CelebA loader
+// loads it (the standard crop, the same resize); another shape gets its
+// largest centred square.
+func TestLoadFace(t *testing.T) {
+	root := fakeCelebA(t, 3, 89, 109, "img_align_celeba")
+	ds, lab, err := LoadCelebA(root, "train", 16, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	face, err := LoadFace(filepath.Join(root, "img_align_celeba", lab.Files[0]), 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(face.Pixels()) != string(ds.Pixels()[:3*16*16]) {
+		t.Error("LoadFace differs from the CelebA pipeline on an aligned photo")
+	}
+	wide := filepath.Join(t.TempDir(), "wide.png")
+	writeImage(t, wide, coded(50, 30))
+	sq, err := LoadFace(wide, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The 30×30 centre square starts at x = 10: pixel (0, 0) is coded (100, 0, 200).
+	if p := sq.Pixels(); p[0] != 100 || p[30*30] != 0 || p[2*30*30] != 200 {
+		t.Errorf("largest square of a 50×30 image: first pixel %d,%d,%d, want 100,0,200", p[0], p[900], p[1800])
+	}
+	if _, err := LoadFace("/dev/zero", 16); err == nil || !strings.Contains(err.Error(), "want a regular file") {
+		t.Errorf("device: %v", err)
+	}
+}

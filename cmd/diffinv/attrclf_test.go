@@ -5,12 +5,15 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/metrics"
+	"github.com/diffinv/diffinv/model"
 )
 
 // fakeCelebARoot writes a CelebA root of n small PNG faces with the three
@@ -77,5 +80,48 @@ func TestTrainAttrClassifierCommand(t *testing.T) {
 	}
 	if _, err := run(t, "train-attr-classifier", "--data", t.TempDir(), "--out", out); err == nil || !strings.Contains(err.Error(), "img_align_celeba") {
 		t.Errorf("no CelebA root: %v", err)
+	}
+}
+
+// TestSolveFaces: a face checkpoint (data.dataset celeba) solves CelebA's
+// test split (--dataset celeba-test) and a user's own photo (--image, of
+// any size: cropped and resized as CelebA's are).
+func TestSolveFaces(t *testing.T) {
+	root := fakeCelebARoot(t, 12)
+	cfg := config.Default()
+	cfg.Model = config.Model{ImageSize: 8, InChannels: 3, NumChannels: 8, ChannelMult: []int{1, 2}, NumResBlocks: 1,
+		AttentionResolutions: []int{4}, NumHeads: 1, NumHeadChannels: -1, NumGroups: 4, UseScaleShiftNorm: true, ConvResample: true}
+	cfg.Diffusion.Steps, cfg.Sample.Steps = 20, 20
+	cfg.Data = config.Data{Dataset: "celeba", Dir: root, Split: "train"}
+	net, err := model.New(cfg.Model, rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(t.TempDir(), "face.safetensors")
+	if err := net.Save(ckpt, map[string]string{RunConfigKey: string(doc)}); err != nil {
+		t.Fatal(err)
+	}
+	photo := filepath.Join(t.TempDir(), "me.png")
+	m := image.NewRGBA(image.Rect(0, 0, 60, 40))
+	f, _ := os.Create(photo)
+	png.Encode(f, m)
+	f.Close()
+	for _, src := range [][]string{{"--dataset", "celeba-test", "--n", "2", "--offset", "1"}, {"--image", photo}} {
+		out := filepath.Join(t.TempDir(), "solve")
+		args := append([]string{"solve", "--checkpoint", ckpt, "--task", "../../configs/tasks/inpaint-box.yaml", "--method", "ddnm",
+			"--set", "measurement.operator.size=4", "--set", "solver.steps=3", "--out", out}, src...)
+		if _, err := run(t, args...); err != nil {
+			t.Fatalf("%v: %v", src, err)
+		}
+		if _, err := os.Stat(filepath.Join(out, "grid.png")); err != nil {
+			t.Errorf("%v: no grid: %v", src, err)
+		}
+	}
+	if _, err := run(t, "solve", "--checkpoint", ckpt, "--task", "../../configs/tasks/sr4.yaml", "--dataset", "celeba-test", "--n", "9", "--out", t.TempDir()); err == nil || !strings.Contains(err.Error(), "the test split has 4 images") {
+		t.Errorf("--n beyond the split: %v", err)
 	}
 }

@@ -34,7 +34,7 @@ type imageSource struct {
 
 func (s *imageSource) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.image, "image", "", "a PNG/JPEG ground-truth image")
-	cmd.Flags().StringVar(&s.dataset, "dataset", "", "mnist-test or mnist-train (data.dir holds the files)")
+	cmd.Flags().StringVar(&s.dataset, "dataset", "", "mnist-test, mnist-train (data.dir holds the files), or celeba-test, celeba-val, celeba-train (data.dir is the CelebA root)")
 	cmd.Flags().IntVar(&s.n, "n", 8, "images from --dataset")
 	cmd.Flags().IntVar(&s.offset, "offset", 0, "index of the first --dataset image")
 }
@@ -45,6 +45,15 @@ func (s *imageSource) load(cfg *config.Config) (*tensor.Dense, int, error) {
 	switch {
 	case s.image != "" && s.dataset != "":
 		return nil, 0, fmt.Errorf("give --image or --dataset, not both")
+	case s.image != "" && cfg.Data.Dataset == "celeba":
+		// A face model: the user's own aligned face photo is cropped and
+		// resized as CelebA's are.
+		ds, err := data.LoadFace(s.image, size)
+		if err != nil {
+			return nil, 0, err
+		}
+		x, err := ds.Batch([]int{0})
+		return x, 0, err
 	case s.image != "":
 		// Refused from the header when larger than the model takes.
 		img, err := data.LoadPNGMax(s.image, size)
@@ -69,8 +78,26 @@ func (s *imageSource) load(cfg *config.Config) (*tensor.Dense, int, error) {
 		}
 		x, err := ds.Batch(idx)
 		return x, s.offset, err
+	case strings.HasPrefix(s.dataset, "celeba-"):
+		if s.n <= 0 || s.offset < 0 {
+			return nil, 0, fmt.Errorf("--n %d --offset %d: want n > 0 and offset ≥ 0", s.n, s.offset)
+		}
+		split := strings.TrimPrefix(s.dataset, "celeba-")
+		ds, _, err := data.LoadCelebA(cfg.Data.Dir, split, size, cfg.Data.Crop, s.offset+s.n)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--dataset %s: %w (set data.dir to the CelebA root)", s.dataset, err)
+		}
+		if s.offset+s.n > ds.Len() {
+			return nil, 0, fmt.Errorf("--offset %d --n %d: the %s split has %d images", s.offset, s.n, split, ds.Len())
+		}
+		idx := make([]int, s.n)
+		for i := range idx {
+			idx[i] = s.offset + i
+		}
+		x, err := ds.Batch(idx)
+		return x, s.offset, err
 	case s.dataset != "":
-		return nil, 0, fmt.Errorf("unknown --dataset %q, want mnist-test or mnist-train", s.dataset)
+		return nil, 0, fmt.Errorf("unknown --dataset %q, want mnist-test, mnist-train, celeba-test, celeba-val or celeba-train", s.dataset)
 	}
 	return nil, 0, fmt.Errorf("give --image FILE or --dataset mnist-test --n N")
 }
