@@ -125,7 +125,8 @@ func TestReflectConvPinv(t *testing.T) {
 }
 
 // TestReflectConvParams: boundary reflect through the registry builds a
-// ReflectConv (blur_motion, blur_nonuniform), the default stays circular,
+// ReflectConv (blur_motion, blur_nonuniform, whose blend keeps the adjoint
+// identity), the default stays circular with the same kernel draw,
 // and bad values are errors naming them: an unknown boundary, pinv_tol with
 // reflect, pinv_iters with circular or < 1, a kernel radius ≥ the side.
 func TestReflectConvParams(t *testing.T) {
@@ -163,6 +164,13 @@ func TestReflectConvParams(t *testing.T) {
 	}
 	if _, ok := nu.(*NonUniformBlur).convs[0].(*ReflectConv); !ok {
 		t.Errorf("blur_nonuniform boundary reflect: kernel filter %T", nu.(*NonUniformBlur).convs[0])
+	}
+	nub := nu.(*NonUniformBlur)
+	r := rand.New(rand.NewSource(8))
+	x, y := tensors.Randn(r, 2, 1, 28, 28), tensors.Randn(r, 2, 1, 28, 28)
+	ax, aty := run1(t, nub.Forward, x), run1(t, nub.Adjoint, y)
+	if l, rr := dot(ax, y), dot(x, aty); math.Abs(l-rr) > 1e-6*norm(ax)*norm(y) {
+		t.Errorf("blur_nonuniform boundary reflect: <Ax,y> = %v, <x,Aᵀy> = %v", l, rr)
 	}
 	for _, c := range []struct {
 		name string
