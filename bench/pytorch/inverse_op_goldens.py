@@ -23,6 +23,10 @@ inverse/op/testdata/goldens/ (OUTDIR overrides). Sizes: why 64 and not 256 px
 for the full set: one 3x256x256 float32 array is 786 KB; the full set at
 256 px would be ~15 MB.
 
+The blur goldens are DPS's whole operator, reflect padding included: diffinv
+matches them on the whole image with boundary: reflect (blur_gauss,
+blur_motion, blur_file), and away from the border with its defaults.
+
 Run by hand:
 
     /usr/bin/python3 bench/pytorch/inverse_op_goldens.py [OUTDIR]

@@ -229,10 +229,11 @@ func TestGoldenBlurGauss(t *testing.T) {
 }
 
 // TestGoldenBlurMotion: DPS's motion blur correlates (conv2d) with reflect
-// padding; blur_file with orientation: correlate (the default) is the same
-// operator away from a kernel radius of the border (diffinv's non-separable
-// blurs are circular), and orientation: convolve (DiffPIR's) applies the
-// kernel rotated by 180°, which differs everywhere.
+// padding. blur_file with boundary: reflect is that operator on the whole
+// image, A x and Aᵀ y, to float32 rounding; with the default circular
+// boundary and orientation: correlate it is the same operator away from a
+// kernel radius of the border, and orientation: convolve (DiffPIR's)
+// applies the kernel rotated by 180°, which differs everywhere.
 func TestGoldenBlurMotion(t *testing.T) {
 	for _, n := range []int{256, 64, 28} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
@@ -245,6 +246,8 @@ func TestGoldenBlurMotion(t *testing.T) {
 			r := ks[0] / 2
 			y, _ := golden(t, fmt.Sprintf("%d_blur_motion_y", n))
 			in := interior(r, n, n)
+			refl := mustOp(t, "blur_file", map[string]any{"path": path, "boundary": "reflect"}, s).(Linear)
+			check(t, "A x (boundary reflect), whole image", run1(t, refl.Forward, x), y, n, n, nil, f32tol)
 			cor := mustOp(t, "blur_file", map[string]any{"path": path}, s).(Linear)
 			check(t, "A x (orientation correlate), interior", run1(t, cor.Forward, x), y, n, n, in, f32tol)
 			conv := mustOp(t, "blur_file", map[string]any{"path": path, "orientation": "convolve"}, s).(Linear)
@@ -257,6 +260,8 @@ func TestGoldenBlurMotion(t *testing.T) {
 			// Reflect padding folds onto inputs 1..r (x[−t] = x[t]): the
 			// adjoints agree from r+1 on.
 			check(t, "Aᵀ y (orientation correlate), interior", run1(t, cor.Adjoint, asBatch(y, s[:]...)), at, n, n, interior(r+1, n, n), f32tol)
+			check(t, "Aᵀ y (boundary reflect), whole image", run1(t, refl.Adjoint, asBatch(y, s[:]...)), at, n, n, nil, f32tol)
+			differs(t, "Aᵀ y (circular), border", run1(t, cor.Adjoint, asBatch(y, s[:]...)), at, n, n, border(r+1, n, n), 1e-3)
 		})
 	}
 }

@@ -56,8 +56,8 @@ func Rot180(k []float64, kh, kw int) []float64 {
 // |K̂| > max(tol, 1e-6)·max|K̂| and zeroes the other frequencies. It is the
 // operator of non-separable blurs (motion, Levin and DiffPIR kernels).
 // DiffPIR's degradation is this operator with Convolve; DPS correlates with
-// reflect padding instead, which differs from this only within a kernel
-// radius of the border.
+// reflect padding instead (ReflectConv, the blurs' boundary: reflect),
+// which differs from this only within a kernel radius of the border.
 type CircConv struct {
 	linOp
 	h, w   int
@@ -102,20 +102,7 @@ func NewCircFilter(name string, shape [3]int, kernel []float64, kh, kw int, orie
 		return nil, fmt.Errorf("op.NewCircFilter(%s): pinv tolerance %v, want in [0, 1)", name, tol)
 	}
 	c, h, w := shape[0], shape[1], shape[2]
-	otf := make([]complex128, h*w)
-	ca, cb := kh/2, kw/2
-	for a := 0; a < kh; a++ {
-		for b := 0; b < kw; b++ {
-			da, db := a-ca, b-cb // convolution: x[i−da] contributes
-			if orient == Correlate {
-				da, db = -da, -db // correlation: x[i+da] contributes
-			}
-			i := (da%h + h) % h
-			j := (db%w + w) % w
-			otf[i*w+j] += complex(kernel[a*kw+b], 0)
-		}
-	}
-	NewFFT2(h, w).Forward(otf)
+	otf := filterOTF(kernel, kh, kw, h, w, orient)
 	amax := 0.0
 	for _, v := range otf {
 		amax = math.Max(amax, cmplx.Abs(v))

@@ -9,8 +9,9 @@ import (
 )
 
 // NonUniformBlur is a spatially varying blur: y = Σ_k w_k ⊙ (K_k ⊛ x), with
-// a few circular convolutions (or correlations, see Orientation) K_k blended by smooth weight maps w_k that sum
-// to one at every pixel. The weights are a normalised Gaussian partition of
+// a few circular convolutions (or correlations, see Orientation; or
+// reflect-padded filters, ReflectConv, with boundary reflect) K_k blended by
+// smooth weight maps w_k that sum to one at every pixel. The weights are a normalised Gaussian partition of
 // unity, w_k ∝ exp(−‖p − c_k‖²/(2ℓ²)), centres c_k evenly on a circle of
 // radius 0.3·side about the image centre and ℓ = 0.35·side, so every kernel
 // dominates one region and the blur changes smoothly between them. This is
@@ -19,8 +20,15 @@ import (
 // adjoint Σ_k K_kᵀ(w_k ⊙ g); it has no cheap pseudo-inverse.
 type NonUniformBlur struct {
 	c, h, w int
-	convs   []*CircConv
+	convs   []filterMap
 	weights [][]float64
+}
+
+// filterMap is one kernel's filter of a NonUniformBlur: CircConv or
+// ReflectConv.
+type filterMap interface {
+	Forward(x *tensor.Dense) (*tensor.Dense, error)
+	Adjoint(y *tensor.Dense) (*tensor.Dense, error)
 }
 
 // NewNonUniformBlur blends the given kh×kw kernels (each row-major, any
@@ -32,6 +40,16 @@ func NewNonUniformBlur(shape [3]int, kernels [][]float64, kh, kw int) (*NonUnifo
 // NewNonUniformFilter is NewNonUniformBlur with the kernels' orientation
 // (Convolve or Correlate).
 func NewNonUniformFilter(shape [3]int, kernels [][]float64, kh, kw int, orient Orientation) (*NonUniformBlur, error) {
+	return NewNonUniformBoundary(shape, kernels, kh, kw, orient, BoundaryCircular)
+}
+
+// NewNonUniformBoundary is NewNonUniformFilter with the kernels' boundary:
+// BoundaryCircular (CircConv) or BoundaryReflect (ReflectConv, each kernel
+// applied to the reflect-padded image before the weights blend them).
+func NewNonUniformBoundary(shape [3]int, kernels [][]float64, kh, kw int, orient Orientation, b Boundary) (*NonUniformBlur, error) {
+	if _, err := ParseFilterBoundary(string(b)); err != nil {
+		return nil, fmt.Errorf("op.NewNonUniformBlur: %w", err)
+	}
 	if err := checkImageShape("op.NewNonUniformBlur", shape); err != nil {
 		return nil, err
 	}
@@ -41,7 +59,13 @@ func NewNonUniformFilter(shape [3]int, kernels [][]float64, kh, kw int, orient O
 	c, h, w := shape[0], shape[1], shape[2]
 	o := &NonUniformBlur{c: c, h: h, w: w}
 	for i, k := range kernels {
-		cv, err := NewCircFilter(fmt.Sprintf("blur_nonuniform[%d]", i), shape, k, kh, kw, orient, 0)
+		var cv filterMap
+		var err error
+		if b == BoundaryReflect {
+			cv, err = NewReflectFilter(fmt.Sprintf("blur_nonuniform[%d]", i), shape, k, kh, kw, orient, DefaultReflectPinvIters)
+		} else {
+			cv, err = NewCircFilter(fmt.Sprintf("blur_nonuniform[%d]", i), shape, k, kh, kw, orient, 0)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("op.NewNonUniformBlur: kernel %d: %w", i, err)
 		}

@@ -101,6 +101,45 @@ func (p *params) orientation() Orientation {
 	return o
 }
 
+// filterBoundary holds the boundary parameters of a non-separable blur
+// (blur_motion, blur_file): boundary (circular | reflect), pinv_tol (the
+// circular A†'s relative frequency cut-off, 0.03) and pinv_iters (the
+// reflect A†'s conjugate-gradient cap, DefaultReflectPinvIters).
+type filterBoundary struct {
+	boundary Boundary
+	tol      float64
+	iters    int
+}
+
+// filterBoundary reads boundary, pinv_tol and pinv_iters; each of the last
+// two belongs to one boundary, and giving it with the other is an error.
+func (p *params) filterBoundary() filterBoundary {
+	fb := filterBoundary{tol: 3e-2, iters: DefaultReflectPinvIters}
+	b, err := ParseFilterBoundary(p.str("boundary", string(BoundaryCircular)))
+	if err != nil && p.err == nil {
+		p.err = fmt.Errorf("operator %q: parameter \"boundary\": %w", p.op, err)
+	}
+	fb.boundary = b
+	hasTol, hasIters := p.has("pinv_tol"), p.has("pinv_iters")
+	fb.tol = p.float("pinv_tol", fb.tol)
+	fb.iters = p.int("pinv_iters", fb.iters)
+	if p.err == nil && b == BoundaryReflect && hasTol {
+		p.err = fmt.Errorf("operator %q: parameter \"pinv_tol\" (%v) is the circular boundary's Fourier cut-off; with boundary reflect A† is conjugate gradients, capped by \"pinv_iters\"", p.op, fb.tol)
+	}
+	if p.err == nil && b == BoundaryCircular && hasIters {
+		p.err = fmt.Errorf("operator %q: parameter \"pinv_iters\" (%d) applies to boundary reflect; the circular boundary's A† is exact in Fourier space (cut-off \"pinv_tol\")", p.op, fb.iters)
+	}
+	return fb
+}
+
+// build makes the filter: CircFilter (circular) or ReflectFilter.
+func (fb filterBoundary) build(name string, s [3]int, k []float64, kh, kw int, orient Orientation) (Operator, error) {
+	if fb.boundary == BoundaryReflect {
+		return NewReflectFilter(name, s, k, kh, kw, orient, fb.iters)
+	}
+	return NewCircFilter(name, s, k, kh, kw, orient, fb.tol)
+}
+
 // blurOptions reads the parameters shared by the separable blurs:
 // orientation (correlate), boundary (zero), taps (all | ddrm), forward
 // (exact | svd), svd_trunc (product) and svd_tol (3e-2).
@@ -313,8 +352,8 @@ var registry = map[string]builder{
 	"blur_motion": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
 		size := p.int("size", ScaledOddSize(61, s[1]))
 		inten := p.float("intensity", 0.5)
-		tol := p.float("pinv_tol", 3e-2)
 		orient := p.orientation()
+		fb := p.filterBoundary()
 		if err := p.done(); err != nil {
 			return nil, err
 		}
@@ -325,13 +364,13 @@ var registry = map[string]builder{
 		if err != nil {
 			return nil, err
 		}
-		return NewCircFilter(fmt.Sprintf("blur_motion(%d,%g)", size, inten), s, Rot180(k, size, size), size, size, orient, tol)
+		return fb.build(fmt.Sprintf("blur_motion(%d,%g)", size, inten), s, Rot180(k, size, size), size, size, orient)
 	},
 	"blur_file": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
 		path := p.str("path", "")
 		idx := p.int("index", 0)
-		tol := p.float("pinv_tol", 3e-2)
 		orient := p.orientation()
+		fb := p.filterBoundary()
 		if err := p.done(); err != nil {
 			return nil, err
 		}
@@ -342,13 +381,17 @@ var registry = map[string]builder{
 		if err != nil {
 			return nil, err
 		}
-		return NewCircFilter("blur_file("+path+")", s, k, kh, kw, orient, tol)
+		return fb.build("blur_file("+path+")", s, k, kh, kw, orient)
 	},
 	"blur_nonuniform": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
 		n := p.int("kernels", 4)
 		size := p.int("size", ScaledOddSize(61, s[1]))
 		inten := p.float("intensity", 0.5)
 		orient := p.orientation()
+		b, err := ParseFilterBoundary(p.str("boundary", string(BoundaryCircular)))
+		if err != nil && p.err == nil {
+			p.err = fmt.Errorf("operator %q: parameter \"boundary\": %w", p.op, err)
+		}
 		if err := p.done(); err != nil {
 			return nil, err
 		}
@@ -366,7 +409,7 @@ var registry = map[string]builder{
 			}
 			ks[i] = Rot180(k, size, size)
 		}
-		return NewNonUniformFilter(s, ks, size, size, orient)
+		return NewNonUniformBoundary(s, ks, size, size, orient, b)
 	},
 	"colorize": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
 		wts := p.str("weights", "equal")
@@ -450,7 +493,8 @@ func Names() []string {
 // correlated (orientation: correlate, PyTorch's conv2d as in DPS) unless
 // orientation: convolve (DiffPIR's true convolution) is given; separable
 // blurs take boundary, taps, svd_trunc and forward to match DPS's or
-// DDRM's/DDNM's operators (inverse/op/README.md lists them).
+// DDRM's/DDNM's operators, and the non-separable blurs boundary: reflect
+// for DPS's reflect-padded blur (inverse/op/README.md lists them).
 func New(name string, param map[string]any, imageShape [3]int, rng *rand.Rand) (Operator, error) {
 	b, ok := registry[name]
 	if !ok {

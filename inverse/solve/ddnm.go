@@ -141,11 +141,14 @@ func (p *problem) v(z []float64) ([]float64, error) {
 //
 // Time travel (o.DDNMPlus.TravelLength L > 0, TravelRepeat r > 1) follows
 // the official get_schedule_jump: from every index 0, L, 2L, … below K−L
-// the chain goes back up L steps, r−1 times. It goes up by the forward
-// process, x_j = √(ᾱ_j/ᾱ_i) x_i + √(1−ᾱ_j/ᾱ_i) z (RePaint), which keeps the
-// marginals of x_j; the official code instead re-noises the last
-// uncorrected x̂0 to level j. It needs an SVD and Gaussian (or clean) noise.
-// Options: o.DDNMPlus.
+// the chain goes back up L steps, r−1 times, one index per move. It goes
+// up by the forward process, x_j = √(ᾱ_j/ᾱ_i) x_i + √(1−ᾱ_j/ᾱ_i) z
+// (RePaint), which keeps the marginals of x_j and the corrected state; the
+// official code instead re-noises the last step's uncorrected x̂0 (its
+// x0_preds[-1], recorded before the range–null-space correction) to level
+// j at every move, x_j = √ᾱ_j x̂0 + √(1−ᾱ_j) z, so only the last of the L
+// moves counts: o.DDNMPlus.TravelX0 does that. It needs an SVD and
+// Gaussian (or clean) noise. Options: o.DDNMPlus.
 func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
 	const method = "ddnm+"
 	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
@@ -175,12 +178,20 @@ func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.D
 	p.randn(x)
 	eta := opt.Eta
 	fresh := opt.FreshNoise && p.sigmaY > 0
+	var lastX0 []float64 // the last step's uncorrected x̂0 (travel_x0)
 	for q := 1; q < len(times); q++ {
 		i, next := times[q-1], times[q]
 		if next > i { // time travel: re-noise from index i to index next
-			r := sched.AlphaBar(next) / sched.AlphaBar(i)
 			z := make([]float64, len(x))
 			p.randn(z)
+			if opt.TravelX0 {
+				a := sched.AlphaBar(next)
+				for j := range x {
+					x[j] = math.Sqrt(a)*lastX0[j] + math.Sqrt(1-a)*z[j]
+				}
+				continue
+			}
+			r := sched.AlphaBar(next) / sched.AlphaBar(i)
 			for j := range x {
 				x[j] = math.Sqrt(r)*x[j] + math.Sqrt(1-r)*z[j]
 			}
@@ -191,6 +202,7 @@ func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.D
 			return nil, err
 		}
 		x0 := x0FromEps(sched, i, x, eps)
+		lastX0 = x0
 		vx0, err := p.vt(x0)
 		if err != nil {
 			return nil, err

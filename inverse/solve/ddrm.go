@@ -27,8 +27,9 @@ import (
 // does that). With σ_y = 0 every measured coordinate is in the "noisier"
 // branch, and the last step returns η_B ȳ + (1−η_B) x̂0 there (the code's
 // strict inequalities send it to the unmeasured branch there, returning x̂0
-// on measured coordinates too). It needs an SVD and Gaussian (or clean)
-// noise. Options: o.DDRM (η = 0.85, η_B = 1, 20 steps).
+// on measured coordinates too). o.DDRM.StrictCases selects the cases as
+// the code does, for both differences. It needs an SVD and Gaussian (or
+// clean) noise. Options: o.DDRM (η = 0.85, η_B = 1, 20 steps).
 func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
 	p, err := newProblem("ddrm", den, A, noise, y, sched, rngs, progress)
 	if err != nil {
@@ -98,6 +99,10 @@ func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense
 			for j := 0; j < p.d; j++ {
 				idx := k*p.d + j
 				c := vx0[idx]
+				if opt.StrictCases {
+					u[idx] = strictCase(opt, sp, k, j, M, c, sn, sy, veps[idx], z[idx]) * math.Sqrt(abPrev)
+					continue
+				}
 				switch {
 				case !measured(j):
 					u[idx] = c + math.Sqrt(1-opt.Eta*opt.Eta)*sn*veps[idx] + opt.Eta*sn*z[idx]
@@ -118,4 +123,24 @@ func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense
 		p.tick()
 	}
 	return p.finish(x)
+}
+
+// strictCase is DDRM's update of spectral coordinate j of image k with the
+// official code's case selection (o.StrictCases): noisier than y where
+// s_j σ' > σ_y, less noisy where s_j σ' < σ_y (zero singular values
+// included when σ_y > 0, with (Uᵀy)_j in place of s_j ȳ_j), the unmeasured
+// case otherwise (j ≥ M, and ties: s_j = 0 or σ' = 0 at σ_y = 0).
+func strictCase(opt DDRMOptions, sp *spectral, k, j, M int, c, sn, sy, veps, z float64) float64 {
+	s := 0.0
+	if j < M {
+		s = sp.s[j]
+	}
+	switch {
+	case j < M && s*sn > sy:
+		sd := math.Sqrt(math.Max(sn*sn-opt.EtaB*opt.EtaB*sy*sy/(s*s), 0))
+		return opt.EtaB*sp.ybar[k*M+j] + (1-opt.EtaB)*c + sd*z
+	case j < M && s*sn < sy:
+		return c + math.Sqrt(1-opt.Eta*opt.Eta)*sn*(sp.uty[k*M+j]-s*c)/sy + opt.Eta*sn*z
+	}
+	return c + math.Sqrt(1-opt.Eta*opt.Eta)*sn*veps + opt.Eta*sn*z
 }

@@ -1,6 +1,7 @@
 package solve
 
 import (
+	"fmt"
 	"math"
 	"math/rand"
 
@@ -21,9 +22,12 @@ const poissonFloor = 1e-2
 // the norm, not its square. The gradient is (g − √(1−ᾱ) VJP_ε(g))/√ᾱ with
 // g = ∇_{x̂0} ρ = −J_Aᵀ W (y − A(x̂0))/ρ from the operator's VJP and the
 // denoiser's EpsVJP. Gaussian (and clean) noise uses W = I; Poisson noise
-// uses DPS's shot-noise weighting W = diag(1/max(u_j, 0.01)), u_j = (y_j+1)/2
-// the measured intensity (the paper's Λ = diag(1/2y) up to a constant that ζ
-// absorbs).
+// uses by default (poisson_weight shot) the shot-noise weighting
+// W = diag(1/max(u_j, 0.01)), u_j = (y_j+1)/2 the measured intensity (the
+// paper's Λ = diag(1/2y) up to a constant that ζ absorbs). The DPS code
+// does not weight pixels: its Poisson branch differentiates
+// mean_j(‖y − A(x̂0)‖/|y_j|), the Gaussian norm times mean_j 1/|y_j|;
+// poisson_weight scalar does that (see DPSOptions.PoissonWeight).
 //
 // With clip_x0, x̂0 is clamped to [−1, 1] in both the ancestral mean and ρ,
 // so g passes through the clamp (zero where x̂0 is out of range): the DPS
@@ -49,8 +53,10 @@ func DPS(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense,
 // (HJ-harry/MCG_diffusion, inpainting) differentiates the clamped x̂0 too
 // (clip_denoised) and takes the same step with ζ = 1 and the gradient
 // restricted to the unmeasured pixels (which the projection makes no
-// difference); it noises y to level i rather than i−1 and with image-space
-// noise on the mask, which is A z for inpainting. (The DPS repository's MCG
+// difference); it noises y to level i rather than i−1 (at the last step
+// too) and with image-space noise on the mask, which is A z for
+// inpainting: noise_level current does that, and with scale 1, batch_norm
+// and clip_x0 it is that code's step. (The DPS repository's MCG
 // projection, LinearOperator.project, returns (I − AᵀA) y_t − A x, which is
 // not a projection.) It needs a linear operator; options o.MCG. After a
 // projection the residual ρ is small, so the DPS rule's step ζ/ρ gets
@@ -77,13 +83,19 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 		return nil, err
 	}
 	_, poisson := noise.(*op.Poisson)
-	var w []float64
-	if poisson {
+	var w, scalar []float64
+	switch {
+	case poisson && o.PoissonWeight == PoissonScalar:
+		if scalar, err = p.poissonScalar(o.BatchNorm); err != nil {
+			return nil, err
+		}
+	case poisson:
 		w = make([]float64, len(p.yv))
 		for j, v := range p.yv {
 			w[j] = 1 / math.Max((v+1)/2, poissonFloor)
 		}
 	}
+	current := o.NoiseLevel == NoiseLevelCurrent
 	K := sched.Len()
 	p.steps = K
 	x := make([]float64, p.n*p.d)
@@ -94,6 +106,13 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 		if err != nil {
 			return nil, err
 		}
+		if scalar != nil {
+			for k := 0; k < p.n; k++ {
+				for j := k * p.d; j < (k+1)*p.d; j++ {
+					grad[j] *= scalar[k]
+				}
+			}
+		}
 		v, err := p.varOut(sched, x, i)
 		if err != nil {
 			return nil, err
@@ -103,7 +122,7 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 			next[j] -= o.Scale * grad[j]
 		}
 		if project {
-			if next, err = p.project(sched, i, next); err != nil {
+			if next, err = p.project(sched, i, next, current); err != nil {
 				return nil, err
 			}
 		}
@@ -111,6 +130,36 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 		p.tick()
 	}
 	return p.finish(x)
+}
+
+// poissonScalar returns, per image, the DPS code's Poisson factor
+// mean_j 1/|y_j| (over image k's measurement, or over the whole batch with
+// batchNorm, as the code's batch mean): poisson_weight scalar. A zero y_j
+// is an error naming it (the code divides by it).
+func (p *problem) poissonScalar(batchNorm bool) ([]float64, error) {
+	c := make([]float64, p.n)
+	for k := 0; k < p.n; k++ {
+		for j := k * p.m; j < (k+1)*p.m; j++ {
+			if p.yv[j] == 0 {
+				return nil, fmt.Errorf("solve: %s: poisson_weight %q divides by |y_j| as the DPS code does, but y of image %d is 0 at element %d; use poisson_weight %q", p.method, PoissonScalar, k, j-k*p.m, PoissonShot)
+			}
+			c[k] += 1 / math.Abs(p.yv[j])
+		}
+	}
+	if batchNorm {
+		total := 0.0
+		for _, v := range c {
+			total += v
+		}
+		for k := range c {
+			c[k] = total / float64(p.n*p.m)
+		}
+		return c, nil
+	}
+	for k := range c {
+		c[k] /= float64(p.m)
+	}
+	return c, nil
 }
 
 // dpsGrad returns x̂0(x) and ∇_x ρ(x̂0(x)) at index i, ρ = ‖y − A(x̂0)‖_W
@@ -187,14 +236,19 @@ func (p *problem) dpsGrad(sched *diffusion.Schedule, i int, x, w []float64, clip
 }
 
 // project returns x − A†(A x − y_{i−1}) with y_{i−1} = √ᾱ_{i−1} y +
-// √(1−ᾱ_{i−1}) A z, z drawn per image (y itself at i = 0).
-func (p *problem) project(sched *diffusion.Schedule, i int, x []float64) ([]float64, error) {
+// √(1−ᾱ_{i−1}) A z, z drawn per image (y itself at i = 0); with current,
+// y_i = √ᾱ_i y + √(1−ᾱ_i) A z instead (MCG's noise_level current), drawn
+// at i = 0 too.
+func (p *problem) project(sched *diffusion.Schedule, i int, x []float64, current bool) ([]float64, error) {
 	abPrev := sched.AlphaBarPrev(i)
+	if current {
+		abPrev = sched.AlphaBar(i)
+	}
 	yt := make([]float64, len(p.yv))
 	for j, v := range p.yv {
 		yt[j] = math.Sqrt(abPrev) * v
 	}
-	if i > 0 {
+	if i > 0 || current {
 		z := make([]float64, len(x))
 		p.randn(z)
 		az, err := p.forward(z)
@@ -258,7 +312,7 @@ func Projection(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor
 			return nil, err
 		}
 		next := p.ancestral(sched, i, x, x0, v, o.Projection.ClipX0)
-		if x, err = p.project(sched, i, next); err != nil {
+		if x, err = p.project(sched, i, next, false); err != nil {
 			return nil, err
 		}
 		p.tick()

@@ -45,6 +45,8 @@ type goldenCase struct {
 	Method      string         `json:"method"`
 	Operator    string         `json:"operator"`
 	SigmaY      float64        `json:"sigma_y"`
+	NoiseModel  string         `json:"noise_model"` // gaussian, clean or poisson
+	Rate        float64        `json:"rate"`        // the Poisson rate
 	Options     map[string]any `json:"options"`
 	Variance    string         `json:"variance"`
 	DiffersFrom string         `json:"differs_from"`
@@ -60,12 +62,12 @@ const goldenTol = 1e-5
 
 // TestSolverGoldens replays the PyTorch goldens: for each case the same
 // schedule, stub denoiser, operator (as explicit matrices with the
-// golden's SVD), measurement and normal draws (through replayNoise), run
-// by diffinv's solver with the case's options, must give the golden's final
-// images to goldenTol; every draw must be consumed; and a case that runs a
-// named option must differ from the case it varies by far more than the
-// tolerance, so the option is seen to matter. Not parallel: replayNoise is
-// package state.
+// golden's SVD), measurement, noise model and normal draws (through
+// replayNoise), run by diffinv's solver with the case's options, must give
+// the golden's final images to goldenTol; every draw must be consumed; and
+// a case that runs a named option must differ from the case it varies
+// (which drew the same noise) by far more than the tolerance, so the
+// option is seen to matter. Not parallel: replayNoise is package state.
 func TestSolverGoldens(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("testdata", "solver_goldens.json"))
 	if err != nil {
@@ -84,6 +86,9 @@ func TestSolverGoldens(t *testing.T) {
 	}
 	n, shape := g.Shape[0], [3]int{g.Shape[1], g.Shape[2], g.Shape[3]}
 	d := shape[0] * shape[1] * shape[2]
+	for j, v := range g.C {
+		g.C[j] = float64(float32(v)) // stored as float32 decimals
+	}
 	den := &stubDenoiser{c: g.C, T: g.Schedule.T}
 	finals := map[string][]float64{}
 	worst := 0.0
@@ -93,12 +98,9 @@ func TestSolverGoldens(t *testing.T) {
 			t.Fatalf("%s: operator %q not in the golden", c.Name, c.Operator)
 		}
 		A := newMatOp(gop, shape)
-		noise, err := op.NewNoise("gaussian", c.SigmaY, 0)
-		if c.SigmaY == 0 {
-			noise, err = op.NewNoise("clean", 0, 0)
-		}
+		noise, err := op.NewNoise(c.NoiseModel, c.SigmaY, c.Rate)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", c.Name, err)
 		}
 		opts, err := DecodeOptions(c.Method, c.Options)
 		if err != nil {
@@ -114,7 +116,9 @@ func TestSolverGoldens(t *testing.T) {
 			if len(c.Noise[next]) != len(z) {
 				t.Fatalf("%s: draw %d of %d values, the golden's has %d", c.Name, next+1, len(z), len(c.Noise[next]))
 			}
-			copy(z, c.Noise[next])
+			for j, v := range c.Noise[next] {
+				z[j] = float64(float32(v)) // the script's float32 draw, exactly
+			}
 			next++
 		}
 		x, err := RunEach(c.Method, den, A, noise, y, sched, opts, ImageRNGs(1, 0, n), nil)
@@ -428,6 +432,46 @@ func TestAncestralVariance(t *testing.T) {
 		}
 		if err := p.setVariance(c.variance); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("setVariance(%q) with %T: error %v, want one containing %q", c.variance, c.den, err, c.want)
+		}
+	}
+}
+
+// TestPoissonScalarNeedsNonzeroY: poisson_weight scalar divides by |y_j|
+// as the DPS code does, so a zero y_j is an error naming the image and
+// element (not a NaN step); the default shot weights accept it.
+func TestPoissonScalarNeedsNonzeroY(t *testing.T) {
+	full, err := diffusion.NewSchedule(diffusion.Linear, 100, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stub := &stubDenoiser{c: make([]float64, dim), T: 100}
+	A := boxInpaint(t)
+	y := tensors.New(1, imgShape[0], imgShape[1], imgShape[2])
+	for j := range tensors.F32(y) {
+		tensors.F32(y)[j] = 0.25
+	}
+	tensors.F32(y)[3] = 0
+	noise, err := op.NewNoise("poisson", 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		weight string
+		want   string // "" for no error
+	}{
+		{PoissonScalar, "image 0 is 0 at element 3"},
+		{PoissonShot, ""},
+	} {
+		o, err := DecodeOptions("dps", map[string]any{"poisson_weight": c.weight, "steps": 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = RunEach("dps", stub, A, noise, y, full, o, ImageRNGs(1, 0, 1), nil)
+		if c.want == "" && err != nil {
+			t.Errorf("%s: %v", c.weight, err)
+		}
+		if c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s: error %v, want one containing %q", c.weight, err, c.want)
 		}
 	}
 }

@@ -55,7 +55,40 @@ type DPSOptions struct {
 	// longer gives what solving each image alone gives. false (the
 	// default) takes ρ per image.
 	BatchNorm bool `opt:"batch_norm"`
+	// PoissonWeight is how ρ weights the residual when the noise model is
+	// Poisson (ignored otherwise): PoissonShot ("" means it too), diffinv's
+	// shot-noise weighting ρ = ‖y − A(x̂0)‖_W, W = diag(1/max(u_j, 0.01)),
+	// u_j = (y_j+1)/2, which approximates the Poisson likelihood per
+	// pixel (the paper's Λ); or PoissonScalar, the DPS code's
+	// (condition_methods.py grad_and_value with the poisson noiser):
+	// ρ = mean_j(‖y − A(x̂0)‖/|y_j|) = ‖y − A(x̂0)‖·mean_j 1/|y_j|, the
+	// Gaussian norm times one number per image (per batch with
+	// BatchNorm, the code's form), so no pixel is weighted more than
+	// another; it needs every y_j ≠ 0.
+	PoissonWeight string `opt:"poisson_weight"`
+	// NoiseLevel (MCG only) is the level the projection noises y to after
+	// the step from index i to i−1: NoiseLevelPrev ("" means it too),
+	// y_{i−1} = √ᾱ_{i−1} y + √(1−ᾱ_{i−1}) A z, the level of x_{i−1} it
+	// replaces (y itself at the last step); or NoiseLevelCurrent, the
+	// official MCG code's (HJ-harry/MCG_diffusion, q_sample(y, t) in
+	// p_sample_loop_progressive): y_i = √ᾱ_i y + √(1−ᾱ_i) A z, one level
+	// noisier than x_{i−1}, noised at the last step too. With scale 1,
+	// batch_norm and clip_x0, NoiseLevelCurrent is that code's inpainting
+	// step.
+	NoiseLevel string `opt:"noise_level"`
 }
+
+// The values of DPSOptions.PoissonWeight (solver.poisson_weight).
+const (
+	PoissonShot   = "shot"
+	PoissonScalar = "scalar"
+)
+
+// The values of DPSOptions.NoiseLevel (solver.noise_level, MCG).
+const (
+	NoiseLevelPrev    = "prev"
+	NoiseLevelCurrent = "current"
+)
 
 // ProjectionOptions configures the Score-SDE / ILVR projection solver.
 type ProjectionOptions struct {
@@ -88,6 +121,14 @@ type DDNMOptions struct {
 	// differ in how much of the network's ε̂ carries over. At σ_y = 0 both
 	// are DDNM (the official code then runs DDNM). DDNM+ only.
 	FreshNoise bool `opt:"fresh_noise"`
+	// TravelX0 selects the official code's time travel (svd_ddnm.py
+	// ddnm_plus_diffusion): going back up to index j it re-noises the
+	// last step's uncorrected x̂0, x_j = √ᾱ_j x̂0 + √(1−ᾱ_j) z, discarding
+	// the current x (and the range–null-space correction of that step).
+	// false keeps diffinv's forward-process jump x_j = √(ᾱ_j/ᾱ_i) x_i +
+	// √(1−ᾱ_j/ᾱ_i) z (RePaint's), which keeps the corrected x_i. DDNM+
+	// only, with time travel.
+	TravelX0 bool `opt:"travel_x0"`
 }
 
 // DDRMOptions configures DDRM.
@@ -105,6 +146,19 @@ type DDRMOptions struct {
 	// exactly. The two differ by the factor √(1−ᾱ_T) (4e-5 relative at
 	// the last timestep of the linear 1000-step schedule) (false).
 	InitOverSigma bool `opt:"init_over_sigma"`
+	// StrictCases selects the three cases per spectral coordinate as the
+	// official efficient_generalized_steps does, by the strict inequalities
+	// s_j σ' > σ_y (noisier than y) and s_j σ' < σ_y (less noisy), anything
+	// else taking the unmeasured case. That differs from diffinv's default
+	// in two places: with σ_y = 0 the last step (σ' = 0) returns x̂0 on the
+	// measured coordinates (diffinv: η_B ȳ + (1−η_B) x̂0, which is ȳ, exact
+	// data consistency, at η_B = 1); and with σ_y > 0 a zero singular
+	// value (e.g. a missing pixel of inpainting with y on the whole image,
+	// a frequency a blur removes) falls in the less-noisy case,
+	// x̂0 + √(1−η²) σ' (Uᵀy)_j/σ_y + η σ' z, which replaces the ε̂ term by
+	// the measurement's component there (diffinv: the unmeasured case,
+	// x̂0 + √(1−η²) σ' ε̂ + η σ' z) (false).
+	StrictCases bool `opt:"strict_cases"`
 }
 
 // PiGDMOptions configures ΠGDM.
@@ -183,6 +237,20 @@ func (o DPSOptions) Validate(method string) error {
 	if o.ClipMeanOnly && !o.ClipX0 {
 		return fmt.Errorf("solve: %s: clip_mean_only = true needs clip_x0 = true (it says where the clamp applies)", method)
 	}
+	switch o.PoissonWeight {
+	case "", PoissonShot, PoissonScalar:
+	default:
+		return fmt.Errorf("solve: %s: poisson_weight = %q, want %q (diffinv's per-pixel shot-noise weights) or %q (the DPS code's mean 1/|y|)", method, o.PoissonWeight, PoissonShot, PoissonScalar)
+	}
+	switch o.NoiseLevel {
+	case "", NoiseLevelPrev:
+	case NoiseLevelCurrent:
+		if method != "mcg" {
+			return fmt.Errorf("solve: %s: noise_level = %q is an mcg option (the projection's noise level), want it unset or method mcg", method, o.NoiseLevel)
+		}
+	default:
+		return fmt.Errorf("solve: %s: noise_level = %q, want %q (y noised to the level of x_{i−1}) or %q (the MCG code's level i)", method, o.NoiseLevel, NoiseLevelPrev, NoiseLevelCurrent)
+	}
 	return validSteps(method, o.Steps)
 }
 
@@ -205,6 +273,9 @@ func (o DDNMOptions) Validate(method string) error {
 	}
 	if method == "ddnm" && o.FreshNoise {
 		return fmt.Errorf("solve: ddnm: fresh_noise is a ddnm+ option (noisy measurements), want false or method ddnm+")
+	}
+	if method == "ddnm" && o.TravelX0 {
+		return fmt.Errorf("solve: ddnm: travel_x0 is a ddnm+ time-travel option, want false or method ddnm+")
 	}
 	return validSteps(method, o.Steps)
 }
@@ -283,7 +354,7 @@ func OptionKeys(method string) ([]string, error) {
 // Decode returns o with method's section overridden by the config keys in
 // m (solver.<key> without the prefix; the method name itself is not a key
 // here). Values may be any Go number type for numbers (an integer option
-// rejects fractions), bool for switches. An unknown key is an error listing
+// rejects fractions), bool for switches, string for named choices. An unknown key is an error listing
 // the valid ones; a wrong type names the key and the type wanted. The
 // section is validated.
 func (o Options) Decode(method string, m map[string]any) (Options, error) {
@@ -364,6 +435,12 @@ func setField(f reflect.Value, v any) error {
 			return fmt.Errorf("got %T %v, want true or false", v, v)
 		}
 		f.SetBool(b)
+	case reflect.String:
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("got %T %v, want a string", v, v)
+		}
+		f.SetString(s)
 	default:
 		return fmt.Errorf("internal: option of kind %v", f.Kind())
 	}

@@ -564,6 +564,16 @@ func TestDecodeOptions(t *testing.T) {
 		{"ddnm", map[string]any{"fresh_noise": true}, nil, []string{"fresh_noise", "ddnm+"}},
 		{"dps", map[string]any{"clip_mean_only": true}, nil, []string{"clip_mean_only", "clip_x0"}},
 		{"mcg", map[string]any{"batch_norm": true, "clip_x0": true, "clip_mean_only": true}, func(o Options) bool { return o.MCG.BatchNorm && o.MCG.ClipMeanOnly && !o.DPS.BatchNorm }, nil},
+		{"mcg", map[string]any{"noise_level": "current", "poisson_weight": "scalar"}, func(o Options) bool {
+			return o.MCG.NoiseLevel == NoiseLevelCurrent && o.MCG.PoissonWeight == PoissonScalar && o.DPS.NoiseLevel == ""
+		}, nil},
+		{"dps", map[string]any{"noise_level": "current"}, nil, []string{`noise_level = "current"`, "mcg option"}},
+		{"mcg", map[string]any{"noise_level": "next"}, nil, []string{`noise_level = "next"`, `"prev"`, `"current"`}},
+		{"mcg", map[string]any{"noise_level": 1}, nil, []string{`option "noise_level"`, "want a string"}},
+		{"dps", map[string]any{"poisson_weight": "flat"}, nil, []string{`poisson_weight = "flat"`, `"shot"`, `"scalar"`}},
+		{"ddrm", map[string]any{"strict_cases": true}, func(o Options) bool { return o.DDRM.StrictCases }, nil},
+		{"ddnm+", map[string]any{"travel_x0": true, "travel_length": 2, "travel_repeat": 2}, func(o Options) bool { return o.DDNMPlus.TravelX0 }, nil},
+		{"ddnm", map[string]any{"travel_x0": true}, nil, []string{"travel_x0", "ddnm+"}},
 		{"moment-matching", map[string]any{"cg_iters": 0}, nil, []string{"cg_iters = 0"}},
 		{"pigdm", map[string]any{"data_var": -1}, nil, []string{"data_var = -1"}},
 		{"dps", map[string]any{"steps": -3}, nil, []string{"steps = -3"}},
@@ -590,7 +600,7 @@ func TestDecodeOptions(t *testing.T) {
 		}
 	}
 	keys, err := OptionKeys("ddnm+")
-	if err != nil || !reflect.DeepEqual(keys, []string{"eta", "fresh_noise", "steps", "travel_length", "travel_repeat"}) {
+	if err != nil || !reflect.DeepEqual(keys, []string{"eta", "fresh_noise", "steps", "travel_length", "travel_repeat", "travel_x0"}) {
 		t.Errorf("OptionKeys(ddnm+) = %v, %v", keys, err)
 	}
 }
