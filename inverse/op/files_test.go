@@ -1,7 +1,9 @@
 package op
 
 import (
+	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/png"
@@ -106,5 +108,27 @@ func TestLoadMaskResizesByNearestNeighbour(t *testing.T) {
 	}
 	if _, err := LoadMask(filepath.Join(dir, "m.jpg"), 8, 8); err == nil {
 		t.Error("a .jpg mask was accepted")
+	}
+}
+
+// TestFilesHostile: a mask PNG whose header claims a huge image is refused
+// from the header, and devices are refused by name.
+func TestFilesHostile(t *testing.T) {
+	dir := t.TempDir()
+	// A valid PNG header (IHDR) of 30000×30000 with nothing after it.
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := []byte{0, 0, 0x75, 0x30, 0, 0, 0x75, 0x30, 8, 0, 0, 0, 0}
+	binary.Write(&b, binary.BigEndian, uint32(len(ihdr)))
+	chunk := append([]byte("IHDR"), ihdr...)
+	b.Write(chunk)
+	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
+	bomb := filepath.Join(dir, "bomb.png")
+	os.WriteFile(bomb, b.Bytes(), 0o644)
+	if _, err := LoadMask(bomb, 28, 28); err == nil || !strings.Contains(err.Error(), "30000×30000") {
+		t.Errorf("30000×30000 mask: %v, want it refused from the header", err)
+	}
+	if _, _, err := ReadNPY("/dev/zero"); err == nil || !strings.Contains(err.Error(), "want a regular file") {
+		t.Errorf("ReadNPY(/dev/zero): %v", err)
 	}
 }

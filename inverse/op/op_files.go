@@ -4,20 +4,23 @@ import (
 	"encoding/binary"
 	"fmt"
 	"image/png"
+	"io"
 	"math"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/diffinv/diffinv/internal/userfile"
 )
 
 // ReadNPY reads a NumPy .npy file (format 1.x or 2.x, C order, dtype f4,
 // f8, i1/i2/i4/i8, u1 or b1, little-endian) and returns its values as
 // float64 with the array's shape.
 func ReadNPY(path string) ([]float64, []int, error) {
-	raw, err := os.ReadFile(path)
+	// A regular file of at most 1 GB (a kernel or mask is kilobytes).
+	raw, err := userfile.ReadFile(path, "op.ReadNPY: .npy file", 1<<30)
 	if err != nil {
-		return nil, nil, fmt.Errorf("op.ReadNPY: %w", err)
+		return nil, nil, err
 	}
 	if len(raw) < 10 || string(raw[:6]) != "\x93NUMPY" {
 		return nil, nil, fmt.Errorf("op.ReadNPY %s: not a .npy file (bad magic)", path)
@@ -166,11 +169,22 @@ func LoadMask(path string, h, w int) ([]float32, error) {
 			}
 		}
 	case strings.HasSuffix(strings.ToLower(path), ".png"):
-		f, err := os.Open(path)
+		f, _, err := userfile.Open(path, "op.LoadMask: mask", 256<<20)
 		if err != nil {
-			return nil, fmt.Errorf("op.LoadMask: %w", err)
+			return nil, err
 		}
 		defer f.Close()
+		// The header first: a small file can claim a huge image.
+		cfg, err := png.DecodeConfig(f)
+		if err != nil {
+			return nil, fmt.Errorf("op.LoadMask %s: %w", path, err)
+		}
+		if cfg.Width > 1<<14 || cfg.Height > 1<<14 || cfg.Width*cfg.Height > 1<<24 {
+			return nil, fmt.Errorf("op.LoadMask %s: %d×%d, want at most 16384 px a side and 16 Mpx", path, cfg.Width, cfg.Height)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("op.LoadMask %s: %w", path, err)
+		}
 		img, err := png.Decode(f)
 		if err != nil {
 			return nil, fmt.Errorf("op.LoadMask %s: %w", path, err)
