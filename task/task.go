@@ -120,3 +120,29 @@ func Parse(name, path string, raw []byte) (*Preset, error) {
 	p.Config = config.Preset{Name: fmt.Sprintf("task %s (%s)", name, path), YAML: rest}
 	return p, nil
 }
+
+// Variant names the preset folder for the images a model makes: presets
+// hold operator sizes in pixels, so a model of other images than the
+// shipped MNIST ones gets its own presets under dir/VARIANT/ (the face
+// presets, configs/tasks/celeba64/, hold DPS's 256-px settings scaled to
+// 64 px). It is "<dataset><image size>" for a CelebA model ("celeba64")
+// and "" (the presets in dir itself) for MNIST and image folders.
+func Variant(cfg config.Config) string {
+	if cfg.Data.Dataset == "celeba" {
+		return fmt.Sprintf("celeba%d", cfg.Model.ImageSize)
+	}
+	return ""
+}
+
+// LoadVariant is Load for a model's variant (see Variant): a task name is
+// looked up in dir/variant/ first, then in dir; a path is loaded as is.
+func LoadVariant(nameOrPath, dir, variant string) (*Preset, error) {
+	isPath := strings.HasSuffix(nameOrPath, ".yaml") || strings.HasSuffix(nameOrPath, ".yml")
+	if variant != "" && !isPath {
+		vdir := filepath.Join(dir, variant)
+		if _, err := os.Stat(filepath.Join(vdir, nameOrPath+".yaml")); err == nil {
+			return Load(nameOrPath, vdir)
+		}
+	}
+	return Load(nameOrPath, dir)
+}

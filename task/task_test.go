@@ -13,7 +13,17 @@ import (
 )
 
 func TestShippedPresetsLoadAndValidate(t *testing.T) {
-	dir := filepath.Join("..", DefaultDir)
+	for _, v := range []struct {
+		dir   string
+		shape [3]int
+	}{{filepath.Join("..", DefaultDir), [3]int{1, 28, 28}}, {filepath.Join("..", DefaultDir, "celeba64"), [3]int{3, 64, 64}}} {
+		t.Run(v.dir, func(t *testing.T) { checkPresets(t, v.dir, v.shape) })
+	}
+}
+
+// checkPresets loads every preset of dir and builds its operator for
+// images of the given shape.
+func checkPresets(t *testing.T, dir string, imgShape [3]int) {
 	names, err := Names(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +45,7 @@ func TestShippedPresetsLoadAndValidate(t *testing.T) {
 			t.Errorf("%s: operator left at the default %q", n, cfg.Measurement.Operator.Name)
 		}
 		// The preset's operator parameters are ones the operator knows.
-		shape := [3]int{1, 28, 28}
+		shape := imgShape
 		if n == "colorize" {
 			shape[0] = 3
 		}
@@ -92,5 +102,33 @@ func TestLoadPresetMustBeRegular(t *testing.T) {
 		if _, err := Load("zero", dir); err == nil || !strings.Contains(err.Error(), "want a regular file") {
 			t.Errorf("device preset: %v", err)
 		}
+	}
+}
+
+// TestLoadVariant: a CelebA model's presets come from dir/celeba64 when
+// the task is there, from dir otherwise; MNIST models use dir.
+func TestLoadVariant(t *testing.T) {
+	face := config.Default()
+	face.Data.Dataset, face.Model.ImageSize = "celeba", 64
+	if v := Variant(face); v != "celeba64" {
+		t.Fatalf("Variant %q, want celeba64", v)
+	}
+	if v := Variant(config.Default()); v != "" {
+		t.Fatalf("MNIST Variant %q, want none", v)
+	}
+	p, err := LoadVariant("inpaint-box", "../configs/tasks", "celeba64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.Path, "celeba64") || !strings.Contains(string(p.Config.YAML), "size: 32") {
+		t.Errorf("face inpaint-box from %s:\n%s", p.Path, p.Config.YAML)
+	}
+	p, err = LoadVariant("inpaint-box", "../configs/tasks", "")
+	if err != nil || strings.Contains(p.Path, "celeba64") {
+		t.Errorf("MNIST inpaint-box: %v from %s", err, p.Path)
+	}
+	p, err = LoadVariant("inpaint-box", "../configs/tasks", "celeba128")
+	if err != nil || strings.Contains(p.Path, "celeba") {
+		t.Errorf("a variant without presets falls back: %v from %s", err, p.Path)
 	}
 }

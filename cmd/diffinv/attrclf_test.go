@@ -112,10 +112,14 @@ func TestSolveFaces(t *testing.T) {
 	f.Close()
 	for _, src := range [][]string{{"--dataset", "celeba-test", "--n", "2", "--offset", "1"}, {"--image", photo}} {
 		out := filepath.Join(t.TempDir(), "solve")
-		args := append([]string{"solve", "--checkpoint", ckpt, "--task", "../../configs/tasks/inpaint-box.yaml", "--method", "ddnm",
+		args := append([]string{"solve", "--checkpoint", ckpt, "--task", "inpaint-box", "--tasks", "../../configs/tasks", "--method", "ddnm",
 			"--set", "measurement.operator.size=4", "--set", "solver.steps=3", "--out", out}, src...)
-		if _, err := run(t, args...); err != nil {
+		stdout, err := run(t, args...)
+		if err != nil {
 			t.Fatalf("%v: %v", src, err)
+		}
+		if !strings.Contains(stdout, "operator inpaint_box {position: random, size: 4}") {
+			t.Errorf("%v: no resolved operator line:\n%s", src, stdout)
 		}
 		if _, err := os.Stat(filepath.Join(out, "grid.png")); err != nil {
 			t.Errorf("%v: no grid: %v", src, err)
@@ -123,5 +127,37 @@ func TestSolveFaces(t *testing.T) {
 	}
 	if _, err := run(t, "solve", "--checkpoint", ckpt, "--task", "../../configs/tasks/sr4.yaml", "--dataset", "celeba-test", "--n", "9", "--out", t.TempDir()); err == nil || !strings.Contains(err.Error(), "the test split has 4 images") {
 		t.Errorf("--n beyond the split: %v", err)
+	}
+}
+
+// TestFaceTaskVariant: a 64-px CelebA checkpoint takes its task presets
+// from configs/tasks/celeba64 (DPS's settings scaled from 256 px), an
+// MNIST one from configs/tasks.
+func TestFaceTaskVariant(t *testing.T) {
+	cfg := config.Default()
+	cfg.Model = config.Model{ImageSize: 64, InChannels: 3, NumChannels: 8, ChannelMult: []int{1, 2}, NumResBlocks: 1,
+		AttentionResolutions: []int{32}, NumHeads: 1, NumHeadChannels: -1, NumGroups: 4, UseScaleShiftNorm: true, ConvResample: true}
+	cfg.Data = config.Data{Dataset: "celeba", Dir: "unused", Split: "train"}
+	net, err := model.New(cfg.Model, rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := cfg.YAML()
+	ckpt := filepath.Join(t.TempDir(), "face64.safetensors")
+	if err := net.Save(ckpt, map[string]string{RunConfigKey: string(doc)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ ckpt, task, wantPath, wantLine string }{
+		{ckpt, "inpaint-box", "celeba64/inpaint-box.yaml", "size: 32"},
+		{ckpt, "deblur-gauss", "celeba64/deblur-gauss.yaml", "boundary: reflect"},
+		{tinyCheckpoint(t), "inpaint-box", "configs/tasks/inpaint-box.yaml", "size: 14"},
+	} {
+		_, got, preset, err := loadCheckpointTask(c.ckpt, &configFlags{}, c.task, "../../configs/tasks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line := taskLine(preset, got); !strings.HasSuffix(preset.Path, c.wantPath) || !strings.Contains(line, c.wantLine) {
+			t.Errorf("%s: preset %s, line %q, want %s with %q", c.task, preset.Path, line, c.wantPath, c.wantLine)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/task"
 	"github.com/diffinv/diffinv/train"
 )
 
@@ -36,6 +37,36 @@ func loadCheckpoint(path string, cf *configFlags) (*model.UNet, *config.Config, 
 	if err != nil {
 		return nil, nil, err
 	}
+	return configure(path, net, base, trained, cf)
+}
+
+// loadCheckpointTask is loadCheckpoint for a command that solves a task:
+// the task preset (name or path, under tasksDir) is the variant of the
+// checkpoint's images (task.Variant: a face model's presets come from
+// tasksDir/celeba64), layered under cf's file, environment and sets.
+func loadCheckpointTask(path string, cf *configFlags, taskName, tasksDir string) (*model.UNet, *config.Config, *task.Preset, error) {
+	if path == "" {
+		return nil, nil, nil, fmt.Errorf("--checkpoint is required (a .safetensors file written by diffinv train)")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	net, base, trained, err := loadWeights(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	preset, err := task.LoadVariant(taskName, tasksDir, task.Variant(base))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cf.presets = []config.Preset{preset.Config}
+	net, cfg, err := configure(path, net, base, trained, cf)
+	return net, cfg, preset, err
+}
+
+// configure layers cf over a loaded checkpoint's run config (see
+// loadCheckpoint).
+func configure(path string, net *model.UNet, base config.Config, trained bool, cf *configFlags) (*model.UNet, *config.Config, error) {
 	base.Model = net.Config()
 	base.Engine = config.Default().Engine
 	cfg, err := config.LoadOnto(base, config.Sources{Presets: cf.presets, File: cf.file, Env: os.Environ(), Sets: cf.sets})

@@ -71,7 +71,7 @@ paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.
 			var blocks []image.Image
 			t0 := time.Now()
 			for _, tn := range tasks {
-				preset, err := task.Load(tn, tasksDir)
+				preset, err := task.LoadVariant(tn, tasksDir, task.Variant(*base))
 				if err != nil {
 					return err
 				}

@@ -250,7 +250,7 @@ func (r *cellRunner) cellConfig(cell experiment.Cell) (*config.Config, map[strin
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	preset, err := task.Load(cell.Task.Name, r.tasksDir)
+	preset, err := task.LoadVariant(cell.Task.Name, r.tasksDir, task.Variant(*ln.cfg))
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -160,15 +160,10 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 			if cmd.Flags().Changed("method") {
 				cf.sets = append(cf.sets, "solver.method="+method)
 			}
-			preset, err := task.Load(taskName, tasksDir)
-			if err != nil {
-				return err
-			}
-			cf.presets = []config.Preset{preset.Config}
 			if err := prec.set(&cf); err != nil {
 				return err
 			}
-			net, cfg, err := loadCheckpoint(ckpt, &cf)
+			net, cfg, preset, err := loadCheckpointTask(ckpt, &cf, taskName, tasksDir)
 			if err != nil {
 				return err
 			}
@@ -184,6 +179,7 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 			if err != nil {
 				return fmt.Errorf("task %s: %w", preset.Name, err)
 			}
+			fmt.Fprintln(cmd.ErrOrStderr(), taskLine(preset, cfg))
 			x, first, err := src.load(cfg)
 			if err != nil {
 				return err
@@ -382,4 +378,26 @@ func saveRowsGrid(path string, rows []*tensor.Dense) error {
 		return err
 	}
 	return data.WritePNG(path, img)
+}
+
+// taskLine is the one line a command prints about the task it runs: the
+// preset file and the operator and noise settings it resolved to (the
+// user never hand-sets operator sizes: a face model's presets differ).
+func taskLine(p *task.Preset, cfg *config.Config) string {
+	var params []string
+	for _, l := range cfg.Flat() {
+		if strings.HasPrefix(l, "measurement.operator.") && !strings.HasPrefix(l, "measurement.operator.name:") {
+			params = append(params, strings.TrimPrefix(l, "measurement.operator."))
+		}
+	}
+	n := cfg.Measurement.Noise
+	noise := n.Name
+	switch n.Name {
+	case "gaussian":
+		noise = fmt.Sprintf("gaussian σ_y %g on [-1, 1]", n.Sigma)
+	case "poisson":
+		noise = fmt.Sprintf("poisson rate %g", n.Rate)
+	}
+	return fmt.Sprintf("task %s (%s): operator %s {%s}, noise %s, image %d×%d×%d",
+		p.Name, p.Path, cfg.Measurement.Operator.Name, strings.Join(params, ", "), noise, cfg.Model.InChannels, cfg.Model.ImageSize, cfg.Model.ImageSize)
 }
