@@ -7,8 +7,13 @@ colorization, block compressed sensing, inpainting, Gaussian deblur), at 64 px
 (3 channels) and 28 px (1 channel, MNIST's size), it writes the input, the
 reference formula's output y = A(x), and where they exist A^T y (for the
 nonlinear phase retrieval: the VJP at x with cotangent y) and A^+ y. At 256 px
-it writes the outputs of the two DPS blurs with DPS's own 61-px kernels
-(channel 0 only, to keep the files small), and of bicubic SR.
+(run256) every operator is covered too, on channel 0 of the picture where the
+operator acts per channel, to keep the files small: bicubic SR (A on all 3
+channels, A^T, A^+), the two DPS blurs with DPS's own 61-px kernels (A, A^T),
+phase retrieval in DPS's setting (A only), average-pool SR (A, A^T; A^+ is
+16 A^T), DDNM colorization (A of the 3-channel input), block CS (A, A^+ = A^T)
+and DDNM's Gaussian deblur (A, A^+). Inpainting masks are elementwise and
+size-independent: they stay at 64 and 28 px.
 
 The formulas are written here from the papers and the official code
 (DPS2022/diffusion-posterior-sampling: Resizer, Blurkernel = ReflectionPad2d +
@@ -21,7 +26,8 @@ exactly these forward formulas. Everything is stored as .npy, float32
 little-endian (u1 for images, masks and box corners), in
 inverse/op/testdata/goldens/ (OUTDIR overrides). Sizes: why 64 and not 256 px
 for the full set: one 3x256x256 float32 array is 786 KB; the full set at
-256 px would be ~15 MB.
+256 px would be ~15 MB; the 256-px files written here (mostly channel 0)
+take 3.8 MB.
 
 The blur goldens are DPS's whole operator, reflect padding included: diffinv
 matches them on the whole image with boundary: reflect (blur_gauss,
@@ -311,16 +317,76 @@ def run(n, c, full256=False):
     print(f"{n} px: 1-D singular values kept {int((s > 0).sum())} of {n}; pairs {int((s2 > 0).sum())} of {n * n}")
 
 
+def run256():
+    """The 256-px goldens beyond bicubic A (DPS's and DDNM's own size), with
+    the same formulas and options as run(): channel 0 of the test picture
+    where the operator acts per channel (one 256x256 float32 map is 256 KB,
+    the whole 3-channel set would be ~15 MB), the 3-channel input for
+    colorization. Average pooling's A^+ y is not stored: it is 16 * A^T y
+    (asserted below to float64 rounding), the test derives it."""
+    n = 256
+    u8 = test_image(3, n)
+    x = to_x(u8)
+    x0 = x[:, :1]
+    # Bicubic SR x4 (DPS): A^T y and A^+ y = (W^+ y W^+T) for y = A x0.
+    wh = resizer_matrix(n, 4)
+    sr = lambda z: th.einsum("oi,bcij,pj->bcop", wh, z, wh)
+    y = sr(x0)
+    save("256_sr_bicubic_at", vjp(sr, x0, y)[0])
+    whp = th.linalg.pinv(wh)
+    save("256_sr_bicubic_pinv", th.einsum("io,bcop,jp->bcij", whp, y, whp)[0])
+    # The two DPS blurs (61-px kernels, reflect padding): A^T y (A x is
+    # written by the main block).
+    for name, k in (("gauss", gaussian_filter_delta(61, 3.0)), ("motion", motion_kernel(61, 11 + n))):
+        blur = dps_blur(k)
+        y = blur(x0)
+        save(f"256_blur_{name}_y", y[0])
+        save(f"256_blur_{name}_at", vjp(blur, x0, y)[0])
+        if name == "motion":
+            save("256_blur_motion_kernel", k)
+    # Phase retrieval in DPS's setting ([-1, 1] image, padding 64): A x0
+    # (384 x 384, 590 KB; no VJP at this size).
+    save("256_phase_y", phase_retrieval(64)(x0)[0])
+    # Average-pool SR x4 (DDNM): A, A^T; A^+ = 16 A^T (checked, not stored).
+    small = th.full((1, 16), 1 / 16, dtype=DT)
+    pool = lambda z: patch_op(z, 4, small)[..., 0].reshape(1, 1, n // 4, n // 4)
+    y = pool(x0)
+    save("256_sr_avgpool_y", y[0])
+    at = vjp(pool, x0, y)[0]
+    save("256_sr_avgpool_at", at)
+    pinv = patch_adj(y.reshape(1, 1, -1, 1), 4, th.linalg.pinv(small).T, n)[0]
+    d = float((pinv - 16 * at).abs().max())
+    assert d < 1e-14, f"avgpool A^+ - 16 A^T = {d}"  # pinv's float64 rounding (~1e-15)
+    # Colorization (DDNM weights) of the 3-channel input.
+    a = th.tensor([0.3333, 0.3334, 0.3333], dtype=DT)
+    save("256_colorize_y", th.einsum("c,bchw->bhw", a, x)[0])
+    # Block CS (DDNM CS) with 8-px blocks as at 64 px (DDNM: 32-px blocks,
+    # whose 1024x1024 matrix would be 4 MB): A x0 and A^+ y = A^T y.
+    r = 8
+    g = th.from_numpy(np.random.default_rng(99 + n).standard_normal((r * r, r * r))).to(DT)
+    _, _, v = th.linalg.svd(g)
+    q = v[: round(0.25 * r * r)]
+    save("256_cs_q", v)
+    cs = lambda z: patch_op(z, r, q)
+    y = cs(x0)
+    save("256_cs_y", y[0])
+    save("256_cs_at", vjp(cs, x0, y)[0])
+    # Gaussian deblur (DDNM deblur_gauss, as at 64 px): A x0 through the
+    # truncated SVD and A^+ of it.
+    kern = np.exp(-0.5 * (np.arange(-2, 3) / 10.0) ** 2)
+    kern = kern / kern.sum()
+    u, s, v = separable_svd(ddnm_deblur_matrix(n, kern), 3e-2)
+    s2 = s[:, None] * s[None, :]
+    ys = th.einsum("ij,bcjk,lk->bcil", u, s2 * th.einsum("ji,bcjk,kl->bcil", v, x0, v), u)
+    save("256_ddnm_deblur_y", ys[0])
+    inv = th.where(s2 > 0, 1 / s2, th.zeros_like(s2))
+    save("256_ddnm_deblur_pinv", th.einsum("ij,bcjk,lk->bcil", v, inv * th.einsum("ji,bcjk,kl->bcil", u, ys, u), v)[0])
+    print(f"256 px: 1-D singular values kept {int((s > 0).sum())} of {n}; pairs {int((s2 > 0).sum())} of {n * n}")
+
+
 run(64, 3)
 run(28, 1)
-# 256 px, DPS's own settings: the two blurs with 61-px kernels (channel 0) and bicubic SR.
-u8 = test_image(3, 256)
-run(256, 3, full256=True)
-x0 = to_x(u8)[:, :1]
-kg = gaussian_filter_delta(61, 3.0)
-save("256_blur_gauss_y", dps_blur(kg)(x0)[0])
-km = motion_kernel(61, 11 + 256)
-save("256_blur_motion_kernel", km)
-save("256_blur_motion_y", dps_blur(km)(x0)[0])
+run(256, 3, full256=True)  # 256_x (3 channels) and 256_sr_bicubic_y (3 channels)
+run256()
 total = sum(os.path.getsize(os.path.join(outdir, f)) for f in os.listdir(outdir))
 print(f"wrote {len(os.listdir(outdir))} files, {total} bytes, to {outdir}")
