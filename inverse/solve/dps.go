@@ -83,6 +83,9 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 		return nil, err
 	}
 	_, poisson := noise.(*op.Poisson)
+	if o.PoissonWeight != "" && !poisson {
+		return nil, fmt.Errorf("solve: %s: poisson_weight = %q is set, but the noise is %q: it weights Poisson noise only", method, o.PoissonWeight, noise.Name())
+	}
 	var w, scalar []float64
 	switch {
 	case poisson && o.PoissonWeight == PoissonScalar:

@@ -474,4 +474,16 @@ func TestPoissonScalarNeedsNonzeroY(t *testing.T) {
 			t.Errorf("%s: error %v, want one containing %q", c.weight, err, c.want)
 		}
 	}
+	// Set for Gaussian noise it would weigh nothing: an error, not a no-op.
+	gauss, err := op.NewNoise("gaussian", 0.05, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := DecodeOptions("dps", map[string]any{"poisson_weight": PoissonScalar, "steps": 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunEach("dps", stub, A, gauss, y, full, o, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "weights Poisson noise only") {
+		t.Errorf("poisson_weight with Gaussian noise: %v, want an error", err)
+	}
 }
