@@ -161,3 +161,37 @@ func TestFaceTaskVariant(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalFaces: eval samples on a CelebA model measures its samples with
+// the face classifier against the test split and the training crops and
+// prints the gate's verdict (an untrained model fails it).
+func TestEvalFaces(t *testing.T) {
+	root := fakeCelebARoot(t, 18)
+	clfPath := filepath.Join(t.TempDir(), "attr.safetensors")
+	if _, err := run(t, "train-attr-classifier", "--data", root, "--out", clfPath, "--max-steps", "1", "--batch", "4", "--ref-n", "6"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Model = config.Model{ImageSize: 64, InChannels: 3, NumChannels: 8, ChannelMult: []int{1, 2}, NumResBlocks: 1,
+		AttentionResolutions: []int{32}, NumHeads: 1, NumHeadChannels: -1, NumGroups: 4, UseScaleShiftNorm: true, ConvResample: true}
+	cfg.Diffusion.Steps = 20
+	cfg.Data = config.Data{Dataset: "celeba", Dir: root, Split: "train"}
+	net, err := model.New(cfg.Model, rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := cfg.YAML()
+	ckpt := filepath.Join(t.TempDir(), "face64.safetensors")
+	if err := net.Save(ckpt, map[string]string{RunConfigKey: string(doc)}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "eval", "samples", "--checkpoint", ckpt, "--classifier", clfPath, "--n", "4", "--steps", "2", "--precision", "fp32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"4 samples vs 6 test faces", "attribute shares (samples vs test faces)", "nearest training crop, median RMS distance", "quality gate (FID ≤"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
