@@ -5,7 +5,7 @@ PKGS     := ./...
 # Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all setup build test bench bench-ops train-mnist check-solvers check-bf16 experiments demo fmt vet clean
+.PHONY: all setup build test bench bench-ops train-mnist train-celeba check-solvers check-bf16 experiments demo fmt vet clean
 
 all: build
 
@@ -42,6 +42,13 @@ TRAIN_OUT ?= runs/mnist-recipe
 START ?= 1
 train-mnist: setup
 	START=$(START) bash scripts/train_mnist.sh $(TRAIN_OUT)
+
+## train-celeba: the CelebA 64 face model (scripts/train_celeba.sh; four resumable pieces of about
+## 2.5 h each on 2 cores; STOP=N stops after piece N; CELEBA_OUT sets the folder)
+CELEBA_OUT ?= runs/celeba-recipe
+STOP ?= 4
+train-celeba: setup
+	STOP=$(STOP) bash scripts/train_celeba.sh $(CELEBA_OUT)
 
 ## check-solvers: issue 7's acceptance check on the shipped model (DPS ≥ 2 dB over A†y on sr4 and
 ## inpaint-box, noise-free DDNM consistent to 1e-3; 16 digits, a few minutes)
