@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math/rand"
 
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/tensors"
 )
@@ -30,4 +33,28 @@ func Example() {
 	// Output:
 	// y: (2, 3, 8, 8) A†y: (2, 3, 32, 32) singular values: 192
 	// unknown operator "sr_bilinear" (valid: blur_aniso, blur_file, blur_gauss, blur_motion, blur_nonuniform, blur_uniform, colorize, cs_block, cs_walsh, denoise, inpaint_box, inpaint_file, inpaint_random, phase_retrieval, sr_avgpool, sr_bicubic)
+}
+
+// A nonlinear forward model in a few lines: a saturating sensor
+// y = tanh(2x), its VJP by Gorgonia's reverse mode (no adjoint to derive).
+// DPS and every method that needs only Forward and VJP take it as is.
+func ExampleNewAutodiff() {
+	A, err := op.NewAutodiff("saturate", [3]int{1, 1, 2}, func(g *G.ExprGraph, x *G.Node) (*G.Node, error) {
+		two, err := G.Mul(x, G.NewConstant(2.0))
+		if err != nil {
+			return nil, err
+		}
+		return G.Tanh(two)
+	})
+	if err != nil {
+		panic(err)
+	}
+	x := tensor.New(tensor.WithShape(1, 1, 1, 2), tensor.WithBacking([]float32{0, 0.5}))
+	y, _ := A.Forward(x)
+	g := tensor.New(tensor.WithShape(1, 1, 1, 2), tensor.WithBacking([]float32{1, 1}))
+	vjp, _ := A.VJP(x, g) // 2·(1 − tanh²(2x))
+	fmt.Printf("y %.4f\nvjp %.4f\n", y.Data(), vjp.Data())
+	// Output:
+	// y [0.0000 0.7616]
+	// vjp [2.0000 0.8399]
 }
