@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -32,19 +34,20 @@ func TestShippedConfigsLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Every key must be written out in the shipped file, with a comment.
+			// Every key must be written out in the shipped file at its own
+			// path (not merely a key of the same last name elsewhere), with a
+			// comment on its line.
 			raw, _ := os.ReadFile(filepath.Join("..", "configs", name))
+			var doc yaml.Node
+			if err := yaml.Unmarshal(raw, &doc); err != nil {
+				t.Fatal(err)
+			}
 			for _, k := range Keys() {
 				if strings.HasSuffix(k, ".*") {
 					continue // operator parameters: free-form
 				}
-				leaf := k[strings.LastIndex(k, ".")+1:]
-				found := false
-				for _, line := range strings.Split(string(raw), "\n") {
-					if strings.HasPrefix(strings.TrimSpace(line), leaf+":") && strings.Contains(line, "#") {
-						found = true
-					}
-				}
+				key, val := yamlPath(doc.Content[0], strings.Split(k, "."))
+				found := key != nil && (key.LineComment != "" || val.LineComment != "")
 				if !found {
 					t.Errorf("%s: key %s is not written with a comment", name, k)
 				}
@@ -515,4 +518,29 @@ func TestLoadConfigFileMustBeRegular(t *testing.T) {
 			t.Errorf("Load(File: %s) = %v, want an error naming it", p, err)
 		}
 	}
+}
+
+// yamlPath returns the key and value nodes at path in a YAML mapping node,
+// or nils when the path is absent.
+func yamlPath(n *yaml.Node, path []string) (key, val *yaml.Node) {
+	for i, p := range path {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return nil, nil
+		}
+		var next *yaml.Node
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			if n.Content[j].Value == p {
+				key, next = n.Content[j], n.Content[j+1]
+				break
+			}
+		}
+		if next == nil {
+			return nil, nil
+		}
+		if i == len(path)-1 {
+			return key, next
+		}
+		n = next
+	}
+	return nil, nil
 }
