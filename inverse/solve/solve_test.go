@@ -13,6 +13,7 @@ import (
 	"github.com/diffinv/diffinv/diffusion/analytic"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/tensors"
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -536,6 +537,67 @@ func TestDescribe(t *testing.T) {
 	}
 	if _, _, err := Describe("x"); err == nil {
 		t.Error("Describe(x): no error")
+	}
+}
+
+// TestRequirementsHold: what Describe declares is what each method does:
+// given an operator or noise model lacking the declared structure it fails
+// before running, and given what it declares it runs. (TestDescribe alone
+// checked the registry against itself.)
+func TestRequirementsHold(t *testing.T) {
+	svd := boxInpaint(t)
+	linear, err := op.NewCircConv("blur", imgShape, []float64{0.25, 0.5, 0.25}, 1, 3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonlinear, err := op.NewAutodiff("tanh", imgShape, func(g *G.ExprGraph, x *G.Node) (*G.Node, error) { return G.Tanh(x) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSetup(t, svd, 0.05, false, 1)
+	poisson, err := op.NewPoisson(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := tensors.New(1, imgShape[0], imgShape[1], imgShape[2])
+	for i := range tensors.F32(x) {
+		tensors.F32(x)[i] = 0.1 * float32(i%5)
+	}
+	for _, name := range Names() {
+		_, req, err := Describe(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := DefaultOptions()
+		if d, err := DecodeOptions(name, map[string]any{"steps": 3}); err == nil {
+			o = d
+		}
+		for _, c := range []struct {
+			what  string
+			A     op.Operator
+			noise op.Noise
+			fail  bool
+		}{
+			{"an SVD operator, Gaussian noise", svd, s.noise, false},
+			{"a linear operator without an SVD", linear, s.noise, req.SVD},
+			{"a nonlinear operator", nonlinear, s.noise, req.SVD || req.Linear},
+			{"Poisson noise", svd, poisson, req.GaussianNoise},
+		} {
+			y, err := c.A.Forward(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = Check(name, c.A, c.noise)
+			if (err != nil) != c.fail {
+				t.Errorf("%s with %s: Check %v, want failure %v (declared %+v)", name, c.what, err, c.fail, req)
+			}
+			if c.fail {
+				continue
+			}
+			if _, err := RunEach(name, s.den, c.A, c.noise, y, s.sched, o, ImageRNGs(1, 0, 1), nil); err != nil {
+				t.Errorf("%s with %s: %v", name, c.what, err)
+			}
+		}
 	}
 }
 
