@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diffinv/diffinv/internal/dirlock"
 )
 
 // Environment of the helper process (TestHelperProcess).
@@ -136,7 +138,7 @@ func compareOutputs(t *testing.T, a, b string) {
 	list := func(root string) []string {
 		var fs []string
 		filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
-			if err == nil && !info.IsDir() {
+			if err == nil && !info.IsDir() && info.Name() != dirlock.FileName { // the lock file is no output
 				r, _ := filepath.Rel(root, p)
 				fs = append(fs, r)
 			}

@@ -93,6 +93,10 @@ type RunOptions struct {
 	// BarOptions are extra options for the progress bar (tests pass a
 	// clock or force non-terminal output).
 	BarOptions []progress.Option
+	// Shard, when active, runs only this shard's cells (see Shard and
+	// Assign); several shards share the results folder, coordinating by
+	// per-cell claims instead of the folder lock.
+	Shard Shard
 }
 
 // CellsDir is the folder, inside the output folder, of the per-cell results.
@@ -140,26 +144,46 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 	if err := os.MkdirAll(cdir, 0o755); err != nil {
 		return fmt.Errorf("experiment %q: %w", exp.Name, err)
 	}
-	// One run per results folder at a time; once it is ours, the
-	// temporary files of killed writes go.
-	lock, err := dirlock.Acquire(out, "experiment run")
-	if err != nil {
-		return fmt.Errorf("experiment %q: %w", exp.Name, err)
-	}
-	defer lock.Release()
-	if _, err := atomicfile.CleanStale(out); err != nil {
-		return fmt.Errorf("experiment %q: %w", exp.Name, err)
+	var mine map[string]int
+	if sh := opts.Shard; sh.Active() {
+		if sh.Index < 0 || sh.Index >= sh.Count {
+			return fmt.Errorf("experiment %q: shard %s, want 0 ≤ K < N", exp.Name, sh)
+		}
+		// Shards share the folder (possibly over a network file system
+		// where locks fail): each claims its cells one by one instead, and
+		// leaves temporary files alone (another shard's may be in flight).
+		var cost func(Cell) float64
+		if cc, ok := runner.(CellCoster); ok {
+			cost = cc.CellCost
+		}
+		mine = Assign(cells, sh.Count, cost)
+	} else {
+		// One run per results folder at a time; once it is ours, the
+		// temporary files of killed writes go.
+		lock, err := dirlock.Acquire(out, "experiment run")
+		if err != nil {
+			return fmt.Errorf("experiment %q: %w", exp.Name, err)
+		}
+		defer lock.Release()
+		if _, err := atomicfile.CleanStale(out); err != nil {
+			return fmt.Errorf("experiment %q: %w", exp.Name, err)
+		}
 	}
 
 	// Unique cells in expansion order; decide which need running.
 	var todo []Cell
 	seen := map[string]bool{}
 	done, existing := 0, 0
+	others := 0
 	for _, c := range cells {
 		if seen[c.ID] {
 			continue
 		}
 		seen[c.ID] = true
+		if mine != nil && mine[c.ID] != opts.Shard.Index {
+			others++
+			continue
+		}
 		if _, err := os.Stat(resultPath(cdir, c.ID)); err == nil {
 			existing++
 			if opts.Resume {
@@ -187,7 +211,11 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 	if existing > 0 && !opts.Resume && !opts.Overwrite {
 		return fmt.Errorf("experiment %q: %s already holds results for %d of its cells; pass --resume to continue or choose another output folder", exp.Name, out, existing)
 	}
-	fmt.Fprintf(logw, "experiment %s: %d cells (%d unique), %d done, %d to run, output %s\n", exp.Name, len(cells), len(seen), done, len(todo), out)
+	if mine != nil {
+		fmt.Fprintf(logw, "experiment %s, shard %s: %d of its %d unique cells are other shards'; %d done, %d to run, output %s\n", exp.Name, opts.Shard, others, len(seen), done, len(todo), out)
+	} else {
+		fmt.Fprintf(logw, "experiment %s: %d cells (%d unique), %d done, %d to run, output %s\n", exp.Name, len(cells), len(seen), done, len(todo), out)
+	}
 
 	if len(todo) > 0 {
 		bar := progress.New(opts.Progress, exp.Name, len(todo), append([]progress.Option{progress.WithUnit("cell")}, opts.BarOptions...)...)
@@ -201,26 +229,61 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				bar.Status("%s %d/%d", c.ID, d, t)
 				bar.Set(i)
 			}
+			var cl *claim
+			if mine != nil {
+				var err error
+				if cl, err = takeClaim(cdir, c.ID); errors.Is(err, errClaimed) {
+					fmt.Fprintf(logw, "%s%v: skipped\n", clearLine(logw), err)
+					bar.Set(i + 1)
+					continue
+				} else if err != nil {
+					bar.Finish()
+					return fmt.Errorf("experiment %q: %w", exp.Name, err)
+				}
+				// Another process may have finished it before the claim.
+				if _, err := loadResult(cdir, c); err == nil && !opts.Overwrite {
+					cl.release()
+					bar.Set(i + 1)
+					continue
+				}
+			}
 			start := time.Now()
 			res, err := runner.RunCell(ctx, c, prog)
 			wall := time.Since(start).Seconds()
+			if err == nil {
+				if err = checkResult(c, res, wall); err != nil {
+					err = fmt.Errorf("runner result: %w", err)
+				}
+			}
+			if err == nil {
+				err = saveResult(cdir, c, res, wall)
+			}
+			if cl != nil {
+				cl.release()
+			}
 			if err != nil {
 				bar.Finish()
 				return fmt.Errorf("experiment %q: cell %s (task %s, method %s%s, seed %d): %w", exp.Name, c.ID, c.Task.Key(), c.Method.Key(), sweepSuffix(c), c.Seed, err)
-			}
-			if err := checkResult(c, res, wall); err != nil {
-				bar.Finish()
-				return fmt.Errorf("experiment %q: cell %s: runner result: %w", exp.Name, c.ID, err)
-			}
-			if err := saveResult(cdir, c, res, wall); err != nil {
-				bar.Finish()
-				return fmt.Errorf("experiment %q: cell %s: %w", exp.Name, c.ID, err)
 			}
 			fmt.Fprintf(logw, "%s%s\n", clearLine(logw), summary(c, res, wall))
 			bar.Status("")
 			bar.Set(i + 1)
 		}
 		bar.Finish()
+	}
+	if mine != nil {
+		// The reports need every cell: the shard that finishes last writes
+		// them (a later `run --resume` or the report job does too).
+		missing := 0
+		for id := range seen {
+			if _, err := os.Stat(resultPath(cdir, id)); err != nil {
+				missing++
+			}
+		}
+		if missing > 0 {
+			fmt.Fprintf(logw, "experiment %s, shard %s: done; %d cells of other shards still to come, so no reports yet\n", exp.Name, opts.Shard, missing)
+			return nil
+		}
 	}
 	if err := WriteReports(exp, out); err != nil {
 		return err

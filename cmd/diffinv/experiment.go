@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -33,7 +34,7 @@ const DefaultClassifier = "models/classifier/classifier.safetensors"
 func newExperimentCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "experiment", Short: "Paper tables and ablations from experiment files"}
 	var sets, sweeps []string
-	var out, tasksDir, classifier string
+	var out, tasksDir, classifier, shard string
 	var resume, overwrite, dryRun bool
 	var prec precisionFlag
 	runCmd := &cobra.Command{
@@ -84,8 +85,16 @@ between the cell's reconstructions and the whole MNIST test set.`,
 				fmt.Fprintf(w, "%d cells, all valid; %d done, %d to run with --resume (output %s)\n", len(cells), len(done), len(cells)-len(done), dir)
 				return nil
 			}
+			var sh experiment.Shard
+			if shard != "" {
+				if sh, err = experiment.ParseShard(shard); err != nil {
+					return fmt.Errorf("--shard: %w", err)
+				}
+				// Shards share the folder and each other's results.
+				resume = true
+			}
 			return experiment.Run(cmd.Context(), exp, r, experiment.RunOptions{Out: out, Resume: resume, Overwrite: overwrite,
-				Log: cmd.OutOrStdout(), Progress: cmd.ErrOrStderr()})
+				Log: cmd.OutOrStdout(), Progress: cmd.ErrOrStderr(), Shard: sh})
 		},
 	}
 	f := runCmd.Flags()
@@ -95,6 +104,7 @@ between the cell's reconstructions and the whole MNIST test set.`,
 	f.BoolVar(&resume, "resume", false, "skip cells whose results exist")
 	f.BoolVar(&overwrite, "overwrite", false, "recompute every cell")
 	f.BoolVar(&dryRun, "dry-run", false, "check every cell and list them without running")
+	f.StringVar(&shard, "shard", "", "run only shard K of N (K/N, 0 ≤ K < N: e.g. $SLURM_ARRAY_TASK_ID/N); shards share the output folder, balanced by each cell's images × steps; implies --resume")
 	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
 	prec.add(runCmd)
@@ -444,4 +454,34 @@ func sortedKeys(m map[string]any) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// CellCost is the runner's estimate of a cell's cost for balancing shards:
+// images × network evaluations, i.e. the solver's steps (its resolved
+// solver.steps, else the method's default) times 3 for the methods that
+// back-propagate through the network each step; a classical baseline costs
+// its images.
+func (r *cellRunner) CellCost(c experiment.Cell) float64 {
+	defaults := map[string]float64{"dps": 1000, "mcg": 1000, "projection": 1000, "pigdm": 100,
+		"moment-matching": 100, "ddnm": 100, "ddnm+": 100, "ddrm": 20}
+	backprop := map[string]bool{"dps": true, "mcg": true, "pigdm": true, "moment-matching": true}
+	n := float64(max(c.Dataset.N, 1))
+	if pipeline.IsBaseline(c.Method.Name) {
+		return n
+	}
+	steps := defaults[c.Method.Name]
+	if steps == 0 {
+		steps = 100
+	}
+	for _, l := range c.Resolved {
+		if v, ok := strings.CutPrefix(l, "solver.steps: "); ok {
+			if k, err := strconv.ParseFloat(v, 64); err == nil && k > 0 {
+				steps = k
+			}
+		}
+	}
+	if backprop[c.Method.Name] {
+		steps *= 3
+	}
+	return n * steps
 }

@@ -227,3 +227,50 @@ func TestResolvedRevision(t *testing.T) {
 		}
 	}
 }
+
+// TestExperimentShards: two shards of an experiment (--shard K/N) into one
+// folder run every cell once between them and write the same table as one
+// run; the first shard writes no report (cells still to come), the last
+// does; a bad shard is an error naming the flag.
+func TestExperimentShards(t *testing.T) {
+	ckpt := mnistSizedCheckpoint(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "exp.yaml")
+	body := `name: shards
+checkpoint: ` + ckpt + `
+dataset: {name: mnist-test, n: 1}
+tasks: [{name: inpaint-box}, {name: sr4}]
+methods: [{name: pinv}, {name: ddnm, set: {steps: 2}}]
+seeds: [0]
+metrics: [psnr]
+output: ` + filepath.Join(dir, "one") + `
+`
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "experiment", "run", file, "--tasks", "../../configs/tasks"); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(dir, "sharded")
+	first, err := run(t, "experiment", "run", file, "--tasks", "../../configs/tasks", "--out", shared, "--shard", "1/2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(first, "shard 1/2") || !strings.Contains(first, "no reports yet") {
+		t.Errorf("first shard's output:\n%s", first)
+	}
+	if _, err := os.Stat(filepath.Join(shared, "table.md")); err == nil {
+		t.Error("a shard wrote the table before every cell was done")
+	}
+	if _, err := run(t, "experiment", "run", file, "--tasks", "../../configs/tasks", "--out", shared, "--shard", "0/2"); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(filepath.Join(dir, "one", "table.md"))
+	b, err := os.ReadFile(filepath.Join(shared, "table.md"))
+	if err != nil || string(a) != string(b) {
+		t.Errorf("sharded table differs from one run's (%v):\n%s\n%s", err, a, b)
+	}
+	if _, err := run(t, "experiment", "run", file, "--shard", "2/2"); err == nil || !strings.Contains(err.Error(), "--shard") {
+		t.Errorf("--shard 2/2: %v", err)
+	}
+}
