@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -272,5 +274,80 @@ output: ` + filepath.Join(dir, "one") + `
 	}
 	if _, err := run(t, "experiment", "run", file, "--shard", "2/2"); err == nil || !strings.Contains(err.Error(), "--shard") {
 		t.Errorf("--shard 2/2: %v", err)
+	}
+}
+
+// TestExperimentSlurm: the generated scripts are valid bash holding the
+// array, the shard command, the dependent report job and the options given;
+// --submit runs sbatch for the array and then the report with afterany on
+// the array's ID (a fake sbatch records the calls); the report command
+// writes the tables from stored cells.
+func TestExperimentSlurm(t *testing.T) {
+	ckpt := mnistSizedCheckpoint(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "exp.yaml")
+	body := `name: slurmy
+checkpoint: ` + ckpt + `
+dataset: {name: mnist-test, n: 1}
+tasks: [{name: inpaint-box}, {name: sr4}]
+methods: [{name: pinv}, {name: ddnm, set: {steps: 2}}]
+seeds: [0]
+metrics: [psnr]
+output: ` + filepath.Join(dir, "out") + `
+`
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	calls := filepath.Join(bin, "calls")
+	fake := "#!/bin/bash\necho \"$@\" >> " + calls + "\necho 4242\n"
+	if err := os.WriteFile(filepath.Join(bin, "sbatch"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	out, err := run(t, "experiment", "slurm", file, "--tasks", "../../configs/tasks", "--shards", "3", "--partition", "cpu",
+		"--time", "01:30:00", "--sbatch-arg=--account=lab", "--submit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdir := filepath.Join(dir, "out", "slurm")
+	array, _ := os.ReadFile(filepath.Join(sdir, "array.sbatch"))
+	report, _ := os.ReadFile(filepath.Join(sdir, "report.sbatch"))
+	for _, want := range []string{"#SBATCH --array=0-2", "#SBATCH --time=01:30:00", "#SBATCH --partition=cpu", "#SBATCH --account=lab",
+		`experiment run ` + file, `--shard "$SLURM_ARRAY_TASK_ID/3"`} {
+		if !strings.Contains(string(array), want) {
+			t.Errorf("array.sbatch lacks %q:\n%s", want, array)
+		}
+	}
+	if !strings.Contains(string(report), "experiment report "+file) {
+		t.Errorf("report.sbatch:\n%s", report)
+	}
+	for _, f := range []string{"array.sbatch", "report.sbatch", "submit.sh"} {
+		if b, err := exec.Command("bash", "-n", filepath.Join(sdir, f)).CombinedOutput(); err != nil {
+			t.Errorf("%s is not valid bash: %v %s", f, err, b)
+		}
+	}
+	got, _ := os.ReadFile(calls)
+	if string(got) != "--parsable array.sbatch\n--parsable --dependency=afterany:4242 report.sbatch\n" || !strings.Contains(out, "submitted array 4242 (3 shards)") {
+		t.Errorf("sbatch calls:\n%s\noutput:\n%s", got, out)
+	}
+	// The report job's command: an error naming missing cells, then the tables.
+	if _, err := run(t, "experiment", "report", file, "--tasks", "../../configs/tasks"); err == nil || !strings.Contains(err.Error(), "no usable result") {
+		t.Errorf("report before any cell: %v", err)
+	}
+	for k := 0; k < 3; k++ {
+		if _, err := run(t, "experiment", "run", file, "--tasks", "../../configs/tasks", "--shard", fmt.Sprintf("%d/3", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(filepath.Join(dir, "out", "table.md"))
+	if _, err := run(t, "experiment", "report", file, "--tasks", "../../configs/tasks"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out", "table.md")); err != nil {
+		t.Errorf("report wrote no table: %v", err)
+	}
+	if _, err := run(t, "experiment", "slurm", file, "--tasks", "../../configs/tasks"); err != nil {
+		t.Errorf("default sizing: %v", err)
 	}
 }

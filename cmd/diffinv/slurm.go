@@ -1,0 +1,253 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/diffinv/diffinv/experiment"
+	"github.com/diffinv/diffinv/task"
+)
+
+// slurmSecondsPerUnit is the time estimate behind the generated scripts'
+// defaults: seconds per image and network evaluation of an MNIST-sized
+// (784-pixel) image on 2 cores (DPS on the shipped model: about 4 s per
+// image for 1000 steps in bf16, 10 s in fp32, at 3 evaluations a step);
+// other image sizes scale it by their pixel count.
+const slurmSecondsPerUnit = 0.004
+
+func newExperimentReportCmd() *cobra.Command {
+	var sets, sweeps []string
+	var out, tasksDir, classifier string
+	var prec precisionFlag
+	cmd := &cobra.Command{
+		Use:   "report FILE.yaml",
+		Short: "Write an experiment's tables, grids and plots from its stored cell results (no cell runs)",
+		Long: `Regenerates results.csv, table.md, grids and plots from the cell results in the
+output folder, as the end of a run does: the job that follows a Slurm array of
+shards. Cells without a stored result are an error naming them.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exp, _, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
+			if err != nil {
+				return err
+			}
+			dir := out
+			if dir == "" {
+				dir = exp.Output
+			}
+			if err := experiment.WriteReports(exp, dir); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "experiment %s: reports in %s\n", exp.Name, dir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run")
+	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run")
+	f.StringVar(&out, "out", "", "output folder (default: the file's output)")
+	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
+	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
+	prec.add(cmd)
+	return cmd
+}
+
+// slurmOptions are the sbatch settings of `experiment slurm`.
+type slurmOptions struct {
+	shards             int
+	partition, time    string
+	cpus, gpus         int
+	mem, dir           string
+	extra              []string
+	submit             bool
+	out, tasksDir, bin string
+}
+
+func newExperimentSlurmCmd() *cobra.Command {
+	var sets, sweeps []string
+	var classifier string
+	var prec precisionFlag
+	o := slurmOptions{cpus: 2, mem: "8G"}
+	cmd := &cobra.Command{
+		Use:   "slurm FILE.yaml",
+		Short: "Write (and with --submit submit) Slurm scripts running an experiment as a job array of shards",
+		Long: `Writes, into --dir (default OUT/slurm): array.sbatch, a job array of --shards tasks,
+task K running ` + "`experiment run FILE --shard K/N`" + ` into the experiment's output folder;
+report.sbatch, which writes the tables, grids and plots once the array ends
+(submitted with --dependency=afterany on the array); and submit.sh, which
+submits both. The scripts are plain: edit them as you like. Defaults are sized
+from the cells still to run (their images × network evaluations at about
+` + fmt.Sprint(slurmSecondsPerUnit) + ` s per MNIST-sized image-evaluation on 2 cores): --shards up to 16
+with at least a quarter hour of work each, --time twice a shard's estimate.
+With --submit it runs submit.sh (sbatch must be on PATH).`,
+		Example: `  diffinv experiment slurm experiments/dps-table-mnist.yaml --partition cpu --submit
+  diffinv experiment slurm experiments/ablate-noise.yaml --shards 8 --time 02:00:00 --sbatch-arg=--account=lab`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exp, r, err := openExperiment(cmd, args[0], sets, sweeps, &prec, o.tasksDir, classifier)
+			if err != nil {
+				return err
+			}
+			if o.out == "" {
+				o.out = exp.Output
+			}
+			cells, done, err := experiment.Status(exp, o.out)
+			if err != nil {
+				return err
+			}
+			units, pixels := 0.0, 784.0
+			todo := 0
+			for _, c := range cells {
+				if done[c.ID] {
+					continue
+				}
+				todo++
+				units += r.CellCost(c)
+				if ln, err := r.net(c.Checkpoint); err == nil {
+					m := ln.cfg.Model
+					pixels = float64(m.InChannels * m.ImageSize * m.ImageSize)
+				}
+			}
+			secs := units * slurmSecondsPerUnit * pixels / 784
+			if !cmd.Flags().Changed("shards") {
+				o.shards = max(1, min(16, todo, int(secs/900)))
+			}
+			if o.shards < 1 {
+				return fmt.Errorf("--shards %d, want ≥ 1", o.shards)
+			}
+			if o.time == "" {
+				minutes := int(math.Ceil(math.Max(600, 2*secs/float64(o.shards)) / 60))
+				o.time = fmt.Sprintf("%02d:%02d:00", minutes/60, minutes%60)
+			}
+			if o.dir == "" {
+				o.dir = filepath.Join(o.out, "slurm")
+			}
+			if o.bin == "" {
+				if exe, err := os.Executable(); err == nil {
+					o.bin = exe
+				}
+			}
+			file, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if err := writeSlurmScripts(o, exp.Name, file, sets, sweeps, prec.value); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "experiment %s: %d of %d cells to run, about %.1f CPU-hours at 2 cores; %d shards, --time %s\nwrote %s\n",
+				exp.Name, todo, len(cells), secs/3600, o.shards, o.time, strings.Join([]string{
+					filepath.Join(o.dir, "array.sbatch"), filepath.Join(o.dir, "report.sbatch"), filepath.Join(o.dir, "submit.sh")}, ", "))
+			if !o.submit {
+				fmt.Fprintf(w, "submit with: bash %s\n", filepath.Join(o.dir, "submit.sh"))
+				return nil
+			}
+			if _, err := exec.LookPath("sbatch"); err != nil {
+				return fmt.Errorf("--submit: sbatch is not on PATH (%v): submit the scripts on the cluster's login node", err)
+			}
+			sub := exec.CommandContext(cmd.Context(), "bash", filepath.Join(o.dir, "submit.sh"))
+			sub.Stdout, sub.Stderr = w, cmd.ErrOrStderr()
+			if err := sub.Run(); err != nil {
+				return fmt.Errorf("--submit: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run (passed to every shard)")
+	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run (passed to every shard)")
+	f.StringVar(&o.out, "out", "", "output folder shared by the shards (default: the file's output; must be on a file system every node sees)")
+	f.StringVar(&o.tasksDir, "tasks", task.DefaultDir, "folder of task presets")
+	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
+	f.IntVar(&o.shards, "shards", 0, "array tasks (default: from the cells' estimated cost, at most 16)")
+	f.StringVar(&o.partition, "partition", "", "sbatch --partition")
+	f.StringVar(&o.time, "time", "", "sbatch --time of each array task (default: twice a shard's estimate, at least 10 min)")
+	f.IntVar(&o.cpus, "cpus", o.cpus, "sbatch --cpus-per-task")
+	f.StringVar(&o.mem, "mem", o.mem, "sbatch --mem")
+	f.IntVar(&o.gpus, "gpus", 0, "GPUs per task (sbatch --gres=gpu:G; the torch engine uses them)")
+	f.StringArrayVar(&o.extra, "sbatch-arg", nil, "extra #SBATCH line argument (repeatable), e.g. --sbatch-arg=--account=lab")
+	f.StringVar(&o.dir, "dir", "", "where the scripts go (default OUT/slurm)")
+	f.StringVar(&o.bin, "bin", "", "the diffinv binary the jobs run (default: this one)")
+	f.BoolVar(&o.submit, "submit", false, "submit the scripts with sbatch")
+	prec.add(cmd)
+	return cmd
+}
+
+// writeSlurmScripts writes array.sbatch, report.sbatch and submit.sh.
+func writeSlurmScripts(o slurmOptions, name, file string, sets, sweeps []string, precision string) error {
+	if err := os.MkdirAll(filepath.Join(o.dir, "logs"), 0o755); err != nil {
+		return fmt.Errorf("slurm scripts: %w", err)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	header := func(job string, array bool) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "#!/bin/bash\n# diffinv experiment %s on Slurm (written by `diffinv experiment slurm`; edit freely).\n", name)
+		fmt.Fprintf(&b, "#SBATCH --job-name=diffinv-%s-%s\n", name, job)
+		if array {
+			fmt.Fprintf(&b, "#SBATCH --array=0-%d\n", o.shards-1)
+			fmt.Fprintf(&b, "#SBATCH --time=%s\n", o.time)
+			fmt.Fprintf(&b, "#SBATCH --output=%s\n", filepath.Join(o.dir, "logs", "shard-%a-%A.out"))
+		} else {
+			fmt.Fprintf(&b, "#SBATCH --time=00:30:00\n#SBATCH --output=%s\n", filepath.Join(o.dir, "logs", "report-%j.out"))
+		}
+		fmt.Fprintf(&b, "#SBATCH --cpus-per-task=%d\n#SBATCH --mem=%s\n", o.cpus, o.mem)
+		if o.partition != "" {
+			fmt.Fprintf(&b, "#SBATCH --partition=%s\n", o.partition)
+		}
+		if o.gpus > 0 && array {
+			fmt.Fprintf(&b, "#SBATCH --gres=gpu:%d\n", o.gpus)
+		}
+		for _, a := range o.extra {
+			fmt.Fprintf(&b, "#SBATCH %s\n", a)
+		}
+		fmt.Fprintf(&b, "set -euo pipefail\ncd %s\nexport GOMAXPROCS=${SLURM_CPUS_PER_TASK:-%d}\n", shellQuote(cwd), o.cpus)
+		return b.String()
+	}
+	common := []string{shellQuote(file), "--out", shellQuote(o.out), "--tasks", shellQuote(o.tasksDir)}
+	for _, s := range sets {
+		common = append(common, "--set", shellQuote(s))
+	}
+	for _, s := range sweeps {
+		common = append(common, "--sweep", shellQuote(s))
+	}
+	if precision != "" {
+		common = append(common, "--precision", precision)
+	}
+	bin := shellQuote(o.bin)
+	array := header("shards", true) + fmt.Sprintf("%s experiment run %s --shard \"$SLURM_ARRAY_TASK_ID/%d\"\n", bin, strings.Join(common, " "), o.shards)
+	report := header("report", false) + fmt.Sprintf("%s experiment report %s\n", bin, strings.Join(common, " "))
+	submit := fmt.Sprintf(`#!/bin/bash
+# Submits the shards of experiment %s as a job array, then its report job after the array ends.
+set -euo pipefail
+cd %s
+array=$(sbatch --parsable array.sbatch)
+array=${array%%%%;*}
+report=$(sbatch --parsable --dependency=afterany:"$array" report.sbatch)
+echo "submitted array $array (%d shards) and report job $report"
+`, name, shellQuote(o.dir), o.shards)
+	for f, body := range map[string]string{"array.sbatch": array, "report.sbatch": report, "submit.sh": submit} {
+		if err := os.WriteFile(filepath.Join(o.dir, f), []byte(body), 0o755); err != nil {
+			return fmt.Errorf("slurm scripts: %w", err)
+		}
+	}
+	return nil
+}
+
+// shellQuote quotes s for bash when it holds anything but safe characters.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-=:,+@", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
