@@ -169,3 +169,17 @@ func (c *claim) release() {
 	<-c.done
 	os.Remove(c.path)
 }
+
+// ClaimState says whether a shard holds cell id in the results folder out:
+// "running" (a claim touched within ClaimStale), "stale" (a claim left by a
+// process that died), or "" (none).
+func ClaimState(out, id string) string {
+	st, err := os.Stat(claimPath(filepath.Join(out, CellsDir), id))
+	if err != nil {
+		return ""
+	}
+	if time.Since(st.ModTime()) < ClaimStale {
+		return "running"
+	}
+	return "stale"
+}

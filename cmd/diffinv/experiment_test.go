@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/experiment"
 	"github.com/diffinv/diffinv/model"
 )
 
@@ -349,5 +351,34 @@ output: ` + filepath.Join(dir, "out") + `
 	}
 	if _, err := run(t, "experiment", "slurm", file, "--tasks", "../../configs/tasks"); err != nil {
 		t.Errorf("default sizing: %v", err)
+	}
+
+	// Status: one result removed and claimed by a live shard, one removed
+	// and claimed by a dead one, one removed: 1 done, 1 running, 1
+	// abandoned, 1 left; squeue's list is shown.
+	cdir := filepath.Join(dir, "out", experiment.CellsDir)
+	jsons, _ := filepath.Glob(filepath.Join(cdir, "*.json"))
+	if len(jsons) != 4 {
+		t.Fatalf("%d cell results, want 4", len(jsons))
+	}
+	for i, j := range jsons[:3] {
+		os.Remove(j)
+		id := strings.TrimSuffix(filepath.Base(j), ".json")
+		if i < 2 {
+			claim := filepath.Join(cdir, id+".claim")
+			os.WriteFile(claim, []byte("host x pid 1\n"), 0o644)
+			if i == 1 {
+				old := time.Now().Add(-time.Hour)
+				os.Chtimes(claim, old, old)
+			}
+		}
+	}
+	os.WriteFile(filepath.Join(bin, "squeue"), []byte("#!/bin/bash\necho \"4242_1 diffinv-slurmy-shards RUNNING\"\n"), 0o755)
+	st, err := run(t, "experiment", "status", file, "--tasks", "../../configs/tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st, "4 cells: 1 done, 1 running, 1 abandoned, 1 left") || !strings.Contains(st, "4242_1 diffinv-slurmy-shards RUNNING") {
+		t.Errorf("status:\n%s", st)
 	}
 }

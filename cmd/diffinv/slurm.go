@@ -251,3 +251,74 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+func newExperimentStatusCmd() *cobra.Command {
+	var sets, sweeps []string
+	var out, tasksDir, classifier string
+	var prec precisionFlag
+	var list bool
+	cmd := &cobra.Command{
+		Use:   "status FILE.yaml",
+		Short: "Show an experiment's cells done, running, abandoned and left (and its Slurm jobs when squeue is present)",
+		Long: `Reads the results folder: a cell is done when its result is stored, running
+while a shard's claim on it is fresh, abandoned when a claim was left by a
+process that died (the next shard takes it over), and left otherwise. With
+squeue (and sacct) on PATH it also lists the experiment's Slurm jobs, by the
+job names ` + "`experiment slurm`" + ` gives them.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exp, _, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = exp.Output
+			}
+			cells, done, err := experiment.Status(exp, out)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			counts := map[string]int{}
+			for _, c := range cells {
+				state := "left"
+				if done[c.ID] {
+					state = "done"
+				} else if s := experiment.ClaimState(out, c.ID); s == "running" {
+					state = "running"
+				} else if s == "stale" {
+					state = "abandoned"
+				}
+				counts[state]++
+				if list {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\tseed %d\t%s\n", c.ID, c.Task.Key(), c.Method.Key(), c.SweepLabel(), c.Seed, state)
+				}
+			}
+			fmt.Fprintf(w, "experiment %s (%s): %d cells: %d done, %d running, %d abandoned, %d left\n",
+				exp.Name, out, len(cells), counts["done"], counts["running"], counts["abandoned"], counts["left"])
+			for _, tool := range [][]string{
+				{"squeue", "-h", "-o", "%i %j %T %M %R", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},
+				{"sacct", "-n", "-X", "-o", "JobID,JobName%40,State,Elapsed", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},
+			} {
+				if _, err := exec.LookPath(tool[0]); err != nil {
+					continue
+				}
+				b, err := exec.CommandContext(cmd.Context(), tool[0], tool[1:]...).CombinedOutput()
+				fmt.Fprintf(w, "%s:\n%s", tool[0], b)
+				if err != nil {
+					fmt.Fprintf(w, "(%s: %v)\n", tool[0], err)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run")
+	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run")
+	f.StringVar(&out, "out", "", "output folder (default: the file's output)")
+	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
+	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
+	f.BoolVar(&list, "list", false, "one line per cell")
+	prec.add(cmd)
+	return cmd
+}
