@@ -25,7 +25,13 @@ func (f *configFlags) add(cmd *cobra.Command) {
 
 // load merges defaults, the file, DIFFINV_* variables and --set values.
 func (f *configFlags) load() (*config.Config, error) {
-	return config.Load(config.Sources{Presets: f.presets, File: f.file, Env: os.Environ(), Sets: f.sets})
+	return config.Load(f.sources())
+}
+
+// sources are the layers the flags name: presets, --config, the process
+// environment (DIFFINV_*) and --set.
+func (f *configFlags) sources() config.Sources {
+	return config.Sources{Presets: f.presets, File: f.file, Env: os.Environ(), Sets: f.sets}
 }
 
 func newRootCmd() *cobra.Command {

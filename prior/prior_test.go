@@ -1,0 +1,96 @@
+package prior_test
+
+import (
+	"math"
+	"math/rand"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/prior"
+	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/train"
+)
+
+// tinyModel writes a tiny UNet with a run config of T = 20 x0-prediction
+// steps and returns its path and the network.
+func tinyModel(t *testing.T) (string, *model.UNet) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Model = config.Model{ImageSize: 8, InChannels: 1, NumChannels: 8, ChannelMult: []int{1, 2}, NumResBlocks: 1,
+		AttentionResolutions: []int{4}, NumHeads: 1, NumHeadChannels: -1, NumGroups: 4, UseScaleShiftNorm: true, ConvResample: true}
+	cfg.Diffusion.Steps, cfg.Diffusion.Prediction = 20, "x0"
+	cfg.Sample.Steps = 20
+	cfg.Data.Dataset = "folder"
+	net, err := model.New(cfg.Model, rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "tiny.safetensors")
+	if err := net.Save(p, map[string]string{train.MetaRunConfig: string(doc)}); err != nil {
+		t.Fatal(err)
+	}
+	return p, net
+}
+
+// TestOpen: a model file opens with its run config under the caller's
+// layers; the schedule is the file's (respaced on request) and the denoiser
+// turns the x0 prediction into ε; trained settings and the architecture
+// cannot be overridden; a missing path is a clear error.
+func TestOpen(t *testing.T) {
+	path, net := tinyModel(t)
+	p, err := prior.Open(path, config.Sources{Sets: []string{"sample.steps=5", "diffusion.variance=fixed_large"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Trained || p.Config.Sample.Steps != 5 || p.Config.Diffusion.Variance != "fixed_large" || p.Config.Diffusion.Steps != 20 {
+		t.Errorf("config: trained %v, sample.steps %d, variance %s, diffusion.steps %d", p.Trained, p.Config.Sample.Steps, p.Config.Diffusion.Variance, p.Config.Diffusion.Steps)
+	}
+	sched, den, err := p.Schedule(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sched.Len() != 5 {
+		t.Errorf("respaced schedule of %d steps, want 5", sched.Len())
+	}
+	// The denoiser reads the network's output as x̂0: ε = (x − √ᾱ x̂0)/√(1−ᾱ).
+	rng := rand.New(rand.NewSource(2))
+	x := tensors.Randn(rng, 1, 1, 8, 8)
+	full, _, _ := p.Schedule(0)
+	ts := []int{full.Timestep(10)}
+	eps, err := den.Eps(x, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x0, err := net.Eps(x, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab := full.AlphaBar(10)
+	for i, v := range tensors.F32(eps) {
+		want := (float64(tensors.F32(x)[i]) - math.Sqrt(ab)*float64(tensors.F32(x0)[i])) / math.Sqrt(1-ab)
+		if math.Abs(float64(v)-want) > 1e-4*(1+math.Abs(want)) {
+			t.Fatalf("ε[%d] = %v, want %v from the x0 prediction", i, v, want)
+		}
+	}
+	for _, c := range []struct {
+		sets []string
+		want string
+	}{
+		{[]string{"diffusion.prediction=eps"}, "diffusion.prediction is eps, the network was trained with x0"},
+		{[]string{"model.num_channels=16"}, "the model section differs from the checkpoint's architecture"},
+	} {
+		if _, err := prior.Open(path, config.Sources{Sets: c.sets}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error containing %q", c.sets, err, c.want)
+		}
+	}
+	if _, err := prior.Open(filepath.Join(t.TempDir(), "none.safetensors"), config.Sources{}); err == nil || !strings.Contains(err.Error(), "none.safetensors") {
+		t.Errorf("missing file: %v", err)
+	}
+}
