@@ -14,6 +14,8 @@ package prior
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -43,11 +45,20 @@ type Prior struct {
 	Trained bool
 }
 
+// ModelFile is the file a model folder holds (models/mnist/model.safetensors,
+// a training run's OUT/model.safetensors): a folder given as a checkpoint
+// path means it.
+const ModelFile = "model.safetensors"
+
 // Load reads the network and the run config the checkpoint at path was
-// trained with, without layering anything on it.
+// trained with, without layering anything on it. path may be a model
+// folder (see ModelFile).
 func Load(path string) (*Prior, error) {
 	if path == "" {
 		return nil, fmt.Errorf("prior: no checkpoint path (a .safetensors file written by diffinv train)")
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, ModelFile)
 	}
 	f, err := checkpoint.Load(path)
 	if err != nil {

@@ -3,6 +3,7 @@ package prior_test
 import (
 	"math"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,6 +90,17 @@ func TestOpen(t *testing.T) {
 		if _, err := prior.Open(path, config.Sources{Sets: c.sets}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error containing %q", c.sets, err, c.want)
 		}
+	}
+	// A model folder means its model.safetensors.
+	dir := t.TempDir()
+	if err := os.Rename(path, filepath.Join(dir, prior.ModelFile)); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := prior.Open(dir, config.Sources{}); err != nil || q.Path != filepath.Join(dir, prior.ModelFile) {
+		t.Errorf("model folder: %v", err)
+	}
+	if _, err := prior.Open(t.TempDir(), config.Sources{}); err == nil || !strings.Contains(err.Error(), prior.ModelFile) {
+		t.Errorf("empty folder: %v, want an error naming %s", err, prior.ModelFile)
 	}
 	if _, err := prior.Open(filepath.Join(t.TempDir(), "none.safetensors"), config.Sources{}); err == nil || !strings.Contains(err.Error(), "none.safetensors") {
 		t.Errorf("missing file: %v", err)

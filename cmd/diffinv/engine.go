@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/prior"
 )
 
 // errNoTorch is what torch-engine requests get from a default build.
@@ -44,6 +47,9 @@ func (e *engineFlags) denoiser(path string, net *model.UNet, cfg *config.Config,
 	case "torch":
 		if _, _, err := prec.use(w, cfg, e.name, net); err != nil {
 			return nil, err
+		}
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			path = filepath.Join(path, prior.ModelFile)
 		}
 		return torchDenoiser(path, e.device)
 	}

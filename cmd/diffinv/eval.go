@@ -270,7 +270,7 @@ median distance at least 0.8× the test faces' (a memorising model fails).`,
 	cf.add(samples)
 	prec.add(samples)
 	f := samples.Flags()
-	f.StringVar(&ckpt, "checkpoint", DefaultModel, "model checkpoint")
+	f.StringVar(&ckpt, "checkpoint", DefaultModel, "model checkpoint (.safetensors, or a model folder such as models/mnist)")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "evaluation classifier (a CelebA model defaults to "+DefaultAttrClassifier+")")
 	f.StringVar(&samplerName, "sampler", "ddim", "sampler (sets sample.sampler)")
 	f.IntVar(&n, "n", 1000, "samples (sets sample.num_samples)")

@@ -114,7 +114,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 	cf.add(cmd)
 	eng.add(cmd)
 	prec.add(cmd)
-	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "model checkpoint (.safetensors)")
+	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "model checkpoint (.safetensors, or a model folder such as models/mnist)")
 	cmd.Flags().StringVar(&sampler, "sampler", "", "sampler: "+strings.Join(sample.Names(), ", ")+" (sets sample.sampler)")
 	cmd.Flags().IntVar(&steps, "steps", 0, "sampling steps (sets sample.steps)")
 	cmd.Flags().IntVar(&n, "n", 0, "number of samples (sets sample.num_samples)")

@@ -209,7 +209,7 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 	eng.add(cmd)
 	prec.add(cmd)
 	src.add(cmd)
-	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "model checkpoint (.safetensors)")
+	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "model checkpoint (.safetensors, or a model folder such as models/mnist)")
 	cmd.Flags().StringVar(&taskName, "task", "", "task preset name or .yaml path")
 	cmd.Flags().StringVar(&method, "method", "", "solver (sets solver.method): "+strings.Join(solve.Names(), ", "))
 	cmd.Flags().StringVar(&out, "out", "", "output folder")

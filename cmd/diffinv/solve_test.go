@@ -125,15 +125,15 @@ func TestDemoCommand(t *testing.T) {
 		}
 	}
 	out := t.TempDir()
-	stdout, err := run(t, "demo", "--checkpoint", ckpt, "--digits", digits, "--out", out, "--tasks-dir", "../../configs/tasks",
-		"--tasks", "sr4,inpaint-box", "--dps-steps", "4", "--ddnm-steps", "4",
+	stdout, err := run(t, "demo", "--checkpoint", ckpt, "--digits", digits, "--out", out, "--tasks", "../../configs/tasks",
+		"--task", "sr4,inpaint-box", "--dps-steps", "4", "--ddnm-steps", "4",
 		"--set", "measurement.operator.factor=2", "--set", "measurement.operator.size=4")
 	if err == nil || !strings.Contains(err.Error(), "factor") {
 		// factor is sr4's parameter, unknown to inpaint_box: a clear error is right.
 		t.Fatalf("demo with an sr4 parameter on inpaint-box: %v", err)
 	}
-	stdout, err = run(t, "demo", "--checkpoint", ckpt, "--digits", digits, "--out", out, "--tasks-dir", "../../configs/tasks",
-		"--tasks", "inpaint-box", "--dps-steps", "4", "--ddnm-steps", "4", "--set", "measurement.operator.size=4")
+	stdout, err = run(t, "demo", "--checkpoint", ckpt, "--digits", digits, "--out", out, "--tasks", "../../configs/tasks",
+		"--task", "inpaint-box", "--dps-steps", "4", "--ddnm-steps", "4", "--set", "measurement.operator.size=4")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,5 +85,17 @@ func TestAbsurdSizesRefused(t *testing.T) {
 		if _, err := run(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error containing %q", c.args, err, c.want)
 		}
+	}
+}
+
+// TestCheckpointFolder: --checkpoint takes a model folder (models/mnist)
+// for the model.safetensors in it.
+func TestCheckpointFolder(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "s.png")
+	if _, err := run(t, "sample", "--checkpoint", "../../models/mnist", "--n", "1", "--steps", "2", "--out", out, "--precision", "fp32"); err != nil {
+		t.Fatalf("sample --checkpoint models/mnist: %v", err)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Error(err)
 	}
 }
