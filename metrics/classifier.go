@@ -67,16 +67,6 @@ var classifierShapes = map[string][]int{
 	"fc2.bias":     {NumClasses},
 }
 
-// ClassifierShapes returns the expected parameter names and shapes (a fresh
-// copy), what a checkpoint must hold exactly.
-func ClassifierShapes() map[string][]int {
-	out := make(map[string][]int, len(classifierShapes))
-	for k, v := range classifierShapes {
-		out[k] = append([]int(nil), v...)
-	}
-	return out
-}
-
 // paramNames lists the parameters in a fixed order (graph inputs, optimiser).
 func paramNames() []string {
 	names := make([]string, 0, len(classifierShapes))

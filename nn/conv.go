@@ -259,10 +259,8 @@ func convForward[T float](o *convOp, ds []*tensor.Dense, yd *tensor.Dense) {
 	})
 }
 
-// im2col writes the K×P column matrix of one image x (C×H×W) into cols.
-func im2col[T float](x []T, g *convGeom, cols []T) { im2colBlock(x, g, cols, 0, g.c, 0, g.oh) }
-
-// im2colRange writes the rows of channels [c0, c1) of the column matrix.
+// im2colRange writes the rows of channels [c0, c1) of the K×P column
+// matrix of one image x (C×H×W).
 func im2colRange[T float](x []T, g *convGeom, cols []T, c0, c1 int) {
 	im2colBlock(x, g, cols, c0, c1, 0, g.oh)
 }
@@ -301,11 +299,8 @@ func im2colBlock[T float](x []T, g *convGeom, cols []T, c0, c1, r0, r1 int) {
 	}
 }
 
-// col2im adds the K×P column matrix cols back into the image dx (C×H×W),
-// the adjoint of im2col.
-func col2im[T float](cols []T, g *convGeom, dx []T) { col2imBlock(cols, g, dx, 0, g.c, 0, g.oh) }
-
-// col2imRange adds the rows of channels [c0, c1) into their planes of dx.
+// col2imRange adds the rows of channels [c0, c1) of a K×P column matrix
+// into their planes of the image dx (C×H×W), the adjoint of im2colRange.
 func col2imRange[T float](cols []T, g *convGeom, dx []T, c0, c1 int) {
 	col2imBlock(cols, g, dx, c0, c1, 0, g.oh)
 }

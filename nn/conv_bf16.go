@@ -132,16 +132,3 @@ func (b *bf16Conv) backwardWeights(x, dy, dw []float32) error {
 	return nil
 }
 
-// kernels names the oneDNN kernels of the passes built so far.
-func (b *bf16Conv) kernels() []string {
-	if b.err != nil || len(b.convs) == 0 {
-		return nil
-	}
-	var ks []string
-	for _, p := range []dnnl.Pass{dnnl.Forward, dnnl.BackwardData, dnnl.BackwardWeights} {
-		if k := b.convs[0].Impl(p); k != "" {
-			ks = append(ks, p.String()+" "+k)
-		}
-	}
-	return ks
-}

@@ -196,14 +196,6 @@ func meanOf(x *tensor.Dense) (mean, sd []float64) {
 	return mean, sd
 }
 
-func mustSVD(t *testing.T, o op.SVD, err error) op.SVD {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o
-}
-
 // boxInpaint observes all but a 2×2 box of the 4×4 image.
 func boxInpaint(t *testing.T) op.SVD {
 	t.Helper()
