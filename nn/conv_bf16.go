@@ -131,4 +131,3 @@ func (b *bf16Conv) backwardWeights(x, dy, dw []float32) error {
 	}
 	return nil
 }
-
