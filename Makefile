@@ -33,7 +33,7 @@ bench: setup
 
 ## bench-ops: micro-benchmarks of the ops, BLAS and samplers
 bench-ops: setup
-	$(GO) test -run '^$$' -bench . -benchmem ./blas ./nn
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/blas ./nn
 
 ## train-mnist: train the shipped MNIST model from scratch with its five-stage recipe
 ## (scripts/train_mnist.sh; about 6 hours on 2 cores, resumable: run it again after a stop);

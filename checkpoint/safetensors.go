@@ -28,7 +28,7 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/atomicfile"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/internal/userfile"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // Dataset is N images of C×H×W bytes (NCHW order, 0..255) with optional

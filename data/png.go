@@ -10,8 +10,8 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/atomicfile"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/atomicfile"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // WritePNG encodes img as PNG at path atomically: it writes a temporary file

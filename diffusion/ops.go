@@ -3,7 +3,7 @@ package diffusion
 import (
 	"fmt"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

@@ -5,7 +5,7 @@ import (
 	"math"
 	"math/rand"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

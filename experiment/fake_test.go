@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // fakeRunner produces deterministic metrics from a cell's settings:

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/diffinv/diffinv/atomicfile"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 )
 
 // Migrate is the one-off adoption of cell results stored under identity

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/diffinv/diffinv/atomicfile"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/data"
 )
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/diffinv/diffinv/atomicfile"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/internal/dirlock"
 	"io"
 	"math"
@@ -15,7 +15,7 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/progress"
+	"github.com/diffinv/diffinv/internal/progress"
 )
 
 // ImageMetrics holds one image's per-image metrics.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/diffinv/diffinv/internal/dirlock"
-	"github.com/diffinv/diffinv/progress"
+	"github.com/diffinv/diffinv/internal/progress"
 )
 
 // quiet run options: logs into buf, a fixed clock for the bar.

@@ -11,9 +11,9 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/atomicfile"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/data"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // storeVersion is the cell result file format version: 2 since cell IDs

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/diffinv/diffinv/metrics"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // PSNR of a batch in [-1, 1]: an error of 0.2 there is 0.1 on [0, 1], 20 dB.

@@ -9,7 +9,7 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/blas"
+	"github.com/diffinv/diffinv/internal/blas"
 	"github.com/diffinv/diffinv/data"
 )
 

@@ -22,7 +22,7 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // MSE returns the mean squared difference of two equally long slices.

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/nn"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // shippedModel loads the shipped MNIST model, or skips when it is absent.

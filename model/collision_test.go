@@ -9,7 +9,7 @@ import (
 	G "gorgonia.org/gorgonia"
 
 	"github.com/diffinv/diffinv/nn"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // collideOdd makes checkedTape report a hash collision on every odd

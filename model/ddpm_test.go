@@ -15,7 +15,7 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // ddpmGolden loads bench/pytorch/ddpm_goldens.py's tiny DDPM model (weights

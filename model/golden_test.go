@@ -10,7 +10,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/checkpoint"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // goldenNames are the configs bench/pytorch/unet_goldens.py writes.

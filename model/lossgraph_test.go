@@ -10,7 +10,7 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // epsMSE is the LossFunc mean((out[:, :c] − target)²), target N×c×H×W,

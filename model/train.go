@@ -11,7 +11,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/nn"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // TrainGraph is a training graph of one batch size: forward with dropout,

@@ -8,7 +8,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/blas"
+	"github.com/diffinv/diffinv/internal/blas"
 )
 
 // TestSteadyStateAllocation runs a small conv/norm/attention/resample graph

@@ -9,7 +9,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/blas"
+	"github.com/diffinv/diffinv/internal/blas"
 )
 
 // randF32 returns a float32 tensor of normal draws.

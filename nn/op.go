@@ -11,7 +11,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/blas"
+	"github.com/diffinv/diffinv/internal/blas"
 )
 
 // float is the element type of the kernels: every op runs in float32 (the

@@ -11,7 +11,7 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/prior"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/train"
 )
 

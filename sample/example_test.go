@@ -7,7 +7,7 @@ import (
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/diffusion/analytic"
 	"github.com/diffinv/diffinv/sample"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gonum.org/v1/gonum/mat"
 )
 

@@ -23,7 +23,7 @@ import (
 	"sort"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

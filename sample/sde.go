@@ -6,7 +6,7 @@ import (
 	"math/rand"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

@@ -11,7 +11,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
-	"github.com/diffinv/diffinv/atomicfile"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 )
 
 // Run folder files besides checkpoints.

@@ -8,7 +8,7 @@ import (
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/sample"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

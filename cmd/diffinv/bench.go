@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/diffinv/diffinv/bench"
+	"github.com/diffinv/diffinv/internal/bench"
 )
 
 // benchSpec is one UNet to benchmark: a config file and its batch.

@@ -16,9 +16,9 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/inverse/pipeline"
-	"github.com/diffinv/diffinv/progress"
+	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/task"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // DefaultModel is the shipped MNIST model.

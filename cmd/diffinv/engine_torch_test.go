@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/checkpoint"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // The torch engine samples the same bits' worth as the native one: DDIM with

@@ -14,7 +14,7 @@ import (
 
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/metrics"
-	"github.com/diffinv/diffinv/progress"
+	"github.com/diffinv/diffinv/internal/progress"
 )
 
 func newTrainClassifierCmd() *cobra.Command {

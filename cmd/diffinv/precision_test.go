@@ -13,7 +13,7 @@ import (
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/nn"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/train"
 )
 

@@ -15,9 +15,9 @@ import (
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/internal/sysmem"
-	"github.com/diffinv/diffinv/progress"
+	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/sample"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 func newSampleCmd() *cobra.Command {

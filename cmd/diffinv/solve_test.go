@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/data"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 func TestSolveCommand(t *testing.T) {

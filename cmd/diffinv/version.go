@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/diffinv/diffinv/blas"
+	"github.com/diffinv/diffinv/internal/blas"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/nn"
 )

@@ -24,7 +24,7 @@ import (
 	"math/rand"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gonum.org/v1/gonum/mat"
 	"gorgonia.org/tensor"
 )

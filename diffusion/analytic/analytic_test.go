@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/mat"
 )

@@ -14,7 +14,7 @@ import (
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/model"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // tinyConfig loads engine/torch/testdata/tiny.yaml, the config of the

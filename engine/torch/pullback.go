@@ -10,7 +10,7 @@ import (
 	ts "github.com/sugarme/gotch/ts"
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // ErrStalePullback is returned by the vjp function of UNet.EpsPullback once

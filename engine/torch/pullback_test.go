@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/inverse/solve"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 var _ solve.Pullbacker = (*UNet)(nil)

@@ -12,7 +12,7 @@ import (
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/solve"
 	"github.com/diffinv/diffinv/model"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // TestSolveMatchesNative runs DPS (SR ×2 by average pooling, σ_y = 0.05,

@@ -16,7 +16,7 @@ import (
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/model"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // goldenDir holds PyTorch goldens written by bench/pytorch/unet_goldens.py.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/inverse/op"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

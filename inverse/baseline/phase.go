@@ -7,7 +7,7 @@ import (
 	"math/rand"
 
 	"github.com/diffinv/diffinv/inverse/op"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/solve"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // maskExpr is box inpainting as an expression: x ⊙ mask.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // directReflect is the reference of ReflectConv: PyTorch's ReflectionPad2d

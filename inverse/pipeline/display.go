@@ -3,7 +3,7 @@ package pipeline
 import (
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // DisplayY turns a measurement batch into an N×C×H×W picture in [−1, 1]

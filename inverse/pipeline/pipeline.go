@@ -31,7 +31,7 @@ import (
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/solve"
 	"github.com/diffinv/diffinv/metrics"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // Setup is a measurement and a solver ready to run on images of one shape.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/inverse/op"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

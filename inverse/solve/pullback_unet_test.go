@@ -10,7 +10,7 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/model"
-	"github.com/diffinv/diffinv/tensors"
+	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // The native UNet is a Pullbacker.

@@ -9,7 +9,7 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/diffinv/diffinv/blas"
+	"github.com/diffinv/diffinv/internal/blas"
 )
 
 // torchOutput is the JSON line bench/pytorch/bench_unet.py prints.
