@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 )
 
 // Report file names inside the output folder.

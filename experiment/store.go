@@ -11,8 +11,8 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/internal/tensors"
 )
 

@@ -3,8 +3,8 @@ package metrics_test
 import (
 	"fmt"
 
-	"github.com/diffinv/diffinv/metrics"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/metrics"
 )
 
 // PSNR of a batch in [-1, 1]: an error of 0.2 there is 0.1 on [0, 1], 20 dB.

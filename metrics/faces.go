@@ -9,8 +9,8 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/internal/blas"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/internal/blas"
 )
 
 // FaceReport is the face quality gate's measurement of a set of samples

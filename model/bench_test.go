@@ -12,8 +12,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // benchBatch is the batch of the speed benchmarks (the figure;

@@ -6,8 +6,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // shippedModel loads the shipped MNIST model, or skips when it is absent.

@@ -8,8 +8,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 
-	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // collideOdd makes checkedTape report a hash collision on every odd

@@ -5,8 +5,8 @@ import (
 	"math/rand"
 
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 )
 
 // A UNet from a config, as a denoiser: ε for a batch, then ε and the

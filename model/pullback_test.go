@@ -12,8 +12,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // pullbackCases are small configs covering learn_sigma (a cotangent that is

@@ -10,8 +10,8 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // TrainGraph is a training graph of one batch size: forward with dropout,

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/prior"
-	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/train"
 )
 

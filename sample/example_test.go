@@ -6,8 +6,8 @@ import (
 
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/diffusion/analytic"
-	"github.com/diffinv/diffinv/sample"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/sample"
 	"gonum.org/v1/gonum/mat"
 )
 

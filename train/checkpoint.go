@@ -11,8 +11,8 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 	"gorgonia.org/tensor"
 )
 

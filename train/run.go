@@ -16,14 +16,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/internal/dirlock"
-	"github.com/diffinv/diffinv/model"
-	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/nn"
 	"gorgonia.org/tensor"
 )
 

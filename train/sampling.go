@@ -6,9 +6,9 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/sample"
-	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
 

@@ -16,9 +16,9 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/metrics"
 	"github.com/diffinv/diffinv/model"
-	"github.com/diffinv/diffinv/internal/progress"
 )
 
 // DefaultAttrClassifier is the shipped CelebA attribute classifier.

@@ -15,10 +15,10 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
-	"github.com/diffinv/diffinv/inverse/pipeline"
 	"github.com/diffinv/diffinv/internal/progress"
-	"github.com/diffinv/diffinv/task"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/pipeline"
+	"github.com/diffinv/diffinv/task"
 )
 
 // DefaultModel is the shipped MNIST model.

@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/diffinv/diffinv/data"
-	"github.com/diffinv/diffinv/metrics"
 	"github.com/diffinv/diffinv/internal/progress"
+	"github.com/diffinv/diffinv/metrics"
 )
 
 func newTrainClassifierCmd() *cobra.Command {

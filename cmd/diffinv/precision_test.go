@@ -11,9 +11,9 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/nn"
-	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/train"
 )
 

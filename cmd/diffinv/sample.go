@@ -14,10 +14,10 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/internal/sysmem"
 	"github.com/diffinv/diffinv/internal/progress"
-	"github.com/diffinv/diffinv/sample"
+	"github.com/diffinv/diffinv/internal/sysmem"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/sample"
 )
 
 func newSampleCmd() *cobra.Command {

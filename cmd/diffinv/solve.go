@@ -13,15 +13,15 @@ import (
 	"github.com/spf13/cobra"
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/internal/atomicfile"
+	"github.com/diffinv/diffinv/internal/progress"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/pipeline"
 	"github.com/diffinv/diffinv/inverse/solve"
-	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/task"
-	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // imageSource is where solve and measure take ground-truth images from.

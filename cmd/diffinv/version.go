@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/diffinv/diffinv/internal/blas"
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/internal/blas"
 	"github.com/diffinv/diffinv/nn"
 )
 

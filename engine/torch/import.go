@@ -14,8 +14,8 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 )
 
 // FormatKey and Format mark a checkpoint written by Import (metadata

@@ -13,8 +13,8 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 )
 
 // tinyConfig loads engine/torch/testdata/tiny.yaml, the config of the

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/diffinv/diffinv/inverse/solve"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/solve"
 )
 
 var _ solve.Pullbacker = (*UNet)(nil)

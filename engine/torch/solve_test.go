@@ -9,10 +9,10 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/solve"
 	"github.com/diffinv/diffinv/model"
-	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // TestSolveMatchesNative runs DPS (SR ×2 by average pooling, σ_y = 0.05,

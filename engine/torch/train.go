@@ -11,8 +11,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/train"
 )
 

@@ -16,8 +16,8 @@ import (
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
-	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/train"
 )
 

@@ -17,8 +17,8 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 )
 
 // Param is one parameter of the network: its state-dict name (guided-

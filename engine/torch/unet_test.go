@@ -15,8 +15,8 @@ import (
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 )
 
 // goldenDir holds PyTorch goldens written by bench/pytorch/unet_goldens.py.

@@ -30,12 +30,12 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/internal/blas"
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/internal/blas"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/nn"
-	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/train"
 )
 

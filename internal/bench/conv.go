@@ -8,8 +8,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/nn"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // convShape is a 3×3, stride-1, pad-1 convolution of a UNet.

@@ -14,8 +14,8 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
 

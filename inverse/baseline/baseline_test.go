@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/data"
-	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
 

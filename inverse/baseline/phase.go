@@ -6,8 +6,8 @@ import (
 	"math/cmplx"
 	"math/rand"
 
-	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
 

@@ -10,9 +10,9 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/solve"
-	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // maskExpr is box inpainting as an expression: x ⊙ mask.

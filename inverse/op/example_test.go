@@ -7,8 +7,8 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/op"
 )
 
 // Build ×4 bicubic super-resolution from a config's name and parameters,

@@ -27,11 +27,11 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/baseline"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/solve"
 	"github.com/diffinv/diffinv/metrics"
-	"github.com/diffinv/diffinv/internal/tensors"
 )
 
 // Setup is a measurement and a solver ready to run on images of one shape.

@@ -6,9 +6,9 @@ import (
 
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/diffusion/analytic"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/solve"
-	"github.com/diffinv/diffinv/internal/tensors"
 	"gonum.org/v1/gonum/mat"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
 

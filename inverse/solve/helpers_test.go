@@ -7,8 +7,8 @@ import (
 
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/diffusion/analytic"
-	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/op"
 	"gonum.org/v1/gonum/mat"
 	"gorgonia.org/tensor"
 )

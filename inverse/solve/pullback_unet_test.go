@@ -9,8 +9,8 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 )
 
 // The native UNet is a Pullbacker.

@@ -46,8 +46,8 @@ import (
 	"strings"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
 

@@ -11,8 +11,8 @@ import (
 
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/diffusion/analytic"
-	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/op"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )

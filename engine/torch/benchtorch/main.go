@@ -22,11 +22,11 @@ import (
 	"math/rand"
 	"os"
 
-	"github.com/diffinv/diffinv/internal/bench"
 	"github.com/diffinv/diffinv/config"
 	torchengine "github.com/diffinv/diffinv/engine/torch"
-	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/internal/bench"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/train"
 )
 
