@@ -6,9 +6,9 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/inverse/task"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/prior"
-	"github.com/diffinv/diffinv/task"
 	"github.com/diffinv/diffinv/train"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/pipeline"
-	"github.com/diffinv/diffinv/task"
+	"github.com/diffinv/diffinv/inverse/task"
 )
 
 // DefaultModel is the shipped MNIST model.

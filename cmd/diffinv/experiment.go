@@ -23,9 +23,9 @@ import (
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/pipeline"
 	"github.com/diffinv/diffinv/inverse/solve"
+	"github.com/diffinv/diffinv/inverse/task"
 	"github.com/diffinv/diffinv/metrics"
 	"github.com/diffinv/diffinv/model"
-	"github.com/diffinv/diffinv/task"
 )
 
 // DefaultClassifier is the shipped MNIST feature net of FID and KID.

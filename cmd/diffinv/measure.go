@@ -14,7 +14,7 @@ import (
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/pipeline"
-	"github.com/diffinv/diffinv/task"
+	"github.com/diffinv/diffinv/inverse/task"
 )
 
 func newMeasureCmd() *cobra.Command {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/inverse/pipeline"
+	"github.com/diffinv/diffinv/inverse/task"
 	"github.com/diffinv/diffinv/nn"
-	"github.com/diffinv/diffinv/task"
 )
 
 // TestShippedModelSolvers is issue 7's acceptance check on the shipped MNIST

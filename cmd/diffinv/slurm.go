@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/diffinv/diffinv/experiment"
-	"github.com/diffinv/diffinv/task"
+	"github.com/diffinv/diffinv/inverse/task"
 )
 
 // slurmSecondsPerUnit is the time estimate behind the generated scripts'

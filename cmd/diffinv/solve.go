@@ -21,7 +21,7 @@ import (
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/pipeline"
 	"github.com/diffinv/diffinv/inverse/solve"
-	"github.com/diffinv/diffinv/task"
+	"github.com/diffinv/diffinv/inverse/task"
 )
 
 // imageSource is where solve and measure take ground-truth images from.

@@ -16,7 +16,7 @@ func TestShippedPresetsLoadAndValidate(t *testing.T) {
 	for _, v := range []struct {
 		dir   string
 		shape [3]int
-	}{{filepath.Join("..", DefaultDir), [3]int{1, 28, 28}}, {filepath.Join("..", DefaultDir, "celeba64"), [3]int{3, 64, 64}}} {
+	}{{filepath.Join("..", "..", DefaultDir), [3]int{1, 28, 28}}, {filepath.Join("..", "..", DefaultDir, "celeba64"), [3]int{3, 64, 64}}} {
 		t.Run(v.dir, func(t *testing.T) { checkPresets(t, v.dir, v.shape) })
 	}
 }
@@ -116,18 +116,18 @@ func TestLoadVariant(t *testing.T) {
 	if v := Variant(config.Default()); v != "" {
 		t.Fatalf("MNIST Variant %q, want none", v)
 	}
-	p, err := LoadVariant("inpaint-box", "../configs/tasks", "celeba64")
+	p, err := LoadVariant("inpaint-box", "../../configs/tasks", "celeba64")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(p.Path, "celeba64") || !strings.Contains(string(p.Config.YAML), "size: 32") {
 		t.Errorf("face inpaint-box from %s:\n%s", p.Path, p.Config.YAML)
 	}
-	p, err = LoadVariant("inpaint-box", "../configs/tasks", "")
+	p, err = LoadVariant("inpaint-box", "../../configs/tasks", "")
 	if err != nil || strings.Contains(p.Path, "celeba64") {
 		t.Errorf("MNIST inpaint-box: %v from %s", err, p.Path)
 	}
-	p, err = LoadVariant("inpaint-box", "../configs/tasks", "celeba128")
+	p, err = LoadVariant("inpaint-box", "../../configs/tasks", "celeba128")
 	if err != nil || strings.Contains(p.Path, "celeba") {
 		t.Errorf("a variant without presets falls back: %v from %s", err, p.Path)
 	}
