@@ -136,8 +136,8 @@ func takeClaim(cdir, id string) (*claim, error) {
 		if serr != nil {
 			continue // released meanwhile: try again
 		}
-		if time.Since(st.ModTime()) < ClaimStale {
-			holder, _ := os.ReadFile(p)
+		holder, _ := os.ReadFile(p)
+		if time.Since(st.ModTime()) < ClaimStale && !deadHere(string(holder), host) {
 			return nil, fmt.Errorf("cell %s: %w (%s)", id, errClaimed, strings.TrimSpace(string(holder)))
 		}
 		// Stale: move it aside; of several takers one rename succeeds.
@@ -147,6 +147,18 @@ func takeClaim(cdir, id string) (*claim, error) {
 		}
 	}
 	return nil, fmt.Errorf("cell %s: %w (a stale claim was taken over by another process)", id, errClaimed)
+}
+
+// deadHere reports whether a claim's holder ("host H pid P ...") ran on
+// this host and is gone: a shard killed and restarted here takes its own
+// cell back at once instead of waiting ClaimStale.
+func deadHere(holder, host string) bool {
+	var h string
+	var pid int
+	if _, err := fmt.Sscanf(holder, "host %s pid %d", &h, &pid); err != nil || h != host || pid <= 0 {
+		return false
+	}
+	return !processAlive(pid)
 }
 
 func (c *claim) heartbeat() {

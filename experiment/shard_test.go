@@ -3,7 +3,9 @@ package experiment
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -137,6 +139,23 @@ func TestClaims(t *testing.T) {
 	runFake(t, e, f, opts)
 	if len(f.calls) != 1 || f.calls[0] != live {
 		t.Errorf("after the claim was released ran %v, want only %s", f.calls, live)
+	}
+	// A claim of a process of this host that is gone is taken back at
+	// once (a shard killed and restarted here).
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip(err)
+	}
+	host, _ := os.Hostname()
+	os.WriteFile(claimPath(cdir, "dead"), []byte(fmt.Sprintf("host %s pid %d since now\n", host, cmd.Process.Pid)), 0o644)
+	if c, err := takeClaim(cdir, "dead"); err != nil {
+		t.Errorf("claim of a dead local process: %v, want it taken over", err)
+	} else {
+		c.release()
+	}
+	os.WriteFile(claimPath(cdir, "alive"), []byte(fmt.Sprintf("host %s pid %d since now\n", host, os.Getpid())), 0o644)
+	if _, err := takeClaim(cdir, "alive"); !errors.Is(err, errClaimed) {
+		t.Errorf("claim of a live local process: %v, want errClaimed", err)
 	}
 	if _, err := takeClaim(cdir, "x"); err != nil {
 		t.Fatal(err)
