@@ -108,7 +108,7 @@ between the cell's reconstructions and the whole MNIST test set.`,
 	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
 	prec.add(runCmd)
-	cmd.AddCommand(runCmd, newExperimentMigrateCmd(), newExperimentReportCmd(), newExperimentSlurmCmd(), newExperimentStatusCmd())
+	cmd.AddCommand(runCmd, newExperimentMigrateCmd(), newExperimentReportCmd(), newExperimentSlurmCmd(), newExperimentStatusCmd(), newExperimentK8sCmd())
 	return cmd
 }
 

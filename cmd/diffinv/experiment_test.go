@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/experiment"
 	"github.com/diffinv/diffinv/model"
@@ -380,5 +382,66 @@ output: ` + filepath.Join(dir, "out") + `
 	}
 	if !strings.Contains(st, "4 cells: 1 done, 1 running, 1 abandoned, 1 left") || !strings.Contains(st, "4242_1 diffinv-slurmy-shards RUNNING") {
 		t.Errorf("status:\n%s", st)
+	}
+}
+
+// TestExperimentK8s: the printed manifests are two YAML Jobs: an Indexed
+// Job of N completions whose pods run their shard from
+// JOB_COMPLETION_INDEX on the shared volume, and the report Job.
+func TestExperimentK8s(t *testing.T) {
+	out, err := run(t, "experiment", "k8s", "../../experiments/dps-table-mnist.yaml", "--shards", "3", "--image", "reg/diffinv:1",
+		"--pvc", "results", "--out", "/results/dps", "--tasks", "../../configs/tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(out))
+	type job struct {
+		Kind     string
+		Metadata struct{ Name string }
+		Spec     struct {
+			CompletionMode string `yaml:"completionMode"`
+			Completions    int
+			Template       struct {
+				Spec struct {
+					RestartPolicy string `yaml:"restartPolicy"`
+					Containers    []struct {
+						Image   string
+						Command []string
+					}
+					Volumes []struct {
+						PersistentVolumeClaim struct {
+							ClaimName string `yaml:"claimName"`
+						} `yaml:"persistentVolumeClaim"`
+					}
+				}
+			}
+		}
+	}
+	var jobs []job
+	for {
+		var j job
+		if err := dec.Decode(&j); err != nil {
+			break
+		}
+		jobs = append(jobs, j)
+	}
+	if len(jobs) != 2 {
+		t.Fatalf("%d YAML documents, want 2:\n%s", len(jobs), out)
+	}
+	sh, rep := jobs[0], jobs[1]
+	if sh.Kind != "Job" || sh.Spec.CompletionMode != "Indexed" || sh.Spec.Completions != 3 || sh.Spec.Template.Spec.RestartPolicy != "Never" ||
+		len(sh.Spec.Template.Spec.Containers) != 1 || sh.Spec.Template.Spec.Containers[0].Image != "reg/diffinv:1" ||
+		sh.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != "results" {
+		t.Errorf("shards Job: %+v", sh)
+	}
+	cmdLine := strings.Join(sh.Spec.Template.Spec.Containers[0].Command, " ")
+	if !strings.Contains(cmdLine, `--shard "$JOB_COMPLETION_INDEX/3"`) || !strings.Contains(cmdLine, "--out /results/dps") {
+		t.Errorf("shard command %q", cmdLine)
+	}
+	if rc := strings.Join(rep.Spec.Template.Spec.Containers[0].Command, " "); rep.Metadata.Name != "diffinv-dps-table-mnist-report" || !strings.Contains(rc, "experiment report") {
+		t.Errorf("report Job %s: %q", rep.Metadata.Name, rc)
+	}
+	if _, err := run(t, "experiment", "k8s", "../../experiments/dps-table-mnist.yaml"); err == nil || !strings.Contains(err.Error(), "--image and --pvc") {
+		t.Errorf("without --image: %v", err)
 	}
 }

@@ -322,3 +322,87 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 	prec.add(cmd)
 	return cmd
 }
+
+func newExperimentK8sCmd() *cobra.Command {
+	var sets, sweeps []string
+	var out, tasksDir, classifier, image, workdir, pvc, mount, cpu, mem string
+	var shards int
+	var prec precisionFlag
+	cmd := &cobra.Command{
+		Use:   "k8s FILE.yaml",
+		Short: "Print Kubernetes Jobs running an experiment as an Indexed Job of shards, then its report",
+		Long: `Prints two Kubernetes Jobs (YAML, to kubectl apply -f -): an Indexed Job of
+--shards completions, pod K running ` + "`diffinv experiment run FILE --shard K/N`" + ` with K from
+JOB_COMPLETION_INDEX, all writing the experiment's output folder on a shared
+volume (--pvc mounted at --mount); and a report Job to apply once it completes
+(` + "`diffinv experiment report`" + `). The image must hold diffinv, the repository
+(--workdir) and the data; the results folder must be on the shared volume.
+Written from the Kubernetes API reference; not run on a cluster here.`,
+		Example: `  diffinv experiment k8s experiments/dps-table-mnist.yaml --shards 4 --image registry/diffinv:latest --pvc results --out /results/dps-table-mnist`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exp, _, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
+			if err != nil {
+				return err
+			}
+			if shards < 1 {
+				return fmt.Errorf("--shards %d, want ≥ 1", shards)
+			}
+			if image == "" || pvc == "" {
+				return fmt.Errorf("--image and --pvc are required (the container image holding diffinv and the repository, and the claim of the shared results volume)")
+			}
+			if out == "" {
+				out = exp.Output
+			}
+			common := []string{"experiment", "run", args[0], "--out", out, "--tasks", tasksDir}
+			for _, s := range sets {
+				common = append(common, "--set", s)
+			}
+			for _, s := range sweeps {
+				common = append(common, "--sweep", s)
+			}
+			if prec.value != "" {
+				common = append(common, "--precision", prec.value)
+			}
+			quoted := make([]string, len(common))
+			for i, c := range common {
+				quoted[i] = shellQuote(c)
+			}
+			run := "diffinv " + strings.Join(quoted, " ") + fmt.Sprintf(` --shard "$JOB_COMPLETION_INDEX/%d"`, shards)
+			report := "diffinv " + strings.Join(append([]string{"experiment", "report"}, quoted[2:]...), " ")
+			name := "diffinv-" + strings.ToLower(strings.ReplaceAll(exp.Name, "_", "-"))
+			job := func(suffix, command string, indexed bool) string {
+				var b strings.Builder
+				fmt.Fprintf(&b, "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: %s-%s\nspec:\n", name, suffix)
+				if indexed {
+					fmt.Fprintf(&b, "  completionMode: Indexed\n  completions: %d\n  parallelism: %d\n  backoffLimit: %d\n", shards, shards, 2*shards)
+				} else {
+					fmt.Fprintf(&b, "  backoffLimit: 2\n")
+				}
+				fmt.Fprintf(&b, "  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: %s\n        image: %s\n        workingDir: %s\n", suffix, image, workdir)
+				fmt.Fprintf(&b, "        command: [\"sh\", \"-c\", %q]\n", command)
+				fmt.Fprintf(&b, "        resources:\n          requests: {cpu: %q, memory: %q}\n          limits: {cpu: %q, memory: %q}\n", cpu, mem, cpu, mem)
+				fmt.Fprintf(&b, "        volumeMounts:\n        - {name: results, mountPath: %s}\n      volumes:\n      - name: results\n        persistentVolumeClaim: {claimName: %s}\n", mount, pvc)
+				return b.String()
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "# diffinv experiment %s: %d shards as an Indexed Job; apply the report Job once it completes.\n%s---\n%s",
+				exp.Name, shards, job("shards", run, true), job("report", report, false))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run")
+	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run")
+	f.StringVar(&out, "out", "", "output folder on the shared volume (default: the file's output)")
+	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
+	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
+	f.IntVar(&shards, "shards", 4, "completions of the Indexed Job")
+	f.StringVar(&image, "image", "", "container image holding diffinv and the repository")
+	f.StringVar(&workdir, "workdir", "/diffinv", "the repository's folder in the image")
+	f.StringVar(&pvc, "pvc", "", "PersistentVolumeClaim of the shared results volume")
+	f.StringVar(&mount, "mount", "/results", "where the results volume is mounted")
+	f.StringVar(&cpu, "cpu", "2", "CPU request and limit per pod")
+	f.StringVar(&mem, "mem", "8Gi", "memory request and limit per pod")
+	prec.add(cmd)
+	return cmd
+}
