@@ -58,14 +58,15 @@ func TestSolveMatchesNative(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var opts solve.Options
-	opts.DPS = solve.DPSOptions{Scale: 0.3, Steps: 20, ClipX0: true}
-	opts.DDNM = solve.DDNMOptions{Steps: 20, Eta: 0.85, TravelRepeat: 1}
+	opts := map[string]solve.Options{
+		"dps":  solve.DPSOptions{Scale: 0.3, Steps: 20, ClipX0: true},
+		"ddnm": solve.DDNMOptions{Steps: 20, Eta: 0.85, TravelRepeat: 1},
+	}
 	for _, method := range []string{"dps", "ddnm"} {
 		t.Run(method, func(t *testing.T) {
 			var outs [2][]float32
 			for k, den := range []diffusion.Denoiser{te, ne} {
-				r, err := solve.Run(method, den, A, noise, y, sched, opts, rand.New(rand.NewSource(9)), nil)
+				r, err := solve.Solve(method, solve.Prior{Den: den, Sched: sched}, solve.Measurement{A: A, Noise: noise, Y: y}, opts[method], solve.ImageRNGs(9, 0, y.Shape()[0]), nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -2,101 +2,37 @@ package op
 
 import (
 	"fmt"
+	prm "github.com/diffinv/diffinv/internal/params"
 	"math"
 	"math/rand"
 	"sort"
 	"strings"
 )
 
-// params reads a config parameter map for one operator, checking types and
-// remembering which keys were consumed so unknown keys can be reported.
+// params reads one operator's parameter map (internal/params: the reader
+// the solver registry's options share).
 type params struct {
-	op   string
-	m    map[string]any
-	used map[string]bool
-	err  error
+	*prm.Reader
+	op string
 }
 
-func (p *params) fail(key string, v any, want string) {
-	if p.err == nil {
-		p.err = fmt.Errorf("operator %q: parameter %q: got %T %v, want %s", p.op, key, v, v, want)
-	}
+func newParams(op string, m map[string]any) *params {
+	return &params{Reader: prm.New(fmt.Sprintf("operator %q", op), "parameter", m), op: op}
 }
 
-func (p *params) has(key string) bool {
-	p.used[key] = true
-	_, ok := p.m[key]
-	return ok
-}
-
-func (p *params) float(key string, def float64) float64 {
-	p.used[key] = true
-	v, ok := p.m[key]
-	if !ok {
-		return def
-	}
-	switch x := v.(type) {
-	case float64:
-		return x
-	case float32:
-		return float64(x)
-	case int:
-		return float64(x)
-	case int64:
-		return float64(x)
-	case int32:
-		return float64(x)
-	}
-	p.fail(key, v, "a number")
-	return def
-}
-
-func (p *params) int(key string, def int) int {
-	p.used[key] = true
-	v, ok := p.m[key]
-	if !ok {
-		return def
-	}
-	switch x := v.(type) {
-	case int:
-		return x
-	case int64:
-		return int(x)
-	case int32:
-		return int(x)
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<31 {
-			return int(x)
-		}
-	case float32:
-		if float64(x) == math.Trunc(float64(x)) {
-			return int(x)
-		}
-	}
-	p.fail(key, v, "an integer")
-	return def
-}
-
-func (p *params) str(key, def string) string {
-	p.used[key] = true
-	v, ok := p.m[key]
-	if !ok {
-		return def
-	}
-	if s, ok := v.(string); ok {
-		return s
-	}
-	p.fail(key, v, "a string")
-	return def
-}
+func (p *params) has(key string) bool                   { return p.Has(key) }
+func (p *params) float(key string, def float64) float64 { return p.Float(key, def) }
+func (p *params) int(key string, def int) int           { return p.Int(key, def) }
+func (p *params) str(key, def string) string            { return p.Str(key, def) }
+func (p *params) fail(key string, v any, want string)   { p.Fail(key, v, want) }
 
 // orientation reads the "orientation" parameter of a kernel-based
 // operator (default Correlate, as PyTorch's conv2d and so DPS).
 func (p *params) orientation() Orientation {
 	v := p.str("orientation", string(Correlate))
 	o, err := ParseOrientation(v)
-	if err != nil && p.err == nil {
-		p.err = fmt.Errorf("operator %q: parameter \"orientation\": %w", p.op, err)
+	if err != nil && p.Err() == nil {
+		p.Failf("parameter \"orientation\": %w", err)
 	}
 	return o
 }
@@ -116,18 +52,18 @@ type filterBoundary struct {
 func (p *params) filterBoundary() filterBoundary {
 	fb := filterBoundary{tol: 3e-2, iters: DefaultReflectPinvIters}
 	b, err := ParseFilterBoundary(p.str("boundary", string(BoundaryCircular)))
-	if err != nil && p.err == nil {
-		p.err = fmt.Errorf("operator %q: parameter \"boundary\": %w", p.op, err)
+	if err != nil && p.Err() == nil {
+		p.Failf("parameter \"boundary\": %w", err)
 	}
 	fb.boundary = b
 	hasTol, hasIters := p.has("pinv_tol"), p.has("pinv_iters")
 	fb.tol = p.float("pinv_tol", fb.tol)
 	fb.iters = p.int("pinv_iters", fb.iters)
-	if p.err == nil && b == BoundaryReflect && hasTol {
-		p.err = fmt.Errorf("operator %q: parameter \"pinv_tol\" (%v) is the circular boundary's Fourier cut-off; with boundary reflect A† is conjugate gradients, capped by \"pinv_iters\"", p.op, fb.tol)
+	if p.Err() == nil && b == BoundaryReflect && hasTol {
+		p.Failf("parameter \"pinv_tol\" (%v) is the circular boundary's Fourier cut-off; with boundary reflect A† is conjugate gradients, capped by \"pinv_iters\"", fb.tol)
 	}
-	if p.err == nil && b == BoundaryCircular && hasIters {
-		p.err = fmt.Errorf("operator %q: parameter \"pinv_iters\" (%d) applies to boundary reflect; the circular boundary's A† is exact in Fourier space (cut-off \"pinv_tol\")", p.op, fb.iters)
+	if p.Err() == nil && b == BoundaryCircular && hasIters {
+		p.Failf("parameter \"pinv_iters\" (%d) applies to boundary reflect; the circular boundary's A† is exact in Fourier space (cut-off \"pinv_tol\")", fb.iters)
 	}
 	return fb
 }
@@ -148,13 +84,13 @@ func (p *params) blurOptions() (BlurOptions, float64) {
 	o.Orientation = p.orientation()
 	tol := p.float("svd_tol", 3e-2)
 	b, err := ParseBoundary(p.str("boundary", string(BoundaryZero)))
-	if err != nil && p.err == nil {
-		p.err = fmt.Errorf("operator %q: parameter \"boundary\": %w", p.op, err)
+	if err != nil && p.Err() == nil {
+		p.Failf("parameter \"boundary\": %w", err)
 	}
 	o.Boundary = b
 	tr, err := ParseTruncation(p.str("svd_trunc", string(TruncProduct)))
-	if err != nil && p.err == nil {
-		p.err = fmt.Errorf("operator %q: parameter \"svd_trunc\": %w", p.op, err)
+	if err != nil && p.Err() == nil {
+		p.Failf("parameter \"svd_trunc\": %w", err)
 	}
 	o.Trunc = tr
 	switch f := p.str("forward", "exact"); f {
@@ -162,8 +98,8 @@ func (p *params) blurOptions() (BlurOptions, float64) {
 	case "svd":
 		o.SVDForward = true
 	default:
-		if p.err == nil {
-			p.err = fmt.Errorf("operator %q: parameter \"forward\": %q, want \"exact\" or \"svd\" (Forward and Adjoint through the truncated SVD, as DDRM's/DDNM's A and At)", p.op, f)
+		if p.Err() == nil {
+			p.Failf("parameter \"forward\": %q, want \"exact\" or \"svd\" (Forward and Adjoint through the truncated SVD, as DDRM's/DDNM's A and At)", f)
 		}
 	}
 	switch t := p.str("taps", "all"); t {
@@ -171,8 +107,8 @@ func (p *params) blurOptions() (BlurOptions, float64) {
 	case "ddrm":
 		o.DropLastTap = true
 	default:
-		if p.err == nil {
-			p.err = fmt.Errorf("operator %q: parameter \"taps\": %q, want \"all\" or \"ddrm\" (DDRM's/DDNM's Deblurring matrix, which leaves out the last tap)", p.op, t)
+		if p.Err() == nil {
+			p.Failf("parameter \"taps\": %q, want \"all\" or \"ddrm\" (DDRM's/DDNM's Deblurring matrix, which leaves out the last tap)", t)
 		}
 	}
 	return o, tol
@@ -191,30 +127,7 @@ func gaussKernel(form string, size int, sigma float64) ([]float64, error) {
 }
 
 // done returns the first type error, or an error naming an unknown key.
-func (p *params) done() error {
-	if p.err != nil {
-		return p.err
-	}
-	var unknown, valid []string
-	for k := range p.m {
-		if !p.used[k] {
-			unknown = append(unknown, k)
-		}
-	}
-	for k := range p.used {
-		valid = append(valid, k)
-	}
-	sort.Strings(unknown)
-	sort.Strings(valid)
-	if len(unknown) > 0 {
-		v := strings.Join(valid, ", ")
-		if v == "" {
-			v = "none"
-		}
-		return fmt.Errorf("operator %q: unknown parameter %q (valid: %s)", p.op, unknown[0], v)
-	}
-	return nil
-}
+func (p *params) done() error { return p.Done() }
 
 type builder func(p *params, shape [3]int, rng *rand.Rand) (Operator, error)
 
@@ -389,8 +302,8 @@ var registry = map[string]builder{
 		inten := p.float("intensity", 0.5)
 		orient := p.orientation()
 		b, err := ParseFilterBoundary(p.str("boundary", string(BoundaryCircular)))
-		if err != nil && p.err == nil {
-			p.err = fmt.Errorf("operator %q: parameter \"boundary\": %w", p.op, err)
+		if err != nil && p.Err() == nil {
+			p.Failf("parameter \"boundary\": %w", err)
 		}
 		if err := p.done(); err != nil {
 			return nil, err
@@ -506,7 +419,7 @@ func New(name string, param map[string]any, imageShape [3]int, rng *rand.Rand) (
 	if param == nil {
 		param = map[string]any{}
 	}
-	return b(&params{op: name, m: param, used: map[string]bool{}}, imageShape, rng)
+	return b(newParams(name, param), imageShape, rng)
 }
 
 // NoiseNames lists the registered noise names.

@@ -36,11 +36,15 @@ import (
 
 // Setup is a measurement and a solver ready to run on images of one shape.
 type Setup struct {
-	Method    string
-	Baseline  string // resolved: pinv, tikhonov, admm_tv, hio, er or none
-	A         op.Operator
-	Noise     op.Noise
-	Opts      solve.Options
+	Method   string
+	Baseline string // resolved: pinv, tikhonov, admm_tv, hio, er or none
+	A        op.Operator
+	Noise    op.Noise
+	Opts     solve.Options
+	// Variance is the model's diffusion.variance, the reverse variance of
+	// the ancestral steps of DPS, MCG and projection (solve.Prior.Variance),
+	// as diffinv sample's DDPM takes it.
+	Variance  string
 	Den       diffusion.Denoiser
 	Sched     *diffusion.Schedule // the full training schedule
 	Shape     [3]int              // C, H, W
@@ -91,15 +95,19 @@ func New(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, 
 		return &Setup{Method: method, Baseline: b, A: A, Noise: noise, Sched: sched,
 			Shape: shape, BatchSize: cfg.Solver.BatchSize, Seed: seed, phase: phase}, nil
 	}
-	opts := solve.DefaultOptions()
-	// The ancestral step of DPS, MCG and projection uses the model's reverse
-	// variance, as diffinv sample's DDPM does (learned_range needs den to
-	// output it: model.UNet, or the torch engine's UNet).
-	opts.Variance = cfg.Diffusion.Variance
-	if opts, err = opts.Decode(method, taskDefaults); err != nil {
-		return nil, fmt.Errorf("task defaults for %s: %w", method, err)
+	// Task defaults under the user's solver.* keys, decoded as one layer.
+	merged := make(map[string]any, len(taskDefaults)+len(cfg.Solver.Options))
+	for k, v := range taskDefaults {
+		merged[k] = v
 	}
-	if opts, err = opts.Decode(method, cfg.Solver.Options); err != nil {
+	for k, v := range cfg.Solver.Options {
+		merged[k] = v
+	}
+	opts, err := solve.DecodeOptions(method, merged)
+	if err != nil {
+		if _, err2 := solve.DecodeOptions(method, taskDefaults); err2 != nil {
+			return nil, fmt.Errorf("task defaults for %s: %w", method, err2)
+		}
 		return nil, fmt.Errorf("solver options: %w", err)
 	}
 	if err := solve.Check(method, A, noise); err != nil {
@@ -109,7 +117,7 @@ func New(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, 
 	if err != nil {
 		return nil, err
 	}
-	return &Setup{Method: method, Baseline: b, A: A, Noise: noise, Opts: opts, Den: den, Sched: sched,
+	return &Setup{Method: method, Baseline: b, A: A, Noise: noise, Opts: opts, Variance: cfg.Diffusion.Variance, Den: den, Sched: sched,
 		Shape: shape, BatchSize: cfg.Solver.BatchSize, Seed: seed, phase: phase}, nil
 }
 
@@ -243,12 +251,13 @@ func (s *Setup) Solve(ctx context.Context, x *tensor.Dense, first int, progress 
 		}
 		hi := min(n, lo+bs)
 		yb := tensors.FromSlice(append([]float32(nil), tensors.F32(y)[lo*ysz:hi*ysz]...), append([]int{hi - lo}, y.Shape()[1:]...)...)
-		xb, err := solve.RunEach(s.Method, s.Den, s.A, s.Noise, yb, s.Sched, s.Opts, solve.ImageRNGs(s.Seed, first+lo, hi-lo), func(step, total int) {
-			stepsPer = total
-			if progress != nil {
-				progress(lo*total+step*(hi-lo), n*total)
-			}
-		})
+		xb, err := solve.Solve(s.Method, solve.Prior{Den: s.Den, Sched: s.Sched, Variance: s.Variance},
+			solve.Measurement{A: s.A, Noise: s.Noise, Y: yb}, s.Opts, solve.ImageRNGs(s.Seed, first+lo, hi-lo), func(st solve.Step) {
+				stepsPer = st.Total
+				if progress != nil {
+					progress(lo*st.Total+st.Step*(hi-lo), n*st.Total)
+				}
+			})
 		if err != nil {
 			return nil, fmt.Errorf("%s on images %d..%d: %w", s.Method, first+lo, first+hi-1, err)
 		}

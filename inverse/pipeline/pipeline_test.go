@@ -13,6 +13,7 @@ import (
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/diffusion/analytic"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/solve"
 )
 
 // gaussianSetup returns a config for 1×4×4 images, the exact denoiser of a
@@ -103,16 +104,16 @@ func TestSolverDefaultsLayering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Opts.DPS.Scale != 0.3 || s.Opts.DPS.Steps != 7 {
-		t.Errorf("dps options %+v: want the task's scale and the user's steps", s.Opts.DPS)
+	if o, ok := s.Opts.(solve.DPSOptions); !ok || o.Scale != 0.3 || o.Steps != 7 {
+		t.Errorf("dps options %+v: want the task's scale and the user's steps", s.Opts)
 	}
 	// The ancestral step's variance is the model's diffusion.variance.
 	cfg.Diffusion.Variance = "fixed_large"
 	if s, err = New(cfg, den, sched, nil, 1); err != nil {
 		t.Fatal(err)
 	}
-	if s.Opts.Variance != "fixed_large" {
-		t.Errorf("solver variance %q, want the config's diffusion.variance %q", s.Opts.Variance, "fixed_large")
+	if s.Variance != "fixed_large" {
+		t.Errorf("solver variance %q, want the config's diffusion.variance %q", s.Variance, "fixed_large")
 	}
 }
 

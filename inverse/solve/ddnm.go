@@ -3,10 +3,7 @@ package solve
 import (
 	"fmt"
 	"math"
-	"math/rand"
 
-	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
 
@@ -19,20 +16,13 @@ import (
 // (the official code's DDIM-style step and η convention). The last step
 // returns the corrected x̂0, so A x̂ = A A† y = y for y in the range of A.
 // It needs a linear operator and treats y as exact whatever the noise model
-// says (use ddnm+ for noisy y). Options: o.DDNM (no time travel).
-func DDNM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	p, err := newProblem("ddnm", den, A, noise, y, sched, rngs, progress)
+// says (use ddnm+ for noisy y). Options: DDNMOptions (no time travel).
+func ddnm(p *problem, o DDNMOptions) (*tensor.Dense, error) {
+	sched, err := p.respace(o.Steps)
 	if err != nil {
 		return nil, err
 	}
-	if err := o.DDNM.Validate("ddnm"); err != nil {
-		return nil, err
-	}
-	if sched, err = respaced("ddnm", sched, o.DDNM.Steps); err != nil {
-		return nil, err
-	}
 	K := sched.Len()
-	p.steps = K
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
 	for i := K - 1; i >= 0; i-- {
@@ -55,8 +45,8 @@ func DDNM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense
 		for j := range x0 {
 			x0[j] -= c[j]
 		}
-		x = p.mix(sched, i, x0, eps, o.DDNM.Eta)
-		p.tick()
+		x = p.mix(sched, i, x0, eps, o.Eta)
+		p.tick(sched, i, x, x0)
 	}
 	return p.finish(x)
 }
@@ -131,7 +121,7 @@ func (p *problem) v(z []float64) ([]float64, error) {
 // The first row's noise is diffinv's form, not the official code's: the
 // official Lambda_noise adds fresh noise γ z_j there and no ε̂ term (and
 // passes ε̂ to the spectral side without Vᵀ, a slip of that code that only
-// matters where it keeps an ε̂ term). o.DDNMPlus.FreshNoise selects the
+// matters where it keeps an ε̂ term). o.FreshNoise selects the
 // official form (at σ_y > 0; at σ_y = 0 the official code runs DDNM, and so
 // does this). Both give the noise its variance γ²; diffinv's keeps the
 // DDIM-style ε̂ share that DDNM's own step and the unmeasured coordinates
@@ -139,7 +129,7 @@ func (p *problem) v(z []float64) ([]float64, error) {
 // A†(A x̂0 − y)) applies to every coordinate. That simplified variant is
 // right only when all s_j are equal and is not offered.
 //
-// Time travel (o.DDNMPlus.TravelLength L > 0, TravelRepeat r > 1) follows
+// Time travel (o.TravelLength L > 0, TravelRepeat r > 1) follows
 // the official get_schedule_jump: from every index 0, L, 2L, … below K−L
 // the chain goes back up L steps, r−1 times, one index per move. It goes
 // up by the forward process, x_j = √(ᾱ_j/ᾱ_i) x_i + √(1−ᾱ_j/ᾱ_i) z
@@ -147,28 +137,22 @@ func (p *problem) v(z []float64) ([]float64, error) {
 // official code instead re-noises the last step's uncorrected x̂0 (its
 // x0_preds[-1], recorded before the range–null-space correction) to level
 // j at every move, x_j = √ᾱ_j x̂0 + √(1−ᾱ_j) z, so only the last of the L
-// moves counts: o.DDNMPlus.TravelX0 does that. It needs an SVD and
-// Gaussian (or clean) noise. Options: o.DDNMPlus.
-func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	const method = "ddnm+"
-	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
+// moves counts: o.TravelX0 does that. It needs an SVD and
+// Gaussian (or clean) noise. Options: o.
+func ddnmPlus(p *problem, o DDNMOptions) (*tensor.Dense, error) {
+	sched, err := p.respace(o.Steps)
 	if err != nil {
 		return nil, err
 	}
-	opt := o.DDNMPlus
-	if err := opt.Validate(method); err != nil {
-		return nil, err
-	}
-	if sched, err = respaced(method, sched, opt.Steps); err != nil {
-		return nil, err
-	}
+	const method = "ddnm+"
 	sp, err := p.spectral()
 	if err != nil {
 		return nil, err
 	}
 	M := len(sp.s)
 	K := sched.Len()
-	times := jumpSchedule(K, opt.TravelLength, opt.TravelRepeat)
+	times := jumpSchedule(K, o.TravelLength, o.TravelRepeat)
+	p.steps = 0 // the descending moves, revisits included
 	for j := 1; j < len(times); j++ {
 		if times[j] < times[j-1] {
 			p.steps++
@@ -176,15 +160,15 @@ func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.D
 	}
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
-	eta := opt.Eta
-	fresh := opt.FreshNoise && p.sigmaY > 0
+	eta := o.Eta
+	fresh := o.FreshNoise && p.sigmaY > 0
 	var lastX0 []float64 // the last step's uncorrected x̂0 (travel_x0)
 	for q := 1; q < len(times); q++ {
 		i, next := times[q-1], times[q]
 		if next > i { // time travel: re-noise from index i to index next
 			z := make([]float64, len(x))
 			p.randn(z)
-			if opt.TravelX0 {
+			if o.TravelX0 {
 				a := sched.AlphaBar(next)
 				for j := range x {
 					x[j] = math.Sqrt(a)*lastX0[j] + math.Sqrt(1-a)*z[j]
@@ -248,7 +232,7 @@ func DDNMPlus(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.D
 		if x, err = p.v(u); err != nil {
 			return nil, err
 		}
-		p.tick()
+		p.tick(sched, i, x, x0)
 	}
 	return p.finish(x)
 }

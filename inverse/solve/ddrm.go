@@ -2,10 +2,7 @@ package solve
 
 import (
 	"math"
-	"math/rand"
 
-	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
 
@@ -23,23 +20,16 @@ import (
 // differences from the official code: zero singular values always take the
 // unmeasured branch (the code sends them to the "less noisy" branch when
 // σ_y > 0, dropping the ε̂ term there), and x_T is √ᾱ_T times the VE draw
-// (the code divides by σ_T, which agrees as ᾱ_T → 0; o.DDRM.InitOverSigma
+// (the code divides by σ_T, which agrees as ᾱ_T → 0; o.InitOverSigma
 // does that). With σ_y = 0 every measured coordinate is in the "noisier"
 // branch, and the last step returns η_B ȳ + (1−η_B) x̂0 there (the code's
 // strict inequalities send it to the unmeasured branch there, returning x̂0
-// on measured coordinates too). o.DDRM.StrictCases selects the cases as
+// on measured coordinates too). o.StrictCases selects the cases as
 // the code does, for both differences. It needs an SVD and Gaussian (or
-// clean) noise. Options: o.DDRM (η = 0.85, η_B = 1, 20 steps).
-func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	p, err := newProblem("ddrm", den, A, noise, y, sched, rngs, progress)
+// clean) noise. Options: DDRMOptions (η = 0.85, η_B = 1, 20 steps).
+func ddrm(p *problem, o DDRMOptions) (*tensor.Dense, error) {
+	sched, err := p.respace(o.Steps)
 	if err != nil {
-		return nil, err
-	}
-	opt := o.DDRM
-	if err := opt.Validate(); err != nil {
-		return nil, err
-	}
-	if sched, err = respaced("ddrm", sched, opt.Steps); err != nil {
 		return nil, err
 	}
 	sp, err := p.spectral()
@@ -49,7 +39,6 @@ func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense
 	M := len(sp.s)
 	sy := p.sigmaY
 	K := sched.Len()
-	p.steps = K
 	measured := func(j int) bool { return j < M && sp.s[j] != 0 }
 
 	// x_T from p(x_T | y).
@@ -64,7 +53,7 @@ func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense
 			} else {
 				u[idx] *= sigT
 			}
-			if opt.InitOverSigma {
+			if o.InitOverSigma {
 				u[idx] /= sigT
 			} else {
 				u[idx] *= sched.SqrtAlphaBar(K - 1)
@@ -99,20 +88,20 @@ func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense
 			for j := 0; j < p.d; j++ {
 				idx := k*p.d + j
 				c := vx0[idx]
-				if opt.StrictCases {
-					u[idx] = strictCase(opt, sp, k, j, M, c, sn, sy, veps[idx], z[idx]) * math.Sqrt(abPrev)
+				if o.StrictCases {
+					u[idx] = strictCase(o, sp, k, j, M, c, sn, sy, veps[idx], z[idx]) * math.Sqrt(abPrev)
 					continue
 				}
 				switch {
 				case !measured(j):
-					u[idx] = c + math.Sqrt(1-opt.Eta*opt.Eta)*sn*veps[idx] + opt.Eta*sn*z[idx]
+					u[idx] = c + math.Sqrt(1-o.Eta*o.Eta)*sn*veps[idx] + o.Eta*sn*z[idx]
 				case sp.s[j]*sn > sy || sy == 0:
 					yb := sp.ybar[k*M+j]
-					sd := math.Sqrt(math.Max(sn*sn-opt.EtaB*opt.EtaB*sy*sy/(sp.s[j]*sp.s[j]), 0))
-					u[idx] = opt.EtaB*yb + (1-opt.EtaB)*c + sd*z[idx]
+					sd := math.Sqrt(math.Max(sn*sn-o.EtaB*o.EtaB*sy*sy/(sp.s[j]*sp.s[j]), 0))
+					u[idx] = o.EtaB*yb + (1-o.EtaB)*c + sd*z[idx]
 				default:
 					yb := sp.ybar[k*M+j]
-					u[idx] = c + math.Sqrt(1-opt.Eta*opt.Eta)*sn*(yb-c)*sp.s[j]/sy + opt.Eta*sn*z[idx]
+					u[idx] = c + math.Sqrt(1-o.Eta*o.Eta)*sn*(yb-c)*sp.s[j]/sy + o.Eta*sn*z[idx]
 				}
 				u[idx] *= math.Sqrt(abPrev)
 			}
@@ -120,7 +109,7 @@ func DDRM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense
 		if x, err = p.v(u); err != nil {
 			return nil, err
 		}
-		p.tick()
+		p.tick(sched, i, x, x0)
 	}
 	return p.finish(x)
 }

@@ -3,7 +3,6 @@ package solve
 import (
 	"fmt"
 	"math"
-	"math/rand"
 
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/inverse/op"
@@ -15,7 +14,7 @@ const poissonFloor = 1e-2
 
 // DPS is diffusion posterior sampling (Chung et al., ICLR 2023). Starting
 // from x_T ~ N(0, I), at each index i it takes the ancestral DDPM step
-// (the model's reverse variance, Options.Variance) to x'_{i−1} and then
+// (the model's reverse variance, Prior.Variance) to x'_{i−1} and then
 //
 //	x_{i−1} = x'_{i−1} − ζ ∇_{x_i} ρ(x̂0(x_i)),  ρ = ‖y − A(x̂0)‖_W,
 //
@@ -38,10 +37,8 @@ const poissonFloor = 1e-2
 // of ½‖·‖²: the step size of an image never depends on the others. The
 // official code differentiates the norm of the whole batch's residual, which
 // couples images (a badly fitting image shrinks every other image's step);
-// batch_norm does that. Options: o.DPS. Works with any Operator.
-func DPS(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	return dpsLoop("dps", den, A, noise, y, sched, o.DPS, o.Variance, rngs, progress, false)
-}
+// batch_norm does that. Options: DPSOptions. Works with any Operator.
+func dps(p *problem, o DPSOptions) (*tensor.Dense, error) { return dpsLoop(p, o, false) }
 
 // MCG is manifold-constrained gradient (Chung et al., NeurIPS 2022): the
 // DPS step (same ζ rule and clamp, per image unless batch_norm), then the
@@ -58,28 +55,21 @@ func DPS(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense,
 // inpainting: noise_level current does that, and with scale 1, batch_norm
 // and clip_x0 it is that code's step. (The DPS repository's MCG
 // projection, LinearOperator.project, returns (I − AᵀA) y_t − A x, which is
-// not a projection.) It needs a linear operator; options o.MCG. After a
+// not a projection.) It needs a linear operator; options DPSOptions. After a
 // projection the residual ρ is small, so the DPS rule's step ζ/ρ gets
 // large: on the 4×4 correlated Gaussian test prior with a 2×2 hole, ζ =
 // 0.5 leaves the mean 0.81 from the posterior mean (posterior shift 1.5),
 // ζ = 0.1 0.57, ζ = 0.02 0.11 (projection alone, ζ = 0: 0.29), without
 // clip_x0. Expect to need a much smaller ζ than DPS.
-func MCG(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	return dpsLoop("mcg", den, A, noise, y, sched, o.MCG, o.Variance, rngs, progress, true)
-}
+func mcg(p *problem, o DPSOptions) (*tensor.Dense, error) { return dpsLoop(p, o, true) }
 
-func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o DPSOptions, variance string, rngs []*rand.Rand, progress Progress, project bool) (*tensor.Dense, error) {
-	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
+func dpsLoop(p *problem, o DPSOptions, project bool) (*tensor.Dense, error) {
+	method, noise := p.method, p.noise
+	if err := p.useVariance(); err != nil {
+		return nil, err
+	}
+	sched, err := p.respace(o.Steps)
 	if err != nil {
-		return nil, err
-	}
-	if err := o.Validate(method); err != nil {
-		return nil, err
-	}
-	if err := p.setVariance(variance); err != nil {
-		return nil, err
-	}
-	if sched, err = respaced(method, sched, o.Steps); err != nil {
 		return nil, err
 	}
 	_, poisson := noise.(*op.Poisson)
@@ -100,7 +90,6 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 	}
 	current := o.NoiseLevel == NoiseLevelCurrent
 	K := sched.Len()
-	p.steps = K
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
 	clipLoss := o.ClipX0 && !o.ClipMeanOnly
@@ -130,7 +119,7 @@ func dpsLoop(method string, den diffusion.Denoiser, A op.Operator, noise op.Nois
 			}
 		}
 		x = next
-		p.tick()
+		p.tick(sched, i, x, x0)
 	}
 	return p.finish(x)
 }
@@ -282,26 +271,19 @@ func (p *problem) project(sched *diffusion.Schedule, i int, x []float64, current
 
 // Projection is the Score-SDE (Song et al., ICLR 2021) / ILVR (Choi et al.
 // 2021) style solver: an unconditional ancestral DDPM step (the model's
-// reverse variance, Options.Variance), then the
+// reverse variance, Prior.Variance), then the
 // measured part of x_{i−1} is replaced by that of the measurement noised to
 // level i−1 (see MCG); no gradient. It needs a linear operator and ignores
-// the noise model (y is taken as exact). Options: o.Projection.
-func Projection(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	p, err := newProblem("projection", den, A, noise, y, sched, rngs, progress)
+// the noise model (y is taken as exact). Options: ProjectionOptions.
+func projection(p *problem, o ProjectionOptions) (*tensor.Dense, error) {
+	if err := p.useVariance(); err != nil {
+		return nil, err
+	}
+	sched, err := p.respace(o.Steps)
 	if err != nil {
 		return nil, err
 	}
-	if err := o.Projection.Validate(); err != nil {
-		return nil, err
-	}
-	if err := p.setVariance(o.Variance); err != nil {
-		return nil, err
-	}
-	if sched, err = respaced("projection", sched, o.Projection.Steps); err != nil {
-		return nil, err
-	}
 	K := sched.Len()
-	p.steps = K
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
 	for i := K - 1; i >= 0; i-- {
@@ -314,11 +296,11 @@ func Projection(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor
 		if err != nil {
 			return nil, err
 		}
-		next := p.ancestral(sched, i, x, x0, v, o.Projection.ClipX0)
+		next := p.ancestral(sched, i, x, x0, v, o.ClipX0)
 		if x, err = p.project(sched, i, next, false); err != nil {
 			return nil, err
 		}
-		p.tick()
+		p.tick(sched, i, x, x0)
 	}
 	return p.finish(x)
 }

@@ -14,7 +14,7 @@ import (
 
 // Noise-free ×2 super-resolution of 4×4 images under a standard Gaussian
 // prior with DDNM: every reconstruction reproduces the measurement.
-func ExampleRunEach() {
+func ExampleSolve() {
 	sched, _ := diffusion.NewSchedule(diffusion.Linear, 1000, 0, 0)
 	shape := [3]int{1, 4, 4}
 	mu := make([]float64, 16)
@@ -38,7 +38,7 @@ func ExampleRunEach() {
 		return
 	}
 	// Image k draws from ImageRNGs(seed, k, 1)[0] whatever the batch.
-	x, err := solve.RunEach("ddnm", den, A, noise, y, sched, opts, solve.ImageRNGs(1, 0, 3), nil)
+	x, err := solve.Solve("ddnm", solve.Prior{Den: den, Sched: sched}, solve.Measurement{A: A, Noise: noise, Y: y}, opts, solve.ImageRNGs(1, 0, 3), nil)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -106,7 +106,6 @@ func TestSolverGoldens(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.Name, err)
 		}
-		opts.Variance = c.Variance
 		y := f32(c.Y, n, 1, 1, gop.M)
 		next := 0
 		replayNoise = func(z []float64) {
@@ -121,7 +120,7 @@ func TestSolverGoldens(t *testing.T) {
 			}
 			next++
 		}
-		x, err := RunEach(c.Method, den, A, noise, y, sched, opts, ImageRNGs(1, 0, n), nil)
+		x, err := Solve(c.Method, Prior{Den: den, Sched: sched, Variance: c.Variance}, Measurement{A: A, Noise: noise, Y: y}, opts, ImageRNGs(1, 0, n), nil)
 		replayNoise = nil
 		if err != nil {
 			t.Fatalf("%s: %v", c.Name, err)
@@ -384,11 +383,11 @@ func TestAncestralVariance(t *testing.T) {
 		}
 	}
 	for _, c := range cases {
-		p, err := newProblem("dps", stub, A, clean, y, sched, ImageRNGs(1, 0, 1), nil)
+		p, err := newProblem(dpsEntry(t), Prior{Den: stub, Sched: sched, Variance: c.variance}, Measurement{A: A, Noise: clean, Y: y}, ImageRNGs(1, 0, 1), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.setVariance(c.variance); err != nil {
+		if err := p.useVariance(); err != nil {
 			t.Fatalf("%q: %v", c.variance, err)
 		}
 		c0, ct := sched.PosteriorMeanCoefs(i)
@@ -426,12 +425,12 @@ func TestAncestralVariance(t *testing.T) {
 		{plainDenoiser{stub}, VarianceLearnedRange, "learned variance output"},
 		{stub, "learned-range", `variance "learned-range"`},
 	} {
-		p, err := newProblem("dps", c.den, A, clean, y, sched, ImageRNGs(1, 0, 1), nil)
+		p, err := newProblem(dpsEntry(t), Prior{Den: c.den, Sched: sched, Variance: c.variance}, Measurement{A: A, Noise: clean, Y: y}, ImageRNGs(1, 0, 1), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.setVariance(c.variance); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("setVariance(%q) with %T: error %v, want one containing %q", c.variance, c.den, err, c.want)
+		if err := p.useVariance(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("useVariance(%q) with %T: error %v, want one containing %q", c.variance, c.den, err, c.want)
 		}
 	}
 }
@@ -466,7 +465,7 @@ func TestPoissonScalarNeedsNonzeroY(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = RunEach("dps", stub, A, noise, y, full, o, ImageRNGs(1, 0, 1), nil)
+		_, err = Solve("dps", Prior{Den: stub, Sched: full}, Measurement{A: A, Noise: noise, Y: y}, o, ImageRNGs(1, 0, 1), nil)
 		if c.want == "" && err != nil {
 			t.Errorf("%s: %v", c.weight, err)
 		}
@@ -483,7 +482,16 @@ func TestPoissonScalarNeedsNonzeroY(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := RunEach("dps", stub, A, gauss, y, full, o, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "weights Poisson noise only") {
+	if _, err := Solve("dps", Prior{Den: stub, Sched: full}, Measurement{A: A, Noise: gauss, Y: y}, o, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "weights Poisson noise only") {
 		t.Errorf("poisson_weight with Gaussian noise: %v, want an error", err)
 	}
+}
+
+func dpsEntry(t *testing.T) entry {
+	t.Helper()
+	e, err := lookupEntry("dps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

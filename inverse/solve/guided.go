@@ -2,16 +2,13 @@ package solve
 
 import (
 	"math"
-	"math/rand"
 
-	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
 
 // PiGDM is pseudo-inverse guided diffusion (Song, Vahdat, Mardani, Kautz,
 // ICLR 2023). It approximates p(x0 | x_t) by N(x̂0, r_t² I) with
-// r_t² = v σ_t²/(v + σ_t²) (σ_t the VE level, v = o.PiGDM.DataVar, 1 in the
+// r_t² = v σ_t²/(v + σ_t²) (σ_t the VE level, v = o.DataVar, 1 in the
 // paper), so that p(y | x_t) ≈ N(A x̂0, r_t² A Aᵀ + σ_y² I) and
 //
 //	∇_{x_t} log p(y | x_t) ≈ (∂x̂0/∂x_t)ᵀ h / r_t²,
@@ -26,11 +23,11 @@ import (
 //
 // The default step is the paper's Algorithm 1 with its adaptive weight
 // r_t² (as in the authors' code): the unconditional DDIM step (η =
-// o.PiGDM.Eta) plus w √ᾱ_{t−1} √ᾱ_t (∂x̂0/∂x_t)ᵀ h = w √ᾱ_{t−1} (h − √(1−ᾱ_t)
-// (∂ε/∂x_t)ᵀ h), w = o.PiGDM.Weight. Its gain on the measured components
+// o.Eta) plus w √ᾱ_{t−1} √ᾱ_t (∂x̂0/∂x_t)ᵀ h = w √ᾱ_{t−1} (h − √(1−ᾱ_t)
+// (∂ε/∂x_t)ᵀ h), w = o.Weight. Its gain on the measured components
 // is at most √ᾱ_{t−1}, so it is stable on trained networks.
 //
-// With o.PiGDM.Tweedie the guidance instead enters through Tweedie's
+// With o.Tweedie the guidance instead enters through Tweedie's
 // formula for the conditional, x̂0_y = x̂0 + w σ_t² ∇ log p(y | x_t)/√ᾱ_t and
 // ε̂_y = ε̂ − w √(1−ᾱ_t) ∇ log p(y | x_t). That is the exact conditional
 // score of the same approximation, so for a prior N(μ, v I) the sampler is
@@ -38,19 +35,12 @@ import (
 // noise, and a trained ε-network's Jacobian is not exact enough for that:
 // on the shipped MNIST model this form diverges. Needs Gaussian (or clean)
 // noise.
-func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	const method = "pigdm"
-	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
+func piGDM(p *problem, o PiGDMOptions) (*tensor.Dense, error) {
+	sched, err := p.respace(o.Steps)
 	if err != nil {
 		return nil, err
 	}
-	opt := o.PiGDM
-	if err := opt.Validate(); err != nil {
-		return nil, err
-	}
-	if sched, err = respaced(method, sched, opt.Steps); err != nil {
-		return nil, err
-	}
+	const method = "pigdm"
 	var sp *spectral
 	if p.svd != nil {
 		if sp, err = p.spectral(); err != nil {
@@ -58,7 +48,6 @@ func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dens
 		}
 	}
 	K := sched.Len()
-	p.steps = K
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
 	for i := K - 1; i >= 0; i-- {
@@ -69,7 +58,7 @@ func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dens
 		x0 := x0FromEps(sched, i, x, eps)
 		a, s := sched.SqrtAlphaBar(i), sched.SqrtOneMinusAlphaBar(i)
 		sig2 := (1 - sched.AlphaBar(i)) / sched.AlphaBar(i)
-		r2 := opt.DataVar * sig2 / (opt.DataVar + sig2)
+		r2 := o.DataVar * sig2 / (o.DataVar + sig2)
 		var h []float64
 		if sp != nil {
 			vx0, err := p.vt(x0)
@@ -110,22 +99,22 @@ func PiGDM(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dens
 		if err != nil {
 			return nil, err
 		}
-		if opt.Tweedie {
+		if o.Tweedie {
 			// g = ∇ log p(y | x_t) = (h − s·vjp)/(a r²).
 			for j := range x0 {
 				g := (h[j] - s*vjp[j]) / (a * r2)
-				x0[j] += opt.Weight * s * s / a * g
-				eps[j] -= opt.Weight * s * g
+				x0[j] += o.Weight * s * s / a * g
+				eps[j] -= o.Weight * s * g
 			}
-			x = p.ddim(sched, i, x0, eps, opt.Eta)
+			x = p.ddim(sched, i, x0, eps, o.Eta)
 		} else {
-			x = p.ddim(sched, i, x0, eps, opt.Eta)
-			w := opt.Weight * math.Sqrt(sched.AlphaBarPrev(i))
+			x = p.ddim(sched, i, x0, eps, o.Eta)
+			w := o.Weight * math.Sqrt(sched.AlphaBarPrev(i))
 			for j := range x {
 				x[j] += w * (h[j] - s*vjp[j])
 			}
 		}
-		p.tick()
+		p.tick(sched, i, x, x0)
 	}
 	return p.finish(x)
 }
@@ -265,9 +254,9 @@ const cgDiverged = 100
 // so that p(y | x_t) ≈ N(A x̂0, A Cov Aᵀ + σ_y² I), and steps with the
 // conditional mean x̂0_y = x̂0 + Cov Aᵀ u, (σ_y² I + A Cov Aᵀ) u = y − A x̂0
 // (Boys et al. 2023, "Tweedie moment projected diffusions"; Rozet et al.
-// 2024, MMPS), then a DDIM step with η = o.MomentMatching.Eta and
+// 2024, MMPS), then a DDIM step with η = o.Eta and
 // ε̂_y = (x_t − √ᾱ x̂0_y)/√(1−ᾱ). The system is solved per image by
-// o.MomentMatching.CGIters conjugate-gradient iterations (stopping early
+// o.CGIters conjugate-gradient iterations (stopping early
 // per image once the residual falls by 1e-12 or grows cgDiverged-fold over
 // its smallest value; each image keeps its smallest-residual iterate, so a
 // step never corrects x̂0 away from y: with a trained network Cov is
@@ -281,21 +270,13 @@ const cgDiverged = 100
 // Gaussian prior the covariance is exact, and so is the mean of the result
 // up to the CG tolerance. Needs a linear operator and Gaussian (or clean)
 // noise.
-func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, o Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	const method = "moment-matching"
-	p, err := newProblem(method, den, A, noise, y, sched, rngs, progress)
+func momentMatching(p *problem, o MomentMatchingOptions) (*tensor.Dense, error) {
+	sched, err := p.respace(o.Steps)
 	if err != nil {
 		return nil, err
 	}
-	opt := o.MomentMatching
-	if err := opt.Validate(); err != nil {
-		return nil, err
-	}
-	if sched, err = respaced(method, sched, opt.Steps); err != nil {
-		return nil, err
-	}
+	const method = "moment-matching"
 	K := sched.Len()
-	p.steps = K
 	x := make([]float64, p.n*p.d)
 	p.randn(x)
 	n, d, m := p.n, p.d, p.m
@@ -322,7 +303,7 @@ func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *te
 			bestRS[k] = dot(res[k*m:(k+1)*m], res[k*m:(k+1)*m])
 		}
 		var cq []float64 // Cov Aᵀ dir of the current iteration
-		err = p.cgEach(res, opt.CGIters, 1e-12, func(dir []float64) ([]float64, error) {
+		err = p.cgEach(res, o.CGIters, 1e-12, func(dir []float64) ([]float64, error) {
 			q, err := p.adjoint(dir)
 			if err != nil {
 				return nil, err
@@ -353,8 +334,8 @@ func MomentMatching(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *te
 			x0[j] += best[j]
 			eps[j] -= a / s * best[j]
 		}
-		x = p.ddim(sched, i, x0, eps, opt.Eta)
-		p.tick()
+		x = p.ddim(sched, i, x0, eps, o.Eta)
+		p.tick(sched, i, x, x0)
 	}
 	return p.finish(x)
 }

@@ -68,13 +68,12 @@ func smallUNet(t *testing.T) *model.UNet {
 func TestPullbackerUNet(t *testing.T) {
 	A := boxInpaint(t)
 	s := newSetup(t, A, 0.05, true, 1)
-	o := fastOptions()
-	o.DPS.Steps, o.MCG.Steps, o.PiGDM.Steps, o.MomentMatching.Steps = 10, 10, 10, 10
 	u := smallUNet(t)
 	for _, m := range []string{"dps", "mcg", "pigdm", "moment-matching"} {
 		t.Run(m, func(t *testing.T) {
+			o := mustOptions(t, m, map[string]any{"steps": 10})
 			plain := &countedUNet{UNet: u}
-			want, err := RunEach(m, struct{ diffusion.Denoiser }{plain}, A, s.noise, s.batchY(2), s.sched, o, ImageRNGs(3, 0, 2), nil)
+			want, err := Solve(m, Prior{Den: struct{ diffusion.Denoiser }{plain}, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, ImageRNGs(3, 0, 2), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,7 +81,8 @@ func TestPullbackerUNet(t *testing.T) {
 				t.Fatalf("plain path: %d Eps, %d EpsVJP, %d EpsPullback calls", plain.eps, plain.vjps, plain.pulls)
 			}
 			pb := &countedUNet{UNet: u}
-			got, err := RunEach(m, pb, A, s.noise, s.batchY(2), s.sched, o, ImageRNGs(3, 0, 2), func(step, total int) {
+			got, err := Solve(m, Prior{Den: pb, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, ImageRNGs(3, 0, 2), func(st Step) {
+				step := st.Step
 				if pb.pulls != step || pb.eps != 0 || pb.vjps != 0 {
 					t.Errorf("after step %d: %d EpsPullback, %d Eps, %d EpsVJP calls; want %d, 0, 0", step, pb.pulls, pb.eps, pb.vjps, step)
 				}

@@ -1,10 +1,14 @@
 // Package solve holds diffinv's diffusion solvers for inverse problems:
 // posterior sampling of x given y = A(x) + n with a diffusion prior.
 //
-// Every solver is a plain function of (denoiser, operator, noise model, y,
-// schedule, options, per-image random streams, progress), registered under
-// the name a config's solver.method uses (see Names). The registered
-// methods:
+// Solve runs the method registered under a name (see Names) on a
+// Measurement (A, noise model, y) with a Prior (denoiser, schedule, reverse
+// variance); each method has its own options type (DPSOptions, DDNMOptions,
+// …), which DecodeOptions makes from a config's solver.* keys, and one
+// Callback sees every step's x and x̂0. Inside, a solver is a small
+// function of the checked problem and its options, registered with its
+// options decoder in registry(): adding one is a file and one line. The
+// registered methods:
 //
 //   - "dps": diffusion posterior sampling (Chung et al. 2023), gradient
 //     through the network and the operator's VJP; Gaussian or Poisson noise.
@@ -26,12 +30,12 @@
 // Conventions. Images are N×C×H×W float32 in [−1, 1]; y is what the
 // operator's Forward produces for the batch, plus noise. Solvers walk the
 // schedule they are given from its last index down to 0 (or a uniform
-// respacing of it to Options.<Method>.Steps steps) and call the denoiser
+// respacing of it to the method's Steps option) and call the denoiser
 // with the original timesteps sched.Timestep(i). All arithmetic between
 // denoiser and operator calls is float64.
 //
 // Per-image independence. Every image of a batch has its own random stream
-// (RunEach takes one *rand.Rand per image; Run derives them from one rng),
+// (Solve takes one *rand.Rand per image),
 // and every step-size rule, norm and stopping test is per image: solving a
 // batch gives, image by image, what solving each image alone with the same
 // stream gives. ImageRNGs derives the stream of image k from (seed, k), so
@@ -42,22 +46,55 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"reflect"
 	"sort"
 	"strings"
 
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/internal/params"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
 
-// Progress is called after each of total denoiser steps with step =
-// 1..total; nil means no reporting.
-type Progress func(step, total int)
+// Measurement is what a solver conditions on: y = A(x) + n, the operator
+// A, the noise model of n and the measured batch y (N × A's output shape).
+type Measurement struct {
+	A     op.Operator
+	Noise op.Noise
+	Y     *tensor.Dense
+}
 
-// Func is the signature of every registered solver: rngs holds one random
-// stream per image of the batch y.
-type Func func(den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error)
+// Prior is the diffusion prior: the denoiser, the schedule it was trained
+// on, and the reverse-process variance of its ancestral step (a model's
+// diffusion.variance: VarianceFixedSmall, "" meaning it too,
+// VarianceFixedLarge or VarianceLearnedRange, which needs a
+// VarianceDenoiser). DPS, MCG and projection take ancestral steps; the
+// other methods ignore Variance.
+type Prior struct {
+	Den      diffusion.Denoiser
+	Sched    *diffusion.Schedule
+	Variance string
+}
+
+// Step is what a Callback sees after each denoiser step of a solver.
+type Step struct {
+	// Step counts the denoiser steps taken, 1..Total (time travel and other
+	// revisits count each time).
+	Step, Total int
+	// Index is the index of the schedule the solver walks (the respaced
+	// one) that the step left; Timestep is its original timestep.
+	Index, Timestep int
+	// X is the state after the step and X0 the step's estimate of the clean
+	// image x̂0 (after the method's data correction where it makes one), both
+	// N×C×H×W; X0 is nil for a step that has none.
+	X, X0 *tensor.Dense
+}
+
+// Callback is called after each denoiser step (k-diffusion's callback): for
+// progress, for recording the trajectory, for plotting x̂0 as it forms. The
+// tensors are copies the callback may keep.
+type Callback func(Step)
 
 // Pullbacker is an optional extension of diffusion.Denoiser: one forward
 // pass gives ε and a function that returns vᵀ∂ε/∂x_t for any v. DPS, MCG
@@ -76,7 +113,7 @@ type Pullbacker interface {
 // [−1, 1] per element, interpolating log σ² between log β̃ (v = −1) and
 // log β (v = +1). It is sample.VarianceDenoiser's method set (model.UNet
 // and train.PredictionDenoiser's wrappers have it); the ancestral step of
-// DPS, MCG and projection uses it when Options.Variance is
+// DPS, MCG and projection uses it when Prior.Variance is
 // VarianceLearnedRange.
 type VarianceDenoiser interface {
 	diffusion.Denoiser
@@ -105,23 +142,41 @@ func (r Requirements) need() int {
 	return needOperator
 }
 
+// entry is one registered method: its options decoder and its run
+// function, which gets the checked problem (p.sched the prior's schedule,
+// not yet respaced) and validated options.
 type entry struct {
 	name    string
-	fn      Func
 	summary string
 	req     Requirements
+	decode  func(r *params.Reader) Options
+	run     func(p *problem, o Options) (*tensor.Dense, error)
+	typ     reflect.Type // the method's options type
 }
 
+// method makes a registry entry from a typed decoder and run function.
+func method[O Options](name, summary string, req Requirements, decode func(*params.Reader) O, run func(*problem, O) (*tensor.Dense, error)) entry {
+	var zero O
+	return entry{
+		name: name, summary: summary, req: req,
+		decode: func(r *params.Reader) Options { return decode(r) },
+		run:    func(p *problem, o Options) (*tensor.Dense, error) { return run(p, o.(O)) },
+		typ:    reflect.TypeOf(zero),
+	}
+}
+
+// registry lists the methods. Adding a solver is a file with its options,
+// decoder and run function, and one line here.
 func registry() []entry {
 	return []entry{
-		{"dps", DPS, "diffusion posterior sampling: ancestral step + ζ∇‖y − A(x̂0)‖ (any operator, Gaussian or Poisson noise)", Requirements{}},
-		{"mcg", MCG, "manifold-constrained gradient: the DPS step, then projection onto the noised measurement", Requirements{Linear: true}},
-		{"projection", Projection, "Score-SDE / ILVR projection: unconditional step, then replace the measured part by the noised y", Requirements{Linear: true}},
-		{"ddnm", DDNM, "range–null-space decomposition, noise-free: x̂0 ← x̂0 − A†(A x̂0 − y), then a DDIM-style step", Requirements{Linear: true}},
-		{"ddnm+", DDNMPlus, "DDNM for noisy y: λ_t per singular value, optional time travel", Requirements{SVD: true, GaussianNoise: true}},
-		{"ddrm", DDRM, "denoising diffusion restoration models: SVD-space variational steps (η, η_B, 20 steps)", Requirements{SVD: true, GaussianNoise: true}},
-		{"pigdm", PiGDM, "pseudo-inverse guided diffusion: guidance (∂x̂0/∂x_t)ᵀAᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂0)", Requirements{Linear: true, GaussianNoise: true}},
-		{"moment-matching", MomentMatching, "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}},
+		method("dps", "diffusion posterior sampling: ancestral step + ζ∇‖y − A(x̂0)‖ (any operator, Gaussian or Poisson noise)", Requirements{}, decodeDPS, dps),
+		method("mcg", "manifold-constrained gradient: the DPS step, then projection onto the noised measurement", Requirements{Linear: true}, decodeDPS, mcg),
+		method("projection", "Score-SDE / ILVR projection: unconditional step, then replace the measured part by the noised y", Requirements{Linear: true}, decodeProjection, projection),
+		method("ddnm", "range–null-space decomposition, noise-free: x̂0 ← x̂0 − A†(A x̂0 − y), then a DDIM-style step", Requirements{Linear: true}, decodeDDNM, ddnm),
+		method("ddnm+", "DDNM for noisy y: λ_t per singular value, optional time travel", Requirements{SVD: true, GaussianNoise: true}, decodeDDNM, ddnmPlus),
+		method("ddrm", "denoising diffusion restoration models: SVD-space variational steps (η, η_B, 20 steps)", Requirements{SVD: true, GaussianNoise: true}, decodeDDRM, ddrm),
+		method("pigdm", "pseudo-inverse guided diffusion: guidance (∂x̂0/∂x_t)ᵀAᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂0)", Requirements{Linear: true, GaussianNoise: true}, decodePiGDM, piGDM),
+		method("moment-matching", "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}, decodeMomentMatching, momentMatching),
 	}
 }
 
@@ -134,13 +189,47 @@ func lookupEntry(name string) (entry, error) {
 	return entry{}, fmt.Errorf("solve: unknown method %q, want one of %s", name, strings.Join(Names(), ", "))
 }
 
-// Describe returns a one-line summary of the method and what it needs.
-func Describe(name string) (summary string, req Requirements, err error) {
+// Summary returns a one-line description of the method and what it needs
+// (Requirements), as `diffinv solve --help` lists them.
+func Summary(name string) (summary string, req Requirements, err error) {
 	e, err := lookupEntry(name)
 	if err != nil {
 		return "", Requirements{}, err
 	}
 	return e.summary, e.req, nil
+}
+
+// DecodeOptions returns method's options from a config's solver.* keys
+// (without the prefix; m may be nil), the published defaults standing for
+// absent keys. Numbers may be any Go number type (an integer option refuses
+// fractions), switches bool, named choices string. An unknown key is an
+// error listing the valid ones, a wrong type names the key and the type
+// wanted; the result is validated.
+func DecodeOptions(method string, m map[string]any) (Options, error) {
+	e, err := lookupEntry(method)
+	if err != nil {
+		return nil, err
+	}
+	r := params.New("solve: "+method, "option", m)
+	o := e.decode(r)
+	if err := r.Done(); err != nil {
+		return nil, err
+	}
+	if err := o.Validate(method); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// OptionKeys returns the config keys method accepts, sorted.
+func OptionKeys(method string) ([]string, error) {
+	e, err := lookupEntry(method)
+	if err != nil {
+		return nil, err
+	}
+	r := params.New("solve: "+method, "option", nil)
+	e.decode(r)
+	return r.Keys(), nil
 }
 
 // Check returns the error the method would return for an operator or noise
@@ -205,52 +294,33 @@ func Names() []string {
 	return out
 }
 
-// Lookup returns the solver registered under name, or an error listing the
-// valid names.
-func Lookup(name string) (Func, error) {
-	e, err := lookupEntry(name)
+// Solve runs method on the measurement with the prior. opts are the
+// method's options (DecodeOptions, or the method's options struct; nil
+// takes the defaults); rngs holds one random stream per image of meas.Y
+// (ImageRNGs), image k drawing only from rngs[k]; cb, if not nil, is
+// called after every denoiser step. It returns the reconstructions,
+// N×C×H×W in A's input shape.
+func Solve(method string, prior Prior, meas Measurement, opts Options, rngs []*rand.Rand, cb Callback) (*tensor.Dense, error) {
+	e, err := lookupEntry(method)
 	if err != nil {
 		return nil, err
 	}
-	return e.fn, nil
-}
-
-// Run solves the batch y with the solver registered under name. The
-// per-image streams are drawn from rng (SplitRNG), so the result of image k
-// depends on the batch it is in; use RunEach with ImageRNGs for results
-// that do not.
-func Run(name string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, opts Options, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
-	fn, err := Lookup(name)
+	if opts == nil {
+		if opts, err = DecodeOptions(method, nil); err != nil {
+			return nil, err
+		}
+	}
+	if t := reflect.TypeOf(opts); t != e.typ {
+		return nil, fmt.Errorf("solve: %s: options of type %v, want %v", method, t, e.typ)
+	}
+	if err := opts.Validate(method); err != nil {
+		return nil, err
+	}
+	p, err := newProblem(e, prior, meas, rngs, cb)
 	if err != nil {
 		return nil, err
 	}
-	if rng == nil {
-		return nil, fmt.Errorf("solve: %s: nil *rand.Rand, want a seeded source", name)
-	}
-	n, _, _, _, err := tensors.NCHW("y", y)
-	if err != nil {
-		return nil, fmt.Errorf("solve: %s: %w", name, err)
-	}
-	return fn(den, A, noise, y, sched, opts, SplitRNG(rng, n), progress)
-}
-
-// RunEach solves the batch y with the solver registered under name, image k
-// drawing only from rngs[k].
-func RunEach(name string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	fn, err := Lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	return fn(den, A, noise, y, sched, opts, rngs, progress)
-}
-
-// SplitRNG returns n independent streams seeded by n draws from rng.
-func SplitRNG(rng *rand.Rand, n int) []*rand.Rand {
-	out := make([]*rand.Rand, n)
-	for k := range out {
-		out[k] = rand.New(rand.NewSource(rng.Int63()))
-	}
-	return out
+	return e.run(p, opts)
 }
 
 // ImageRNGs returns the streams of images first..first+n−1 of a run seeded
@@ -294,10 +364,11 @@ type problem struct {
 	n, d, m  int       // batch, per-image dims of x and y
 	sched    *diffusion.Schedule
 	rngs     []*rand.Rand
-	progress Progress
-	steps    int // denoiser steps reported to progress
+	cb       Callback
+	steps    int // denoiser steps reported to cb (Step.Total)
 	done     int
-	variance string           // Options.Variance, "" read as fixed_small
+	prior    Prior
+	variance string           // set by useVariance: Prior.Variance, "" read as fixed_small
 	vden     VarianceDenoiser // set when variance is learned_range
 }
 
@@ -310,17 +381,17 @@ const (
 
 // newProblem validates the common inputs and the structure the method's
 // registry entry requires.
-func newProblem(method string, den diffusion.Denoiser, A op.Operator, noise op.Noise, y *tensor.Dense, sched *diffusion.Schedule, rngs []*rand.Rand, progress Progress) (*problem, error) {
-	p := &problem{method: method, den: den, A: A, noise: noise, y: y, sched: sched, rngs: rngs, progress: progress}
+func newProblem(e entry, prior Prior, meas Measurement, rngs []*rand.Rand, cb Callback) (*problem, error) {
+	method, den, A, noise, y, sched := e.name, prior.Den, meas.A, meas.Noise, meas.Y, prior.Sched
+	p := &problem{method: method, den: den, A: A, noise: noise, y: y, sched: sched, rngs: rngs, cb: cb, prior: prior}
 	if den == nil {
 		return nil, fmt.Errorf("solve: %s: nil denoiser", method)
 	}
 	if sched == nil {
 		return nil, fmt.Errorf("solve: %s: nil schedule", method)
 	}
-	e, err := lookupEntry(method)
-	if err != nil {
-		return nil, err
+	if y == nil {
+		return nil, fmt.Errorf("solve: %s: nil measurement y", method)
 	}
 	st, err := checkStructure(method, A, noise, e.req)
 	if err != nil {
@@ -364,9 +435,11 @@ func newProblem(method string, den diffusion.Denoiser, A op.Operator, noise op.N
 	return p, nil
 }
 
-// setVariance validates the reverse-step variance of the ancestral step
-// and, for learned_range, that the denoiser outputs one.
-func (p *problem) setVariance(v string) error {
+// useVariance validates the prior's reverse-step variance for a method
+// that takes ancestral steps and, for learned_range, that the denoiser
+// outputs one.
+func (p *problem) useVariance() error {
+	v := p.prior.Variance
 	if err := validVariance(p.method, v); err != nil {
 		return err
 	}
@@ -400,6 +473,18 @@ func (p *problem) varOut(sched *diffusion.Schedule, x []float64, i int) ([]float
 		return nil, fmt.Errorf("solve: %s: denoiser variance at timestep %d: %w", p.method, sched.Timestep(i), err)
 	}
 	return f64(v), nil
+}
+
+// respace returns the schedule the solver walks, p.sched respaced to steps
+// (see respaced), and sets the Total its callback reports to its length;
+// time travel adds to it.
+func (p *problem) respace(steps int) (*diffusion.Schedule, error) {
+	s, err := respaced(p.method, p.sched, steps)
+	if err != nil {
+		return nil, err
+	}
+	p.steps = s.Len()
+	return s, nil
 }
 
 // respaced returns the schedule a solver walks: sched itself when steps is
@@ -569,11 +654,18 @@ func (p *problem) randn(z []float64) {
 	}
 }
 
-func (p *problem) tick() {
+// tick reports a denoiser step that left index i of sched, with the state
+// x after it and its x̂0 (nil when the step has none), to the callback.
+func (p *problem) tick(sched *diffusion.Schedule, i int, x, x0 []float64) {
 	p.done++
-	if p.progress != nil {
-		p.progress(p.done, p.steps)
+	if p.cb == nil {
+		return
 	}
+	st := Step{Step: p.done, Total: p.steps, Index: i, Timestep: sched.Timestep(i), X: p.image(x)}
+	if x0 != nil {
+		st.X0 = p.image(x0)
+	}
+	p.cb(st)
 }
 
 // x0FromEps returns x̂0 = (x − √(1−ᾱ_i) ε)/√ᾱ_i.

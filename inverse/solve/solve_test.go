@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand"
 	"reflect"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -130,7 +132,7 @@ func TestPosteriorMean(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			x, err := RunEach(c.method, s.den, A, s.noise, s.batchY(c.n), s.sched, o, ImageRNGs(7, 0, c.n), nil)
+			x, err := Solve(c.method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(c.n)}, o, ImageRNGs(7, 0, c.n), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,11 +181,11 @@ func TestPiGDMWithoutSVD(t *testing.T) {
 					t.Fatal(err)
 				}
 				const n = 4
-				want, err := RunEach("pigdm", s.den, A, s.noise, s.batchY(n), s.sched, o, ImageRNGs(3, 0, n), nil)
+				want, err := Solve("pigdm", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(3, 0, n), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, err := RunEach("pigdm", s.den, linearOnly{A, A.(op.Shaped)}, s.noise, s.batchY(n), s.sched, o, ImageRNGs(3, 0, n), nil)
+				got, err := Solve("pigdm", Prior{Den: s.den, Sched: s.sched}, Measurement{A: linearOnly{A, A.(op.Shaped)}, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(3, 0, n), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -214,10 +216,14 @@ func TestMeasurementConsistency(t *testing.T) {
 					A = boxInpaint(t)
 				}
 				s := newSetup(t, A, 0, true, 5)
-				o := DefaultOptions()
-				o.DPS.Steps, o.MCG.Steps, o.Projection.Steps = 50, 50, 50
+				o := fastOptions()[m]
+				if m == "dps" || m == "mcg" || m == "projection" {
+					o = mustOptions(t, m, map[string]any{"steps": 50})
+				} else {
+					o = mustOptions(t, m, nil)
+				}
 				const n = 8
-				x, err := RunEach(m, s.den, A, s.noise, s.batchY(n), s.sched, o, ImageRNGs(1, 0, n), nil)
+				x, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(1, 0, n), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -247,12 +253,32 @@ func TestMeasurementConsistency(t *testing.T) {
 }
 
 // fastOptions keeps the stochastic checks cheap.
-func fastOptions() Options {
-	o := DefaultOptions()
-	o.DPS.Steps, o.MCG.Steps, o.Projection.Steps = 40, 40, 40
-	o.DDNM.Steps, o.DDNMPlus.Steps, o.DDRM.Steps = 20, 20, 10
-	o.PiGDM.Steps, o.MomentMatching.Steps = 20, 20
-	o.DDNMPlus.TravelLength, o.DDNMPlus.TravelRepeat = 3, 2
+// fastOptions returns each method's defaults with fewer steps (and DDNM+
+// with time travel), by method name.
+func fastOptions() map[string]Options {
+	set := map[string]map[string]any{
+		"dps": {"steps": 40}, "mcg": {"steps": 40}, "projection": {"steps": 40},
+		"ddnm": {"steps": 20}, "ddnm+": {"steps": 20, "travel_length": 3, "travel_repeat": 2},
+		"ddrm": {"steps": 10}, "pigdm": {"steps": 20}, "moment-matching": {"steps": 20},
+	}
+	out := map[string]Options{}
+	for _, m := range Names() {
+		o, err := DecodeOptions(m, set[m])
+		if err != nil {
+			panic(err)
+		}
+		out[m] = o
+	}
+	return out
+}
+
+// mustOptions decodes method's options from m or fails the test.
+func mustOptions(t testing.TB, method string, m map[string]any) Options {
+	t.Helper()
+	o, err := DecodeOptions(method, m)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return o
 }
 
@@ -271,13 +297,13 @@ func TestPerImageIndependence(t *testing.T) {
 	Y := f32(yb, append([]int{2}, s1.yshape...)...)
 	for _, method := range Names() {
 		t.Run(method, func(t *testing.T) {
-			o := fastOptions()
-			both, err := RunEach(method, s1.den, A, s1.noise, Y, s1.sched, o, ImageRNGs(42, 0, 2), nil)
+			o := fastOptions()[method]
+			both, err := Solve(method, Prior{Den: s1.den, Sched: s1.sched}, Measurement{A: A, Noise: s1.noise, Y: Y}, o, ImageRNGs(42, 0, 2), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for k, s := range []*setup{s1, s2} {
-				one, err := RunEach(method, s.den, A, s.noise, s.batchY(1), s.sched, o, ImageRNGs(42, k, 1), nil)
+				one, err := Solve(method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o, ImageRNGs(42, k, 1), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -298,7 +324,7 @@ func TestDeterminism(t *testing.T) {
 	for _, method := range Names() {
 		t.Run(method, func(t *testing.T) {
 			run := func(seed int64) []float32 {
-				x, err := Run(method, s.den, A, s.noise, s.batchY(2), s.sched, fastOptions(), rand.New(rand.NewSource(seed)), nil)
+				x, err := Solve(method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, fastOptions()[method], ImageRNGs(seed, 0, 2), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -336,7 +362,7 @@ func TestDPSGradient(t *testing.T) {
 	A := srOp(t)
 	s := newSetup(t, A, 0.05, true, 2)
 	for _, poisson := range []bool{false, true} {
-		p, err := newProblem("dps", s.den, A, s.noise, s.batchY(2), s.sched, ImageRNGs(1, 0, 2), nil)
+		p, err := newProblem(dpsEntry(t), Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, ImageRNGs(1, 0, 2), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -420,11 +446,11 @@ func TestJumpSchedule(t *testing.T) {
 func TestDDNMPlusTimeTravel(t *testing.T) {
 	A := srOp(t)
 	s := newSetup(t, A, 0.1, false, 3)
-	o := DefaultOptions()
-	o.DDNMPlus.Steps, o.DDNMPlus.TravelLength, o.DDNMPlus.TravelRepeat = 50, 5, 3
+	o := mustOptions(t, "ddnm+", map[string]any{"steps": 50, "travel_length": 5, "travel_repeat": 3})
 	const n = 1000
 	calls := 0
-	x, err := RunEach("ddnm+", s.den, A, s.noise, s.batchY(n), s.sched, o, ImageRNGs(2, 0, n), func(step, total int) {
+	x, err := Solve("ddnm+", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(2, 0, n), func(st Step) {
+		step, total := st.Step, st.Total
 		calls++
 		// 50 steps down plus (r−1)·L = 10 extra steps at each of the 9 jump
 		// points 0, 5, …, 40.
@@ -465,9 +491,8 @@ func TestDPSPoisson(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.y = f64(y1)
-	o := DefaultOptions()
-	o.DPS.Steps = 200
-	x, err := RunEach("dps", s.den, A, noise, s.batchY(n), s.sched, o, ImageRNGs(1, 0, n), nil)
+	o := mustOptions(t, "dps", map[string]any{"steps": 200})
+	x, err := Solve("dps", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: noise, Y: s.batchY(n)}, o, ImageRNGs(1, 0, n), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,45 +529,59 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
 	for _, n := range want {
-		if _, err := Lookup(n); err != nil {
-			t.Errorf("Lookup(%q): %v", n, err)
+		if _, err := DecodeOptions(n, nil); err != nil {
+			t.Errorf("DecodeOptions(%q): %v", n, err)
+		}
+		keys, err := OptionKeys(n)
+		if err != nil || !slices.Contains(keys, "steps") || !sort.StringsAreSorted(keys) {
+			t.Errorf("OptionKeys(%q) = %v, %v", n, keys, err)
 		}
 	}
-	_, err := Lookup("dsp")
+	// Solve refuses another method's options.
+	A0 := srOp(t)
+	s0 := newSetup(t, A0, 0, false, 1)
+	if _, err := Solve("ddrm", Prior{Den: s0.den, Sched: s0.sched}, Measurement{A: A0, Noise: s0.noise, Y: s0.batchY(1)}, DPSOptions{Scale: 1}, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "want solve.DDRMOptions") {
+		t.Errorf("ddrm with DPSOptions: error %v", err)
+	}
+	// A struct literal is validated.
+	if _, err := Solve("dps", Prior{Den: s0.den, Sched: s0.sched}, Measurement{A: A0, Noise: s0.noise, Y: s0.batchY(1)}, DPSOptions{Scale: -1}, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "scale = -1") {
+		t.Errorf("dps with scale -1: error %v", err)
+	}
+	_, err := DecodeOptions("dsp", nil)
 	if err == nil || !strings.Contains(err.Error(), `unknown method "dsp"`) || !strings.Contains(err.Error(), "ddrm") {
-		t.Errorf("Lookup(dsp) error %v, want it to name the method and list the valid ones", err)
+		t.Errorf("DecodeOptions(dsp) error %v, want it to name the method and list the valid ones", err)
 	}
 	A := srOp(t)
 	s := newSetup(t, A, 0, false, 1)
-	if _, err := Run("nope", s.den, A, s.noise, s.batchY(1), s.sched, DefaultOptions(), rand.New(rand.NewSource(1)), nil); err == nil || !strings.Contains(err.Error(), "nope") {
-		t.Errorf("Run(nope) error %v", err)
+	if _, err := Solve("nope", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, nil, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("Solve(nope) error %v", err)
 	}
 }
 
-func TestDescribe(t *testing.T) {
+func TestSummary(t *testing.T) {
 	for _, n := range Names() {
-		sum, req, err := Describe(n)
+		sum, req, err := Summary(n)
 		if err != nil || sum == "" {
-			t.Errorf("Describe(%s) = %q, %v", n, sum, err)
+			t.Errorf("Summary(%s) = %q, %v", n, sum, err)
 		}
 		if req.SVD && !req.GaussianNoise {
 			t.Errorf("%s: SVD methods here all need Gaussian noise", n)
 		}
 	}
-	if _, req, _ := Describe("ddrm"); !req.SVD {
+	if _, req, _ := Summary("ddrm"); !req.SVD {
 		t.Error("ddrm does not require an SVD")
 	}
-	if _, req, _ := Describe("dps"); req != (Requirements{}) {
+	if _, req, _ := Summary("dps"); req != (Requirements{}) {
 		t.Errorf("dps requires %+v, want nothing", req)
 	}
-	if _, _, err := Describe("x"); err == nil {
-		t.Error("Describe(x): no error")
+	if _, _, err := Summary("x"); err == nil {
+		t.Error("Summary(x): no error")
 	}
 }
 
 // TestRequirementsHold: what Describe declares is what each method does:
 // given an operator or noise model lacking the declared structure it fails
-// before running, and given what it declares it runs. (TestDescribe alone
+// before running, and given what it declares it runs. (TestSummary alone
 // checked the registry against itself.)
 func TestRequirementsHold(t *testing.T) {
 	svd := boxInpaint(t)
@@ -564,14 +603,11 @@ func TestRequirementsHold(t *testing.T) {
 		tensors.F32(x)[i] = 0.1 * float32(i%5)
 	}
 	for _, name := range Names() {
-		_, req, err := Describe(name)
+		_, req, err := Summary(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := DefaultOptions()
-		if d, err := DecodeOptions(name, map[string]any{"steps": 3}); err == nil {
-			o = d
-		}
+		o := mustOptions(t, name, map[string]any{"steps": 3})
 		for _, c := range []struct {
 			what  string
 			A     op.Operator
@@ -594,7 +630,7 @@ func TestRequirementsHold(t *testing.T) {
 			if c.fail {
 				continue
 			}
-			if _, err := RunEach(name, s.den, c.A, c.noise, y, s.sched, o, ImageRNGs(1, 0, 1), nil); err != nil {
+			if _, err := Solve(name, Prior{Den: s.den, Sched: s.sched}, Measurement{A: c.A, Noise: c.noise, Y: y}, o, ImageRNGs(1, 0, 1), nil); err != nil {
 				t.Errorf("%s with %s: %v", name, c.what, err)
 			}
 		}
@@ -609,14 +645,16 @@ func TestDecodeOptions(t *testing.T) {
 		errHas []string
 	}{
 		{"dps", map[string]any{"scale": 0.3, "steps": 250, "clip_x0": true},
-			func(o Options) bool { return o.DPS == DPSOptions{Scale: 0.3, Steps: 250, ClipX0: true} }, nil},
+			func(o Options) bool { return o == DPSOptions{Scale: 0.3, Steps: 250, ClipX0: true} }, nil},
 		{"ddrm", map[string]any{"eta_b": 0.5, "steps": int64(30)},
-			func(o Options) bool { return o.DDRM == DDRMOptions{Steps: 30, Eta: 0.85, EtaB: 0.5} }, nil},
+			func(o Options) bool { return o == DDRMOptions{Steps: 30, Eta: 0.85, EtaB: 0.5} }, nil},
 		{"ddnm+", map[string]any{"travel_length": 10.0, "travel_repeat": 3},
 			func(o Options) bool {
-				return o.DDNMPlus.TravelLength == 10 && o.DDNMPlus.TravelRepeat == 3 && o.DDNM.TravelLength == 0
+				return o == DDNMOptions{Steps: 100, Eta: 0.85, TravelLength: 10, TravelRepeat: 3}
 			}, nil},
-		{"moment-matching", nil, func(o Options) bool { return o == DefaultOptions() }, nil},
+		{"moment-matching", nil, func(o Options) bool { return o == MomentMatchingOptions{Steps: 100, Eta: 1, CGIters: 5} }, nil},
+		{"pigdm", map[string]any{}, func(o Options) bool { return o == PiGDMOptions{Steps: 100, Eta: 1, DataVar: 1, Weight: 1} }, nil},
+		{"dps", map[string]any{"steps": uint32(7)}, func(o Options) bool { return o == DPSOptions{Scale: 0.5, Steps: 7} }, nil},
 		{"ddrm", map[string]any{"etab": 0.5}, nil, []string{`unknown option "etab"`, "eta, eta_b, init_over_sigma, steps"}},
 		{"dps", map[string]any{"scale": "big"}, nil, []string{`option "scale"`, "want a number"}},
 		{"dps", map[string]any{"steps": 2.5}, nil, []string{`option "steps"`, "want an integer"}},
@@ -625,16 +663,18 @@ func TestDecodeOptions(t *testing.T) {
 		{"ddnm", map[string]any{"travel_length": 5}, nil, []string{"ddnm+"}},
 		{"ddnm", map[string]any{"fresh_noise": true}, nil, []string{"fresh_noise", "ddnm+"}},
 		{"dps", map[string]any{"clip_mean_only": true}, nil, []string{"clip_mean_only", "clip_x0"}},
-		{"mcg", map[string]any{"batch_norm": true, "clip_x0": true, "clip_mean_only": true}, func(o Options) bool { return o.MCG.BatchNorm && o.MCG.ClipMeanOnly && !o.DPS.BatchNorm }, nil},
+		{"mcg", map[string]any{"batch_norm": true, "clip_x0": true, "clip_mean_only": true}, func(o Options) bool {
+			return o == DPSOptions{Scale: 0.5, BatchNorm: true, ClipX0: true, ClipMeanOnly: true}
+		}, nil},
 		{"mcg", map[string]any{"noise_level": "current", "poisson_weight": "scalar"}, func(o Options) bool {
-			return o.MCG.NoiseLevel == NoiseLevelCurrent && o.MCG.PoissonWeight == PoissonScalar && o.DPS.NoiseLevel == ""
+			return o == DPSOptions{Scale: 0.5, NoiseLevel: NoiseLevelCurrent, PoissonWeight: PoissonScalar}
 		}, nil},
 		{"dps", map[string]any{"noise_level": "current"}, nil, []string{`noise_level = "current"`, "mcg option"}},
 		{"mcg", map[string]any{"noise_level": "next"}, nil, []string{`noise_level = "next"`, `"prev"`, `"current"`}},
 		{"mcg", map[string]any{"noise_level": 1}, nil, []string{`option "noise_level"`, "want a string"}},
 		{"dps", map[string]any{"poisson_weight": "flat"}, nil, []string{`poisson_weight = "flat"`, `"shot"`, `"scalar"`}},
-		{"ddrm", map[string]any{"strict_cases": true}, func(o Options) bool { return o.DDRM.StrictCases }, nil},
-		{"ddnm+", map[string]any{"travel_x0": true, "travel_length": 2, "travel_repeat": 2}, func(o Options) bool { return o.DDNMPlus.TravelX0 }, nil},
+		{"ddrm", map[string]any{"strict_cases": true}, func(o Options) bool { return o.(DDRMOptions).StrictCases }, nil},
+		{"ddnm+", map[string]any{"travel_x0": true, "travel_length": 2, "travel_repeat": 2}, func(o Options) bool { return o.(DDNMOptions).TravelX0 }, nil},
 		{"ddnm", map[string]any{"travel_x0": true}, nil, []string{"travel_x0", "ddnm+"}},
 		{"moment-matching", map[string]any{"cg_iters": 0}, nil, []string{"cg_iters = 0"}},
 		{"pigdm", map[string]any{"data_var": -1}, nil, []string{"data_var = -1"}},
@@ -735,7 +775,7 @@ func TestStructureErrors(t *testing.T) {
 				t.Errorf("Check(%s): %v, want nil", c.method, cerr)
 			}
 		}
-		_, err := RunEach(c.method, den, c.A, c.noise, c.y, sched, o, c.rngs, nil)
+		_, err := Solve(c.method, Prior{Den: den, Sched: sched}, Measurement{A: c.A, Noise: c.noise, Y: c.y}, o[c.method], c.rngs, nil)
 		if c.errHas == nil {
 			if err != nil {
 				t.Errorf("%s: %v", c.method, err)
@@ -753,36 +793,55 @@ func TestStructureErrors(t *testing.T) {
 		}
 	}
 	// Steps beyond the schedule and a nil denoiser.
-	o.DDRM.Steps = 2000
-	if _, err := RunEach("ddrm", den, sr, clean, yOf(sr, 1), sched, o, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "steps = 2000") {
+	if _, err := Solve("ddrm", Prior{Den: den, Sched: sched}, Measurement{A: sr, Noise: clean, Y: yOf(sr, 1)}, mustOptions(t, "ddrm", map[string]any{"steps": 2000}), ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "steps = 2000") {
 		t.Errorf("ddrm steps 2000: %v", err)
 	}
-	if _, err := RunEach("ddrm", nil, sr, clean, yOf(sr, 1), sched, fastOptions(), ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "nil denoiser") {
+	if _, err := Solve("ddrm", Prior{Den: nil, Sched: sched}, Measurement{A: sr, Noise: clean, Y: yOf(sr, 1)}, fastOptions()["ddrm"], ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "nil denoiser") {
 		t.Errorf("nil denoiser: %v", err)
 	}
 }
 
-// TestProgress: every method reports each denoiser step once, in order,
-// with the respaced step count as total.
-func TestProgress(t *testing.T) {
+// TestCallback: every method reports each denoiser step once, in order,
+// with the respaced step count as total, the original timesteps in
+// descending order ending at 0, x and x̂0 shaped like the result, and the
+// last step's x equal to the result.
+func TestCallback(t *testing.T) {
 	A := srOp(t)
 	s := newSetup(t, A, 0.05, false, 1)
 	o := fastOptions()
-	o.DDNMPlus.TravelLength = 0
+	o["ddnm+"] = mustOptions(t, "ddnm+", map[string]any{"steps": 20})
 	want := map[string]int{"dps": 40, "mcg": 40, "projection": 40, "ddnm": 20, "ddnm+": 20, "ddrm": 10, "pigdm": 20, "moment-matching": 20}
 	for _, m := range Names() {
-		var steps []int
-		_, err := RunEach(m, s.den, A, s.noise, s.batchY(1), s.sched, o, ImageRNGs(1, 0, 1), func(step, total int) {
-			if total != want[m] {
-				t.Errorf("%s: total %d, want %d", m, total, want[m])
+		var steps, ts []int
+		var last Step
+		x, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o[m], ImageRNGs(1, 0, 1), func(st Step) {
+			if st.Total != want[m] {
+				t.Errorf("%s: total %d, want %d", m, st.Total, want[m])
 			}
-			steps = append(steps, step)
+			if st.X == nil || st.X0 == nil || !reflect.DeepEqual(st.X.Shape(), st.X0.Shape()) {
+				t.Fatalf("%s: step %d: x %v, x̂0 %v", m, st.Step, st.X, st.X0)
+			}
+			steps = append(steps, st.Step)
+			ts = append(ts, st.Timestep)
+			last = st
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(steps) != want[m] || steps[0] != 1 || steps[len(steps)-1] != want[m] {
-			t.Errorf("%s: progress steps %v, want 1..%d", m, steps, want[m])
+			t.Errorf("%s: callback steps %v, want 1..%d", m, steps, want[m])
+		}
+		for k := 1; k < len(ts); k++ {
+			if ts[k] >= ts[k-1] {
+				t.Errorf("%s: timesteps %v, want them descending", m, ts)
+				break
+			}
+		}
+		if ts[len(ts)-1] != 0 || last.Index != 0 {
+			t.Errorf("%s: last step left timestep %d (index %d), want 0", m, ts[len(ts)-1], last.Index)
+		}
+		if !reflect.DeepEqual(tensors.F32(last.X), tensors.F32(x)) {
+			t.Errorf("%s: the last step's x is not the result", m)
 		}
 	}
 }
@@ -810,15 +869,15 @@ func (d *pullbackDen) EpsPullback(xt *tensor.Dense, t []int) (*tensor.Dense, fun
 func TestPullbacker(t *testing.T) {
 	A := boxInpaint(t)
 	s := newSetup(t, A, 0.05, true, 1)
-	o := fastOptions()
 	for _, m := range []string{"dps", "mcg", "pigdm", "moment-matching"} {
-		plain, err := RunEach(m, s.den, A, s.noise, s.batchY(2), s.sched, o, ImageRNGs(3, 0, 2), nil)
+		o := fastOptions()[m]
+		plain, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, ImageRNGs(3, 0, 2), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pd := &pullbackDen{Mixture: s.den}
-		pb, err := RunEach(m, pd, A, s.noise, s.batchY(2), s.sched, o, ImageRNGs(3, 0, 2), func(step, total int) {
-			if pd.forwards != step {
+		pb, err := Solve(m, Prior{Den: pd, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, ImageRNGs(3, 0, 2), func(st Step) {
+			if step := st.Step; pd.forwards != step {
 				t.Errorf("%s: %d forward passes after %d steps", m, pd.forwards, step)
 			}
 		})
@@ -866,7 +925,7 @@ func TestMomentMatchingSkewedJacobian(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 200
-	x, err := RunEach("moment-matching", skewed{s.den, 0.05}, A, s.noise, s.batchY(n), s.sched, o, ImageRNGs(9, 0, n), nil)
+	x, err := Solve("moment-matching", Prior{Den: skewed{s.den, 0.05}, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(9, 0, n), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
