@@ -163,7 +163,7 @@ func TestSolverGoldens(t *testing.T) {
 
 // stubDenoiser is the goldens' closed-form network: ε(x, t) = 0.5 x +
 // 0.2 tanh(x) + c (1 + t/T) per pixel, and a learned-variance output
-// v(x, t) = 0.9 tanh(x) − 0.1 (solve.VarianceDenoiser).
+// v(x, t) = 0.9 tanh(x) − 0.1 (diffusion.VarianceDenoiser).
 type stubDenoiser struct {
 	c []float64 // one image, C·H·W values
 	T int
@@ -321,7 +321,7 @@ func (o *matOp) Pinv(y *tensor.Dense) (*tensor.Dense, error) {
 }
 
 var _ op.SVD = (*matOp)(nil)
-var _ VarianceDenoiser = (*stubDenoiser)(nil)
+var _ diffusion.VarianceDenoiser = (*stubDenoiser)(nil)
 
 // plainDenoiser hides the stub's EpsVar: a network without a variance
 // output.
@@ -369,9 +369,9 @@ func TestAncestralVariance(t *testing.T) {
 		sd       func(j int) float64
 	}{
 		{"", func(int) float64 { return math.Exp(0.5 * small) }},
-		{VarianceFixedSmall, func(int) float64 { return math.Exp(0.5 * small) }},
-		{VarianceFixedLarge, func(int) float64 { return math.Sqrt(b) }},
-		{VarianceLearnedRange, func(j int) float64 {
+		{diffusion.VarianceFixedSmall, func(int) float64 { return math.Exp(0.5 * small) }},
+		{diffusion.VarianceFixedLarge, func(int) float64 { return math.Sqrt(b) }},
+		{diffusion.VarianceLearnedRange, func(j int) float64 {
 			v := 0.9*math.Tanh(float64(float32(x[j]))) - 0.1
 			return math.Exp(0.5 * ((v+1)/2*math.Log(b) + (1-v)/2*small))
 		}},
@@ -396,7 +396,7 @@ func TestAncestralVariance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (v != nil) != (c.variance == VarianceLearnedRange && idx > 0) {
+			if (v != nil) != (c.variance == diffusion.VarianceLearnedRange && idx > 0) {
 				t.Errorf("%q at index %d: variance output %v", c.variance, idx, v != nil)
 			}
 			out := p.ancestral(sched, idx, x, x0, v, false)
@@ -422,7 +422,7 @@ func TestAncestralVariance(t *testing.T) {
 		variance string
 		want     string
 	}{
-		{plainDenoiser{stub}, VarianceLearnedRange, "learned variance output"},
+		{plainDenoiser{stub}, diffusion.VarianceLearnedRange, "learned variance output"},
 		{stub, "learned-range", `variance "learned-range"`},
 	} {
 		p, err := newProblem(dpsEntry(t), Prior{Den: c.den, Sched: sched, Variance: c.variance}, Measurement{A: A, Noise: clean, Y: y}, ImageRNGs(1, 0, 1), nil)

@@ -179,29 +179,6 @@ type MomentMatchingOptions struct {
 	CGIters int
 }
 
-// Reverse-process variances of the ancestral step (Prior.Variance), the
-// values of a config's diffusion.variance.
-const (
-	// VarianceFixedSmall is the posterior variance β̃_i (log clipped at
-	// index 0, as guided-diffusion).
-	VarianceFixedSmall = "fixed_small"
-	// VarianceFixedLarge is β_i (β̃_1 at index 0, where no noise is added).
-	VarianceFixedLarge = "fixed_large"
-	// VarianceLearnedRange interpolates log β̃_i and log β_i with the
-	// model's variance output v ∈ [−1, 1] (improved DDPM, guided-diffusion
-	// learned_range; DPS's FFHQ checkpoint).
-	VarianceLearnedRange = "learned_range"
-)
-
-// validVariance returns an error naming a bad Prior.Variance.
-func validVariance(method, v string) error {
-	switch v {
-	case "", VarianceFixedSmall, VarianceFixedLarge, VarianceLearnedRange:
-		return nil
-	}
-	return fmt.Errorf("solve: %s: variance %q, want %q, %q or %q (the model's diffusion.variance)", method, v, VarianceFixedSmall, VarianceFixedLarge, VarianceLearnedRange)
-}
-
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 // Validate returns an error naming a bad option.

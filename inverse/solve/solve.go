@@ -67,9 +67,9 @@ type Measurement struct {
 
 // Prior is the diffusion prior: the denoiser, the schedule it was trained
 // on, and the reverse-process variance of its ancestral step (a model's
-// diffusion.variance: VarianceFixedSmall, "" meaning it too,
+// diffusion.variance: diffusion.VarianceFixedSmall, "" meaning it too,
 // VarianceFixedLarge or VarianceLearnedRange, which needs a
-// VarianceDenoiser). DPS, MCG and projection take ancestral steps; the
+// diffusion.VarianceDenoiser). DPS, MCG and projection take ancestral steps; the
 // other methods ignore Variance.
 type Prior struct {
 	Den      diffusion.Denoiser
@@ -106,19 +106,6 @@ type Pullbacker interface {
 	// EpsPullback returns ε(x_t, t) and v ↦ vᵀ∂ε/∂x_t at that same point;
 	// the function may be called several times (moment matching's CG).
 	EpsPullback(xt *tensor.Dense, t []int) (eps *tensor.Dense, vjp func(v *tensor.Dense) (*tensor.Dense, error), err error)
-}
-
-// VarianceDenoiser is a denoiser that also outputs the learned variance of
-// the reverse step (improved DDPM / guided-diffusion learn_sigma): v ∈
-// [−1, 1] per element, interpolating log σ² between log β̃ (v = −1) and
-// log β (v = +1). It is sample.VarianceDenoiser's method set (model.UNet
-// and train.PredictionDenoiser's wrappers have it); the ancestral step of
-// DPS, MCG and projection uses it when Prior.Variance is
-// VarianceLearnedRange.
-type VarianceDenoiser interface {
-	diffusion.Denoiser
-	// EpsVar returns ε and v at x_t, original timesteps t, both shaped like xt.
-	EpsVar(xt *tensor.Dense, t []int) (eps, v *tensor.Dense, err error)
 }
 
 // Requirements says what a method needs from the measurement model.
@@ -323,21 +310,10 @@ func Solve(method string, prior Prior, meas Measurement, opts Options, rngs []*r
 	return e.run(p, opts)
 }
 
-// ImageRNGs returns the streams of images first..first+n−1 of a run seeded
-// by seed: image k's stream depends only on (seed, k) (a SplitMix64 hash),
-// so solving images one by one or in batches of any size gives the same
-// bits.
-func ImageRNGs(seed int64, first, n int) []*rand.Rand {
-	out := make([]*rand.Rand, n)
-	for i := range out {
-		z := uint64(seed) + uint64(first+i+1)*0x9E3779B97F4A7C15
-		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-		z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-		z ^= z >> 31
-		out[i] = rand.New(rand.NewSource(int64(z &^ (1 << 63))))
-	}
-	return out
-}
+// ImageRNGs is diffusion.ImageRNGs: image k's stream depends only on
+// (seed, k), so solving images one by one or in batches of any size gives
+// the same bits.
+func ImageRNGs(seed int64, first, n int) []*rand.Rand { return diffusion.ImageRNGs(seed, first, n) }
 
 // operatorName names an operator in error messages: its Name method when it
 // has one, its Go type otherwise.
@@ -369,7 +345,7 @@ type problem struct {
 	done     int
 	prior    Prior
 	variance string           // set by useVariance: Prior.Variance, "" read as fixed_small
-	vden     VarianceDenoiser // set when variance is learned_range
+	vden     diffusion.VarianceDenoiser // set when variance is learned_range
 }
 
 // need values for Requirements.need.
@@ -440,16 +416,16 @@ func newProblem(e entry, prior Prior, meas Measurement, rngs []*rand.Rand, cb Ca
 // outputs one.
 func (p *problem) useVariance() error {
 	v := p.prior.Variance
-	if err := validVariance(p.method, v); err != nil {
-		return err
+	if err := diffusion.ValidVariance(v); err != nil {
+		return fmt.Errorf("solve: %s: %w", p.method, err)
 	}
 	p.variance = v
-	if v != VarianceLearnedRange {
+	if v != diffusion.VarianceLearnedRange {
 		return nil
 	}
-	vd, ok := p.den.(VarianceDenoiser)
+	vd, ok := p.den.(diffusion.VarianceDenoiser)
 	if !ok {
-		return fmt.Errorf("solve: %s: variance %q needs a denoiser with a learned variance output (solve.VarianceDenoiser, a model with learn_sigma), got %T", p.method, v, p.den)
+		return fmt.Errorf("solve: %s: variance %q needs a denoiser with a learned variance output (diffusion.VarianceDenoiser, a model with learn_sigma), got %T", p.method, v, p.den)
 	}
 	p.vden = vd
 	return nil
@@ -645,13 +621,7 @@ func (p *problem) randn(z []float64) {
 		replayNoise(z)
 		return
 	}
-	b := len(z) / p.n
-	for k := 0; k < p.n; k++ {
-		r := p.rngs[k]
-		for j := k * b; j < (k+1)*b; j++ {
-			z[j] = r.NormFloat64()
-		}
-	}
+	diffusion.FillNormal(p.rngs, z)
 }
 
 // tick reports a denoiser step that left index i of sched, with the state
@@ -690,86 +660,54 @@ func x0Grad(sched *diffusion.Schedule, i int, g, vjp []float64) []float64 {
 
 func clip1(v float64) float64 { return math.Max(-1, math.Min(1, v)) }
 
-// ancestral returns the DDPM step from index i, μ̃(x̂0, x) + σ z with no
-// noise at i = 0, σ² from p.variance as sample.DDPM takes it: the
-// posterior variance β̃ (log clipped as guided-diffusion) for fixed_small,
-// β_i for fixed_large, and for learned_range per element exp((v+1)/2 ·
-// log β_i + (1−v)/2 · log β̃_i) with v the model's variance output at x
-// (varOut; nil otherwise). On a respaced schedule β and β̃ are the
-// respaced ones (guided-diffusion's SpacedDiffusion). sample.DDPM takes the
-// same step on float32 images with one noise stream for the batch; here x
-// is float64 and z is drawn per image (p.randn), so each image's result
-// does not depend on the others in the batch.
+// ancestral returns the DDPM step from index i
+// (diffusion.Schedule.AncestralStep, the step sample.DDPM takes) with x̂0
+// clamped to [−1, 1] first when clip, σ² from the prior's variance (v the
+// model's variance output for learned_range, nil otherwise), z drawn per
+// image (none at i = 0).
 func (p *problem) ancestral(sched *diffusion.Schedule, i int, x, x0, v []float64, clip bool) []float64 {
-	c0, ct := sched.PosteriorMeanCoefs(i)
-	out := make([]float64, len(x))
-	var z []float64
-	logSmall := sched.PosteriorLogVarianceClipped(i)
-	logLarge := math.Log(sched.Beta(i))
-	sd := math.Exp(0.5 * logSmall)
-	if p.variance == VarianceFixedLarge {
-		sd = math.Exp(0.5 * logLarge)
+	if clip {
+		c := make([]float64, len(x0))
+		for j, u := range x0 {
+			c[j] = clip1(u)
+		}
+		x0 = c
 	}
+	var z []float64
 	if i > 0 {
 		z = make([]float64, len(x))
 		p.randn(z)
 	}
-	for j := range x {
-		x0j := x0[j]
-		if clip {
-			x0j = clip1(x0j)
-		}
-		out[j] = c0*x0j + ct*x[j]
-		if z != nil {
-			s := sd
-			if v != nil {
-				frac := (v[j] + 1) / 2
-				s = math.Exp(0.5 * (frac*logLarge + (1-frac)*logSmall))
-			}
-			out[j] += s * z[j]
-		}
-	}
+	out := make([]float64, len(x))
+	sched.AncestralStep(i, p.variance, x, x0, v, z, out)
 	return out
 }
 
 // ddim returns the DDIM step from index i with x̂0 and ε̂ given
-// (diffusion.Schedule.DDIMCoefs), z per image, none at i = 0.
+// (diffusion.Schedule.DDIMStep), z per image, none at i = 0.
 func (p *problem) ddim(sched *diffusion.Schedule, i int, x0, eps []float64, eta float64) []float64 {
-	cx0, dir, sigma := sched.DDIMCoefs(i, eta)
-	out := make([]float64, len(x0))
+	_, _, sigma := sched.DDIMCoefs(i, eta)
 	var z []float64
 	if sigma > 0 && i > 0 {
 		z = make([]float64, len(x0))
 		p.randn(z)
 	}
-	for j := range x0 {
-		out[j] = cx0*x0[j] + dir*eps[j]
-		if z != nil {
-			out[j] += sigma * z[j]
-		}
-	}
+	out := make([]float64, len(x0))
+	sched.DDIMStep(i, eta, x0, eps, z, out)
 	return out
 }
 
-// mix returns DDRM's and DDNM's step from index i: √ᾱ_{i−1} x̂0 +
-// √(1−ᾱ_{i−1}) (√(1−η²) ε̂ + η z), z per image (none at i = 0, where
+// mix returns DDRM's and DDNM's step from index i
+// (diffusion.Schedule.MixStep), z per image (none at i = 0, where
 // ᾱ_{i−1} = 1 anyway).
 func (p *problem) mix(sched *diffusion.Schedule, i int, x0, eps []float64, eta float64) []float64 {
-	abPrev := sched.AlphaBarPrev(i)
-	sd := math.Sqrt(1 - abPrev)
-	out := make([]float64, len(x0))
 	var z []float64
 	if eta > 0 && i > 0 {
 		z = make([]float64, len(x0))
 		p.randn(z)
 	}
-	for j := range x0 {
-		v := math.Sqrt(1-eta*eta) * eps[j]
-		if z != nil {
-			v += eta * z[j]
-		}
-		out[j] = math.Sqrt(abPrev)*x0[j] + sd*v
-	}
+	out := make([]float64, len(x0))
+	sched.MixStep(i, eta, x0, eps, z, out)
 	return out
 }
 
