@@ -344,7 +344,7 @@ type problem struct {
 	steps    int // denoiser steps reported to cb (Step.Total)
 	done     int
 	prior    Prior
-	variance string           // set by useVariance: Prior.Variance, "" read as fixed_small
+	variance string                     // set by useVariance: Prior.Variance, "" read as fixed_small
 	vden     diffusion.VarianceDenoiser // set when variance is learned_range
 }
 
