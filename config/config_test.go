@@ -94,14 +94,14 @@ func TestPrecedence(t *testing.T) {
 
 func TestListsAndBools(t *testing.T) {
 	cfg, err := Load(Sources{
-		File: writeFile(t, "model:\n  channel_mult: [1, 2]\n  learn_sigma: true\n"),
+		File: writeFile(t, "model:\n  channel_mult: [1, 2, 2]\n  learn_sigma: true\n"),
 		Env:  []string{"DIFFINV_MODEL_ATTENTION_RESOLUTIONS=[14, 7]"},
 		Sets: []string{"model.use_scale_shift_norm=false", "diffusion.variance=learned_range"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Model.ChannelMult; len(got) != 2 || got[0] != 1 || got[1] != 2 {
+	if got := cfg.Model.ChannelMult; len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 2 {
 		t.Errorf("channel_mult = %v", got)
 	}
 	if got := cfg.Model.AttentionResolutions; len(got) != 2 || got[0] != 14 || got[1] != 7 {
@@ -182,7 +182,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 }
 
 func TestYAMLRoundTrip(t *testing.T) {
-	cfg, err := Load(Sources{Sets: []string{"train.lr=0.0005", "model.channel_mult=[1,2]", "data.dir=some dir"}})
+	cfg, err := Load(Sources{Sets: []string{"train.lr=0.0005", "model.channel_mult=[1,2]", "model.attention_resolutions=[14]", "data.dir=some dir"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,9 +292,17 @@ func TestModelArch(t *testing.T) {
 	if a := Default().Model.Arch; a != ArchADM {
 		t.Errorf("default model.arch %q, want %q", a, ArchADM)
 	}
-	cfg, err := Load(Sources{Sets: []string{"model.arch=ddpm"}})
+	// ddpm with the settings its UNet has (one head, no FiLM, Upsample and
+	// Downsample modules); with the adm defaults it is refused at load time,
+	// the same check both engines make before building.
+	ddpm := []string{"model.arch=ddpm", "model.use_scale_shift_norm=false", "model.resblock_updown=false",
+		"model.num_heads=1", "model.num_head_channels=-1", "model.learn_sigma=false", "diffusion.variance=fixed_small"}
+	cfg, err := Load(Sources{Sets: ddpm})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := Load(Sources{Sets: []string{"model.arch=ddpm"}}); err == nil || !strings.Contains(err.Error(), "model.arch ddpm") {
+		t.Errorf("model.arch=ddpm over the adm defaults: %v, want the ddpm settings named", err)
 	}
 	if cfg.Model.Arch != ArchDDPM {
 		t.Errorf("model.arch %q after --set model.arch=ddpm", cfg.Model.Arch)

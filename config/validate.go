@@ -3,6 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/inverse/baseline"
+	"github.com/diffinv/diffinv/inverse/op"
+	"github.com/diffinv/diffinv/sample"
 	"math"
 	"reflect"
 	"strings"
@@ -119,45 +124,8 @@ func (c *Config) Validate() error {
 	var k checker
 	finiteFields(&k, reflect.ValueOf(*c), "")
 	m := c.Model
-	if m.Arch != "" { // empty: a model config written before the key existed, i.e. adm
-		k.oneOf("model.arch", m.Arch, ArchADM, ArchDDPM)
-	}
-	k.positive("model.image_size", m.ImageSize)
-	k.positive("model.in_channels", m.InChannels)
-	k.positive("model.num_channels", m.NumChannels)
-	k.positive("model.num_res_blocks", m.NumResBlocks)
-	k.positive("model.num_groups", m.NumGroups)
-	if len(m.ChannelMult) == 0 {
-		k.fail("model.channel_mult", m.ChannelMult, "a non-empty list of positive integers")
-	}
-	for _, v := range m.ChannelMult {
-		if v <= 0 {
-			k.fail("model.channel_mult", m.ChannelMult, "positive integers")
-			break
-		}
-		if m.NumGroups > 0 && m.NumChannels > 0 && (v*m.NumChannels)%m.NumGroups != 0 {
-			k.fail("model.num_groups", m.NumGroups, fmt.Sprintf("a divisor of every level's channel count (%d×%d)", m.NumChannels, v))
-			break
-		}
-	}
-	if m.ImageSize > 0 && len(m.ChannelMult) > 1 {
-		if div := 1 << (len(m.ChannelMult) - 1); m.ImageSize%div != 0 {
-			k.fail("model.image_size", m.ImageSize, fmt.Sprintf("divisible by %d (2^(len(channel_mult)-1))", div))
-		}
-	}
-	for _, r := range m.AttentionResolutions {
-		if r <= 0 || r > m.ImageSize {
-			k.fail("model.attention_resolutions", m.AttentionResolutions, fmt.Sprintf("sides in 1..%d", m.ImageSize))
-			break
-		}
-	}
-	if m.NumHeadChannels == -1 {
-		k.positive("model.num_heads", m.NumHeads)
-	} else if m.NumHeadChannels <= 0 {
-		k.fail("model.num_head_channels", m.NumHeadChannels, "-1 or > 0")
-	}
-	if m.Dropout < 0 || m.Dropout >= 1 {
-		k.fail("model.dropout", m.Dropout, "in [0, 1)")
+	if err := m.Validate(); err != nil {
+		k.errs = append(k.errs, err)
 	}
 
 	d := c.Diffusion
@@ -165,15 +133,15 @@ func (c *Config) Validate() error {
 	if d.Steps > MaxDiffusionSteps {
 		k.fail("diffusion.steps", d.Steps, fmt.Sprintf("<= %d (DDPM trains with 1000; a longer schedule only costs memory)", MaxDiffusionSteps))
 	}
-	k.oneOf("diffusion.schedule", d.Schedule, "linear", "cosine")
+	k.oneOf("diffusion.schedule", d.Schedule, diffusion.ScheduleKinds()...)
 	k.unit("diffusion.beta_start", d.BetaStart, true, true)
 	k.unit("diffusion.beta_end", d.BetaEnd, true, true)
 	if d.BetaStart > d.BetaEnd {
 		k.fail("diffusion.beta_start", d.BetaStart, fmt.Sprintf("<= diffusion.beta_end (%v)", d.BetaEnd))
 	}
 	k.oneOf("diffusion.prediction", d.Prediction, "eps", "x0", "v")
-	k.oneOf("diffusion.variance", d.Variance, "fixed_small", "fixed_large", "learned_range")
-	if d.Variance == "learned_range" && !m.LearnSigma {
+	k.oneOf("diffusion.variance", d.Variance, diffusion.Variances()...)
+	if d.Variance == diffusion.VarianceLearnedRange && !m.LearnSigma {
 		k.fail("diffusion.variance", `"learned_range"`, "model.learn_sigma: true (a network that predicts the variance)")
 	}
 
@@ -213,9 +181,7 @@ func (c *Config) Validate() error {
 	}
 
 	s := c.Sample
-	if s.Sampler == "" {
-		k.fail("sample.sampler", `""`, "a sampler name")
-	}
+	k.oneOf("sample.sampler", s.Sampler, sample.Names()...)
 	k.positive("sample.steps", s.Steps)
 	if d.Steps > 0 && s.Steps > d.Steps {
 		k.fail("sample.steps", s.Steps, fmt.Sprintf("<= diffusion.steps (%d)", d.Steps))
@@ -225,8 +191,8 @@ func (c *Config) Validate() error {
 	}
 	k.positive("sample.num_samples", s.NumSamples)
 	k.positive("sample.batch_size", s.BatchSize)
-	k.oneOf("sample.predictor", s.Predictor, "reverse-diffusion", "euler-maruyama", "ancestral", "none")
-	k.oneOf("sample.corrector", s.Corrector, "langevin", "none")
+	k.oneOf("sample.predictor", s.Predictor, sample.Predictors()...)
+	k.oneOf("sample.corrector", s.Corrector, sample.Correctors()...)
 	if !(s.SNR > 0) {
 		k.fail("sample.snr", s.SNR, "> 0")
 	}
@@ -235,10 +201,10 @@ func (c *Config) Validate() error {
 		k.fail("sample.langevin_step_size", s.LangevinStepSize, "> 0")
 	}
 	k.positive("sample.langevin_steps", s.LangevinSteps)
-	k.oneOf("sample.ode_method", s.ODEMethod, "euler", "heun", "rk4")
+	k.oneOf("sample.ode_method", s.ODEMethod, sample.ODEMethods()...)
 
 	a := c.Data
-	k.oneOf("data.dataset", a.Dataset, "mnist", "folder", "celeba")
+	k.oneOf("data.dataset", a.Dataset, data.Kinds()...)
 	if a.Dir == "" {
 		k.fail("data.dir", `""`, "the folder holding the data")
 	}
@@ -261,7 +227,7 @@ func (c *Config) Validate() error {
 		k.fail("measurement.operator.name", `""`, "an operator name")
 	}
 	n := c.Measurement.Noise
-	k.oneOf("measurement.noise.name", n.Name, "clean", "gaussian", "poisson")
+	k.oneOf("measurement.noise.name", n.Name, op.NoiseNames()...)
 	if n.Sigma < 0 {
 		k.fail("measurement.noise.sigma", n.Sigma, ">= 0")
 	}
@@ -272,9 +238,12 @@ func (c *Config) Validate() error {
 		k.fail("measurement.noise.rate", n.Rate, "> 0 for poisson noise")
 	}
 	if c.Solver.Method == "" {
+		// The name itself is checked by inverse/pipeline against the solver
+		// registry (package solve's tests load configs, so config does not
+		// import it).
 		k.fail("solver.method", `""`, "a solver name")
 	}
-	k.oneOf("solver.baseline", c.Solver.Baseline, "auto", "pinv", "tikhonov", "admm_tv", "hio", "er", "none")
+	k.oneOf("solver.baseline", c.Solver.Baseline, append(append([]string{"auto"}, baseline.Names()...), "none")...)
 	k.positive("solver.batch_size", c.Solver.BatchSize)
 	k.nonNegative("data.crop", a.Crop)
 	k.nonNegative("data.limit", a.Limit)

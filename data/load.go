@@ -1,6 +1,9 @@
 package data
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Config names a dataset the way a run configuration does; Load opens it.
 type Config struct {
@@ -21,6 +24,9 @@ type Config struct {
 	// Limit keeps at most this many images (the first ones); 0 keeps all.
 	Limit int
 }
+
+// Kinds lists the dataset kinds Load opens (a config's data.dataset).
+func Kinds() []string { return []string{"mnist", "folder", "celeba"} }
 
 // Load opens the dataset cfg describes.
 func Load(cfg Config) (*Dataset, error) {
@@ -52,5 +58,5 @@ func Load(cfg Config) (*Dataset, error) {
 		ds, _, err := LoadCelebA(cfg.Dir, cfg.Split, cfg.Size, cfg.Crop, cfg.Limit)
 		return ds, err
 	}
-	return nil, fmt.Errorf("data: kind %q, want \"mnist\", \"folder\" or \"celeba\"", cfg.Kind)
+	return nil, fmt.Errorf("data: kind %q, want one of %s", cfg.Kind, strings.Join(Kinds(), ", "))
 }

@@ -281,7 +281,7 @@ func TestFromDDPMErrors(t *testing.T) {
 	}
 }
 
-// TestCheckArch checks the settings model.arch ddpm rejects, and an unknown
+// TestCheckArch checks (through Validate, config.Model.Validate) the settings model.arch ddpm rejects, and an unknown
 // arch, each with an error naming the bad value.
 func TestCheckArch(t *testing.T) {
 	base := celebaHQ256(t)

@@ -27,7 +27,7 @@
 // With model.arch ddpm the same modules compute the DDPM UNet of Ho et al.
 // (pytorch_diffusion's Model, as in DDIM, SDEdit, DDRM and DDNM): DDPM's
 // timestep embedding, Downsample padding and GroupNorm ε (ddpm.go).
-// FromDDPM renames such a state dict onto our names; CheckArch lists the
+// FromDDPM renames such a state dict onto our names; config.Model.Validate lists the
 // settings the variant supports.
 //
 // bench/pytorch/unet.py and bench/pytorch/ddpm_unet.py are the PyTorch

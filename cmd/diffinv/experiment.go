@@ -20,6 +20,7 @@ import (
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/experiment"
+	"github.com/diffinv/diffinv/inverse/baseline"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/pipeline"
 	"github.com/diffinv/diffinv/inverse/solve"
@@ -319,7 +320,7 @@ func resolvedSettings(cfg *config.Config, taskDefaults map[string]any) []string 
 	eff.Diffusion = cfg.Diffusion
 	eff.Solver = cfg.Solver
 	eff.Solver.Options = map[string]any{}
-	if !pipeline.IsBaseline(cfg.Solver.Method) {
+	if !baseline.IsMethod(cfg.Solver.Method) {
 		maps.Copy(eff.Solver.Options, taskDefaults)
 	}
 	maps.Copy(eff.Solver.Options, cfg.Solver.Options)
@@ -466,7 +467,7 @@ func (r *cellRunner) CellCost(c experiment.Cell) float64 {
 		"moment-matching": 100, "ddnm": 100, "ddnm+": 100, "ddrm": 20}
 	backprop := map[string]bool{"dps": true, "mcg": true, "pigdm": true, "moment-matching": true}
 	n := float64(max(c.Dataset.N, 1))
-	if pipeline.IsBaseline(c.Method.Name) {
+	if baseline.IsMethod(c.Method.Name) {
 		return n
 	}
 	steps := defaults[c.Method.Name]

@@ -284,7 +284,7 @@ func ConvertStateDict(sd map[string]*tensor.Dense, cfg config.Model) (map[string
 // entries (which must not use those keys). It returns the number of tensors
 // written.
 func Import(from string, cfg config.Model, out string, extra map[string]string) (int, error) {
-	if err := Validate(cfg); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return 0, fmt.Errorf("import: %w", err)
 	}
 	cj, err := ConfigJSON(cfg)

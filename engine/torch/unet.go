@@ -18,7 +18,6 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/internal/tensors"
-	"github.com/diffinv/diffinv/model"
 )
 
 // Param is one parameter of the network: its state-dict name (guided-
@@ -93,7 +92,7 @@ func parseDevice(s string) (gotch.Device, error) {
 
 // New builds the UNet described by cfg with zero parameters.
 func New(cfg config.Model, opts Options) (*UNet, error) {
-	if err := Validate(cfg); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	dev, err := parseDevice(opts.Device)
@@ -123,7 +122,7 @@ func New(cfg config.Model, opts Options) (*UNet, error) {
 // ParamsFor lists the parameters of the UNet cfg describes, in PyTorch's
 // registration order, without allocating them.
 func ParamsFor(cfg config.Model) ([]Param, error) {
-	if err := Validate(cfg); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	b := &builder{}
@@ -360,57 +359,6 @@ func (b *builder) build(u *UNet) {
 	}
 	u.outNorm = nrm("out.0", ch)
 	u.outConv = *b.conv2d("out.2", inputCh, u.outCh, 3, 1)
-}
-
-// Validate checks that cfg describes a buildable UNet (the same rules as the
-// native engine's model.Validate, model.CheckArch included) and names the
-// first bad field.
-func Validate(cfg config.Model) error {
-	switch {
-	case cfg.ImageSize < 1:
-		return fmt.Errorf("model.image_size = %d, want ≥ 1", cfg.ImageSize)
-	case cfg.InChannels < 1:
-		return fmt.Errorf("model.in_channels = %d, want ≥ 1", cfg.InChannels)
-	case cfg.NumChannels < 2 || cfg.NumChannels%2 != 0:
-		return fmt.Errorf("model.num_channels = %d, want an even number ≥ 2 (the timestep embedding has cos and sin halves)", cfg.NumChannels)
-	case len(cfg.ChannelMult) == 0:
-		return fmt.Errorf("model.channel_mult is empty, want one multiplier per level")
-	case cfg.NumResBlocks < 1:
-		return fmt.Errorf("model.num_res_blocks = %d, want ≥ 1", cfg.NumResBlocks)
-	case cfg.NumGroups < 1:
-		return fmt.Errorf("model.num_groups = %d, want ≥ 1", cfg.NumGroups)
-	case cfg.NumHeadChannels == 0 || cfg.NumHeadChannels < -1:
-		return fmt.Errorf("model.num_head_channels = %d, want -1 (use num_heads) or ≥ 1", cfg.NumHeadChannels)
-	case cfg.NumHeadChannels == -1 && cfg.NumHeads < 1:
-		return fmt.Errorf("model.num_heads = %d, want ≥ 1", cfg.NumHeads)
-	}
-	levels := len(cfg.ChannelMult)
-	if div := 1 << (levels - 1); cfg.ImageSize%div != 0 {
-		return fmt.Errorf("model.image_size = %d is not divisible by 2^%d = %d, which %d levels of channel_mult need", cfg.ImageSize, levels-1, div, levels)
-	}
-	for i, m := range cfg.ChannelMult {
-		ch := m * cfg.NumChannels
-		switch {
-		case m < 1:
-			return fmt.Errorf("model.channel_mult[%d] = %d, want ≥ 1", i, m)
-		case ch%cfg.NumGroups != 0:
-			return fmt.Errorf("model.channel_mult[%d]·num_channels = %d channels is not divisible by num_groups = %d", i, ch, cfg.NumGroups)
-		case cfg.NumHeadChannels > 0 && ch%cfg.NumHeadChannels != 0:
-			return fmt.Errorf("model.num_head_channels = %d does not divide the %d channels of level %d", cfg.NumHeadChannels, ch, i)
-		case cfg.NumHeadChannels == -1 && ch%cfg.NumHeads != 0:
-			return fmt.Errorf("model.num_heads = %d does not divide the %d channels of level %d", cfg.NumHeads, ch, i)
-		}
-	}
-	for _, r := range cfg.AttentionResolutions {
-		ok := false
-		for l := 0; l < levels; l++ {
-			ok = ok || cfg.ImageSize>>l == r
-		}
-		if !ok {
-			return fmt.Errorf("model.attention_resolutions holds %d, want the side of one of the %d levels of a %d-pixel image", r, levels, cfg.ImageSize)
-		}
-	}
-	return model.CheckArch(cfg)
 }
 
 // Load copies tensors (float32, PyTorch layouts) into the parameters. The

@@ -116,3 +116,17 @@ func Clamp(x *tensor.Dense) *tensor.Dense {
 	}
 	return out
 }
+
+// Names lists the classical methods, usable as solver.baseline or, in
+// experiments and as solver.method, as methods of their own.
+func Names() []string { return []string{"pinv", "tikhonov", "admm_tv", "hio", "er"} }
+
+// IsMethod reports whether method is one of Names.
+func IsMethod(method string) bool {
+	for _, b := range Names() {
+		if b == method {
+			return true
+		}
+	}
+	return false
+}

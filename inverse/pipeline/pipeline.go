@@ -78,7 +78,7 @@ func New(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, 
 	}
 	method := cfg.Solver.Method
 	_, phase := A.(*op.PhaseRetrieval)
-	if IsBaseline(method) {
+	if baseline.IsMethod(method) {
 		// A classical method as the "solver": its reconstruction is the result.
 		if len(cfg.Solver.Options) > 0 {
 			keys := make([]string, 0, len(cfg.Solver.Options))
@@ -119,20 +119,6 @@ func New(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, 
 	}
 	return &Setup{Method: method, Baseline: b, A: A, Noise: noise, Opts: opts, Variance: cfg.Diffusion.Variance, Den: den, Sched: sched,
 		Shape: shape, BatchSize: cfg.Solver.BatchSize, Seed: seed, phase: phase}, nil
-}
-
-// Baselines lists the classical methods, usable as solver.baseline or, in
-// experiments, as a method of their own.
-func Baselines() []string { return []string{"pinv", "tikhonov", "admm_tv", "hio", "er"} }
-
-// IsBaseline reports whether method is one of Baselines.
-func IsBaseline(method string) bool {
-	for _, b := range Baselines() {
-		if b == method {
-			return true
-		}
-	}
-	return false
 }
 
 func resolveBaseline(name string, A op.Operator) (string, error) {
@@ -223,7 +209,7 @@ func (s *Setup) Solve(ctx context.Context, x *tensor.Dense, first int, progress 
 		return nil, err
 	}
 	res := &Result{Truth: x, Y: y, Recon: tensors.Like(x)}
-	if IsBaseline(s.Method) {
+	if baseline.IsMethod(s.Method) {
 		t0 := time.Now()
 		if res.Baseline, err = s.baseline(y); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.Method, err)
