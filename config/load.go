@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/diffinv/diffinv/internal/params"
 	"io"
 	"math"
 	"reflect"
@@ -560,42 +561,16 @@ func assign(key string, dst reflect.Value, raw any) error {
 	return nil
 }
 
-var errNotInt = errors.New("not an integer")
-
 func toInt(raw any) (int64, error) {
-	switch x := raw.(type) {
-	case int:
-		return int64(x), nil
-	case int64:
-		return x, nil
-	case int32:
-		return int64(x), nil
-	case uint64:
-		if x > math.MaxInt64 {
-			return 0, errNotInt
-		}
-		return int64(x), nil
-	case float64:
-		if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
-			return 0, errNotInt
-		}
-		return int64(x), nil
+	if n, ok := params.Integer(raw); ok {
+		return n, nil
 	}
-	return 0, errNotInt
+	return 0, errors.New("not an integer")
 }
 
 func toFloat(raw any) (float64, error) {
-	switch x := raw.(type) {
-	case float64:
-		return x, nil
-	case float32:
-		return float64(x), nil
-	case int:
-		return float64(x), nil
-	case int64:
-		return float64(x), nil
-	case uint64:
-		return float64(x), nil
+	if f, ok := params.Number(raw); ok {
+		return f, nil
 	}
 	return 0, errors.New("not a number")
 }

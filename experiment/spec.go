@@ -44,6 +44,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/diffinv/diffinv/internal/params"
 	"io"
 	"math"
 	"sort"
@@ -356,22 +357,16 @@ func normalizeMap(where string, m map[string]any) error {
 // int and other numbers as float64.
 func scalar(v any) (any, error) {
 	switch x := v.(type) {
-	case int:
-		return x, nil
-	case int64:
-		return int(x), nil
-	case int32:
-		return int(x), nil
-	case uint64:
-		return int(x), nil
-	case float32:
-		return float64(x), nil
-	case float64:
-		return x, nil
 	case string, bool:
 		return x, nil
 	case nil:
 		return nil, fmt.Errorf("empty value, want a number, string or bool")
+	case float32, float64:
+		f, _ := params.Number(x)
+		return f, nil
+	}
+	if n, ok := params.Integer(v); ok {
+		return int(n), nil
 	}
 	return nil, fmt.Errorf("got %T %v, want a number, string or bool", v, v)
 }

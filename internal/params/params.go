@@ -81,6 +81,37 @@ func Number(v any) (float64, bool) {
 	return 0, false
 }
 
+// Integer converts any Go integer type, or a float holding an integer of
+// magnitude ≤ 2^53 (YAML and JSON decoders give numbers as float64), to
+// int64; a fraction, a larger float or another type is refused.
+func Integer(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int32:
+		return int64(x), true
+	case uint:
+		if uint64(x) > math.MaxInt64 {
+			return 0, false
+		}
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case uint64:
+		if x > math.MaxInt64 {
+			return 0, false
+		}
+		return int64(x), true
+	}
+	f, ok := Number(v)
+	if !ok || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
 // Float returns key's number, def when absent.
 func (r *Reader) Float(key string, def float64) float64 {
 	r.used[key] = true
@@ -102,7 +133,7 @@ func (r *Reader) Int(key string, def int) int {
 	if !ok {
 		return def
 	}
-	if x, ok := Number(v); ok && x == math.Trunc(x) && math.Abs(x) < 1<<31 {
+	if x, ok := Integer(v); ok && x > -1<<31 && x < 1<<31 {
 		return int(x)
 	}
 	r.Fail(key, v, "an integer")
