@@ -111,6 +111,22 @@ func TestPosteriorMean(t *testing.T) {
 		// the hole is filled only through the prior's correlations).
 		{"dps", "sr2", 0.1, true, 400, 0.15, "DPS approximation, correlated prior", nil},
 		{"dps", "box", 0.1, true, 400, 0.3, "DPS approximation, correlated prior", nil},
+		// RED-diff (reddiff_test.go): with an isotropic prior its mean is
+		// A†y + (I − A†A)m0, the posterior mean when σ_y = 0 (2 standard
+		// errors reached). For σ_y > 0 it fits the noisy y as if exact (σ_y
+		// is not in its loss): the target is 0.036 from the posterior mean
+		// here (0.048 reached). With a correlated prior there is no such
+		// argument: the null space moves mostly at the high-noise steps,
+		// where C_t = ᾱΣ + (1−ᾱ)I is nearly isotropic, rather than by Σ's
+		// conditional; on the box hole the mean is off by 0.042 (5.3
+		// standard errors), on SR by 0.009 (1.6, no bias shown). Its
+		// samples do not have the posterior's spread: the scatter (sd ≤
+		// 0.39) is Adam's noise, not posterior sampling.
+		{"red-diff", "sr2", 0, false, 1000, exact, "isotropic prior, noise-free", nil},
+		{"red-diff", "box", 0, false, 1000, exact, "isotropic prior, noise-free", nil},
+		{"red-diff", "sr2", 0.1, false, 1000, 0.06, "σ_y not in the loss: no shrinkage toward the prior", nil},
+		{"red-diff", "sr2", 0, true, 1000, 0.03, "correlated prior: no exactness argument", nil},
+		{"red-diff", "box", 0, true, 1000, 0.07, "correlated prior: null space set at high noise", nil},
 	}
 	for _, c := range cases {
 		name := c.method + "/" + c.op + "/sigma=" + ftoa(c.sigmaY)
@@ -260,6 +276,7 @@ func fastOptions() map[string]Options {
 		"dps": {"steps": 40}, "mcg": {"steps": 40}, "projection": {"steps": 40},
 		"ddnm": {"steps": 20}, "ddnm+": {"steps": 20, "travel_length": 3, "travel_repeat": 2},
 		"ddrm": {"steps": 10}, "pigdm": {"steps": 20}, "moment-matching": {"steps": 20},
+		"red-diff": {"steps": 20},
 	}
 	out := map[string]Options{}
 	for _, m := range Names() {
@@ -524,7 +541,7 @@ func mustSample(t *testing.T, den *analytic.Mixture, n int) *tensor.Dense {
 }
 
 func TestRegistry(t *testing.T) {
-	want := []string{"ddnm", "ddnm+", "ddrm", "dps", "mcg", "moment-matching", "pigdm", "projection"}
+	want := []string{"ddnm", "ddnm+", "ddrm", "dps", "mcg", "moment-matching", "pigdm", "projection", "red-diff"}
 	if got := Names(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -810,7 +827,7 @@ func TestCallback(t *testing.T) {
 	s := newSetup(t, A, 0.05, false, 1)
 	o := fastOptions()
 	o["ddnm+"] = mustOptions(t, "ddnm+", map[string]any{"steps": 20})
-	want := map[string]int{"dps": 40, "mcg": 40, "projection": 40, "ddnm": 20, "ddnm+": 20, "ddrm": 10, "pigdm": 20, "moment-matching": 20}
+	want := map[string]int{"dps": 40, "mcg": 40, "projection": 40, "ddnm": 20, "ddnm+": 20, "ddrm": 10, "pigdm": 20, "moment-matching": 20, "red-diff": 20}
 	for _, m := range Names() {
 		var steps, ts []int
 		var last Step
