@@ -59,6 +59,8 @@ func TestShippedModelSolvers(t *testing.T) {
 		{"sr4", "ddnm", []string{"measurement.noise.name=clean"}, -100, 1e-3},
 		{"sr4", "red-diff", nil, 3, 0},
 		{"inpaint-box", "red-diff", nil, 3, 0},
+		{"sr4", "diffpir", nil, 2, 0},
+		{"inpaint-box", "diffpir", nil, 2, 0},
 	} {
 		t.Run(tc.task+"-"+tc.method, func(t *testing.T) {
 			preset, err := task.Load(tc.task, "../../"+task.DefaultDir)

@@ -20,6 +20,8 @@
 //   - "ddnm+": DDNM for noisy y, per singular value, with optional time travel.
 //   - "ddrm": denoising diffusion restoration models (Kawar et al. 2022).
 //   - "pigdm": pseudo-inverse guided diffusion (Song et al. 2023).
+//   - "diffpir": plug-and-play half-quadratic splitting with the network
+//     as denoiser and a proximal data step (Zhu et al. 2023).
 //   - "moment-matching": Gaussian approximation of p(x0 | x_t) with the
 //     covariance from the denoiser's Jacobian, conditional mean by conjugate
 //     gradients (Boys et al. 2023 "TMPD", Rozet et al. 2024 "MMPS").
@@ -165,6 +167,7 @@ func registry() []entry {
 		method("ddnm+", "DDNM for noisy y: λ_t per singular value, optional time travel", Requirements{SVD: true, GaussianNoise: true}, decodeDDNM, ddnmPlus),
 		method("ddrm", "denoising diffusion restoration models: SVD-space variational steps (η, η_B, 20 steps)", Requirements{SVD: true, GaussianNoise: true}, decodeDDRM, ddrm),
 		method("pigdm", "pseudo-inverse guided diffusion: guidance (∂x̂0/∂x_t)ᵀAᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂0)", Requirements{Linear: true, GaussianNoise: true}, decodePiGDM, piGDM),
+		method("diffpir", "DiffPIR: half-quadratic splitting, x̂0_y = argmin ‖y − A x‖² + ρ_t‖x − x̂0‖² (closed form with an SVD, CG or gradient steps otherwise), then the ζ-mixed step", Requirements{GaussianNoise: true}, decodeDiffPIR, diffPIR),
 		method("moment-matching", "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}, decodeMomentMatching, momentMatching),
 		method("red-diff", "RED-diff: Adam on x0 with ‖y − A(x0)‖² + λ w_t sg(ε̂(x_t) − ε)ᵀx0, t descending (any operator, no network Jacobian)", Requirements{GaussianNoise: true}, decodeRedDiff, redDiff),
 	}

@@ -104,6 +104,28 @@ func TestPosteriorMean(t *testing.T) {
 		{"ddnm", "box", 0, false, 1000, exact, "isotropic prior, noise-free", nil},
 		{"projection", "sr2", 0, false, 400, exact, "isotropic prior, noise-free", nil},
 		{"mcg", "box", 0, false, 400, exact, "isotropic prior: the gradient only touches measured pixels, which the projection overwrites", nil},
+		// DiffPIR: with the exact x̂0 = E[x0 | x_t] and p(x0 | x_t) = N(x̂0,
+		// (1−ᾱ_t) I) (isotropic prior), the data step is E[x0 | x_t, y] when
+		// ρ_t = σ_y²/(1−ᾱ_t), and the ζ-step is a DDIM step (noise ζ(1−ᾱ_{t−1})),
+		// so the chain's mean would be exact. Noise-free, ρ_t = λ·0.001²/σ̄_t²
+		// is ≈ 0 and the data step the projection onto A x = y: exact.
+		{"diffpir", "sr2", 0, false, 1000, exact, "isotropic prior, noise-free: data step ≈ projection", nil},
+		{"diffpir", "box", 0, false, 1000, exact, "isotropic prior, noise-free: data step ≈ projection", nil},
+		// With noise, ρ_t = λ(σ_y/2)²/σ̄_t² = (λᾱ_t/4)·σ_y²/(1−ᾱ_t): 1.75ᾱ_t times
+		// the exact weight at λ = 7, so y is under-weighted near t = 0 (0.020
+		// reached on the box with 6000 samples, 5.7 standard errors; 0.029 on
+		// SR, 2.6).
+		{"diffpir", "sr2", 0.1, false, 1000, 0.03, "ρ_t = (λᾱ_t/4)·σ_y²/(1−ᾱ_t), not the exact σ_y²/(1−ᾱ_t)", nil},
+		{"diffpir", "box", 0.1, false, 1000, 0.03, "ρ_t = (λᾱ_t/4)·σ_y²/(1−ᾱ_t), not the exact σ_y²/(1−ᾱ_t)", nil},
+		// Correlated prior: the data step's isotropic ρ‖x − x̂0‖² ignores
+		// Cov[x0 | x_t], so the hole is filled only through the diffusion,
+		// and with ζ = 0.1 the steps are nearly deterministic: the hole follows
+		// its own initial noise, not the measured pixels' (replacement bias,
+		// 0.258 reached; 0.066 with ζ = 1, the official inpainting setting).
+		// SR, whose every pixel is measured, is biased much less (0.052).
+		{"diffpir", "sr2", 0.1, true, 1000, 0.06, "isotropic data-step weight, correlated prior", nil},
+		{"diffpir", "box", 0.1, true, 1000, 0.3, "replacement bias with near-deterministic steps (ζ = 0.1), correlated prior", nil},
+		{"diffpir", "box", 0.1, true, 1000, 0.1, "replacement bias, correlated prior (ζ = 1)", map[string]any{"zeta": 1.0}},
 		// DPS is biased: p(y | x_t) ≈ p(y | x̂0(x_t)) ignores Cov[x0 | x_t], and
 		// the step ζ/‖y − A x̂0‖ does not follow the likelihood's 1/σ_y²
 		// scaling, so the strength of the guidance is wrong at every noise
@@ -135,8 +157,10 @@ func TestPosteriorMean(t *testing.T) {
 		} else {
 			name += "/isotropic"
 		}
-		if c.set != nil {
+		if c.set["tweedie"] == true {
 			name += "/tweedie"
+		} else if z, ok := c.set["zeta"]; ok {
+			name += "/zeta=" + fmt.Sprint(z)
 		}
 		t.Run(name, func(t *testing.T) {
 			var A op.Operator = srOp(t)
@@ -275,7 +299,7 @@ func fastOptions() map[string]Options {
 	set := map[string]map[string]any{
 		"dps": {"steps": 40}, "mcg": {"steps": 40}, "projection": {"steps": 40},
 		"ddnm": {"steps": 20}, "ddnm+": {"steps": 20, "travel_length": 3, "travel_repeat": 2},
-		"ddrm": {"steps": 10}, "pigdm": {"steps": 20}, "moment-matching": {"steps": 20},
+		"ddrm": {"steps": 10}, "pigdm": {"steps": 20}, "diffpir": {"steps": 20}, "moment-matching": {"steps": 20},
 		"red-diff": {"steps": 20},
 	}
 	out := map[string]Options{}
@@ -541,7 +565,7 @@ func mustSample(t *testing.T, den *analytic.Mixture, n int) *tensor.Dense {
 }
 
 func TestRegistry(t *testing.T) {
-	want := []string{"ddnm", "ddnm+", "ddrm", "dps", "mcg", "moment-matching", "pigdm", "projection", "red-diff"}
+	want := []string{"ddnm", "ddnm+", "ddrm", "diffpir", "dps", "mcg", "moment-matching", "pigdm", "projection", "red-diff"}
 	if got := Names(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -827,7 +851,7 @@ func TestCallback(t *testing.T) {
 	s := newSetup(t, A, 0.05, false, 1)
 	o := fastOptions()
 	o["ddnm+"] = mustOptions(t, "ddnm+", map[string]any{"steps": 20})
-	want := map[string]int{"dps": 40, "mcg": 40, "projection": 40, "ddnm": 20, "ddnm+": 20, "ddrm": 10, "pigdm": 20, "moment-matching": 20, "red-diff": 20}
+	want := map[string]int{"dps": 40, "mcg": 40, "projection": 40, "ddnm": 20, "ddnm+": 20, "ddrm": 10, "pigdm": 20, "moment-matching": 20, "red-diff": 20, "diffpir": 20}
 	for _, m := range Names() {
 		var steps, ts []int
 		var last Step
