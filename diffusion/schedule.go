@@ -2,9 +2,10 @@
 // every other diffinv package shares: discrete noise schedules (β_t, ᾱ_t),
 // sampling from q(x_t | x_0), conversions between the ε, x̂0 and v
 // parameterisations, the posterior q(x_{t−1} | x_t, x_0), timestep
-// respacing (DDIM subsequences and guided-diffusion's "ddimK" strings), and
-// the continuous-time VP, sub-VP and VE SDEs of score_sde with the mapping
-// between discrete steps and continuous time.
+// respacing (DDIM subsequences and guided-diffusion's "ddimK" strings), the
+// reverse steps the samplers and solvers share (AncestralStep, DDIMStep,
+// MixStep; per-image random streams, ImageRNGs), and the VP SDE a discrete
+// schedule implies (ScheduleSDE), whose terms the SDE samplers use.
 //
 // Everything schedule-related is computed in float64; tensors are the float32
 // N×C×H×W batches of the rest of diffinv, converted element by element.

@@ -354,9 +354,6 @@ func TestBadInputs(t *testing.T) {
 			_, err := mustSchedule(t, Linear, 100).EpsFromV(nil, []int{1}, tensors.New(1, 1, 2, 3))
 			return err
 		}},
-		{"vp sde", "beta_max", func() error { _, err := NewVPSDE(1, 0.5); return err }},
-		{"ve sde", "sigma_min = 0", func() error { _, err := NewVESDE(0, 50); return err }},
-		{"sde name", "[vp subvp ve]", func() error { _, err := NewSDE("vpx", 0.1, 20); return err }},
 	} {
 		err := tc.err()
 		if err == nil {

@@ -43,11 +43,11 @@ func TestMixtureWeights(t *testing.T) {
 	}
 	for ci, c := range cases {
 		t.Run(c.label, func(t *testing.T) {
-			rng := rand.New(rand.NewSource(int64(300 + ci)))
-			xT := tensors.Randn(rng, n, 1, 1, 2)
+			rngs := rngsFor(int64(300+ci), n)
+			xT := priorFrom(rngs, 1, 1, 2)
 			o := DefaultOptions()
 			c.opts(&o)
-			x, err := Run(c.name, den, xT, c.schedule(t, base), o, rng, nil)
+			x, err := Run(c.name, den, xT, c.schedule(t, base), o, rngs, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +73,8 @@ func TestMixtureWeights(t *testing.T) {
 }
 
 // TestODEDeterministicInvertible: the probability-flow ODE gives the same
-// bits twice, does not read rng, and decoding an encoding returns the
+// bits twice, takes no random streams, and decoding an encoding (the same
+// ODE integrated forwards, from index 0 to K−1, by flow) returns the
 // input: the round-trip error of a p-th order method with K steps is
 // O(K^−p); the tolerances (2e-4 for Heun at 100 steps, 2e-5 for RK4 at 50)
 // are about 5× the errors measured when the test was written, far below the
@@ -97,7 +98,11 @@ func TestODEDeterministicInvertible(t *testing.T) {
 	} {
 		sched := respaced(t, base, c.steps)
 		o := ODEOptions{Method: c.method}
-		xT, err := ODEEncode(den, x0, sched, o, nil)
+		up := make([]int, sched.Len())
+		for k := range up {
+			up[k] = k
+		}
+		xT, err := flow("ode encode", den, x0, sched, up, o, false, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,15 +136,15 @@ func TestODEDeterministicInvertible(t *testing.T) {
 }
 
 // TestDDIMEta0Deterministic: with η = 0 the same x_T gives the same bits
-// whatever the rng (even nil).
+// whatever the random streams (even nil).
 func TestDDIMEta0Deterministic(t *testing.T) {
 	base := baseSchedule(t)
 	den := gaussian(t, base)
 	sched := respaced(t, base, 50)
 	xT := tensors.Randn(rand.New(rand.NewSource(6)), 64, 1, 2, 2)
 	var outs [][]float32
-	for _, rng := range []*rand.Rand{rand.New(rand.NewSource(1)), rand.New(rand.NewSource(2)), nil} {
-		x, err := DDIM(den, xT, sched, DDIMOptions{}, rng, nil)
+	for _, rngs := range [][]*rand.Rand{rngsFor(1, 64), rngsFor(2, 64), nil} {
+		x, err := DDIM(den, xT, sched, DDIMOptions{}, rngs, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,8 +156,8 @@ func TestDDIMEta0Deterministic(t *testing.T) {
 		}
 	}
 	// And a stochastic η > 0 does depend on the seed.
-	a, _ := DDIM(den, xT, sched, DDIMOptions{Eta: 1}, rand.New(rand.NewSource(1)), nil)
-	b, _ := DDIM(den, xT, sched, DDIMOptions{Eta: 1}, rand.New(rand.NewSource(2)), nil)
+	a, _ := DDIM(den, xT, sched, DDIMOptions{Eta: 1}, rngsFor(1, 64), nil)
+	b, _ := DDIM(den, xT, sched, DDIMOptions{Eta: 1}, rngsFor(2, 64), nil)
 	if reflect.DeepEqual(tensors.F32(a), tensors.F32(b)) {
 		t.Errorf("DDIM η=1 ignores the seed")
 	}
@@ -169,11 +174,11 @@ func TestDDIMEta1IsDDPM(t *testing.T) {
 	for _, k := range []int{1000, 100} {
 		sched := respaced(t, base, k)
 		xT := tensors.Randn(rand.New(rand.NewSource(8)), 300, 1, 2, 2)
-		a, err := DDIM(den, xT, sched, DDIMOptions{Eta: 1}, rand.New(rand.NewSource(9)), nil)
+		a, err := DDIM(den, xT, sched, DDIMOptions{Eta: 1}, rngsFor(9, 300), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := DDPM(den, xT, sched, DDPMOptions{Variance: FixedSmall}, rand.New(rand.NewSource(9)), nil)
+		b, err := DDPM(den, xT, sched, DDPMOptions{Variance: diffusion.VarianceFixedSmall}, rngsFor(9, 300), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,28 +221,28 @@ func TestLearnedRange(t *testing.T) {
 	xT := tensors.Randn(rand.New(rand.NewSource(10)), 2000, 1, 2, 2)
 	run := func(den diffusion.Denoiser, variance string) *tensor.Dense {
 		t.Helper()
-		x, err := DDPM(den, xT, sched, DDPMOptions{Variance: variance}, rand.New(rand.NewSource(11)), nil)
+		x, err := DDPM(den, xT, sched, DDPMOptions{Variance: variance}, rngsFor(11, 2000), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return x
 	}
-	small, large := run(g, FixedSmall), run(g, FixedLarge)
-	if !reflect.DeepEqual(tensors.F32(run(fakeVar{g, -1}, LearnedRange)), tensors.F32(small)) {
+	small, large := run(g, diffusion.VarianceFixedSmall), run(g, diffusion.VarianceFixedLarge)
+	if !reflect.DeepEqual(tensors.F32(run(fakeVar{g, -1}, diffusion.VarianceLearnedRange)), tensors.F32(small)) {
 		t.Errorf("learned-range with v = −1 differs from fixed-small")
 	}
-	if !reflect.DeepEqual(tensors.F32(run(fakeVar{g, 1}, LearnedRange)), tensors.F32(large)) {
+	if !reflect.DeepEqual(tensors.F32(run(fakeVar{g, 1}, diffusion.VarianceLearnedRange)), tensors.F32(large)) {
 		t.Errorf("learned-range with v = +1 differs from fixed-large")
 	}
 	tr := func(x *tensor.Dense) float64 {
 		_, c := moments(x)
 		return mat.Trace(c)
 	}
-	ts, tl, tm := tr(small), tr(large), tr(run(fakeVar{g, 0}, LearnedRange))
+	ts, tl, tm := tr(small), tr(large), tr(run(fakeVar{g, 0}, diffusion.VarianceLearnedRange))
 	if !(ts < tm && tm < tl) {
 		t.Errorf("total variance: fixed-small %g, learned v=0 %g, fixed-large %g; want increasing", ts, tm, tl)
 	}
-	if _, err := DDPM(g, xT, sched, DDPMOptions{Variance: LearnedRange}, rand.New(rand.NewSource(1)), nil); err == nil ||
+	if _, err := DDPM(g, xT, sched, DDPMOptions{Variance: diffusion.VarianceLearnedRange}, rngsFor(1, 2000), nil); err == nil ||
 		!strings.Contains(err.Error(), "VarianceDenoiser") {
 		t.Errorf("learned-range without a variance output: error %v", err)
 	}
@@ -250,21 +255,21 @@ func TestEquivalences(t *testing.T) {
 	den := gaussian(t, base)
 	sched := respaced(t, base, 50)
 	xT := tensors.Randn(rand.New(rand.NewSource(12)), 32, 1, 2, 2)
-	em, err := EulerMaruyama(den, xT, sched, DefaultEMOptions(), rand.New(rand.NewSource(1)), nil)
+	em, err := EulerMaruyama(den, xT, sched, DefaultEMOptions(), rngsFor(1, 32), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := DefaultOptions()
 	o.PC.Predictor, o.PC.Corrector = EulerMaruyamaPredictor, None
-	pcx, err := Run("pc", den, xT, sched, o, rand.New(rand.NewSource(1)), nil)
+	pcx, err := Run("pc", den, xT, sched, o, rngsFor(1, 32), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(tensors.F32(em), tensors.F32(pcx)) {
 		t.Errorf("vp-em and pc(euler-maruyama, none) differ")
 	}
-	direct, _ := DDPM(den, xT, sched, DefaultDDPMOptions(), rand.New(rand.NewSource(2)), nil)
-	viaRun, err := Run("ddpm", den, xT, sched, DefaultOptions(), rand.New(rand.NewSource(2)), nil)
+	direct, _ := DDPM(den, xT, sched, DefaultDDPMOptions(), rngsFor(2, 32), nil)
+	viaRun, err := Run("ddpm", den, xT, sched, DefaultOptions(), rngsFor(2, 32), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +279,7 @@ func TestEquivalences(t *testing.T) {
 	// x_T is not modified.
 	before := append([]float32(nil), tensors.F32(xT)...)
 	for _, name := range Names() {
-		if _, err := Run(name, den, xT, sched, fastOptions(), rand.New(rand.NewSource(3)), nil); err != nil {
+		if _, err := Run(name, den, xT, sched, fastOptions(), rngsFor(3, 32), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -301,11 +306,11 @@ func TestBatchIndependence(t *testing.T) {
 		tensors.F32(xT2)[i] *= 3 // sample 0 only
 	}
 	for _, name := range Names() {
-		a, err := Run(name, den, xT, sched, fastOptions(), rand.New(rand.NewSource(4)), nil)
+		a, err := Run(name, den, xT, sched, fastOptions(), rngsFor(4, 8), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := Run(name, den, xT2, sched, fastOptions(), rand.New(rand.NewSource(4)), nil)
+		b, err := Run(name, den, xT2, sched, fastOptions(), rngsFor(4, 8), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,6 +319,37 @@ func TestBatchIndependence(t *testing.T) {
 		}
 		if !reflect.DeepEqual(tensors.F32(a)[4:], tensors.F32(b)[4:]) {
 			t.Errorf("%s: changing sample 0 changed other samples", name)
+		}
+	}
+}
+
+// TestBatchSizeInvariance: every registered sampler gives sample k the same
+// bits in a batch of 4 as alone, given the same per-sample stream: its
+// noise is drawn from its own stream and every step rule is per sample.
+func TestBatchSizeInvariance(t *testing.T) {
+	base := baseSchedule(t)
+	den := gaussian(t, base)
+	sched := respaced(t, base, 20)
+	o := fastOptions()
+	o.DDIM.Eta = 0.5 // draw noise
+	o.ODE.Method = RK4
+	const seed, n = 16, 4
+	xT := priorFrom(rngsFor(seed, n), 1, 2, 2)
+	for _, name := range Names() {
+		batch, err := Run(name, den, xT, sched, o, rngsFor(seed, n), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := 0; k < n; k++ {
+			one := tensors.New(1, 1, 2, 2)
+			copy(tensors.F32(one), tensors.F32(xT)[4*k:4*k+4])
+			x, err := Run(name, den, one, sched, o, diffusion.ImageRNGs(seed, k, 1), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := tensors.F32(x), tensors.F32(batch)[4*k:4*k+4]; !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: sample %d alone %v, in a batch of %d %v", name, k, got, n, want)
+			}
 		}
 	}
 }
@@ -327,7 +363,7 @@ func TestProgress(t *testing.T) {
 	for _, name := range Names() {
 		var steps []int
 		total := -1
-		_, err := Run(name, den, xT, sched, fastOptions(), rand.New(rand.NewSource(1)), func(step, tot int) {
+		_, err := Run(name, den, xT, sched, fastOptions(), rngsFor(1, 4), func(step, tot int) {
 			if total >= 0 && tot != total {
 				t.Errorf("%s: total changed from %d to %d", name, total, tot)
 			}
@@ -357,7 +393,7 @@ func TestRegistryAndValidation(t *testing.T) {
 	base := baseSchedule(t)
 	den := gaussian(t, base)
 	xT := tensors.Randn(rand.New(rand.NewSource(15)), 2, 1, 2, 2)
-	rng := rand.New(rand.NewSource(1))
+	rngs := rngsFor(1, 2)
 	with := func(f func(o *Options)) Options { o := DefaultOptions(); f(&o); return o }
 	for _, tc := range []struct {
 		name, sampler, want string
@@ -365,28 +401,33 @@ func TestRegistryAndValidation(t *testing.T) {
 		xT                  *tensor.Dense
 		sched               *diffusion.Schedule
 		opts                Options
-		rng                 *rand.Rand
+		rngs                []*rand.Rand
 	}{
-		{"unknown sampler", "euler", "[ald ddim ddpm ode pc vp-em]", den, xT, base, DefaultOptions(), rng},
-		{"ddpm variance", "ddpm", `variance "small"`, den, xT, base, with(func(o *Options) { o.DDPM.Variance = "small" }), rng},
-		{"ddim eta", "ddim", "eta = -0.5", den, xT, base, with(func(o *Options) { o.DDIM.Eta = -0.5 }), rng},
-		{"ddim eta NaN", "ddim", "eta = NaN", den, xT, base, with(func(o *Options) { o.DDIM.Eta = math.NaN() }), rng},
-		{"pc predictor", "pc", `predictor "heun"`, den, xT, base, with(func(o *Options) { o.PC.Predictor = "heun" }), rng},
-		{"pc corrector", "pc", `corrector "ald"`, den, xT, base, with(func(o *Options) { o.PC.Corrector = "ald" }), rng},
-		{"pc snr", "pc", "snr = 0", den, xT, base, with(func(o *Options) { o.PC.SNR = 0 }), rng},
-		{"pc steps", "pc", "corrector_steps = 0", den, xT, base, with(func(o *Options) { o.PC.CorrectorSteps = 0 }), rng},
-		{"pc nothing", "pc", "does nothing", den, xT, base, with(func(o *Options) { o.PC.Predictor, o.PC.Corrector = None, None }), rng},
-		{"ald step", "ald", "step_size = -1", den, xT, base, with(func(o *Options) { o.ALD.StepSize = -1 }), rng},
-		{"ald steps", "ald", "steps_per_level = 0", den, xT, base, with(func(o *Options) { o.ALD.StepsPerLevel = 0 }), rng},
-		{"ode method", "ode", `method "rk2"`, den, xT, base, with(func(o *Options) { o.ODE.Method = "rk2" }), rng},
-		{"nil denoiser", "ddpm", "nil denoiser", nil, xT, base, DefaultOptions(), rng},
-		{"nil schedule", "ddim", "nil schedule", den, xT, nil, DefaultOptions(), rng},
-		{"nil rng", "ddpm", "nil *rand.Rand", den, xT, base, DefaultOptions(), nil},
-		{"nil rng pc", "pc", "nil *rand.Rand", den, xT, base, DefaultOptions(), nil},
-		{"3-D x_T", "ode", "4 dimensions", den, tensors.New(2, 2, 2), base, DefaultOptions(), rng},
-		{"wrong image shape", "ode", "want 1×2×2", den, tensors.New(2, 1, 3, 3), base, DefaultOptions(), rng},
+		{"unknown sampler", "euler", "[ald ddim ddpm ode pc vp-em]", den, xT, base, DefaultOptions(), rngs},
+		{"ddpm variance", "ddpm", `variance "small"`, den, xT, base, with(func(o *Options) { o.DDPM.Variance = "small" }), rngs},
+		{"ddim eta", "ddim", "eta = -0.5", den, xT, base, with(func(o *Options) { o.DDIM.Eta = -0.5 }), rngs},
+		{"ddim eta NaN", "ddim", "eta = NaN", den, xT, base, with(func(o *Options) { o.DDIM.Eta = math.NaN() }), rngs},
+		{"pc predictor", "pc", `predictor "heun"`, den, xT, base, with(func(o *Options) { o.PC.Predictor = "heun" }), rngs},
+		{"pc corrector", "pc", `corrector "ald"`, den, xT, base, with(func(o *Options) { o.PC.Corrector = "ald" }), rngs},
+		{"pc snr", "pc", "snr = 0", den, xT, base, with(func(o *Options) { o.PC.SNR = 0 }), rngs},
+		{"pc steps", "pc", "corrector_steps = 0", den, xT, base, with(func(o *Options) { o.PC.CorrectorSteps = 0 }), rngs},
+		{"pc nothing", "pc", "does nothing", den, xT, base, with(func(o *Options) { o.PC.Predictor, o.PC.Corrector = None, None }), rngs},
+		{"ald step", "ald", "step_size = -1", den, xT, base, with(func(o *Options) { o.ALD.StepSize = -1 }), rngs},
+		{"ald steps", "ald", "steps_per_level = 0", den, xT, base, with(func(o *Options) { o.ALD.StepsPerLevel = 0 }), rngs},
+		{"ode method", "ode", `method "rk2"`, den, xT, base, with(func(o *Options) { o.ODE.Method = "rk2" }), rngs},
+		{"nil denoiser", "ddpm", "nil denoiser", nil, xT, base, DefaultOptions(), rngs},
+		{"nil schedule", "ddim", "nil schedule", den, xT, nil, DefaultOptions(), rngs},
+		{"nil rngs", "ddpm", "0 random streams for a batch of 2", den, xT, base, DefaultOptions(), nil},
+		{"nil rngs pc", "pc", "0 random streams for a batch of 2", den, xT, base, DefaultOptions(), nil},
+		{"nil rngs ald", "ald", "0 random streams for a batch of 2", den, xT, base, DefaultOptions(), nil},
+		{"nil rngs ddim eta", "ddim", "0 random streams for a batch of 2", den, xT, base, with(func(o *Options) { o.DDIM.Eta = 0.5 }), nil},
+		{"rngs count", "vp-em", "3 random streams for a batch of 2", den, xT, base, DefaultOptions(), rngsFor(1, 3)},
+		{"rngs count ddim eta 0", "ddim", "1 random streams for a batch of 2", den, xT, base, DefaultOptions(), rngsFor(1, 1)},
+		{"nil stream", "ddpm", "random stream 1 of 2 is nil", den, xT, base, DefaultOptions(), []*rand.Rand{rngs[0], nil}},
+		{"3-D x_T", "ode", "4 dimensions", den, tensors.New(2, 2, 2), base, DefaultOptions(), rngs},
+		{"wrong image shape", "ode", "want 1×2×2", den, tensors.New(2, 1, 3, 3), base, DefaultOptions(), rngs},
 	} {
-		_, err := Run(tc.sampler, tc.den, tc.xT, tc.sched, tc.opts, tc.rng, nil)
+		_, err := Run(tc.sampler, tc.den, tc.xT, tc.sched, tc.opts, tc.rngs, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", tc.name, err, tc.want)
 		}

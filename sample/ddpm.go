@@ -10,78 +10,77 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// DDPM variance choices.
-const (
-	// FixedSmall uses the posterior variance β̃_t (log clipped at t = 0).
-	FixedSmall = "fixed-small"
-	// FixedLarge uses β_t (β̃_1 at t = 0, as guided-diffusion).
-	FixedLarge = "fixed-large"
-	// LearnedRange interpolates log β̃_t and log β_t with the model's v
-	// output; the denoiser must be a VarianceDenoiser.
-	LearnedRange = "learned-range"
-)
-
 // DDPMOptions configures DDPM.
 type DDPMOptions struct {
-	// Variance is FixedSmall, FixedLarge or LearnedRange.
+	// Variance is diffusion.VarianceFixedSmall, VarianceFixedLarge or
+	// VarianceLearnedRange ("fixed_small", "fixed_large", "learned_range",
+	// a config's diffusion.variance).
 	Variance string
 	// ClipX0 clamps x̂0 to [−1, 1] before forming the posterior mean (image
 	// models; leave off for unbounded data).
 	ClipX0 bool
 }
 
-// DefaultDDPMOptions returns fixed-small variance without clipping.
-func DefaultDDPMOptions() DDPMOptions { return DDPMOptions{Variance: FixedSmall} }
+// DefaultDDPMOptions returns fixed_small variance without clipping.
+func DefaultDDPMOptions() DDPMOptions { return DDPMOptions{Variance: diffusion.VarianceFixedSmall} }
 
 // Validate returns an error naming a bad option.
 func (o DDPMOptions) Validate() error {
 	switch o.Variance {
-	case FixedSmall, FixedLarge, LearnedRange:
+	case diffusion.VarianceFixedSmall, diffusion.VarianceFixedLarge, diffusion.VarianceLearnedRange:
 		return nil
 	}
-	return fmt.Errorf("sample: ddpm variance %q, want one of [%s %s %s]", o.Variance, FixedSmall, FixedLarge, LearnedRange)
+	return fmt.Errorf("sample: ddpm variance %q, want one of %v", o.Variance, diffusion.Variances())
 }
 
 // DDPM runs ancestral sampling (Ho et al. 2020) over the schedule: at each
-// index i = K−1..0, x̂0 = (x_i − √(1−ᾱ_i) ε̂)/√ᾱ_i, then
-// x_{i−1} = μ̃(x̂0, x_i) + σ_i z with μ̃ the posterior mean of q(x_{i−1} | x_i, x0)
-// and σ_i² from o.Variance; no noise is added at i = 0. On a respaced
-// schedule β_i and β̃_i are the respaced ones (guided-diffusion's
-// SpacedDiffusion).
-func DDPM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o DDPMOptions, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
-	n, d, err := checkInputs("ddpm", den, xT, sched, rng, true)
+// index i = K−1..0, x̂0 = (x_i − √(1−ᾱ_i) ε̂)/√ᾱ_i (clamped with ClipX0),
+// then the schedule's ancestral step (diffusion.Schedule.AncestralStep)
+// x_{i−1} = μ̃(x̂0, x_i) + σ_i z with μ̃ the posterior mean of
+// q(x_{i−1} | x_i, x0) and σ_i² from o.Variance; no noise is added at
+// i = 0. On a respaced schedule β_i and β̃_i are the respaced ones
+// (guided-diffusion's SpacedDiffusion). rngs holds one stream per sample.
+func DDPM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o DDPMOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+	n, d, err := checkInputs("ddpm", den, xT, sched, rngs, true)
 	if err != nil {
 		return nil, err
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	var vden VarianceDenoiser
-	if o.Variance == LearnedRange {
+	var vden diffusion.VarianceDenoiser
+	if o.Variance == diffusion.VarianceLearnedRange {
 		var ok bool
-		if vden, ok = den.(VarianceDenoiser); !ok {
-			return nil, fmt.Errorf("sample: ddpm variance %q needs a denoiser with a learned variance output (sample.VarianceDenoiser), got %T", LearnedRange, den)
+		if vden, ok = den.(diffusion.VarianceDenoiser); !ok {
+			return nil, fmt.Errorf("sample: ddpm variance %q needs a denoiser with a learned variance output (diffusion.VarianceDenoiser), got %T", o.Variance, den)
 		}
 	}
 	x := tensors.Clone(xT)
 	xs := tensors.F32(x)
-	z := make([]float64, n*d)
+	xt, x0, z := make([]float64, n*d), make([]float64, n*d), make([]float64, n*d)
+	var v []float64
+	if vden != nil {
+		v = make([]float64, n*d)
+	}
 	K := sched.Len()
 	for i := K - 1; i >= 0; i-- {
-		var eps, vv []float32
+		var eps []float32
 		if vden != nil {
 			ts := repeat(sched.Timestep(i), n)
-			e, v, err := vden.EpsVar(x, ts)
+			e, vt, err := vden.EpsVar(x, ts)
 			if err != nil {
 				return nil, fmt.Errorf("sample: ddpm: denoiser at timestep %d: %w", ts[0], err)
 			}
 			if err := tensors.SameShape("eps", e, "x_t", x); err != nil {
 				return nil, fmt.Errorf("sample: ddpm: %w", err)
 			}
-			if err := tensors.SameShape("v", v, "x_t", x); err != nil {
+			if err := tensors.SameShape("v", vt, "x_t", x); err != nil {
 				return nil, fmt.Errorf("sample: ddpm: %w", err)
 			}
-			eps, vv = tensors.F32(e), tensors.F32(v)
+			eps = tensors.F32(e)
+			for j, vj := range tensors.F32(vt) {
+				v[j] = float64(vj)
+			}
 		} else {
 			eps, err = epsAt(den, x, sched, i)
 			if err != nil {
@@ -89,34 +88,22 @@ func DDPM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o
 			}
 		}
 		a, s := sched.SqrtAlphaBar(i), sched.SqrtOneMinusAlphaBar(i)
-		c0, ct := sched.PosteriorMeanCoefs(i)
-		logSmall := sched.PosteriorLogVarianceClipped(i)
-		logLarge := math.Log(sched.Beta(i))
-		fixedLog := logSmall
-		if o.Variance == FixedLarge && i > 0 {
-			fixedLog = logLarge
-		}
-		if i > 0 {
-			noise(rng, z)
-		}
-		fixedStd := math.Exp(0.5 * fixedLog)
 		for j := range xs {
-			xt := float64(xs[j])
-			x0 := (xt - s*float64(eps[j])) / a
+			xt[j] = float64(xs[j])
+			x0[j] = (xt[j] - s*float64(eps[j])) / a
 			if o.ClipX0 {
-				x0 = clip1(x0)
+				x0[j] = clip1(x0[j])
 			}
-			mean := c0*x0 + ct*xt
-			if i == 0 {
-				xs[j] = float32(mean)
-				continue
-			}
-			std := fixedStd
-			if vv != nil {
-				frac := (float64(vv[j]) + 1) / 2
-				std = math.Exp(0.5 * (frac*logLarge + (1-frac)*logSmall))
-			}
-			xs[j] = float32(mean + std*z[j])
+		}
+		noise := z
+		if i > 0 {
+			diffusion.FillNormal(rngs, z)
+		} else {
+			noise = nil
+		}
+		sched.AncestralStep(i, o.Variance, xt, x0, v, noise, xt)
+		for j := range xs {
+			xs[j] = float32(xt[j])
 		}
 		report(progress, K-i, K)
 	}
@@ -145,15 +132,17 @@ func (o DDIMOptions) Validate() error {
 }
 
 // DDIM runs the generalised DDIM update (Song et al. 2021) over the
-// schedule, normally a respaced one:
+// schedule, normally a respaced one, the schedule's DDIM step
+// (diffusion.Schedule.DDIMStep):
 //
 //	x_{i−1} = √ᾱ_{i−1} x̂0 + √(1−ᾱ_{i−1}−σ_i²) ε̂ + σ_i z,
 //	σ_i = η √((1−ᾱ_{i−1})/(1−ᾱ_i)) √(1−ᾱ_i/ᾱ_{i−1}),
 //
 // with ᾱ_{−1} = 1, so the last step returns x̂0. Noise is drawn only when
-// η > 0 and i > 0; with η = 0 the result does not depend on rng.
-func DDIM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o DDIMOptions, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
-	n, d, err := checkInputs("ddim", den, xT, sched, rng, o.Eta > 0)
+// η > 0 and i > 0, one stream per sample from rngs; with η = 0 the result
+// does not depend on rngs, which may be nil.
+func DDIM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o DDIMOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+	n, d, err := checkInputs("ddim", den, xT, sched, rngs, o.Eta > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +151,7 @@ func DDIM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o
 	}
 	x := tensors.Clone(xT)
 	xs := tensors.F32(x)
-	z := make([]float64, n*d)
+	x0, e, z := make([]float64, n*d), make([]float64, n*d), make([]float64, n*d)
 	K := sched.Len()
 	for i := K - 1; i >= 0; i-- {
 		eps, err := epsAt(den, x, sched, i)
@@ -170,23 +159,23 @@ func DDIM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o
 			return nil, fmt.Errorf("sample: ddim: %w", err)
 		}
 		a, s := sched.SqrtAlphaBar(i), sched.SqrtOneMinusAlphaBar(i)
-		cx0, dirCoef, sigma := sched.DDIMCoefs(i, o.Eta)
-		stochastic := sigma > 0 && i > 0
-		if stochastic {
-			noise(rng, z)
-		}
 		for j := range xs {
-			xt, e := float64(xs[j]), float64(eps[j])
-			x0 := (xt - s*e) / a
+			xt := float64(xs[j])
+			e[j] = float64(eps[j])
+			x0[j] = (xt - s*e[j]) / a
 			if o.ClipX0 {
-				x0 = clip1(x0)
-				e = (xt - a*x0) / s
+				x0[j] = clip1(x0[j])
+				e[j] = (xt - a*x0[j]) / s
 			}
-			v := cx0*x0 + dirCoef*e
-			if stochastic {
-				v += sigma * z[j]
-			}
-			xs[j] = float32(v)
+		}
+		var noise []float64
+		if _, _, sigma := sched.DDIMCoefs(i, o.Eta); sigma > 0 && i > 0 {
+			diffusion.FillNormal(rngs, z)
+			noise = z
+		}
+		sched.DDIMStep(i, o.Eta, x0, e, noise, x0)
+		for j := range xs {
+			xs[j] = float32(x0[j])
 		}
 		report(progress, K-i, K)
 	}

@@ -2,7 +2,6 @@ package sample_test
 
 import (
 	"fmt"
-	"math/rand"
 
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/diffusion/analytic"
@@ -26,10 +25,15 @@ func ExampleRun() {
 	if err != nil {
 		panic(err)
 	}
-	rng := rand.New(rand.NewSource(1))
-	xT := tensors.Randn(rng, 500, 1, 1, 1)
+	// One random stream per sample: x_T here; the sampler's noise, for a
+	// stochastic sampler, from the same streams.
+	rngs := diffusion.ImageRNGs(1, 0, 500)
+	xT := tensors.New(500, 1, 1, 1)
+	for k, r := range rngs {
+		tensors.F32(xT)[k] = float32(r.NormFloat64())
+	}
 	steps := 0
-	x, err := sample.Run("ddim", den, xT, sched, sample.DefaultOptions(), rng, func(step, total int) { steps = total })
+	x, err := sample.Run("ddim", den, xT, sched, sample.DefaultOptions(), rngs, func(step, total int) { steps = total })
 	if err != nil {
 		panic(err)
 	}

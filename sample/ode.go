@@ -68,24 +68,6 @@ func ProbabilityFlow(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.
 	return flow("ode", den, xT, sched, grid, o, o.Denoise, progress)
 }
 
-// ODEEncode integrates the same ODE forwards, from x at index 0 (taken as
-// data: the difference is σ_0, 0.01 for the linear T = 1000 schedule) to
-// index K−1, the inverse of ProbabilityFlow with Denoise = false up to the
-// integration error. o.Denoise is ignored.
-func ODEEncode(den diffusion.Denoiser, x0 *tensor.Dense, sched *diffusion.Schedule, o ODEOptions, progress Progress) (*tensor.Dense, error) {
-	if _, _, err := checkInputs("ode encode", den, x0, sched, nil, false); err != nil {
-		return nil, err
-	}
-	if err := o.Validate(); err != nil {
-		return nil, err
-	}
-	grid := make([]int, sched.Len())
-	for k := range grid {
-		grid[k] = k
-	}
-	return flow("ode encode", den, x0, sched, grid, o, false, progress)
-}
-
 // node is a point of the σ grid: the network timestep and its ᾱ and σ.
 type node struct {
 	t         int

@@ -7,13 +7,23 @@
 // steps.
 //
 // Every sampler is a plain function of (denoiser, x_T, schedule, options,
-// rng, progress), in the spirit of k-diffusion, and Run picks one by its
+// rngs, progress), in the spirit of k-diffusion, and Run picks one by its
 // config name. Samplers walk the schedule they are given, index K−1 down to
 // 0 (respace it with diffusion.Respace for fewer steps) and call the
 // denoiser with the original timesteps sched.Timestep(i). x_T is in VP
 // coordinates, x_T ~ N(0, I), and is not modified; the result has its shape.
-// Each sample of the batch is independent: noise and every step-size rule
-// are per sample.
+// The reverse steps are the schedule's (diffusion.Schedule.AncestralStep,
+// DDIMStep) and the SDE samplers' terms come from the schedule's SDE
+// (diffusion.ScheduleSDE), as the inverse-problem solvers' do.
+//
+// Random streams: rngs holds one stream per sample of the batch (sample k's
+// noise is drawn from rngs[k] with diffusion.FillNormal, as the solvers
+// draw theirs), and every step-size rule is per sample, so a sample depends
+// only on its x_T and its stream, never on the batch it is in: drawing
+// samples one by one or in batches of any size gives the same bits.
+// diffusion.ImageRNGs(seed, first, n) gives the streams of samples
+// first..first+n−1 of a seeded run. DDIM with η = 0 and the ODE draw no
+// noise and accept nil.
 package sample
 
 import (
@@ -31,24 +41,10 @@ import (
 // means no reporting. A CLI uses it to draw a progress bar.
 type Progress func(step, total int)
 
-// VarianceDenoiser is a denoiser of a model trained with learn_sigma
-// (improved DDPM / guided-diffusion): besides ε it outputs v ∈ [−1, 1] per
-// element, which interpolates the log variance of the reverse step between
-// the posterior variance β̃_t (v = −1) and β_t (v = +1):
-//
-//	log σ²_t = (v+1)/2 · log β_t + (1−v)/2 · log β̃_t.
-//
-// v is guided-diffusion's model_var_values, the second half of the output
-// channels, unchanged. DDPM with Variance "learned-range" needs it.
-type VarianceDenoiser interface {
-	diffusion.Denoiser
-	// EpsVar returns ε and v at x_t, original timesteps t, both shaped like xt.
-	EpsVar(xt *tensor.Dense, t []int) (eps, v *tensor.Dense, err error)
-}
-
 // Func is the common signature of the registered samplers: opts holds the
-// options of every sampler and each takes its own section.
-type Func func(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rng *rand.Rand, progress Progress) (*tensor.Dense, error)
+// options of every sampler and each takes its own section; rngs holds one
+// random stream per sample of x_T (see the package comment).
+type Func func(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error)
 
 // Options gathers every sampler's options, one section per sampler, as a
 // config's sample section would hold them.
@@ -81,22 +77,22 @@ type entry struct {
 
 func registry() []entry {
 	return []entry{
-		{"ddpm", "DDPM ancestral sampling (options DDPM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"ddpm", "DDPM ancestral sampling (options DDPM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
 			return DDPM(d, x, s, o.DDPM, r, p)
 		}},
-		{"ddim", "DDIM with η (options DDIM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"ddim", "DDIM with η (options DDIM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
 			return DDIM(d, x, s, o.DDIM, r, p)
 		}},
-		{"vp-em", "reverse VP SDE, Euler–Maruyama (options EM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"vp-em", "reverse VP SDE, Euler–Maruyama (options EM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
 			return EulerMaruyama(d, x, s, o.EM, r, p)
 		}},
-		{"pc", "predictor–corrector (options PC)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"pc", "predictor–corrector (options PC)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
 			return PredictorCorrector(d, x, s, o.PC, r, p)
 		}},
-		{"ald", "annealed Langevin dynamics over VE levels (options ALD)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r *rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"ald", "annealed Langevin dynamics over VE levels (options ALD)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
 			return AnnealedLangevin(d, x, s, o.ALD, r, p)
 		}},
-		{"ode", "probability-flow ODE (options ODE)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, _ *rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"ode", "probability-flow ODE (options ODE)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, _ []*rand.Rand, p Progress) (*tensor.Dense, error) {
 			return ProbabilityFlow(d, x, s, o.ODE, p)
 		}},
 	}
@@ -123,25 +119,24 @@ func Lookup(name string) (Func, error) {
 }
 
 // Run runs the sampler registered under name; see the package comment.
-func Run(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
+func Run(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
 	fn, err := Lookup(name)
 	if err != nil {
 		return nil, err
 	}
-	return fn(den, xT, sched, opts, rng, progress)
+	return fn(den, xT, sched, opts, rngs, progress)
 }
 
 // checkInputs validates what every sampler needs and returns the batch size
-// and the per-sample dimension.
-func checkInputs(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, rng *rand.Rand, needRNG bool) (n, d int, err error) {
+// and the per-sample dimension. rngs must hold one stream per sample, none
+// nil, when needRNG; otherwise it may be nil, and is checked the same way
+// when it is not.
+func checkInputs(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, rngs []*rand.Rand, needRNG bool) (n, d int, err error) {
 	if den == nil {
 		return 0, 0, fmt.Errorf("sample: %s: nil denoiser", name)
 	}
 	if sched == nil {
 		return 0, 0, fmt.Errorf("sample: %s: nil schedule", name)
-	}
-	if needRNG && rng == nil {
-		return 0, 0, fmt.Errorf("sample: %s: nil *rand.Rand, want a seeded source", name)
 	}
 	n, c, h, w, err := tensors.NCHW("x_T", xT)
 	if err != nil {
@@ -149,6 +144,16 @@ func checkInputs(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *d
 	}
 	if n == 0 || c*h*w == 0 {
 		return 0, 0, fmt.Errorf("sample: %s: empty x_T of shape %v", name, []int(xT.Shape()))
+	}
+	if needRNG || rngs != nil {
+		if len(rngs) != n {
+			return 0, 0, fmt.Errorf("sample: %s: %d random streams for a batch of %d samples, want one per sample (diffusion.ImageRNGs)", name, len(rngs), n)
+		}
+		for k, r := range rngs {
+			if r == nil {
+				return 0, 0, fmt.Errorf("sample: %s: random stream %d of %d is nil, want a seeded *rand.Rand per sample", name, k, n)
+			}
+		}
 	}
 	return n, c * h * w, nil
 }
@@ -172,13 +177,6 @@ func repeat(t, n int) []int {
 		out[i] = t
 	}
 	return out
-}
-
-// noise fills z with standard normal draws.
-func noise(rng *rand.Rand, z []float64) {
-	for i := range z {
-		z[i] = rng.NormFloat64()
-	}
 }
 
 func clip1(v float64) float64 { return math.Max(-1, math.Min(1, v)) }

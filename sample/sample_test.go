@@ -26,6 +26,23 @@ var (
 	testShape = [3]int{1, 2, 2}
 )
 
+// rngsFor returns the random streams of samples 0..n−1 of a run seeded by
+// seed, one per sample (diffusion.ImageRNGs).
+func rngsFor(seed int64, n int) []*rand.Rand { return diffusion.ImageRNGs(seed, 0, n) }
+
+// priorFrom draws x_T ~ N(0, I) of shape len(rngs)×shape, sample k from
+// rngs[k], as diffinv sample does before the sampler draws its noise from
+// the same streams.
+func priorFrom(rngs []*rand.Rand, shape ...int) *tensor.Dense {
+	x := tensors.New(append([]int{len(rngs)}, shape...)...)
+	xs := tensors.F32(x)
+	d := len(xs) / len(rngs)
+	for k, r := range rngs {
+		copy(xs[k*d:], tensors.F32(tensors.Randn(r, shape...)))
+	}
+	return x
+}
+
 func baseSchedule(t testing.TB) *diffusion.Schedule {
 	t.Helper()
 	s, err := diffusion.NewSchedule(diffusion.Linear, 1000, 0, 0)
@@ -158,7 +175,7 @@ func aldOpts(o *Options) { o.ALD.StepSize = 2e-4; o.ALD.StepsPerLevel = 30 }
 func gaussianCases() []samplerCase {
 	return []samplerCase{
 		{name: "ddpm", label: "ddpm fixed-small 1000", steps: 1000, opts: func(o *Options) {}},
-		{name: "ddpm", label: "ddpm fixed-large 1000", steps: 1000, opts: func(o *Options) { o.DDPM.Variance = FixedLarge }},
+		{name: "ddpm", label: "ddpm fixed-large 1000", steps: 1000, opts: func(o *Options) { o.DDPM.Variance = diffusion.VarianceFixedLarge }},
 		{name: "ddim", label: "ddim eta=0 500", steps: 500, opts: func(o *Options) {}},
 		{name: "vp-em", label: "vp-em 1000", steps: 1000, opts: func(o *Options) {}},
 		{name: "pc", label: "pc reverse-diffusion only 1000", steps: 1000, opts: func(o *Options) { o.PC.Corrector = None }},
@@ -206,11 +223,11 @@ func TestGaussianMoments(t *testing.T) {
 			}
 			den := gaussian(t, base)
 			sched := c.schedule(t, base)
-			rng := rand.New(rand.NewSource(int64(100 + ci)))
-			xT := tensors.Randn(rng, n, testShape[0], testShape[1], testShape[2])
+			rngs := rngsFor(int64(100+ci), n)
+			xT := priorFrom(rngs, testShape[0], testShape[1], testShape[2])
 			o := DefaultOptions()
 			c.opts(&o)
-			x, err := Run(c.name, den, xT, sched, o, rng, nil)
+			x, err := Run(c.name, den, xT, sched, o, rngs, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -282,11 +299,11 @@ func TestPCLangevinMoments(t *testing.T) {
 		}},
 	} {
 		t.Run(c.label, func(t *testing.T) {
-			rng := rand.New(rand.NewSource(int64(200 + ci)))
-			xT := tensors.Randn(rng, n, 1, 32, 32)
+			rngs := rngsFor(int64(200+ci), n)
+			xT := priorFrom(rngs, 1, 32, 32)
 			o := DefaultOptions()
 			c.opts(&o)
-			x, err := Run(c.name, g, xT, c.schedule(t, base), o, rng, nil)
+			x, err := Run(c.name, g, xT, c.schedule(t, base), o, rngs, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,21 +11,26 @@ import (
 )
 
 // The SDE samplers work on the VP SDE dx = −½β(t)x dt + √β(t) dw implied by
-// the discrete schedule: between consecutive kept indices i−1 < i the
-// integrated rate ∫β dt is log(ᾱ_{i−1}/ᾱ_i) = −log(1−β_i), so any schedule
+// the discrete schedule, diffusion.ScheduleSDE(sched) (diffusion.DiscreteVP):
+// step i spans the integrated rate Δ_i = −log(1−β_i), so any schedule
 // (linear, cosine, respaced) defines its own VP SDE and no continuous-time
-// network is needed. The score at index i is ∇log p_i(x) = −ε̂(x, t_i)/√(1−ᾱ_i).
+// network is needed. The predictors and the corrector are score_sde's,
+// with their terms taken from that SDE as score_sde takes them from
+// sde.sde and sde.discretize; the score at index i is
+// ∇log p_i(x) = −ε̂(x, t_i)/std_i, std_i the marginal's.
 
 // Predictor and corrector names for PCOptions.
 const (
 	// ReverseDiffusion is score_sde's reverse-diffusion predictor on the
-	// discretised VP SDE: x ← (2 − √(1−β_i))x + β_i·score + √β_i z.
+	// discretised VP SDE (Discretize: x_i = a·x + G z, f = (a − 1)x):
+	// x ← x − f + G²·score + G z = (2 − √(1−β_i))x + β_i·score + √β_i z.
 	ReverseDiffusion = "reverse-diffusion"
 	// EulerMaruyamaPredictor is one Euler–Maruyama step of the reverse SDE
-	// over Δ_i = −log(1−β_i): x ← x + Δ_i(½x + score) + √Δ_i z.
+	// (drift c·x − g²·score, diffusion g: the SDE's terms) over
+	// Δ_i = −log(1−β_i): x ← x + Δ_i(½x + score) + √Δ_i z.
 	EulerMaruyamaPredictor = "euler-maruyama"
-	// AncestralPredictor is score_sde's ancestral sampling predictor for VP:
-	// x ← (x + β_i·score)/√(1−β_i) + √β_i z.
+	// AncestralPredictor is score_sde's ancestral sampling predictor for VP
+	// (a and G² of Discretize): x ← (x + β_i·score)/√(1−β_i) + √β_i z.
 	AncestralPredictor = "ancestral"
 	// Langevin is the Langevin corrector with the signal-to-noise step rule.
 	Langevin = "langevin"
@@ -49,8 +54,8 @@ func (o EMOptions) Validate() error { return nil }
 // EulerMaruyama integrates the reverse VP SDE with Euler–Maruyama steps, one
 // per schedule index (the "vp-em" sampler; PC with the Euler–Maruyama
 // predictor and no corrector).
-func EulerMaruyama(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o EMOptions, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
-	return pc("vp-em", den, xT, sched, PCOptions{Predictor: EulerMaruyamaPredictor, Corrector: None, Denoise: o.Denoise}, rng, progress)
+func EulerMaruyama(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o EMOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+	return pc("vp-em", den, xT, sched, PCOptions{Predictor: EulerMaruyamaPredictor, Corrector: None, Denoise: o.Denoise}, rngs, progress)
 }
 
 // PCOptions configures PredictorCorrector.
@@ -60,7 +65,8 @@ type PCOptions struct {
 	// Corrector is Langevin or None.
 	Corrector string
 	// SNR is the Langevin signal-to-noise ratio r: step ε = 2α_i (r‖z‖/‖score‖)²,
-	// norms per sample, α_i = 1 − β_i (score_sde's rule for VP).
+	// norms per sample, α_i = 1 − β_i (the SDE's Alpha; score_sde's rule
+	// for VP).
 	SNR float64
 	// CorrectorSteps is the number of Langevin steps at each noise level.
 	CorrectorSteps int
@@ -102,32 +108,33 @@ func (o PCOptions) Validate() error {
 // PredictorCorrector runs score_sde's PC loop on the schedule's VP SDE: at
 // each index i = K−1..0, CorrectorSteps Langevin steps at level i, then one
 // predictor step from i to i−1.
-func PredictorCorrector(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o PCOptions, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
-	return pc("pc", den, xT, sched, o, rng, progress)
+func PredictorCorrector(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o PCOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+	return pc("pc", den, xT, sched, o, rngs, progress)
 }
 
-func pc(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o PCOptions, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
-	n, d, err := checkInputs(name, den, xT, sched, rng, true)
+func pc(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o PCOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+	n, d, err := checkInputs(name, den, xT, sched, rngs, true)
 	if err != nil {
 		return nil, err
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	sde := diffusion.ScheduleSDE(sched)
 	x := tensors.Clone(xT)
 	xs := tensors.F32(x)
 	z := make([]float64, n*d)
-	K := sched.Len()
+	K := sde.Len()
 	for i := K - 1; i >= 0; i-- {
-		beta, s := sched.Beta(i), sched.SqrtOneMinusAlphaBar(i)
+		_, s := sde.Marginal(i) // score = −ε̂/s
 		if o.Corrector == Langevin {
-			alpha := 1 - beta
+			alpha := sde.Alpha(i)
 			for c := 0; c < o.CorrectorSteps; c++ {
 				eps, err := epsAt(den, x, sched, i)
 				if err != nil {
 					return nil, fmt.Errorf("sample: %s corrector: %w", name, err)
 				}
-				noise(rng, z)
+				diffusion.FillNormal(rngs, z)
 				for k := 0; k < n; k++ {
 					var g2, z2 float64
 					for j := k * d; j < (k+1)*d; j++ {
@@ -152,20 +159,10 @@ func pc(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.
 			if err != nil {
 				return nil, fmt.Errorf("sample: %s predictor: %w", name, err)
 			}
-			var cx, cs, sd float64 // mean = cx·x + cs·score, noise std sd
-			switch o.Predictor {
-			case ReverseDiffusion:
-				cx, cs, sd = 2-math.Sqrt(1-beta), beta, math.Sqrt(beta)
-			case EulerMaruyamaPredictor:
-				delta := -math.Log1p(-beta)
-				cx, cs, sd = 1+delta/2, delta, math.Sqrt(delta)
-			case AncestralPredictor:
-				r := 1 / math.Sqrt(1-beta)
-				cx, cs, sd = r, beta*r, math.Sqrt(beta)
-			}
+			cx, cs, sd := predictorCoefs(sde, o.Predictor, i)
 			addNoise := !(o.Denoise && i == 0)
 			if addNoise {
-				noise(rng, z)
+				diffusion.FillNormal(rngs, z)
 			}
 			for j := range xs {
 				v := cx*float64(xs[j]) - cs*float64(eps[j])/s
@@ -178,6 +175,29 @@ func pc(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.
 		report(progress, K-i, K)
 	}
 	return x, nil
+}
+
+// predictorCoefs returns the predictor's step from index i as
+// x ← cx·x + cs·score + sd·z, score_sde's predictors written with the
+// terms of the schedule's SDE.
+func predictorCoefs(sde diffusion.DiscreteVP, predictor string, i int) (cx, cs, sd float64) {
+	switch predictor {
+	case ReverseDiffusion:
+		// x_mean = x − f + G²·score with f = (a − 1)x.
+		a, g2 := sde.Discretize(i)
+		return 2 - a, g2, math.Sqrt(g2)
+	case EulerMaruyamaPredictor:
+		// x_mean = x − (c·x − g²·score)·dτ with dτ = −Δ_i; noise g√Δ_i.
+		c, g := sde.SDE(i)
+		dt := sde.Delta(i)
+		return 1 - c*dt, g * g * dt, g * math.Sqrt(dt)
+	case AncestralPredictor:
+		// x_mean = (x + G²·score)/a.
+		a, g2 := sde.Discretize(i)
+		r := 1 / a
+		return r, g2 * r, math.Sqrt(g2)
+	}
+	panic("sample: unknown predictor " + predictor) // Validate rejects it first
 }
 
 // ALDOptions configures AnnealedLangevin.
@@ -221,24 +241,26 @@ func (o ALDOptions) Validate() error {
 // starts at x_ve = x_T/√ᾱ_{K−1} and at each level i = K−1..0 takes
 // StepsPerLevel steps x_ve ← x_ve + (α_i/2)·score + √α_i z with
 // α_i = ε σ_i²/σ_0². The result is in data (x0) coordinates.
-func AnnealedLangevin(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o ALDOptions, rng *rand.Rand, progress Progress) (*tensor.Dense, error) {
-	n, d, err := checkInputs("ald", den, xT, sched, rng, true)
+func AnnealedLangevin(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o ALDOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+	n, d, err := checkInputs("ald", den, xT, sched, rngs, true)
 	if err != nil {
 		return nil, err
 	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	K := sched.Len()
+	sde := diffusion.ScheduleSDE(sched)
+	K := sde.Len()
+	meanT, _ := sde.Marginal(K - 1)
 	xve := make([]float64, n*d)
 	for j, v := range tensors.F32(xT) {
-		xve[j] = float64(v) / sched.SqrtAlphaBar(K-1)
+		xve[j] = float64(v) / meanT
 	}
-	sigmaMin := sched.Sigma(0)
+	sigmaMin := sde.VESigma(0)
 	z := make([]float64, n*d)
 	xvp := tensors.Like(xT)
 	eval := func(i int) ([]float32, error) {
-		a := sched.SqrtAlphaBar(i)
+		a, _ := sde.Marginal(i)
 		p := tensors.F32(xvp)
 		for j := range p {
 			p[j] = float32(a * xve[j])
@@ -254,7 +276,7 @@ func AnnealedLangevin(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion
 		total++
 	}
 	for i := K - 1; i >= 0; i-- {
-		sigma := sched.Sigma(i)
+		sigma := sde.VESigma(i)
 		alpha := o.StepSize * (sigma / sigmaMin) * (sigma / sigmaMin)
 		sq := math.Sqrt(alpha)
 		for it := 0; it < o.StepsPerLevel; it++ {
@@ -262,7 +284,7 @@ func AnnealedLangevin(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion
 			if err != nil {
 				return nil, err
 			}
-			noise(rng, z)
+			diffusion.FillNormal(rngs, z)
 			for j := range xve {
 				xve[j] += -alpha/2*float64(eps[j])/sigma + sq*z[j]
 			}

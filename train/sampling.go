@@ -17,7 +17,7 @@ import (
 // unrespaced training schedule sched (index = timestep): den itself for
 // "eps"; for "x0", ε = (x_t − √ᾱ_t·x̂0)/√(1−ᾱ_t); for "v", ε = √(1−ᾱ_t)·x_t
 // + √ᾱ_t·v̂. EpsVJP is converted with the same linear maps, and EpsVar is
-// kept when den has it (sample.VarianceDenoiser).
+// kept when den has it (diffusion.VarianceDenoiser).
 func PredictionDenoiser(den diffusion.Denoiser, sched *diffusion.Schedule, prediction string) (diffusion.Denoiser, error) {
 	switch prediction {
 	case "eps":
@@ -27,7 +27,7 @@ func PredictionDenoiser(den diffusion.Denoiser, sched *diffusion.Schedule, predi
 		return nil, fmt.Errorf("train: prediction %q, want one of %v", prediction, predictions)
 	}
 	p := predDenoiser{den: den, sched: sched, pred: prediction}
-	if vd, ok := den.(sample.VarianceDenoiser); ok {
+	if vd, ok := den.(diffusion.VarianceDenoiser); ok {
 		return predVarDenoiser{p, vd}, nil
 	}
 	return p, nil
@@ -79,7 +79,7 @@ func (p predDenoiser) EpsVJP(xt *tensor.Dense, t []int, v *tensor.Dense) (*tenso
 // predVarDenoiser is a predDenoiser that keeps the variance output.
 type predVarDenoiser struct {
 	predDenoiser
-	vd sample.VarianceDenoiser
+	vd diffusion.VarianceDenoiser
 }
 
 // EpsVar returns ε (converted) and the unchanged variance channels.
@@ -131,6 +131,6 @@ func UNetSampler(cfg *config.Config, n, steps int, seed int64) (func(step int, e
 			return nil, err
 		}
 		xT := tensors.Randn(rand.New(rand.NewSource(seed)), n, m.InChannels, m.ImageSize, m.ImageSize)
-		return sample.DDIM(den, xT, sched, sample.DDIMOptions{Eta: 0, ClipX0: true}, rand.New(rand.NewSource(seed)), nil)
+		return sample.DDIM(den, xT, sched, sample.DDIMOptions{Eta: 0, ClipX0: true}, nil, nil) // η = 0 draws no noise
 	}, nil
 }

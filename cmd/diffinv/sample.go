@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"math/rand"
 	"path/filepath"
 	"strings"
 
@@ -128,7 +127,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 func samplerOptions(cfg *config.Config) (sample.Options, error) {
 	s := cfg.Sample
 	o := sample.DefaultOptions()
-	o.DDPM.Variance = strings.ReplaceAll(cfg.Diffusion.Variance, "_", "-")
+	o.DDPM.Variance = cfg.Diffusion.Variance
 	o.DDPM.ClipX0 = s.ClipX0
 	o.DDIM.Eta = s.Eta
 	o.DDIM.ClipX0 = s.ClipX0
@@ -162,25 +161,31 @@ func checkFinite(t *tensor.Dense) error {
 }
 
 // drawSamples draws cfg.Sample.NumSamples samples in batches of
-// cfg.Sample.BatchSize with the configured sampler: x_T and every step's
-// noise come from one stream seeded with cfg.Sample.Seed, batch after
-// batch. progress gets the sampler steps done over all batches (of
-// NumSamples × sched.Len()).
+// cfg.Sample.BatchSize with the configured sampler. Sample k has its own
+// random stream, diffusion.ImageRNGs(cfg.Sample.Seed, k, 1): its x_T is
+// drawn from it first, then the sampler's noise, so sample k is the same
+// whatever the batch size. progress gets the sampler steps done over all
+// batches (of NumSamples × sched.Len()).
 func drawSamples(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, opts sample.Options, progress func(done int)) (*tensor.Dense, error) {
 	s := cfg.Sample
 	c, size := cfg.Model.InChannels, cfg.Model.ImageSize
-	rng := rand.New(rand.NewSource(s.Seed))
+	d := c * size * size
 	all := tensors.New(s.NumSamples, c, size, size)
 	for done := 0; done < s.NumSamples; {
 		b := min(s.BatchSize, s.NumSamples-done)
+		rngs := diffusion.ImageRNGs(s.Seed, done, b)
+		xT := tensors.New(b, c, size, size)
+		for k, r := range rngs {
+			copy(tensors.F32(xT)[k*d:], tensors.F32(tensors.Randn(r, 1, c, size, size)))
+		}
 		base := done * sched.Len()
-		x, err := sample.Run(s.Sampler, den, tensors.Randn(rng, b, c, size, size), sched, opts, rng, func(step, _ int) {
+		x, err := sample.Run(s.Sampler, den, xT, sched, opts, rngs, func(step, _ int) {
 			progress(base + step*b)
 		})
 		if err != nil {
 			return nil, err
 		}
-		copy(tensors.F32(all)[done*c*size*size:], tensors.F32(x))
+		copy(tensors.F32(all)[done*d:], tensors.F32(x))
 		done += b
 		progress(done * sched.Len())
 	}

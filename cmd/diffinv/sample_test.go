@@ -1,16 +1,24 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/sample"
 )
 
 // tinyCheckpoint writes an untrained tiny UNet with a run config whose
@@ -107,6 +115,63 @@ func TestSampleCommandErrors(t *testing.T) {
 		_, err := run(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// elementDenoiser is a cheap stand-in for a network: ε̂ = tanh(x_t)·(1 +
+// t/T)/2 element by element, so each sample's output depends only on its
+// own x_t.
+type elementDenoiser struct{ T int }
+
+func (e elementDenoiser) Eps(xt *tensor.Dense, t []int) (*tensor.Dense, error) {
+	out := tensors.Like(xt)
+	xs, o := tensors.F32(xt), tensors.F32(out)
+	d := len(xs) / len(t)
+	for j := range xs {
+		o[j] = float32(math.Tanh(float64(xs[j])) * (1 + float64(t[j/d])/float64(e.T)) / 2)
+	}
+	return out, nil
+}
+
+func (e elementDenoiser) EpsVJP(xt *tensor.Dense, t []int, v *tensor.Dense) (*tensor.Dense, *tensor.Dense, error) {
+	return nil, nil, fmt.Errorf("not needed")
+}
+
+// TestDrawSamplesBatchSize: sample k has its own stream (x_T, then the
+// sampler's noise), so every sampler draws the same samples with
+// sample.batch_size 1 as with 3 (5 samples: batches of 3 and 2), and a
+// different seed gives different ones.
+func TestDrawSamplesBatchSize(t *testing.T) {
+	sched, err := diffusion.NewSchedule(diffusion.Linear, 50, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	den := elementDenoiser{T: 50}
+	for _, sampler := range sample.Names() {
+		draw := func(batch int, seed int64) []float32 {
+			t.Helper()
+			cfg := config.Default()
+			cfg.Model.InChannels, cfg.Model.ImageSize = 1, 2
+			cfg.Sample.Sampler, cfg.Sample.NumSamples, cfg.Sample.BatchSize, cfg.Sample.Seed = sampler, 5, batch, seed
+			cfg.Sample.Eta = 0.5 // DDIM draws noise
+			cfg.Sample.LangevinSteps = 2
+			opts, err := samplerOptions(&cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, err := drawSamples(&cfg, den, sched, opts, func(int) {})
+			if err != nil {
+				t.Fatalf("%s: %v", sampler, err)
+			}
+			return tensors.F32(x)
+		}
+		one, three := draw(1, 7), draw(3, 7)
+		if !reflect.DeepEqual(one, three) {
+			t.Errorf("%s: batch_size 1 gives %v, batch_size 3 %v", sampler, one, three)
+		}
+		if reflect.DeepEqual(one, draw(3, 8)) {
+			t.Errorf("%s: seeds 7 and 8 give the same samples", sampler)
 		}
 	}
 }

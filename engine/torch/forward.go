@@ -259,7 +259,7 @@ func (u *UNet) Eps(xt *tensor.Dense, t []int) (*tensor.Dense, error) {
 // (guided-diffusion's model_var_values, unchanged) from one forward pass:
 // what DDPM sampling and the solvers' ancestral step need for a
 // learned_range model such as DPS's FFHQ checkpoint
-// (sample.VarianceDenoiser, solve.VarianceDenoiser). Without learn_sigma
+// (diffusion.VarianceDenoiser). Without learn_sigma
 // it returns an error.
 func (u *UNet) EpsVar(xt *tensor.Dense, t []int) (eps, v *tensor.Dense, err error) {
 	if !u.cfg.LearnSigma {
