@@ -245,7 +245,9 @@ type Sample struct {
 	NumSamples int `yaml:"num_samples"`
 	// BatchSize is the number of samples run through the network at once.
 	BatchSize int `yaml:"batch_size"`
-	// Seed seeds the initial noise and every step's noise.
+	// Seed seeds the initial noise and every step's noise, per sample:
+	// sample k draws from diffusion.ImageRNGs(seed, k, 1), whatever
+	// sample.batch_size is.
 	Seed int64 `yaml:"seed"`
 	// ClipX0 clamps x̂0 to [−1, 1] inside DDPM and DDIM steps.
 	ClipX0 bool `yaml:"clip_x0"`
