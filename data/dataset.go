@@ -203,13 +203,6 @@ func (b *Batcher) newEpoch() {
 // StepsPerEpoch returns the number of batches in one epoch: ⌊Len/size⌋.
 func (b *Batcher) StepsPerEpoch() int { return b.ds.n / b.size }
 
-// Epoch returns the epoch the next batch will come from.
-func (b *Batcher) Epoch() int {
-	if b.pos+b.size > len(b.order) {
-		return b.epoch + 1
-	}
-	return b.epoch
-}
 
 // Next returns the next batch.
 func (b *Batcher) Next() Batch {

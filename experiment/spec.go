@@ -228,9 +228,6 @@ var metrics = []Metric{
 	{Name: "seconds", Title: "s/img↓", Format: "%.2f"},
 }
 
-// Metrics lists the metrics the runner knows, in report order.
-func Metrics() []Metric { return append([]Metric(nil), metrics...) }
-
 // MetricNames lists the known metric names, in report order.
 func MetricNames() []string {
 	r := make([]string, len(metrics))

@@ -48,9 +48,6 @@ type EMOptions struct {
 // DefaultEMOptions returns Denoise = true.
 func DefaultEMOptions() EMOptions { return EMOptions{Denoise: true} }
 
-// Validate returns nil: every EMOptions is valid.
-func (o EMOptions) Validate() error { return nil }
-
 // EulerMaruyama integrates the reverse VP SDE with Euler–Maruyama steps, one
 // per schedule index (the "vp-em" sampler; PC with the Euler–Maruyama
 // predictor and no corrector).

@@ -253,14 +253,6 @@ func BicubicMatrix(n, k int) (*mat.Dense, error) {
 	return a, nil
 }
 
-// ConvMatrix is the n×n matrix of 'same' 1-D correlation with kernel k (odd
-// length, centre at len(k)/2) and zero padding: (A x)[i] = Σ_t k[t]·x[i+t−r].
-// This is the default boundary rule of the separable blurs (DDRM's and
-// DDNM's matrix), for Forward and SVD alike. DPS blurs with reflect padding
-// (BoundaryReflect); the two differ only within r pixels of the border.
-func ConvMatrix(n int, k []float64) (*mat.Dense, error) {
-	return BlurMatrix(n, k, BoundaryZero, false)
-}
 
 // Boundary is how a separable blur treats pixels beyond the image border.
 type Boundary string
@@ -511,28 +503,4 @@ func NewGaussianBlur(shape [3]int, size int, sigma, tol float64) (SVD, error) {
 	return NewSeparableBlur(fmt.Sprintf("blur_gauss(%d,σ=%g)", size, sigma), shape, k, k, tol)
 }
 
-// NewAnisoBlur is the anisotropic Gaussian blur with σh along the height and
-// σw along the width.
-func NewAnisoBlur(shape [3]int, size int, sigmaH, sigmaW, tol float64) (SVD, error) {
-	kh, err := Gaussian1D(size, sigmaH)
-	if err != nil {
-		return nil, fmt.Errorf("op.NewAnisoBlur: sigma_h: %w", err)
-	}
-	kw, err := Gaussian1D(size, sigmaW)
-	if err != nil {
-		return nil, fmt.Errorf("op.NewAnisoBlur: sigma_w: %w", err)
-	}
-	return NewSeparableBlur(fmt.Sprintf("blur_aniso(%d,σ=%g,%g)", size, sigmaH, sigmaW), shape, kh, kw, tol)
-}
 
-// NewUniformBlur is the size×size box blur (odd size).
-func NewUniformBlur(shape [3]int, size int, tol float64) (SVD, error) {
-	if size < 1 || size%2 != 1 {
-		return nil, fmt.Errorf("op.NewUniformBlur: size %d, want a positive odd number", size)
-	}
-	k := make([]float64, size)
-	for i := range k {
-		k[i] = 1 / float64(size)
-	}
-	return NewSeparableBlur(fmt.Sprintf("blur_uniform(%d)", size), shape, k, k, tol)
-}

@@ -24,7 +24,6 @@ func (p *params) has(key string) bool                   { return p.Has(key) }
 func (p *params) float(key string, def float64) float64 { return p.Float(key, def) }
 func (p *params) int(key string, def int) int           { return p.Int(key, def) }
 func (p *params) str(key, def string) string            { return p.Str(key, def) }
-func (p *params) fail(key string, v any, want string)   { p.Fail(key, v, want) }
 
 // orientation reads the "orientation" parameter of a kernel-based
 // operator (default Correlate, as PyTorch's conv2d and so DPS).
