@@ -203,7 +203,6 @@ func (b *Batcher) newEpoch() {
 // StepsPerEpoch returns the number of batches in one epoch: ⌊Len/size⌋.
 func (b *Batcher) StepsPerEpoch() int { return b.ds.n / b.size }
 
-
 // Next returns the next batch.
 func (b *Batcher) Next() Batch {
 	if b.pos+b.size > len(b.order) {

@@ -253,7 +253,6 @@ func BicubicMatrix(n, k int) (*mat.Dense, error) {
 	return a, nil
 }
 
-
 // Boundary is how a separable blur treats pixels beyond the image border.
 type Boundary string
 
@@ -502,5 +501,3 @@ func NewGaussianBlur(shape [3]int, size int, sigma, tol float64) (SVD, error) {
 	}
 	return NewSeparableBlur(fmt.Sprintf("blur_gauss(%d,σ=%g)", size, sigma), shape, k, k, tol)
 }
-
-
