@@ -57,6 +57,10 @@ type Cell struct {
 	// bf16; "" is fp32). bf16 enters the identity; fp32 does not, so cells
 	// computed before the setting existed keep their IDs.
 	Precision string
+	// Engine is the engine the network runs on; "" and "native" do not
+	// enter the identity (cells computed before the setting keep their
+	// IDs), any other engine does.
+	Engine string
 	// Seed seeds every random draw of the cell.
 	Seed int64
 	// Resolved lists the settings the cell resolves to, as sorted
@@ -133,6 +137,7 @@ func (e *Experiment) Cells() ([]Cell, error) {
 						Sweep:            p,
 						Seed:             seed,
 						Precision:        e.RunPrecision,
+						Engine:           e.RunEngine,
 						Metrics:          append([]string(nil), e.Metrics...),
 						GridImages:       min(e.GridImages(), e.Dataset.N),
 					}
@@ -239,6 +244,9 @@ func writeIdentity(b *strings.Builder, c Cell) {
 	fmt.Fprintf(b, "seed=%d\n", c.Seed)
 	if c.Precision != "" && c.Precision != "fp32" {
 		fmt.Fprintf(b, "precision=%s\n", c.Precision)
+	}
+	if c.Engine != "" && c.Engine != "native" {
+		fmt.Fprintf(b, "engine=%s\n", c.Engine)
 	}
 }
 

@@ -94,6 +94,10 @@ type Experiment struct {
 	// caller (fp32 or bf16; "" counts as fp32); bf16 cells have their own
 	// identity, so a table never mixes the two.
 	RunPrecision string `yaml:"-"`
+	// RunEngine is the engine the cells' network runs on (native or torch),
+	// set by the caller; a torch cell has its own identity ("" and native
+	// do not enter it).
+	RunEngine string `yaml:"-"`
 	// BestOf names a per-image metric (e.g. psnr): table.md then also
 	// reports every per-image metric with, for each image, the seed that
 	// scored best on it (the DPS paper's "best of 4" for phase retrieval).

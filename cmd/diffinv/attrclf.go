@@ -16,9 +16,9 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/metrics"
-	"github.com/diffinv/diffinv/model"
 )
 
 // DefaultAttrClassifier is the shipped CelebA attribute classifier.
@@ -191,7 +191,7 @@ func joinFloats(v []float64, prec int) string {
 
 // evalFaces is `eval samples` for a CelebA model: samples, the face
 // report against 1000 test faces and the training crops, and the gate.
-func evalFaces(cmd *cobra.Command, net *model.UNet, cfg *config.Config, classifier string) error {
+func evalFaces(cmd *cobra.Command, net diffusion.Denoiser, cfg *config.Config, classifier string) error {
 	c, err := metrics.LoadAttrClassifier(classifier)
 	if err != nil {
 		return err

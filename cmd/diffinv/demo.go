@@ -27,6 +27,7 @@ const DefaultModel = "models/mnist/model.safetensors"
 func newDemoCmd() *cobra.Command {
 	var cf configFlags
 	var prec precisionFlag
+	var eng engineFlags
 	var ckpt, digits, out, tasksDir, tasksList, methodsList string
 	var dpsSteps, ddnmSteps int
 	var seed int64
@@ -51,14 +52,15 @@ paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.
 			if err != nil {
 				return err
 			}
-			if _, _, err := prec.use(cmd.ErrOrStderr(), base, "native", net); err != nil {
+			netDen, err := eng.denoiser(ckpt, net, base, &prec, cmd.ErrOrStderr())
+			if err != nil {
 				return err
 			}
 			x, names, err := loadDigits(digits, base.Model.InChannels, base.Model.ImageSize)
 			if err != nil {
 				return err
 			}
-			sched, den, err := schedule(base.Diffusion, 0, net)
+			sched, den, err := schedule(base.Diffusion, 0, netDen)
 			if err != nil {
 				return err
 			}
@@ -133,6 +135,7 @@ paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.
 	}
 	cf.add(cmd)
 	prec.add(cmd)
+	eng.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&ckpt, "checkpoint", DefaultModel, "model checkpoint (.safetensors, or a model folder such as models/mnist)")
 	f.StringVar(&digits, "digits", "demo/digits", "folder of ground-truth PNGs")

@@ -173,6 +173,7 @@ func newEvalCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "eval", Short: "Evaluate a model"}
 	var cf configFlags
 	var prec precisionFlag
+	var eng engineFlags
 	var ckpt, classifier, samplerName string
 	var n, steps int
 	var seed int64
@@ -210,14 +211,15 @@ median distance at least 0.8× the test faces' (a memorising model fails).`,
 			// The UNet runs in the precision asked; the evaluation
 			// classifier (a small LeNet, not a UNet) always runs float32,
 			// so FID and KID features do not depend on it.
-			if _, _, err := prec.use(cmd.ErrOrStderr(), cfg, "native", net); err != nil {
+			netDen, err := eng.denoiser(ckpt, net, cfg, &prec, cmd.ErrOrStderr())
+			if err != nil {
 				return err
 			}
 			if cfg.Data.Dataset == "celeba" {
 				if !cmd.Flags().Changed("classifier") {
 					classifier = DefaultAttrClassifier
 				}
-				return evalFaces(cmd, net, cfg, classifier)
+				return evalFaces(cmd, netDen, cfg, classifier)
 			}
 			c, err := metrics.LoadClassifier(classifier)
 			if err != nil {
@@ -232,7 +234,7 @@ median distance at least 0.8× the test faces' (a memorising model fails).`,
 				return err
 			}
 			s := cfg.Sample
-			sched, den, err := schedule(cfg.Diffusion, s.Steps, net)
+			sched, den, err := schedule(cfg.Diffusion, s.Steps, netDen)
 			if err != nil {
 				return err
 			}
@@ -269,6 +271,7 @@ median distance at least 0.8× the test faces' (a memorising model fails).`,
 	}
 	cf.add(samples)
 	prec.add(samples)
+	eng.add(samples)
 	f := samples.Flags()
 	f.StringVar(&ckpt, "checkpoint", DefaultModel, "model checkpoint (.safetensors, or a model folder such as models/mnist)")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "evaluation classifier (a CelebA model defaults to "+DefaultAttrClassifier+")")

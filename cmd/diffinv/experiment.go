@@ -34,10 +34,9 @@ const DefaultClassifier = "models/classifier/classifier.safetensors"
 
 func newExperimentCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "experiment", Short: "Paper tables and ablations from experiment files"}
-	var sets, sweeps []string
-	var out, tasksDir, classifier, shard string
+	var shard string
 	var resume, overwrite, dryRun bool
-	var prec precisionFlag
+	var ef experimentFlags
 	runCmd := &cobra.Command{
 		Use:   "run FILE.yaml",
 		Short: "Run every cell (task × method × sweep value × seed) of an experiment, resumably",
@@ -51,20 +50,20 @@ set holds its solver options (scale: 0.3). Methods are solvers
 (dps, ddnm, ...) or classical baselines (pinv, tikhonov, admm_tv, hio, er).
 --resume skips finished cells, so a killed run loses at most one cell.
 
-FID and KID are computed on the features of the shipped MNIST classifier,
+FID and KID are computed on the features of the shipped MNIST ef.classifier,
 between the cell's reconstructions and the whole MNIST test set.`,
 		Example: `  diffinv experiment run experiments/dps-table-mnist.yaml
   diffinv experiment run experiments/ablate-dps-scale.yaml --sweep solver.scale=0.1,0.3,1 --set dataset.n=4 --resume`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exp, r, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
+			exp, r, err := ef.open(cmd, args[0])
 			if err != nil {
 				return err
 			}
 			if dryRun {
 				// Every cell checked; with the output folder's results,
 				// what a --resume run would skip.
-				cells, done, err := experiment.Status(exp, out)
+				cells, done, err := experiment.Status(exp, ef.out)
 				if err != nil {
 					return err
 				}
@@ -79,7 +78,7 @@ between the cell's reconstructions and the whole MNIST test set.`,
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\tseed %d\t%s\n", c.ID, c.Task.Key(), c.Method.Key(), c.SweepLabel(), c.Seed, state)
 				}
-				dir := out
+				dir := ef.out
 				if dir == "" {
 					dir = exp.Output
 				}
@@ -94,21 +93,16 @@ between the cell's reconstructions and the whole MNIST test set.`,
 				// Shards share the folder and each other's results.
 				resume = true
 			}
-			return experiment.Run(cmd.Context(), exp, r, experiment.RunOptions{Out: out, Resume: resume, Overwrite: overwrite,
+			return experiment.Run(cmd.Context(), exp, r, experiment.RunOptions{Out: ef.out, Resume: resume, Overwrite: overwrite,
 				Log: cmd.OutOrStdout(), Progress: cmd.ErrOrStderr(), Shard: sh})
 		},
 	}
 	f := runCmd.Flags()
-	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, e.g. dataset.n=4 or solver.scale=0.5 (repeatable)")
-	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, key=v1,v2,... (solver.K or task.K)")
-	f.StringVar(&out, "out", "", "output folder (default: the file's output)")
 	f.BoolVar(&resume, "resume", false, "skip cells whose results exist")
 	f.BoolVar(&overwrite, "overwrite", false, "recompute every cell")
 	f.BoolVar(&dryRun, "dry-run", false, "check every cell and list them without running")
 	f.StringVar(&shard, "shard", "", "run only shard K of N (K/N, 0 ≤ K < N: e.g. $SLURM_ARRAY_TASK_ID/N); shards share the output folder, balanced by each cell's images × steps; implies --resume")
-	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
-	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
-	prec.add(runCmd)
+	ef.add(runCmd)
 	cmd.AddCommand(runCmd, newExperimentMigrateCmd(), newExperimentReportCmd(), newExperimentSlurmCmd(), newExperimentStatusCmd(), newExperimentK8sCmd())
 	return cmd
 }
@@ -116,9 +110,7 @@ between the cell's reconstructions and the whole MNIST test set.`,
 // newExperimentMigrateCmd is the one-off adoption of results stored under
 // cell identity version 2 (experiment.Migrate).
 func newExperimentMigrateCmd() *cobra.Command {
-	var sets, sweeps []string
-	var out, tasksDir, classifier string
-	var prec precisionFlag
+	var ef experimentFlags
 	cmd := &cobra.Command{
 		Use:   "migrate FILE.yaml",
 		Short: "Adopt cell results stored under the old cell identity (run once, only if the task presets are unchanged)",
@@ -127,7 +119,7 @@ to (operator parameters, noise, solver defaults), so that editing a preset
 or pointing --tasks at another folder makes its cells new instead of
 reusing old numbers. Results stored under the old identity (version 2) do
 not say which preset content computed them: this command adopts each one
-whose other settings (checkpoint content, dataset, sets, seed) match a
+whose other settings (checkpoint content, dataset, ef.sets, seed) match a
 cell under the cell's new ID, recording the settings the presets resolve
 to NOW. Run it once, and only if the presets have not changed since those
 results were computed (the committed experiments/results were adopted so);
@@ -135,11 +127,11 @@ otherwise recompute with --resume.`,
 		Example: "  diffinv experiment migrate experiments/dps-table-mnist.yaml",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exp, _, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
+			exp, _, err := ef.open(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			n, err := experiment.Migrate(exp, out, cmd.OutOrStdout())
+			n, err := experiment.Migrate(exp, ef.out, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}
@@ -147,26 +139,44 @@ otherwise recompute with --resume.`,
 			return nil
 		},
 	}
-	f := cmd.Flags()
-	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run")
-	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run")
-	f.StringVar(&out, "out", "", "output folder (default: the file's output)")
-	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
-	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
-	prec.add(cmd)
+	ef.add(cmd)
 	return cmd
 }
 
-// openExperiment opens the experiment file with its overrides, resolves
-// the precision its cells run in (--precision, else the file's, else
-// engine.precision, else auto; bf16 cells have their own identity) and
-// returns it with the runner, which is also its Resolver: each cell's
-// identity covers the settings its task preset and options resolve to.
-func openExperiment(cmd *cobra.Command, path string, sets, sweeps []string, prec *precisionFlag, tasksDir, classifier string) (*experiment.Experiment, *cellRunner, error) {
+// experimentFlags are the flags every experiment subcommand shares: the
+// file's overrides, the output and task folders, the feature classifier,
+// the precision and the engine.
+type experimentFlags struct {
+	sets, sweeps              []string
+	out, tasksDir, classifier string
+	prec                      precisionFlag
+	eng                       engineFlags
+}
+
+// add registers the shared flags on cmd.
+func (ef *experimentFlags) add(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringArrayVar(&ef.sets, "set", nil, "override a key of the experiment file, e.g. dataset.n=4 or solver.scale=0.5 (repeatable)")
+	f.StringArrayVar(&ef.sweeps, "sweep", nil, "add a sweep axis, key=v1,v2,... (solver.K or task.K)")
+	f.StringVar(&ef.out, "out", "", "output folder (default: the file's output; for sharded runs on a file system every node sees)")
+	f.StringVar(&ef.tasksDir, "tasks", task.DefaultDir, "folder of task presets")
+	f.StringVar(&ef.classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
+	ef.prec.add(cmd)
+	ef.eng.add(cmd)
+}
+
+// open opens the experiment file with its overrides, resolves the
+// precision its cells run in (--precision, else the file's, else
+// engine.precision, else auto; bf16 cells have their own identity) and the
+// engine (torch cells too), and returns it with the runner, which is also
+// its Resolver: each cell's identity covers the settings its task preset
+// and options resolve to.
+func (ef *experimentFlags) open(cmd *cobra.Command, path string) (*experiment.Experiment, *cellRunner, error) {
+	prec := &ef.prec
 	if err := prec.check(); err != nil {
 		return nil, nil, err
 	}
-	exp, err := experiment.Open(path, sets, sweeps)
+	exp, err := experiment.Open(path, ef.sets, ef.sweeps)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,13 +195,18 @@ func openExperiment(cmd *cobra.Command, path string, sets, sweeps []string, prec
 		}
 		setting = cfg.Engine.Precision
 	}
-	p, _, err := resolvePrecision(setting, "native")
+	engine := ef.eng.name
+	if engine == "" {
+		engine = "native"
+	}
+	p, _, err := resolvePrecision(setting, engine)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", prec.source(setting), err)
 	}
 	exp.RunPrecision = p.String()
-	r := &cellRunner{tasksDir: tasksDir, classifierPath: classifier, nets: map[string]*loadedNet{},
-		prec: prec, log: cmd.ErrOrStderr()}
+	exp.RunEngine = engine
+	r := &cellRunner{tasksDir: ef.tasksDir, classifierPath: ef.classifier, nets: map[string]*loadedNet{},
+		prec: prec, eng: &ef.eng, log: cmd.ErrOrStderr()}
 	exp.Resolver = r.ResolveCell
 	return exp, r, nil
 }
@@ -209,6 +224,7 @@ type cellRunner struct {
 	tasksDir       string
 	classifierPath string
 	prec           *precisionFlag // --precision; nil: engine.precision (DIFFINV_ENGINE_PRECISION, else auto)
+	eng            *engineFlags   // --engine, --device; nil: native
 	log            io.Writer      // the precision line of each network loaded; nil: none
 
 	mu         sync.Mutex
@@ -241,10 +257,15 @@ func (r *cellRunner) net(path string) (*loadedNet, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	if _, _, err := prec.use(log, cfg, "native", net); err != nil {
+	eng := r.eng
+	if eng == nil {
+		eng = &engineFlags{name: "native"}
+	}
+	netDen, err := eng.denoiser(path, net, cfg, prec, log)
+	if err != nil {
 		return nil, err
 	}
-	sched, den, err := schedule(cfg.Diffusion, 0, net)
+	sched, den, err := schedule(cfg.Diffusion, 0, netDen)
 	if err != nil {
 		return nil, err
 	}

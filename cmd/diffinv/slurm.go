@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/diffinv/diffinv/experiment"
-	"github.com/diffinv/diffinv/inverse/task"
 )
 
 // slurmSecondsPerUnit is the time estimate behind the generated scripts'
@@ -22,9 +21,7 @@ import (
 const slurmSecondsPerUnit = 0.004
 
 func newExperimentReportCmd() *cobra.Command {
-	var sets, sweeps []string
-	var out, tasksDir, classifier string
-	var prec precisionFlag
+	var ef experimentFlags
 	cmd := &cobra.Command{
 		Use:   "report FILE.yaml",
 		Short: "Write an experiment's tables, grids and plots from its stored cell results (no cell runs)",
@@ -33,11 +30,11 @@ output folder, as the end of a run does: the job that follows a Slurm array of
 shards. Cells without a stored result are an error naming them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exp, _, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
+			exp, _, err := ef.open(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			dir := out
+			dir := ef.out
 			if dir == "" {
 				dir = exp.Output
 			}
@@ -48,13 +45,7 @@ shards. Cells without a stored result are an error naming them.`,
 			return nil
 		},
 	}
-	f := cmd.Flags()
-	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run")
-	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run")
-	f.StringVar(&out, "out", "", "output folder (default: the file's output)")
-	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
-	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
-	prec.add(cmd)
+	ef.add(cmd)
 	return cmd
 }
 
@@ -70,9 +61,7 @@ type slurmOptions struct {
 }
 
 func newExperimentSlurmCmd() *cobra.Command {
-	var sets, sweeps []string
-	var classifier string
-	var prec precisionFlag
+	var ef experimentFlags
 	o := slurmOptions{cpus: 2, mem: "8G"}
 	cmd := &cobra.Command{
 		Use:   "slurm FILE.yaml",
@@ -90,14 +79,15 @@ With --submit it runs submit.sh (sbatch must be on PATH).`,
   diffinv experiment slurm experiments/ablate-noise.yaml --shards 8 --time 02:00:00 --sbatch-arg=--account=lab`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exp, r, err := openExperiment(cmd, args[0], sets, sweeps, &prec, o.tasksDir, classifier)
+			exp, r, err := ef.open(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			if o.out == "" {
-				o.out = exp.Output
+			if ef.out == "" {
+				ef.out = exp.Output
 			}
-			cells, done, err := experiment.Status(exp, o.out)
+			o.out, o.tasksDir = ef.out, ef.tasksDir
+			cells, done, err := experiment.Status(exp, ef.out)
 			if err != nil {
 				return err
 			}
@@ -126,7 +116,7 @@ With --submit it runs submit.sh (sbatch must be on PATH).`,
 				o.time = fmt.Sprintf("%02d:%02d:00", minutes/60, minutes%60)
 			}
 			if o.dir == "" {
-				o.dir = filepath.Join(o.out, "slurm")
+				o.dir = filepath.Join(ef.out, "slurm")
 			}
 			if o.bin == "" {
 				if exe, err := os.Executable(); err == nil {
@@ -138,7 +128,7 @@ With --submit it runs submit.sh (sbatch must be on PATH).`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if err := writeSlurmScripts(o, exp.Name, file, sets, sweeps, prec.value); err != nil {
+			if err := writeSlurmScripts(o, exp.Name, file, ef.sets, ef.sweeps, ef.prec.value); err != nil {
 				return err
 			}
 			fmt.Fprintf(w, "experiment %s: %d of %d cells to run, about %.1f CPU-hours at 2 cores; %d shards, --time %s\nwrote %s\n",
@@ -160,11 +150,6 @@ With --submit it runs submit.sh (sbatch must be on PATH).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run (passed to every shard)")
-	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run (passed to every shard)")
-	f.StringVar(&o.out, "out", "", "output folder shared by the shards (default: the file's output; must be on a file system every node sees)")
-	f.StringVar(&o.tasksDir, "tasks", task.DefaultDir, "folder of task presets")
-	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
 	f.IntVar(&o.shards, "shards", 0, "array tasks (default: from the cells' estimated cost, at most 16)")
 	f.StringVar(&o.partition, "partition", "", "sbatch --partition")
 	f.StringVar(&o.time, "time", "", "sbatch --time of each array task (default: twice a shard's estimate, at least 10 min)")
@@ -175,7 +160,7 @@ With --submit it runs submit.sh (sbatch must be on PATH).`,
 	f.StringVar(&o.dir, "dir", "", "where the scripts go (default OUT/slurm)")
 	f.StringVar(&o.bin, "bin", "", "the diffinv binary the jobs run (default: this one)")
 	f.BoolVar(&o.submit, "submit", false, "submit the scripts with sbatch")
-	prec.add(cmd)
+	ef.add(cmd)
 	return cmd
 }
 
@@ -253,9 +238,7 @@ func shellQuote(s string) string {
 }
 
 func newExperimentStatusCmd() *cobra.Command {
-	var sets, sweeps []string
-	var out, tasksDir, classifier string
-	var prec precisionFlag
+	var ef experimentFlags
 	var list bool
 	cmd := &cobra.Command{
 		Use:   "status FILE.yaml",
@@ -267,14 +250,14 @@ squeue (and sacct) on PATH it also lists the experiment's Slurm jobs, by the
 job names ` + "`experiment slurm`" + ` gives them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exp, _, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
+			exp, _, err := ef.open(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			if out == "" {
-				out = exp.Output
+			if ef.out == "" {
+				ef.out = exp.Output
 			}
-			cells, done, err := experiment.Status(exp, out)
+			cells, done, err := experiment.Status(exp, ef.out)
 			if err != nil {
 				return err
 			}
@@ -284,7 +267,7 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 				state := "left"
 				if done[c.ID] {
 					state = "done"
-				} else if s := experiment.ClaimState(out, c.ID); s == "running" {
+				} else if s := experiment.ClaimState(ef.out, c.ID); s == "running" {
 					state = "running"
 				} else if s == "stale" {
 					state = "abandoned"
@@ -295,7 +278,7 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 				}
 			}
 			fmt.Fprintf(w, "experiment %s (%s): %d cells: %d done, %d running, %d abandoned, %d left\n",
-				exp.Name, out, len(cells), counts["done"], counts["running"], counts["abandoned"], counts["left"])
+				exp.Name, ef.out, len(cells), counts["done"], counts["running"], counts["abandoned"], counts["left"])
 			for _, tool := range [][]string{
 				{"squeue", "-h", "-o", "%i %j %T %M %R", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},
 				{"sacct", "-n", "-X", "-o", "JobID,JobName%40,State,Elapsed", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},
@@ -313,21 +296,15 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run")
-	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run")
-	f.StringVar(&out, "out", "", "output folder (default: the file's output)")
-	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
-	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
 	f.BoolVar(&list, "list", false, "one line per cell")
-	prec.add(cmd)
+	ef.add(cmd)
 	return cmd
 }
 
 func newExperimentK8sCmd() *cobra.Command {
-	var sets, sweeps []string
-	var out, tasksDir, classifier, image, workdir, pvc, mount, cpu, mem string
+	var image, workdir, pvc, mount, cpu, mem string
 	var shards int
-	var prec precisionFlag
+	var ef experimentFlags
 	cmd := &cobra.Command{
 		Use:   "k8s FILE.yaml",
 		Short: "Print Kubernetes Jobs running an experiment as an Indexed Job of shards, then its report",
@@ -341,7 +318,7 @@ Written from the Kubernetes API reference; not run on a cluster here.`,
 		Example: `  diffinv experiment k8s experiments/dps-table-mnist.yaml --shards 4 --image registry/diffinv:latest --pvc results --out /results/dps-table-mnist`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exp, _, err := openExperiment(cmd, args[0], sets, sweeps, &prec, tasksDir, classifier)
+			exp, _, err := ef.open(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -351,18 +328,18 @@ Written from the Kubernetes API reference; not run on a cluster here.`,
 			if image == "" || pvc == "" {
 				return fmt.Errorf("--image and --pvc are required (the container image holding diffinv and the repository, and the claim of the shared results volume)")
 			}
-			if out == "" {
-				out = exp.Output
+			if ef.out == "" {
+				ef.out = exp.Output
 			}
-			common := []string{"experiment", "run", args[0], "--out", out, "--tasks", tasksDir}
-			for _, s := range sets {
+			common := []string{"experiment", "run", args[0], "--out", ef.out, "--tasks", ef.tasksDir}
+			for _, s := range ef.sets {
 				common = append(common, "--set", s)
 			}
-			for _, s := range sweeps {
+			for _, s := range ef.sweeps {
 				common = append(common, "--sweep", s)
 			}
-			if prec.value != "" {
-				common = append(common, "--precision", prec.value)
+			if ef.prec.value != "" {
+				common = append(common, "--precision", ef.prec.value)
 			}
 			quoted := make([]string, len(common))
 			for i, c := range common {
@@ -391,11 +368,6 @@ Written from the Kubernetes API reference; not run on a cluster here.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&sets, "set", nil, "override a key of the experiment file, as for run")
-	f.StringArrayVar(&sweeps, "sweep", nil, "add a sweep axis, as for run")
-	f.StringVar(&out, "out", "", "output folder on the shared volume (default: the file's output)")
-	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
-	f.StringVar(&classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
 	f.IntVar(&shards, "shards", 4, "completions of the Indexed Job")
 	f.StringVar(&image, "image", "", "container image holding diffinv and the repository")
 	f.StringVar(&workdir, "workdir", "/diffinv", "the repository's folder in the image")
@@ -403,6 +375,6 @@ Written from the Kubernetes API reference; not run on a cluster here.`,
 	f.StringVar(&mount, "mount", "/results", "where the results volume is mounted")
 	f.StringVar(&cpu, "cpu", "2", "CPU request and limit per pod")
 	f.StringVar(&mem, "mem", "8Gi", "memory request and limit per pod")
-	prec.add(cmd)
+	ef.add(cmd)
 	return cmd
 }
