@@ -55,6 +55,8 @@ func TestShippedModelSolvers(t *testing.T) {
 		{"sr4", "dps", nil, 2, 0},
 		{"inpaint-box", "dps", nil, 2, 0},
 		{"sr4", "ddnm", []string{"measurement.noise.name=clean"}, -100, 1e-3},
+		{"sr4", "pnp-dm", nil, 2, 0},
+		{"inpaint-box", "pnp-dm", nil, 2, 0},
 	} {
 		t.Run(tc.task+"-"+tc.method, func(t *testing.T) {
 			preset, err := task.Load(tc.task, "../../"+task.DefaultDir)

@@ -23,6 +23,8 @@
 //   - "moment-matching": Gaussian approximation of p(x0 | x_t) with the
 //     covariance from the denoiser's Jacobian, conditional mean by conjugate
 //     gradients (Boys et al. 2023 "TMPD", Rozet et al. 2024 "MMPS").
+//   - "pnp-dm": split Gibbs sampling with the diffusion model as the prior
+//     step's denoiser at an annealed coupling ρ (Wu et al. 2024).
 //
 // A method that needs structure the operator lacks (linearity, an SVD) or a
 // noise model it cannot use returns an error naming what is missing.
@@ -177,6 +179,7 @@ func registry() []entry {
 		method("ddrm", "denoising diffusion restoration models: SVD-space variational steps (η, η_B, 20 steps)", Requirements{SVD: true, GaussianNoise: true}, decodeDDRM, ddrm),
 		method("pigdm", "pseudo-inverse guided diffusion: guidance (∂x̂0/∂x_t)ᵀAᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂0)", Requirements{Linear: true, GaussianNoise: true}, decodePiGDM, piGDM),
 		method("moment-matching", "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}, decodeMomentMatching, momentMatching),
+		method("pnp-dm", "split Gibbs: exact Gaussian (linear) or Langevin likelihood step, then the diffusion model as denoiser at annealed ρ", Requirements{GaussianNoise: true}, decodePnPDM, pnpDM),
 	}
 }
 
