@@ -257,6 +257,20 @@ func (s *Schedule) SqrtOneMinusAlphaBar(i int) float64 { return math.Sqrt(1 - s.
 // Sigma returns the VE noise level of index i, σ_i = √(1−ᾱ_i)/√ᾱ_i: x_i/√ᾱ_i = x_0 + σ_i ε.
 func (s *Schedule) Sigma(i int) float64 { return math.Sqrt((1 - s.alphaBars[i]) / s.alphaBars[i]) }
 
+// NearestSigma returns the index whose VE level Sigma(i) is nearest s (the
+// lowest such index on a tie): where a solver that works on noise levels
+// (DiffPIR's start, PnP-DM's coupling ρ, DAPS's annealing) meets the
+// integer timesteps the network takes.
+func (s *Schedule) NearestSigma(sigma float64) int {
+	best, bd := 0, math.Inf(1)
+	for i := range s.alphaBars {
+		if d := math.Abs(s.Sigma(i) - sigma); d < bd {
+			best, bd = i, d
+		}
+	}
+	return best
+}
+
 // AlphaBarAtTimestep returns ᾱ at original timestep t (0..OriginalT()−1),
 // whichever indices this schedule keeps: what a closed-form denoiser that is
 // called with original timesteps needs.

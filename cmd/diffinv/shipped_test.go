@@ -61,6 +61,8 @@ func TestShippedModelSolvers(t *testing.T) {
 		{"inpaint-box", "red-diff", nil, 3, 0},
 		{"sr4", "diffpir", nil, 2, 0},
 		{"inpaint-box", "diffpir", nil, 2, 0},
+		{"sr4", "pnp-dm", nil, 2, 0},
+		{"inpaint-box", "pnp-dm", nil, 2, 0},
 	} {
 		t.Run(tc.task+"-"+tc.method, func(t *testing.T) {
 			preset, err := task.Load(tc.task, "../../"+task.DefaultDir)

@@ -176,7 +176,7 @@ func diffPIR(p *problem, o DiffPIROptions) (*tensor.Dense, error) {
 		if p.lin == nil {
 			return nil, fmt.Errorf("solve: %s: start_sigma = %g needs a linear operator (it starts from A†y); %s has none, want start_sigma = 0", p.method, o.StartSigma, operatorName(p.A))
 		}
-		start = nearestSigma(sched, o.StartSigma)
+		start = sched.NearestSigma(o.StartSigma)
 		p.steps = start + 1
 		init, err := p.pinv(p.yv)
 		if err != nil {
@@ -265,18 +265,6 @@ func diffpirSchedule(p *problem, o DiffPIROptions) (*diffusion.Schedule, error) 
 	}
 	p.steps = s.Len()
 	return s, nil
-}
-
-// nearestSigma returns the index of sched whose VE level is nearest sigma
-// (the code's find_nearest on reduced_alpha_cumprod).
-func nearestSigma(sched *diffusion.Schedule, sigma float64) int {
-	best, bd := 0, math.Inf(1)
-	for i := 0; i < sched.Len(); i++ {
-		if d := math.Abs(sched.Sigma(i) - sigma); d < bd {
-			best, bd = i, d
-		}
-	}
-	return best
 }
 
 // diffpirData returns DiffPIR's data step, argmin_x ‖y − A(x)‖² + ρ‖x − x0‖²

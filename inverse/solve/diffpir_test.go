@@ -171,9 +171,9 @@ func TestDiffPIRQuadSchedule(t *testing.T) {
 		}
 	}
 	// start_sigma picks the step nearest the VE level.
-	i := nearestSigma(sched, 0.39)
+	i := sched.NearestSigma(0.39)
 	if d := math.Abs(sched.Sigma(i) - 0.39); d > 0.05 {
-		t.Errorf("nearestSigma(0.39) = index %d with σ̄ %g", i, sched.Sigma(i))
+		t.Errorf("NearestSigma(0.39) = index %d with σ̄ %g", i, sched.Sigma(i))
 	}
 }
 

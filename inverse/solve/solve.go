@@ -27,6 +27,8 @@
 //     gradients (Boys et al. 2023 "TMPD", Rozet et al. 2024 "MMPS").
 //   - "red-diff": regularisation by denoising diffusion (Mardani et al.
 //     2024): Adam on x0 with the data term and λ w_t (ε̂ − ε), any operator.
+//   - "pnp-dm": split Gibbs sampling with the diffusion model as the prior
+//     step's denoiser at an annealed coupling ρ (Wu et al. 2024).
 //
 // A method that needs structure the operator lacks (linearity, an SVD) or a
 // noise model it cannot use returns an error naming what is missing.
@@ -170,6 +172,7 @@ func registry() []entry {
 		method("diffpir", "DiffPIR: half-quadratic splitting, x̂0_y = argmin ‖y − A x‖² + ρ_t‖x − x̂0‖² (closed form with an SVD, CG or gradient steps otherwise), then the ζ-mixed step", Requirements{GaussianNoise: true}, decodeDiffPIR, diffPIR),
 		method("moment-matching", "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}, decodeMomentMatching, momentMatching),
 		method("red-diff", "RED-diff: Adam on x0 with ‖y − A(x0)‖² + λ w_t sg(ε̂(x_t) − ε)ᵀx0, t descending (any operator, no network Jacobian)", Requirements{GaussianNoise: true}, decodeRedDiff, redDiff),
+		method("pnp-dm", "split Gibbs: exact Gaussian (linear) or Langevin likelihood step, then the diffusion model as denoiser at annealed ρ", Requirements{GaussianNoise: true}, decodePnPDM, pnpDM),
 	}
 }
 
