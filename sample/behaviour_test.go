@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/diffusion/analytic"
+	"github.com/diffinv/diffinv/internal/analytic"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"gonum.org/v1/gonum/mat"
 	"gorgonia.org/tensor"

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/diffusion/analytic"
+	"github.com/diffinv/diffinv/internal/analytic"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/sample"
 	"gonum.org/v1/gonum/mat"

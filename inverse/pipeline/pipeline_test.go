@@ -11,7 +11,7 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/diffusion/analytic"
+	"github.com/diffinv/diffinv/internal/analytic"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/solve"
 )

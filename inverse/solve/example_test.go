@@ -5,7 +5,7 @@ import (
 	"math"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/diffusion/analytic"
+	"github.com/diffinv/diffinv/internal/analytic"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/inverse/solve"

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/diffusion/analytic"
+	"github.com/diffinv/diffinv/internal/analytic"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"gonum.org/v1/gonum/mat"

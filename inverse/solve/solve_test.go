@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/diffusion"
-	"github.com/diffinv/diffinv/diffusion/analytic"
+	"github.com/diffinv/diffinv/internal/analytic"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	G "gorgonia.org/gorgonia"
@@ -29,7 +29,7 @@ func srOp(t *testing.T) op.SVD {
 }
 
 // TestPosteriorMean checks sample means against the closed-form posterior
-// mean of a Gaussian prior (exact denoiser, diffusion/analytic) under a
+// mean of a Gaussian prior (exact denoiser, internal/analytic) under a
 // linear Gaussian measurement on 1×4×4 images: ×2 average-pool SR (4
 // measurements) or inpainting with a 2×2 hole (12 of 16 observed).
 //
