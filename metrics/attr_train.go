@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	trainpkg "github.com/diffinv/diffinv/train"
 	"math"
 	"math/rand"
 	"time"
@@ -70,7 +71,10 @@ func TrainAttrClassifier(ctx context.Context, train *data.Dataset, attrs [][]boo
 		params[i] = clf.params[name].Data().([]float32)
 		sizes[i] = len(params[i])
 	}
-	adam := newAdam(sizes)
+	adam, err := trainpkg.NewAdam(trainpkg.DefaultAdam(), sizes)
+	if err != nil {
+		return nil, rep, err
+	}
 	grads := make([][]float32, len(net.names))
 	tg := net.targets.Data().([]float32)
 	start := time.Now()
@@ -107,7 +111,9 @@ func TrainAttrClassifier(ctx context.Context, train *data.Dataset, attrs [][]boo
 		}
 		frac := float64(step) / float64(max(total-1, 1))
 		lr := opts.LR * (opts.FinalLRFactor + (1-opts.FinalLRFactor)*0.5*(1+math.Cos(math.Pi*frac)))
-		adam.update(lr, params, grads)
+		if err := adam.Update(lr, params, grads); err != nil {
+			return nil, rep, err
+		}
 		recent = append(recent, loss)
 		if len(recent) > 100 {
 			recent = recent[1:]

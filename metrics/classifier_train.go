@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	trainpkg "github.com/diffinv/diffinv/train"
 	"math"
 	"math/rand"
 	"time"
@@ -131,7 +132,10 @@ func TrainClassifier(ctx context.Context, train, test *data.Dataset, opts TrainO
 		params[i] = clf.params[name].Data().([]float32)
 		sizes[i] = len(params[i])
 	}
-	adam := newAdam(sizes)
+	adam, err := trainpkg.NewAdam(trainpkg.DefaultAdam(), sizes)
+	if err != nil {
+		return nil, rep, err
+	}
 	grads := make([][]float32, len(net.names))
 	start := time.Now()
 	var recent []float64
@@ -183,7 +187,9 @@ func TrainClassifier(ctx context.Context, train, test *data.Dataset, opts TrainO
 		// Half-cosine decay from LR to LR·FinalLRFactor.
 		frac := float64(step) / float64(max(total-1, 1))
 		lr := opts.LR * (opts.FinalLRFactor + (1-opts.FinalLRFactor)*0.5*(1+math.Cos(math.Pi*frac)))
-		adam.update(lr, params, grads)
+		if err := adam.Update(lr, params, grads); err != nil {
+			return nil, rep, err
+		}
 		recent = append(recent, loss)
 		if len(recent) > 100 {
 			recent = recent[1:]
@@ -202,37 +208,4 @@ func TrainClassifier(ctx context.Context, train, test *data.Dataset, opts TrainO
 	}
 	clf.graphs = map[int]*classifierNet{}
 	return clf, rep, nil
-}
-
-// adam is torch.optim.Adam (β = 0.9, 0.999, ε = 1e-8, no weight decay)
-// on float32 parameter slices.
-type adam struct {
-	m, v [][]float32
-	t    int
-}
-
-func newAdam(sizes []int) *adam {
-	a := &adam{m: make([][]float32, len(sizes)), v: make([][]float32, len(sizes))}
-	for i, s := range sizes {
-		a.m[i], a.v[i] = make([]float32, s), make([]float32, s)
-	}
-	return a
-}
-
-func (a *adam) update(lr float64, params, grads [][]float32) {
-	const b1, b2, eps = 0.9, 0.999, 1e-8
-	a.t++
-	bc1 := 1 - math.Pow(b1, float64(a.t))
-	bc2 := 1 - math.Pow(b2, float64(a.t))
-	step := lr / bc1
-	for i, p := range params {
-		g, m, v := grads[i], a.m[i], a.v[i]
-		for j := range p {
-			gj := float64(g[j])
-			mj := b1*float64(m[j]) + (1-b1)*gj
-			vj := b2*float64(v[j]) + (1-b2)*gj*gj
-			m[j], v[j] = float32(mj), float32(vj)
-			p[j] -= float32(step * mj / (math.Sqrt(vj/bc2) + eps))
-		}
-	}
 }
