@@ -23,6 +23,9 @@
 //   - "moment-matching": Gaussian approximation of p(x0 | x_t) with the
 //     covariance from the denoiser's Jacobian, conditional mean by conjugate
 //     gradients (Boys et al. 2023 "TMPD", Rozet et al. 2024 "MMPS").
+//   - "daps": decoupled annealing posterior sampling (Zhang et al. 2025):
+//     per annealing level x̂0 by a short ODE solve, Langevin MCMC on
+//     p(x0 | x̂0, y) through the operator's VJP, re-noising; any operator.
 //
 // A method that needs structure the operator lacks (linearity, an SVD) or a
 // noise model it cannot use returns an error naming what is missing.
@@ -176,6 +179,7 @@ func registry() []entry {
 		method("ddnm+", "DDNM for noisy y: λ_t per singular value, optional time travel", Requirements{SVD: true, GaussianNoise: true}, decodeDDNM, ddnmPlus),
 		method("ddrm", "denoising diffusion restoration models: SVD-space variational steps (η, η_B, 20 steps)", Requirements{SVD: true, GaussianNoise: true}, decodeDDRM, ddrm),
 		method("pigdm", "pseudo-inverse guided diffusion: guidance (∂x̂0/∂x_t)ᵀAᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂0)", Requirements{Linear: true, GaussianNoise: true}, decodePiGDM, piGDM),
+		method("daps", "decoupled annealing posterior sampling: x̂0 by a few-step ODE, Langevin on p(x0 | x̂0, y) via the VJP, re-noise (any operator)", Requirements{}, decodeDAPS, daps),
 		method("moment-matching", "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}, decodeMomentMatching, momentMatching),
 	}
 }
