@@ -29,6 +29,9 @@
 //     2024): Adam on x0 with the data term and λ w_t (ε̂ − ε), any operator.
 //   - "pnp-dm": split Gibbs sampling with the diffusion model as the prior
 //     step's denoiser at an annealed coupling ρ (Wu et al. 2024).
+//   - "daps": decoupled annealing posterior sampling (Zhang et al. 2025):
+//     per annealing level x̂0 by a short ODE solve, Langevin MCMC on
+//     p(x0 | x̂0, y) through the operator's VJP, re-noising; any operator.
 //
 // A method that needs structure the operator lacks (linearity, an SVD) or a
 // noise model it cannot use returns an error naming what is missing.
@@ -170,6 +173,7 @@ func registry() []entry {
 		method("ddrm", "denoising diffusion restoration models: SVD-space variational steps (η, η_B, 20 steps)", Requirements{SVD: true, GaussianNoise: true}, decodeDDRM, ddrm),
 		method("pigdm", "pseudo-inverse guided diffusion: guidance (∂x̂0/∂x_t)ᵀAᵀ(r²AAᵀ + σ_y²I)⁻¹(y − A x̂0)", Requirements{Linear: true, GaussianNoise: true}, decodePiGDM, piGDM),
 		method("diffpir", "DiffPIR: half-quadratic splitting, x̂0_y = argmin ‖y − A x‖² + ρ_t‖x − x̂0‖² (closed form with an SVD, CG or gradient steps otherwise), then the ζ-mixed step", Requirements{GaussianNoise: true}, decodeDiffPIR, diffPIR),
+		method("daps", "decoupled annealing posterior sampling: x̂0 by a few-step ODE, Langevin on p(x0 | x̂0, y) via the VJP, re-noise (any operator)", Requirements{}, decodeDAPS, daps),
 		method("moment-matching", "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}, decodeMomentMatching, momentMatching),
 		method("red-diff", "RED-diff: Adam on x0 with ‖y − A(x0)‖² + λ w_t sg(ε̂(x_t) − ε)ᵀx0, t descending (any operator, no network Jacobian)", Requirements{GaussianNoise: true}, decodeRedDiff, redDiff),
 		method("pnp-dm", "split Gibbs: exact Gaussian (linear) or Langevin likelihood step, then the diffusion model as denoiser at annealed ρ", Requirements{GaussianNoise: true}, decodePnPDM, pnpDM),
