@@ -18,7 +18,7 @@ declare -A steps=([dps]=1000 [mcg]=1000 [projection]=1000 [ddnm]=100 [ddnm+]=100
   [diffpir]=100 [red-diff]=1000 [pnp-dm]=100 [daps]=200)
 declare -A calls=([dps]="1 forward + 1 VJP" [mcg]="1 forward + 1 VJP" [projection]="1 forward" [ddnm]="1 forward"
   [ddnm+]="1 forward" [ddrm]="1 forward" [pigdm]="1 forward + 1 VJP" [moment-matching]="1 forward + 5 VJPs (CG)"
-  [diffpir]="1 forward" [red-diff]="1 forward" [pnp-dm]="23–63 forward (2936 in all)" [daps]="DAPS_CALLS")
+  [diffpir]="1 forward" [red-diff]="1 forward" [pnp-dm]="23–63 forward (2936 in all)" [daps]="5 forward (ODE) + 100 operator VJPs (Langevin)")
 for m in dps mcg projection ddnm ddnm+ ddrm pigdm moment-matching diffpir red-diff pnp-dm daps; do
   ./bin/diffinv solve --checkpoint "$ckpt" --task sr4 --method "$m" --dataset mnist-test --n "$n" \
     --set solver.batch_size="$n" --out "$out/$m" >/dev/null 2>&1 || { echo "| $m | failed | | | | |"; continue; }
