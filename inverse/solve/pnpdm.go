@@ -152,10 +152,12 @@ func decodePnPDM(r *params.Reader) PnPDMOptions {
 //     ρξ, ỹ = y + σ_y ξ', the system by conjugate gradients (weightedPinv;
 //     A†(ỹ − A x̃) at σ_y = 0), where the official code has an FFT for its
 //     circular blurs. For a nonlinear operator (or o.Langevin) it takes
-//     o.LangevinSteps Langevin steps from z = x, z ← z − γ J_Aᵀ(A(z) −
-//     y)/σ_y² − (γ/ρ²)(z − x) + √(2γ) ξ, the official
-//     PhaseRetrieval.proximal_generator (γ = 1e-4, 100 steps), which needs
-//     σ_y > 0.
+//     o.LangevinSteps Langevin steps from z = x, z ← z − γ ∇(−log p(y |
+//     A(z))) − (γ/ρ²)(z − x) + √(2γ) ξ, the gradient J_Aᵀ of the noise
+//     model's (op.Noise.Grad: J_Aᵀ(A(z) − y)/σ_y² for Gaussian noise, the
+//     official PhaseRetrieval.proximal_generator, γ = 1e-4, 100 steps,
+//     which needs σ_y > 0); Poisson noise always takes this step, with its
+//     own likelihood.
 //  2. the prior step x ~ π(x | z) ∝ p(x) exp(−‖x − z‖²/(2ρ²)) (eq. 6): z is
 //     x seen through VE noise of level ρ, so the diffusion model's reverse
 //     process runs from x_t = √ᾱ_t z, σ_t = √((1−ᾱ_t)/ᾱ_t) ≈ ρ, down to x0.
@@ -180,13 +182,17 @@ func decodePnPDM(r *params.Reader) PnPDMOptions {
 // n ~ N(0, σ_y²I + ρ²AAᵀ): exact only as ρ → 0, so ρ_min sets a bias. For a
 // Gaussian prior the prior step's conditional mean is exact at every
 // reverse step, so the stationary mean is that posterior's mean (tested).
-// Needs Gaussian (or clean) noise; any operator (σ_y > 0 for Langevin).
+// Any operator and noise model (Gaussian σ_y > 0 for Langevin; Poisson
+// noise by Langevin on its likelihood).
 func pnpDM(p *problem, o PnPDMOptions) (*tensor.Dense, error) {
 	if err := p.useVariance(); err != nil {
 		return nil, err
 	}
-	useLangevin := o.Langevin || p.lin == nil
-	if useLangevin && !(p.sigmaY > 0) {
+	// Langevin where the exact Gaussian step does not apply: a nonlinear
+	// operator, or a noise model other than Gaussian (Poisson: its
+	// likelihood's gradient, op.Noise.Grad).
+	useLangevin := o.Langevin || p.lin == nil || !p.gaussian
+	if useLangevin && p.gaussian && !(p.sigmaY > 0) {
 		what := "the operator is nonlinear"
 		if p.lin != nil {
 			what = "langevin = true"
@@ -421,22 +427,14 @@ func (p *problem) pnpLangevin(x []float64, rho float64, o PnPDMOptions) ([]float
 	g := o.LangevinStep
 	z := append([]float64(nil), x...)
 	xi := make([]float64, len(z))
-	c := 1 / (p.sigmaY * p.sigmaY)
 	for l := 0; l < o.LangevinSteps; l++ {
-		az, err := p.forward(z)
-		if err != nil {
-			return nil, err
-		}
-		for j := range az {
-			az[j] -= p.yv[j]
-		}
-		grad, err := p.vjpA(z, az)
+		grad, err := p.nllGrad(z)
 		if err != nil {
 			return nil, err
 		}
 		p.randn(xi)
 		for j := range z {
-			z[j] += -g*c*grad[j] - g/(rho*rho)*(z[j]-x[j]) + math.Sqrt(2*g)*xi[j]
+			z[j] += -g*grad[j] - g/(rho*rho)*(z[j]-x[j]) + math.Sqrt(2*g)*xi[j]
 		}
 	}
 	return z, nil

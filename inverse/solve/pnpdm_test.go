@@ -2,11 +2,14 @@ package solve
 
 import (
 	"math"
+	"math/rand"
 	"testing"
 
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"gonum.org/v1/gonum/mat"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
 )
 
 // pnpProblem returns the checked problem of pnp-dm on s with a batch of n
@@ -260,4 +263,69 @@ func TestPnPDMKarrasGrid(t *testing.T) {
 	if got := pnpSampleIters(40, 100, 20); got[0] != 42 || got[19] != 99 || len(got) != 20 {
 		t.Errorf("sample iterations %v, want np.linspace(40, 99, 21, dtype=int)[1:] = 42 … 99", got)
 	}
+}
+
+// TestNLLGrad: the likelihood gradient the Langevin steps take
+// (problem.nllGrad, J_Aᵀ of op.Noise.Grad) is the gradient of the noise
+// model's NegLogLik of A(x), by central differences, for Gaussian and
+// Poisson noise on a nonlinear operator.
+func TestNLLGrad(t *testing.T) {
+	nonlinear, err := op.NewAutodiff("tanh", imgShape, func(g *G.ExprGraph, x *G.Node) (*G.Node, error) { return G.Tanh(x) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauss, err := op.NewNoise("gaussian", 0.2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pois, err := op.NewPoisson(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSetup(t, boxInpaint(t), 0.2, false, 1)
+	x := make([]float64, 2*16)
+	for j := range x {
+		x[j] = 0.6 * math.Sin(float64(3*j+1))
+	}
+	for _, noise := range []op.Noise{gauss, pois} {
+		y, err := noise.Sample(mustForward(t, nonlinear, f32(x, 2, 1, 4, 4)), rand.New(rand.NewSource(2)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := lookupEntry("pnp-dm")
+		p, err := newProblem(e, Prior{Den: s.den, Sched: s.sched}, Measurement{A: nonlinear, Noise: noise, Y: y}, ImageRNGs(1, 0, 2), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := p.nllGrad(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nll := func(v []float64) float64 {
+			l, err := noise.NegLogLik(mustForward(t, nonlinear, f32(v, 2, 1, 4, 4)), y)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l[0] + l[1]
+		}
+		const h = 1e-2
+		for _, j := range []int{0, 5, 17, 30} {
+			xp, xm := append([]float64(nil), x...), append([]float64(nil), x...)
+			xp[j] += h
+			xm[j] -= h
+			fd := (nll(xp) - nll(xm)) / (2 * h)
+			if math.Abs(fd-g[j]) > 0.02*math.Max(1, math.Abs(fd)) {
+				t.Errorf("%s: ∂/∂x[%d] = %g by differences, nllGrad %g", noise.Name(), j, fd, g[j])
+			}
+		}
+	}
+}
+
+func mustForward(t *testing.T, A op.Operator, x *tensor.Dense) *tensor.Dense {
+	t.Helper()
+	ax, err := A.Forward(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ax
 }

@@ -176,7 +176,7 @@ func registry() []entry {
 		method("daps", "decoupled annealing posterior sampling: x̂0 by a few-step ODE, Langevin on p(x0 | x̂0, y) via the VJP, re-noise (any operator)", Requirements{}, decodeDAPS, daps),
 		method("moment-matching", "Gaussian p(x0 | x_t) with Tweedie's covariance, conditional mean by conjugate gradients", Requirements{Linear: true, GaussianNoise: true}, decodeMomentMatching, momentMatching),
 		method("red-diff", "RED-diff: Adam on x0 with ‖y − A(x0)‖² + λ w_t sg(ε̂(x_t) − ε)ᵀx0, t descending (any operator, no network Jacobian)", Requirements{GaussianNoise: true}, decodeRedDiff, redDiff),
-		method("pnp-dm", "split Gibbs: exact Gaussian (linear) or Langevin likelihood step, then the diffusion model as denoiser at annealed ρ", Requirements{GaussianNoise: true}, decodePnPDM, pnpDM),
+		method("pnp-dm", "split Gibbs: exact Gaussian (linear operator, Gaussian noise) or Langevin likelihood step (any operator and noise), then the diffusion model as denoiser at annealed ρ", Requirements{}, decodePnPDM, pnpDM),
 	}
 }
 
@@ -602,6 +602,22 @@ func (p *problem) vjpA(x, g []float64) ([]float64, error) {
 		return nil, fmt.Errorf("solve: %s: operator %s VJP: %w", p.method, operatorName(p.A), err)
 	}
 	return f64(v), nil
+}
+
+// nllGrad returns ∇_x(−log p(y | A(x))), J_Aᵀ of the noise model's
+// gradient at A(x) (op.Noise.Grad: (A(x) − y)/σ² for Gaussian noise, the
+// Poisson likelihood's for Poisson): the data term of the Langevin steps
+// that sample p(x | y), whatever the noise model.
+func (p *problem) nllGrad(x []float64) ([]float64, error) {
+	ax, err := p.A.Forward(p.image(x))
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: operator %s: %w", p.method, operatorName(p.A), err)
+	}
+	g, err := p.noise.Grad(ax, p.y)
+	if err != nil {
+		return nil, fmt.Errorf("solve: %s: %s noise gradient: %w", p.method, p.noise.Name(), err)
+	}
+	return p.vjpA(x, f64(g))
 }
 
 func (p *problem) adjoint(g []float64) ([]float64, error) {
