@@ -3,10 +3,11 @@ package metrics
 import (
 	"context"
 	"fmt"
-	trainpkg "github.com/diffinv/diffinv/train"
 	"math"
 	"math/rand"
 	"time"
+
+	trainpkg "github.com/diffinv/diffinv/train"
 
 	"gorgonia.org/tensor"
 

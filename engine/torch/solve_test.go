@@ -66,7 +66,7 @@ func TestSolveMatchesNative(t *testing.T) {
 		t.Run(method, func(t *testing.T) {
 			var outs [2][]float32
 			for k, den := range []diffusion.Denoiser{te, ne} {
-				r, err := solve.Solve(method, solve.Prior{Den: den, Sched: sched}, solve.Measurement{A: A, Noise: noise, Y: y}, opts[method], solve.ImageRNGs(9, 0, y.Shape()[0]), nil)
+				r, err := solve.Solve(method, solve.Prior{Den: den, Sched: sched}, solve.Measurement{A: A, Noise: noise, Y: y}, opts[method], diffusion.ImageRNGs(9, 0, y.Shape()[0]), nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -205,11 +205,11 @@ func TestAutodiffDPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := solve.Solve("dps", solve.Prior{Den: linearDenoiser{}, Sched: sched}, solve.Measurement{A: hand, Noise: noise, Y: y}, o, solve.ImageRNGs(7, 0, 2), nil)
+	a, err := solve.Solve("dps", solve.Prior{Den: linearDenoiser{}, Sched: sched}, solve.Measurement{A: hand, Noise: noise, Y: y}, o, diffusion.ImageRNGs(7, 0, 2), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := solve.Solve("dps", solve.Prior{Den: linearDenoiser{}, Sched: sched}, solve.Measurement{A: auto, Noise: noise, Y: y}, o, solve.ImageRNGs(7, 0, 2), nil)
+	b, err := solve.Solve("dps", solve.Prior{Den: linearDenoiser{}, Sched: sched}, solve.Measurement{A: auto, Noise: noise, Y: y}, o, diffusion.ImageRNGs(7, 0, 2), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestAutodiffDPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := solve.Solve("dps", solve.Prior{Den: linearDenoiser{}, Sched: sched}, solve.Measurement{A: sat, Noise: noise, Y: ys}, o, solve.ImageRNGs(7, 0, 2), nil); err != nil {
+	if _, err := solve.Solve("dps", solve.Prior{Den: linearDenoiser{}, Sched: sched}, solve.Measurement{A: sat, Noise: noise, Y: ys}, o, diffusion.ImageRNGs(7, 0, 2), nil); err != nil {
 		t.Errorf("DPS on the saturating operator: %v", err)
 	}
 }

@@ -2,11 +2,12 @@ package op
 
 import (
 	"fmt"
-	prm "github.com/diffinv/diffinv/internal/params"
 	"math"
 	"math/rand"
 	"sort"
 	"strings"
+
+	prm "github.com/diffinv/diffinv/internal/params"
 )
 
 // params reads one operator's parameter map (internal/params: the reader

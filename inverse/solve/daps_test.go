@@ -39,7 +39,7 @@ func TestDAPSNonlinear(t *testing.T) {
 	s := newSetup(t, A, sigmaY, true, 4)
 	resid := func(set map[string]any) float64 {
 		o := mustOptions(t, "daps", set)
-		x, err := Solve("daps", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(9, 0, n), nil)
+		x, err := Solve("daps", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(9, 0, n), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,8 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/diffinv/diffinv/diffusion"
+
 	"github.com/diffinv/diffinv/inverse/op"
 )
 
@@ -30,7 +32,7 @@ func diffpirProblem(t *testing.T, A op.Operator, sigmaY float64) (*problem, []fl
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newProblem(e, Prior{Den: s1.den, Sched: s1.sched}, Measurement{A: A, Noise: s1.noise, Y: Y}, ImageRNGs(1, 0, 2), nil)
+	p, err := newProblem(e, Prior{Den: s1.den, Sched: s1.sched}, Measurement{A: A, Noise: s1.noise, Y: Y}, diffusion.ImageRNGs(1, 0, 2), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +134,7 @@ func TestDiffPIRNoiseFreeConsistent(t *testing.T) {
 		}
 		s := newSetup(t, A, 0, true, 5)
 		o := mustOptions(t, "diffpir", map[string]any{"steps": 20, "sigma_min": 0.0})
-		x, err := Solve("diffpir", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(4)}, o, ImageRNGs(1, 0, 4), nil)
+		x, err := Solve("diffpir", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(4)}, o, diffusion.ImageRNGs(1, 0, 4), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +186,7 @@ func TestDiffPIRStartSigma(t *testing.T) {
 	s := newSetup(t, A, 0.05, false, 1)
 	o := mustOptions(t, "diffpir", map[string]any{"steps": 20, "start_sigma": 0.39})
 	var total, calls, last int
-	_, err := Solve("diffpir", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o, ImageRNGs(1, 0, 1), func(st Step) {
+	_, err := Solve("diffpir", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o, diffusion.ImageRNGs(1, 0, 1), func(st Step) {
 		total, calls, last = st.Total, calls+1, st.Timestep
 	})
 	if err != nil {

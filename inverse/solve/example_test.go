@@ -37,8 +37,8 @@ func ExampleSolve() {
 		fmt.Println(err)
 		return
 	}
-	// Image k draws from ImageRNGs(seed, k, 1)[0] whatever the batch.
-	x, err := solve.Solve("ddnm", solve.Prior{Den: den, Sched: sched}, solve.Measurement{A: A, Noise: noise, Y: y}, opts, solve.ImageRNGs(1, 0, 3), nil)
+	// Image k draws from diffusion.ImageRNGs(seed, k, 1)[0] whatever the batch.
+	x, err := solve.Solve("ddnm", solve.Prior{Den: den, Sched: sched}, solve.Measurement{A: A, Noise: noise, Y: y}, opts, diffusion.ImageRNGs(1, 0, 3), nil)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -120,7 +120,7 @@ func TestSolverGoldens(t *testing.T) {
 			}
 			next++
 		}
-		x, err := Solve(c.Method, Prior{Den: den, Sched: sched, Variance: c.Variance}, Measurement{A: A, Noise: noise, Y: y}, opts, ImageRNGs(1, 0, n), nil)
+		x, err := Solve(c.Method, Prior{Den: den, Sched: sched, Variance: c.Variance}, Measurement{A: A, Noise: noise, Y: y}, opts, diffusion.ImageRNGs(1, 0, n), nil)
 		replayNoise = nil
 		if err != nil {
 			t.Fatalf("%s: %v", c.Name, err)
@@ -383,7 +383,7 @@ func TestAncestralVariance(t *testing.T) {
 		}
 	}
 	for _, c := range cases {
-		p, err := newProblem(dpsEntry(t), Prior{Den: stub, Sched: sched, Variance: c.variance}, Measurement{A: A, Noise: clean, Y: y}, ImageRNGs(1, 0, 1), nil)
+		p, err := newProblem(dpsEntry(t), Prior{Den: stub, Sched: sched, Variance: c.variance}, Measurement{A: A, Noise: clean, Y: y}, diffusion.ImageRNGs(1, 0, 1), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -425,7 +425,7 @@ func TestAncestralVariance(t *testing.T) {
 		{plainDenoiser{stub}, diffusion.VarianceLearnedRange, "learned variance output"},
 		{stub, "learned-range", `variance "learned-range"`},
 	} {
-		p, err := newProblem(dpsEntry(t), Prior{Den: c.den, Sched: sched, Variance: c.variance}, Measurement{A: A, Noise: clean, Y: y}, ImageRNGs(1, 0, 1), nil)
+		p, err := newProblem(dpsEntry(t), Prior{Den: c.den, Sched: sched, Variance: c.variance}, Measurement{A: A, Noise: clean, Y: y}, diffusion.ImageRNGs(1, 0, 1), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -465,7 +465,7 @@ func TestPoissonScalarNeedsNonzeroY(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = Solve("dps", Prior{Den: stub, Sched: full}, Measurement{A: A, Noise: noise, Y: y}, o, ImageRNGs(1, 0, 1), nil)
+		_, err = Solve("dps", Prior{Den: stub, Sched: full}, Measurement{A: A, Noise: noise, Y: y}, o, diffusion.ImageRNGs(1, 0, 1), nil)
 		if c.want == "" && err != nil {
 			t.Errorf("%s: %v", c.weight, err)
 		}
@@ -482,7 +482,7 @@ func TestPoissonScalarNeedsNonzeroY(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Solve("dps", Prior{Den: stub, Sched: full}, Measurement{A: A, Noise: gauss, Y: y}, o, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "weights Poisson noise only") {
+	if _, err := Solve("dps", Prior{Den: stub, Sched: full}, Measurement{A: A, Noise: gauss, Y: y}, o, diffusion.ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "weights Poisson noise only") {
 		t.Errorf("poisson_weight with Gaussian noise: %v, want an error", err)
 	}
 }

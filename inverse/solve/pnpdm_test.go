@@ -5,6 +5,8 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/diffinv/diffinv/diffusion"
+
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"gonum.org/v1/gonum/mat"
@@ -20,7 +22,7 @@ func pnpProblem(t *testing.T, s *setup, A op.Operator, n int) *problem {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newProblem(e, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, ImageRNGs(11, 0, n), nil)
+	p, err := newProblem(e, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, diffusion.ImageRNGs(11, 0, n), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +211,7 @@ func TestPnPDMStationaryMean(t *testing.T) {
 				set[k] = v
 			}
 			o := mustOptions(t, "pnp-dm", set)
-			x, err := Solve("pnp-dm", Prior{Den: s.den, Sched: s.sched}, Measurement{A: Aop, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(7, 0, n), nil)
+			x, err := Solve("pnp-dm", Prior{Den: s.den, Sched: s.sched}, Measurement{A: Aop, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(7, 0, n), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -293,7 +295,7 @@ func TestNLLGrad(t *testing.T) {
 			t.Fatal(err)
 		}
 		e, _ := lookupEntry("pnp-dm")
-		p, err := newProblem(e, Prior{Den: s.den, Sched: s.sched}, Measurement{A: nonlinear, Noise: noise, Y: y}, ImageRNGs(1, 0, 2), nil)
+		p, err := newProblem(e, Prior{Den: s.den, Sched: s.sched}, Measurement{A: nonlinear, Noise: noise, Y: y}, diffusion.ImageRNGs(1, 0, 2), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/diffinv/diffinv/diffusion"
+
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"gonum.org/v1/gonum/mat"
@@ -74,7 +76,7 @@ func TestRedDiffLeastSquares(t *testing.T) {
 					return worst
 				}
 				best := math.Inf(1)
-				x, err := Solve("red-diff", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(2, 0, n), func(st Step) {
+				x, err := Solve("red-diff", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(2, 0, n), func(st Step) {
 					best = math.Min(best, errOf(st.X))
 				})
 				if err != nil {
@@ -119,7 +121,7 @@ func TestRedDiffFixedT(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := newProblem(e, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, ImageRNGs(9, 0, n), nil)
+			p, err := newProblem(e, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, diffusion.ImageRNGs(9, 0, n), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,7 +200,7 @@ func TestRedDiffIsotropic(t *testing.T) {
 				s := newSetup(t, A, sy, false, 3)
 				_, want := pinvTarget(t, A, s)
 				const n = 1000
-				x, err := Solve("red-diff", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, nil, ImageRNGs(4, 0, n), nil)
+				x, err := Solve("red-diff", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, nil, diffusion.ImageRNGs(4, 0, n), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -289,7 +291,7 @@ func TestRedDiffOptions(t *testing.T) {
 	}
 	run := func(init string) (*tensor.Dense, error) {
 		o := mustOptions(t, "red-diff", map[string]any{"steps": 50, "init": init})
-		return Solve("red-diff", Prior{Den: s.den, Sched: s.sched}, Measurement{A: pr, Noise: s.noise, Y: y}, o, ImageRNGs(1, 0, 1), nil)
+		return Solve("red-diff", Prior{Den: s.den, Sched: s.sched}, Measurement{A: pr, Noise: s.noise, Y: y}, o, diffusion.ImageRNGs(1, 0, 1), nil)
 	}
 	if _, err := run("pinv"); err == nil || !strings.Contains(err.Error(), "needs a linear operator") {
 		t.Errorf("init pinv on phase retrieval: error %v", err)

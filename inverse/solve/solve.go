@@ -47,7 +47,7 @@
 // (Solve takes one *rand.Rand per image),
 // and every step-size rule, norm and stopping test is per image: solving a
 // batch gives, image by image, what solving each image alone with the same
-// stream gives. ImageRNGs derives the stream of image k from (seed, k), so
+// stream gives. diffusion.ImageRNGs derives the stream of image k from (seed, k), so
 // results do not depend on how a data set is cut into batches.
 package solve
 
@@ -297,7 +297,7 @@ func Names() []string {
 // Solve runs method on the measurement with the prior. opts are the
 // method's options (DecodeOptions, or the method's options struct; nil
 // takes the defaults); rngs holds one random stream per image of meas.Y
-// (ImageRNGs), image k drawing only from rngs[k]; cb, if not nil, is
+// (diffusion.ImageRNGs), image k drawing only from rngs[k]; cb, if not nil, is
 // called after every denoiser step. It returns the reconstructions,
 // N×C×H×W in A's input shape.
 func Solve(method string, prior Prior, meas Measurement, opts Options, rngs []*rand.Rand, cb Callback) (*tensor.Dense, error) {
@@ -322,11 +322,6 @@ func Solve(method string, prior Prior, meas Measurement, opts Options, rngs []*r
 	}
 	return e.run(p, opts)
 }
-
-// ImageRNGs is diffusion.ImageRNGs: image k's stream depends only on
-// (seed, k), so solving images one by one or in batches of any size gives
-// the same bits.
-func ImageRNGs(seed int64, first, n int) []*rand.Rand { return diffusion.ImageRNGs(seed, first, n) }
 
 // operatorName names an operator in error messages: its Name method when it
 // has one, its Go type otherwise.

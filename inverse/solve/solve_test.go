@@ -212,7 +212,7 @@ func TestPosteriorMean(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			x, err := Solve(c.method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(c.n)}, o, ImageRNGs(7, 0, c.n), nil)
+			x, err := Solve(c.method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(c.n)}, o, diffusion.ImageRNGs(7, 0, c.n), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -261,11 +261,11 @@ func TestPiGDMWithoutSVD(t *testing.T) {
 					t.Fatal(err)
 				}
 				const n = 4
-				want, err := Solve("pigdm", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(3, 0, n), nil)
+				want, err := Solve("pigdm", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(3, 0, n), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, err := Solve("pigdm", Prior{Den: s.den, Sched: s.sched}, Measurement{A: linearOnly{A, A.(op.Shaped)}, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(3, 0, n), nil)
+				got, err := Solve("pigdm", Prior{Den: s.den, Sched: s.sched}, Measurement{A: linearOnly{A, A.(op.Shaped)}, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(3, 0, n), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -303,7 +303,7 @@ func TestMeasurementConsistency(t *testing.T) {
 					o = mustOptions(t, m, nil)
 				}
 				const n = 8
-				x, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(1, 0, n), nil)
+				x, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(1, 0, n), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -381,12 +381,12 @@ func TestPerImageIndependence(t *testing.T) {
 	for _, method := range Names() {
 		t.Run(method, func(t *testing.T) {
 			o := fastOptions()[method]
-			both, err := Solve(method, Prior{Den: s1.den, Sched: s1.sched}, Measurement{A: A, Noise: s1.noise, Y: Y}, o, ImageRNGs(42, 0, 2), nil)
+			both, err := Solve(method, Prior{Den: s1.den, Sched: s1.sched}, Measurement{A: A, Noise: s1.noise, Y: Y}, o, diffusion.ImageRNGs(42, 0, 2), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for k, s := range []*setup{s1, s2} {
-				one, err := Solve(method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o, ImageRNGs(42, k, 1), nil)
+				one, err := Solve(method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o, diffusion.ImageRNGs(42, k, 1), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -407,7 +407,7 @@ func TestDeterminism(t *testing.T) {
 	for _, method := range Names() {
 		t.Run(method, func(t *testing.T) {
 			run := func(seed int64) []float32 {
-				x, err := Solve(method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, fastOptions()[method], ImageRNGs(seed, 0, 2), nil)
+				x, err := Solve(method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, fastOptions()[method], diffusion.ImageRNGs(seed, 0, 2), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -426,14 +426,14 @@ func TestDeterminism(t *testing.T) {
 
 // TestImageRNGs: image k's stream depends on (seed, k) only.
 func TestImageRNGs(t *testing.T) {
-	all := ImageRNGs(3, 0, 4)
+	all := diffusion.ImageRNGs(3, 0, 4)
 	for k := 0; k < 4; k++ {
-		one := ImageRNGs(3, k, 1)[0]
+		one := diffusion.ImageRNGs(3, k, 1)[0]
 		if a, b := all[k].Int63(), one.Int63(); a != b {
 			t.Errorf("image %d: batch stream %d, single stream %d", k, a, b)
 		}
 	}
-	if ImageRNGs(3, 0, 1)[0].Int63() == ImageRNGs(4, 0, 1)[0].Int63() {
+	if diffusion.ImageRNGs(3, 0, 1)[0].Int63() == diffusion.ImageRNGs(4, 0, 1)[0].Int63() {
 		t.Error("seeds 3 and 4 give the same stream")
 	}
 }
@@ -445,7 +445,7 @@ func TestDPSGradient(t *testing.T) {
 	A := srOp(t)
 	s := newSetup(t, A, 0.05, true, 2)
 	for _, poisson := range []bool{false, true} {
-		p, err := newProblem(dpsEntry(t), Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, ImageRNGs(1, 0, 2), nil)
+		p, err := newProblem(dpsEntry(t), Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, diffusion.ImageRNGs(1, 0, 2), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -532,7 +532,7 @@ func TestDDNMPlusTimeTravel(t *testing.T) {
 	o := mustOptions(t, "ddnm+", map[string]any{"steps": 50, "travel_length": 5, "travel_repeat": 3})
 	const n = 1000
 	calls := 0
-	x, err := Solve("ddnm+", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(2, 0, n), func(st Step) {
+	x, err := Solve("ddnm+", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(2, 0, n), func(st Step) {
 		step, total := st.Step, st.Total
 		calls++
 		// 50 steps down plus (r−1)·L = 10 extra steps at each of the 9 jump
@@ -575,7 +575,7 @@ func TestDPSPoisson(t *testing.T) {
 	}
 	s.y = f64(y1)
 	o := mustOptions(t, "dps", map[string]any{"steps": 200})
-	x, err := Solve("dps", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: noise, Y: s.batchY(n)}, o, ImageRNGs(1, 0, n), nil)
+	x, err := Solve("dps", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(1, 0, n), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -623,11 +623,11 @@ func TestRegistry(t *testing.T) {
 	// Solve refuses another method's options.
 	A0 := srOp(t)
 	s0 := newSetup(t, A0, 0, false, 1)
-	if _, err := Solve("ddrm", Prior{Den: s0.den, Sched: s0.sched}, Measurement{A: A0, Noise: s0.noise, Y: s0.batchY(1)}, DPSOptions{Scale: 1}, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "want solve.DDRMOptions") {
+	if _, err := Solve("ddrm", Prior{Den: s0.den, Sched: s0.sched}, Measurement{A: A0, Noise: s0.noise, Y: s0.batchY(1)}, DPSOptions{Scale: 1}, diffusion.ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "want solve.DDRMOptions") {
 		t.Errorf("ddrm with DPSOptions: error %v", err)
 	}
 	// A struct literal is validated.
-	if _, err := Solve("dps", Prior{Den: s0.den, Sched: s0.sched}, Measurement{A: A0, Noise: s0.noise, Y: s0.batchY(1)}, DPSOptions{Scale: -1}, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "scale = -1") {
+	if _, err := Solve("dps", Prior{Den: s0.den, Sched: s0.sched}, Measurement{A: A0, Noise: s0.noise, Y: s0.batchY(1)}, DPSOptions{Scale: -1}, diffusion.ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "scale = -1") {
 		t.Errorf("dps with scale -1: error %v", err)
 	}
 	_, err := DecodeOptions("dsp", nil)
@@ -636,7 +636,7 @@ func TestRegistry(t *testing.T) {
 	}
 	A := srOp(t)
 	s := newSetup(t, A, 0, false, 1)
-	if _, err := Solve("nope", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, nil, ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "nope") {
+	if _, err := Solve("nope", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, nil, diffusion.ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("Solve(nope) error %v", err)
 	}
 }
@@ -713,7 +713,7 @@ func TestRequirementsHold(t *testing.T) {
 			if c.fail {
 				continue
 			}
-			if _, err := Solve(name, Prior{Den: s.den, Sched: s.sched}, Measurement{A: c.A, Noise: c.noise, Y: y}, o, ImageRNGs(1, 0, 1), nil); err != nil {
+			if _, err := Solve(name, Prior{Den: s.den, Sched: s.sched}, Measurement{A: c.A, Noise: c.noise, Y: y}, o, diffusion.ImageRNGs(1, 0, 1), nil); err != nil {
 				t.Errorf("%s with %s: %v", name, c.what, err)
 			}
 		}
@@ -827,23 +827,23 @@ func TestStructureErrors(t *testing.T) {
 		rngs   []*rand.Rand
 		errHas []string
 	}{
-		{"ddrm", phase, clean, yOf(phase, 1), ImageRNGs(1, 0, 1), []string{"ddrm needs an operator with an SVD", "PhaseRetrieval has none"}},
-		{"ddnm+", conv, clean, yOf(conv, 1), ImageRNGs(1, 0, 1), []string{"ddnm+ needs an operator with an SVD"}},
-		{"ddnm", phase, clean, yOf(phase, 1), ImageRNGs(1, 0, 1), []string{"ddnm needs a linear operator", "PhaseRetrieval"}},
-		{"mcg", phase, clean, yOf(phase, 1), ImageRNGs(1, 0, 1), []string{"mcg needs a linear operator"}},
-		{"projection", phase, clean, yOf(phase, 1), ImageRNGs(1, 0, 1), []string{"projection needs a linear operator"}},
-		{"moment-matching", phase, clean, yOf(phase, 1), ImageRNGs(1, 0, 1), []string{"moment-matching needs a linear operator"}},
-		{"ddrm", sr, pois, yOf(sr, 1), ImageRNGs(1, 0, 1), []string{"ddrm needs Gaussian", `"poisson"`}},
-		{"moment-matching", sr, pois, yOf(sr, 1), ImageRNGs(1, 0, 1), []string{"needs Gaussian"}},
-		{"dps", sr, clean, yOf(sr, 2), ImageRNGs(1, 0, 1), []string{"1 random streams for a batch of 2"}},
+		{"ddrm", phase, clean, yOf(phase, 1), diffusion.ImageRNGs(1, 0, 1), []string{"ddrm needs an operator with an SVD", "PhaseRetrieval has none"}},
+		{"ddnm+", conv, clean, yOf(conv, 1), diffusion.ImageRNGs(1, 0, 1), []string{"ddnm+ needs an operator with an SVD"}},
+		{"ddnm", phase, clean, yOf(phase, 1), diffusion.ImageRNGs(1, 0, 1), []string{"ddnm needs a linear operator", "PhaseRetrieval"}},
+		{"mcg", phase, clean, yOf(phase, 1), diffusion.ImageRNGs(1, 0, 1), []string{"mcg needs a linear operator"}},
+		{"projection", phase, clean, yOf(phase, 1), diffusion.ImageRNGs(1, 0, 1), []string{"projection needs a linear operator"}},
+		{"moment-matching", phase, clean, yOf(phase, 1), diffusion.ImageRNGs(1, 0, 1), []string{"moment-matching needs a linear operator"}},
+		{"ddrm", sr, pois, yOf(sr, 1), diffusion.ImageRNGs(1, 0, 1), []string{"ddrm needs Gaussian", `"poisson"`}},
+		{"moment-matching", sr, pois, yOf(sr, 1), diffusion.ImageRNGs(1, 0, 1), []string{"needs Gaussian"}},
+		{"dps", sr, clean, yOf(sr, 2), diffusion.ImageRNGs(1, 0, 1), []string{"1 random streams for a batch of 2"}},
 		{"dps", sr, clean, yOf(sr, 1), []*rand.Rand{nil}, []string{"random stream 0 is nil"}},
-		{"dps", sr, clean, tensors.New(1, 1, 4, 4), ImageRNGs(1, 0, 1), []string{"y has shape [1 1 4 4]", "want N×[1 2 2]"}},
-		{"dps", sr, nil, yOf(sr, 1), ImageRNGs(1, 0, 1), []string{"nil noise model"}},
-		{"dps", nil, clean, yOf(sr, 1), ImageRNGs(1, 0, 1), []string{"nil operator"}},
-		{"ddrm", sr, clean, yOf(sr, 1), ImageRNGs(1, 0, 1), nil},
-		{"pigdm", conv, clean, yOf(conv, 1), ImageRNGs(1, 0, 1), nil}, // noise-free: A† suffices
-		{"pigdm", conv, noisy, yOf(conv, 1), ImageRNGs(1, 0, 1), nil}, // noisy, no SVD: CG
-		{"dps", phase, clean, yOf(phase, 1), ImageRNGs(1, 0, 1), nil},
+		{"dps", sr, clean, tensors.New(1, 1, 4, 4), diffusion.ImageRNGs(1, 0, 1), []string{"y has shape [1 1 4 4]", "want N×[1 2 2]"}},
+		{"dps", sr, nil, yOf(sr, 1), diffusion.ImageRNGs(1, 0, 1), []string{"nil noise model"}},
+		{"dps", nil, clean, yOf(sr, 1), diffusion.ImageRNGs(1, 0, 1), []string{"nil operator"}},
+		{"ddrm", sr, clean, yOf(sr, 1), diffusion.ImageRNGs(1, 0, 1), nil},
+		{"pigdm", conv, clean, yOf(conv, 1), diffusion.ImageRNGs(1, 0, 1), nil}, // noise-free: A† suffices
+		{"pigdm", conv, noisy, yOf(conv, 1), diffusion.ImageRNGs(1, 0, 1), nil}, // noisy, no SVD: CG
+		{"dps", phase, clean, yOf(phase, 1), diffusion.ImageRNGs(1, 0, 1), nil},
 	}
 	o := fastOptions()
 	for _, c := range cases {
@@ -876,10 +876,10 @@ func TestStructureErrors(t *testing.T) {
 		}
 	}
 	// Steps beyond the schedule and a nil denoiser.
-	if _, err := Solve("ddrm", Prior{Den: den, Sched: sched}, Measurement{A: sr, Noise: clean, Y: yOf(sr, 1)}, mustOptions(t, "ddrm", map[string]any{"steps": 2000}), ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "steps = 2000") {
+	if _, err := Solve("ddrm", Prior{Den: den, Sched: sched}, Measurement{A: sr, Noise: clean, Y: yOf(sr, 1)}, mustOptions(t, "ddrm", map[string]any{"steps": 2000}), diffusion.ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "steps = 2000") {
 		t.Errorf("ddrm steps 2000: %v", err)
 	}
-	if _, err := Solve("ddrm", Prior{Den: nil, Sched: sched}, Measurement{A: sr, Noise: clean, Y: yOf(sr, 1)}, fastOptions()["ddrm"], ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "nil denoiser") {
+	if _, err := Solve("ddrm", Prior{Den: nil, Sched: sched}, Measurement{A: sr, Noise: clean, Y: yOf(sr, 1)}, fastOptions()["ddrm"], diffusion.ImageRNGs(1, 0, 1), nil); err == nil || !strings.Contains(err.Error(), "nil denoiser") {
 		t.Errorf("nil denoiser: %v", err)
 	}
 }
@@ -904,7 +904,7 @@ func TestCallback(t *testing.T) {
 	for _, m := range Names() {
 		var steps, ts, idx []int
 		var last Step
-		x, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o[m], ImageRNGs(1, 0, 1), func(st Step) {
+		x, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o[m], diffusion.ImageRNGs(1, 0, 1), func(st Step) {
 			if st.Total != want[m] {
 				t.Errorf("%s: total %d, want %d", m, st.Total, want[m])
 			}
@@ -968,12 +968,12 @@ func TestPullbacker(t *testing.T) {
 	s := newSetup(t, A, 0.05, true, 1)
 	for _, m := range []string{"dps", "mcg", "pigdm", "moment-matching"} {
 		o := fastOptions()[m]
-		plain, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, ImageRNGs(3, 0, 2), nil)
+		plain, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, diffusion.ImageRNGs(3, 0, 2), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pd := &pullbackDen{Mixture: s.den}
-		pb, err := Solve(m, Prior{Den: pd, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, ImageRNGs(3, 0, 2), func(st Step) {
+		pb, err := Solve(m, Prior{Den: pd, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, diffusion.ImageRNGs(3, 0, 2), func(st Step) {
 			if step := st.Step; pd.forwards != step {
 				t.Errorf("%s: %d forward passes after %d steps", m, pd.forwards, step)
 			}
@@ -1022,7 +1022,7 @@ func TestMomentMatchingSkewedJacobian(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 200
-	x, err := Solve("moment-matching", Prior{Den: skewed{s.den, 0.05}, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, ImageRNGs(9, 0, n), nil)
+	x, err := Solve("moment-matching", Prior{Den: skewed{s.den, 0.05}, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(9, 0, n), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

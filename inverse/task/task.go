@@ -18,12 +18,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/diffinv/diffinv/internal/userfile"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/diffinv/diffinv/internal/userfile"
 
 	"go.yaml.in/yaml/v3"
 
