@@ -118,6 +118,27 @@ func (s *Schedule) MixStep(i int, eta float64, x0, eps, z, out []float64) {
 	}
 }
 
+// Step is what a Callback sees after each denoiser step of a sampler
+// (package sample) or a solver (inverse/solve).
+type Step struct {
+	// Step counts the denoiser steps taken, 1..Total (time travel, restarts
+	// and other revisits count each time).
+	Step, Total int
+	// Index is the index of the schedule walked (the respaced one) that the
+	// step left; Timestep is its original timestep.
+	Index, Timestep int
+	// X is the state after the step (VP coordinates, N×C×H×W) and X0 the
+	// step's estimate of the clean image x̂0 (after a solver's data
+	// correction where it makes one in image space); X0 is nil for a step
+	// that has none.
+	X, X0 *tensor.Dense
+}
+
+// Callback is called after each denoiser step (k-diffusion's callback): for
+// progress, for recording the trajectory, for plotting x̂0 as it forms. The
+// tensors are copies the callback may keep.
+type Callback func(Step)
+
 // ImageRNGs returns the random streams of images first..first+n−1 of a run
 // seeded by seed: image k's stream depends only on (seed, k) (a SplitMix64
 // hash), so sampling or solving images one by one or in batches of any

@@ -354,8 +354,10 @@ func TestBatchSizeInvariance(t *testing.T) {
 	}
 }
 
-// TestProgress: the callback sees 1..total in order, total fixed.
-func TestProgress(t *testing.T) {
+// TestCallback: the callback sees steps 1..total in order, total fixed,
+// the state shaped like x_T, the last step's state equal to the result, and
+// x̂0 from the samplers that form one (DDPM, DDIM).
+func TestCallback(t *testing.T) {
 	base := baseSchedule(t)
 	den := gaussian(t, base)
 	sched := respaced(t, base, 10)
@@ -363,15 +365,27 @@ func TestProgress(t *testing.T) {
 	for _, name := range Names() {
 		var steps []int
 		total := -1
-		_, err := Run(name, den, xT, sched, fastOptions(), rngsFor(1, 4), func(step, tot int) {
+		var last diffusion.Step
+		x, err := Run(name, den, xT, sched, fastOptions(), rngsFor(1, 4), func(st diffusion.Step) {
+			step, tot := st.Step, st.Total
 			if total >= 0 && tot != total {
 				t.Errorf("%s: total changed from %d to %d", name, total, tot)
 			}
+			if st.X == nil || !reflect.DeepEqual(st.X.Shape(), xT.Shape()) {
+				t.Fatalf("%s: step %d: x %v, want x_T's shape", name, step, st.X)
+			}
+			if (st.X0 != nil) != (name == "ddpm" || name == "ddim") {
+				t.Errorf("%s: step %d: x̂0 present %v", name, step, st.X0 != nil)
+			}
 			total = tot
 			steps = append(steps, step)
+			last = st
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(tensors.F32(last.X), tensors.F32(x)) {
+			t.Errorf("%s: the last step's x is not the result", name)
 		}
 		if total < 9 || len(steps) != total {
 			t.Errorf("%s: %d progress calls for total %d", name, len(steps), total)

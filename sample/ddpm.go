@@ -40,7 +40,7 @@ func (o DDPMOptions) Validate() error {
 // q(x_{i−1} | x_i, x0) and σ_i² from o.Variance; no noise is added at
 // i = 0. On a respaced schedule β_i and β̃_i are the respaced ones
 // (guided-diffusion's SpacedDiffusion). rngs holds one stream per sample.
-func DDPM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o DDPMOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+func DDPM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o DDPMOptions, rngs []*rand.Rand, cb diffusion.Callback) (*tensor.Dense, error) {
 	n, d, err := checkInputs("ddpm", den, xT, sched, rngs, true)
 	if err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func DDPM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o
 		for j := range xs {
 			xs[j] = float32(xt[j])
 		}
-		report(progress, K-i, K)
+		report(cb, K-i, K, sched, i, xs, x0, x.Shape())
 	}
 	return x, nil
 }
@@ -141,7 +141,7 @@ func (o DDIMOptions) Validate() error {
 // with ᾱ_{−1} = 1, so the last step returns x̂0. Noise is drawn only when
 // η > 0 and i > 0, one stream per sample from rngs; with η = 0 the result
 // does not depend on rngs, which may be nil.
-func DDIM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o DDIMOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+func DDIM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o DDIMOptions, rngs []*rand.Rand, cb diffusion.Callback) (*tensor.Dense, error) {
 	n, d, err := checkInputs("ddim", den, xT, sched, rngs, o.Eta > 0)
 	if err != nil {
 		return nil, err
@@ -173,11 +173,15 @@ func DDIM(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o
 			diffusion.FillNormal(rngs, z)
 			noise = z
 		}
+		var x0rep []float64 // x̂0 for the callback (the step overwrites x0)
+		if cb != nil {
+			x0rep = append(x0rep, x0...)
+		}
 		sched.DDIMStep(i, o.Eta, x0, e, noise, x0)
 		for j := range xs {
 			xs[j] = float32(x0[j])
 		}
-		report(progress, K-i, K)
+		report(cb, K-i, K, sched, i, xs, x0rep, x.Shape())
 	}
 	return x, nil
 }

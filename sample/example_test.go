@@ -33,7 +33,7 @@ func ExampleRun() {
 		tensors.F32(xT)[k] = float32(r.NormFloat64())
 	}
 	steps := 0
-	x, err := sample.Run("ddim", den, xT, sched, sample.DefaultOptions(), rngs, func(step, total int) { steps = total })
+	x, err := sample.Run("ddim", den, xT, sched, sample.DefaultOptions(), rngs, func(st diffusion.Step) { steps = st.Total })
 	if err != nil {
 		panic(err)
 	}

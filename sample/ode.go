@@ -53,7 +53,7 @@ func (o ODEOptions) Validate() error {
 //
 // (Song et al. 2021; Karras et al. 2022), integrated over the schedule's σ
 // grid with o.Method. Deterministic: no rng.
-func ProbabilityFlow(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o ODEOptions, progress Progress) (*tensor.Dense, error) {
+func ProbabilityFlow(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o ODEOptions, cb diffusion.Callback) (*tensor.Dense, error) {
 	if _, _, err := checkInputs("ode", den, xT, sched, nil, false); err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func ProbabilityFlow(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.
 	for k := range grid {
 		grid[k] = K - 1 - k
 	}
-	return flow("ode", den, xT, sched, grid, o, o.Denoise, progress)
+	return flow("ode", den, xT, sched, grid, o, o.Denoise, cb)
 }
 
 // node is a point of the σ grid: the network timestep and its ᾱ and σ.
@@ -105,7 +105,7 @@ func nearestNode(s *diffusion.Schedule, sigma float64) (node, error) {
 	return node{t: best, ab: ab, sigma: sg}, nil
 }
 
-func flow(name string, den diffusion.Denoiser, xin *tensor.Dense, sched *diffusion.Schedule, grid []int, o ODEOptions, denoise bool, progress Progress) (*tensor.Dense, error) {
+func flow(name string, den diffusion.Denoiser, xin *tensor.Dense, sched *diffusion.Schedule, grid []int, o ODEOptions, denoise bool, cb diffusion.Callback) (*tensor.Dense, error) {
 	n := xin.Shape()[0]
 	first := nodeAt(sched, grid[0])
 	xt := make([]float64, len(tensors.F32(xin)))
@@ -184,7 +184,9 @@ func flow(name string, den diffusion.Denoiser, xin *tensor.Dense, sched *diffusi
 				xt[j] += h / 6 * (k1[j] + 2*k2[j] + 2*k3[j] + k4[j])
 			}
 		}
-		report(progress, k+1, total)
+		if cb != nil {
+			report(cb, k+1, total, sched, grid[k], vpState(xt, math.Sqrt(next.ab)), nil, xin.Shape())
+		}
 	}
 	last := nodeAt(sched, grid[len(grid)-1])
 	out := tensors.Like(xin)
@@ -197,7 +199,7 @@ func flow(name string, den diffusion.Denoiser, xin *tensor.Dense, sched *diffusi
 		for j := range xt {
 			o32[j] = float32(xt[j] - last.sigma*eps[j])
 		}
-		report(progress, total, total)
+		report(cb, total, total, sched, grid[len(grid)-1], o32, nil, xin.Shape())
 		return out, nil
 	}
 	a := math.Sqrt(last.ab)

@@ -7,7 +7,7 @@
 // steps.
 //
 // Every sampler is a plain function of (denoiser, x_T, schedule, options,
-// rngs, progress), in the spirit of k-diffusion, and Run picks one by its
+// rngs, cb), in the spirit of k-diffusion, and Run picks one by its
 // config name. Samplers walk the schedule they are given, index K−1 down to
 // 0 (respace it with diffusion.Respace for fewer steps) and call the
 // denoiser with the original timesteps sched.Timestep(i). x_T is in VP
@@ -37,14 +37,11 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// Progress is called after each of total steps with step = 1..total; nil
-// means no reporting. A CLI uses it to draw a progress bar.
-type Progress func(step, total int)
 
 // Func is the common signature of the registered samplers: opts holds the
 // options of every sampler and each takes its own section; rngs holds one
 // random stream per sample of x_T (see the package comment).
-type Func func(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error)
+type Func func(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, cb diffusion.Callback) (*tensor.Dense, error)
 
 // Options gathers every sampler's options, one section per sampler, as a
 // config's sample section would hold them.
@@ -77,22 +74,22 @@ type entry struct {
 
 func registry() []entry {
 	return []entry{
-		{"ddpm", "DDPM ancestral sampling (options DDPM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"ddpm", "DDPM ancestral sampling (options DDPM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p diffusion.Callback) (*tensor.Dense, error) {
 			return DDPM(d, x, s, o.DDPM, r, p)
 		}},
-		{"ddim", "DDIM with η (options DDIM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"ddim", "DDIM with η (options DDIM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p diffusion.Callback) (*tensor.Dense, error) {
 			return DDIM(d, x, s, o.DDIM, r, p)
 		}},
-		{"vp-em", "reverse VP SDE, Euler–Maruyama (options EM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"vp-em", "reverse VP SDE, Euler–Maruyama (options EM)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p diffusion.Callback) (*tensor.Dense, error) {
 			return EulerMaruyama(d, x, s, o.EM, r, p)
 		}},
-		{"pc", "predictor–corrector (options PC)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"pc", "predictor–corrector (options PC)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p diffusion.Callback) (*tensor.Dense, error) {
 			return PredictorCorrector(d, x, s, o.PC, r, p)
 		}},
-		{"ald", "annealed Langevin dynamics over VE levels (options ALD)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"ald", "annealed Langevin dynamics over VE levels (options ALD)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, r []*rand.Rand, p diffusion.Callback) (*tensor.Dense, error) {
 			return AnnealedLangevin(d, x, s, o.ALD, r, p)
 		}},
-		{"ode", "probability-flow ODE (options ODE)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, _ []*rand.Rand, p Progress) (*tensor.Dense, error) {
+		{"ode", "probability-flow ODE (options ODE)", func(d diffusion.Denoiser, x *tensor.Dense, s *diffusion.Schedule, o Options, _ []*rand.Rand, p diffusion.Callback) (*tensor.Dense, error) {
 			return ProbabilityFlow(d, x, s, o.ODE, p)
 		}},
 	}
@@ -119,12 +116,12 @@ func Lookup(name string) (Func, error) {
 }
 
 // Run runs the sampler registered under name; see the package comment.
-func Run(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+func Run(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, opts Options, rngs []*rand.Rand, cb diffusion.Callback) (*tensor.Dense, error) {
 	fn, err := Lookup(name)
 	if err != nil {
 		return nil, err
 	}
-	return fn(den, xT, sched, opts, rngs, progress)
+	return fn(den, xT, sched, opts, rngs, cb)
 }
 
 // checkInputs validates what every sampler needs and returns the batch size
@@ -181,8 +178,20 @@ func repeat(t, n int) []int {
 
 func clip1(v float64) float64 { return math.Max(-1, math.Min(1, v)) }
 
-func report(p Progress, step, total int) {
-	if p != nil {
-		p(step, total)
+// report calls cb (if not nil) after a step that left index i of sched:
+// x is the state in VP coordinates (copied), x0 the step's x̂0 or nil.
+func report(cb diffusion.Callback, step, total int, sched *diffusion.Schedule, i int, x []float32, x0 []float64, shape []int) {
+	if cb == nil {
+		return
 	}
+	st := diffusion.Step{Step: step, Total: total, Index: i, Timestep: sched.Timestep(i),
+		X: tensors.FromSlice(append([]float32(nil), x...), shape...)}
+	if x0 != nil {
+		t := tensors.New(shape...)
+		for j, v := range x0 {
+			tensors.F32(t)[j] = float32(v)
+		}
+		st.X0 = t
+	}
+	cb(st)
 }

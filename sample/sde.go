@@ -51,8 +51,8 @@ func DefaultEMOptions() EMOptions { return EMOptions{Denoise: true} }
 // EulerMaruyama integrates the reverse VP SDE with Euler–Maruyama steps, one
 // per schedule index (the "vp-em" sampler; PC with the Euler–Maruyama
 // predictor and no corrector).
-func EulerMaruyama(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o EMOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	return pc("vp-em", den, xT, sched, PCOptions{Predictor: EulerMaruyamaPredictor, Corrector: None, Denoise: o.Denoise}, rngs, progress)
+func EulerMaruyama(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o EMOptions, rngs []*rand.Rand, cb diffusion.Callback) (*tensor.Dense, error) {
+	return pc("vp-em", den, xT, sched, PCOptions{Predictor: EulerMaruyamaPredictor, Corrector: None, Denoise: o.Denoise}, rngs, cb)
 }
 
 // PCOptions configures PredictorCorrector.
@@ -105,11 +105,11 @@ func (o PCOptions) Validate() error {
 // PredictorCorrector runs score_sde's PC loop on the schedule's VP SDE: at
 // each index i = K−1..0, CorrectorSteps Langevin steps at level i, then one
 // predictor step from i to i−1.
-func PredictorCorrector(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o PCOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
-	return pc("pc", den, xT, sched, o, rngs, progress)
+func PredictorCorrector(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o PCOptions, rngs []*rand.Rand, cb diffusion.Callback) (*tensor.Dense, error) {
+	return pc("pc", den, xT, sched, o, rngs, cb)
 }
 
-func pc(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o PCOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+func pc(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o PCOptions, rngs []*rand.Rand, cb diffusion.Callback) (*tensor.Dense, error) {
 	n, d, err := checkInputs(name, den, xT, sched, rngs, true)
 	if err != nil {
 		return nil, err
@@ -169,7 +169,7 @@ func pc(name string, den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.
 				xs[j] = float32(v)
 			}
 		}
-		report(progress, K-i, K)
+		report(cb, K-i, K, sched, i, xs, nil, x.Shape())
 	}
 	return x, nil
 }
@@ -238,7 +238,7 @@ func (o ALDOptions) Validate() error {
 // starts at x_ve = x_T/√ᾱ_{K−1} and at each level i = K−1..0 takes
 // StepsPerLevel steps x_ve ← x_ve + (α_i/2)·score + √α_i z with
 // α_i = ε σ_i²/σ_0². The result is in data (x0) coordinates.
-func AnnealedLangevin(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o ALDOptions, rngs []*rand.Rand, progress Progress) (*tensor.Dense, error) {
+func AnnealedLangevin(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion.Schedule, o ALDOptions, rngs []*rand.Rand, cb diffusion.Callback) (*tensor.Dense, error) {
 	n, d, err := checkInputs("ald", den, xT, sched, rngs, true)
 	if err != nil {
 		return nil, err
@@ -286,7 +286,7 @@ func AnnealedLangevin(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion
 				xve[j] += -alpha/2*float64(eps[j])/sigma + sq*z[j]
 			}
 		}
-		report(progress, K-i, total)
+		report(cb, K-i, total, sched, i, vpState(xve, sched.SqrtAlphaBar(i)), nil, xT.Shape())
 	}
 	if o.Denoise {
 		eps, err := eval(0)
@@ -296,11 +296,21 @@ func AnnealedLangevin(den diffusion.Denoiser, xT *tensor.Dense, sched *diffusion
 		for j := range xve {
 			xve[j] -= sigmaMin * float64(eps[j])
 		}
-		report(progress, total, total)
+		report(cb, total, total, sched, 0, vpState(xve, 1), nil, xT.Shape())
 	}
 	out := tensors.Like(xT)
 	for j, v := range xve {
 		tensors.F32(out)[j] = float32(v)
 	}
 	return out, nil
+}
+
+// vpState returns a·x as float32: the VP state of a VE state x at a level
+// whose √ᾱ is a (a = 1 gives x itself, data coordinates).
+func vpState(x []float64, a float64) []float32 {
+	out := make([]float32, len(x))
+	for j, v := range x {
+		out[j] = float32(a * v)
+	}
+	return out
 }

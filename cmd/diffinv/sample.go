@@ -179,8 +179,8 @@ func drawSamples(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Sc
 			copy(tensors.F32(xT)[k*d:], tensors.F32(tensors.Randn(r, 1, c, size, size)))
 		}
 		base := done * sched.Len()
-		x, err := sample.Run(s.Sampler, den, xT, sched, opts, rngs, func(step, _ int) {
-			progress(base + step*b)
+		x, err := sample.Run(s.Sampler, den, xT, sched, opts, rngs, func(st diffusion.Step) {
+			progress(base + st.Step*b)
 		})
 		if err != nil {
 			return nil, err

@@ -238,7 +238,7 @@ func (s *Setup) Solve(ctx context.Context, x *tensor.Dense, first int, progress 
 		hi := min(n, lo+bs)
 		yb := tensors.FromSlice(append([]float32(nil), tensors.F32(y)[lo*ysz:hi*ysz]...), append([]int{hi - lo}, y.Shape()[1:]...)...)
 		xb, err := solve.Solve(s.Method, solve.Prior{Den: s.Den, Sched: s.Sched, Variance: s.Variance},
-			solve.Measurement{A: s.A, Noise: s.Noise, Y: yb}, s.Opts, diffusion.ImageRNGs(s.Seed, first+lo, hi-lo), func(st solve.Step) {
+			solve.Measurement{A: s.A, Noise: s.Noise, Y: yb}, s.Opts, diffusion.ImageRNGs(s.Seed, first+lo, hi-lo), func(st diffusion.Step) {
 				stepsPer = st.Total
 				if progress != nil {
 					progress(lo*st.Total+st.Step*(hi-lo), n*st.Total)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/internal/params"
 	"gorgonia.org/tensor"
 )
@@ -259,7 +260,7 @@ func daps(p *problem, o DAPSOptions) (*tensor.Dense, error) {
 		}
 		p.done++
 		if p.cb != nil {
-			p.cb(Step{Step: p.done, Total: p.steps, Index: N - 1 - k, Timestep: sched.Timestep(idx[k]), X: p.image(x), X0: p.image(x0)})
+			p.cb(diffusion.Step{Step: p.done, Total: p.steps, Index: N - 1 - k, Timestep: sched.Timestep(idx[k]), X: p.image(x), X0: p.image(x0)})
 		}
 	}
 	return p.finish(x)

@@ -186,7 +186,7 @@ func TestDiffPIRStartSigma(t *testing.T) {
 	s := newSetup(t, A, 0.05, false, 1)
 	o := mustOptions(t, "diffpir", map[string]any{"steps": 20, "start_sigma": 0.39})
 	var total, calls, last int
-	_, err := Solve("diffpir", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o, diffusion.ImageRNGs(1, 0, 1), func(st Step) {
+	_, err := Solve("diffpir", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o, diffusion.ImageRNGs(1, 0, 1), func(st diffusion.Step) {
 		total, calls, last = st.Total, calls+1, st.Timestep
 	})
 	if err != nil {

@@ -81,7 +81,7 @@ func TestPullbackerUNet(t *testing.T) {
 				t.Fatalf("plain path: %d Eps, %d EpsVJP, %d EpsPullback calls", plain.eps, plain.vjps, plain.pulls)
 			}
 			pb := &countedUNet{UNet: u}
-			got, err := Solve(m, Prior{Den: pb, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, diffusion.ImageRNGs(3, 0, 2), func(st Step) {
+			got, err := Solve(m, Prior{Den: pb, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, diffusion.ImageRNGs(3, 0, 2), func(st diffusion.Step) {
 				step := st.Step
 				if pb.pulls != step || pb.eps != 0 || pb.vjps != 0 {
 					t.Errorf("after step %d: %d EpsPullback, %d Eps, %d EpsVJP calls; want %d, 0, 0", step, pb.pulls, pb.eps, pb.vjps, step)

@@ -76,7 +76,7 @@ func TestRedDiffLeastSquares(t *testing.T) {
 					return worst
 				}
 				best := math.Inf(1)
-				x, err := Solve("red-diff", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(2, 0, n), func(st Step) {
+				x, err := Solve("red-diff", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(2, 0, n), func(st diffusion.Step) {
 					best = math.Min(best, errOf(st.X))
 				})
 				if err != nil {

@@ -5,7 +5,7 @@
 // Measurement (A, noise model, y) with a Prior (denoiser, schedule, reverse
 // variance); each method has its own options type (DPSOptions, DDNMOptions,
 // …), which DecodeOptions makes from a config's solver.* keys, and one
-// Callback sees every step's x and x̂0. Inside, a solver is a small
+// diffusion.Callback sees every step's x and x̂0. Inside, a solver is a small
 // function of the checked problem and its options, registered with its
 // options decoder in registry(): adding one is a file and one line. The
 // registered methods:
@@ -86,24 +86,6 @@ type Prior struct {
 	Variance string
 }
 
-// Step is what a Callback sees after each denoiser step of a solver.
-type Step struct {
-	// Step counts the denoiser steps taken, 1..Total (time travel and other
-	// revisits count each time).
-	Step, Total int
-	// Index is the index of the schedule the solver walks (the respaced
-	// one) that the step left; Timestep is its original timestep.
-	Index, Timestep int
-	// X is the state after the step and X0 the step's estimate of the clean
-	// image x̂0 (after the method's data correction where it makes one), both
-	// N×C×H×W; X0 is nil for a step that has none.
-	X, X0 *tensor.Dense
-}
-
-// Callback is called after each denoiser step (k-diffusion's callback): for
-// progress, for recording the trajectory, for plotting x̂0 as it forms. The
-// tensors are copies the callback may keep.
-type Callback func(Step)
 
 // Pullbacker is an optional extension of diffusion.Denoiser: one forward
 // pass gives ε and a function that returns vᵀ∂ε/∂x_t for any v. DPS, MCG
@@ -300,7 +282,7 @@ func Names() []string {
 // (diffusion.ImageRNGs), image k drawing only from rngs[k]; cb, if not nil, is
 // called after every denoiser step. It returns the reconstructions,
 // N×C×H×W in A's input shape.
-func Solve(method string, prior Prior, meas Measurement, opts Options, rngs []*rand.Rand, cb Callback) (*tensor.Dense, error) {
+func Solve(method string, prior Prior, meas Measurement, opts Options, rngs []*rand.Rand, cb diffusion.Callback) (*tensor.Dense, error) {
 	e, err := lookupEntry(method)
 	if err != nil {
 		return nil, err
@@ -348,7 +330,7 @@ type problem struct {
 	n, d, m  int       // batch, per-image dims of x and y
 	sched    *diffusion.Schedule
 	rngs     []*rand.Rand
-	cb       Callback
+	cb       diffusion.Callback
 	steps    int // denoiser steps reported to cb (Step.Total)
 	done     int
 	prior    Prior
@@ -365,7 +347,7 @@ const (
 
 // newProblem validates the common inputs and the structure the method's
 // registry entry requires.
-func newProblem(e entry, prior Prior, meas Measurement, rngs []*rand.Rand, cb Callback) (*problem, error) {
+func newProblem(e entry, prior Prior, meas Measurement, rngs []*rand.Rand, cb diffusion.Callback) (*problem, error) {
 	method, den, A, noise, y, sched := e.name, prior.Den, meas.A, meas.Noise, meas.Y, prior.Sched
 	p := &problem{method: method, den: den, A: A, noise: noise, y: y, sched: sched, rngs: rngs, cb: cb, prior: prior}
 	if den == nil {
@@ -655,7 +637,7 @@ func (p *problem) tick(sched *diffusion.Schedule, i int, x, x0 []float64) {
 	if p.cb == nil {
 		return
 	}
-	st := Step{Step: p.done, Total: p.steps, Index: i, Timestep: sched.Timestep(i), X: p.image(x)}
+	st := diffusion.Step{Step: p.done, Total: p.steps, Index: i, Timestep: sched.Timestep(i), X: p.image(x)}
 	if x0 != nil {
 		st.X0 = p.image(x0)
 	}

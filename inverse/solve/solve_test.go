@@ -532,7 +532,7 @@ func TestDDNMPlusTimeTravel(t *testing.T) {
 	o := mustOptions(t, "ddnm+", map[string]any{"steps": 50, "travel_length": 5, "travel_repeat": 3})
 	const n = 1000
 	calls := 0
-	x, err := Solve("ddnm+", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(2, 0, n), func(st Step) {
+	x, err := Solve("ddnm+", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(n)}, o, diffusion.ImageRNGs(2, 0, n), func(st diffusion.Step) {
 		step, total := st.Step, st.Total
 		calls++
 		// 50 steps down plus (r−1)·L = 10 extra steps at each of the 9 jump
@@ -903,8 +903,8 @@ func TestCallback(t *testing.T) {
 	restarts := map[string]bool{"pnp-dm": true}
 	for _, m := range Names() {
 		var steps, ts, idx []int
-		var last Step
-		x, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o[m], diffusion.ImageRNGs(1, 0, 1), func(st Step) {
+		var last diffusion.Step
+		x, err := Solve(m, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(1)}, o[m], diffusion.ImageRNGs(1, 0, 1), func(st diffusion.Step) {
 			if st.Total != want[m] {
 				t.Errorf("%s: total %d, want %d", m, st.Total, want[m])
 			}
@@ -973,7 +973,7 @@ func TestPullbacker(t *testing.T) {
 			t.Fatal(err)
 		}
 		pd := &pullbackDen{Mixture: s.den}
-		pb, err := Solve(m, Prior{Den: pd, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, diffusion.ImageRNGs(3, 0, 2), func(st Step) {
+		pb, err := Solve(m, Prior{Den: pd, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, diffusion.ImageRNGs(3, 0, 2), func(st diffusion.Step) {
 			if step := st.Step; pd.forwards != step {
 				t.Errorf("%s: %d forward passes after %d steps", m, pd.forwards, step)
 			}
