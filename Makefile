@@ -5,7 +5,7 @@ PKGS     := ./...
 # Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all setup build test bench bench-ops train-mnist train-celeba check-solvers check-bf16 experiments demo fmt vet clean
+.PHONY: all setup build test test-slurm bench bench-ops train-mnist train-celeba check-solvers check-bf16 experiments demo fmt vet clean
 
 all: build
 
@@ -21,6 +21,13 @@ build: setup
 test: setup
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## test-slurm: a small experiment (scripts/slurm/test-experiment.yaml) as a job array of 3 shards and
+## its report job on a real single-node Slurm cluster (scripts/slurm/start.sh installs slurm-wlm and
+## munge when missing and starts them: needs root), checked against a local run byte for byte; stops
+## the daemons it started (KEEP_SLURM=1 keeps them; scripts/slurm/stop.sh stops them); seconds
+test-slurm: build
+	bash scripts/slurm/test.sh
 
 ## bench: the UNets of configs/mnist.yaml (batch 64) and configs/celeba64.yaml (batch 16) in
 ## diffinv and PyTorch, fp32 and bf16, side by side (BENCHMARKS.md); BENCH_FLAGS adds flags

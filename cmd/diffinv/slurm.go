@@ -166,6 +166,16 @@ With --submit it runs submit.sh (sbatch must be on PATH).`,
 
 // writeSlurmScripts writes array.sbatch, report.sbatch and submit.sh.
 func writeSlurmScripts(o slurmOptions, name, file string, sets, sweeps []string, precision string) error {
+	// The folder is absolute: submit.sh runs sbatch inside it, and Slurm
+	// resolves a relative --output against the job's working directory
+	// (the submission folder), so a relative OUT (the file's output:, the
+	// default) sent every job's log to a folder that does not exist and
+	// every job failed at launch (found on a real Slurm, make test-slurm).
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return fmt.Errorf("slurm scripts: %w", err)
+	}
+	o.dir = dir
 	if err := os.MkdirAll(filepath.Join(o.dir, "logs"), 0o755); err != nil {
 		return fmt.Errorf("slurm scripts: %w", err)
 	}
@@ -173,16 +183,29 @@ func writeSlurmScripts(o slurmOptions, name, file string, sets, sweeps []string,
 	if err != nil {
 		return err
 	}
+	logs, err := sbatchPath(filepath.Join(o.dir, "logs"))
+	if err != nil {
+		return err
+	}
+	jobName := func(job string) (string, error) {
+		return sbatchQuote("diffinv-" + name + "-" + job)
+	}
+	for _, job := range []string{"shards", "report"} {
+		if _, err := jobName(job); err != nil {
+			return err
+		}
+	}
 	header := func(job string, array bool) string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "#!/bin/bash\n# diffinv experiment %s on Slurm (written by `diffinv experiment slurm`; edit freely).\n", name)
-		fmt.Fprintf(&b, "#SBATCH --job-name=diffinv-%s-%s\n", name, job)
+		jn, _ := jobName(job)
+		fmt.Fprintf(&b, "#SBATCH --job-name=%s\n", jn)
 		if array {
 			fmt.Fprintf(&b, "#SBATCH --array=0-%d\n", o.shards-1)
 			fmt.Fprintf(&b, "#SBATCH --time=%s\n", o.time)
-			fmt.Fprintf(&b, "#SBATCH --output=%s\n", filepath.Join(o.dir, "logs", "shard-%a-%A.out"))
+			fmt.Fprintf(&b, "#SBATCH --output=%s\n", logs("shard-%a-%A.out"))
 		} else {
-			fmt.Fprintf(&b, "#SBATCH --time=00:30:00\n#SBATCH --output=%s\n", filepath.Join(o.dir, "logs", "report-%j.out"))
+			fmt.Fprintf(&b, "#SBATCH --time=00:30:00\n#SBATCH --output=%s\n", logs("report-%j.out"))
 		}
 		fmt.Fprintf(&b, "#SBATCH --cpus-per-task=%d\n#SBATCH --mem=%s\n", o.cpus, o.mem)
 		if o.partition != "" {
@@ -225,6 +248,35 @@ echo "submitted array $array (%d shards) and report job $report"
 		}
 	}
 	return nil
+}
+
+// sbatchQuote quotes s for an #SBATCH line: sbatch splits a directive's
+// arguments at blanks and takes double quotes (not a shell's escapes), so a
+// value with a blank is double-quoted and one holding a double quote or a
+// line break is refused.
+func sbatchQuote(s string) (string, error) {
+	if strings.ContainsAny(s, "\"\n\r") {
+		return "", fmt.Errorf("slurm scripts: %q: an #SBATCH value cannot hold a double quote or a line break", s)
+	}
+	if s != "" && !strings.ContainsAny(s, " \t'#\\") {
+		return s, nil
+	}
+	return `"` + s + `"`, nil
+}
+
+// sbatchPath returns, for the folder dir, a function giving the #SBATCH
+// --output value of a file name pattern in it (%j, %A, %a expanded by
+// Slurm): a % of dir itself is written %% so that Slurm keeps it, and the
+// whole is quoted by sbatchQuote.
+func sbatchPath(dir string) (func(pattern string) string, error) {
+	if _, err := sbatchQuote(dir); err != nil {
+		return nil, err
+	}
+	esc := strings.ReplaceAll(dir, "%", "%%")
+	return func(pattern string) string {
+		q, _ := sbatchQuote(filepath.Join(esc, pattern))
+		return q
+	}, nil
 }
 
 // shellQuote quotes s for bash when it holds anything but safe characters.
@@ -287,6 +339,12 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 					continue
 				}
 				b, err := exec.CommandContext(cmd.Context(), tool[0], tool[1:]...).CombinedOutput()
+				if tool[0] == "sacct" && err != nil && strings.Contains(string(b), "accounting storage is disabled") {
+					// A cluster without slurmdbd (a small one, make
+					// test-slurm's): squeue's list is all there is.
+					fmt.Fprintf(w, "sacct: none (this cluster keeps no job accounting)\n")
+					continue
+				}
 				fmt.Fprintf(w, "%s:\n%s", tool[0], b)
 				if err != nil {
 					fmt.Fprintf(w, "(%s: %v)\n", tool[0], err)
