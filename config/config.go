@@ -1,6 +1,6 @@
 // Package config holds diffinv's typed configuration: the sections model,
-// diffusion, train, sample, data, measurement, solver and engine, their
-// defaults, and their validation.
+// diffusion, train, sample, data, measurement, solver, classifier and
+// engine, their defaults, and their validation.
 //
 // Configs are decoded once, at the edge (cmd/diffinv, through Load), into
 // these structs; every other package takes the structs and never sees viper.
@@ -20,6 +20,9 @@ type Config struct {
 	Measurement Measurement `yaml:"measurement"`
 	// Solver is the inverse-problem method and its options.
 	Solver Solver `yaml:"solver"`
+	// Classifier is the training of an evaluation classifier
+	// (train-classifier, train-attr-classifier).
+	Classifier Classifier `yaml:"classifier"`
 	// Engine is how this machine runs the network (the arithmetic), not
 	// what the network is: it is never stored with weights (StoredYAML)
 	// and never taken from a checkpoint.
@@ -62,6 +65,11 @@ type Solver struct {
 	Baseline string `yaml:"baseline"`
 	// BatchSize is the number of images solved at once.
 	BatchSize int `yaml:"batch_size"`
+	// Seed seeds the inverse problem's random draws: the operator's random
+	// parts (masks, kernels), the measurement noise and the solver's noise
+	// (the --seed of solve, measure and demo; an experiment's seeds list
+	// sets it per cell).
+	Seed int64 `yaml:"seed"`
 	// Options are the method's own options.
 	Options map[string]any `yaml:",inline"`
 }
@@ -270,6 +278,41 @@ type Sample struct {
 	ODEMethod string `yaml:"ode_method"`
 }
 
+// Classifier describes the training of an evaluation classifier:
+// train-classifier (the MNIST LeNet behind eval samples' FID/KID) and
+// train-attr-classifier (the CelebA attribute net behind the face gate).
+// Their data come from the data section: data.dir (the MNIST files or the
+// CelebA root; train-attr-classifier defaults it to ../shared/data/celeba)
+// and data.limit (images kept of each split; 0 all). The defaults are the
+// MNIST classifier's shipped settings; train-attr-classifier layers its own
+// defaults (4 epochs, its --out) below the config file.
+type Classifier struct {
+	// Epochs over the training split.
+	Epochs int `yaml:"epochs"`
+	// BatchSize is the number of images per Adam step.
+	BatchSize int `yaml:"batch_size"`
+	// LR is the peak learning rate; it decays along a half cosine to
+	// LR·FinalLRFactor.
+	LR float64 `yaml:"lr"`
+	// FinalLRFactor is the last step's learning rate over LR, in (0, 1].
+	FinalLRFactor float64 `yaml:"final_lr_factor"`
+	// Seed seeds the weight initialisation and the batch order.
+	Seed int64 `yaml:"seed"`
+	// MaxSteps stops after this many steps; 0 runs every epoch.
+	MaxSteps int `yaml:"max_steps"`
+	// EvalEvery evaluates test accuracy after every epoch (else after the
+	// last); train-classifier only.
+	EvalEvery bool `yaml:"eval_every"`
+	// RefSeed seeds the subsets of the reference FID/KID of real data.
+	RefSeed int64 `yaml:"ref_seed"`
+	// RefN is the number of faces per side of train-attr-classifier's
+	// reference FID/KID.
+	RefN int `yaml:"ref_n"`
+	// Out is the classifier file written (read by train-classifier
+	// --ref-only).
+	Out string `yaml:"out"`
+}
+
 // Data describes the training or evaluation data.
 type Data struct {
 	// Dataset is "mnist" (IDX files), "folder" (PNG/JPEG images) or
@@ -278,8 +321,11 @@ type Data struct {
 	Dataset string `yaml:"dataset"`
 	// Dir is the folder with the data files.
 	Dir string `yaml:"dir"`
-	// Split is "train" or "test" (MNIST), or "train", "val" or "test"
-	// (CelebA's official partition); folders have none.
+	// Split is a split word of data.dataset (data.Splits): "train" or
+	// "test" (MNIST), or "train", "val" or "test" (CelebA's official
+	// partition); folders have none. Where one name picks the dataset and
+	// the split (solve's --dataset, an experiment's dataset.name) it is
+	// spelled NAME-SPLIT, e.g. mnist-test (data.SplitNames).
 	Split string `yaml:"split"`
 	// Crop center-crops images to Crop×Crop before resizing to
 	// model.image_size; 0 means the largest square for folders and the
@@ -358,6 +404,17 @@ func Default() Config {
 			Noise:    Noise{Name: "gaussian", Sigma: 0.05, Rate: 1},
 		},
 		Solver: Solver{Method: "dps", Baseline: "auto", BatchSize: 8, Options: map[string]any{}},
+		Classifier: Classifier{
+			Epochs:        3,
+			BatchSize:     64,
+			LR:            1e-3,
+			FinalLRFactor: 0.05,
+			Seed:          1,
+			EvalEvery:     true,
+			RefSeed:       7,
+			RefN:          1000,
+			Out:           "models/classifier/classifier.safetensors",
+		},
 		Engine: Engine{Precision: PrecisionAuto},
 		Data: Data{
 			Dataset: "mnist",

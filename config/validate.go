@@ -208,8 +208,10 @@ func (c *Config) Validate() error {
 	if a.Dir == "" {
 		k.fail("data.dir", `""`, "the folder holding the data")
 	}
+	if splits := data.Splits(a.Dataset); splits != nil {
+		k.oneOf("data.split", a.Split, splits...)
+	}
 	if a.Dataset == "mnist" {
-		k.oneOf("data.split", a.Split, "train", "test")
 		if m.InChannels != 1 {
 			k.fail("model.in_channels", m.InChannels, "1 for data.dataset mnist")
 		}
@@ -218,7 +220,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	if a.Dataset == "celeba" {
-		k.oneOf("data.split", a.Split, "train", "val", "test")
 		if m.InChannels != 3 {
 			k.fail("model.in_channels", m.InChannels, "3 for data.dataset celeba")
 		}
@@ -245,6 +246,18 @@ func (c *Config) Validate() error {
 	}
 	k.oneOf("solver.baseline", c.Solver.Baseline, append(append([]string{"auto"}, baseline.Names()...), "none")...)
 	k.positive("solver.batch_size", c.Solver.BatchSize)
+	cl := c.Classifier
+	k.positive("classifier.epochs", cl.Epochs)
+	k.positive("classifier.batch_size", cl.BatchSize)
+	if !(cl.LR > 0 && cl.LR < 1) {
+		k.fail("classifier.lr", cl.LR, "in (0, 1)")
+	}
+	k.unit("classifier.final_lr_factor", cl.FinalLRFactor, true, false)
+	k.nonNegative("classifier.max_steps", cl.MaxSteps)
+	k.positive("classifier.ref_n", cl.RefN)
+	if cl.Out == "" {
+		k.fail("classifier.out", `""`, "a classifier file")
+	}
 	k.nonNegative("data.crop", a.Crop)
 	k.nonNegative("data.limit", a.Limit)
 	if p := c.Engine.Precision; p != "" { // empty: auto

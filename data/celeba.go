@@ -91,7 +91,7 @@ func CelebACrop(w int) int { return int(math.Round(140 * float64(w) / 178)) }
 func ReadCelebASplit(root, split string, limit int) (*CelebALabels, error) {
 	code, ok := celebASplits[split]
 	if !ok {
-		return nil, fmt.Errorf("celeba: split %q, want train, val or test", split)
+		return nil, splitError("celeba", split)
 	}
 	if limit < 0 {
 		return nil, fmt.Errorf("celeba: limit %d, want ≥ 0 (0 = all)", limit)

@@ -146,7 +146,7 @@ func TestCelebAErrors(t *testing.T) {
 		size, crop        int
 		want              string
 	}{
-		{"split", root, "validation", 8, 0, `split "validation", want train, val or test`},
+		{"split", root, "validation", 8, 0, `celeba split "validation": want one of train, val, test`},
 		{"no images", t.TempDir(), "train", 8, 0, "no img_align_celeba folder"},
 		{"stray image", stray, "train", 8, 0, "999999.png is not in "},
 		{"partition value", badPart, "train", 8, 0, `line 2: "x" is not an integer`},

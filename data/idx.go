@@ -147,7 +147,7 @@ func mnistFiles(split string) (images, labels string, ok bool) {
 func LoadMNIST(dir, split string) (*Dataset, error) {
 	imgName, labName, ok := mnistFiles(split)
 	if !ok {
-		return nil, fmt.Errorf("MNIST split %q: want \"train\" or \"test\"", split)
+		return nil, splitError("mnist", split)
 	}
 	imgPath, err := findIDX(dir, imgName)
 	if err != nil {

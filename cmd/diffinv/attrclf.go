@@ -30,24 +30,65 @@ const (
 	MetaFaceRefKID = "ref_kid_train1000_vs_test1000"
 )
 
+// attrClassifierDefaults is train-attr-classifier's preset, below the
+// config file: the CelebA data and the settings the shipped classifier was
+// trained with where they differ from the classifier section's defaults
+// (the MNIST classifier's). model.in_channels 3 only lets data.dataset
+// celeba validate; no UNet is built.
+var attrClassifierDefaults = config.Preset{Name: "train-attr-classifier defaults", YAML: []byte(`data:
+  dataset: celeba
+  dir: ../shared/data/celeba
+model:
+  in_channels: 3
+classifier:
+  epochs: 4
+  out: ` + DefaultAttrClassifier + `
+`)}
+
 func newTrainAttrClassifierCmd() *cobra.Command {
+	var cf configFlags
 	var dir, out string
-	var limit, refN int
+	var limit, refN, epochs, batch, maxSteps int
+	var lr float64
 	var fidSeed int64
-	opts := metrics.TrainOptions{Epochs: 4, BatchSize: 64, LR: 1e-3, FinalLRFactor: 0.05, Seed: 1}
 	cmd := &cobra.Command{
 		Use:   "train-attr-classifier",
 		Short: "Train the CelebA attribute classifier (features for face FID/KID, attribute statistics)",
 		Long: `Trains the face feature net behind the CelebA quality gate on the 40 attributes of
 the official train split (64×64 crops, data.dataset celeba's pipeline), reports its
 accuracy per attribute on the test split, computes the reference distances of real
-faces (FID and KID between --ref-n test faces and --ref-n training faces, drawn with
---fid-seed) and writes the weights with those numbers in their metadata to --out.`,
-		Example: `  diffinv train-attr-classifier --data ../shared/data/celeba --out ` + DefaultAttrClassifier,
-		Args:    cobra.NoArgs,
+faces (FID and KID between classifier.ref_n test faces and as many training
+faces, drawn with classifier.ref_seed) and writes the weights with those numbers
+in their metadata to classifier.out.
+
+Its settings are config keys, as train-classifier's: classifier.* with data.dir
+(the CelebA root) and data.limit (images kept of each split; 0 all), set by
+--config, DIFFINV_* and --set over this command's defaults (data.dataset celeba,
+data.dir ../shared/data/celeba, classifier.epochs 4, classifier.out
+` + DefaultAttrClassifier + `); --data, --out, --epochs, --batch, --lr, --seed,
+--max-steps, --limit, --ref-n and --fid-seed set those keys when given.`,
+		Example: `  diffinv train-attr-classifier --data ../shared/data/celeba --out ` + DefaultAttrClassifier + `
+  diffinv train-attr-classifier --config configs/celeba64.yaml --set classifier.max_steps=100 --out /tmp/attr.safetensors`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cf.presets = []config.Preset{attrClassifierDefaults}
+			cf.applyFlags(cmd)
+			cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			if cfg.Data.Dataset != "celeba" {
+				return fmt.Errorf("train-attr-classifier trains on CelebA, but data.dataset is %q (train-classifier trains the MNIST one)", cfg.Data.Dataset)
+			}
+			if err := loaded(cmd, cfg); err != nil {
+				return err
+			}
+			cl := cfg.Classifier
+			dir, out, limit := cfg.Data.Dir, cl.Out, cfg.Data.Limit
+			refN, fidSeed := cl.RefN, cl.RefSeed
+			opts := classifierOptions(cl)
 			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-				return fmt.Errorf("--out: %w", err)
+				return fmt.Errorf("classifier.out: %w", err)
 			}
 			w := cmd.OutOrStdout()
 			t0 := time.Now()
@@ -60,7 +101,7 @@ faces (FID and KID between --ref-n test faces and --ref-n training faces, drawn 
 				return err
 			}
 			if trainLab.Attrs == nil || testLab.Attrs == nil {
-				return fmt.Errorf("--data %s: no %s, want CelebA's attribute labels", dir, data.CelebAAttrFile)
+				return fmt.Errorf("data.dir %s: no %s, want CelebA's attribute labels", dir, data.CelebAAttrFile)
 			}
 			fmt.Fprintf(w, "loaded %d train and %d test faces in %s\n", train.Len(), test.Len(), time.Since(t0).Round(time.Second))
 			var bar *progress.Bar
@@ -111,17 +152,23 @@ faces (FID and KID between --ref-n test faces and --ref-n training faces, drawn 
 			return nil
 		},
 	}
+	cf.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&dir, "data", "../shared/data/celeba", "CelebA root folder (label files and img_align_celeba*)")
-	f.StringVar(&out, "out", DefaultAttrClassifier, "output file")
-	f.IntVar(&opts.Epochs, "epochs", opts.Epochs, "epochs")
-	f.IntVar(&opts.BatchSize, "batch", opts.BatchSize, "batch size")
-	f.Float64Var(&opts.LR, "lr", opts.LR, "peak learning rate (half-cosine decay)")
-	f.Int64Var(&opts.Seed, "seed", opts.Seed, "seed")
-	f.IntVar(&opts.MaxSteps, "max-steps", 0, "stop after this many steps (0: all epochs)")
-	f.IntVar(&limit, "limit", 0, "use at most this many images of each split (0: all)")
-	f.IntVar(&refN, "ref-n", 1000, "faces per side of the reference FID/KID")
-	f.Int64Var(&fidSeed, "fid-seed", metrics.DefaultRefSeed, "seed of the reference subsets")
+	f.StringVar(&dir, "data", "", "CelebA root folder, label files and img_align_celeba* (sets data.dir)")
+	f.StringVar(&out, "out", "", "output file (sets classifier.out, default "+DefaultAttrClassifier+")")
+	f.IntVar(&epochs, "epochs", 0, "epochs (sets classifier.epochs)")
+	f.IntVar(&batch, "batch", 0, "batch size (sets classifier.batch_size)")
+	f.Float64Var(&lr, "lr", 0, "peak learning rate, half-cosine decay (sets classifier.lr)")
+	cf.addSeed(cmd, "classifier.seed")
+	f.IntVar(&maxSteps, "max-steps", 0, "stop after this many steps, 0 all epochs (sets classifier.max_steps)")
+	f.IntVar(&limit, "limit", 0, "use at most this many images of each split, 0 all (sets data.limit)")
+	f.IntVar(&refN, "ref-n", 0, "faces per side of the reference FID/KID (sets classifier.ref_n)")
+	f.Int64Var(&fidSeed, "fid-seed", 0, "seed of the reference subsets (sets classifier.ref_seed)")
+	for flag, key := range classifierFlagKeys {
+		cf.bind(flag, key)
+	}
+	cf.bind("data", "data.dir")
+	cf.bind("limit", "data.limit")
 	return cmd
 }
 

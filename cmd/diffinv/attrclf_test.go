@@ -125,7 +125,7 @@ func TestSolveFaces(t *testing.T) {
 			t.Errorf("%v: no grid: %v", src, err)
 		}
 	}
-	if _, err := run(t, "solve", "--checkpoint", ckpt, "--task", "../../configs/tasks/sr4.yaml", "--dataset", "celeba-test", "--n", "9", "--out", t.TempDir()); err == nil || !strings.Contains(err.Error(), "the test split has 4 images") {
+	if _, err := run(t, "solve", "--checkpoint", ckpt, "--task", "../../configs/tasks/sr4.yaml", "--dataset", "celeba-test", "--n", "9", "--out", t.TempDir()); err == nil || !strings.Contains(err.Error(), "the celeba-test set has 4 images") {
 		t.Errorf("--n beyond the split: %v", err)
 	}
 }

@@ -151,7 +151,7 @@ torch side reads n/a.
 	f.BoolVar(&o.NoMemory, "no-memory", false, "skip PyTorch's peak-memory runs (one short process per precision)")
 	f.StringVar(&o.Python, "python", o.Python, `python with torch for the reference ("auto" finds one, "" skips it)`)
 	f.StringVar(&o.Script, "script", o.Script, "the PyTorch timing script")
-	f.Int64Var(&o.Seed, "seed", o.Seed, "weights and inputs seed")
+	f.Int64Var(&o.Seed, "seed", o.Seed, seedUsage("the UNet's weights and inputs; not a config key: bench reads only the model section"))
 	cmd.AddCommand(unet)
 	return cmd
 }

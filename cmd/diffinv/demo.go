@@ -5,6 +5,7 @@ import (
 	"image"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -30,7 +31,6 @@ func newDemoCmd() *cobra.Command {
 	var eng engineFlags
 	var ckpt, digits, out, tasksDir, tasksList, methodsList string
 	var dpsSteps, ddnmSteps int
-	var seed int64
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Solve sr4, inpaint-box and deblur-gauss on MNIST digits with DPS and DDNM (the README's main job)",
@@ -39,12 +39,18 @@ digit with each task (σ_y = 0.05), reconstructs it with the classical
 baseline, DPS and DDNM+ (DDNM's noisy-measurement form), writes one PNG grid
 per task and demo.png with all of them (rows: truth, y, baseline, DPS,
 DDNM+), and prints a PSNR/SSIM table. DPS runs all 1000 steps as in its
-paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.`,
+paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.
+
+The demo's solver steps (DPS and MCG 1000, DDNM and DDNM+ 100) are a preset
+layer below --config, DIFFINV_* and --set, so solver.steps set there runs
+every method with it; --dps-steps and --ddnm-steps, when given, set their
+methods' solver.steps above all. --seed sets solver.seed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := os.Stat(ckpt); err != nil {
 				return fmt.Errorf("the model %s is missing (%v): train one with `diffinv train --config configs/mnist.yaml` and pass --checkpoint", ckpt, err)
 			}
+			cf.applyFlags(cmd)
 			if err := prec.set(&cf); err != nil {
 				return err
 			}
@@ -79,18 +85,31 @@ paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.
 				}
 				var rows []*tensor.Dense
 				for mi, method := range methods {
+					// The method and the steps flags given beat --set; the
+					// demo's steps are a preset under the file.
 					sets := append(append([]string(nil), cf.sets...), "solver.method="+method)
-					switch method {
-					case "dps", "mcg":
-						sets = append(sets, fmt.Sprintf("solver.steps=%d", dpsSteps))
-					case "ddnm", "ddnm+":
-						sets = append(sets, fmt.Sprintf("solver.steps=%d", ddnmSteps))
+					presets := []config.Preset{preset.Config}
+					for _, st := range []struct {
+						flag    string
+						steps   int
+						methods []string
+					}{{"dps-steps", dpsSteps, []string{"dps", "mcg"}}, {"ddnm-steps", ddnmSteps, []string{"ddnm", "ddnm+"}}} {
+						if !slices.Contains(st.methods, method) {
+							continue
+						}
+						presets = append(presets, config.Preset{Name: "demo --" + st.flag, YAML: fmt.Appendf(nil, "solver:\n  steps: %d\n", st.steps)})
+						if cmd.Flags().Changed(st.flag) {
+							sets = append(sets, fmt.Sprintf("solver.steps=%d", st.steps))
+						}
 					}
-					cfg, err := config.LoadOnto(*base, config.Sources{Presets: []config.Preset{preset.Config}, File: cf.file, Env: os.Environ(), Sets: sets})
+					cfg, err := config.LoadOnto(*base, config.Sources{Presets: presets, File: cf.file, Env: os.Environ(), Sets: sets})
 					if err != nil {
 						return err
 					}
-					setup, err := pipeline.New(cfg, den, sched, preset.Defaults(method), seed)
+					if err := loaded(cmd, cfg); err != nil {
+						return err
+					}
+					setup, err := pipeline.New(cfg, den, sched, preset.Defaults(method), cfg.Solver.Seed)
 					if err != nil {
 						return fmt.Errorf("task %s, %s: %w", tn, method, err)
 					}
@@ -149,7 +168,7 @@ paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.
 	f.MarkDeprecated("methods", "use --method, as in solve")
 	f.IntVar(&dpsSteps, "dps-steps", 1000, "DPS steps (the DPS protocol: every one of the model's T steps)")
 	f.IntVar(&ddnmSteps, "ddnm-steps", 100, "DDNM steps")
-	f.Int64Var(&seed, "seed", 0, "seed of operators, noise and solvers")
+	cf.addSeed(cmd, "solver.seed")
 	return cmd
 }
 

@@ -39,7 +39,26 @@ func TestImportCommandRegistered(t *testing.T) {
 	if _, err := run(t, "import", "--help"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(t, "import", "--from", "missing.pt", "--arch", "../../configs/mnist.yaml", "--out", filepath.Join(t.TempDir(), "c.safetensors")); err == nil || !strings.Contains(err.Error(), "missing.pt") {
-		t.Errorf("missing file: %v", err)
+	// The common flags, and the deprecated --from/--arch, which still work.
+	for _, args := range [][]string{
+		{"--checkpoint", "missing.pt", "--config", "../../configs/mnist.yaml"},
+		{"--from", "missing.pt", "--arch", "../../configs/mnist.yaml"},
+	} {
+		args = append(append([]string{"import"}, args...), "--out", filepath.Join(t.TempDir(), "c.safetensors"))
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "missing.pt") {
+			t.Errorf("%v: missing file: %v", args, err)
+		}
+	}
+	// --config is read (and --set over it) before the state dict.
+	_, err := run(t, "import", "--checkpoint", "missing.pt", "--config", "../../configs/mnist.yaml", "--set", "model.bogus=1", "--out", filepath.Join(t.TempDir(), "c.safetensors"))
+	if err == nil || !strings.Contains(err.Error(), "model.bogus") {
+		t.Errorf("--set model.bogus: %v", err)
+	}
+	if _, err := run(t, "import", "--checkpoint", "missing.pt", "--out", filepath.Join(t.TempDir(), "c.safetensors")); err == nil || !strings.Contains(err.Error(), "--config is required") {
+		t.Errorf("no --config: %v", err)
+	}
+	out, _ := run(t, "import", "--help")
+	if strings.Contains(out, "--from string") || strings.Contains(out, "--arch string") || !strings.Contains(out, "--checkpoint string") {
+		t.Errorf("import --help shows the deprecated flags or misses --checkpoint:\n%s", out)
 	}
 }

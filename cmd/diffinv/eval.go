@@ -12,33 +12,45 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/metrics"
 )
 
 func newTrainClassifierCmd() *cobra.Command {
+	var cf configFlags
 	var dir, out string
-	var fidSeed int64
 	var refOnly, writeRef bool
-	opts := metrics.DefaultTrainOptions()
+	var epochs, batch, maxSteps int
+	var lr float64
+	var evalEvery bool
+	var fidSeed int64
 	cmd := &cobra.Command{
 		Use:   "train-classifier",
 		Short: "Train the MNIST evaluation classifier (features for FID/KID, labels for recognisability)",
 		Long: `Trains the LeNet-style MNIST classifier behind ` + "`diffinv eval samples`" + ` and the
-experiments' FID/KID, and writes it (safetensors) to --out. The shipped one,
-models/classifier/classifier.safetensors, was trained with the defaults.
+experiments' FID/KID, and writes it (safetensors) to classifier.out (--out). The
+shipped one, models/classifier/classifier.safetensors, was trained with the
+defaults.
+
+Its settings are the config keys classifier.* (epochs, batch_size, lr,
+final_lr_factor, seed, max_steps, eval_every, ref_seed, out) with data.dir (the
+MNIST files) and data.limit (images kept of each split; 0 all), set like every
+command's by --config, DIFFINV_* and --set; --data, --out, --epochs, --batch,
+--lr, --seed, --max-steps, --eval-every and --fid-seed set those keys when given.
 
 After training it computes the reference FID/KID numbers of real data
 (metrics.ReferenceFIDs: training-set halves, 5000 vs 5000, train vs test,
-five draws of 1000 training images vs test, subsets drawn with --fid-seed)
-and stores them in the file's metadata with the training settings; the
-quality gate of ` + "`diffinv eval samples`" + ` reads them from there.
+five draws of 1000 training images vs test, subsets drawn with
+classifier.ref_seed) and stores them in the file's metadata with the training
+settings; the quality gate of ` + "`diffinv eval samples`" + ` reads them from there.
 
-With --ref-only it trains nothing: it loads --out, prints its test accuracy
-and reference numbers, and with --write-ref stores them in --out's metadata
-(the weights are rewritten bit for bit).`,
+With --ref-only it trains nothing: it loads classifier.out, prints its test
+accuracy and reference numbers, and with --write-ref stores them in its
+metadata (the weights are rewritten bit for bit).`,
 		Example: `  diffinv train-classifier --data ../shared/data/mnist --out models/classifier/classifier.safetensors
+  diffinv train-classifier --config configs/mnist.yaml --set classifier.epochs=5 --out /tmp/c.safetensors
   diffinv train-classifier --ref-only --out models/classifier/classifier.safetensors
   diffinv train-classifier --ref-only --write-ref --out models/classifier/classifier.safetensors`,
 		Args: cobra.NoArgs,
@@ -52,17 +64,33 @@ and reference numbers, and with --write-ref stores them in --out's metadata
 						return fmt.Errorf("--%s is a training flag, but --ref-only trains nothing", name)
 					}
 				}
-				return refOnlyRun(cmd, dir, out, fidSeed, writeRef)
+			}
+			cmdline := commandLine(cmd) // before the flags join the --set values
+			cf.applyFlags(cmd)
+			cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			if cfg.Data.Dataset != "mnist" {
+				return fmt.Errorf("train-classifier trains on MNIST, but data.dataset is %q (train-attr-classifier trains the CelebA one)", cfg.Data.Dataset)
+			}
+			if err := loaded(cmd, cfg); err != nil {
+				return err
+			}
+			cl := cfg.Classifier
+			dir, out := cfg.Data.Dir, cl.Out
+			if refOnly {
+				return refOnlyRun(cmd, dir, cfg.Data.Limit, out, cl.RefSeed, writeRef)
 			}
 			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-				return fmt.Errorf("--out: %w", err)
+				return fmt.Errorf("classifier.out: %w", err)
 			}
-			train, test, err := loadMNISTSplits(dir)
+			train, test, err := loadMNISTSplits(dir, cfg.Data.Limit)
 			if err != nil {
 				return err
 			}
 			var bar *progress.Bar
-			c, rep, err := metrics.TrainClassifier(cmd.Context(), train, test, opts, func(p metrics.TrainProgress) {
+			c, rep, err := metrics.TrainClassifier(cmd.Context(), train, test, classifierOptions(cl), func(p metrics.TrainProgress) {
 				if bar == nil {
 					bar = progress.New(cmd.ErrOrStderr(), "train-classifier", p.Total, progress.WithUnit("step"))
 				}
@@ -86,9 +114,9 @@ and reference numbers, and with --write-ref stores them in --out's metadata
 				"seed":          strconv.FormatInt(rep.Options.Seed, 10),
 				"steps":         strconv.Itoa(rep.Steps),
 				"train_seconds": strconv.FormatFloat(rep.TrainTime.Seconds(), 'f', 0, 64),
-				"command":       commandLine(cmd),
+				"command":       cmdline,
 			}
-			refs, err := metrics.ReferenceFIDs(c, train, test, fidSeed, w)
+			refs, err := metrics.ReferenceFIDs(c, train, test, cl.RefSeed, w)
 			if err != nil {
 				return err
 			}
@@ -102,28 +130,50 @@ and reference numbers, and with --write-ref stores them in --out's metadata
 			return nil
 		},
 	}
+	cf.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&dir, "data", "../shared/data/mnist", "folder with the MNIST IDX files")
-	f.StringVar(&out, "out", DefaultClassifier, "output file (with --ref-only: the classifier to load)")
-	f.IntVar(&opts.Epochs, "epochs", opts.Epochs, "epochs")
-	f.IntVar(&opts.BatchSize, "batch", opts.BatchSize, "batch size")
-	f.Float64Var(&opts.LR, "lr", opts.LR, "peak learning rate (half-cosine decay)")
-	f.Int64Var(&opts.Seed, "seed", opts.Seed, "seed")
-	f.IntVar(&opts.MaxSteps, "max-steps", 0, "stop after this many steps (0: all epochs)")
-	f.BoolVar(&opts.EvalEvery, "eval-every", true, "evaluate test accuracy after every epoch (else after the last)")
-	f.Int64Var(&fidSeed, "fid-seed", metrics.DefaultRefSeed, "seed of the reference FID/KID subsets")
+	f.StringVar(&dir, "data", "", "folder with the MNIST IDX files (sets data.dir)")
+	f.StringVar(&out, "out", "", "output file, with --ref-only the classifier to load (sets classifier.out, default "+DefaultClassifier+")")
+	f.IntVar(&epochs, "epochs", 0, "epochs (sets classifier.epochs)")
+	f.IntVar(&batch, "batch", 0, "batch size (sets classifier.batch_size)")
+	f.Float64Var(&lr, "lr", 0, "peak learning rate, half-cosine decay (sets classifier.lr)")
+	cf.addSeed(cmd, "classifier.seed")
+	f.IntVar(&maxSteps, "max-steps", 0, "stop after this many steps, 0 all epochs (sets classifier.max_steps)")
+	f.BoolVar(&evalEvery, "eval-every", true, "evaluate test accuracy after every epoch, else after the last (sets classifier.eval_every)")
+	f.Int64Var(&fidSeed, "fid-seed", 0, "seed of the reference FID/KID subsets (sets classifier.ref_seed)")
 	f.BoolVar(&refOnly, "ref-only", false, "load --out instead of training and print its reference FIDs")
 	f.BoolVar(&writeRef, "write-ref", false, "with --ref-only, store the reference FIDs in --out's metadata")
+	for flag, key := range classifierFlagKeys {
+		cf.bind(flag, key)
+	}
+	cf.bind("data", "data.dir")
 	return cmd
 }
 
-// loadMNISTSplits loads the MNIST training and test sets from dir.
-func loadMNISTSplits(dir string) (train, test *data.Dataset, err error) {
+// classifierFlagKeys are the flags of train-classifier and
+// train-attr-classifier that set classifier.* keys.
+var classifierFlagKeys = map[string]string{
+	"out": "classifier.out", "epochs": "classifier.epochs", "batch": "classifier.batch_size", "lr": "classifier.lr",
+	"max-steps": "classifier.max_steps", "eval-every": "classifier.eval_every", "fid-seed": "classifier.ref_seed", "ref-n": "classifier.ref_n",
+}
+
+// classifierOptions are the training options of the classifier section.
+func classifierOptions(c config.Classifier) metrics.TrainOptions {
+	return metrics.TrainOptions{Epochs: c.Epochs, BatchSize: c.BatchSize, LR: c.LR, FinalLRFactor: c.FinalLRFactor,
+		Seed: c.Seed, MaxSteps: c.MaxSteps, EvalEvery: c.EvalEvery}
+}
+
+// loadMNISTSplits loads the MNIST training and test sets from dir, the
+// first limit images of each (0: all).
+func loadMNISTSplits(dir string, limit int) (train, test *data.Dataset, err error) {
 	if train, err = data.LoadMNIST(dir, "train"); err != nil {
 		return nil, nil, err
 	}
 	if test, err = data.LoadMNIST(dir, "test"); err != nil {
 		return nil, nil, err
+	}
+	if limit > 0 {
+		train, test = train.Head(limit), test.Head(limit)
 	}
 	return train, test, nil
 }
@@ -131,12 +181,12 @@ func loadMNISTSplits(dir string) (train, test *data.Dataset, err error) {
 // refOnlyRun recomputes the reference numbers of the classifier at path
 // and, with write, stores them in its metadata (other metadata kept, the
 // weights rewritten bit for bit).
-func refOnlyRun(cmd *cobra.Command, dir, path string, fidSeed int64, write bool) error {
+func refOnlyRun(cmd *cobra.Command, dir string, limit int, path string, fidSeed int64, write bool) error {
 	c, err := metrics.LoadClassifier(path)
 	if err != nil {
 		return err
 	}
-	train, test, err := loadMNISTSplits(dir)
+	train, test, err := loadMNISTSplits(dir, limit)
 	if err != nil {
 		return err
 	}
@@ -158,9 +208,18 @@ func refOnlyRun(cmd *cobra.Command, dir, path string, fidSeed int64, write bool)
 }
 
 // commandLine is the training command as run, for the metadata: the
-// command path and the training flags set explicitly.
+// command path, the config file, the --set values and the training flags
+// given.
 func commandLine(cmd *cobra.Command) string {
 	parts := []string{cmd.CommandPath()}
+	if cmd.Flags().Changed("config") {
+		parts = append(parts, "--config="+cmd.Flags().Lookup("config").Value.String())
+	}
+	if sets, err := cmd.Flags().GetStringArray("set"); err == nil {
+		for _, s := range sets {
+			parts = append(parts, "--set="+s)
+		}
+	}
 	for _, name := range []string{"data", "out", "epochs", "batch", "lr", "seed", "max-steps", "eval-every", "fid-seed"} {
 		if cmd.Flags().Changed(name) {
 			parts = append(parts, "--"+name+"="+cmd.Flags().Lookup(name).Value.String())
@@ -169,6 +228,11 @@ func commandLine(cmd *cobra.Command) string {
 	return strings.Join(parts, " ")
 }
 
+// evalProtocol is the quality gate's sampling protocol, the preset layer of
+// eval samples: above the checkpoint's run config, below --config,
+// DIFFINV_*, --set and the flags given.
+var evalProtocol = config.Preset{Name: "eval samples protocol", YAML: []byte("sample:\n  sampler: ddim\n  steps: 50\n  num_samples: 1000\n  seed: 1\n")}
+
 func newEvalCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "eval", Short: "Evaluate a model"}
 	var cf configFlags
@@ -176,7 +240,6 @@ func newEvalCmd() *cobra.Command {
 	var eng engineFlags
 	var ckpt, classifier, samplerName string
 	var n, steps int
-	var seed int64
 	samples := &cobra.Command{
 		Use:   "samples",
 		Short: "FID and KID of a model's samples against real test images, with the quality gate (MNIST or CelebA)",
@@ -192,20 +255,27 @@ For a CelebA model (data.dataset celeba) it uses the face attribute classifier
 the share of the 10 most frequent attributes among samples and test faces, and
 the median distance to the nearest training crop for samples and test faces;
 the gate asks FID ≤ 2× the train-vs-test reference, shares within 5 points and a
-median distance at least 0.8× the test faces' (a memorising model fails).`,
+median distance at least 0.8× the test faces' (a memorising model fails).
+
+The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
+1000 and sample.seed 1: a layer above the checkpoint's run config and below
+--config, DIFFINV_* and --set, so that a key set there changes it; --sampler,
+--steps, --n and --seed set those keys when given, above all.`,
 		Example: "  diffinv eval samples --checkpoint models/mnist/model.safetensors --n 1000 --sampler ddim --steps 50",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// The flags (with their defaults, the quality gate's protocol)
-			// are the top layer.
-			for flag, key := range map[string]string{"sampler": "sample.sampler", "steps": "sample.steps", "n": "sample.num_samples", "seed": "sample.seed"} {
-				cf.sets = append(cf.sets, key+"="+cmd.Flags().Lookup(flag).Value.String())
-			}
+			// The quality gate's protocol is a preset over the checkpoint's
+			// run config; the flags given are the top layer.
+			cf.presets = []config.Preset{evalProtocol}
+			cf.applyFlags(cmd)
 			if err := prec.set(&cf); err != nil {
 				return err
 			}
 			net, cfg, err := loadCheckpoint(ckpt, &cf)
 			if err != nil {
+				return err
+			}
+			if err := loaded(cmd, cfg); err != nil {
 				return err
 			}
 			// The UNet runs in the precision asked; the evaluation
@@ -275,10 +345,13 @@ median distance at least 0.8× the test faces' (a memorising model fails).`,
 	f := samples.Flags()
 	f.StringVar(&ckpt, "checkpoint", DefaultModel, "model checkpoint (.safetensors, or a model folder such as models/mnist)")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "evaluation classifier (a CelebA model defaults to "+DefaultAttrClassifier+")")
-	f.StringVar(&samplerName, "sampler", "ddim", "sampler (sets sample.sampler)")
-	f.IntVar(&n, "n", 1000, "samples (sets sample.num_samples)")
-	f.IntVar(&steps, "steps", 50, "sampling steps (sets sample.steps)")
-	f.Int64Var(&seed, "seed", 1, "seed (sets sample.seed)")
+	f.StringVar(&samplerName, "sampler", "", "sampler (sets sample.sampler; the protocol's ddim)")
+	f.IntVar(&n, "n", 0, "samples (sets sample.num_samples; the protocol's 1000)")
+	f.IntVar(&steps, "steps", 0, "sampling steps (sets sample.steps; the protocol's 50)")
+	cf.addSeed(samples, "sample.seed")
+	cf.bind("sampler", "sample.sampler")
+	cf.bind("steps", "sample.steps")
+	cf.bind("n", "sample.num_samples")
 	cmd.AddCommand(samples)
 	return cmd
 }

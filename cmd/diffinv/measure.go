@@ -20,7 +20,6 @@ import (
 func newMeasureCmd() *cobra.Command {
 	var cf configFlags
 	var taskName, image, out, tasksDir string
-	var seed int64
 	cmd := &cobra.Command{
 		Use:   "measure",
 		Short: "Show what a task's measurement y = A(x) + n does to an image",
@@ -40,10 +39,15 @@ Operators: ` + strings.Join(op.Names(), ", ") + `.`,
 				return err
 			}
 			cf.presets = []config.Preset{preset.Config}
+			cf.applyFlags(cmd)
 			cfg, err := cf.load()
 			if err != nil {
 				return err
 			}
+			if err := loaded(cmd, cfg); err != nil {
+				return err
+			}
+			seed := cfg.Solver.Seed
 			x, err := data.LoadPNG(image)
 			if err != nil {
 				return err
@@ -82,6 +86,6 @@ Operators: ` + strings.Join(op.Names(), ", ") + `.`,
 	cmd.Flags().StringVar(&image, "image", "", "input image (PNG/JPEG)")
 	cmd.Flags().StringVar(&out, "out", "", "output PNG")
 	cmd.Flags().StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
-	cmd.Flags().Int64Var(&seed, "seed", 0, "seed of the operator and the noise")
+	cf.addSeed(cmd, "solver.seed")
 	return cmd
 }

@@ -15,6 +15,7 @@ type configFlags struct {
 	file    string
 	sets    []string
 	presets []config.Preset // task presets, below the file
+	binds   []flagKey       // flags that set config keys when given (bind)
 }
 
 // add registers --config and --set on cmd.

@@ -25,7 +25,6 @@ func newSampleCmd() *cobra.Command {
 	var prec precisionFlag
 	var ckpt, sampler, out string
 	var steps, n int
-	var seed int64
 	cmd := &cobra.Command{
 		Use:   "sample",
 		Short: "Draw unconditional samples from a trained model",
@@ -39,13 +38,8 @@ keys (see configs/mnist.yaml) tune each sampler.`,
   diffinv sample --checkpoint C --sampler pc --steps 200 --set sample.snr=0.1 --out pc.png`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// Flags are the highest layer: append them after --set.
-			flagSets := map[string]string{"sampler": "sample.sampler", "steps": "sample.steps", "n": "sample.num_samples", "seed": "sample.seed"}
-			for flag, key := range flagSets {
-				if cmd.Flags().Changed(flag) {
-					cf.sets = append(cf.sets, key+"="+cmd.Flags().Lookup(flag).Value.String())
-				}
-			}
+			// Flags given are the highest layer, after --set.
+			cf.applyFlags(cmd)
 			if out == "" {
 				return fmt.Errorf("--out is required (a .png path)")
 			}
@@ -64,6 +58,9 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 			}
 			net, cfg, err := loadCheckpoint(ckpt, &cf)
 			if err != nil {
+				return err
+			}
+			if err := loaded(cmd, cfg); err != nil {
 				return err
 			}
 			s := cfg.Sample
@@ -117,7 +114,10 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 	cmd.Flags().StringVar(&sampler, "sampler", "", "sampler: "+strings.Join(sample.Names(), ", ")+" (sets sample.sampler)")
 	cmd.Flags().IntVar(&steps, "steps", 0, "sampling steps (sets sample.steps)")
 	cmd.Flags().IntVar(&n, "n", 0, "number of samples (sets sample.num_samples)")
-	cmd.Flags().Int64Var(&seed, "seed", 0, "seed (sets sample.seed)")
+	cf.addSeed(cmd, "sample.seed")
+	cf.bind("sampler", "sample.sampler")
+	cf.bind("steps", "sample.steps")
+	cf.bind("n", "sample.num_samples")
 	cmd.Flags().StringVar(&out, "out", "", "output PNG grid; raw samples go next to it as .safetensors")
 	return cmd
 }

@@ -34,7 +34,7 @@ type imageSource struct {
 
 func (s *imageSource) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.image, "image", "", "a PNG/JPEG ground-truth image")
-	cmd.Flags().StringVar(&s.dataset, "dataset", "", "mnist-test, mnist-train (data.dir holds the files), or celeba-test, celeba-val, celeba-train (data.dir is the CelebA root)")
+	cmd.Flags().StringVar(&s.dataset, "dataset", "", "dataset and split, NAME-SPLIT: "+strings.Join(data.SplitNames(), ", ")+" (data.dir holds the MNIST files or is the CelebA root)")
 	cmd.Flags().IntVar(&s.n, "n", 8, "images from --dataset")
 	cmd.Flags().IntVar(&s.offset, "offset", 0, "index of the first --dataset image")
 }
@@ -61,13 +61,25 @@ func (s *imageSource) load(cfg *config.Config) (*tensor.Dense, int, error) {
 			return nil, 0, err
 		}
 		return fitImage(s.image, img, c, size)
-	case s.dataset == "mnist-test" || s.dataset == "mnist-train":
+	case s.dataset != "":
+		kind, split, err := data.ParseSplitName(s.dataset)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--dataset: %w", err)
+		}
 		if s.n <= 0 || s.offset < 0 {
 			return nil, 0, fmt.Errorf("--n %d --offset %d: want n > 0 and offset ≥ 0", s.n, s.offset)
 		}
-		ds, err := data.Load(data.Config{Kind: "mnist", Dir: cfg.Data.Dir, Split: strings.TrimPrefix(s.dataset, "mnist-"), Size: size})
-		if err != nil {
-			return nil, 0, fmt.Errorf("--dataset %s: %w (set data.dir to the folder with the MNIST files)", s.dataset, err)
+		var ds *data.Dataset
+		if kind == "celeba" {
+			ds, _, err = data.LoadCelebA(cfg.Data.Dir, split, size, cfg.Data.Crop, s.offset+s.n)
+			if err != nil {
+				return nil, 0, fmt.Errorf("--dataset %s: %w (set data.dir to the CelebA root)", s.dataset, err)
+			}
+		} else {
+			ds, err = data.Load(data.Config{Kind: kind, Dir: cfg.Data.Dir, Split: split, Size: size})
+			if err != nil {
+				return nil, 0, fmt.Errorf("--dataset %s: %w (set data.dir to the folder with the MNIST files)", s.dataset, err)
+			}
 		}
 		if s.offset+s.n > ds.Len() {
 			return nil, 0, fmt.Errorf("--offset %d --n %d: the %s set has %d images", s.offset, s.n, s.dataset, ds.Len())
@@ -78,26 +90,6 @@ func (s *imageSource) load(cfg *config.Config) (*tensor.Dense, int, error) {
 		}
 		x, err := ds.Batch(idx)
 		return x, s.offset, err
-	case strings.HasPrefix(s.dataset, "celeba-"):
-		if s.n <= 0 || s.offset < 0 {
-			return nil, 0, fmt.Errorf("--n %d --offset %d: want n > 0 and offset ≥ 0", s.n, s.offset)
-		}
-		split := strings.TrimPrefix(s.dataset, "celeba-")
-		ds, _, err := data.LoadCelebA(cfg.Data.Dir, split, size, cfg.Data.Crop, s.offset+s.n)
-		if err != nil {
-			return nil, 0, fmt.Errorf("--dataset %s: %w (set data.dir to the CelebA root)", s.dataset, err)
-		}
-		if s.offset+s.n > ds.Len() {
-			return nil, 0, fmt.Errorf("--offset %d --n %d: the %s split has %d images", s.offset, s.n, split, ds.Len())
-		}
-		idx := make([]int, s.n)
-		for i := range idx {
-			idx[i] = s.offset + i
-		}
-		x, err := ds.Batch(idx)
-		return x, s.offset, err
-	case s.dataset != "":
-		return nil, 0, fmt.Errorf("unknown --dataset %q, want mnist-test, mnist-train, celeba-test, celeba-val or celeba-train", s.dataset)
 	}
 	return nil, 0, fmt.Errorf("give --image FILE or --dataset mnist-test --n N")
 }
@@ -131,7 +123,6 @@ func newSolveCmd() *cobra.Command {
 	var prec precisionFlag
 	var src imageSource
 	var ckpt, taskName, method, out, tasksDir string
-	var seed int64
 	cmd := &cobra.Command{
 		Use:   "solve",
 		Short: "Solve an inverse problem y = A(x) + n with a diffusion prior",
@@ -157,9 +148,7 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 			if taskName == "" {
 				return fmt.Errorf("--task is required (one of %s, or a preset .yaml path)", strings.Join(mustNames(tasksDir), ", "))
 			}
-			if cmd.Flags().Changed("method") {
-				cf.sets = append(cf.sets, "solver.method="+method)
-			}
+			cf.applyFlags(cmd)
 			if err := prec.set(&cf); err != nil {
 				return err
 			}
@@ -167,6 +156,10 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 			if err != nil {
 				return err
 			}
+			if err := loaded(cmd, cfg); err != nil {
+				return err
+			}
+			seed := cfg.Solver.Seed
 			netDen, err := eng.denoiser(ckpt, net, cfg, &prec, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -214,7 +207,8 @@ solver.*). Methods: ` + strings.Join(solve.Names(), ", ") + `.`,
 	cmd.Flags().StringVar(&method, "method", "", "solver (sets solver.method): "+strings.Join(solve.Names(), ", "))
 	cmd.Flags().StringVar(&out, "out", "", "output folder")
 	cmd.Flags().StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets")
-	cmd.Flags().Int64Var(&seed, "seed", 0, "seed of the operator, the measurement noise and the solver")
+	cf.bind("method", "solver.method")
+	cf.addSeed(cmd, "solver.seed")
 	return cmd
 }
 

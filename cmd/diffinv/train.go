@@ -57,14 +57,15 @@ model taken from the middle of one; --resume continues it.`,
   diffinv train --config configs/mnist.yaml --set train.steps=200 --set train.batch_size=16 --out /tmp/smoke`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if out != "" {
-				cf.sets = append(cf.sets, "train.out="+out)
-			}
+			cf.applyFlags(cmd)
 			if err := prec.set(&cf); err != nil {
 				return err
 			}
 			cfg, err := cf.load()
 			if err != nil {
+				return err
+			}
+			if err := loaded(cmd, cfg); err != nil {
 				return err
 			}
 			if len(resumeChanges) > 0 && !resume {
@@ -117,6 +118,8 @@ model taken from the middle of one; --resume continues it.`,
 	eng.add(cmd)
 	prec.add(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "output folder (sets train.out)")
+	cf.bind("out", "train.out")
+	cf.addSeed(cmd, "train.seed")
 	cmd.Flags().BoolVar(&resume, "resume", false, "continue from the latest checkpoint in the output folder")
 	cmd.Flags().StringSliceVar(&resumeChanges, "resume-changes", nil, "with --resume: trajectory settings allowed to differ from the checkpoint's (e.g. train.lr,train.warmup_steps); recorded in log.jsonl")
 	cmd.Flags().StringVar(&initFrom, "init", "", "start a fresh run from the (EMA) weights of this model file or training checkpoint")
