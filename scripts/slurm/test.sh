@@ -12,7 +12,9 @@
 # Environment: BIN (default bin/diffinv, built by make), SHARDS (3),
 # SLURM_TIMEOUT (seconds to wait for the jobs, 600), SLURM_TEST_DIR (the
 # cluster's folder, /tmp/diffinv-slurm), KEEP_SLURM, KEEP_WORK (keep the
-# work folder).
+# work folder), SLURM_SKIP_IF_UNAVAILABLE=1 (CI: a cluster that cannot start
+# on the machine is a loud skip, not a failure; once it runs, every check
+# fails the target as usual).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -36,7 +38,15 @@ if command -v scontrol >/dev/null && [ -s "$SLURM_CONF" ] && scontrol ping 2>/de
 else
   started=1
 fi
-bash scripts/slurm/start.sh || fail "the Slurm cluster did not start (see above)"
+if ! bash scripts/slurm/start.sh; then
+  # CI sets SLURM_SKIP_IF_UNAVAILABLE=1: a machine that cannot run the daemons (no root, ports
+  # taken, no apt) skips the test loudly instead of failing the build; everywhere else it fails.
+  if [ "${SLURM_SKIP_IF_UNAVAILABLE:-0}" = 1 ]; then
+    echo "test-slurm: SKIPPED: the Slurm cluster could not start on this machine (see above); nothing was tested" >&2
+    exit 0
+  fi
+  fail "the Slurm cluster did not start (see above)"
+fi
 
 W=$(mktemp -d /tmp/diffinv-slurm-test.XXXXXX)
 array="" report=""
