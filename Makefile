@@ -5,7 +5,7 @@ PKGS     := ./...
 # Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all setup build test test-slurm bench bench-ops train-mnist train-celeba check-solvers check-bf16 experiments demo fmt vet clean
+.PHONY: all setup build test test-slurm demo-faces bench bench-ops train-mnist train-celeba check-solvers check-bf16 experiments demo fmt vet clean
 
 all: build
 
@@ -83,6 +83,12 @@ experiments: build
 ## demo: the main job (see README)
 demo: build
 	./$(BIN) demo
+
+## demo-faces: the demo on 4 CelebA test faces with the face model (models/celeba64, from make
+## train-celeba): sr4, inpaint-box, deblur-gauss and colorize, DPS and DDNM+, the celeba64 task presets
+demo-faces: build
+	./$(BIN) demo --checkpoint models/celeba64 --dataset celeba-test --n 4 \
+		--task sr4,inpaint-box,deblur-gauss,colorize --out out/demo-faces
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

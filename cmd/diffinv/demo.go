@@ -31,6 +31,7 @@ func newDemoCmd() *cobra.Command {
 	var eng engineFlags
 	var ckpt, digits, out, tasksDir, tasksList, methodsList string
 	var dpsSteps, ddnmSteps int
+	var src imageSource
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Solve sr4, inpaint-box and deblur-gauss on MNIST digits with DPS and DDNM (the README's main job)",
@@ -44,7 +45,12 @@ paper (--dps-steps respaces it); the whole demo takes about a minute on 2 cores.
 The demo's solver steps (DPS and MCG 1000, DDNM and DDNM+ 100) are a preset
 layer below --config, DIFFINV_* and --set, so solver.steps set there runs
 every method with it; --dps-steps and --ddnm-steps, when given, set their
-methods' solver.steps above all. --seed sets solver.seed.`,
+methods' solver.steps above all. --seed sets solver.seed.
+
+--dataset NAME-SPLIT --n N --offset K takes the ground truth from a data set
+instead of --digits: with a face model, e.g. --checkpoint models/celeba64
+--dataset celeba-test --n 4 (make demo-faces), the task presets' celeba64
+variants apply, as in solve.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := os.Stat(ckpt); err != nil {
@@ -62,8 +68,17 @@ methods' solver.steps above all. --seed sets solver.seed.`,
 			if err != nil {
 				return err
 			}
-			x, names, err := loadDigits(digits, base.Model.InChannels, base.Model.ImageSize)
-			if err != nil {
+			var x *tensor.Dense
+			var names []string
+			first := 0
+			if src.dataset != "" {
+				if x, first, err = src.load(base); err != nil {
+					return err
+				}
+				for k := 0; k < x.Shape()[0]; k++ {
+					names = append(names, fmt.Sprintf("%s#%d", src.dataset, first+k))
+				}
+			} else if x, names, err = loadDigits(digits, base.Model.InChannels, base.Model.ImageSize); err != nil {
 				return err
 			}
 			sched, den, err := schedule(base.Diffusion, 0, netDen)
@@ -114,7 +129,7 @@ methods' solver.steps above all. --seed sets solver.seed.`,
 						return fmt.Errorf("task %s, %s: %w", tn, method, err)
 					}
 					bar := progress.New(cmd.ErrOrStderr(), fmt.Sprintf("%s %s", tn, method), 1, progress.WithUnit("step"))
-					res, err := setup.Solve(cmd.Context(), x, 0, func(done, total int) { bar.SetTotal(total); bar.Set(done) })
+					res, err := setup.Solve(cmd.Context(), x, first, func(done, total int) { bar.SetTotal(total); bar.Set(done) })
 					if err != nil {
 						return err
 					}
@@ -147,7 +162,7 @@ methods' solver.steps above all. --seed sets solver.seed.`,
 				return err
 			}
 			tw.Flush()
-			fmt.Fprintf(cmd.OutOrStdout(), "digits: %s\ngrids (rows: truth, y, baseline, %s): %s/grid_<task>.png and %s/demo.png; %.0f s\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "images: %s\ngrids (rows: truth, y, baseline, %s): %s/grid_<task>.png and %s/demo.png; %.0f s\n",
 				strings.Join(names, " "), strings.Join(methods, ", "), out, out, time.Since(t0).Seconds())
 			return nil
 		},
@@ -158,6 +173,9 @@ methods' solver.steps above all. --seed sets solver.seed.`,
 	f := cmd.Flags()
 	f.StringVar(&ckpt, "checkpoint", DefaultModel, "model checkpoint (.safetensors, or a model folder such as models/mnist)")
 	f.StringVar(&digits, "digits", "demo/digits", "folder of ground-truth PNGs")
+	f.StringVar(&src.dataset, "dataset", "", "take the ground truth from a data set instead of --digits: "+strings.Join(data.SplitNames(), ", "))
+	f.IntVar(&src.n, "n", 4, "images from --dataset")
+	f.IntVar(&src.offset, "offset", 0, "index of the first --dataset image")
 	f.StringVar(&out, "out", "out/demo", "output folder")
 	f.StringVar(&tasksDir, "tasks", task.DefaultDir, "folder of task presets (as in solve, measure and experiment)")
 	f.StringVar(&tasksDir, "tasks-dir", task.DefaultDir, "folder of task presets")

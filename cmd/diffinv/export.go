@@ -32,6 +32,11 @@ the run config as a model file, the small file that sample, solve, eval and
 			if err != nil {
 				return fmt.Errorf("export: %w", err)
 			}
+			if dir := filepath.Dir(out); dir != "" {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return fmt.Errorf("export: --out folder: %w", err)
+				}
+			}
 			if err := train.SaveModel(out, c); err != nil {
 				return fmt.Errorf("export: %w", err)
 			}

@@ -153,4 +153,13 @@ func TestDemoCommand(t *testing.T) {
 	if _, err := run(t, "demo", "--checkpoint", "nope.safetensors"); err == nil || !strings.Contains(err.Error(), "diffinv train") {
 		t.Errorf("missing model: %v", err)
 	}
+	// --dataset replaces --digits (make demo-faces): its names and counts
+	// are checked as solve's are.
+	if _, err := run(t, "demo", "--checkpoint", ckpt, "--dataset", "faces-test", "--out", out, "--tasks", "../../configs/tasks"); err == nil ||
+		!strings.Contains(err.Error(), "--dataset") || !strings.Contains(err.Error(), "celeba-test") {
+		t.Errorf("demo --dataset faces-test: %v, want an error listing the data sets", err)
+	}
+	if _, err := run(t, "demo", "--checkpoint", ckpt, "--dataset", "mnist-test", "--n", "0", "--out", out, "--tasks", "../../configs/tasks"); err == nil || !strings.Contains(err.Error(), "--n 0") {
+		t.Errorf("demo --dataset mnist-test --n 0: %v", err)
+	}
 }
