@@ -17,9 +17,13 @@ import (
 // steps and ode_steps), with the official code's pixel-space settings
 // (zhangbingliang2019/DAPS, configs/sampler/edm_daps.yaml and
 // configs/task/down_sampling.yaml).
+//
+// The DAPS-1K split (200 × 5) is the code's; it was not checked against
+// the paper's own hyper-parameter table, which could not be read here.
 type DAPSOptions struct {
 	// Steps is the number N of annealing noise levels σ_0 > … > σ_{N−1}
-	// (key steps; 200, edm_daps.yaml annealing_scheduler_config.num_steps).
+	// (key steps; 200, edm_daps.yaml annealing_scheduler_config.num_steps;
+	// the paper's N_A in Algorithm 1).
 	Steps int
 	// ODESteps is the number of Euler steps of the probability-flow ODE
 	// that computes x̂0 from x at each level, one network call each (key
@@ -51,7 +55,7 @@ type DAPSOptions struct {
 	// Tau is the σ of the Gaussian likelihood the Langevin steps sample,
 	// exp(−‖y − A(x0)‖²/(2τ²)) (key tau; 0.01, the task configs' tau, for
 	// measurements with σ_y = 0.05: a hyper-parameter, not the noise
-	// level). 0 takes the measurement's Gaussian σ_y (the exact
+	// level; the paper's β_y). 0 takes the measurement's Gaussian σ_y (the exact
 	// likelihood), which needs Gaussian noise with σ_y > 0.
 	Tau float64
 }
@@ -175,6 +179,15 @@ func polyGrid(a, b, rho float64, n int) []float64 {
 // The callback is called once per level (Total = steps), with x after the
 // level, x̂0 = the Langevin result x0, Index = N−1−k and the timestep of
 // σ_k's schedule level.
+//
+// Paper check (issue 22 follow-up): only the paper's abstract could be
+// read from this environment, not its body, so no equation or table number
+// is cited and the defaults rest on the official code, not on the paper's
+// hyper-parameter table. The three steps above are the loop of the paper's
+// Algorithm 1 (x̂0 by the probability-flow ODE, Langevin dynamics on
+// p(x0 | x_t, y) ∝ p(x0 | x_t) p(y | x0) with p(x0 | x_t) ≈ N(x̂0, r_t² I),
+// re-noising to the next annealing level). In the paper's notation r_t is
+// the prior std (σ_k here) and β_y the likelihood std (Tau here).
 func daps(p *problem, o DAPSOptions) (*tensor.Dense, error) {
 	tau := o.Tau
 	if tau == 0 {

@@ -13,8 +13,9 @@ import (
 // snake case.
 type DiffPIROptions struct {
 	// Steps is the number of denoiser steps (steps, 100: the paper's NFE for
-	// its main tables and the official configs/sisr.yaml, deblur.yaml
-	// iter_num; configs/inpaint.yaml uses 20).
+	// its main tables, its abstract's "no more than 100 NFEs", and the
+	// official configs/sisr.yaml, deblur.yaml iter_num; configs/inpaint.yaml
+	// uses 20).
 	Steps int
 	// Lambda is λ in ρ_t = λ σ_n²/σ̄_t² (lambda, 7: deepinv's DiffPIR
 	// default, inside the range 3–25 its documentation gives for the
@@ -23,13 +24,15 @@ type DiffPIROptions struct {
 	// inpaint.yaml all set lambda_ = 1, and diffinv's task presets take
 	// those per-task values (configs/tasks/*.yaml solver_defaults.diffpir).
 	// deepinv's prox carries a factor 2 (γ = 1/(2ρ) on ½‖Ax − y‖²), so its
-	// λ = 7 is λ = 14 in the code's ρ used here.
+	// λ = 7 is λ = 14 in the code's ρ used here. Not checked against the
+	// paper's own table (its body could not be read here).
 	Lambda float64
 	// Zeta is ζ, the share of fresh noise in the diffusion step,
 	// x_{t−1} = √ᾱ_{t−1} x̂0_y + √(1−ᾱ_{t−1}) (√(1−ζ) ε̂ + √ζ z) (zeta, 0.1:
 	// deepinv's default and the official configs/deblur.yaml; sisr.yaml has
 	// 0.25, inpaint.yaml 1.0). 0 is a DDIM-like step, 1 a fully
-	// re-noised one.
+	// re-noised one. The ζ step is Algorithm 1's last line; the paper's
+	// default value was not checked (its body could not be read here).
 	Zeta float64
 	// SkipType is the timestep spacing (skip_type): "quad" (the official
 	// code's skip_type, its default: timesteps T−1−⌊√(j/(K−1))·T⌋, j = 0…K−1,
@@ -154,6 +157,16 @@ func decodeDiffPIR(r *params.Reader) DiffPIROptions {
 // masked image, which are A†y up to scaling for its operators). (4) The
 // code's per-image guidance_scale (1 in all configs) and iter_num_U inner
 // loops (1) are not offered.
+//
+// Paper check (issue 22 follow-up): only the paper's abstract could be
+// read from this environment, not its body, so the equation numbers above
+// (Eq. 11, 12, 15) are the implementers' and remain unverified, as does
+// every per-task value. The structure is Algorithm 1 of the paper (prior
+// step, data proximal subproblem with ρ_t = λσ_n²/σ̄_t², effective ε̂,
+// ζ-mixed re-noising), as deepinv's DiffPIR documentation also writes it.
+// The abstract confirms the step budget ("no more than 100 NFEs", hence
+// Steps = 100); deepinv's documentation says the paper's tuned λ lies in
+// 3–25 depending on the task (not checked against the paper's table).
 //
 // Needs Gaussian (or clean) noise; any operator. Options: DiffPIROptions.
 func diffPIR(p *problem, o DiffPIROptions) (*tensor.Dense, error) {

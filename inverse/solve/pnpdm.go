@@ -19,7 +19,8 @@ type PnPDMOptions struct {
 	// likelihood step and one prior step (100: pnp_edm.yaml num_iters).
 	Iters int
 	// Rho0 (rho0) is the initial coupling strength ρ_0 (10: commands.sh
-	// sampler.rho=10; the paper's Sec. 4 annealing).
+	// sampler.rho=10; "the paper's Sec. 4 annealing" is the implementers'
+	// reference, not checked against the paper's text).
 	Rho0 float64
 	// RhoDecay (rho_decay) is the annealing factor: ρ_k = max(ρ_0·decay^k,
 	// ρ_min) (0.9: commands.sh sampler.rho_decay_rate=0.9).
@@ -184,6 +185,15 @@ func decodePnPDM(r *params.Reader) PnPDMOptions {
 // reverse step, so the stationary mean is that posterior's mean (tested).
 // Any operator and noise model (Gaussian σ_y > 0 for Langevin; Poisson
 // noise by Langevin on its likelihood).
+//
+// Paper check (issue 22 follow-up): only the paper's abstract could be
+// read from this environment, not its body, so the equation numbers above
+// (eq. 5, eq. 6) are the implementers' and remain unverified, and the
+// defaults (ρ_0 = 10, decay 0.9, ρ_min = 0.3, 100 iterations) rest on the
+// official code, not on the paper's text or tables. The structure is the
+// paper's split Gibbs sampler: the joint π(x, z) above,
+// a likelihood step, a prior step by the EDM reverse diffusion started at
+// σ(t*) = ρ from x_{t*} = s(t*) z, and ρ annealed geometrically to ρ_min.
 func pnpDM(p *problem, o PnPDMOptions) (*tensor.Dense, error) {
 	if err := p.useVariance(); err != nil {
 		return nil, err

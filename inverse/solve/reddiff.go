@@ -78,7 +78,17 @@ import (
 // and for σ_y > 0 the same formula with the noisy y (no shrinkage toward
 // the prior: σ_y is not in the loss). The samples scatter around it in the
 // null space, where late steps are Adam moving on mostly noise (see
-// reddiff_test.go for the measured sizes). Options: RedDiffOptions.
+// reddiff_test.go for the measured sizes).
+//
+// Paper check (issue 22 follow-up): only the paper's abstract could be
+// read from this environment, not its body, so still no equation, section
+// or table number is cited and the defaults (λ = 0.25, lr 0.1, 1000 steps,
+// the linear weight) rest on the official code. The abstract confirms the
+// shape used here: a Gaussian variational posterior, a data term plus a
+// score-matching regulariser across timesteps (regularisation by denoising
+// diffusion), denoisers weighted by an SNR-based mechanism, sampling as
+// stochastic optimisation with an off-the-shelf optimiser (Adam), linear
+// and nonlinear operators. Options: RedDiffOptions.
 func redDiff(p *problem, o RedDiffOptions) (*tensor.Dense, error) {
 	sched, err := p.respace(o.Steps)
 	if err != nil {
@@ -182,8 +192,9 @@ type RedDiffOptions struct {
 	// LR (lr) is Adam's learning rate (0.1, reddiff.yaml's lr; the README's
 	// interactive example uses 0.5 with 100 steps).
 	LR float64
-	// Lambda (lambda) is λ, the regulariser's weight (0.25: the paper's and
-	// reddiff.yaml's grad_term_weight).
+	// Lambda (lambda) is λ, the regulariser's weight (0.25: reddiff.yaml's
+	// grad_term_weight; said to be the paper's value, but the paper's text
+	// was not read to confirm it).
 	Lambda float64
 	// ObsWeight (obs_weight) weights the data term
 	// mean((y − A(μ))²)/2 (1, reddiff.yaml's obs_weight).
