@@ -78,6 +78,9 @@ func TestPrecedence(t *testing.T) {
 		{"env alone", Sources{Env: []string{"DIFFINV_TRAIN_STEPS=11"}}, Default().Train.LR, 11, Default().Train.BatchSize},
 		{"non-config variables", Sources{Env: []string{"DIFFINV_OPENBLAS_CORETYPE=auto", "DIFFINV_CHECK_SHIPPED=1", "DIFFINV_NO_DNNL=1", "DIFFINV_DNNL_THREADING=omp", "DIFFINV_BENCH_PRECISION=bf16", "DIFFINV_CURVE_FP32=x"}}, Default().Train.LR, Default().Train.Steps, Default().Train.BatchSize},
 		{"last set wins", Sources{Sets: []string{"train.steps=3", "train.steps=4"}}, Default().Train.LR, 4, Default().Train.BatchSize},
+		{"layer beats env", Sources{File: file, Env: []string{"DIFFINV_TRAIN_LR=0.002"}, Layers: []map[string]any{{"train.lr": 0.003}}}, 0.003, 7, 8},
+		{"set beats layer", Sources{Layers: []map[string]any{{"train.lr": 0.003, "train.steps": 9}}, Sets: []string{"train.lr=0.0005"}}, 0.0005, 9, Default().Train.BatchSize},
+		{"last layer wins", Sources{Layers: []map[string]any{{"train.steps": 3}, {"train.steps": int64(4)}}}, Default().Train.LR, 4, Default().Train.BatchSize},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -466,6 +469,8 @@ func TestNoiseSigma01(t *testing.T) {
 		{"both disagree", Sources{Sets: []string{"measurement.noise.sigma=0.1", "measurement.noise.sigma_01=0.1"}}, 0, 0,
 			[]string{"sigma 0.1", "sigma_01 0.1", "0.2"}},
 		{"preset sigma_01 under a set sigma", Sources{Presets: preset("measurement:\n  noise:\n    sigma_01: 0.1\n"), Sets: []string{"measurement.noise.sigma=0.3"}}, 0.3, 0, nil},
+		{"preset sigma_01 under a layer sigma", Sources{Presets: preset("measurement:\n  noise:\n    sigma_01: 0.1\n"), Layers: []map[string]any{{"measurement.noise.sigma": 0.3}}}, 0.3, 0, nil},
+		{"layer sigma_01 under a set sigma", Sources{Layers: []map[string]any{{"measurement.noise.sigma_01": 0.1}}, Sets: []string{"measurement.noise.sigma=0.3"}}, 0.3, 0, nil},
 		{"preset sigma under a set sigma_01", Sources{Presets: preset("measurement:\n  noise:\n    sigma: 0.05\n"), Sets: []string{"measurement.noise.sigma_01=0.1"}}, 0.2, 0.1, nil},
 		{"file disagrees with itself", Sources{File: "measurement:\n  noise:\n    sigma: 0.05\n    sigma_01: 0.05\n"}, 0, 0, []string{"disagree"}},
 		{"negative", Sources{Sets: []string{"measurement.noise.sigma_01=-0.1"}}, 0, 0, []string{"measurement.noise.sigma_01", "-0.1"}},
@@ -551,4 +556,66 @@ func yamlPath(n *yaml.Node, path []string) (key, val *yaml.Node) {
 		n = next
 	}
 	return nil, nil
+}
+
+// TestLayers: a layer's values reach the config as typed, without the
+// string round trip of --set: a string option that looks like a number
+// stays a string (as "key=value" it would become the number 0.001), a
+// float stays the float, a whole float goes into an integer key, typed lists fill
+// list keys; a wrong type or an unknown key is the same error as from any
+// other source, naming the key.
+func TestLayers(t *testing.T) {
+	cfg, err := Load(Sources{Layers: []map[string]any{{
+		"solver.method":          "dps",
+		"solver.tag":             "1e-3",
+		"solver.scale":           math.Nextafter(0.3, 1), // 0.30000000000000004: the float itself, no printing
+		"solver.flag":            true,
+		"measurement.noise.name": "clean",
+		"train.steps":            2.0,
+		"model.channel_mult":     []int{1, 2, 2},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Solver.Options["tag"]; got != "1e-3" {
+		t.Errorf("solver.tag = %#v, want the string \"1e-3\"", got)
+	}
+	if got := cfg.Solver.Options["scale"]; got != math.Nextafter(0.3, 1) {
+		t.Errorf("solver.scale = %#v, want %v", got, math.Nextafter(0.3, 1))
+	}
+	if got := cfg.Solver.Options["flag"]; got != true {
+		t.Errorf("solver.flag = %#v", got)
+	}
+	if cfg.Solver.Method != "dps" || cfg.Measurement.Noise.Name != "clean" || cfg.Train.Steps != 2 {
+		t.Errorf("method %q noise %q steps %v", cfg.Solver.Method, cfg.Measurement.Noise.Name, cfg.Train.Steps)
+	}
+	if got := cfg.Model.ChannelMult; len(got) != 3 || got[0] != 1 || got[2] != 2 {
+		t.Errorf("channel_mult = %v", got)
+	}
+	// The string form of the same setting does change it: the reason for layers.
+	viaSet, err := Load(Sources{Sets: []string{"solver.tag=1e-3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := viaSet.Solver.Options["tag"]; got != 0.001 {
+		t.Errorf("--set solver.tag=1e-3 gives %#v; the test's premise (a number) no longer holds", got)
+	}
+	for _, c := range []struct {
+		layer map[string]any
+		want  []string
+	}{
+		{map[string]any{"train.steps": "many"}, []string{"train.steps", "an integer"}},
+		{map[string]any{"train.steps": 2.5}, []string{"train.steps", "an integer"}},
+		{map[string]any{"train.nope": 1}, []string{"layer 0", "train.nope"}},
+		{map[string]any{"solver.x": map[string]any{"a": 1}}, []string{"layer 0", "solver.x", "want a string, bool, number"}},
+		{map[string]any{"solver.x": nil}, []string{"solver.x"}},
+		{map[string]any{"solver.x": []any{1, map[string]any{}}}, []string{"solver.x", "list item 1"}},
+	} {
+		_, err := Load(Sources{Layers: []map[string]any{c.layer}})
+		for _, w := range c.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("layer %v: %v, want an error containing %q", c.layer, err, w)
+			}
+		}
+	}
 }

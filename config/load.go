@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/diffinv/diffinv/internal/params"
 	"io"
 	"math"
 	"reflect"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/diffinv/diffinv/internal/params"
 	"github.com/diffinv/diffinv/internal/userfile"
 )
 
@@ -22,7 +22,7 @@ import (
 const EnvPrefix = "DIFFINV"
 
 // Sources are the inputs of Load, from lowest to highest precedence after
-// the defaults.
+// the defaults: presets < file < environment < layers < sets.
 type Sources struct {
 	// Presets are YAML documents applied in order below File (a task
 	// preset such as configs/tasks/sr4.yaml, say); each may set any subset
@@ -33,8 +33,20 @@ type Sources struct {
 	// Env is the process environment as "KEY=value" strings (os.Environ());
 	// only DIFFINV_* entries are read.
 	Env []string
+	// Layers are overrides that a program computed rather than a user
+	// typed, applied in order above the environment and below Sets: each
+	// maps a dotted key (solver.method, measurement.noise.sigma, an open
+	// key such as solver.scale) to its value, already typed (a string, a
+	// bool, a Go integer or float, or a list of them). A value is not
+	// parsed again: 0.3 stays float64 and "1e-3" stays a string, where the
+	// string "key=value" of Sets would read it as the number 0.001. It
+	// then goes through the same strict checks as every other source (an
+	// unknown key, a value of the wrong type or out of range is an error
+	// naming the key). The experiment runner layers a cell's task and
+	// method settings so.
+	Layers []map[string]any
 	// Sets are "key=value" overrides (the --set flag), applied in order.
-	// Values are parsed as YAML: 0.0005, true, [1,2,2], "text".
+	// Values are parsed as YAML (params.Parse): 0.0005, true, [1,2,2], "text".
 	Sets []string
 }
 
@@ -100,7 +112,7 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 	}
 	// level records the highest source that gave a key whose meaning
 	// depends on another's (sigma and sigma_01): 1 a preset, 2 the file,
-	// 3 the environment, 4 --set.
+	// 3 the environment, 4 a layer, 5 --set.
 	level := map[string]int{}
 	noiseKeys := []string{"measurement.noise.sigma", "measurement.noise.sigma_01"}
 	for i, d := range docs {
@@ -144,7 +156,7 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 		if err := v.BindEnv(key); err != nil {
 			return nil, fmt.Errorf("environment variable %s: %w", name, err)
 		}
-		parsed, err := parseValue(val)
+		parsed, err := params.Parse(val)
 		if err != nil {
 			return nil, fmt.Errorf("environment variable %s=%q: %w", name, val, err)
 		}
@@ -152,6 +164,26 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 		// while --set still wins because it is applied afterwards.
 		v.Set(key, parsed)
 		level[key] = 3
+	}
+
+	for i, layer := range src.Layers {
+		keys := make([]string, 0, len(layer))
+		for k := range layer {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, key := range keys {
+			val := layer[key]
+			if _, ok := lookup(schema, key); !ok && !openParent(schema, key) {
+				return nil, fmt.Errorf("layer %d: %w", i, unknownKey(key, schema))
+			}
+			val, err := layerValue(val)
+			if err != nil {
+				return nil, fmt.Errorf("layer %d: config key %s: %w", i, key, err)
+			}
+			v.Set(key, val)
+			level[key] = 4
+		}
 	}
 
 	for _, s := range src.Sets {
@@ -163,12 +195,12 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 		if _, ok := lookup(schema, key); !ok && !openParent(schema, key) {
 			return nil, unknownKey(key, schema)
 		}
-		parsed, err := parseValue(val)
+		parsed, err := params.Parse(val)
 		if err != nil {
 			return nil, fmt.Errorf("--set %s: %w", s, err)
 		}
 		v.Set(key, parsed)
-		level[key] = 4
+		level[key] = 5
 	}
 
 	cfg := defaults
@@ -198,7 +230,7 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 // resolveNoiseSigma turns measurement.noise.sigma_01 (σ on [0, 1] images)
 // into sigma (σ on [−1, 1]): sigma = 2·sigma_01. lSigma and l01 are the
 // precedence levels of the sources that gave each key (0: only the
-// defaults; then preset, file, environment, --set). The key given at the
+// defaults; then preset, file, environment, layer, --set). The key given at the
 // higher level wins (a sigma given over a preset's sigma_01 clears it);
 // both given at the same level must agree.
 func resolveNoiseSigma(n *Noise, lSigma, l01 int) error {
@@ -479,16 +511,33 @@ func assignOpen(f field, schema []field, all map[string]any) error {
 	return nil
 }
 
-// parseValue reads a --set or environment value as a YAML scalar or list.
-func parseValue(s string) (any, error) {
-	if strings.TrimSpace(s) == "" {
-		return "", nil
+// layerValue checks that a layer's value is what a config key holds: a
+// string, a bool, a Go integer or float, or a list of those ([]any as YAML
+// decodes one, or a typed slice, returned as []any as the other sources
+// give lists).
+func layerValue(v any) (any, error) {
+	scalar := func(x any) bool {
+		switch x.(type) {
+		case string, bool:
+			return true
+		}
+		_, ok := params.Number(x)
+		return ok
 	}
-	var v any
-	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
-		return nil, fmt.Errorf("value %q is not a YAML scalar or list: %w", s, err)
+	if scalar(v) {
+		return v, nil
 	}
-	return v, nil
+	if rv := reflect.ValueOf(v); v != nil && rv.Kind() == reflect.Slice {
+		items := make([]any, rv.Len())
+		for i := range items {
+			items[i] = rv.Index(i).Interface()
+			if !scalar(items[i]) {
+				return nil, fmt.Errorf("list item %d is %#v (%T), want a string, bool or number", i, items[i], items[i])
+			}
+		}
+		return items, nil
+	}
+	return nil, fmt.Errorf("value %#v (%T): want a string, bool, number or a list of them", v, v)
 }
 
 // assign stores raw into the leaf dst, converting strictly: no silent
@@ -500,7 +549,7 @@ func assign(key string, dst reflect.Value, raw any) error {
 	if s, ok := raw.(string); ok && dst.Kind() != reflect.String {
 		// Values from files are typed by YAML already; strings reaching a
 		// non-string key come from the environment or quoted YAML.
-		p, err := parseValue(s)
+		p, err := params.Parse(s)
 		if err != nil {
 			return fmt.Errorf("config key %s: %w", key, err)
 		}

@@ -1,6 +1,6 @@
 // Package experiment reproduces paper tables and ablations from an experiment
 // file: it expands tasks × methods × sweep values × seeds into cells, runs
-// each cell through a CellRunner (the solvers, wired in by cmd/diffinv),
+// each cell through a CellRunner (the solvers: package experiment/runner),
 // stores every finished cell atomically so that a killed run resumes where it
 // stopped, and regenerates results.csv, table.md, per-task image grids and
 // one plot per swept key from all cell results.
@@ -44,7 +44,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/diffinv/diffinv/internal/params"
 	"io"
 	"math"
 	"sort"
@@ -53,6 +52,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/diffinv/diffinv/internal/params"
 	"github.com/diffinv/diffinv/internal/userfile"
 )
 
@@ -104,7 +104,7 @@ type Experiment struct {
 	// Needs ≥ 2 seeds and the metric among Metrics; empty: off.
 	BestOf string `yaml:"best_of"`
 	// Resolver, set by the caller that knows what tasks and methods mean
-	// (cmd/diffinv: the task presets and solver defaults), returns the
+	// (experiment/runner: the task presets and solver defaults), returns the
 	// settings a cell resolves to as "key: value" lines; Cells puts them in
 	// Cell.Resolved and so in the cell's identity, so that a result is
 	// reused only while its preset still resolves to the same settings.
@@ -372,27 +372,40 @@ func scalar(v any) (any, error) {
 	return nil, fmt.Errorf("got %T %v, want a number, string or bool", v, v)
 }
 
-// ParseValue reads one command-line value the way YAML reads a scalar:
-// "8" is an int, "0.5" and "1e-3" are float64, "true" is a bool, anything
-// else is a string.
-func ParseValue(s string) (any, error) {
-	var v any
-	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
-		return s, nil
+// parseScalar reads one command-line value of a task or method setting
+// (--set task.K=v, --sweep solver.K=v1,v2) with params.Parse, the reader
+// of config's --set and DIFFINV_* values, so a value means the same typed
+// here as there: "8" is an int, "0.5" and "1e-3" are float64, "true" is a
+// bool, "'1e-3'" and other text a string. It must be a scalar: an empty
+// value, null, a list or a mapping is an error.
+func parseScalar(s string) (any, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("empty value")
 	}
-	if v == nil {
-		if strings.TrimSpace(s) == "" {
-			return nil, fmt.Errorf("empty value")
-		}
-		return s, nil
+	v, err := params.Parse(s)
+	if err != nil {
+		return nil, err
 	}
-	if _, ok := v.(map[string]any); ok {
-		return s, nil
-	}
-	if _, ok := v.([]any); ok {
+	switch v.(type) {
+	case []any:
 		return nil, fmt.Errorf("value %q is a list, want a scalar", s)
+	case map[string]any:
+		return nil, fmt.Errorf("value %q is a mapping, want a scalar (quote it for a string)", s)
 	}
 	return scalar(v)
+}
+
+// parseInt reads one command-line integer (dataset.n, a seed) with
+// params.Parse and params.Integer: "8" and "8.0" are 8, "8.5" and "x" are
+// errors.
+func parseInt(s string) (int64, error) {
+	v, err := params.Parse(s)
+	if err == nil {
+		if n, ok := params.Integer(v); ok {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("value %q, want an integer", s)
 }
 
 // splitKV splits "k=v" at the first '='.
@@ -418,6 +431,11 @@ func splitKV(flag, s string) (string, string, error) {
 //
 // K may itself contain dots (tasks.sr4.set.noise.sigma sets "noise.sigma").
 // A name that matches several entries is an error; so is a path not listed.
+//
+// Values are read as config reads a --set value (params.Parse, YAML): a
+// setting K is a typed scalar ("0.5" a number, "'0.5'" a string) and an
+// integer accepts "8" or "8.0"; the names, paths, labels and metrics are
+// taken as typed.
 func (e *Experiment) Set(kv string) error {
 	k, raw, err := splitKV("--set", kv)
 	if err != nil {
@@ -425,11 +443,8 @@ func (e *Experiment) Set(kv string) error {
 	}
 	fail := func(err error) error { return fmt.Errorf("--set %s: %w", k, err) }
 	atoi := func() (int, error) {
-		n, err := strconv.Atoi(strings.TrimSpace(raw))
-		if err != nil {
-			return 0, fmt.Errorf("value %q, want an integer", raw)
-		}
-		return n, nil
+		n, err := parseInt(raw)
+		return int(n), err
 	}
 	switch k {
 	case "name":
@@ -466,7 +481,7 @@ func (e *Experiment) Set(kv string) error {
 	case "seeds":
 		var seeds []int64
 		for _, s := range strings.Split(raw, ",") {
-			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+			n, err := parseInt(s)
 			if err != nil {
 				return fail(fmt.Errorf("seed %q, want an integer", s))
 			}
@@ -488,7 +503,7 @@ func (e *Experiment) Set(kv string) error {
 		if key == "" {
 			return fail(fmt.Errorf("empty option name after %q", prefix+"."))
 		}
-		v, err := ParseValue(raw)
+		v, err := parseScalar(raw)
 		if err != nil {
 			return fail(err)
 		}
@@ -554,7 +569,7 @@ func (e *Experiment) Set(kv string) error {
 			}
 			return nil
 		case strings.HasPrefix(field, "set.") && len(field) > len("set."):
-			v, err := ParseValue(raw)
+			v, err := parseScalar(raw)
 			if err != nil {
 				return fail(err)
 			}
@@ -591,7 +606,7 @@ func (e *Experiment) AddSweep(spec string) error {
 	}
 	var vals []any
 	for _, s := range strings.Split(raw, ",") {
-		v, err := ParseValue(strings.TrimSpace(s))
+		v, err := parseScalar(strings.TrimSpace(s))
 		if err != nil {
 			return fmt.Errorf("--sweep %s: value %q: %w", k, s, err)
 		}

@@ -193,18 +193,58 @@ func TestAddSweep(t *testing.T) {
 	}
 }
 
-func TestParseValue(t *testing.T) {
+// TestSetValues: --set and --sweep values are read by params.Parse, the
+// reader of config's --set, into scalars: numbers typed as YAML types them,
+// a quoted number stays a string, a list, a mapping, null or nothing is an
+// error; integer keys take what params.Integer takes.
+func TestSetValues(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
 		want any
 	}{
 		{"8", 8}, {"-2", -2}, {"0.5", 0.5}, {"1e-3", 0.001}, {"true", true}, {"false", false},
-		{"dps", "dps"}, {"a=b", "a=b"}, {"key: v", "key: v"}, {"1.0", 1.0},
+		{"dps", "dps"}, {"a=b", "a=b"}, {"1.0", 1.0}, {"'1e-3'", "1e-3"}, {`"8"`, "8"},
 	} {
-		got, err := ParseValue(tc.in)
-		if err != nil || !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("ParseValue(%q) = %#v, %v; want %#v", tc.in, got, err, tc.want)
+		e, err := Decode(strings.NewReader(testYAML))
+		if err != nil {
+			t.Fatal(err)
 		}
+		if err := e.Set("solver.k=" + tc.in); err != nil {
+			t.Errorf("--set solver.k=%s: %v", tc.in, err)
+			continue
+		}
+		if got := e.Methods[0].Set["k"]; !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("--set solver.k=%s gives %#v, want %#v", tc.in, got, tc.want)
+		}
+		if err := e.AddSweep("task.k=" + tc.in + ",zz"); err != nil {
+			t.Errorf("--sweep task.k=%s: %v", tc.in, err)
+		} else if got := e.Sweep["task.k"][0]; !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("--sweep task.k=%s gives %#v, want %#v", tc.in, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ kv, want string }{
+		{"solver.k=[1, 2]", "is a list"},
+		{"solver.k=key: v", "is a mapping"},
+		{"solver.k=null", "empty value"},
+		{"solver.k= ", "empty value"},
+		{"solver.k=[1", "not a YAML scalar"},
+		{"dataset.n=2.5", `value "2.5", want an integer`},
+		{"dataset.n=four", "want an integer"},
+		{"seeds=0,x", `seed "x"`},
+	} {
+		e, _ := Decode(strings.NewReader(testYAML))
+		if err := e.Set(tc.kv); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--set %s: %v, want an error containing %q", tc.kv, err, tc.want)
+		}
+	}
+	e, _ := Decode(strings.NewReader(testYAML))
+	for _, kv := range []string{"dataset.n=4.0", "seeds=3, 4", "name=2024"} {
+		if err := e.Set(kv); err != nil {
+			t.Errorf("--set %s: %v", kv, err)
+		}
+	}
+	if e.Dataset.N != 4 || !reflect.DeepEqual(e.Seeds, []int64{3, 4}) || e.Name != "2024" {
+		t.Errorf("dataset.n %d, seeds %v, name %q", e.Dataset.N, e.Seeds, e.Name)
 	}
 }
 

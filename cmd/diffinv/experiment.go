@@ -1,32 +1,18 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"maps"
-	"math/rand"
-	"os"
-	"sort"
-	"strconv"
-	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
-	"gonum.org/v1/gonum/mat"
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/config"
-	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/experiment"
-	"github.com/diffinv/diffinv/inverse/baseline"
-	"github.com/diffinv/diffinv/inverse/op"
-	"github.com/diffinv/diffinv/inverse/pipeline"
-	"github.com/diffinv/diffinv/inverse/solve"
+	"github.com/diffinv/diffinv/experiment/runner"
 	"github.com/diffinv/diffinv/inverse/task"
-	"github.com/diffinv/diffinv/metrics"
-	"github.com/diffinv/diffinv/model"
+	"github.com/diffinv/diffinv/prior"
 )
 
 // DefaultClassifier is the shipped MNIST feature net of FID and KID.
@@ -171,7 +157,7 @@ func (ef *experimentFlags) add(cmd *cobra.Command) {
 // engine (torch cells too), and returns it with the runner, which is also
 // its Resolver: each cell's identity covers the settings its task preset
 // and options resolve to.
-func (ef *experimentFlags) open(cmd *cobra.Command, path string) (*experiment.Experiment, *cellRunner, error) {
+func (ef *experimentFlags) open(cmd *cobra.Command, path string) (*experiment.Experiment, *runner.Runner, error) {
 	prec := &ef.prec
 	if err := prec.check(); err != nil {
 		return nil, nil, err
@@ -205,305 +191,33 @@ func (ef *experimentFlags) open(cmd *cobra.Command, path string) (*experiment.Ex
 	}
 	exp.RunPrecision = p.String()
 	exp.RunEngine = engine
-	r := &cellRunner{tasksDir: ef.tasksDir, classifierPath: ef.classifier, nets: map[string]*loadedNet{},
-		prec: prec, eng: &ef.eng, log: cmd.ErrOrStderr()}
+	r, err := ef.runner(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
 	exp.Resolver = r.ResolveCell
 	return exp, r, nil
 }
 
-type loadedNet struct {
-	net   *model.UNet
-	cfg   *config.Config
-	den   diffusion.Denoiser
-	sched *diffusion.Schedule
-}
-
-// cellRunner runs experiment cells through the solve pipeline, caching the
-// network, the dataset and the FID reference across cells.
-type cellRunner struct {
-	tasksDir       string
-	classifierPath string
-	prec           *precisionFlag // --precision; nil: engine.precision (DIFFINV_ENGINE_PRECISION, else auto)
-	eng            *engineFlags   // --engine, --device; nil: native
-	log            io.Writer      // the precision line of each network loaded; nil: none
-
-	mu         sync.Mutex
-	nets       map[string]*loadedNet
-	ds         *data.Dataset
-	dsKey      string
-	classifier *metrics.Classifier
-	ref        *mat.Dense
-}
-
-func (r *cellRunner) net(path string) (*loadedNet, error) {
-	if n, ok := r.nets[path]; ok {
-		return n, nil
-	}
+// runner is the cell runner of the flags: each checkpoint opens under the
+// environment (DIFFINV_*) and --precision, its network runs on --engine
+// (printing the precision line of each network to log), and cells take
+// their images from the dataset as `diffinv solve --dataset` does.
+func (ef *experimentFlags) runner(log io.Writer) (*runner.Runner, error) {
 	var cf configFlags
-	prec := r.prec
-	if prec == nil {
-		prec = &precisionFlag{}
-	}
-	if err := prec.set(&cf); err != nil {
+	if err := ef.prec.set(&cf); err != nil {
 		return nil, err
 	}
-	net, cfg, err := loadCheckpoint(path, &cf)
-	if err != nil {
-		return nil, err
-	}
-	// The UNet runs in the precision asked (the FID/KID classifier, not a
-	// UNet, always runs float32).
-	log := r.log
-	if log == nil {
-		log = io.Discard
-	}
-	eng := r.eng
-	if eng == nil {
-		eng = &engineFlags{name: "native"}
-	}
-	netDen, err := eng.denoiser(path, net, cfg, prec, log)
-	if err != nil {
-		return nil, err
-	}
-	sched, den, err := schedule(cfg.Diffusion, 0, netDen)
-	if err != nil {
-		return nil, err
-	}
-	n := &loadedNet{net: net, cfg: cfg, den: den, sched: sched}
-	r.nets[path] = n
-	return n, nil
-}
-
-// cellConfig loads the cell's task preset and returns the config its task
-// and method settings resolve to on the checkpoint's, with the preset's
-// solver defaults for the method.
-func (r *cellRunner) cellConfig(cell experiment.Cell) (*config.Config, map[string]any, *loadedNet, error) {
-	ln, err := r.net(cell.Checkpoint)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	preset, err := task.LoadVariant(cell.Task.Name, r.tasksDir, task.Variant(*ln.cfg))
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	sets := []string{"solver.method=" + cell.Method.Name}
-	for _, k := range sortedKeys(cell.Task.Set) {
-		sets = append(sets, fmt.Sprintf("%s=%v", k, cell.Task.Set[k]))
-	}
-	for _, k := range sortedKeys(cell.Method.Set) {
-		sets = append(sets, fmt.Sprintf("solver.%s=%v", k, cell.Method.Set[k]))
-	}
-	cfg, err := config.LoadOnto(*ln.cfg, config.Sources{Presets: []config.Preset{preset.Config}, Sets: sets})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("task %s, method %s: %w", cell.Task.Name, cell.Method.Name, err)
-	}
-	return cfg, preset.Defaults(cell.Method.Name), ln, nil
-}
-
-// setup builds the pipeline of one cell without running it.
-func (r *cellRunner) setup(cell experiment.Cell) (*pipeline.Setup, *loadedNet, error) {
-	cfg, defaults, ln, err := r.cellConfig(cell)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := pipeline.New(cfg, ln.den, ln.sched, defaults, cell.Seed)
-	if err != nil {
-		return nil, nil, fmt.Errorf("task %s, method %s: %w", cell.Task.Name, cell.Method.Name, err)
-	}
-	return s, ln, nil
-}
-
-// ResolveCell is the experiment's Resolver: the settings that determine
-// the cell's result beyond the checkpoint (whose content the identity
-// already covers), as the sorted "key: value" lines of config's Flat form
-// of the sections the solve reads (measurement, solver, diffusion), after
-// the task preset, the cell's sets and, for a solver, the preset's
-// solver_defaults merged under its options, as pipeline.New layers them.
-// Lines equal to the defaults are left out, so a key added to the config
-// later (with its default) changes no identity, and neither does a
-// preset's comment or key order; any changed value does.
-func (r *cellRunner) ResolveCell(cell experiment.Cell) ([]string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cfg, defaults, _, err := r.cellConfig(cell)
-	if err != nil {
-		return nil, err
-	}
-	return resolvedSettings(cfg, defaults), nil
-}
-
-// resolvedSettings is ResolveCell's description of cfg with the task's
-// solver defaults.
-func resolvedSettings(cfg *config.Config, taskDefaults map[string]any) []string {
-	def := config.Default()
-	eff := def
-	eff.Measurement = cfg.Measurement
-	eff.Diffusion = cfg.Diffusion
-	eff.Solver = cfg.Solver
-	eff.Solver.Options = map[string]any{}
-	if !baseline.IsMethod(cfg.Solver.Method) {
-		maps.Copy(eff.Solver.Options, taskDefaults)
-	}
-	maps.Copy(eff.Solver.Options, cfg.Solver.Options)
-	isDefault := map[string]bool{}
-	for _, l := range def.Flat() {
-		isDefault[l] = true
-	}
-	var out []string
-	for _, l := range eff.Flat() {
-		if isDefault[l] {
-			continue
-		}
-		if strings.HasPrefix(l, "measurement.") || strings.HasPrefix(l, "solver.") || strings.HasPrefix(l, "diffusion.") {
-			out = append(out, l)
-		}
-	}
-	// A solver or operator whose results changed for the same settings
-	// carries its revision, so older results are not reused for it.
-	if rev := solve.Revision(cfg.Solver.Method); rev > 1 {
-		out = append(out, fmt.Sprintf("solver.revision: %d", rev))
-	}
-	if rev := op.Revision(cfg.Measurement.Operator.Name); rev > 1 {
-		out = append(out, fmt.Sprintf("measurement.operator.revision: %d", rev))
-	}
-	sort.Strings(out)
-	return out
-}
-
-// ValidateCell checks a cell's task, method and options before anything runs.
-func (r *cellRunner) ValidateCell(cell experiment.Cell) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, _, err := r.setup(cell); err != nil {
-		return err
-	}
-	if cell.Dataset.Name != "mnist-test" && cell.Dataset.Name != "mnist-train" {
-		return fmt.Errorf("dataset.name %q: want mnist-test or mnist-train", cell.Dataset.Name)
-	}
-	for _, m := range cell.Metrics {
-		if m == "fid" || m == "kid" {
-			if _, err := os.Stat(r.classifierPath); err != nil {
-				return fmt.Errorf("metric %s needs the classifier: %w", m, err)
-			}
-		}
-	}
-	return nil
-}
-
-// RunCell solves the cell's images and scores them.
-func (r *cellRunner) RunCell(ctx context.Context, cell experiment.Cell, progress func(done, total int)) (*experiment.CellResult, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s, ln, err := r.setup(cell)
-	if err != nil {
-		return nil, err
-	}
-	src := imageSource{dataset: cell.Dataset.Name, n: cell.Dataset.N, offset: cell.Dataset.Offset}
-	x, first, err := src.load(ln.cfg)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.Solve(ctx, x, first, progress)
-	if err != nil {
-		return nil, err
-	}
-	out := &experiment.CellResult{CellMetrics: map[string]float64{},
-		Grid: &experiment.GridImages{Truth: res.Truth, Y: pipeline.DisplayY(res.Y, s.A, s.Shape[0], s.Shape[1], s.Shape[2]), Recon: res.Recon}}
-	for i := range res.PSNR {
-		out.Images = append(out.Images, experiment.ImageMetrics{Index: first + i, Values: map[string]float64{
-			"psnr": res.PSNR[i], "ssim": res.SSIM[i], "consistency": res.Consistency[i], "seconds": res.SecondsPerImage}})
-	}
-	if wants(cell.Metrics, "fid") || wants(cell.Metrics, "kid") {
-		if err := r.featureMetrics(ln.cfg, res.Recon, cell, out.CellMetrics); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// featureMetrics computes FID and KID of the reconstructions against the
-// MNIST test set on the classifier's features.
-func (r *cellRunner) featureMetrics(cfg *config.Config, recon *tensor.Dense, cell experiment.Cell, into map[string]float64) error {
-	if r.classifier == nil {
-		c, err := metrics.LoadClassifier(r.classifierPath)
-		if err != nil {
-			return err
-		}
-		test, err := data.LoadMNIST(cfg.Data.Dir, "test")
-		if err != nil {
-			return fmt.Errorf("fid/kid reference: %w", err)
-		}
-		ref, err := metrics.NewReference(c, test)
-		if err != nil {
-			return err
-		}
-		r.classifier, r.ref = c, ref.Features
-	}
-	feat, err := r.classifier.Features(recon)
-	if err != nil {
-		return err
-	}
-	if wants(cell.Metrics, "fid") {
-		fid, err := metrics.FID(feat, r.ref)
-		if err != nil {
-			return err
-		}
-		into["fid"] = fid
-	}
-	if wants(cell.Metrics, "kid") {
-		kid, err := metrics.KID(feat, r.ref, metrics.KIDOptions{Subsets: 50, SubsetSize: 1000}, rand.New(rand.NewSource(cell.Seed)))
-		if err != nil {
-			return err
-		}
-		into["kid"] = kid.Mean
-	}
-	return nil
-}
-
-func wants(ms []string, m string) bool {
-	for _, x := range ms {
-		if x == m {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys(m map[string]any) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
-// CellCost is the runner's estimate of a cell's cost for balancing shards:
-// images × network evaluations, i.e. the solver's steps (its resolved
-// solver.steps, else the method's default) times 3 for the methods that
-// back-propagate through the network each step; a classical baseline costs
-// its images.
-func (r *cellRunner) CellCost(c experiment.Cell) float64 {
-	defaults := map[string]float64{"dps": 1000, "mcg": 1000, "projection": 1000, "pigdm": 100,
-		"moment-matching": 100, "ddnm": 100, "ddnm+": 100, "ddrm": 20}
-	backprop := map[string]bool{"dps": true, "mcg": true, "pigdm": true, "moment-matching": true}
-	n := float64(max(c.Dataset.N, 1))
-	if baseline.IsMethod(c.Method.Name) {
-		return n
-	}
-	steps := defaults[c.Method.Name]
-	if steps == 0 {
-		steps = 100
-	}
-	for _, l := range c.Resolved {
-		if v, ok := strings.CutPrefix(l, "solver.steps: "); ok {
-			if k, err := strconv.ParseFloat(v, 64); err == nil && k > 0 {
-				steps = k
-			}
-		}
-	}
-	if backprop[c.Method.Name] {
-		steps *= 3
-	}
-	return n * steps
+	return &runner.Runner{
+		TasksDir:   ef.tasksDir,
+		Classifier: ef.classifier,
+		Sources:    cf.sources(),
+		Network: func(p *prior.Prior) (diffusion.Denoiser, error) {
+			return ef.eng.denoiser(p.Path, p.Net, p.Config, &ef.prec, log)
+		},
+		Images: func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
+			src := imageSource{dataset: d.Name, n: d.N, offset: d.Offset}
+			return src.load(cfg)
+		},
+	}, nil
 }

@@ -204,36 +204,6 @@ func TestExperimentCheckpointDevice(t *testing.T) {
 	}
 }
 
-// TestResolvedRevision: a solver or operator whose results changed for the
-// same settings (DPS's clamp inside the residual, blur_file's orientation)
-// carries its revision in a cell's resolved settings, so results of the
-// older behaviour are not reused; unchanged ones carry none.
-func TestResolvedRevision(t *testing.T) {
-	for _, c := range []struct {
-		method, operator string
-		want             []string
-		absent           []string
-	}{
-		{"dps", "sr_bicubic", []string{"solver.revision: 2"}, []string{"measurement.operator.revision"}},
-		{"mcg", "blur_file", []string{"solver.revision: 2", "measurement.operator.revision: 2"}, nil},
-		{"ddnm", "sr_bicubic", nil, []string{"solver.revision", "measurement.operator.revision"}},
-	} {
-		cfg := config.Default()
-		cfg.Solver.Method, cfg.Measurement.Operator.Name = c.method, c.operator
-		got := strings.Join(resolvedSettings(&cfg, nil), "\n")
-		for _, w := range c.want {
-			if !strings.Contains(got, w) {
-				t.Errorf("%s/%s: resolved settings lack %q:\n%s", c.method, c.operator, w, got)
-			}
-		}
-		for _, a := range c.absent {
-			if strings.Contains(got, a) {
-				t.Errorf("%s/%s: resolved settings hold %q:\n%s", c.method, c.operator, a, got)
-			}
-		}
-	}
-}
-
 // TestExperimentShards: two shards of an experiment (--shard K/N) into one
 // folder run every cell once between them and write the same table as one
 // run; the first shard writes no report (cells still to come), the last

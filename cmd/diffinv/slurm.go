@@ -99,8 +99,8 @@ With --submit it runs submit.sh (sbatch must be on PATH).`,
 				}
 				todo++
 				units += r.CellCost(c)
-				if ln, err := r.net(c.Checkpoint); err == nil {
-					m := ln.cfg.Model
+				if cfg, err := r.Config(c.Checkpoint); err == nil {
+					m := cfg.Model
 					pixels = float64(m.InChannels * m.ImageSize * m.ImageSize)
 				}
 			}

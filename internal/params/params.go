@@ -10,6 +10,11 @@
 // or an error naming the first unknown key and listing the known ones.
 // Keys returns the keys a decoder asked for, so a registry can list its
 // entries' settings by running their decoders on an empty map.
+//
+// Parse is the one reader of a value typed on a command line or in the
+// environment (config's --set and DIFFINV_*, the experiment file's --set
+// and --sweep): a YAML scalar or flow list, so that "1e-3" is a number
+// wherever it is typed and '"1e-3"' a string.
 package params
 
 import (
@@ -17,7 +22,25 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
+
+// Parse reads one command-line or environment value as YAML reads a
+// scalar or a flow list: "8" is an int, "0.5" and "1e-3" are float64,
+// "true" is a bool, "[1, 2]" is a []any, a quoted or any other text is a
+// string, "null" is nil; an empty or blank value is the empty string.
+// Text YAML cannot read ("[1", "{") is an error naming it.
+func Parse(s string) (any, error) {
+	if strings.TrimSpace(s) == "" {
+		return "", nil
+	}
+	var v any
+	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("value %q is not a YAML scalar or list: %w", s, err)
+	}
+	return v, nil
+}
 
 // Reader reads one entry's settings from m.
 type Reader struct {
