@@ -86,7 +86,6 @@ type Prior struct {
 	Variance string
 }
 
-
 // Pullbacker is an optional extension of diffusion.Denoiser: one forward
 // pass gives ε and a function that returns vᵀ∂ε/∂x_t for any v. DPS, MCG
 // and ΠGDM need ε before they know v; with a plain Denoiser they call Eps
