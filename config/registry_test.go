@@ -54,3 +54,16 @@ func TestValidateAsksRegistries(t *testing.T) {
 		}
 	}
 }
+
+func TestNewScheduleFromConfig(t *testing.T) {
+	d := Default().Diffusion
+	d.Schedule = "cosine" // beta_start/beta_end stay at their linear defaults and are ignored
+	s, err := d.NewSchedule()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := diffusion.NewSchedule("cosine", d.Steps, 0, 0)
+	if s.AlphaBar(500) != ref.AlphaBar(500) {
+		t.Errorf("cosine ᾱ_500 = %g, want %g", s.AlphaBar(500), ref.AlphaBar(500))
+	}
+}

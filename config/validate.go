@@ -139,7 +139,7 @@ func (c *Config) Validate() error {
 	if d.BetaStart > d.BetaEnd {
 		k.fail("diffusion.beta_start", d.BetaStart, fmt.Sprintf("<= diffusion.beta_end (%v)", d.BetaEnd))
 	}
-	k.oneOf("diffusion.prediction", d.Prediction, "eps", "x0", "v")
+	k.oneOf("diffusion.prediction", d.Prediction, diffusion.Predictions()...)
 	k.oneOf("diffusion.variance", d.Variance, diffusion.Variances()...)
 	if d.Variance == diffusion.VarianceLearnedRange && !m.LearnSigma {
 		k.fail("diffusion.variance", `"learned_range"`, "model.learn_sigma: true (a network that predicts the variance)")

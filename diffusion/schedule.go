@@ -67,20 +67,6 @@ type Schedule struct {
 	postCoefXt     []float64
 }
 
-// ScheduleConfig is the config-level description of a schedule; zero
-// BetaStart and BetaEnd select the guided-diffusion defaults for Kind.
-type ScheduleConfig struct {
-	Kind      string  // "linear" or "cosine"
-	T         int     // number of diffusion steps, > 0
-	BetaStart float64 // linear only: β at t = 0; 0 selects 1e-4·1000/T
-	BetaEnd   float64 // linear only: β at t = T−1; 0 selects 0.02·1000/T
-}
-
-// New builds the schedule described by c; see NewSchedule.
-func (c ScheduleConfig) New() (*Schedule, error) {
-	return NewSchedule(c.Kind, c.T, c.BetaStart, c.BetaEnd)
-}
-
 // NewSchedule builds a T-step schedule of the given kind.
 //
 // "linear": β_t = linspace(betaStart, betaEnd, T). When both betaStart and

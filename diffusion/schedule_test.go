@@ -364,9 +364,6 @@ func TestBadInputs(t *testing.T) {
 			t.Errorf("%s: error %q does not mention %q", tc.name, err, tc.want)
 		}
 	}
-	if _, err := (ScheduleConfig{Kind: Linear, T: 1000}).New(); err != nil {
-		t.Errorf("valid config: %v", err)
-	}
 }
 
 // TestDDIMCoefs checks DDIM's step coefficients against DDPM's posterior:

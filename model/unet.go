@@ -302,25 +302,33 @@ func DecodeConfig(s string) (config.Model, error) {
 	return cfg, nil
 }
 
-// Save writes the parameters and the model config to path (safetensors,
-// atomically); extra metadata entries are added unless they clash with
-// ConfigKey.
+// Save writes the parameters and the model config to path (SaveFile).
 func (u *UNet) Save(path string, extra map[string]string) error {
-	cs, err := EncodeConfig(u.a.cfg)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return SaveFile(path, u.params, u.a.cfg, extra)
+}
+
+// SaveFile is the one writer of model files (what Load, prior.Open and
+// every command read): the weights under their parameter names and the
+// model config under ConfigKey, plus the extra metadata entries (a
+// training run adds its run config, step and seed: train.SaveModel),
+// written atomically (safetensors, temporary file, fsync, rename). An
+// extra entry named ConfigKey is an error.
+func SaveFile(path string, weights map[string]*tensor.Dense, cfg config.Model, extra map[string]string) error {
+	cs, err := EncodeConfig(cfg)
 	if err != nil {
 		return err
 	}
 	meta := map[string]string{}
 	for k, v := range extra {
 		if k == ConfigKey {
-			return fmt.Errorf("model.Save: metadata key %q is reserved for the model config", k)
+			return fmt.Errorf("model.SaveFile: metadata key %q is reserved for the model config", k)
 		}
 		meta[k] = v
 	}
 	meta[ConfigKey] = cs
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return checkpoint.Save(path, u.params, meta)
+	return checkpoint.Save(path, weights, meta)
 }
 
 // Load rebuilds a UNet from a checkpoint: the config from its metadata, the

@@ -167,11 +167,11 @@ func (p *Prior) Schedule(steps int) (*diffusion.Schedule, diffusion.Denoiser, er
 // ScheduleFor is Schedule for any network (another engine's, say) and
 // diffusion settings.
 func ScheduleFor(d config.Diffusion, steps int, net diffusion.Denoiser) (*diffusion.Schedule, diffusion.Denoiser, error) {
-	s, err := train.NewSchedule(d)
+	s, err := d.NewSchedule()
 	if err != nil {
 		return nil, nil, err
 	}
-	den, err := train.PredictionDenoiser(net, s, d.Prediction)
+	den, err := diffusion.PredictionDenoiser(net, s, d.Prediction)
 	if err != nil {
 		return nil, nil, err
 	}

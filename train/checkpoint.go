@@ -152,7 +152,8 @@ func SaveModel(path string, c *Checkpoint) error {
 		return fmt.Errorf("train: save model %s: config: %w", path, err)
 	}
 	meta["weights"] = "ema"
-	if err := checkpoint.Save(path, c.EMA, meta); err != nil {
+	delete(meta, MetaConfig) // SaveFile writes it, from the same config
+	if err := model.SaveFile(path, c.EMA, c.Config.Model, meta); err != nil {
 		return fmt.Errorf("train: save model: %w", err)
 	}
 	return nil

@@ -10,9 +10,6 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// Predictions lists the network targets an Objective accepts.
-var predictions = []string{"eps", "x0", "v"}
-
 // HybridLambda is λ of improved DDPM's hybrid loss L_simple + λ·L_vlb.
 const HybridLambda = 0.001
 
@@ -54,20 +51,6 @@ type Terms struct {
 	VB float64
 }
 
-// NewSchedule builds the schedule a diffusion config describes (the cosine
-// schedule ignores beta_start and beta_end).
-func NewSchedule(d config.Diffusion) (*diffusion.Schedule, error) {
-	b0, b1 := d.BetaStart, d.BetaEnd
-	if d.Schedule == diffusion.Cosine {
-		b0, b1 = 0, 0
-	}
-	s, err := diffusion.NewSchedule(d.Schedule, d.Steps, b0, b1)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	return s, nil
-}
-
 // NewObjective returns the objective of prediction ("eps", "x0" or "v")
 // over sched, hybrid with λ = HybridLambda when learnSigma is set.
 func NewObjective(sched *diffusion.Schedule, prediction string, learnSigma bool) (*Objective, error) {
@@ -75,11 +58,11 @@ func NewObjective(sched *diffusion.Schedule, prediction string, learnSigma bool)
 		return nil, fmt.Errorf("train: objective needs a schedule, got nil")
 	}
 	ok := false
-	for _, p := range predictions {
+	for _, p := range diffusion.Predictions() {
 		ok = ok || p == prediction
 	}
 	if !ok {
-		return nil, fmt.Errorf("train: prediction %q, want one of %v", prediction, predictions)
+		return nil, fmt.Errorf("train: prediction %q, want one of %v", prediction, diffusion.Predictions())
 	}
 	return &Objective{Sched: sched, Prediction: prediction, LearnSigma: learnSigma, Lambda: HybridLambda}, nil
 }
@@ -140,7 +123,7 @@ func LossWeights(sched *diffusion.Schedule, prediction, scheme string, gamma, k 
 		case "v":
 			w[t] = we * snr / (snr + 1)
 		default:
-			return nil, fmt.Errorf("train: prediction %q, want one of %v", prediction, predictions)
+			return nil, fmt.Errorf("train: prediction %q, want one of %v", prediction, diffusion.Predictions())
 		}
 		if math.IsNaN(w[t]) || math.IsInf(w[t], 0) {
 			return nil, fmt.Errorf("train: loss weight %s at timestep %d (SNR %g) is %g, want a finite weight", scheme, t, snr, w[t])
@@ -170,7 +153,7 @@ func (o *Objective) Target(x0, noise *tensor.Dense, t []int) (*tensor.Dense, err
 		}
 		return v, nil
 	}
-	return nil, fmt.Errorf("train: prediction %q, want one of %v", o.Prediction, predictions)
+	return nil, fmt.Errorf("train: prediction %q, want one of %v", o.Prediction, diffusion.Predictions())
 }
 
 // predX0 converts a prediction (in o.Prediction's parameterisation) into x̂0.
@@ -183,7 +166,7 @@ func (o *Objective) predX0(xt, pred *tensor.Dense, t []int) (*tensor.Dense, erro
 	case "v":
 		return o.Sched.X0FromV(xt, t, pred)
 	}
-	return nil, fmt.Errorf("prediction %q, want one of %v", o.Prediction, predictions)
+	return nil, fmt.Errorf("prediction %q, want one of %v", o.Prediction, diffusion.Predictions())
 }
 
 // Loss returns the loss terms of a batch and the gradient of Terms.Loss

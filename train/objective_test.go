@@ -329,16 +329,3 @@ func TestLossShapeErrors(t *testing.T) {
 		t.Error("timestep 10 accepted for T = 10")
 	}
 }
-
-func TestNewScheduleFromConfig(t *testing.T) {
-	d := config.Default().Diffusion
-	d.Schedule = "cosine" // beta_start/beta_end stay at their linear defaults and are ignored
-	s, err := NewSchedule(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, _ := diffusion.NewSchedule("cosine", d.Steps, 0, 0)
-	if s.AlphaBar(500) != ref.AlphaBar(500) {
-		t.Errorf("cosine ᾱ_500 = %g, want %g", s.AlphaBar(500), ref.AlphaBar(500))
-	}
-}

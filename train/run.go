@@ -231,7 +231,7 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	}
 	r.batch = epochCache{seed: cfg.Train.Seed, n: r.ds.Len(), size: cfg.Train.BatchSize}
 
-	sched, err := NewSchedule(cfg.Diffusion)
+	sched, err := cfg.Diffusion.NewSchedule()
 	if err != nil {
 		return nil, err
 	}

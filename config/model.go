@@ -1,6 +1,10 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/diffinv/diffinv/diffusion"
+)
 
 // checkArch checks model.arch and the settings the chosen architecture
 // supports: "adm" (or empty: checkpoints written before the key existed)
@@ -103,4 +107,18 @@ func (cfg Model) levelSides() []int {
 		s[l] = cfg.ImageSize >> l
 	}
 	return s
+}
+
+// NewSchedule builds the β schedule d describes (diffusion.NewSchedule; the
+// cosine schedule ignores beta_start and beta_end).
+func (d Diffusion) NewSchedule() (*diffusion.Schedule, error) {
+	b0, b1 := d.BetaStart, d.BetaEnd
+	if d.Schedule == diffusion.Cosine {
+		b0, b1 = 0, 0
+	}
+	s, err := diffusion.NewSchedule(d.Schedule, d.Steps, b0, b1)
+	if err != nil {
+		return nil, fmt.Errorf("config: diffusion: %w", err)
+	}
+	return s, nil
 }
