@@ -22,7 +22,7 @@ type Config struct {
 	Solver Solver `yaml:"solver"`
 	// Classifier is the training of an evaluation classifier
 	// (train-classifier, train-attr-classifier).
-	Classifier Classifier `yaml:"classifier"`
+	Classifier Classifier `yaml:"classifier,omitempty"`
 	// Engine is how this machine runs the network (the arithmetic), not
 	// what the network is: it is never stored with weights (StoredYAML)
 	// and never taken from a checkpoint.

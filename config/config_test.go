@@ -416,6 +416,9 @@ func TestStoredYAMLDropsEngine(t *testing.T) {
 	if strings.Contains(string(stored), "engine") || strings.Contains(string(stored), "precision") {
 		t.Errorf("StoredYAML keeps the engine section:\n%s", stored)
 	}
+	if strings.Contains(string(stored), "classifier") {
+		t.Errorf("StoredYAML keeps the evaluation classifier's section:\n%s", stored)
+	}
 	if c.Engine.Precision != PrecisionBF16 {
 		t.Error("StoredYAML changed its receiver")
 	}

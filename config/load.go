@@ -285,14 +285,17 @@ func (c *Config) YAML() ([]byte, error) {
 	return buf.Bytes(), enc.Close()
 }
 
-// StoredYAML is YAML without the engine section: the run config stored
-// with weights (checkpoints, model files). How a machine ran the network
-// (engine.precision) is not a property of the model, so it must not force
-// itself on a later command that loads the file, and files without the
-// section stay readable by builds that predate it.
+// StoredYAML is YAML without the engine and classifier sections: the run
+// config stored with weights (checkpoints, model files). How a machine ran
+// the network (engine.precision) is not a property of the model, so it must
+// not force itself on a later command that loads the file; the evaluation
+// classifier's training settings have nothing to do with a diffusion
+// model; and files without the sections stay readable by builds that
+// predate them.
 func (c *Config) StoredYAML() ([]byte, error) {
 	s := *c
 	s.Engine = Engine{}
+	s.Classifier = Classifier{}
 	return s.YAML()
 }
 
