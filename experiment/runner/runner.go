@@ -225,10 +225,14 @@ func (r *Runner) ValidateCell(cell experiment.Cell) error {
 	if _, _, err := r.setup(cell); err != nil {
 		return err
 	}
-	if cell.Dataset.Name != "mnist-test" && cell.Dataset.Name != "mnist-train" {
-		return fmt.Errorf("dataset.name %q: want mnist-test or mnist-train", cell.Dataset.Name)
+	kind, _, err := data.ParseSplitName(cell.Dataset.Name)
+	if err != nil {
+		return fmt.Errorf("dataset.name: %w", err)
 	}
 	for _, m := range cell.Metrics {
+		if (m == "fid" || m == "kid") && kind != "mnist" {
+			return fmt.Errorf("metric %s on dataset %s: experiment cells compute FID and KID on the MNIST classifier's features only (use psnr, ssim, consistency, seconds; eval samples has the face features)", m, cell.Dataset.Name)
+		}
 		if m == "fid" || m == "kid" {
 			if _, err := os.Stat(r.Classifier); err != nil {
 				return fmt.Errorf("metric %s needs the classifier: %w", m, err)
