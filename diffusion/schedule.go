@@ -4,8 +4,10 @@
 // parameterisations, the posterior q(x_{t−1} | x_t, x_0), timestep
 // respacing (DDIM subsequences and guided-diffusion's "ddimK" strings), the
 // reverse steps the samplers and solvers share (AncestralStep, DDIMStep,
-// MixStep; per-image random streams, ImageRNGs), and the VP SDE a discrete
-// schedule implies (ScheduleSDE), whose terms the SDE samplers use.
+// MixStep; per-image random streams, ImageRNGs; the Step a Callback sees),
+// the conversion of x0- and v-predicting networks into ε-denoisers
+// (PredictionDenoiser), and the VP SDE a discrete schedule implies
+// (ScheduleSDE), whose terms the SDE samplers use.
 //
 // Everything schedule-related is computed in float64; tensors are the float32
 // N×C×H×W batches of the rest of diffinv, converted element by element.
