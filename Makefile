@@ -5,7 +5,7 @@ PKGS     := ./...
 # Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all setup build test test-slurm demo-faces bench bench-ops train-mnist train-celeba check-solvers check-bf16 experiments demo fmt vet clean
+.PHONY: all setup build test test-slurm demo-faces bench bench-ops train-mnist train-celeba check-solvers check-faces check-bf16 experiments demo fmt vet clean
 
 all: build
 
@@ -61,6 +61,12 @@ train-celeba: setup
 ## inpaint-box, noise-free DDNM consistent to 1e-3; 16 digits, a few minutes)
 check-solvers: setup
 	DIFFINV_CHECK_SHIPPED=1 $(GO) test -count=1 -timeout 30m -run TestShippedModelSolvers -v ./cmd/diffinv
+
+## check-faces: issue 17's acceptance check on the face model (models/celeba64): 32 CelebA test faces,
+## DPS ≥ 3 dB over A†y on sr4 and inpaint-box, noise-free DDNM consistent to 1e-3, DDNM+ colorization
+## above the grey image; about an hour (DIFFINV_CHECK_FACE_MODEL=FILE checks another model file)
+check-faces: setup
+	DIFFINV_CHECK_FACES=1 $(GO) test -count=1 -timeout 3h -run TestShippedFaceSolvers -v ./cmd/diffinv
 
 ## check-bf16: issue 16's bf16 checks (scripts/check_bf16.sh; about 45 minutes, resumable):
 ## DPS sr4 on 16 digits within 0.3 dB of fp32, a 2000-step MNIST run tracking the fp32 loss
