@@ -15,6 +15,7 @@ for spec in ddpm:1000 ddim:50 pc:500 vp-em:1000 ald:100 ode:50; do
   if [[ $name == ald ]]; then extra=(--set sample.langevin_steps=10); fi
   ./bin/diffinv sample --checkpoint "$ckpt" --sampler "$name" --steps "$steps" --n 64 --seed 1 \
     "${extra[@]}" --out "docs/img/samples-$name.png" 2>"$log/sample-$name.err"
+  rm -f "docs/img/samples-$name.safetensors" # the raw samples beside the grid: not kept in the repository
 done
 for seed in 1 2; do
   ./bin/diffinv eval samples --checkpoint "$ckpt" --n 1000 --sampler ddim --steps 50 --seed "$seed" \
