@@ -72,6 +72,31 @@ type Cell struct {
 	// GridImages is how many leading images the runner should return in
 	// CellResult.Grid (0: none).
 	GridImages int
+	// Train, for a training cell (an experiment with a train section), is
+	// what it trains and how it evaluates the model; nil for a solve cell.
+	// A training cell has no dataset images (Dataset is zero) and its Task
+	// and Method are named "train".
+	Train *TrainCell
+	// Dir is the cell's own folder, OUT/cells/ID, where a training cell
+	// trains (checkpoints, log.jsonl, model.safetensors); set by Run, not
+	// part of the identity.
+	Dir string
+}
+
+// Label names the cell in logs: task / method, or "train" for a training
+// cell; then its sweep values and seed.
+func (c Cell) Label() string {
+	var b strings.Builder
+	if c.Train != nil {
+		b.WriteString("train")
+	} else {
+		fmt.Fprintf(&b, "%s / %s", c.Task.Key(), c.Method.Key())
+	}
+	if len(c.Sweep) > 0 {
+		fmt.Fprintf(&b, " / %s", c.SweepLabel())
+	}
+	fmt.Fprintf(&b, " / seed %d", c.Seed)
+	return b.String()
 }
 
 // SweepLabel renders the cell's sweep values as "k=v, k=v" (empty without
@@ -111,6 +136,9 @@ func (e *Experiment) Cells() ([]Cell, error) {
 			}
 		}
 		points = next
+	}
+	if e.Train != nil {
+		return e.trainCells(points)
 	}
 	digest, err := FileSHA256(e.Checkpoint)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -103,6 +103,9 @@ func sweepPlot(exp *Experiment, all []cellData, ms []Metric, key string) ([]byte
 				}
 			}
 			label := d.Task.Key() + " · " + d.Method.Key()
+			if d.Train != nil {
+				label = "training"
+			}
 			if len(others) > 0 {
 				label += " (" + strings.Join(others, ", ") + ")"
 			}

@@ -247,6 +247,11 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 					continue
 				}
 			}
+			if c.Train != nil {
+				// A training cell trains in its own folder, which a
+				// resumed or re-sharded run continues from.
+				c.Dir = filepath.Join(cdir, c.ID)
+			}
 			start := time.Now()
 			res, err := runner.RunCell(ctx, c, prog)
 			wall := time.Since(start).Seconds()
@@ -263,7 +268,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			}
 			if err != nil {
 				bar.Finish()
-				return fmt.Errorf("experiment %q: cell %s (task %s, method %s%s, seed %d): %w", exp.Name, c.ID, c.Task.Key(), c.Method.Key(), sweepSuffix(c), c.Seed, err)
+				return fmt.Errorf("experiment %q: cell %s (%s): %w", exp.Name, c.ID, c.Label(), err)
 			}
 			fmt.Fprintf(logw, "%s%s\n", clearLine(logw), summary(c, res, wall))
 			bar.Status("")
@@ -347,11 +352,7 @@ func checkResult(c Cell, res *CellResult, wall float64) error {
 // summary is the line logged per finished cell.
 func summary(c Cell, res *CellResult, wall float64) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "cell %s [%s / %s", c.ID, c.Task.Key(), c.Method.Key())
-	if len(c.Sweep) > 0 {
-		fmt.Fprintf(&b, " / %s", c.SweepLabel())
-	}
-	fmt.Fprintf(&b, " / seed %d]", c.Seed)
+	fmt.Fprintf(&b, "cell %s [%s]", c.ID, c.Label())
 	for _, name := range c.Metrics {
 		m, _ := LookupMetric(name)
 		var v float64

@@ -20,6 +20,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand"
 	"os"
@@ -63,11 +64,26 @@ type Runner struct {
 	// Images returns the cell's ground-truth images (N×C×H×W in [−1, 1])
 	// for the network's config, and the dataset index of the first.
 	Images func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error)
+	// TrainProgress receives a training cell's progress bar (nil: none).
+	TrainProgress io.Writer
+	// TrainData, when set, returns the data a training cell trains on
+	// (nil: train.Run loads the config's data section).
+	TrainData func(cfg *config.Config) (*data.Dataset, error)
+	// EvalReference, when set, returns the classifier and reference set a
+	// training cell is evaluated against (nil: Classifier and the MNIST
+	// test set of the config's data.dir).
+	EvalReference func(cfg *config.Config) (*metrics.Classifier, *metrics.Reference, error)
 
 	mu         sync.Mutex
 	nets       map[string]*net
 	classifier *metrics.Classifier
 	ref        *mat.Dense
+	// a training cell's evaluation classifier and reference, cached
+	evalClassifier *metrics.Classifier
+	reference      *metrics.Reference
+	// stopAt > 0 stops every training cell after that step with an error,
+	// as a kill would (tests).
+	stopAt int
 }
 
 // net is an opened checkpoint with its schedule and ε-denoiser.
@@ -173,6 +189,13 @@ func (r *Runner) setup(cell experiment.Cell) (*pipeline.Setup, *net, error) {
 func (r *Runner) ResolveCell(cell experiment.Cell) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if cell.Train != nil {
+		cfg, err := r.TrainConfig(cell)
+		if err != nil {
+			return nil, err
+		}
+		return ResolvedTraining(cfg), nil
+	}
 	cfg, defaults, _, err := r.cellConfig(cell)
 	if err != nil {
 		return nil, err
@@ -222,6 +245,9 @@ func ResolvedSettings(cfg *config.Config, taskDefaults map[string]any) []string 
 func (r *Runner) ValidateCell(cell experiment.Cell) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if cell.Train != nil {
+		return r.validateTrainCell(cell)
+	}
 	if _, _, err := r.setup(cell); err != nil {
 		return err
 	}
@@ -242,6 +268,9 @@ func (r *Runner) ValidateCell(cell experiment.Cell) error {
 func (r *Runner) RunCell(ctx context.Context, cell experiment.Cell, progress func(done, total int)) (*experiment.CellResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if cell.Train != nil {
+		return r.runTrainCell(ctx, cell, progress)
+	}
 	s, n, err := r.setup(cell)
 	if err != nil {
 		return nil, err
@@ -323,8 +352,13 @@ func wants(ms []string, m string) bool {
 // images × network evaluations, i.e. the solver's steps (its resolved
 // solver.steps, else the method's default) times 3 for the methods that
 // back-propagate through the network each step; a classical baseline costs
-// its images.
+// its images. A training cell costs 3 × train.steps × train.batch_size
+// (a forward and a backward pass per image) plus its evaluation's
+// samples × sampling steps.
 func (r *Runner) CellCost(c experiment.Cell) float64 {
+	if c.Train != nil {
+		return trainCellCost(c)
+	}
 	defaults := map[string]float64{"dps": 1000, "mcg": 1000, "projection": 1000, "pigdm": 100,
 		"moment-matching": 100, "ddnm": 100, "ddnm+": 100, "ddrm": 20}
 	backprop := map[string]bool{"dps": true, "mcg": true, "pigdm": true, "moment-matching": true}
