@@ -229,6 +229,20 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				bar.Status("%s %d/%d", c.ID, d, t)
 				bar.Set(i)
 			}
+			if c.Trained != nil {
+				// It solves with its training cell's model, which must be
+				// there (run before it, or by another process).
+				if _, err := loadResult(cdir, *c.Trained); err != nil {
+					if mine == nil {
+						bar.Finish()
+						return fmt.Errorf("experiment %q: cell %s (%s): its training cell %s has no result: %w", exp.Name, c.ID, c.Label(), c.Trained.ID, err)
+					}
+					fmt.Fprintf(logw, "%scell %s: its training cell %s is not done yet (another process holds it): skipped\n", clearLine(logw), c.ID, c.Trained.ID)
+					bar.Set(i + 1)
+					continue
+				}
+				c.Checkpoint = filepath.Join(cdir, c.Trained.ID, TrainModel)
+			}
 			var cl *claim
 			if mine != nil {
 				var err error

@@ -29,9 +29,8 @@
 //	exclude: [{task: Motion, method: DDRM}]  # optional (task, method) pairs
 //	best_of: psnr                    # optional: also per image the best seed
 //
-// A training experiment (issue 21) has a train section instead of
-// checkpoint, dataset, tasks and methods: each cell trains a model and
-// evaluates it.
+// A training experiment (issue 21) has a train section instead of a
+// checkpoint: each cell trains a model and evaluates it.
 //
 //	name: ablate-loss-weight-mnist
 //	train:
@@ -53,7 +52,11 @@
 // base config resolve to (the Resolver's), the evaluation protocol, seed
 // and precision. Its reports are one row per setting (sweep point) with the
 // metrics as columns, plots/loss.png (the loss curves) and one plot per
-// sweep key. --set addresses train.config, train.steps,
+// sweep key. With dataset, tasks and methods beside the train section,
+// each training cell is followed by the solve cells of its model (Cell.
+// Trained; solver./task. sweep axes apply to them, the training seed seeds
+// them), reported in solve.csv, the grids, plots/solve-KEY.png and at the
+// end of table.md. --set addresses train.config, train.steps,
 // train.eval.{n,sampler,steps,seed} and any other config key into
 // train.set; --sweep any config key.
 //
@@ -673,14 +676,17 @@ func (e *Experiment) AddSweep(spec string) error {
 }
 
 func (e *Experiment) checkSweepKey(k string) error {
-	if e.Train != nil {
-		if !isTrainKey(k) {
-			return fmt.Errorf("sweep key %q, want a config key of a training experiment: train.K, diffusion.K, model.K or data.K", k)
-		}
+	if e.Train != nil && isTrainKey(k) {
 		return nil
+	}
+	if e.Train != nil && len(e.Tasks) == 0 {
+		return fmt.Errorf("sweep key %q, want a config key of a training experiment: train.K, diffusion.K, model.K or data.K", k)
 	}
 	p, rest, _ := strings.Cut(k, ".")
 	if (p != "solver" && p != "task") || rest == "" {
+		if e.Train != nil {
+			return fmt.Errorf("sweep key %q, want train.K, diffusion.K, model.K, data.K, solver.K or task.K", k)
+		}
 		return fmt.Errorf("sweep key %q, want solver.KEY or task.KEY", k)
 	}
 	return nil
@@ -725,21 +731,7 @@ func (e *Experiment) Validate() error {
 	if e.Train != nil {
 		e.validateTrain(add)
 	} else {
-		if e.Dataset.Name == "" {
-			add("dataset.name: empty, want a dataset split such as mnist-test")
-		}
-		if e.Dataset.N <= 0 {
-			add("dataset.n: %d, want ≥ 1 images", e.Dataset.N)
-		}
-		if e.Dataset.Offset < 0 {
-			add("dataset.offset: %d, want ≥ 0", e.Dataset.Offset)
-		}
-		if len(e.Tasks) == 0 {
-			add("tasks: empty, want at least one task")
-		}
-		if len(e.Methods) == 0 {
-			add("methods: empty, want at least one method")
-		}
+		e.validateSolve(add)
 	}
 	if len(e.Seeds) == 0 {
 		add("seeds: empty, want at least one seed")
@@ -778,8 +770,8 @@ func (e *Experiment) Validate() error {
 	for _, m := range e.Metrics {
 		if mm, err := LookupMetric(m); err != nil {
 			add("metrics: %v", err)
-		} else if e.Train != nil && !mm.Train {
-			add("metrics: %q is a metric of solve cells, want those of training cells (fid, kid, confident, class_min, class_max, mse)", m)
+		} else if e.Train != nil && len(e.Tasks) == 0 && !mm.Train {
+			add("metrics: %q is a metric of solve cells, want those of training cells (fid, kid, confident, class_min, class_max, mse) or tasks and methods to solve", m)
 		} else if e.Train == nil && mm.NoSolve {
 			add("metrics: %q is a metric of training cells (a train section)", m)
 		}
@@ -833,6 +825,26 @@ func (e *Experiment) Validate() error {
 		return fmt.Errorf("experiment %q: %w", e.Name, errors.Join(errs...))
 	}
 	return nil
+}
+
+// validateSolve checks what solve cells need: the dataset, tasks and
+// methods.
+func (e *Experiment) validateSolve(add func(string, ...any)) {
+	if e.Dataset.Name == "" {
+		add("dataset.name: empty, want a dataset split such as mnist-test")
+	}
+	if e.Dataset.N <= 0 {
+		add("dataset.n: %d, want ≥ 1 images", e.Dataset.N)
+	}
+	if e.Dataset.Offset < 0 {
+		add("dataset.offset: %d, want ≥ 0", e.Dataset.Offset)
+	}
+	if len(e.Tasks) == 0 {
+		add("tasks: empty, want at least one task")
+	}
+	if len(e.Methods) == 0 {
+		add("methods: empty, want at least one method")
+	}
 }
 
 // canonical renders a scalar so that equal settings compare equal: every

@@ -121,10 +121,14 @@ func (e *Experiment) validateTrain(add func(string, ...any)) {
 		add("train.eval.steps: %d, want ≥ 1 (0 for the default 50)", ev.Steps)
 	}
 	if len(e.Tasks) > 0 || len(e.Methods) > 0 {
-		add("tasks, methods: a training experiment (train section) does not solve tasks yet; run a solve experiment on a cell's exported model (cells/ID/model.safetensors)")
+		// Each trained model also solves the tasks.
+		e.validateSolve(add)
+		if e.Checkpoint != "" {
+			add("checkpoint: %q, but a training experiment's solve cells use each training cell's model", e.Checkpoint)
+		}
 	}
-	if e.BestOf != "" {
-		add("best_of: per-image metrics do not apply to training cells")
+	if len(trainMetrics(e.Metrics)) == 0 {
+		add("metrics: none of %v is a metric of training cells (fid, kid, confident, class_min, class_max, mse)", e.Metrics)
 	}
 	for _, k := range e.SweepKeys() {
 		if why, ok := trainBookkeeping[k]; ok {
@@ -133,11 +137,23 @@ func (e *Experiment) validateTrain(add func(string, ...any)) {
 	}
 }
 
-// trainCells expands a training experiment: sweep points × seeds.
-func (e *Experiment) trainCells(points [][]SweepValue) ([]Cell, error) {
+// trainCells expands a training experiment: the points of the training
+// sweep axes × seeds, each training cell followed by its solve cells
+// (tasks × methods × the points of the solver./task. axes) when the file
+// has tasks.
+func (e *Experiment) trainCells() ([]Cell, error) {
 	ev := e.Train.Eval.Resolved()
+	var trainKeys, solveKeys []string
+	for _, k := range e.SweepKeys() {
+		if isTrainKey(k) {
+			trainKeys = append(trainKeys, k)
+		} else {
+			solveKeys = append(solveKeys, k)
+		}
+	}
+	solvePoints := e.sweepPoints(solveKeys)
 	var cells []Cell
-	for _, p := range points {
+	for _, p := range e.sweepPoints(trainKeys) {
 		for _, seed := range e.Seeds {
 			set := cloneSet(e.Train.Set)
 			for _, sv := range p {
@@ -154,7 +170,7 @@ func (e *Experiment) trainCells(points [][]SweepValue) ([]Cell, error) {
 				Seed:      seed,
 				Precision: e.RunPrecision,
 				Engine:    e.RunEngine,
-				Metrics:   append([]string(nil), e.Metrics...),
+				Metrics:   trainMetrics(e.Metrics),
 			}
 			if e.Resolver != nil {
 				r, err := e.Resolver(c)
@@ -166,9 +182,38 @@ func (e *Experiment) trainCells(points [][]SweepValue) ([]Cell, error) {
 			}
 			c.ID = trainCellID(c)
 			cells = append(cells, c)
+			if len(e.Tasks) > 0 {
+				trained := c
+				var err error
+				if cells, err = e.solveCells(solvePoints, &trained, "", cells); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	return cells, nil
+}
+
+// trainMetrics are the metrics of ms that training cells compute.
+func trainMetrics(ms []string) []string {
+	var r []string
+	for _, name := range ms {
+		if m, err := LookupMetric(name); err == nil && m.Train {
+			r = append(r, name)
+		}
+	}
+	return r
+}
+
+// solveMetrics are the metrics of ms that solve cells compute.
+func solveMetrics(ms []string) []string {
+	var r []string
+	for _, name := range ms {
+		if m, err := LookupMetric(name); err == nil && !m.NoSolve {
+			r = append(r, name)
+		}
+	}
+	return r
 }
 
 // trainCellID is a training cell's ID: "train", its sweep values, its

@@ -57,14 +57,14 @@ func TestTrainSpecErrors(t *testing.T) {
 		{"train.loss_weight: [uniform, p2]", "sweep key \"solver.scale\""},
 		{"set: {train.batch_size: 16}", "train.set.train.seed: not settable"},
 		{"metrics: [fid, confident, mse]", "\"psnr\" is a metric of solve cells"},
-		{"output: out", "tasks, methods: a training experiment"},
+		{"output: out", "dataset.name: empty"},
 	} {
 		repl := map[string]string{
 			"steps: 100":                       "steps: 0",
 			"train.loss_weight: [uniform, p2]": "solver.scale: [1, 2]",
 			"set: {train.batch_size: 16}":      "set: {train.seed: 3}",
 			"metrics: [fid, confident, mse]":   "metrics: [fid, psnr]",
-			"output: out":                      "output: out\ntasks: [{name: sr4}]\nmethods: [{name: dps}]\ndataset: {name: mnist-test, n: 2}",
+			"output: out":                      "output: out\ntasks: [{name: sr4}]\nmethods: [{name: dps}]",
 		}[tc.edit]
 		e, err := Decode(strings.NewReader(strings.Replace(trainSpec, tc.edit, repl, 1)))
 		if err == nil {

@@ -33,8 +33,49 @@ func ClassShareKey(k int) string { return fmt.Sprintf("class_%d", k) }
 // row per setting, the metrics as columns, mean ± std over seeds; the
 // class shares), plots/loss.png (the loss curve of each setting, mean over
 // seeds, from the cells' log.jsonl) and plots/KEY.png per sweep key (each
-// metric against the key's value).
-func writeTrainReports(exp *Experiment, all []cellData, ms []Metric, out string) error {
+// metric against the key's value). The solve cells of the trained models,
+// when the file has tasks, get the solve experiments' reports beside them:
+// solve.csv, grids/TASK.png, plots/solve-KEY.png and their tables at the
+// end of table.md (one row per method and setting).
+func writeTrainReports(exp *Experiment, cells []cellData, ms []Metric, out string) error {
+	var all, solved []cellData
+	for _, d := range cells {
+		if d.Train != nil {
+			all = append(all, d)
+		} else {
+			solved = append(solved, d)
+		}
+	}
+	var tms, sms []Metric
+	for _, m := range ms {
+		if m.Train {
+			tms = append(tms, m)
+		}
+		if !m.NoSolve {
+			sms = append(sms, m)
+		}
+	}
+	solveMD := ""
+	if len(solved) > 0 {
+		b, err := resultsCSV(exp, solved, sms)
+		if err != nil {
+			return fmt.Errorf("experiment %q: %s: %w", exp.Name, SolveCSV, err)
+		}
+		if err := atomicfile.WriteFile(filepath.Join(out, SolveCSV), b); err != nil {
+			return err
+		}
+		grids, err := writeGrids(exp, solved, out)
+		if err != nil {
+			return fmt.Errorf("experiment %q: grids: %w", exp.Name, err)
+		}
+		plots, err := writePlotsAs(exp, solved, sms, out, "solve-")
+		if err != nil {
+			return fmt.Errorf("experiment %q: plots: %w", exp.Name, err)
+		}
+		_, md, _ := strings.Cut(tableMD(exp, solved, sms, grids, plots), "\n\n")
+		solveMD = "\n# Solving with the trained models\n\nEach training cell's model (EMA) solves every task with every method; rows are a method at one setting, entries mean ± std over the training seeds (one solve per trained model, seeded with its training seed); per-cell results in " + SolveCSV + ".\n" + md
+	}
+	ms = tms
 	b, err := trainCSV(exp, all, ms)
 	if err != nil {
 		return fmt.Errorf("experiment %q: results.csv: %w", exp.Name, err)
@@ -42,7 +83,7 @@ func writeTrainReports(exp *Experiment, all []cellData, ms []Metric, out string)
 	if err := atomicfile.WriteFile(filepath.Join(out, ResultsCSV), b); err != nil {
 		return err
 	}
-	plots, err := writePlots(exp, all, ms, out)
+	plots, err := writePlotsAs(exp, all, ms, out, "")
 	if err != nil {
 		return fmt.Errorf("experiment %q: plots: %w", exp.Name, err)
 	}
@@ -60,8 +101,12 @@ func writeTrainReports(exp *Experiment, all []cellData, ms []Metric, out string)
 		}
 		plots = append([]string{file}, plots...)
 	}
-	return atomicfile.WriteFile(filepath.Join(out, TableMD), []byte(trainTableMD(exp, all, ms, plots)))
+	return atomicfile.WriteFile(filepath.Join(out, TableMD), []byte(trainTableMD(exp, all, ms, plots)+solveMD))
 }
+
+// SolveCSV is the per-cell, per-image results file of the solve cells of a
+// training experiment.
+const SolveCSV = "solve.csv"
 
 func trainCSV(exp *Experiment, all []cellData, ms []Metric) ([]byte, error) {
 	var buf bytes.Buffer

@@ -148,16 +148,29 @@ func Layer(cell experiment.Cell) map[string]any {
 // cellConfig loads the cell's task preset and returns the config its task
 // and method settings resolve to on the checkpoint's, with the preset's
 // solver defaults for the method.
+//
+// A solve cell of a trained model (cell.Trained) starts from its training
+// cell's config instead (what the model's file will record), so that it
+// resolves alike before and after the training; n is then nil.
 func (r *Runner) cellConfig(cell experiment.Cell) (*config.Config, map[string]any, *net, error) {
-	n, err := r.net(cell.Checkpoint)
+	var base *config.Config
+	var n *net
+	var err error
+	if cell.Trained != nil {
+		if base, err = r.TrainConfig(*cell.Trained); err != nil {
+			return nil, nil, nil, err
+		}
+	} else {
+		if n, err = r.net(cell.Checkpoint); err != nil {
+			return nil, nil, nil, err
+		}
+		base = n.cfg
+	}
+	preset, err := task.LoadVariant(cell.Task.Name, r.TasksDir, task.Variant(*base))
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	preset, err := task.LoadVariant(cell.Task.Name, r.TasksDir, task.Variant(*n.cfg))
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cfg, err := config.LoadOnto(*n.cfg, config.Sources{Presets: []config.Preset{preset.Config}, Layers: []map[string]any{Layer(cell)}})
+	cfg, err := config.LoadOnto(*base, config.Sources{Presets: []config.Preset{preset.Config}, Layers: []map[string]any{Layer(cell)}})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("task %s, method %s: %w", cell.Task.Name, cell.Method.Name, err)
 	}
@@ -169,6 +182,11 @@ func (r *Runner) setup(cell experiment.Cell) (*pipeline.Setup, *net, error) {
 	cfg, defaults, n, err := r.cellConfig(cell)
 	if err != nil {
 		return nil, nil, err
+	}
+	if n == nil { // a trained model: there once its training cell ran
+		if n, err = r.net(cell.Checkpoint); err != nil {
+			return nil, nil, err
+		}
 	}
 	s, err := pipeline.New(cfg, n.den, n.sched, defaults, cell.Seed)
 	if err != nil {
@@ -248,7 +266,13 @@ func (r *Runner) ValidateCell(cell experiment.Cell) error {
 	if cell.Train != nil {
 		return r.validateTrainCell(cell)
 	}
-	if _, _, err := r.setup(cell); err != nil {
+	if cell.Trained != nil {
+		// The model does not exist before its training cell ran: check
+		// the settings only.
+		if _, _, _, err := r.cellConfig(cell); err != nil {
+			return err
+		}
+	} else if _, _, err := r.setup(cell); err != nil {
 		return err
 	}
 	if cell.Dataset.Name != "mnist-test" && cell.Dataset.Name != "mnist-train" {

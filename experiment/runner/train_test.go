@@ -13,7 +13,9 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/experiment"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/metrics"
+	"gorgonia.org/tensor"
 )
 
 // tinyTrainConfig is a 28-px UNet small enough to train a few steps in
@@ -241,6 +243,80 @@ func TestTrainCellIdentity(t *testing.T) {
 	for i, id := range ids(edited) {
 		if id == base[i] {
 			t.Errorf("base config's train.lr changed, cell %d kept ID %s", i, id)
+		}
+	}
+}
+
+// TestTrainCellsSolve: with tasks and methods beside the train section,
+// each trained model also solves them (a solve cell per training cell,
+// task, method and solver sweep value), after its training cell, in the
+// same shard; one run and two shards give the same results.csv and
+// solve.csv.
+func TestTrainCellsSolve(t *testing.T) {
+	dir := t.TempDir()
+	exp, r := trainSetup(t, dir)
+	exp.Dataset = experiment.Dataset{Name: "mnist-test", N: 2}
+	exp.Tasks = []experiment.Task{{Name: "sr4"}}
+	exp.Methods = []experiment.Method{{Name: "ddnm", Set: map[string]any{"steps": 4}}}
+	exp.Metrics = []string{"confident", "mse", "psnr", "ssim"}
+	if err := exp.AddSweep("solver.eta=0.5,1"); err != nil {
+		t.Fatal(err)
+	}
+	r.TasksDir = "../../configs/tasks"
+	r.Images = func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
+		rng := rand.New(rand.NewSource(int64(d.Offset)))
+		x := tensors.New(d.N, 1, 28, 28)
+		for i := range tensors.F32(x) {
+			tensors.F32(x)[i] = float32(2*rng.Float64() - 1)
+		}
+		return x, d.Offset, nil
+	}
+	cells, err := exp.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cells) != 2*(1+2) {
+		t.Fatalf("%d cells, want 2 training cells with 2 solve cells each", len(cells))
+	}
+	for i, c := range cells {
+		if err := r.ValidateCell(c); err != nil {
+			t.Errorf("cell %s: %v", c.ID, err)
+		}
+		if i%3 != 0 && (c.Trained == nil || c.Trained.ID != cells[i-i%3].ID || c.Seed != cells[i-i%3].Seed) {
+			t.Errorf("cell %d (%s) does not solve with the model of training cell %s", i, c.ID, cells[i-i%3].ID)
+		}
+	}
+	shards := experiment.Assign(cells, 2, r.CellCost)
+	for i, c := range cells {
+		if shards[c.ID] != shards[cells[i-i%3].ID] {
+			t.Errorf("cell %s is in shard %d, its training cell in %d", c.ID, shards[c.ID], shards[cells[i-i%3].ID])
+		}
+	}
+
+	full := filepath.Join(dir, "full")
+	if err := runTrain(t, exp, r, full, false, experiment.Shard{}); err != nil {
+		t.Fatal(err)
+	}
+	solve := readFile(t, filepath.Join(full, experiment.SolveCSV))
+	if n := strings.Count(solve, "\n"); n != 1+4*2 {
+		t.Errorf("solve.csv has %d lines, want a header and 4 cells × 2 images:\n%s", n, solve)
+	}
+	table := readFile(t, filepath.Join(full, experiment.TableMD))
+	t.Logf("table.md:\n%s", table)
+	for _, s := range []string{"# Solving with the trained models", "ddnm (eta=0.5, loss_weight=uniform)", "PSNR↑"} {
+		if !strings.Contains(table, s) {
+			t.Errorf("table.md lacks %q:\n%s", s, table)
+		}
+	}
+	sharded := filepath.Join(dir, "sharded")
+	for k := range 2 {
+		if err := runTrain(t, exp, r, sharded, true, experiment.Shard{Index: k, Count: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{experiment.ResultsCSV, experiment.SolveCSV} {
+		if got, want := readFile(t, filepath.Join(sharded, f)), readFile(t, filepath.Join(full, f)); got != want {
+			t.Errorf("two shards: %s\n%s\nwant (one run)\n%s", f, got, want)
 		}
 	}
 }
