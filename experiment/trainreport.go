@@ -324,7 +324,9 @@ func lossPlot(exp *Experiment, all []cellData, out string) ([]byte, error) {
 	p := plot.New()
 	p.Title.Text = exp.Name + ": training MSE (L_simple, mean over seeds)"
 	p.X.Label.Text = "step"
-	p.Y.Label.Text = "MSE"
+	p.Y.Label.Text = "MSE (log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
 	drawn := false
@@ -349,21 +351,24 @@ func lossPlot(exp *Experiment, all []cellData, out string) ([]byte, error) {
 		sort.Ints(steps)
 		xys := make(plotter.XYs, 0, len(steps))
 		for _, s := range steps {
-			if y := mean(sum[s]); !math.IsNaN(y) && !math.IsInf(y, 0) {
+			if y := mean(sum[s]); y > 0 && !math.IsInf(y, 0) {
 				xys = append(xys, plotter.XY{X: float64(s), Y: y})
 			}
 		}
 		if len(xys) == 0 {
 			continue
 		}
-		line, err := plotter.NewLine(xys)
+		line, points, err := plotter.NewLinePoints(xys)
 		if err != nil {
 			return nil, err
 		}
 		line.Color = plotutil.Color(i)
 		line.Dashes = plotutil.Dashes(i)
-		p.Add(line)
-		p.Legend.Add(l, line)
+		points.Color = plotutil.Color(i)
+		points.Shape = plotutil.Shape(i)
+		points.Radius = vg.Points(1.5)
+		p.Add(line, points)
+		p.Legend.Add(l, line, points)
 		drawn = true
 	}
 	if !drawn {
