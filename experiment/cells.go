@@ -72,6 +72,37 @@ type Cell struct {
 	// GridImages is how many leading images the runner should return in
 	// CellResult.Grid (0: none).
 	GridImages int
+	// Train, for a training cell (an experiment with a train section), is
+	// what it trains and how it evaluates the model; nil for a solve cell.
+	// A training cell has no dataset images (Dataset is zero) and its Task
+	// and Method are named "train".
+	Train *TrainCell
+	// Trained, for a solve cell of a training experiment (tasks and
+	// methods beside the train section), is the training cell whose
+	// exported model it solves with: its ID stands in the identity for the
+	// checkpoint's content, and Run sets Checkpoint to that cell's
+	// OUT/cells/ID/model.safetensors and runs it after the training cell.
+	Trained *Cell
+	// Dir is the cell's own folder, OUT/cells/ID, where a training cell
+	// trains (checkpoints, log.jsonl, model.safetensors); set by Run, not
+	// part of the identity.
+	Dir string
+}
+
+// Label names the cell in logs: task / method, or "train" for a training
+// cell; then its sweep values and seed.
+func (c Cell) Label() string {
+	var b strings.Builder
+	if c.Train != nil {
+		b.WriteString("train")
+	} else {
+		fmt.Fprintf(&b, "%s / %s", c.Task.Key(), c.Method.Key())
+	}
+	if len(c.Sweep) > 0 {
+		fmt.Fprintf(&b, " / %s", c.SweepLabel())
+	}
+	fmt.Fprintf(&b, " / seed %d", c.Seed)
+	return b.String()
 }
 
 // SweepLabel renders the cell's sweep values as "k=v, k=v" (empty without
@@ -100,7 +131,23 @@ func (e *Experiment) Cells() ([]Cell, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	keys := e.SweepKeys()
+	points := e.sweepPoints(e.SweepKeys())
+	if e.Train != nil {
+		return e.trainCells()
+	}
+	digest, err := FileSHA256(e.Checkpoint)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("experiment %q: checkpoint: %w", e.Name, err)
+	}
+	return e.solveCells(points, nil, digest, nil)
+}
+
+// sweepPoints expands the sweep axes keys (in order) into their cartesian
+// product, last key fastest.
+func (e *Experiment) sweepPoints(keys []string) [][]SweepValue {
 	points := [][]SweepValue{nil}
 	for _, k := range keys {
 		var next [][]SweepValue
@@ -112,21 +159,27 @@ func (e *Experiment) Cells() ([]Cell, error) {
 		}
 		points = next
 	}
-	digest, err := FileSHA256(e.Checkpoint)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil
+	return points
+}
+
+// solveCells expands tasks × methods × points × seeds (appending to
+// cells); with trained, the one training cell's seed instead of the seeds,
+// and that cell's sweep values joined to each point's (in SweepKeys order).
+func (e *Experiment) solveCells(points [][]SweepValue, trained *Cell, digest string, cells []Cell) ([]Cell, error) {
+	seeds := e.Seeds
+	if trained != nil {
+		seeds = []int64{trained.Seed}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("experiment %q: checkpoint: %w", e.Name, err)
-	}
-	var cells []Cell
 	for _, t := range e.Tasks {
 		for _, m := range e.Methods {
 			if e.excluded(t, m) {
 				continue
 			}
 			for _, p := range points {
-				for _, seed := range e.Seeds {
+				if trained != nil {
+					p = mergeSweep(trained.Sweep, p)
+				}
+				for _, seed := range seeds {
 					c := Cell{
 						Index:            len(cells),
 						Checkpoint:       e.Checkpoint,
@@ -140,12 +193,16 @@ func (e *Experiment) Cells() ([]Cell, error) {
 						Engine:           e.RunEngine,
 						Metrics:          append([]string(nil), e.Metrics...),
 						GridImages:       min(e.GridImages(), e.Dataset.N),
+						Trained:          trained,
+					}
+					if trained != nil {
+						c.Checkpoint, c.Metrics = "", solveMetrics(e.Metrics)
 					}
 					for _, sv := range p {
 						prefix, key, _ := strings.Cut(sv.Key, ".")
 						if prefix == "task" {
 							c.Task.Set[key] = sv.Value
-						} else {
+						} else if prefix == "solver" {
 							c.Method.Set[key] = sv.Value
 						}
 					}
@@ -164,6 +221,13 @@ func (e *Experiment) Cells() ([]Cell, error) {
 		}
 	}
 	return cells, nil
+}
+
+// mergeSweep joins two cells' sweep values in sorted key order.
+func mergeSweep(a, b []SweepValue) []SweepValue {
+	r := append(append([]SweepValue(nil), a...), b...)
+	sort.SliceStable(r, func(i, j int) bool { return r[i].Key < r[j].Key })
+	return r
 }
 
 func cloneSet(m map[string]any) map[string]any {
@@ -222,7 +286,9 @@ func legacyID(c Cell) string {
 
 // writeIdentity writes the settings versions 1 to 3 share.
 func writeIdentity(b *strings.Builder, c Cell) {
-	if c.CheckpointSHA256 != "" {
+	if c.Trained != nil {
+		fmt.Fprintf(b, "trained=%s\n", c.Trained.ID)
+	} else if c.CheckpointSHA256 != "" {
 		fmt.Fprintf(b, "checkpoint_sha256=%s\n", c.CheckpointSHA256)
 	} else {
 		fmt.Fprintf(b, "checkpoint=%q\n", c.Checkpoint)

@@ -30,8 +30,17 @@ type errPoints struct {
 // bars. Numeric values are placed by value (on a log axis when positive
 // and spanning a factor ≥ 20), other values evenly in file order.
 func writePlots(exp *Experiment, all []cellData, ms []Metric, out string) ([]string, error) {
+	return writePlotsAs(exp, all, ms, out, "")
+}
+
+// writePlotsAs is writePlots into plots/PREFIX+KEY.png, for the sweep keys
+// the cells vary.
+func writePlotsAs(exp *Experiment, all []cellData, ms []Metric, out, prefix string) ([]string, error) {
 	var files []string
 	for _, key := range exp.SweepKeys() {
+		if !anySweeps(all, key) {
+			continue
+		}
 		b, err := sweepPlot(exp, all, ms, key)
 		if err != nil {
 			return nil, fmt.Errorf("sweep %s: %w", key, err)
@@ -39,13 +48,25 @@ func writePlots(exp *Experiment, all []cellData, ms []Metric, out string) ([]str
 		if err := os.MkdirAll(filepath.Join(out, PlotsDir), 0o755); err != nil {
 			return nil, err
 		}
-		file := filepath.Join(PlotsDir, slug(key)+".png")
+		file := filepath.Join(PlotsDir, prefix+slug(key)+".png")
 		if err := atomicfile.WriteFile(filepath.Join(out, file), b); err != nil {
 			return nil, err
 		}
 		files = append(files, file)
 	}
 	return files, nil
+}
+
+// anySweeps reports whether any cell has a value of the sweep key.
+func anySweeps(all []cellData, key string) bool {
+	for _, d := range all {
+		for _, sv := range d.Sweep {
+			if sv.Key == key {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func sweepPlot(exp *Experiment, all []cellData, ms []Metric, key string) ([]byte, error) {
@@ -103,6 +124,9 @@ func sweepPlot(exp *Experiment, all []cellData, ms []Metric, key string) ([]byte
 				}
 			}
 			label := d.Task.Key() + " · " + d.Method.Key()
+			if d.Train != nil {
+				label = "training"
+			}
 			if len(others) > 0 {
 				label += " (" + strings.Join(others, ", ") + ")"
 			}

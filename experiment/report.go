@@ -84,6 +84,9 @@ func WriteReports(exp *Experiment, out string) error {
 	for i, name := range exp.Metrics {
 		ms[i], _ = LookupMetric(name)
 	}
+	if exp.Train != nil {
+		return writeTrainReports(exp, all, ms, out)
+	}
 	b, err := resultsCSV(exp, all, ms)
 	if err != nil {
 		return fmt.Errorf("experiment %q: results.csv: %w", exp.Name, err)

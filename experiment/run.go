@@ -229,6 +229,20 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				bar.Status("%s %d/%d", c.ID, d, t)
 				bar.Set(i)
 			}
+			if c.Trained != nil {
+				// It solves with its training cell's model, which must be
+				// there (run before it, or by another process).
+				if _, err := loadResult(cdir, *c.Trained); err != nil {
+					if mine == nil {
+						bar.Finish()
+						return fmt.Errorf("experiment %q: cell %s (%s): its training cell %s has no result: %w", exp.Name, c.ID, c.Label(), c.Trained.ID, err)
+					}
+					fmt.Fprintf(logw, "%scell %s: its training cell %s is not done yet (another process holds it): skipped\n", clearLine(logw), c.ID, c.Trained.ID)
+					bar.Set(i + 1)
+					continue
+				}
+				c.Checkpoint = filepath.Join(cdir, c.Trained.ID, TrainModel)
+			}
 			var cl *claim
 			if mine != nil {
 				var err error
@@ -247,6 +261,11 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 					continue
 				}
 			}
+			if c.Train != nil {
+				// A training cell trains in its own folder, which a
+				// resumed or re-sharded run continues from.
+				c.Dir = filepath.Join(cdir, c.ID)
+			}
 			start := time.Now()
 			res, err := runner.RunCell(ctx, c, prog)
 			wall := time.Since(start).Seconds()
@@ -263,7 +282,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			}
 			if err != nil {
 				bar.Finish()
-				return fmt.Errorf("experiment %q: cell %s (task %s, method %s%s, seed %d): %w", exp.Name, c.ID, c.Task.Key(), c.Method.Key(), sweepSuffix(c), c.Seed, err)
+				return fmt.Errorf("experiment %q: cell %s (%s): %w", exp.Name, c.ID, c.Label(), err)
 			}
 			fmt.Fprintf(logw, "%s%s\n", clearLine(logw), summary(c, res, wall))
 			bar.Status("")
@@ -347,11 +366,7 @@ func checkResult(c Cell, res *CellResult, wall float64) error {
 // summary is the line logged per finished cell.
 func summary(c Cell, res *CellResult, wall float64) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "cell %s [%s / %s", c.ID, c.Task.Key(), c.Method.Key())
-	if len(c.Sweep) > 0 {
-		fmt.Fprintf(&b, " / %s", c.SweepLabel())
-	}
-	fmt.Fprintf(&b, " / seed %d]", c.Seed)
+	fmt.Fprintf(&b, "cell %s [%s]", c.ID, c.Label())
 	for _, name := range c.Metrics {
 		m, _ := LookupMetric(name)
 		var v float64

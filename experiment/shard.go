@@ -48,20 +48,32 @@ type CellCoster interface {
 // Assign returns the shard (0..n−1) of each unique cell ID: the cells in
 // order of decreasing cost (ties by ID) go each to the shard with the least
 // total so far (ties to the lowest index), the longest-processing-time rule.
-// It depends only on the cells' IDs and costs, so every shard agrees.
+// A training cell and the solve cells of its model (Cell.Trained) go
+// together, as one unit of their summed cost. It depends only on the
+// cells' IDs and costs, so every shard agrees.
 func Assign(cells []Cell, n int, cost func(Cell) float64) map[string]int {
 	uniq := map[string]Cell{}
 	for _, c := range cells {
 		uniq[c.ID] = c
 	}
-	ids := make([]string, 0, len(uniq))
-	costs := map[string]float64{}
-	for id, c := range uniq {
-		ids = append(ids, id)
-		costs[id] = 1
-		if cost != nil {
-			costs[id] = cost(c)
+	// Units: a cell's own ID, or its training cell's.
+	unit := func(c Cell) string {
+		if c.Trained != nil {
+			return c.Trained.ID
 		}
+		return c.ID
+	}
+	costs := map[string]float64{}
+	for _, c := range uniq {
+		k := 1.0
+		if cost != nil {
+			k = cost(c)
+		}
+		costs[unit(c)] += k
+	}
+	ids := make([]string, 0, len(costs))
+	for id := range costs {
+		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(a, b int) bool {
 		if costs[ids[a]] != costs[ids[b]] {
@@ -80,6 +92,9 @@ func Assign(cells []Cell, n int, cost func(Cell) float64) map[string]int {
 		}
 		out[id] = best
 		load[best] += costs[id]
+	}
+	for id, c := range uniq {
+		out[id] = out[unit(c)]
 	}
 	return out
 }

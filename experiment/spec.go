@@ -29,6 +29,37 @@
 //	exclude: [{task: Motion, method: DDRM}]  # optional (task, method) pairs
 //	best_of: psnr                    # optional: also per image the best seed
 //
+// A training experiment (issue 21) has a train section instead of a
+// checkpoint: each cell trains a model and evaluates it.
+//
+//	name: ablate-loss-weight-mnist
+//	train:
+//	  config: configs/mnist.yaml     # required: the base config file
+//	  steps: 1500                    # required: train.steps of every cell
+//	  set: {train.batch_size: 64}    # optional config keys (train.*, diffusion.*, model.*, data.*)
+//	  eval: {n: 1000, sampler: ddim, steps: 50, seed: 1}  # the defaults
+//	sweep:
+//	  train.loss_weight: [uniform, min_snr, p2]  # config keys, cartesian product
+//	seeds: [0, 1]                    # each cell's train.seed
+//	metrics: [fid, kid, confident, class_min, class_max, mse]
+//	precision: auto
+//	output: experiments/results/ablate-loss-weight-mnist
+//
+// A training cell (Cell.Train) trains in its own folder OUT/cells/ID
+// (checkpoints, log.jsonl, loss.png, the EMA model.safetensors), resuming
+// from the latest checkpoint there, and the CellRunner scores its model's
+// samples; its ID hashes the config keys it sets, the settings they and the
+// base config resolve to (the Resolver's), the evaluation protocol, seed
+// and precision. Its reports are one row per setting (sweep point) with the
+// metrics as columns, plots/loss.png (the loss curves) and one plot per
+// sweep key. With dataset, tasks and methods beside the train section,
+// each training cell is followed by the solve cells of its model (Cell.
+// Trained; solver./task. sweep axes apply to them, the training seed seeds
+// them), reported in solve.csv, the grids, plots/solve-KEY.png and at the
+// end of table.md. --set addresses train.config, train.steps,
+// train.eval.{n,sampler,steps,seed} and any other config key into
+// train.set; --sweep any config key.
+//
 // Each cell has an ID (Cell.ID, identity version 3) hashing everything
 // that determines its result, including the settings its task preset
 // resolves to (Experiment.Resolver); a result is reused by a resumed run
@@ -103,6 +134,10 @@ type Experiment struct {
 	// scored best on it (the DPS paper's "best of 4" for phase retrieval).
 	// Needs ≥ 2 seeds and the metric among Metrics; empty: off.
 	BestOf string `yaml:"best_of"`
+	// Train, when set, makes every cell a training cell (see TrainSpec):
+	// sweep axes then address config keys and tasks and methods are left
+	// out.
+	Train *TrainSpec `yaml:"train"`
 	// Resolver, set by the caller that knows what tasks and methods mean
 	// (experiment/runner: the task presets and solver defaults), returns the
 	// settings a cell resolves to as "key: value" lines; Cells puts them in
@@ -221,15 +256,28 @@ type Metric struct {
 	HigherBetter bool
 	// Format is the fmt verb for table values.
 	Format string
+	// Train marks the metrics training cells compute (fid and kid are
+	// also solve cells').
+	Train bool
+	// NoSolve marks the metrics of training cells only.
+	NoSolve bool
 }
 
 var metrics = []Metric{
 	{Name: "psnr", Title: "PSNR↑", HigherBetter: true, Format: "%.2f"},
 	{Name: "ssim", Title: "SSIM↑", HigherBetter: true, Format: "%.3f"},
 	{Name: "consistency", Title: "‖y−A(x̂)‖↓", Format: "%.4f"},
-	{Name: "fid", Title: "FID↓", PerCell: true, Format: "%.2f"},
-	{Name: "kid", Title: "KID↓", PerCell: true, Format: "%.4f"},
+	{Name: "fid", Title: "FID↓", PerCell: true, Format: "%.2f", Train: true},
+	{Name: "kid", Title: "KID↓", PerCell: true, Format: "%.4f", Train: true},
 	{Name: "seconds", Title: "s/img↓", Format: "%.2f"},
+	// Training cells: the share of samples the classifier labels with
+	// confidence ≥ 0.9, the smallest and largest class share (%), and the
+	// training MSE (L_simple, whatever the loss weighting: mean of the last
+	// tenth of the logged values).
+	{Name: "confident", Title: "confident↑", PerCell: true, HigherBetter: true, Format: "%.3f", Train: true, NoSolve: true},
+	{Name: "class_min", Title: "min class %↑", PerCell: true, HigherBetter: true, Format: "%.1f", Train: true, NoSolve: true},
+	{Name: "class_max", Title: "max class %↓", PerCell: true, Format: "%.1f", Train: true, NoSolve: true},
+	{Name: "mse", Title: "train MSE↓", PerCell: true, Format: "%.4f", Train: true, NoSolve: true},
 }
 
 // MetricNames lists the known metric names, in report order.
@@ -328,6 +376,11 @@ func (e *Experiment) normalize() error {
 	}
 	for i := range e.Methods {
 		if err := normalizeMap(fmt.Sprintf("methods[%d] (%s).set", i, e.Methods[i].Key()), e.Methods[i].Set); err != nil {
+			return err
+		}
+	}
+	if e.Train != nil {
+		if err := normalizeMap("train.set", e.Train.Set); err != nil {
 			return err
 		}
 	}
@@ -497,6 +550,9 @@ func (e *Experiment) Set(kv string) error {
 		e.Metrics = ms
 		return nil
 	}
+	if e.Train != nil && isTrainKey(k) {
+		return e.setTrain(k, raw)
+	}
 	switch {
 	case strings.HasPrefix(k, "task.") || strings.HasPrefix(k, "solver."):
 		prefix, key, _ := strings.Cut(k, ".")
@@ -601,7 +657,7 @@ func (e *Experiment) AddSweep(spec string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkSweepKey(k); err != nil {
+	if err := e.checkSweepKey(k); err != nil {
 		return fmt.Errorf("--sweep %s: %w", k, err)
 	}
 	var vals []any
@@ -619,9 +675,18 @@ func (e *Experiment) AddSweep(spec string) error {
 	return nil
 }
 
-func checkSweepKey(k string) error {
+func (e *Experiment) checkSweepKey(k string) error {
+	if e.Train != nil && isTrainKey(k) {
+		return nil
+	}
+	if e.Train != nil && len(e.Tasks) == 0 {
+		return fmt.Errorf("sweep key %q, want a config key of a training experiment: train.K, diffusion.K, model.K or data.K", k)
+	}
 	p, rest, _ := strings.Cut(k, ".")
 	if (p != "solver" && p != "task") || rest == "" {
+		if e.Train != nil {
+			return fmt.Errorf("sweep key %q, want train.K, diffusion.K, model.K, data.K, solver.K or task.K", k)
+		}
 		return fmt.Errorf("sweep key %q, want solver.KEY or task.KEY", k)
 	}
 	return nil
@@ -663,20 +728,10 @@ func (e *Experiment) Validate() error {
 	if strings.TrimSpace(e.Name) == "" {
 		add("name: empty, want the experiment's name")
 	}
-	if e.Dataset.Name == "" {
-		add("dataset.name: empty, want a dataset split such as mnist-test")
-	}
-	if e.Dataset.N <= 0 {
-		add("dataset.n: %d, want ≥ 1 images", e.Dataset.N)
-	}
-	if e.Dataset.Offset < 0 {
-		add("dataset.offset: %d, want ≥ 0", e.Dataset.Offset)
-	}
-	if len(e.Tasks) == 0 {
-		add("tasks: empty, want at least one task")
-	}
-	if len(e.Methods) == 0 {
-		add("methods: empty, want at least one method")
+	if e.Train != nil {
+		e.validateTrain(add)
+	} else {
+		e.validateSolve(add)
 	}
 	if len(e.Seeds) == 0 {
 		add("seeds: empty, want at least one seed")
@@ -713,8 +768,12 @@ func (e *Experiment) Validate() error {
 	}
 	seen = map[string]bool{}
 	for _, m := range e.Metrics {
-		if _, err := LookupMetric(m); err != nil {
+		if mm, err := LookupMetric(m); err != nil {
 			add("metrics: %v", err)
+		} else if e.Train != nil && len(e.Tasks) == 0 && !mm.Train {
+			add("metrics: %q is a metric of solve cells, want those of training cells (fid, kid, confident, class_min, class_max, mse) or tasks and methods to solve", m)
+		} else if e.Train == nil && mm.NoSolve {
+			add("metrics: %q is a metric of training cells (a train section)", m)
 		}
 		if seen[m] {
 			add("metrics: duplicate %q", m)
@@ -722,7 +781,7 @@ func (e *Experiment) Validate() error {
 		seen[m] = true
 	}
 	for _, k := range e.SweepKeys() {
-		if err := checkSweepKey(k); err != nil {
+		if err := e.checkSweepKey(k); err != nil {
 			add("sweep: %v", err)
 		}
 		vs := e.Sweep[k]
@@ -766,6 +825,26 @@ func (e *Experiment) Validate() error {
 		return fmt.Errorf("experiment %q: %w", e.Name, errors.Join(errs...))
 	}
 	return nil
+}
+
+// validateSolve checks what solve cells need: the dataset, tasks and
+// methods.
+func (e *Experiment) validateSolve(add func(string, ...any)) {
+	if e.Dataset.Name == "" {
+		add("dataset.name: empty, want a dataset split such as mnist-test")
+	}
+	if e.Dataset.N <= 0 {
+		add("dataset.n: %d, want ≥ 1 images", e.Dataset.N)
+	}
+	if e.Dataset.Offset < 0 {
+		add("dataset.offset: %d, want ≥ 0", e.Dataset.Offset)
+	}
+	if len(e.Tasks) == 0 {
+		add("tasks: empty, want at least one task")
+	}
+	if len(e.Methods) == 0 {
+		add("methods: empty, want at least one method")
+	}
 }
 
 // canonical renders a scalar so that equal settings compare equal: every

@@ -82,6 +82,14 @@ type storedSweep struct {
 }
 
 // stored is the cells/ID.json format.
+// storedTrain records a training cell's settings (for the reader: the ID
+// covers them).
+type storedTrain struct {
+	Config string         `json:"config"`
+	Set    map[string]any `json:"set"`
+	Eval   TrainEval      `json:"eval"`
+}
+
 type stored struct {
 	Version          int               `json:"version"`
 	ID               string            `json:"id"`
@@ -93,6 +101,7 @@ type stored struct {
 	Sweep            []storedSweep     `json:"sweep,omitempty"`
 	Seed             int64             `json:"seed"`
 	Resolved         []string          `json:"resolved,omitempty"`
+	Train            *storedTrain      `json:"train,omitempty"`
 	WallSeconds      float64           `json:"wall_seconds"`
 	Images           []storedImage     `json:"images"`
 	CellMetrics      map[string]jfloat `json:"cell_metrics,omitempty"`
@@ -110,6 +119,9 @@ func saveResult(cdir string, c Cell, res *CellResult, wall float64) error {
 		Seed:        c.Seed,
 		Resolved:    c.Resolved,
 		WallSeconds: wall,
+	}
+	if t := c.Train; t != nil {
+		s.Train = &storedTrain{Config: t.Config, Set: t.Set, Eval: t.Eval}
 	}
 	for _, sv := range c.Sweep {
 		s.Sweep = append(s.Sweep, storedSweep{Key: sv.Key, Value: sv.Value})

@@ -17,6 +17,7 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/eval"
 	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/metrics"
 )
@@ -260,12 +261,12 @@ func evalFaces(cmd *cobra.Command, net diffusion.Denoiser, cfg *config.Config, c
 	if err != nil {
 		return err
 	}
-	opts, err := samplerOptions(cfg)
+	opts, err := eval.SamplerOptions(cfg)
 	if err != nil {
 		return err
 	}
 	bar := progress.New(cmd.ErrOrStderr(), "eval "+s.Sampler, s.NumSamples*sched.Len(), progress.WithUnit("step"))
-	all, err := drawSamples(cfg, den, sched, opts, func(done int) { bar.Set(done) })
+	all, err := eval.Draw(cfg, den, sched, opts, func(done int) { bar.Set(done) })
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
+	"github.com/diffinv/diffinv/eval"
 	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/metrics"
 )
@@ -228,11 +228,6 @@ func commandLine(cmd *cobra.Command) string {
 	return strings.Join(parts, " ")
 }
 
-// evalProtocol is the quality gate's sampling protocol, the preset layer of
-// eval samples: above the checkpoint's run config, below --config,
-// DIFFINV_*, --set and the flags given.
-var evalProtocol = config.Preset{Name: "eval samples protocol", YAML: []byte("sample:\n  sampler: ddim\n  steps: 50\n  num_samples: 1000\n  seed: 1\n")}
-
 func newEvalCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "eval", Short: "Evaluate a model"}
 	var cf configFlags
@@ -266,7 +261,7 @@ The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The quality gate's protocol is a preset over the checkpoint's
 			// run config; the flags given are the top layer.
-			cf.presets = []config.Preset{evalProtocol}
+			cf.presets = []config.Preset{eval.Protocol}
 			cf.applyFlags(cmd)
 			if err := prec.set(&cf); err != nil {
 				return err
@@ -304,24 +299,12 @@ The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 				return err
 			}
 			s := cfg.Sample
-			sched, den, err := schedule(cfg.Diffusion, s.Steps, netDen)
-			if err != nil {
-				return err
-			}
-			opts, err := samplerOptions(cfg)
-			if err != nil {
-				return err
-			}
-			bar := progress.New(cmd.ErrOrStderr(), "eval "+s.Sampler, s.NumSamples*sched.Len(), progress.WithUnit("step"))
-			all, err := drawSamples(cfg, den, sched, opts, func(done int) { bar.Set(done) })
+			bar := progress.New(cmd.ErrOrStderr(), "eval "+s.Sampler, eval.Steps(cfg), progress.WithUnit("step"))
+			rep, err := eval.Samples(cfg, netDen, c, ref, func(done int) { bar.Set(done) })
 			if err != nil {
 				return err
 			}
 			bar.Finish()
-			rep, err := metrics.NewSampleReport(c, all, ref, metrics.KIDOptions{Subsets: 100, SubsetSize: 1000}, rand.New(rand.NewSource(s.Seed)))
-			if err != nil {
-				return err
-			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "%s, %d steps, %d samples vs %d test images\n%s\n", s.Sampler, s.Steps, s.NumSamples, test.Len(), rep)
 			// The quality gate: FID within 3× that of real digits at the

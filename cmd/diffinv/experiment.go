@@ -62,6 +62,10 @@ between the cell's reconstructions and the whole MNIST test set.`,
 					if done[c.ID] {
 						state = "done"
 					}
+					if c.Train != nil {
+						fmt.Fprintf(w, "%s\ttrain\t%s\tseed %d\t%s\n", c.ID, c.SweepLabel(), c.Seed, state)
+						continue
+					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\tseed %d\t%s\n", c.ID, c.Task.Key(), c.Method.Key(), c.SweepLabel(), c.Seed, state)
 				}
 				dir := ef.out
@@ -143,7 +147,7 @@ type experimentFlags struct {
 func (ef *experimentFlags) add(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringArrayVar(&ef.sets, "set", nil, "override a key of the experiment file, e.g. dataset.n=4 or solver.scale=0.5 (repeatable)")
-	f.StringArrayVar(&ef.sweeps, "sweep", nil, "add a sweep axis, key=v1,v2,... (solver.K or task.K)")
+	f.StringArrayVar(&ef.sweeps, "sweep", nil, "add a sweep axis, key=v1,v2,... (solver.K or task.K; in a training experiment train.K, diffusion.K, model.K or data.K)")
 	f.StringVar(&ef.out, "out", "", "output folder (default: the file's output; for sharded runs on a file system every node sees)")
 	f.StringVar(&ef.tasksDir, "tasks", task.DefaultDir, "folder of task presets")
 	f.StringVar(&ef.classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
@@ -215,6 +219,8 @@ func (ef *experimentFlags) runner(log io.Writer) (*runner.Runner, error) {
 		Network: func(p *prior.Prior) (diffusion.Denoiser, error) {
 			return ef.eng.denoiser(p.Path, p.Net, p.Config, &ef.prec, log)
 		},
+		// A training cell's progress bar.
+		TrainProgress: log,
 		Images: func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
 			src := imageSource{dataset: d.Name, n: d.N, offset: d.Offset}
 			return src.load(cfg)

@@ -10,9 +10,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/checkpoint"
-	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
-	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/eval"
 	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/internal/sysmem"
 	"github.com/diffinv/diffinv/internal/tensors"
@@ -78,7 +77,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 			if err != nil {
 				return err
 			}
-			opts, err := samplerOptions(cfg)
+			opts, err := eval.SamplerOptions(cfg)
 			if err != nil {
 				return err
 			}
@@ -86,7 +85,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 				return err
 			}
 			bar := progress.New(cmd.ErrOrStderr(), "sample "+s.Sampler, s.NumSamples*sched.Len(), progress.WithUnit("step"))
-			all, err := drawSamples(cfg, den, sched, opts, func(done int) { bar.Set(done) })
+			all, err := eval.Draw(cfg, den, sched, opts, func(done int) { bar.Set(done) })
 			if err != nil {
 				return err
 			}
@@ -122,34 +121,6 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 	return cmd
 }
 
-// samplerOptions maps the config's sample and diffusion sections onto the
-// samplers' option structs.
-func samplerOptions(cfg *config.Config) (sample.Options, error) {
-	s := cfg.Sample
-	o := sample.DefaultOptions()
-	o.DDPM.Variance = cfg.Diffusion.Variance
-	o.DDPM.ClipX0 = s.ClipX0
-	o.DDIM.Eta = s.Eta
-	o.DDIM.ClipX0 = s.ClipX0
-	o.EM.Denoise = s.Denoise
-	o.PC.Predictor = s.Predictor
-	o.PC.Corrector = s.Corrector
-	o.PC.SNR = s.SNR
-	o.PC.CorrectorSteps = s.CorrectorSteps
-	o.PC.Denoise = s.Denoise
-	o.ALD.StepSize = s.LangevinStepSize
-	o.ALD.StepsPerLevel = s.LangevinSteps
-	o.ALD.Denoise = s.Denoise
-	o.ODE.Method = s.ODEMethod
-	o.ODE.Denoise = s.Denoise
-	for name, err := range map[string]error{"ddpm": o.DDPM.Validate(), "ddim": o.DDIM.Validate(), "pc": o.PC.Validate(), "ald": o.ALD.Validate(), "ode": o.ODE.Validate()} {
-		if err != nil && name == s.Sampler {
-			return o, err
-		}
-	}
-	return o, nil
-}
-
 // checkFinite reports NaN or Inf values, which a diverging sampler makes.
 func checkFinite(t *tensor.Dense) error {
 	for i, v := range tensors.F32(t) {
@@ -158,38 +129,6 @@ func checkFinite(t *tensor.Dense) error {
 		}
 	}
 	return nil
-}
-
-// drawSamples draws cfg.Sample.NumSamples samples in batches of
-// cfg.Sample.BatchSize with the configured sampler. Sample k has its own
-// random stream, diffusion.ImageRNGs(cfg.Sample.Seed, k, 1): its x_T is
-// drawn from it first, then the sampler's noise, so sample k is the same
-// whatever the batch size. progress gets the sampler steps done over all
-// batches (of NumSamples × sched.Len()).
-func drawSamples(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule, opts sample.Options, progress func(done int)) (*tensor.Dense, error) {
-	s := cfg.Sample
-	c, size := cfg.Model.InChannels, cfg.Model.ImageSize
-	d := c * size * size
-	all := tensors.New(s.NumSamples, c, size, size)
-	for done := 0; done < s.NumSamples; {
-		b := min(s.BatchSize, s.NumSamples-done)
-		rngs := diffusion.ImageRNGs(s.Seed, done, b)
-		xT := tensors.New(b, c, size, size)
-		for k, r := range rngs {
-			copy(tensors.F32(xT)[k*d:], tensors.F32(tensors.Randn(r, 1, c, size, size)))
-		}
-		base := done * sched.Len()
-		x, err := sample.Run(s.Sampler, den, xT, sched, opts, rngs, func(st diffusion.Step) {
-			progress(base + st.Step*b)
-		})
-		if err != nil {
-			return nil, err
-		}
-		copy(tensors.F32(all)[done*d:], tensors.F32(x))
-		done += b
-		progress(done * sched.Len())
-	}
-	return all, nil
 }
 
 // rawSamplesPath is where sample writes the raw samples of the grid out.

@@ -16,6 +16,7 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/eval"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/sample"
@@ -156,11 +157,11 @@ func TestDrawSamplesBatchSize(t *testing.T) {
 			cfg.Sample.Sampler, cfg.Sample.NumSamples, cfg.Sample.BatchSize, cfg.Sample.Seed = sampler, 5, batch, seed
 			cfg.Sample.Eta = 0.5 // DDIM draws noise
 			cfg.Sample.LangevinSteps = 2
-			opts, err := samplerOptions(&cfg)
+			opts, err := eval.SamplerOptions(&cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			x, err := drawSamples(&cfg, den, sched, opts, func(int) {})
+			x, err := eval.Draw(&cfg, den, sched, opts, func(int) {})
 			if err != nil {
 				t.Fatalf("%s: %v", sampler, err)
 			}

@@ -20,6 +20,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand"
 	"os"
@@ -63,11 +64,26 @@ type Runner struct {
 	// Images returns the cell's ground-truth images (N×C×H×W in [−1, 1])
 	// for the network's config, and the dataset index of the first.
 	Images func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error)
+	// TrainProgress receives a training cell's progress bar (nil: none).
+	TrainProgress io.Writer
+	// TrainData, when set, returns the data a training cell trains on
+	// (nil: train.Run loads the config's data section).
+	TrainData func(cfg *config.Config) (*data.Dataset, error)
+	// EvalReference, when set, returns the classifier and reference set a
+	// training cell is evaluated against (nil: Classifier and the MNIST
+	// test set of the config's data.dir).
+	EvalReference func(cfg *config.Config) (*metrics.Classifier, *metrics.Reference, error)
 
 	mu         sync.Mutex
 	nets       map[string]*net
 	classifier *metrics.Classifier
 	ref        *mat.Dense
+	// a training cell's evaluation classifier and reference, cached
+	evalClassifier *metrics.Classifier
+	reference      *metrics.Reference
+	// stopAt > 0 stops every training cell after that step with an error,
+	// as a kill would (tests).
+	stopAt int
 }
 
 // net is an opened checkpoint with its schedule and ε-denoiser.
@@ -132,16 +148,29 @@ func Layer(cell experiment.Cell) map[string]any {
 // cellConfig loads the cell's task preset and returns the config its task
 // and method settings resolve to on the checkpoint's, with the preset's
 // solver defaults for the method.
+//
+// A solve cell of a trained model (cell.Trained) starts from its training
+// cell's config instead (what the model's file will record), so that it
+// resolves alike before and after the training; n is then nil.
 func (r *Runner) cellConfig(cell experiment.Cell) (*config.Config, map[string]any, *net, error) {
-	n, err := r.net(cell.Checkpoint)
+	var base *config.Config
+	var n *net
+	var err error
+	if cell.Trained != nil {
+		if base, err = r.TrainConfig(*cell.Trained); err != nil {
+			return nil, nil, nil, err
+		}
+	} else {
+		if n, err = r.net(cell.Checkpoint); err != nil {
+			return nil, nil, nil, err
+		}
+		base = n.cfg
+	}
+	preset, err := task.LoadVariant(cell.Task.Name, r.TasksDir, task.Variant(*base))
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	preset, err := task.LoadVariant(cell.Task.Name, r.TasksDir, task.Variant(*n.cfg))
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cfg, err := config.LoadOnto(*n.cfg, config.Sources{Presets: []config.Preset{preset.Config}, Layers: []map[string]any{Layer(cell)}})
+	cfg, err := config.LoadOnto(*base, config.Sources{Presets: []config.Preset{preset.Config}, Layers: []map[string]any{Layer(cell)}})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("task %s, method %s: %w", cell.Task.Name, cell.Method.Name, err)
 	}
@@ -153,6 +182,11 @@ func (r *Runner) setup(cell experiment.Cell) (*pipeline.Setup, *net, error) {
 	cfg, defaults, n, err := r.cellConfig(cell)
 	if err != nil {
 		return nil, nil, err
+	}
+	if n == nil { // a trained model: there once its training cell ran
+		if n, err = r.net(cell.Checkpoint); err != nil {
+			return nil, nil, err
+		}
 	}
 	s, err := pipeline.New(cfg, n.den, n.sched, defaults, cell.Seed)
 	if err != nil {
@@ -173,6 +207,13 @@ func (r *Runner) setup(cell experiment.Cell) (*pipeline.Setup, *net, error) {
 func (r *Runner) ResolveCell(cell experiment.Cell) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if cell.Train != nil {
+		cfg, err := r.TrainConfig(cell)
+		if err != nil {
+			return nil, err
+		}
+		return ResolvedTraining(cfg), nil
+	}
 	cfg, defaults, _, err := r.cellConfig(cell)
 	if err != nil {
 		return nil, err
@@ -222,7 +263,16 @@ func ResolvedSettings(cfg *config.Config, taskDefaults map[string]any) []string 
 func (r *Runner) ValidateCell(cell experiment.Cell) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, _, err := r.setup(cell); err != nil {
+	if cell.Train != nil {
+		return r.validateTrainCell(cell)
+	}
+	if cell.Trained != nil {
+		// The model does not exist before its training cell ran: check
+		// the settings only.
+		if _, _, _, err := r.cellConfig(cell); err != nil {
+			return err
+		}
+	} else if _, _, err := r.setup(cell); err != nil {
 		return err
 	}
 	kind, _, err := data.ParseSplitName(cell.Dataset.Name)
@@ -246,6 +296,9 @@ func (r *Runner) ValidateCell(cell experiment.Cell) error {
 func (r *Runner) RunCell(ctx context.Context, cell experiment.Cell, progress func(done, total int)) (*experiment.CellResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if cell.Train != nil {
+		return r.runTrainCell(ctx, cell, progress)
+	}
 	s, n, err := r.setup(cell)
 	if err != nil {
 		return nil, err
@@ -327,8 +380,13 @@ func wants(ms []string, m string) bool {
 // images × network evaluations, i.e. the solver's steps (its resolved
 // solver.steps, else the method's default) times 3 for the methods that
 // back-propagate through the network each step; a classical baseline costs
-// its images.
+// its images. A training cell costs 3 × train.steps × train.batch_size
+// (a forward and a backward pass per image) plus its evaluation's
+// samples × sampling steps.
 func (r *Runner) CellCost(c experiment.Cell) float64 {
+	if c.Train != nil {
+		return trainCellCost(c)
+	}
 	defaults := map[string]float64{"dps": 1000, "mcg": 1000, "projection": 1000, "pigdm": 100,
 		"moment-matching": 100, "ddnm": 100, "ddnm+": 100, "ddrm": 20}
 	backprop := map[string]bool{"dps": true, "mcg": true, "pigdm": true, "moment-matching": true}
