@@ -173,7 +173,7 @@ func TestLoadMNISTErrors(t *testing.T) {
 		split string
 		want  []string
 	}{
-		{"bad split", func(string) {}, "validation", []string{`split "validation"`, `"train" or "test"`}},
+		{"bad split", func(string) {}, "validation", []string{`split "validation"`, "want one of train, test"}},
 		{"missing files", func(string) {}, "train", []string{"train-images-idx3-ubyte.gz", "found in"}},
 		{"count mismatch", func(dir string) { writeMNIST(t, dir, "train", pix, []byte{1, 2, 3}, 3, true) }, "train",
 			[]string{"holds 4 images", "holds 3 labels", "train-labels-idx1-ubyte.gz"}},
