@@ -115,7 +115,7 @@ func (p *Prior) Layer(src config.Sources) error {
 	if err != nil {
 		return err
 	}
-	if !reflect.DeepEqual(cfg.Model, p.Net.Config()) {
+	if !sameModel(cfg.Model, p.Net.Config()) {
 		return fmt.Errorf("the model section differs from the checkpoint's architecture (%s): the weights fix it, so drop the model.* settings", p.Path)
 	}
 	if p.Trained {
@@ -184,4 +184,19 @@ func ScheduleFor(d config.Diffusion, steps int, net diffusion.Denoiser) (*diffus
 	}
 	rs, err := diffusion.Respace(s, ts)
 	return rs, den, err
+}
+
+// sameModel compares two model sections by content: an empty list and a
+// nil one (attention_resolutions: [] read back from YAML) are the same.
+func sameModel(a, b config.Model) bool {
+	norm := func(m config.Model) config.Model {
+		if len(m.ChannelMult) == 0 {
+			m.ChannelMult = nil
+		}
+		if len(m.AttentionResolutions) == 0 {
+			m.AttentionResolutions = nil
+		}
+		return m
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
 }

@@ -106,3 +106,31 @@ func TestOpen(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestOpenNoAttention: a network without attention (attention_resolutions:
+// [], which the stored config may read back as an empty or a nil list)
+// opens; the architecture check compares the lists by content.
+func TestOpenNoAttention(t *testing.T) {
+	cfg := config.Default()
+	cfg.Model = config.Model{ImageSize: 8, InChannels: 1, NumChannels: 8, ChannelMult: []int{1, 2}, NumResBlocks: 1,
+		AttentionResolutions: []int{}, NumHeads: 1, NumHeadChannels: -1, NumGroups: 4}
+	cfg.Data.Dataset = "folder"
+	net, err := model.New(cfg.Model, rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "noattn.safetensors")
+	if err := net.Save(p, map[string]string{train.MetaRunConfig: string(doc)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prior.Open(p, config.Sources{}); err != nil {
+		t.Fatalf("a model without attention: %v", err)
+	}
+	if _, err := prior.Open(p, config.Sources{Sets: []string{"model.attention_resolutions=[4]"}}); err == nil {
+		t.Error("adding attention to a model without it: no error")
+	}
+}
