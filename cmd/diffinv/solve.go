@@ -132,7 +132,7 @@ diffusion method and a classical baseline, and writes to --out:
   truth_NNNNN.png, y_NNNNN.png, recon_NNNNN.png, baseline_NNNNN.png   per image
   grid.png         rows: truth, y, baseline, reconstruction
   results.safetensors   truth, y (raw, as A shapes it), recon, baseline
-  metrics.json     per-image PSNR, SSIM, consistency ‖y − A(x̂)‖, the baseline's, seconds
+  metrics.json     per-image PSNR, SSIM, consistency ‖y − A(x̂)‖, −log p(y | A(x̂)) under the noise model, the baseline's, seconds
 
 Tasks are presets in configs/tasks (` + strings.Join(mustNames(task.DefaultDir), ", ") + `);
 any key can be overridden with --set (measurement.operator.*, measurement.noise.*,
@@ -243,6 +243,7 @@ type imageMetrics struct {
 	PSNR                float64  `json:"psnr"`
 	SSIM                *float64 `json:"ssim"`
 	Consistency         float64  `json:"consistency"`
+	NegLogLik           *float64 `json:"neg_log_lik,omitempty"` // −log p(y | A(x̂)), the noise model's
 	BaselinePSNR        *float64 `json:"baseline_psnr,omitempty"`
 	BaselineSSIM        *float64 `json:"baseline_ssim,omitempty"`
 	BaselineConsistency *float64 `json:"baseline_consistency,omitempty"`
@@ -297,11 +298,11 @@ func writeSolveOutputs(out, taskName string, cfg *config.Config, s *pipeline.Set
 		SecPerImg: r.SecondsPerImage, BaseSecImg: r.BaselineSecondsPerImage}
 	for i := 0; i < n; i++ {
 		m.Images = append(m.Images, imageMetrics{Index: first + i, PSNR: r.PSNR[i], SSIM: at(r.SSIM, i), Consistency: r.Consistency[i],
-			BaselinePSNR: at(r.BaselinePSNR, i), BaselineSSIM: at(r.BaseSSIM, i), BaselineConsistency: at(r.BaselineConsistency, i)})
+			NegLogLik: at(r.NegLogLik, i), BaselinePSNR: at(r.BaselinePSNR, i), BaselineSSIM: at(r.BaseSSIM, i), BaselineConsistency: at(r.BaselineConsistency, i)})
 	}
-	for name, v := range map[string][]float64{"psnr": r.PSNR, "ssim": r.SSIM, "consistency": r.Consistency,
+	for name, v := range map[string][]float64{"psnr": r.PSNR, "ssim": r.SSIM, "consistency": r.Consistency, "neg_log_lik": r.NegLogLik,
 		"baseline_psnr": r.BaselinePSNR, "baseline_ssim": r.BaseSSIM, "baseline_consistency": r.BaselineConsistency} {
-		if mu := mean(v); !math.IsNaN(mu) {
+		if mu := mean(v); !math.IsNaN(mu) && !math.IsInf(mu, 0) {
 			m.Mean[name] = mu
 		}
 	}

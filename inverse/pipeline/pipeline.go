@@ -166,10 +166,15 @@ func resolveBaseline(name string, A op.Operator) (string, error) {
 type Result struct {
 	Truth, Y, Recon, Baseline *tensor.Dense
 	PSNR, SSIM, Consistency   []float64
-	BaselinePSNR, BaseSSIM    []float64
-	BaselineConsistency       []float64
-	SecondsPerImage           float64 // the diffusion solver's wall time per image
-	BaselineSecondsPerImage   float64
+	// NegLogLik is −log p(y | A(x̂)) per image under the measurement's noise
+	// model (op.Noise.NegLogLik, up to its constant): the data fit in the
+	// likelihood's own units (Poisson counts, Gaussian σ_y); +Inf for clean
+	// measurements of an inexact x̂.
+	NegLogLik               []float64
+	BaselinePSNR, BaseSSIM  []float64
+	BaselineConsistency     []float64
+	SecondsPerImage         float64 // the diffusion solver's wall time per image
+	BaselineSecondsPerImage float64
 }
 
 // Measure returns y = noise(A(x)) with per-image noise streams.
@@ -263,6 +268,9 @@ func (s *Setup) Solve(ctx context.Context, x *tensor.Dense, first int, progress 
 	if res.PSNR, res.SSIM, res.Consistency, err = s.score(x, y, res.Recon); err != nil {
 		return nil, err
 	}
+	if res.NegLogLik, err = s.negLogLik(y, res.Recon); err != nil {
+		return nil, fmt.Errorf("%s likelihood: %w", s.Noise.Name(), err)
+	}
 	if res.Baseline != nil {
 		if res.BaselinePSNR, res.BaseSSIM, res.BaselineConsistency, err = s.score(x, y, res.Baseline); err != nil {
 			return nil, err
@@ -300,6 +308,15 @@ func (s *Setup) score(truth, y, xhat *tensor.Dense) (psnr, ssim, cons []float64,
 	}
 	cons, err = metrics.Consistency(y, ax)
 	return psnr, ssim, cons, err
+}
+
+// negLogLik returns −log p(y | A(x̂)) per image (op.Noise.NegLogLik).
+func (s *Setup) negLogLik(y, xhat *tensor.Dense) ([]float64, error) {
+	ax, err := s.A.Forward(xhat)
+	if err != nil {
+		return nil, err
+	}
+	return s.Noise.NegLogLik(ax, y)
 }
 
 func (s *Setup) baseline(y *tensor.Dense) (*tensor.Dense, error) {

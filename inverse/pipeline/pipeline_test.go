@@ -202,3 +202,32 @@ func TestBaselineAsMethod(t *testing.T) {
 		t.Error("hio on super-resolution: no error")
 	}
 }
+
+// TestNegLogLik: the result's −log p(y | A(x̂)) is the noise model's; for
+// Gaussian noise it is ‖y − A(x̂)‖²/(2σ²), the consistency in σ's units.
+func TestNegLogLik(t *testing.T) {
+	cfg, den, sched := gaussianSetup(t)
+	cfg.Measurement.Noise = config.Noise{Name: "gaussian", Sigma: 0.1}
+	cfg.Solver.Method = "ddnm+"
+	x, err := den.Sample(rand.New(rand.NewSource(4)), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, den, sched, nil, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Solve(context.Background(), x, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.NegLogLik) != 3 {
+		t.Fatalf("%d likelihoods for 3 images", len(res.NegLogLik))
+	}
+	for i, l := range res.NegLogLik {
+		want := res.Consistency[i] * res.Consistency[i] / (2 * 0.01)
+		if math.Abs(l-want) > 1e-3*(1+want) {
+			t.Errorf("image %d: −log p = %g, want ‖y − A x̂‖²/2σ² = %g", i, l, want)
+		}
+	}
+}
