@@ -234,19 +234,7 @@ func ResolvedSettings(cfg *config.Config, taskDefaults map[string]any) []string 
 		maps.Copy(eff.Solver.Options, taskDefaults)
 	}
 	maps.Copy(eff.Solver.Options, cfg.Solver.Options)
-	isDefault := map[string]bool{}
-	for _, l := range def.Flat() {
-		isDefault[l] = true
-	}
-	var out []string
-	for _, l := range eff.Flat() {
-		if isDefault[l] {
-			continue
-		}
-		if strings.HasPrefix(l, "measurement.") || strings.HasPrefix(l, "solver.") || strings.HasPrefix(l, "diffusion.") {
-			out = append(out, l)
-		}
-	}
+	out := changedLines(&eff, func(string) bool { return true }, "measurement.", "solver.", "diffusion.")
 	// A solver or operator whose results changed for the same settings
 	// carries its revision, so older results are not reused for it.
 	if rev := solve.Revision(cfg.Solver.Method); rev > 1 {
@@ -412,3 +400,31 @@ func (r *Runner) CellCost(c experiment.Cell) float64 {
 }
 
 var _ experiment.CellRunner = (*Runner)(nil)
+
+// changedLines returns the lines of cfg.Flat() that differ from the
+// defaults' and start with one of prefixes, whose key keep accepts: the
+// resolved settings that enter a cell's identity.
+func changedLines(cfg *config.Config, keep func(key string) bool, prefixes ...string) []string {
+	isDefault := map[string]bool{}
+	def := config.Default()
+	for _, l := range def.Flat() {
+		isDefault[l] = true
+	}
+	var out []string
+	for _, l := range cfg.Flat() {
+		if isDefault[l] {
+			continue
+		}
+		key, _, _ := strings.Cut(l, ": ")
+		if !keep(key) {
+			continue
+		}
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out
+}

@@ -57,27 +57,7 @@ var notIdentity = map[string]bool{"train.out": true, "train.checkpoint_every": t
 // from the defaults, less the keys that do not change the model (output
 // folder, checkpoint interval, data folder).
 func ResolvedTraining(cfg *config.Config) []string {
-	def := config.Default()
-	isDefault := map[string]bool{}
-	for _, l := range def.Flat() {
-		isDefault[l] = true
-	}
-	var out []string
-	for _, l := range cfg.Flat() {
-		if isDefault[l] {
-			continue
-		}
-		key, _, _ := strings.Cut(l, ": ")
-		if notIdentity[key] {
-			continue
-		}
-		for _, p := range []string{"model.", "diffusion.", "train.", "data."} {
-			if strings.HasPrefix(l, p) {
-				out = append(out, l)
-				break
-			}
-		}
-	}
+	out := changedLines(cfg, func(key string) bool { return !notIdentity[key] }, "model.", "diffusion.", "train.", "data.")
 	sort.Strings(out)
 	return out
 }

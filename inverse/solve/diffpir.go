@@ -332,64 +332,22 @@ func (p *problem) proxCG(x0 []float64, rho float64, iters int) ([]float64, error
 	if err != nil {
 		return nil, err
 	}
-	dir := append([]float64(nil), res...)
 	out := append([]float64(nil), x0...)
-	rs, rs0 := make([]float64, n), make([]float64, n)
-	active := make([]bool, n)
-	for k := 0; k < n; k++ {
-		rs[k] = dot(res[k*d:(k+1)*d], res[k*d:(k+1)*d])
-		rs0[k] = rs[k]
-		active[k] = rs[k] > 0
-	}
-	for it := 0; it < iters; it++ {
-		any := false
-		for k := 0; k < n; k++ {
-			if active[k] {
-				any = true
-			} else {
-				clear(dir[k*d : (k+1)*d])
-			}
-		}
-		if !any {
-			break
-		}
+	// (AᵀA + ρI) δ = Aᵀ(y − A x̂0), per image; x̂0 + δ is the minimiser.
+	err = cgBatch(n, d, rho, res, iters, proxCGTol, func(dir []float64) ([]float64, error) {
 		ad, err := p.forward(dir)
 		if err != nil {
 			return nil, err
 		}
-		q, err := p.adjoint(ad)
-		if err != nil {
-			return nil, err
+		return p.adjoint(ad)
+	}, func(k int, alpha float64, dir []float64, _ float64) bool {
+		for j, v := range dir {
+			out[k*d+j] += alpha * v
 		}
-		for k := 0; k < n; k++ {
-			if !active[k] {
-				continue
-			}
-			lo, hi := k*d, (k+1)*d
-			for j := lo; j < hi; j++ {
-				q[j] += rho * dir[j]
-			}
-			pq := dot(dir[lo:hi], q[lo:hi])
-			if !(pq > 0) {
-				active[k] = false
-				continue
-			}
-			alpha := rs[k] / pq
-			for j := lo; j < hi; j++ {
-				out[j] += alpha * dir[j]
-				res[j] -= alpha * q[j]
-			}
-			rsNew := dot(res[lo:hi], res[lo:hi])
-			if rsNew <= proxCGTol*rs0[k] {
-				active[k] = false
-				continue
-			}
-			beta := rsNew / rs[k]
-			rs[k] = rsNew
-			for j := lo; j < hi; j++ {
-				dir[j] = res[j] + beta*dir[j]
-			}
-		}
+		return false
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -174,8 +174,14 @@ func (p *problem) weightedPinv(res []float64, r2 float64) ([]float64, error) {
 // iters iterations. The caller accumulates what it needs (u += α dir, or an
 // image-space image of it) in step.
 func (p *problem) cgEach(rhs []float64, iters int, tol float64, apply func(dir []float64) ([]float64, error), step func(k int, alpha float64, dir []float64, rs float64) bool) error {
-	n, m := p.n, p.m
-	sy2 := p.sigmaY * p.sigmaY
+	return cgBatch(p.n, p.m, p.sigmaY*p.sigmaY, rhs, iters, tol, apply, step)
+}
+
+// cgBatch runs conjugate gradients on (shift·I + B) u = rhs for each of n
+// blocks of dim values separately, as cgEach describes (measurement space
+// for ΠGDM and moment matching, image space for DiffPIR's data step).
+func cgBatch(n, m int, shift float64, rhs []float64, iters int, tol float64, apply func(dir []float64) ([]float64, error), step func(k int, alpha float64, dir []float64, rs float64) bool) error {
+	sy2 := shift
 	res := append([]float64(nil), rhs...)
 	dir := append([]float64(nil), rhs...)
 	rs, rs0 := make([]float64, n), make([]float64, n)
