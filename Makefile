@@ -23,9 +23,10 @@ test: setup
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 ## test-slurm: a small experiment (scripts/slurm/test-experiment.yaml) as a job array of 3 shards and
-## its report job on a real single-node Slurm cluster (scripts/slurm/start.sh installs slurm-wlm and
-## munge when missing and starts them: needs root), checked against a local run byte for byte; stops
-## the daemons it started (KEEP_SLURM=1 keeps them; scripts/slurm/stop.sh stops them); seconds
+## a tiny training cell (scripts/slurm/test-train.yaml) as an array of 2, each with its report job, on
+## a real single-node Slurm cluster (scripts/slurm/start.sh installs slurm-wlm and munge when missing
+## and starts them: needs root), checked against local runs byte for byte; stops the daemons it
+## started (KEEP_SLURM=1 keeps them; scripts/slurm/stop.sh stops them); seconds
 test-slurm: build
 	bash scripts/slurm/test.sh
 
