@@ -198,6 +198,11 @@ func (e *Experiment) solveCells(points [][]SweepValue, trained *Cell, digest str
 					if trained != nil {
 						c.Checkpoint, c.Metrics = "", solveMetrics(e.Metrics)
 					}
+					// Tuned options (ApplyTuned) over the file's set,
+					// under the sweep values.
+					for k, v := range e.Tuned[t.Key()][m.Key()] {
+						c.Method.Set[k] = v
+					}
 					for _, sv := range p {
 						prefix, key, _ := strings.Cut(sv.Key, ".")
 						if prefix == "task" {

@@ -263,6 +263,10 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 		b.WriteString("Entries are each cell's value")
 	}
 	b.WriteString(": per-image metrics are first averaged over the cell's images; FID and KID are computed once per cell over its images. The best mean of each column is bold (unless all rows tie).\n")
+	if tf := exp.TunedFile; tf != nil && len(exp.Tuned) > 0 {
+		fmt.Fprintf(&b, "Options of the methods with a tune space were tuned per task on %d images of %s (indices %d–%d), not on these test images (see Tuned settings below).\n",
+			tf.TunedOn.N, tf.TunedOn.Name, tf.TunedOn.Offset, tf.TunedOn.Offset+tf.TunedOn.N-1)
+	}
 	for _, m := range ms {
 		rows, cols, vals := table(exp, all, m)
 		fmt.Fprintf(&b, "\n## %s\n\n", m.Title)
@@ -333,6 +337,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 			}
 		}
 	}
+	b.WriteString(exp.tunedNote())
 	if len(grids) > 0 {
 		b.WriteString("\n## Grids\n\n")
 		for _, t := range exp.Tasks {

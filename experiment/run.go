@@ -97,6 +97,8 @@ type RunOptions struct {
 	// Assign); several shards share the results folder, coordinating by
 	// per-cell claims instead of the folder lock.
 	Shard Shard
+	// NoReports leaves the reports out (Tune, which writes its own).
+	NoReports bool
 }
 
 // CellsDir is the folder, inside the output folder, of the per-cell results.
@@ -303,6 +305,9 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			fmt.Fprintf(logw, "experiment %s, shard %s: done; %d cells of other shards still to come, so no reports yet\n", exp.Name, opts.Shard, missing)
 			return nil
 		}
+	}
+	if opts.NoReports {
+		return nil
 	}
 	if err := WriteReports(exp, out); err != nil {
 		return err

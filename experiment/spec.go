@@ -29,6 +29,29 @@
 //	exclude: [{task: Motion, method: DDRM}]  # optional (task, method) pairs
 //	best_of: psnr                    # optional: also per image the best seed
 //
+// Tuning (issue 23): a method may carry a search space, and a tune section
+// names validation images disjoint from dataset (Validate refuses the same
+// split with overlapping indices, naming both):
+//
+//	methods:
+//	  - {name: dps, tune: {scale: [0.1, 0.3, 1.0]}}         # a grid
+//	  - {name: reddiff, tune: {lambda: {log: [0.01, 1]}}}    # a range: random trials
+//	tune:
+//	  dataset: {name: mnist-train, n: 16}  # the validation images (required)
+//	  seeds: [0]                  # default: the first of seeds
+//	  metric: psnr                # the default; lower-is-better metrics are minimised
+//	  budget: 10m                 # per task × method (seconds or a duration); 0: none
+//	  trials: 8                   # random points of a space with a range
+//	  seed: 0                     # seeds them
+//	  output: path/tuned.yaml     # default OUT/tuned.yaml
+//
+// Tune (`diffinv experiment tune`) searches each task × method on the
+// validation images as ordinary cells under OUT/tune (tune.go says how)
+// and writes the tuned file; ApplyTuned (`experiment run`, which refuses a
+// file with a tune section until it exists) reads it into Tuned, whose
+// options the table's cells carry in their method sets, and so in their
+// IDs; table.md says on which images they were tuned.
+//
 // A training experiment (issue 21) has a train section instead of a
 // checkpoint: each cell trains a model and evaluates it.
 //
@@ -134,6 +157,17 @@ type Experiment struct {
 	// scored best on it (the DPS paper's "best of 4" for phase retrieval).
 	// Needs ≥ 2 seeds and the metric among Metrics; empty: off.
 	BestOf string `yaml:"best_of"`
+	// Tune, when set, names the validation images and the search of
+	// `diffinv experiment tune` (see TuneSpec); the methods' tune entries
+	// are the search spaces.
+	Tune *TuneSpec `yaml:"tune"`
+	// Tuned holds the settings chosen by tune, task key → method key →
+	// option → value, read from the tuned file by ApplyTuned; solve cells
+	// merge them into their method's set (over the file's set, under the
+	// sweep values), so they enter the cells' identity.
+	Tuned map[string]map[string]map[string]any `yaml:"-"`
+	// TunedFile is the tuned file ApplyTuned read (for table.md).
+	TunedFile *TunedFile `yaml:"-"`
 	// Train, when set, makes every cell a training cell (see TrainSpec):
 	// sweep axes then address config keys and tasks and methods are left
 	// out.
@@ -195,6 +229,12 @@ type Method struct {
 	Label string `yaml:"label"`
 	// Set holds solver options, key → scalar.
 	Set map[string]any `yaml:"set"`
+	// Tune is the method's search space for `diffinv experiment tune`
+	// (see TuneSpec): option key → a list of values (a grid) or a range
+	// {log: [lo, hi]} or {uniform: [lo, hi]}. Not part of any cell's
+	// identity: a table cell carries the chosen values in Set (through
+	// Experiment.Tuned).
+	Tune map[string]any `yaml:"tune"`
 }
 
 // Grid configures the per-task image grids: the first Images images of
@@ -481,6 +521,8 @@ func splitKV(flag, s string) (string, string, error) {
 //	methods.KEY.set.K, methods.KEY.label     one method
 //	task.K                                   K in every task's set
 //	solver.K                                 K in every method's set
+//	tune.dataset.{name,n,offset}, tune.seeds, tune.metric, tune.budget,
+//	tune.trials, tune.seed, tune.output      the tune section
 //
 // K may itself contain dots (tasks.sr4.set.noise.sigma sets "noise.sigma").
 // A name that matches several entries is an error; so is a path not listed.
@@ -552,6 +594,12 @@ func (e *Experiment) Set(kv string) error {
 	}
 	if e.Train != nil && isTrainKey(k) {
 		return e.setTrain(k, raw)
+	}
+	if strings.HasPrefix(k, "tune.") {
+		if err := e.setTune(k, raw); err != nil {
+			return fail(err)
+		}
+		return nil
 	}
 	switch {
 	case strings.HasPrefix(k, "task.") || strings.HasPrefix(k, "solver."):
@@ -821,6 +869,7 @@ func (e *Experiment) Validate() error {
 	if e.Grid.Scale < 0 {
 		add("grid.scale: %d, want ≥ 1 (0 for the default)", e.Grid.Scale)
 	}
+	e.validateTune(add)
 	if len(errs) > 0 {
 		return fmt.Errorf("experiment %q: %w", e.Name, errors.Join(errs...))
 	}

@@ -93,7 +93,47 @@ between the cell's reconstructions and the whole MNIST test set.`,
 	f.BoolVar(&dryRun, "dry-run", false, "check every cell and list them without running")
 	f.StringVar(&shard, "shard", "", "run only shard K of N (K/N, 0 ≤ K < N: e.g. $SLURM_ARRAY_TASK_ID/N); shards share the output folder, balanced by each cell's images × steps; implies --resume")
 	ef.add(runCmd)
-	cmd.AddCommand(runCmd, newExperimentMigrateCmd(), newExperimentReportCmd(), newExperimentSlurmCmd(), newExperimentStatusCmd(), newExperimentK8sCmd())
+	cmd.AddCommand(runCmd, newExperimentTuneCmd(), newExperimentMigrateCmd(), newExperimentReportCmd(), newExperimentSlurmCmd(), newExperimentStatusCmd(), newExperimentK8sCmd())
+	return cmd
+}
+
+// newExperimentTuneCmd searches the options of the methods with a tune
+// space on the file's validation images (experiment.Tune).
+func newExperimentTuneCmd() *cobra.Command {
+	ef := experimentFlags{tuning: true}
+	var shard string
+	cmd := &cobra.Command{
+		Use:   "tune FILE.yaml",
+		Short: "Tune the methods' options on validation images, for the table's cells",
+		Long: `For each task × method with a tune space (methods: [{name: dps, tune:
+{scale: [0.1, 0.3, 1]}}]), runs the space's trials on the file's tune.dataset,
+validation images that must not overlap the table's dataset, as ordinary
+cells under OUT/tune/TASK.METHOD/ (resumable: a re-run replays the search
+from the stored cells), in order until tune.budget (per task × method) is
+spent, and chooses the trial with the best tune.metric (psnr by default).
+Writes OUT/tune/trials.csv, OUT/tune/plots/TASK.METHOD.png and the tuned
+file (tune.output, default OUT/tuned.yaml), which ` + "`experiment run`" + ` then
+merges into the table's cells: they carry the tuned options in their method
+sets, and so in their IDs, and table.md names the validation split.`,
+		Example: `  diffinv experiment tune experiments/dps-table-mnist.yaml
+  diffinv experiment run experiments/dps-table-mnist.yaml --resume`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exp, r, err := ef.open(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			var sh experiment.Shard
+			if shard != "" {
+				if sh, err = experiment.ParseShard(shard); err != nil {
+					return fmt.Errorf("--shard: %w", err)
+				}
+			}
+			return experiment.Tune(cmd.Context(), exp, r, experiment.TuneOptions{Out: ef.out, Log: cmd.OutOrStdout(), Progress: cmd.ErrOrStderr(), Shard: sh})
+		},
+	}
+	cmd.Flags().StringVar(&shard, "shard", "", "tune only shard K of N (K/N) of the task × method pairs (pair i when i mod N = K); shards share the output folder, and the one that finds every search complete writes the tuned file")
+	ef.add(cmd)
 	return cmd
 }
 
@@ -141,6 +181,9 @@ type experimentFlags struct {
 	out, tasksDir, classifier string
 	prec                      precisionFlag
 	eng                       engineFlags
+	// tuning: the command searches the options (tune), so the tuned
+	// file is not applied.
+	tuning bool
 }
 
 // add registers the shared flags on cmd.
@@ -200,6 +243,13 @@ func (ef *experimentFlags) open(cmd *cobra.Command, path string) (*experiment.Ex
 		return nil, nil, err
 	}
 	exp.Resolver = r.ResolveCell
+	if !ef.tuning {
+		// The table's cells take the tuned options of the methods with a
+		// tune space (an error until `experiment tune` has written them).
+		if err := exp.ApplyTuned(ef.out); err != nil {
+			return nil, nil, err
+		}
+	}
 	return exp, r, nil
 }
 

@@ -430,3 +430,98 @@ func TestExperimentK8s(t *testing.T) {
 		t.Errorf("without --image: %v", err)
 	}
 }
+
+// experiment tune on the tiny model: DDNM's eta searched on mnist-train
+// digits, the tuned file written, the table's cells carry the choice in
+// their IDs, table.md names the validation split; a re-run of tune computes
+// nothing; test images as validation images are refused.
+func TestExperimentTuneCommand(t *testing.T) {
+	ckpt := mnistSizedCheckpoint(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "exp.yaml")
+	out := filepath.Join(dir, "out")
+	body := `name: tiny-tuned
+checkpoint: ` + ckpt + `
+dataset: {name: mnist-test, n: 1}
+tasks:
+  - {name: inpaint-box, set: {measurement.noise.name: clean}}
+methods:
+  - {name: ddnm, set: {steps: 4}, tune: {eta: [0.5, 1]}}
+  - {name: pinv}
+seeds: [0]
+metrics: [psnr, seconds]
+output: ` + out + `
+tune:
+  dataset: {name: mnist-train, n: 1, offset: 5}
+  budget: 10m
+`
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--tasks", "../../configs/tasks"}
+	if _, err := run(t, append([]string{"experiment", "run", file, "--dry-run"}, base...)...); err == nil || !strings.Contains(err.Error(), "experiment tune") {
+		t.Fatalf("run before tune: %v, want an error saying to tune first", err)
+	}
+	if _, err := run(t, append([]string{"experiment", "tune", file, "--set", "tune.dataset.name=mnist-test", "--set", "tune.dataset.offset=0"}, base...)...); err == nil || !strings.Contains(err.Error(), "overlap") {
+		t.Fatalf("tuning on test images: %v", err)
+	}
+	log, err := run(t, append([]string{"experiment", "tune", file}, base...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	var tf experiment.TunedFile
+	b, err := os.ReadFile(filepath.Join(out, "tuned.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &tf); err != nil {
+		t.Fatal(err)
+	}
+	eta, ok := tf.Settings["inpaint-box"]["ddnm"]["eta"]
+	if !ok || tf.Search["inpaint-box"]["ddnm"].Trials != 2 {
+		t.Fatalf("tuned file:\n%s", b)
+	}
+	for _, f := range []string{"tune/trials.csv", "tune/plots/inpaint-box.ddnm.png"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	again, err := run(t, append([]string{"experiment", "tune", file}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(again, "to run") || !strings.Contains(again, "tuned inpaint-box / ddnm") {
+		t.Errorf("re-run of tune recomputed a cell:\n%s", again)
+	}
+	dry, err := run(t, append([]string{"experiment", "run", file, "--dry-run"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ddnm cell's ID is the one of a file that sets the tuned eta.
+	plain := strings.Replace(body, "set: {steps: 4}, tune: {eta: [0.5, 1]}", fmt.Sprintf("set: {steps: 4, eta: %v}", eta), 1)
+	plain = plain[:strings.Index(plain, "tune:\n")]
+	pfile := filepath.Join(dir, "plain.yaml")
+	if err := os.WriteFile(pfile, []byte(plain), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pdry, err := run(t, append([]string{"experiment", "run", pfile, "--dry-run"}, base...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, plain)
+	}
+	id := ""
+	for _, l := range strings.Split(pdry, "\n") {
+		if strings.HasPrefix(l, "inpaint-box_ddnm_") {
+			id = strings.Fields(l)[0]
+		}
+	}
+	if id == "" || !strings.Contains(dry, id) {
+		t.Errorf("tuned run's cells:\n%s\nwant the ddnm cell %s (eta %v)", dry, id, eta)
+	}
+	if _, err := run(t, append([]string{"experiment", "run", file}, base...)...); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "table.md"))
+	if !strings.Contains(string(md), "1 images of mnist-train (indices 5–5)") || !strings.Contains(string(md), "## Tuned settings") {
+		t.Errorf("table.md:\n%s", md)
+	}
+}

@@ -1,0 +1,395 @@
+package experiment
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// peakRunner scores a cell psnr = 30 − (log10(scale/0.3))² − (eta − 0.5)²
+// (+ 0.1·seed), so the best scale is 0.3 and the best eta 0.5; every image
+// takes 1 s. It counts its calls per method.
+type peakRunner struct {
+	mu    sync.Mutex
+	calls []Cell
+}
+
+func (r *peakRunner) RunCell(_ context.Context, c Cell, _ func(int, int)) (*CellResult, error) {
+	r.mu.Lock()
+	r.calls = append(r.calls, c)
+	r.mu.Unlock()
+	scale, eta := num(c.Method.Set, "scale"), num(c.Method.Set, "eta")
+	if scale == 0 {
+		scale = 0.3
+	}
+	if _, ok := c.Method.Set["eta"]; !ok {
+		eta = 0.5
+	}
+	d := math.Log10(scale / 0.3)
+	psnr := 30 - d*d - (eta-0.5)*(eta-0.5) + 0.1*float64(c.Seed)
+	res := &CellResult{CellMetrics: map[string]float64{}}
+	for i := range c.Dataset.N {
+		res.Images = append(res.Images, ImageMetrics{Index: c.Dataset.Offset + i, Values: map[string]float64{
+			"psnr": psnr, "ssim": 0.5, "consistency": 0.1, "seconds": 1}})
+	}
+	for _, m := range c.Metrics {
+		if m == "fid" || m == "kid" {
+			res.CellMetrics[m] = 1
+		}
+	}
+	return res, nil
+}
+
+func (r *peakRunner) n() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.calls)
+}
+
+const tuneYAML = `
+name: tuned
+checkpoint: ckpt.safetensors
+dataset: {name: mnist-test, n: 3}
+tasks:
+  - {name: sr4, label: SR4}
+  - {name: inpaint-box}
+methods:
+  - name: dps
+    label: DPS
+    set: {steps: 10}
+    tune: {scale: [0.1, 0.3, 1, 3]}
+  - name: ddnm
+    tune: {scale: [1, 0.3], eta: [0, 0.5, 1]}
+  - name: pinv
+seeds: [0, 1]
+metrics: [psnr, seconds]
+tune:
+  dataset: {name: mnist-train, n: 2, offset: 10}
+`
+
+func tuneOpts(out string, buf *bytes.Buffer) TuneOptions {
+	ro := quiet(out, buf)
+	return TuneOptions{Out: out, Log: buf, Progress: buf, runOpts: RunOptions{BarOptions: ro.BarOptions}}
+}
+
+func readTuned(t *testing.T, path string) TunedFile {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tf TunedFile
+	if err := yaml.Unmarshal(b, &tf); err != nil {
+		t.Fatal(err)
+	}
+	return tf
+}
+
+// A grid search finds the known optimum per task × method, records every
+// trial, is replayed from the cache by a re-run, and the table's cells
+// carry the chosen options in their sets and IDs.
+func TestTuneGrid(t *testing.T) {
+	out := t.TempDir()
+	e := mustDecode(tuneYAML)
+	r := &peakRunner{}
+	var buf bytes.Buffer
+	if err := Tune(context.Background(), e, r, tuneOpts(out, &buf)); err != nil {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+	// 2 tasks × (4 + 6 trials) × 1 seed (the first of seeds).
+	if r.n() != 20 {
+		t.Errorf("%d cells run, want 20", r.n())
+	}
+	for _, c := range r.calls {
+		if c.Dataset != (Dataset{Name: "mnist-train", N: 2, Offset: 10}) || c.Seed != 0 {
+			t.Fatalf("a trial cell on %+v seed %d, want the validation images, seed 0", c.Dataset, c.Seed)
+		}
+		if c.Method.Name == "dps" && num(c.Method.Set, "steps") != 10 {
+			t.Errorf("a trial lost the file's set: %v", c.Method.Set)
+		}
+	}
+	tf := readTuned(t, filepath.Join(out, TunedFileName))
+	for _, task := range []string{"SR4", "inpaint-box"} {
+		if got := tf.Settings[task]["DPS"]; len(got) != 1 || num(got, "scale") != 0.3 {
+			t.Errorf("%s / DPS: tuned %v, want scale 0.3", task, got)
+		}
+		if got := tf.Settings[task]["ddnm"]; len(got) != 2 || num(got, "scale") != 0.3 || num(got, "eta") != 0.5 {
+			t.Errorf("%s / ddnm: tuned %v, want scale 0.3, eta 0.5", task, got)
+		}
+		if _, ok := tf.Settings[task]["pinv"]; ok {
+			t.Errorf("pinv, without a tune space, was tuned")
+		}
+		if s := tf.Search[task]["ddnm"]; s.Trials != 6 || s.Planned != 6 || s.Stopped != "complete" || s.Score != 30 || s.Seconds != 12 {
+			t.Errorf("%s / ddnm search record %+v", task, s)
+		}
+	}
+	if tf.TunedOn.Name != "mnist-train" || tf.Metric != "psnr" {
+		t.Errorf("tuned file provenance %+v", tf)
+	}
+	rows := readCSV(t, filepath.Join(out, TuneDir, "trials.csv"))
+	if len(rows) != 21 || strings.Join(rows[0][:5], ",") != "task,method,trial,opt.eta,opt.scale" {
+		t.Errorf("trials.csv: %d rows, head %v", len(rows), rows[0])
+	}
+	chosen := 0
+	for _, row := range rows[1:] {
+		if row[len(row)-2] == "true" {
+			chosen++
+		}
+	}
+	if chosen != 4 {
+		t.Errorf("%d chosen rows, want one per task × method (4)", chosen)
+	}
+	for _, f := range []string{"SR4.DPS.png", "SR4.ddnm.png", "inpaint-box.ddnm.png"} {
+		decodePNG(t, filepath.Join(out, TuneDir, PlotsDir, f))
+	}
+
+	// A re-run is a replay: nothing recomputed, the same tuned file.
+	before, _ := os.ReadFile(filepath.Join(out, TunedFileName))
+	if err := Tune(context.Background(), mustDecode(tuneYAML), r, tuneOpts(out, &buf)); err != nil {
+		t.Fatal(err)
+	}
+	if r.n() != 20 {
+		t.Errorf("the re-run computed %d cells, want none", r.n()-20)
+	}
+	if after, _ := os.ReadFile(filepath.Join(out, TunedFileName)); !bytes.Equal(before, after) {
+		t.Errorf("tuned file changed on a replay")
+	}
+
+	// The table: its cells carry the tuned options (over the file's set).
+	table := mustDecode(tuneYAML)
+	if err := table.ApplyTuned(out); err != nil {
+		t.Fatal(err)
+	}
+	cells, err := table.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := mustDecode(strings.Replace(strings.Replace(tuneYAML, "set: {steps: 10}", "set: {steps: 10, scale: 0.3}", 1),
+		"tune: {scale: [1, 0.3], eta: [0, 0.5, 1]}", "set: {scale: 0.3, eta: 0.5}", 1))
+	plain.Tune = nil
+	plain.Methods[0].Tune = nil
+	want, err := plain.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cells) != len(want) {
+		t.Fatalf("%d cells, want %d", len(cells), len(want))
+	}
+	for i := range cells {
+		if cells[i].ID != want[i].ID {
+			t.Errorf("cell %d (%s): ID %s, want %s (the tuned options in the identity)", i, cells[i].Label(), cells[i].ID, want[i].ID)
+		}
+		if cells[i].Method.Name == "dps" && (num(cells[i].Method.Set, "scale") != 0.3 || num(cells[i].Method.Set, "steps") != 10) {
+			t.Errorf("DPS cell set %v", cells[i].Method.Set)
+		}
+	}
+	tout := filepath.Join(out, "table")
+	if err := Run(context.Background(), table, r, quiet(tout, &buf)); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(tout, TableMD))
+	for _, s := range []string{"tuned per task on 2 images of mnist-train (indices 10–11)", "## Tuned settings", "| ddnm | eta=0.5, scale=0.3 |"} {
+		if !strings.Contains(string(md), s) {
+			t.Errorf("table.md lacks %q:\n%s", s, md)
+		}
+	}
+}
+
+// The budget stops a task × method's search, keeping the best so far; the
+// replay stops at the same trial.
+func TestTuneBudget(t *testing.T) {
+	out := t.TempDir()
+	// Each trial: 2 images × 1 s. Budget 3 s: the first two trials run
+	// (0 then 2 s spent before them), not the third (4 s).
+	y := strings.Replace(tuneYAML, "offset: 10}", "offset: 10}\n  budget: 3", 1)
+	y = strings.Replace(y, "  - {name: inpaint-box}\n", "", 1)
+	r := &peakRunner{}
+	var buf bytes.Buffer
+	if err := Tune(context.Background(), mustDecode(y), r, tuneOpts(out, &buf)); err != nil {
+		t.Fatal(err)
+	}
+	if r.n() != 4 {
+		t.Errorf("%d cells run, want 2 per method", r.n())
+	}
+	tf := readTuned(t, filepath.Join(out, TunedFileName))
+	s := tf.Search["SR4"]["DPS"]
+	if s.Trials != 2 || s.Planned != 4 || s.Stopped != "budget" || s.Seconds != 4 {
+		t.Errorf("search record %+v, want 2 of 4 trials, stopped by the budget", s)
+	}
+	if got := num(tf.Settings["SR4"]["DPS"], "scale"); got != 0.3 {
+		t.Errorf("chose scale %v, want the better of the two run (0.3)", got)
+	}
+	// A larger budget continues the search where it stopped.
+	y2 := strings.Replace(y, "budget: 3", "budget: 10m", 1)
+	if err := Tune(context.Background(), mustDecode(y2), r, tuneOpts(out, &buf)); err != nil {
+		t.Fatal(err)
+	}
+	if r.n() != 4+2+4 {
+		t.Errorf("%d cells run in all, want the 6 left", r.n())
+	}
+}
+
+// Random search over a log range: seeded, within the range, the best of
+// the drawn points chosen.
+func TestTuneRandom(t *testing.T) {
+	y := strings.Replace(tuneYAML, "tune: {scale: [0.1, 0.3, 1, 3]}", "tune: {scale: {log: [0.01, 10]}, steps: {uniform: [5, 50]}}", 1)
+	y = strings.Replace(y, "offset: 10}", "offset: 10}\n  trials: 5\n  seed: 7", 1)
+	e := mustDecode(y)
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	axes, err := parseSpace(e.Methods[0].Tune)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := searchPoints(axes, 5, 7, "SR4", "DPS")
+	b := searchPoints(axes, 5, 7, "SR4", "DPS")
+	if len(a) != 5 || a[0].label() != b[0].label() || a[4].label() != b[4].label() {
+		t.Fatalf("points %v and %v, want 5, the same twice", a, b)
+	}
+	if c := searchPoints(axes, 5, 7, "inpaint-box", "DPS"); c[0].label() == a[0].label() {
+		t.Errorf("two tasks drew the same points")
+	}
+	for _, p := range a {
+		s, _ := p["scale"].(float64)
+		n, ok := p["steps"].(int)
+		if s < 0.01 || s > 10 || !ok || n < 5 || n > 50 {
+			t.Errorf("point %v out of the ranges", p)
+		}
+	}
+	out := t.TempDir()
+	var buf bytes.Buffer
+	if err := Tune(context.Background(), e, &peakRunner{}, tuneOpts(out, &buf)); err != nil {
+		t.Fatal(err)
+	}
+	tf := readTuned(t, filepath.Join(out, TunedFileName))
+	best, bestD := "", math.Inf(1)
+	for _, p := range a {
+		d := math.Abs(math.Log10(p["scale"].(float64) / 0.3))
+		if d < bestD {
+			best, bestD = p.label(), d
+		}
+	}
+	if got := tunePoint(tf.Settings["SR4"]["DPS"]).label(); got != best {
+		t.Errorf("chose %s, want %s", got, best)
+	}
+	decodePNG(t, filepath.Join(out, TuneDir, PlotsDir, "SR4.DPS.png"))
+}
+
+// Validation images that are test images are refused, naming both.
+func TestTuneOverlap(t *testing.T) {
+	for _, c := range []struct {
+		val  string
+		want string
+	}{
+		{"{name: mnist-test, n: 4, offset: 2}", "mnist-test (indices 2–5) overlap the test images, dataset mnist-test (indices 0–2), at indices 2–2"},
+		{"{name: mnist-test, n: 10, offset: 0}", "at indices 0–2"},
+		{"{name: mnist-test, n: 4, offset: 3}", ""},
+		{"{name: mnist-train, n: 4, offset: 0}", ""},
+	} {
+		e := mustDecode(strings.Replace(tuneYAML, "{name: mnist-train, n: 2, offset: 10}", c.val, 1))
+		err := e.Validate()
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.val, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error containing %q", c.val, err, c.want)
+		}
+		out := t.TempDir()
+		var buf bytes.Buffer
+		r := &peakRunner{}
+		if err := Tune(context.Background(), e, r, tuneOpts(out, &buf)); err == nil || r.n() > 0 {
+			t.Errorf("%s: tune ran (%d cells), err %v", c.val, r.n(), err)
+		}
+	}
+	e := mustDecode(tuneYAML)
+	for _, kv := range []string{"tune.dataset.name=mnist-test", "tune.dataset.offset=1"} {
+		if err := e.Set(kv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Validate(); err == nil || !strings.Contains(err.Error(), "overlap") {
+		t.Errorf("--set tune.dataset.name=mnist-test: %v", err)
+	}
+}
+
+// The file's mistakes: spaces without a tune section, bad ranges, a sweep
+// over a tuned key; run without a tuned file, or with a stale one.
+func TestTuneErrors(t *testing.T) {
+	for _, c := range []struct{ from, to, want string }{
+		{"tune:\n  dataset: {name: mnist-train, n: 2, offset: 10}\n", "", "no tune section"},
+		{"{scale: [0.1, 0.3, 1, 3]}", "{scale: {log: [0, 1]}}", "0 < lo < hi"},
+		{"{scale: [0.1, 0.3, 1, 3]}", "{scale: [0.1, 0.1]}", "duplicate value"},
+		{"{scale: [0.1, 0.3, 1, 3]}", "{scale: {normal: [0, 1]}}", "want log or uniform"},
+		{"metrics: [psnr, seconds]", "metrics: [psnr, seconds]\nsweep: {solver.eta: [0, 1]}", "tune it or sweep it"},
+		{"offset: 10}", "offset: 10}\n  metric: seconds", "quality metric"},
+		{"offset: 10}", "offset: 10}\n  budget: soon", "budget"},
+	} {
+		_, err := Decode(strings.NewReader(strings.Replace(tuneYAML, c.from, c.to, 1)))
+		if err == nil {
+			e := mustDecode(strings.Replace(tuneYAML, c.from, c.to, 1))
+			err = e.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q → %q: %v, want an error containing %q", c.from, c.to, err, c.want)
+		}
+	}
+	out := t.TempDir()
+	e := mustDecode(tuneYAML)
+	if err := e.ApplyTuned(out); err == nil || !strings.Contains(err.Error(), "experiment tune") {
+		t.Errorf("no tuned file: %v", err)
+	}
+	var buf bytes.Buffer
+	if err := Tune(context.Background(), e, &peakRunner{}, tuneOpts(out, &buf)); err != nil {
+		t.Fatal(err)
+	}
+	stale := mustDecode(strings.Replace(tuneYAML, "n: 2, offset: 10", "n: 3, offset: 10", 1))
+	if err := stale.ApplyTuned(out); err == nil || !strings.Contains(err.Error(), "re-run") {
+		t.Errorf("stale tuned file: %v", err)
+	}
+	more := mustDecode(strings.Replace(tuneYAML, "  - name: pinv\n", "  - name: pinv\n    tune: {x: [1]}\n", 1))
+	if err := more.ApplyTuned(out); err == nil || !strings.Contains(err.Error(), "no settings for task SR4, method pinv") {
+		t.Errorf("a new tune space: %v", err)
+	}
+}
+
+// Shards split the task × method pairs; the last to finish writes the
+// tuned file, the same as one process's.
+func TestTuneShards(t *testing.T) {
+	one, two := t.TempDir(), t.TempDir()
+	var buf bytes.Buffer
+	if err := Tune(context.Background(), mustDecode(tuneYAML), &peakRunner{}, tuneOpts(one, &buf)); err != nil {
+		t.Fatal(err)
+	}
+	r := &peakRunner{}
+	for k := range 2 {
+		o := tuneOpts(two, &buf)
+		o.Shard = Shard{Index: k, Count: 2}
+		if err := Tune(context.Background(), mustDecode(tuneYAML), r, o); err != nil {
+			t.Fatal(err)
+		}
+		_, err := os.Stat(filepath.Join(two, TunedFileName))
+		if (k == 0) == (err == nil) {
+			t.Errorf("after shard %d: tuned file stat %v", k, err)
+		}
+	}
+	if r.n() != 20 {
+		t.Errorf("shards ran %d cells, want 20", r.n())
+	}
+	a, _ := os.ReadFile(filepath.Join(one, TunedFileName))
+	b, _ := os.ReadFile(filepath.Join(two, TunedFileName))
+	strip := func(s []byte) string { return strings.SplitN(string(s), "\nexperiment:", 2)[1] }
+	if strip(a) != strip(b) {
+		t.Errorf("sharded tuned file differs:\n%s\n---\n%s", a, b)
+	}
+}
