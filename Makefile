@@ -77,9 +77,11 @@ check-bf16: build
 	bash scripts/check_bf16.sh $(CHECK_OUT)
 
 ## experiments: every experiments/*.yaml with --resume. With the committed results this only
-## regenerates their reports (seconds); EXP_OUT=DIR runs them afresh under DIR/<name> (about
-## an hour on 2 cores, most of it DPS and MCG at 1000 steps), EXPERIMENTS="a b" picks some.
-EXPERIMENTS ?= ablate-dps-scale ablate-steps ablate-noise ddnm-table-mnist dps-nonlinear-mnist dps-table-mnist
+## regenerates their reports (seconds) and runs the cells not computed yet (the newer solvers' cells
+## of dps-nonlinear-mnist: about 2 h); EXP_OUT=DIR runs them afresh under DIR/<name> (several hours
+## on 2 cores: DPS and MCG at 1000 steps, the training ablation about an hour), EXPERIMENTS="a b"
+## picks some.
+EXPERIMENTS ?= ablate-dps-scale ablate-steps ablate-noise ddnm-table-mnist dps-nonlinear-mnist dps-table-mnist ablate-loss-weight-mnist
 EXP_OUT ?=
 experiments: build
 	@set -e; for e in $(EXPERIMENTS); do \
