@@ -273,7 +273,17 @@ func daps(p *problem, o DAPSOptions) (*tensor.Dense, error) {
 		}
 		p.done++
 		if p.cb != nil {
-			p.cb(diffusion.Step{Step: p.done, Total: p.steps, Index: N - 1 - k, Timestep: sched.Timestep(idx[k]), X: p.image(x), X0: p.image(x0)})
+			// The chain's state is x0 + σ z (VE); the callback sees the VP
+			// state √ᾱ·x at the next level (x0 itself after the last).
+			a := 1.0
+			if k < N-1 {
+				a = sched.SqrtAlphaBar(idx[k+1])
+			}
+			vp := make([]float64, len(x))
+			for j, v := range x {
+				vp[j] = a * v
+			}
+			p.cb(diffusion.Step{Step: p.done, Total: p.steps, Index: N - 1 - k, Timestep: sched.Timestep(idx[k]), X: p.image(vp), X0: p.image(x0)})
 		}
 	}
 	return p.finish(x)
