@@ -279,6 +279,18 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			if err == nil {
 				err = saveResult(cdir, c, res, wall)
 			}
+			if err == nil {
+				// A failure recorded by an earlier run no longer holds.
+				if rmErr := os.Remove(failurePath(cdir, c.ID)); rmErr != nil && !os.IsNotExist(rmErr) {
+					err = rmErr
+				}
+			} else if ctx.Err() == nil {
+				// Recorded for `experiment status` (an interrupted cell is
+				// not a failed one); the run still stops on it.
+				if ferr := saveFailure(cdir, c.ID, err); ferr != nil {
+					err = fmt.Errorf("%w (and recording the failure: %v)", err, ferr)
+				}
+			}
 			if cl != nil {
 				cl.release()
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"image"
 	"image/png"
 	"math"
@@ -532,5 +533,36 @@ func TestRunFolderLocked(t *testing.T) {
 	runFake(t, mustDecode(testYAML), &fakeRunner{}, quiet(out, &log))
 	if _, err := os.Stat(stale); err == nil {
 		t.Errorf("stale temporary file kept")
+	}
+}
+
+// TestRunRecordsFailure: a cell whose runner fails leaves a failure record
+// with the error (for experiment status); a later successful run of the
+// cell stores its result and removes the record.
+func TestRunRecordsFailure(t *testing.T) {
+	e := mustDecode(testYAML)
+	dir := t.TempDir()
+	var log bytes.Buffer
+	boom := CellRunnerFunc(func(ctx context.Context, c Cell, p func(int, int)) (*CellResult, error) {
+		return nil, fmt.Errorf("denoiser exploded")
+	})
+	if err := Run(context.Background(), e, boom, quiet(dir, &log)); err == nil || !strings.Contains(err.Error(), "denoiser exploded") {
+		t.Fatalf("Run with a failing runner: %v", err)
+	}
+	cells, err := e.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cells[0].ID
+	if got := Failure(dir, id); !strings.Contains(got, "denoiser exploded") {
+		t.Fatalf("failure record of %s: %q", id, got)
+	}
+	opts := quiet(dir, &log)
+	opts.Resume = true
+	if err := Run(context.Background(), e, &fakeRunner{}, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := Failure(dir, id); got != "" {
+		t.Errorf("failure record survives a successful run: %q", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	"gorgonia.org/tensor"
 
@@ -109,6 +110,34 @@ type stored struct {
 }
 
 func resultPath(cdir, id string) string { return filepath.Join(cdir, id+".json") }
+
+// failurePath is where a run records that a cell failed (its error), so
+// that `experiment status` can tell a failed cell from one not tried yet;
+// a later successful run of the cell removes it.
+func failurePath(cdir, id string) string { return filepath.Join(cdir, id+".failed") }
+
+// saveFailure records cell id's error atomically.
+func saveFailure(cdir, id string, cellErr error) error {
+	b, err := json.Marshal(map[string]string{"id": id, "error": cellErr.Error(), "time": time.Now().UTC().Format(time.RFC3339)})
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(failurePath(cdir, id), append(b, '\n'))
+}
+
+// Failure returns the error a run recorded for the cell in the results
+// folder out, or "" when none is recorded.
+func Failure(out, id string) string {
+	b, err := os.ReadFile(failurePath(filepath.Join(out, CellsDir), id))
+	if err != nil {
+		return ""
+	}
+	var m map[string]string
+	if json.Unmarshal(b, &m) != nil || m["error"] == "" {
+		return "unreadable failure record " + failurePath(filepath.Join(out, CellsDir), id)
+	}
+	return m["error"]
+}
 
 // saveResult writes the cell's grid strips, then its JSON, each atomically.
 func saveResult(cdir string, c Cell, res *CellResult, wall float64) error {

@@ -365,8 +365,19 @@ output: ` + filepath.Join(dir, "out") + `
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(st, "4 cells: 1 done, 1 running, 1 abandoned, 1 left") || !strings.Contains(st, "4242_1 diffinv-slurmy-shards RUNNING") {
+	if !strings.Contains(st, "4 cells: 1 done, 1 running, 0 failed, 1 abandoned, 1 left") || !strings.Contains(st, "4242_1 diffinv-slurmy-shards RUNNING") {
 		t.Errorf("status:\n%s", st)
+	}
+	// The cell without a result or claim, with a failure record: failed,
+	// and --list prints its error.
+	failedID := strings.TrimSuffix(filepath.Base(jsons[2]), ".json")
+	os.WriteFile(filepath.Join(cdir, failedID+".failed"), []byte(`{"id":"`+failedID+`","error":"denoiser exploded"}`+"\n"), 0o644)
+	st, err = run(t, "experiment", "status", file, "--tasks", "../../configs/tasks", "--list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st, "4 cells: 1 done, 1 running, 1 failed, 1 abandoned, 0 left") || !strings.Contains(st, "failed: denoiser exploded") {
+		t.Errorf("status with a failed cell:\n%s", st)
 	}
 }
 

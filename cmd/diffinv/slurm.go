@@ -294,10 +294,12 @@ func newExperimentStatusCmd() *cobra.Command {
 	var list bool
 	cmd := &cobra.Command{
 		Use:   "status FILE.yaml",
-		Short: "Show an experiment's cells done, running, abandoned and left (and its Slurm jobs when squeue is present)",
+		Short: "Show an experiment's cells done, running, failed, abandoned and left (and its Slurm jobs when squeue is present)",
 		Long: `Reads the results folder: a cell is done when its result is stored, running
-while a shard's claim on it is fresh, abandoned when a claim was left by a
-process that died (the next shard takes it over), and left otherwise. With
+while a shard's claim on it is fresh, failed when the last run of it ended in
+an error (--list prints the error; a later successful run clears it),
+abandoned when a claim was left by a process that died (the next shard takes
+it over), and left otherwise. With
 squeue (and sacct) on PATH it also lists the experiment's Slurm jobs, by the
 job names ` + "`experiment slurm`" + ` gives them.`,
 		Args: cobra.ExactArgs(1),
@@ -323,14 +325,16 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 					state = "running"
 				} else if s == "stale" {
 					state = "abandoned"
+				} else if f := experiment.Failure(ef.out, c.ID); f != "" {
+					state = "failed: " + f
 				}
-				counts[state]++
+				counts[strings.SplitN(state, ":", 2)[0]]++
 				if list {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\tseed %d\t%s\n", c.ID, c.Task.Key(), c.Method.Key(), c.SweepLabel(), c.Seed, state)
 				}
 			}
-			fmt.Fprintf(w, "experiment %s (%s): %d cells: %d done, %d running, %d abandoned, %d left\n",
-				exp.Name, ef.out, len(cells), counts["done"], counts["running"], counts["abandoned"], counts["left"])
+			fmt.Fprintf(w, "experiment %s (%s): %d cells: %d done, %d running, %d failed, %d abandoned, %d left\n",
+				exp.Name, ef.out, len(cells), counts["done"], counts["running"], counts["failed"], counts["abandoned"], counts["left"])
 			for _, tool := range [][]string{
 				{"squeue", "-h", "-o", "%i %j %T %M %R", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},
 				{"sacct", "-n", "-X", "-o", "JobID,JobName%40,State,Elapsed", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},

@@ -202,7 +202,7 @@ status() { # file folder: prints the cell count
   echo "$st" >&2
   line=$(echo "$st" | grep "^experiment $name ")
   cells=$(echo "$line" | sed -n 's/.*: \([0-9]*\) cells: .*/\1/p')
-  echo "$line" | grep -q ": $cells cells: $cells done, 0 running, 0 abandoned, 0 left" ||
+  echo "$line" | grep -q ": $cells cells: $cells done, 0 running, 0 failed, 0 abandoned, 0 left" ||
     fail "experiment status does not count every cell of $1 done: $line"
   echo "$cells"
 }
