@@ -3,14 +3,15 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
+	"reflect"
+	"strings"
+
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/inverse/baseline"
 	"github.com/diffinv/diffinv/inverse/op"
 	"github.com/diffinv/diffinv/sample"
-	"math"
-	"reflect"
-	"strings"
 )
 
 // RangeError reports a config value outside what its key accepts.

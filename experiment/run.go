@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/diffinv/diffinv/internal/atomicfile"
-	"github.com/diffinv/diffinv/internal/dirlock"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/diffinv/diffinv/internal/atomicfile"
+	"github.com/diffinv/diffinv/internal/dirlock"
 
 	"gorgonia.org/tensor"
 

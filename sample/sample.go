@@ -37,7 +37,6 @@ import (
 	"gorgonia.org/tensor"
 )
 
-
 // Func is the common signature of the registered samplers: opts holds the
 // options of every sampler and each takes its own section; rngs holds one
 // random stream per sample of x_T (see the package comment).

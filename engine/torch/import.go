@@ -4,10 +4,11 @@ package torch
 
 import (
 	"fmt"
-	"github.com/diffinv/diffinv/internal/userfile"
 	"io"
 	"path/filepath"
 	"strings"
+
+	"github.com/diffinv/diffinv/internal/userfile"
 
 	"github.com/sugarme/gotch/pickle"
 	"gorgonia.org/tensor"
