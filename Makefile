@@ -17,8 +17,11 @@ setup:
 build: setup
 	$(GO) build -o $(BIN) ./cmd/diffinv
 
-## test: setup, go vet and every test (the fuzz seed corpora included)
+## test: setup, gofmt (a file it would change fails the target), go vet and every test (the fuzz
+## seed corpora included)
 test: setup
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './build/*')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted (run make fmt)"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
