@@ -20,7 +20,8 @@ build: setup
 ## test: setup, gofmt (a file it would change fails the target), go vet and every test (the fuzz
 ## seed corpora included)
 test: setup
-	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './build/*')); \
+	@gofmt="$$($(GO) env GOROOT)/bin/gofmt"; [ -x "$$gofmt" ] || { echo "test: no gofmt at $$gofmt"; exit 1; }; \
+	  unformatted=$$("$$gofmt" -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './build/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted (run make fmt)"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
