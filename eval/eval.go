@@ -13,6 +13,7 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
+	"github.com/diffinv/diffinv/internal/sysmem"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/metrics"
 	"github.com/diffinv/diffinv/prior"
@@ -65,6 +66,12 @@ func Draw(cfg *config.Config, den diffusion.Denoiser, sched *diffusion.Schedule,
 	s := cfg.Sample
 	c, size := cfg.Model.InChannels, cfg.Model.ImageSize
 	d := c * size * size
+	// The samples (and what a caller makes of them: a grid, a file's copy,
+	// features) must fit: refused up front rather than by the OOM killer.
+	if err := sysmem.Check(3*4*float64(s.NumSamples)*float64(d),
+		fmt.Sprintf("%d samples of %d×%d×%d (sample.num_samples, --n)", s.NumSamples, c, size, size)); err != nil {
+		return nil, err
+	}
 	all := tensors.New(s.NumSamples, c, size, size)
 	for done := 0; done < s.NumSamples; {
 		b := min(s.BatchSize, s.NumSamples-done)

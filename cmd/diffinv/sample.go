@@ -13,7 +13,6 @@ import (
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/eval"
 	"github.com/diffinv/diffinv/internal/progress"
-	"github.com/diffinv/diffinv/internal/sysmem"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/sample"
 )
@@ -63,12 +62,6 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 				return err
 			}
 			s := cfg.Sample
-			// The samples, their grid and the file's copy must fit.
-			m := cfg.Model
-			if err := sysmem.Check(3*4*float64(s.NumSamples)*float64(m.InChannels*m.ImageSize*m.ImageSize),
-				fmt.Sprintf("%d samples of %d×%d×%d (sample.num_samples, --n)", s.NumSamples, m.InChannels, m.ImageSize, m.ImageSize)); err != nil {
-				return err
-			}
 			netDen, err := eng.denoiser(ckpt, net, cfg, &prec, cmd.ErrOrStderr())
 			if err != nil {
 				return err

@@ -118,6 +118,16 @@ func TestSampleCommandErrors(t *testing.T) {
 			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
 		}
 	}
+	// Too many samples for the memory: refused before drawing (eval.Draw,
+	// which eval samples shares: eval's own test).
+	t.Setenv("DIFFINV_MEM_AVAILABLE", "100000")
+	for _, args := range [][]string{
+		{"sample", "--checkpoint", ckpt, "--steps", "4", "--n", "5000", "--out", out},
+	} {
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "5000 samples of") {
+			t.Errorf("%v with 100 kB available: %v, want the samples refused", args, err)
+		}
+	}
 }
 
 // elementDenoiser is a cheap stand-in for a network: ε̂ = tanh(x_t)·(1 +
