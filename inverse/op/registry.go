@@ -12,24 +12,16 @@ import (
 
 // params reads one operator's parameter map (internal/params: the reader
 // the solver registry's options share).
-type params struct {
-	*prm.Reader
-	op string
-}
+type params struct{ *prm.Reader }
 
 func newParams(op string, m map[string]any) *params {
-	return &params{Reader: prm.New(fmt.Sprintf("operator %q", op), "parameter", m), op: op}
+	return &params{prm.New(fmt.Sprintf("operator %q", op), "parameter", m)}
 }
-
-func (p *params) has(key string) bool                   { return p.Has(key) }
-func (p *params) float(key string, def float64) float64 { return p.Float(key, def) }
-func (p *params) int(key string, def int) int           { return p.Int(key, def) }
-func (p *params) str(key, def string) string            { return p.Str(key, def) }
 
 // orientation reads the "orientation" parameter of a kernel-based
 // operator (default Correlate, as PyTorch's conv2d and so DPS).
 func (p *params) orientation() Orientation {
-	v := p.str("orientation", string(Correlate))
+	v := p.Str("orientation", string(Correlate))
 	o, err := ParseOrientation(v)
 	if err != nil && p.Err() == nil {
 		p.Failf("parameter \"orientation\": %w", err)
@@ -51,14 +43,14 @@ type filterBoundary struct {
 // two belongs to one boundary, and giving it with the other is an error.
 func (p *params) filterBoundary() filterBoundary {
 	fb := filterBoundary{tol: 3e-2, iters: DefaultReflectPinvIters}
-	b, err := ParseFilterBoundary(p.str("boundary", string(BoundaryCircular)))
+	b, err := ParseFilterBoundary(p.Str("boundary", string(BoundaryCircular)))
 	if err != nil && p.Err() == nil {
 		p.Failf("parameter \"boundary\": %w", err)
 	}
 	fb.boundary = b
-	hasTol, hasIters := p.has("pinv_tol"), p.has("pinv_iters")
-	fb.tol = p.float("pinv_tol", fb.tol)
-	fb.iters = p.int("pinv_iters", fb.iters)
+	hasTol, hasIters := p.Has("pinv_tol"), p.Has("pinv_iters")
+	fb.tol = p.Float("pinv_tol", fb.tol)
+	fb.iters = p.Int("pinv_iters", fb.iters)
 	if p.Err() == nil && b == BoundaryReflect && hasTol {
 		p.Failf("parameter \"pinv_tol\" (%v) is the circular boundary's Fourier cut-off; with boundary reflect A† is conjugate gradients, capped by \"pinv_iters\"", fb.tol)
 	}
@@ -82,18 +74,18 @@ func (fb filterBoundary) build(name string, s [3]int, k []float64, kh, kw int, o
 func (p *params) blurOptions() (BlurOptions, float64) {
 	var o BlurOptions
 	o.Orientation = p.orientation()
-	tol := p.float("svd_tol", 3e-2)
-	b, err := ParseBoundary(p.str("boundary", string(BoundaryZero)))
+	tol := p.Float("svd_tol", 3e-2)
+	b, err := ParseBoundary(p.Str("boundary", string(BoundaryZero)))
 	if err != nil && p.Err() == nil {
 		p.Failf("parameter \"boundary\": %w", err)
 	}
 	o.Boundary = b
-	tr, err := ParseTruncation(p.str("svd_trunc", string(TruncProduct)))
+	tr, err := ParseTruncation(p.Str("svd_trunc", string(TruncProduct)))
 	if err != nil && p.Err() == nil {
 		p.Failf("parameter \"svd_trunc\": %w", err)
 	}
 	o.Trunc = tr
-	switch f := p.str("forward", "exact"); f {
+	switch f := p.Str("forward", "exact"); f {
 	case "exact":
 	case "svd":
 		o.SVDForward = true
@@ -102,7 +94,7 @@ func (p *params) blurOptions() (BlurOptions, float64) {
 			p.Failf("parameter \"forward\": %q, want \"exact\" or \"svd\" (Forward and Adjoint through the truncated SVD, as DDRM's/DDNM's A and At)", f)
 		}
 	}
-	switch t := p.str("taps", "all"); t {
+	switch t := p.Str("taps", "all"); t {
 	case "all":
 	case "ddrm":
 		o.DropLastTap = true
@@ -126,9 +118,6 @@ func gaussKernel(form string, size int, sigma float64) ([]float64, error) {
 	return nil, fmt.Errorf("kernel %q, want \"sampled\" (exp(−t²/2σ²) on the window, normalised) or \"scipy\" (scipy.ndimage.gaussian_filter of a delta, DPS's Blurkernel)", form)
 }
 
-// done returns the first type error, or an error naming an unknown key.
-func (p *params) done() error { return p.Done() }
-
 type builder func(p *params, shape [3]int, rng *rand.Rand) (Operator, error)
 
 func needRNG(name string, rng *rand.Rand) error {
@@ -143,17 +132,17 @@ func needRNG(name string, rng *rand.Rand) error {
 // reported against the full valid list.
 var registry = map[string]builder{
 	"denoise": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		if err := p.done(); err != nil {
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		return NewIdentity(s)
 	},
 	"inpaint_box": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
-		size := p.int("size", s[1]/2)
-		pos := p.str("position", "random")
-		hasT, hasL := p.has("top"), p.has("left")
-		top, left := p.int("top", 0), p.int("left", 0)
-		if err := p.done(); err != nil {
+		size := p.Int("size", s[1]/2)
+		pos := p.Str("position", "random")
+		hasT, hasL := p.Has("top"), p.Has("left")
+		top, left := p.Int("top", 0), p.Int("left", 0)
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		switch {
@@ -177,8 +166,8 @@ var registry = map[string]builder{
 		return NewInpaintBox(s, size, top, left)
 	},
 	"inpaint_random": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
-		miss := p.float("missing", 0.92)
-		if err := p.done(); err != nil {
+		miss := p.Float("missing", 0.92)
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		if err := needRNG("inpaint_random", rng); err != nil {
@@ -187,8 +176,8 @@ var registry = map[string]builder{
 		return NewInpaintRandom(s, miss, rng)
 	},
 	"inpaint_file": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		path := p.str("path", "")
-		if err := p.done(); err != nil {
+		path := p.Str("path", "")
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		if path == "" {
@@ -201,25 +190,25 @@ var registry = map[string]builder{
 		return NewInpaintMask(s, m)
 	},
 	"sr_avgpool": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		k := p.int("factor", 4)
-		if err := p.done(); err != nil {
+		k := p.Int("factor", 4)
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		return NewSRAvgPool(s, k)
 	},
 	"sr_bicubic": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		k := p.int("factor", 4)
-		if err := p.done(); err != nil {
+		k := p.Int("factor", 4)
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		return NewSRBicubic(s, k)
 	},
 	"blur_gauss": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		size := p.int("size", ScaledOddSize(61, s[1]))
-		sigma := p.float("sigma", 3*float64(s[1])/256)
-		form := p.str("kernel", "sampled")
+		size := p.Int("size", ScaledOddSize(61, s[1]))
+		sigma := p.Float("sigma", 3*float64(s[1])/256)
+		form := p.Str("kernel", "sampled")
 		o, tol := p.blurOptions()
-		if err := p.done(); err != nil {
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		k, err := gaussKernel(form, size, sigma)
@@ -229,12 +218,12 @@ var registry = map[string]builder{
 		return NewSeparableBlurOpts(fmt.Sprintf("blur_gauss(%d,σ=%g)", size, sigma), s, k, k, tol, o)
 	},
 	"blur_aniso": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		size := p.int("size", ScaledOddSize(61, s[1]))
-		sh := p.float("sigma_h", 20*float64(s[1])/256)
-		sw := p.float("sigma_w", 1*float64(s[2])/256)
-		form := p.str("kernel", "sampled")
+		size := p.Int("size", ScaledOddSize(61, s[1]))
+		sh := p.Float("sigma_h", 20*float64(s[1])/256)
+		sw := p.Float("sigma_w", 1*float64(s[2])/256)
+		form := p.Str("kernel", "sampled")
 		o, tol := p.blurOptions()
-		if err := p.done(); err != nil {
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		kh, err := gaussKernel(form, size, sh)
@@ -248,9 +237,9 @@ var registry = map[string]builder{
 		return NewSeparableBlurOpts(fmt.Sprintf("blur_aniso(%d,σ=%g,%g)", size, sh, sw), s, kh, kw, tol, o)
 	},
 	"blur_uniform": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		size := p.int("size", ScaledOddSize(9, s[1]))
+		size := p.Int("size", ScaledOddSize(9, s[1]))
 		o, tol := p.blurOptions()
-		if err := p.done(); err != nil {
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		if size < 1 || size%2 != 1 {
@@ -263,11 +252,11 @@ var registry = map[string]builder{
 		return NewSeparableBlurOpts(fmt.Sprintf("blur_uniform(%d)", size), s, k, k, tol, o)
 	},
 	"blur_motion": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
-		size := p.int("size", ScaledOddSize(61, s[1]))
-		inten := p.float("intensity", 0.5)
+		size := p.Int("size", ScaledOddSize(61, s[1]))
+		inten := p.Float("intensity", 0.5)
 		orient := p.orientation()
 		fb := p.filterBoundary()
-		if err := p.done(); err != nil {
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		if err := needRNG("blur_motion", rng); err != nil {
@@ -280,11 +269,11 @@ var registry = map[string]builder{
 		return fb.build(fmt.Sprintf("blur_motion(%d,%g)", size, inten), s, Rot180(k, size, size), size, size, orient)
 	},
 	"blur_file": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		path := p.str("path", "")
-		idx := p.int("index", 0)
+		path := p.Str("path", "")
+		idx := p.Int("index", 0)
 		orient := p.orientation()
 		fb := p.filterBoundary()
-		if err := p.done(); err != nil {
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		if path == "" {
@@ -297,15 +286,15 @@ var registry = map[string]builder{
 		return fb.build("blur_file("+path+")", s, k, kh, kw, orient)
 	},
 	"blur_nonuniform": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
-		n := p.int("kernels", 4)
-		size := p.int("size", ScaledOddSize(61, s[1]))
-		inten := p.float("intensity", 0.5)
+		n := p.Int("kernels", 4)
+		size := p.Int("size", ScaledOddSize(61, s[1]))
+		inten := p.Float("intensity", 0.5)
 		orient := p.orientation()
-		b, err := ParseFilterBoundary(p.str("boundary", string(BoundaryCircular)))
+		b, err := ParseFilterBoundary(p.Str("boundary", string(BoundaryCircular)))
 		if err != nil && p.Err() == nil {
 			p.Failf("parameter \"boundary\": %w", err)
 		}
-		if err := p.done(); err != nil {
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		if err := needRNG("blur_nonuniform", rng); err != nil {
@@ -325,8 +314,8 @@ var registry = map[string]builder{
 		return NewNonUniformBoundary(s, ks, size, size, orient, b)
 	},
 	"colorize": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		wts := p.str("weights", "equal")
-		if err := p.done(); err != nil {
+		wts := p.Str("weights", "equal")
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		switch wts {
@@ -338,8 +327,8 @@ var registry = map[string]builder{
 		return nil, fmt.Errorf("operator \"colorize\": weights %q, want \"equal\" (1/3 each) or \"ddnm\" (DDNM's SVD Colorization: 0.3333, 0.3334, 0.3333)", wts)
 	},
 	"cs_walsh": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
-		r := p.float("ratio", 0.25)
-		if err := p.done(); err != nil {
+		r := p.Float("ratio", 0.25)
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		if err := needRNG("cs_walsh", rng); err != nil {
@@ -348,9 +337,9 @@ var registry = map[string]builder{
 		return NewCSWalsh(s, r, rng)
 	},
 	"cs_block": func(p *params, s [3]int, rng *rand.Rand) (Operator, error) {
-		r := p.float("ratio", 0.25)
-		b := p.int("block", 4)
-		if err := p.done(); err != nil {
+		r := p.Float("ratio", 0.25)
+		b := p.Int("block", 4)
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
 		if err := needRNG("cs_block", rng); err != nil {
@@ -359,14 +348,14 @@ var registry = map[string]builder{
 		return NewCSBlock(s, r, b, rng)
 	},
 	"phase_retrieval": func(p *params, s [3]int, _ *rand.Rand) (Operator, error) {
-		o := p.float("oversample", 2)
-		hasPad := p.has("pad")
-		pad := p.int("pad", 0)
-		dom := p.str("domain", string(DomainUnit))
-		if err := p.done(); err != nil {
+		o := p.Float("oversample", 2)
+		hasPad := p.Has("pad")
+		pad := p.Int("pad", 0)
+		dom := p.Str("domain", string(DomainUnit))
+		if err := p.Done(); err != nil {
 			return nil, err
 		}
-		if hasPad && p.has("oversample") {
+		if hasPad && p.Has("oversample") {
 			return nil, fmt.Errorf("operator \"phase_retrieval\": give oversample or pad, not both (pad %d px fixes the padding; oversample %g sets it to round(oversample/8·side))", pad, o)
 		}
 		d, err := ParseDomain(dom)
