@@ -18,12 +18,12 @@ func collideOdd(t *testing.T) *int {
 	t.Helper()
 	calls := 0
 	prev := checkedTape
-	checkedTape = func(g *G.ExprGraph, opts ...G.VMOpt) (G.VM, error) {
+	checkedTape = func(g *G.ExprGraph, share bool, keep G.Nodes) (G.VM, *nn.SharePlan, error) {
 		calls++
 		if calls%2 == 1 {
-			return nil, &nn.HashCollisionError{A: "a", B: "b", Hash: 1}
+			return nil, nil, &nn.HashCollisionError{A: "a", B: "b", Hash: 1}
 		}
-		return prev(g, opts...)
+		return prev(g, share, keep)
 	}
 	t.Cleanup(func() { checkedTape = prev })
 	return &calls
@@ -35,12 +35,12 @@ func collideFirst(t *testing.T, k int) *int {
 	t.Helper()
 	calls := 0
 	prev := checkedTape
-	checkedTape = func(g *G.ExprGraph, opts ...G.VMOpt) (G.VM, error) {
+	checkedTape = func(g *G.ExprGraph, share bool, keep G.Nodes) (G.VM, *nn.SharePlan, error) {
 		calls++
 		if calls <= k {
-			return nil, &nn.HashCollisionError{A: "a", B: "b", Hash: 1}
+			return nil, nil, &nn.HashCollisionError{A: "a", B: "b", Hash: 1}
 		}
-		return prev(g, opts...)
+		return prev(g, share, keep)
 	}
 	t.Cleanup(func() { checkedTape = prev })
 	return &calls

@@ -35,7 +35,7 @@ func (u *UNet) evalFor(n int) (*evalGraph, error) {
 	if g, ok := u.evals[n]; ok {
 		return g, nil
 	}
-	nt, vm, err := u.compiled(n, nil, nil)
+	nt, vm, err := u.compiled(n, nil, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func (u *UNet) vjpFor(n int) (*vjpGraph, error) {
 		return g, nil
 	}
 	g := &vjpGraph{}
-	nt, vm, err := u.compiled(n, nil, func(nt *net) (*G.ExprGraph, error) {
+	nt, vm, err := u.compiled(n, nil, false, func(nt *net) (*G.ExprGraph, error) {
 		shape := []int(nt.out.Shape().Clone())
 		g.vv = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
 		g.v = G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName(nt.leaf("cotangent")), G.WithValue(g.vv))

@@ -42,6 +42,10 @@ type net struct {
 	// salt renames every input node (leaf) when > 0: a rebuild after a
 	// hash collision (see compiled).
 	salt int
+	// keep lists the nodes besides out whose values are read after a run
+	// of a graph with shared buffers; plan is that graph's sharing.
+	keep G.Nodes
+	plan *nn.SharePlan
 }
 
 // leaf returns the node name of input name: name itself, or with the
@@ -404,15 +408,29 @@ func (nt *net) setInputs(x *tensor.Dense, t []int) error {
 const maxSalts = 4
 
 // checkedTape compiles a graph, refusing one with a hash collision
-// (nn.HashCollisionError); a variable so tests can inject collisions.
-var checkedTape = nn.NewTapeMachine
+// (nn.HashCollisionError); a variable so tests can inject collisions. With
+// share, the op outputs share memory (nn.NewSharedTapeMachine) and only the
+// values of keep and of the graph's roots are valid after a run: the
+// forward-only and training graphs, whose intermediate values nothing reads.
+// The VJP graph keeps one buffer per node: EpsPullback's replay reads its
+// forward values again.
+var checkedTape = func(g *G.ExprGraph, share bool, keep G.Nodes) (G.VM, *nn.SharePlan, error) {
+	if share {
+		return nn.NewSharedTapeMachine(g, keep)
+	}
+	vm, err := nn.NewTapeMachine(g)
+	return vm, nil, err
+}
 
 // compiled builds the network for batch n, lets finish add its nodes and
-// return the graph to run (the whole graph or a subgraph), and compiles it.
+// return the graph to run (the whole graph or a subgraph), and compiles it;
+// with share, its op outputs share memory (checkedTape) and only the values
+// of the output, the graph's roots and the nodes finish puts in net.keep
+// are valid after a run.
 // gorgonia's compiler silently merges distinct nodes whose 32-bit hashes
 // collide (nn.HashCollisionError says why and how often), so on a collision
 // it builds again with renamed inputs: the same computation, other hashes.
-func (u *UNet) compiled(n int, drop *nn.Dropout, finish func(*net) (*G.ExprGraph, error)) (*net, G.VM, error) {
+func (u *UNet) compiled(n int, drop *nn.Dropout, share bool, finish func(*net) (*G.ExprGraph, error)) (*net, G.VM, error) {
 	var last error
 	for salt := 0; salt < maxSalts; salt++ {
 		nt, err := u.build(n, drop, salt)
@@ -425,7 +443,8 @@ func (u *UNet) compiled(n int, drop *nn.Dropout, finish func(*net) (*G.ExprGraph
 				return nil, nil, err
 			}
 		}
-		vm, err := checkedTape(g)
+		vm, plan, err := checkedTape(g, share, append(G.Nodes{nt.out}, nt.keep...))
+		nt.plan = plan
 		var he *nn.HashCollisionError
 		if errors.As(err, &he) {
 			last = err

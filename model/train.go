@@ -43,7 +43,7 @@ func (u *UNet) NewTrainGraph(n int, rng *rand.Rand) (*TrainGraph, error) {
 		return nil, fmt.Errorf("model.NewTrainGraph: %w", err)
 	}
 	tg := &TrainGraph{u: u}
-	nt, vm, err := u.compiled(n, drop, func(nt *net) (*G.ExprGraph, error) {
+	nt, vm, err := u.compiled(n, drop, true, func(nt *net) (*G.ExprGraph, error) {
 		shape := []int(nt.out.Shape().Clone())
 		tg.target = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
 		target := G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName(nt.leaf("target")), G.WithValue(tg.target))
@@ -82,6 +82,7 @@ func (u *UNet) NewTrainGraph(n int, rng *rand.Rand) (*TrainGraph, error) {
 		if tg.grads, err = G.Grad(tg.loss, paramNodes(nt)...); err != nil {
 			return nil, fmt.Errorf("model: building the training gradients: %w", err)
 		}
+		nt.keep = append(G.Nodes{tg.loss}, tg.grads...)
 		return nt.g, nil
 	})
 	if err != nil {
@@ -200,7 +201,7 @@ func (u *UNet) NewLossGraph(n int, rng *rand.Rand) (*LossGraph, error) {
 		return nil, fmt.Errorf("model.NewLossGraph: %w", err)
 	}
 	lg := &LossGraph{u: u}
-	nt, vm, err := u.compiled(n, drop, func(nt *net) (*G.ExprGraph, error) {
+	nt, vm, err := u.compiled(n, drop, true, func(nt *net) (*G.ExprGraph, error) {
 		lg.op = &extLossOp{shape: nt.out.Shape().Clone()}
 		loss, err := G.ApplyOp(lg.op, nt.out)
 		if err != nil {
@@ -209,6 +210,7 @@ func (u *UNet) NewLossGraph(n int, rng *rand.Rand) (*LossGraph, error) {
 		if lg.grads, err = G.Grad(loss, paramNodes(nt)...); err != nil {
 			return nil, fmt.Errorf("model: building the training gradients: %w", err)
 		}
+		nt.keep = append(G.Nodes{loss}, lg.grads...)
 		return nt.g, nil
 	})
 	if err != nil {

@@ -179,3 +179,6 @@ func (o *attnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 	}
 	return G.Nodes{d}, nil
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *attnOp) output() *buffer { return &o.out }

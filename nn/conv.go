@@ -593,3 +593,12 @@ func denseAll(b *baseOp, vs []G.Value) ([]*tensor.Dense, tensor.Dtype, error) {
 	}
 	return ds, dt, nil
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *convOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *convBwdData) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *convBwdFilter) output() *buffer { return &o.out }

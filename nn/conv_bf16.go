@@ -103,8 +103,8 @@ func (b *bf16Conv) backwardData(w, dy, dx []float32) error {
 
 // backwardWeights computes dw from (x, dy), summing the chunks' parts in
 // chunk order (the same bits on every run). The chunks read the bf16 copy
-// of x their forward pass kept, and the bf16 dy that backward data
-// converted when it ran first (see dnnl.Conv.BackwardWeights).
+// of x their forward pass kept (x may be nil), and the bf16 dy that
+// backward data converted when it ran first (see dnnl.Conv.BackwardWeights).
 func (b *bf16Conv) backwardWeights(x, dy, dw []float32) error {
 	if err := b.init(); err != nil {
 		return err
@@ -119,7 +119,11 @@ func (b *bf16Conv) backwardWeights(x, dy, dw []float32) error {
 			}
 			dst = b.acc[i]
 		}
-		return b.convs[i].BackwardWeights(i, x[lo*xsz:hi*xsz], dy[lo*ysz:hi*ysz], dst)
+		var xi []float32 // nil: the bf16 copy of the last forward pass
+		if x != nil {
+			xi = x[lo*xsz : hi*xsz]
+		}
+		return b.convs[i].BackwardWeights(i, xi, dy[lo*ysz:hi*ysz], dst)
 	})
 	if err != nil {
 		return err

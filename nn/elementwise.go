@@ -412,3 +412,24 @@ func scaleShiftBwdRun[T float](x, sc, dy, dx, dsc []T, inner int) {
 		}
 	})
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *siluOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *siluBwdOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *addOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *addChannelOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *spatialSumOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *scaleShiftOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *scaleShiftBwdOp) output() *buffer { return &o.out }

@@ -309,3 +309,9 @@ func (o *pickOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	return o.src.t, nil
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *gnOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *gnBwdOp) output() *buffer { return &o.out }

@@ -305,3 +305,9 @@ func gnNHWCBwdGo[T float](x, gamma, beta, dy, dx []T, pix, c, groups int, silu b
 		}
 	}
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *gnNHWCOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *gnNHWCBwdOp) output() *buffer { return &o.out }

@@ -123,3 +123,6 @@ func (o *linearOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error
 	}
 	return res, nil
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *linearOp) output() *buffer { return &o.buf }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"math"
 	"runtime"
 	"sync"
 
@@ -85,18 +86,53 @@ func dense(op string, arg int, v G.Value, dt tensor.Dtype) (*tensor.Dense, error
 func data[T float](d *tensor.Dense) []T { return d.Data().([]T) }
 
 // buffer is an op-owned output tensor, reused across runs of the graph: the
-// value a node returns is overwritten when the graph runs again.
+// value a node returns is overwritten when the graph runs again. A buffer
+// given a slab by ShareBuffers lives in memory it shares with the outputs of
+// other nodes whose values are never live at the same time.
 type buffer struct {
-	t *tensor.Dense
+	t    *tensor.Dense
+	slab *slab
+	gen  int // the slab generation t was cut from
 }
 
 // get returns the buffer with the given dtype and shape, allocating it the
-// first time (or when the shape changes). Its contents are unspecified.
+// first time (or when the shape changes). Its contents are unspecified (in
+// this package's tests, NaN: see poisonBuffers).
 func (b *buffer) get(dt tensor.Dtype, shape tensor.Shape) *tensor.Dense {
-	if b.t == nil || b.t.Dtype() != dt || !b.t.Shape().Eq(shape) {
+	switch {
+	case b.slab != nil:
+		if b.t == nil || b.gen != b.slab.gen || b.t.Dtype() != dt || !b.t.Shape().Eq(shape) {
+			b.t = b.slab.cut(dt, shape)
+			b.gen = b.slab.gen
+		}
+	case b.t == nil || b.t.Dtype() != dt || !b.t.Shape().Eq(shape):
 		b.t = tensor.New(tensor.Of(dt), tensor.WithShape(shape.Clone()...))
 	}
+	if poisonBuffers {
+		poison(b.t)
+	}
 	return b.t
+}
+
+// poisonBuffers makes every buffer.get fill the buffer with NaN, so that an
+// op which reads its output before writing all of it (and so depends on what
+// an earlier run, or a node sharing its memory, left there) fails its tests.
+// Set by this package's tests only.
+var poisonBuffers = false
+
+func poison(t *tensor.Dense) {
+	switch d := t.Data().(type) {
+	case []float32:
+		nan := float32(math.NaN())
+		for i := range d {
+			d[i] = nan
+		}
+	case []float64:
+		nan := math.NaN()
+		for i := range d {
+			d[i] = nan
+		}
+	}
 }
 
 // scratch holds per-worker work slices of either precision, reused across

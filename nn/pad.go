@@ -127,3 +127,6 @@ func (o *padOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 func (o *padOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) error {
 	return doDiff(o, in, out)
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *padOp) output() *buffer { return &o.out }

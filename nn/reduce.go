@@ -63,3 +63,6 @@ func rowSum[T float](x []T) float64 {
 	}
 	return s
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *channelSumOp) output() *buffer { return &o.out }

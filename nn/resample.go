@@ -264,3 +264,12 @@ func sliceChanRun[T float](o *sliceChanOp, x, y []T) {
 		copy(y[n*sz:(n+1)*sz], x[(n*o.total+o.lo)*o.inner:])
 	}
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *resampleOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *concatOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *sliceChanOp) output() *buffer { return &o.out }

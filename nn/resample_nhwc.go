@@ -648,3 +648,27 @@ func scaleShiftNHWCBwdRun[T float](x, sc, dy, dx, dsc []T, pix, c int) {
 		}
 	})
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *resampleNHWCOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *padNHWCOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *concatNHWCOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *sliceLastOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *addChannelNHWCOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *pixelSumNHWCOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *scaleShiftNHWCOp) output() *buffer { return &o.out }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *scaleShiftNHWCBwdOp) output() *buffer { return &o.out }

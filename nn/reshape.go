@@ -66,3 +66,6 @@ func (o *reshapeOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 func (o *reshapeOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) error {
 	return doDiff(o, in, out)
 }
+
+// output implements bufferedOp: the value is the op's output buffer.
+func (o *reshapeOp) output() *buffer { return &o.out }

@@ -168,11 +168,20 @@ func (c *Conv) prepare(p Pass) error {
 }
 
 // arenas are per-slot scratch areas; a caller holds slot i's lock while it
-// runs a pass with it, so concurrent graphs never share one.
+// runs a pass with it, so concurrent graphs never share one. Each slot also
+// holds the bf16 output gradient of the backward passes (dy): one per slot
+// rather than one per convolution, which would keep a bf16 copy of every
+// layer's output gradient alive for the graph's life. dyOwner's pass dyNext
+// may reuse it (the other backward pass of that convolution converted it,
+// and nothing has run in the slot since).
 var arenas [64]struct {
-	mu  sync.Mutex
-	buf unsafe.Pointer
-	n   uintptr
+	mu      sync.Mutex
+	buf     unsafe.Pointer
+	n       uintptr
+	dy      unsafe.Pointer
+	dyN     uintptr
+	dyOwner *Conv
+	dyNext  Pass
 }
 
 func arena(slot int, n uintptr) unsafe.Pointer {
@@ -201,8 +210,10 @@ func cptr(s []float32) *C.float {
 	return (*C.float)(unsafe.Pointer(&s[0]))
 }
 
-// run executes pass p in arena slot slot.
-func (c *Conv) run(p Pass, slot int, f func(a unsafe.Pointer) *C.char) error {
+// run executes pass p in arena slot slot. f gets the slot's work area,
+// for the backward passes its bf16 output-gradient area and whether that
+// already holds this convolution's dy (see arenas).
+func (c *Conv) run(p Pass, slot int, f func(a, dy unsafe.Pointer, reuse C.int) *C.char) error {
 	if err := c.prepare(p); err != nil {
 		return err
 	}
@@ -214,7 +225,34 @@ func (c *Conv) run(p Pass, slot int, f func(a unsafe.Pointer) *C.char) error {
 	if buf == nil {
 		return fmt.Errorf("dnnl: out of memory for a %d-byte work area", size)
 	}
-	if msg := f(buf); msg != nil {
+	var reuse C.int
+	if p == Forward {
+		if a.dyOwner == c {
+			a.dyOwner = nil // a new forward pass: a new dy will follow
+		}
+	} else {
+		if n := uintptr(C.dn_conv_dyb_size(c.cv)); a.dyN < n {
+			if a.dy != nil {
+				C.free(a.dy)
+			}
+			a.dy, a.dyN, a.dyOwner = C.aligned_alloc(64, C.size_t((n+63)&^63)), n, nil
+			if a.dy == nil {
+				a.dyN = 0
+				return fmt.Errorf("dnnl: out of memory for a %d-byte output gradient", n)
+			}
+		}
+		other := BackwardWeights
+		if p == BackwardWeights {
+			other = BackwardData
+		}
+		if a.dyOwner == c && a.dyNext == p {
+			reuse, a.dyOwner = 1, nil
+		} else {
+			a.dyOwner, a.dyNext = c, other
+		}
+	}
+	if msg := f(buf, a.dy, reuse); msg != nil {
+		a.dyOwner = nil
 		return fmt.Errorf("dnnl: convolution %+v, %v pass: %s", c.s, p, C.GoString(msg))
 	}
 	runtime.KeepAlive(c)
@@ -233,7 +271,7 @@ func (c *Conv) Forward(slot int, x, w, b, y []float32) error {
 			return err
 		}
 	}
-	return c.run(Forward, slot, func(a unsafe.Pointer) *C.char {
+	return c.run(Forward, slot, func(a, _ unsafe.Pointer, _ C.int) *C.char {
 		return C.dn_conv_fwd(c.cv, cptr(x), cptr(w), cptr(b), cptr(y), (*C.char)(a))
 	})
 }
@@ -245,8 +283,8 @@ func (c *Conv) BackwardData(slot int, w, dy, dx []float32) error {
 	if err := firstErr(check("w", len(w), s.O*s.C*s.KH*s.KW), check("dy", len(dy), s.N*s.O*oh*ow), check("dx", len(dx), s.N*s.C*s.H*s.W)); err != nil {
 		return err
 	}
-	return c.run(BackwardData, slot, func(a unsafe.Pointer) *C.char {
-		return C.dn_conv_bwd_data(c.cv, cptr(w), cptr(dy), cptr(dx), (*C.char)(a))
+	return c.run(BackwardData, slot, func(a, dyb unsafe.Pointer, reuse C.int) *C.char {
+		return C.dn_conv_bwd_data(c.cv, cptr(w), cptr(dy), cptr(dx), (*C.char)(a), (*C.char)(dyb), reuse)
 	})
 }
 
@@ -254,8 +292,9 @@ func (c *Conv) BackwardData(slot int, w, dy, dx []float32) error {
 // slot slot. It reads x from the bf16 copy the last Forward kept; x is
 // converted only when no Forward ran (nil is then an error).
 //
-// BackwardData and BackwardWeights called one after the other, with no
-// Forward between, convert dy once: the second reuses the first's bf16
+// BackwardData and BackwardWeights called one after the other in the same
+// slot, with no Forward of this convolution and no other backward pass in
+// that slot between, convert dy once: the second reuses the first's bf16
 // copy, so they must be given the same dy (a graph's two backward ops of
 // one convolution are). A second BackwardData never reuses the first's.
 func (c *Conv) BackwardWeights(slot int, x, dy, dw []float32) error {
@@ -269,8 +308,8 @@ func (c *Conv) BackwardWeights(slot int, x, dy, dw []float32) error {
 	if err := firstErr(check("dy", len(dy), s.N*s.O*oh*ow), check("dw", len(dw), s.O*s.C*s.KH*s.KW)); err != nil {
 		return err
 	}
-	return c.run(BackwardWeights, slot, func(a unsafe.Pointer) *C.char {
-		return C.dn_conv_bwd_weights(c.cv, cptr(x), cptr(dy), cptr(dw), (*C.char)(a))
+	return c.run(BackwardWeights, slot, func(a, dyb unsafe.Pointer, reuse C.int) *C.char {
+		return C.dn_conv_bwd_weights(c.cv, cptr(x), cptr(dy), cptr(dw), (*C.char)(a), (*C.char)(dyb), reuse)
 	})
 }
 

@@ -106,13 +106,6 @@ typedef struct dn_conv {
 	int have_bwd_d, have_bwd_w;
 	void* xb;       // the forward's bf16 input, kept for backward weights
 	int xb_valid;
-	// dyb is the bf16 output gradient, kept from one backward pass to the
-	// other: dy_pending says which pass may reuse it (DN_BWD_W after
-	// backward data converted it, DN_BWD_D after backward weights, -1 none),
-	// once; the forward pass clears it. Repeated backward-data passes (a
-	// pullback's several cotangents) never reuse each other's.
-	void* dyb;
-	int dy_pending;
 	dnnl_memory_t m_xu, m_yu, m_wu, m_b, m_xb, m_yf, m_wf, m_scr;
 	dnnl_memory_t m_dyu, m_dxu, m_dyb, m_dxf, m_wd, m_dwu, m_dwb;
 	char errbuf[256];
@@ -211,7 +204,6 @@ static dn_conv* dn_conv_new(int n, int c, int h, int w, int o, int kh, int kw, i
 	if (!cv) { *err = strdup("out of memory"); return NULL; }
 	cv->n = n; cv->c = c; cv->h = h; cv->w = w; cv->o = o; cv->kh = kh; cv->kw = kw;
 	cv->stride = stride; cv->pad = pad; cv->bias = bias; cv->threads = threads; cv->nhwc = nhwc;
-	cv->dy_pending = -1;
 	cv->oh = (h + 2 * pad - kh) / stride + 1;
 	cv->ow = (w + 2 * pad - kw) / stride + 1;
 	dn_threads(threads);
@@ -317,7 +309,6 @@ static const char* dn_conv_fwd(dn_conv* cv, const float* x, const float* w, cons
 	p_dnnl_memory_set_data_handle(cv->m_yf, cv->nhwc ? (void*)y : (void*)yf);
 	p_dnnl_memory_set_data_handle(cv->m_wf, wf);
 	cv->xb_valid = 0;
-	cv->dy_pending = -1;
 	if ((e = dn_reorder_run(cv, &cv->r_x, cv->m_xu, cv->m_xb, scr))) return e;
 	if ((e = dn_reorder_run(cv, &cv->r_wf, cv->m_wu, cv->m_wf, scr))) return e;
 	dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, cv->m_xb}, {DNNL_ARG_WEIGHTS, cv->m_wf}, {DNNL_ARG_DST, cv->m_yf}};
@@ -335,17 +326,13 @@ static const char* dn_conv_fwd(dn_conv* cv, const float* x, const float* w, cons
 	return NULL;
 }
 
-// dn_keep_dyb allocates the kept bf16 output gradient on first use.
-static const char* dn_keep_dyb(dn_conv* cv) {
-	if (!cv->dyb) {
-		cv->dyb = malloc(p_dnnl_memory_desc_get_size(&cv->dy_bf));
-		if (!cv->dyb) return "out of memory for the bf16 output gradient";
-		p_dnnl_memory_set_data_handle(cv->m_dyb, cv->dyb);
-	}
-	return NULL;
-}
+// dn_conv_dyb_size is the size of the bf16 output gradient, which the
+// backward passes keep in a work area of the caller's (dyb): reuse says
+// that it already holds dy, converted by this convolution's other backward
+// pass (package dnnl tracks that per work area).
+static size_t dn_conv_dyb_size(dn_conv* cv) { return p_dnnl_memory_desc_get_size(&cv->dy_bf); }
 
-static const char* dn_conv_bwd_data(dn_conv* cv, const float* w, const float* dy, float* dx, char* arena) {
+static const char* dn_conv_bwd_data(dn_conv* cv, const float* w, const float* dy, float* dx, char* arena, char* dyb, int reuse) {
 	dn_threads(cv->threads);
 	char* dxf = arena;
 	char* wd = dxf + dn_align(p_dnnl_memory_desc_get_size(&cv->dx_f));
@@ -354,15 +341,10 @@ static const char* dn_conv_bwd_data(dn_conv* cv, const float* w, const float* dy
 	p_dnnl_memory_set_data_handle(cv->m_dyu, (void*)dy);
 	p_dnnl_memory_set_data_handle(cv->m_wu, (void*)w);
 	p_dnnl_memory_set_data_handle(cv->m_dxu, dx);
-	if ((e = dn_keep_dyb(cv))) return e;
+	p_dnnl_memory_set_data_handle(cv->m_dyb, dyb);
 	p_dnnl_memory_set_data_handle(cv->m_dxf, cv->nhwc ? (void*)dx : (void*)dxf);
 	p_dnnl_memory_set_data_handle(cv->m_wd, wd);
-	if (cv->dy_pending == DN_BWD_D) {
-		cv->dy_pending = -1;
-	} else {
-		if ((e = dn_reorder_run(cv, &cv->r_dy, cv->m_dyu, cv->m_dyb, scr))) return e;
-		cv->dy_pending = DN_BWD_W;
-	}
+	if (!reuse && (e = dn_reorder_run(cv, &cv->r_dy, cv->m_dyu, cv->m_dyb, scr))) return e;
 	if ((e = dn_reorder_run(cv, &cv->r_wd, cv->m_wu, cv->m_wd, scr))) return e;
 	dnnl_exec_arg_t a[4] = {{DNNL_ARG_DIFF_DST, cv->m_dyb}, {DNNL_ARG_WEIGHTS, cv->m_wd}, {DNNL_ARG_DIFF_SRC, cv->m_dxf}};
 	if ((e = dn_run(cv, &cv->bwd_d, 3, a, scr, "backward-data convolution"))) return e;
@@ -371,7 +353,7 @@ static const char* dn_conv_bwd_data(dn_conv* cv, const float* w, const float* dy
 	return NULL;
 }
 
-static const char* dn_conv_bwd_weights(dn_conv* cv, const float* x, const float* dy, float* dw, char* arena) {
+static const char* dn_conv_bwd_weights(dn_conv* cv, const float* x, const float* dy, float* dw, char* arena, char* dyb, int reuse) {
 	dn_threads(cv->threads);
 	char* dwb = arena;
 	char* scr = dwb + dn_align(p_dnnl_memory_desc_get_size(&cv->dw_md));
@@ -382,15 +364,10 @@ static const char* dn_conv_bwd_weights(dn_conv* cv, const float* x, const float*
 		if ((e = dn_reorder_run(cv, &cv->r_x, cv->m_xu, cv->m_xb, scr))) return e;
 	}
 	p_dnnl_memory_set_data_handle(cv->m_dyu, (void*)dy);
-	if ((e = dn_keep_dyb(cv))) return e;
+	p_dnnl_memory_set_data_handle(cv->m_dyb, dyb);
 	p_dnnl_memory_set_data_handle(cv->m_dwb, dwb);
 	p_dnnl_memory_set_data_handle(cv->m_dwu, dw);
-	if (cv->dy_pending == DN_BWD_W) {
-		cv->dy_pending = -1;
-	} else {
-		if ((e = dn_reorder_run(cv, &cv->r_dy, cv->m_dyu, cv->m_dyb, scr))) return e;
-		cv->dy_pending = DN_BWD_D;
-	}
+	if (!reuse && (e = dn_reorder_run(cv, &cv->r_dy, cv->m_dyu, cv->m_dyb, scr))) return e;
 	dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, cv->m_xb}, {DNNL_ARG_DIFF_DST, cv->m_dyb}, {DNNL_ARG_DIFF_WEIGHTS, cv->m_dwb}};
 	if ((e = dn_run(cv, &cv->bwd_w, 3, a, scr, "backward-weights convolution"))) return e;
 	if ((e = dn_reorder_run(cv, &cv->r_dw, cv->m_dwb, cv->m_dwu, scr))) return e;
@@ -418,6 +395,5 @@ static void dn_conv_free(dn_conv* cv) {
 	if (cv->fwd_pd) p_dnnl_primitive_desc_destroy(cv->fwd_pd);
 	if (cv->st) p_dnnl_stream_destroy(cv->st);
 	free(cv->xb);
-	free(cv->dyb);
 	free(cv);
 }

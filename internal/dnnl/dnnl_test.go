@@ -266,3 +266,68 @@ func relayout(s Shape, v []float32, c, hw int, toNHWC bool) []float32 {
 	}
 	return r
 }
+
+// TestSharedOutputGradient: the backward passes keep the bf16 output
+// gradient in their slot's work area, not per convolution. Backward weights
+// right after backward data of the same convolution reuses its conversion
+// (shown by handing it a different dy, which it then ignores); with another
+// convolution's backward pass in the slot between, it converts its own dy
+// again and gets the same weight gradient as an uninterleaved run.
+func TestSharedOutputGradient(t *testing.T) {
+	if ok, why := Available(); !ok {
+		t.Skip("bf16 unavailable: " + why)
+	}
+	rng := rand.New(rand.NewSource(2))
+	s := Shape{N: 2, C: 8, H: 6, W: 6, O: 8, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true, NHWC: true}
+	oh, ow := s.Out()
+	newConv := func() *Conv {
+		c, err := NewConv(s, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	x, w, b := randn(rng, s.N*s.C*s.H*s.W), randn(rng, s.O*s.C*9), randn(rng, s.O)
+	dyA, dyB := randn(rng, s.N*s.O*oh*ow), randn(rng, s.N*s.O*oh*ow)
+	y := make([]float32, len(dyA))
+	dx := make([]float32, len(x))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// the reference: A alone, weights first (nothing to reuse)
+	a := newConv()
+	must(a.Forward(0, x, w, b, y))
+	want := make([]float32, len(w))
+	must(a.BackwardWeights(0, nil, dyA, want))
+
+	same := func(what string, got []float32) {
+		t.Helper()
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: dw[%d] = %g, want %g", what, i, got[i], want[i])
+			}
+		}
+	}
+	got := make([]float32, len(w))
+	must(a.Forward(0, x, w, b, y))
+	must(a.BackwardData(0, w, dyA, dx))
+	must(a.BackwardWeights(0, nil, dyB, got)) // reuses dyA's conversion
+	same("backward weights after backward data", got)
+
+	bc := newConv()
+	must(bc.Forward(0, x, w, b, y))
+	must(a.Forward(0, x, w, b, y))
+	must(a.BackwardData(0, w, dyA, dx))
+	must(bc.BackwardData(0, w, dyB, dx)) // overwrites the slot's dy
+	must(a.BackwardWeights(0, nil, dyA, got))
+	same("backward weights with another convolution's pass between", got)
+
+	must(a.Forward(0, x, w, b, y))
+	must(a.BackwardData(0, w, dyB, dx))
+	must(a.Forward(0, x, w, b, y)) // a new forward: the kept dy is stale
+	must(a.BackwardWeights(0, nil, dyA, got))
+	same("backward weights after a new forward", got)
+}
