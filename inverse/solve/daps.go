@@ -10,20 +10,28 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// DAPSOptions configures DAPS. The defaults are the paper's DAPS-1K
-// (Zhang et al., CVPR 2025; the code's README and commands/pixel_ffhq.sh):
-// 200 annealing levels × 5 ODE steps = 1000 network calls per image (the
-// paper's lighter DAPS-100 and heavier DAPS-4K change these two counts,
-// steps and ode_steps), with the official code's pixel-space settings
-// (zhangbingliang2019/DAPS, configs/sampler/edm_daps.yaml and
-// configs/task/down_sampling.yaml).
+// DAPSOptions configures DAPS. The defaults are the official code's DAPS-1K
+// (zhangbingliang2019/DAPS, commands/pixel_ffhq.sh and pixel_imagenet.sh,
+// both headed "DAPS 1K", which run every pixel-space task, linear and
+// nonlinear alike, with annealing_scheduler_config.num_steps=200 and
+// diffusion_scheduler_config.num_steps=5; the README's phase-retrieval
+// demo, called DAPS-1k there, uses the same): 200 annealing levels × 5 ODE
+// steps = 1000 network calls per image, with the pixel-space settings of
+// configs/sampler/edm_daps.yaml and configs/task/*.yaml (group pixel). The
+// code's DAPS-100 (commands/ldm_*.sh and sd_*.sh, latent models only) is
+// 50 × 2.
 //
-// The DAPS-1K split (200 × 5) is the code's; it was not checked against
-// the paper's own hyper-parameter table, which could not be read here.
+// Not verified against the paper: its body (hyper-parameter table,
+// equation and algorithm numbers) could not be read here, since the stored
+// arXiv pages (arxiv.org/html/2407.01521v1 and v2) give only the abstract
+// and introduction. Secondary summaries of the paper (not the paper
+// itself) give DAPS-1K as 250 annealing × 4 ODE steps for linear tasks and
+// DAPS-4K as 400 × 10 for nonlinear ones; if that is the paper's table,
+// these defaults (the code's) differ from it.
 type DAPSOptions struct {
 	// Steps is the number N of annealing noise levels σ_0 > … > σ_{N−1}
-	// (key steps; 200, edm_daps.yaml annealing_scheduler_config.num_steps;
-	// the paper's N_A in Algorithm 1).
+	// (key steps; 200, edm_daps.yaml annealing_scheduler_config.num_steps
+	// and the commands' override; the paper's symbol for it is unverified).
 	Steps int
 	// ODESteps is the number of Euler steps of the probability-flow ODE
 	// that computes x̂0 from x at each level, one network call each (key
@@ -42,21 +50,28 @@ type DAPSOptions struct {
 	// timestep "poly-7", EDM's ρ).
 	Rho float64
 	// LangevinSteps is the number of Langevin steps per level (key
-	// langevin_steps; 100, the task configs' num_steps).
+	// langevin_steps; 100, the pixel task configs' mcmc_sampler_config
+	// num_steps; nonlinear_blur.yaml has 200).
 	LangevinSteps int
 	// LR is the Langevin step size η_0 at the first level (key lr; 1e-4,
-	// down_sampling.yaml and gaussian_blur.yaml; the code uses 5e-5 for box
-	// inpainting, motion blur and phase retrieval, 2e-5 for HDR: see the
-	// task presets' solver_defaults).
+	// the pixel configs of down_sampling.yaml, gaussian_blur.yaml and
+	// inpainting_rand.yaml; the code uses 5e-5 for box inpainting, motion
+	// blur and phase retrieval, 2e-5 for HDR and 1e-5 for nonlinear blur:
+	// see the task presets' solver_defaults).
 	LR float64
 	// LRMinRatio δ: the step size decays linearly over the levels, η_k =
 	// η_0 (1 + (k/N)(δ − 1)) (key lr_min_ratio; 0.01, the code's get_lr).
 	LRMinRatio float64
 	// Tau is the σ of the Gaussian likelihood the Langevin steps sample,
-	// exp(−‖y − A(x0)‖²/(2τ²)) (key tau; 0.01, the task configs' tau, for
-	// measurements with σ_y = 0.05: a hyper-parameter, not the noise
-	// level; the paper's β_y). 0 takes the measurement's Gaussian σ_y (the exact
-	// likelihood), which needs Gaussian noise with σ_y > 0.
+	// exp(−‖y − A(x0)‖²/(2τ²)) (key tau; 0.01, every pixel task config's
+	// mcmc_sampler_config.tau, for measurements with σ_y = 0.05: a tuned
+	// value, not the noise level; the code's docstring calls it the std of
+	// the data-fitting term). 0 takes the measurement's Gaussian σ_y (the
+	// exact likelihood), which needs Gaussian noise with σ_y > 0. The paper
+	// writes the measurement noise level as β_y (a reader quoting its
+	// Table 1 in DAPS issue #19: β_y = 0.05 for all tasks), so τ = 0.01 is
+	// not the paper's β_y; whether the paper's Langevin step uses β_y or a
+	// separately tuned value is unverified.
 	Tau float64
 }
 
@@ -125,7 +140,7 @@ func polyGrid(a, b, rho float64, n int) []float64 {
 
 // DAPS is decoupled annealing posterior sampling (Zhang et al., CVPR 2025,
 // "Improving Diffusion Inverse Problem Solving with Decoupled Noise
-// Annealing", Algorithm 1). In VE coordinates (x_VE = x_VP/√ᾱ, σ =
+// Annealing", arXiv 2407.01521). In VE coordinates (x_VE = x_VP/√ᾱ, σ =
 // √((1−ᾱ)/ᾱ)), starting from x ~ N(0, σ_0² I), at each annealing level σ_k
 // (k = 0..N−1, the poly-ρ grid from sigma_max to sigma_min):
 //
@@ -180,14 +195,16 @@ func polyGrid(a, b, rho float64, n int) []float64 {
 // level, x̂0 = the Langevin result x0, Index = N−1−k and the timestep of
 // σ_k's schedule level.
 //
-// Paper check (issue 22 follow-up): only the paper's abstract could be
-// read from this environment, not its body, so no equation or table number
-// is cited and the defaults rest on the official code, not on the paper's
-// hyper-parameter table. The three steps above are the loop of the paper's
-// Algorithm 1 (x̂0 by the probability-flow ODE, Langevin dynamics on
-// p(x0 | x_t, y) ∝ p(x0 | x_t) p(y | x0) with p(x0 | x_t) ≈ N(x̂0, r_t² I),
-// re-noising to the next annealing level). In the paper's notation r_t is
-// the prior std (σ_k here) and β_y the likelihood std (Tau here).
+// Paper check (second pass): the paper's body still could not be read
+// (the stored arXiv pages give only the abstract and introduction), so no
+// equation, algorithm or table number is cited and every default rests on
+// the official code (paths above). Checked there: the loop (x̂0 by the
+// probability-flow ODE, Langevin on p(x0 | x_t, y) with the Gaussian
+// p(x0 | x_t) ≈ N(x̂0, r_t² I), re-noising to the next level), the grids,
+// get_lr and the per-task values. The abstract confirms only the outline
+// (decoupled consecutive steps whose time-marginals anneal to the
+// posterior). The name r_t for the prior std (σ_k here) is unverified
+// notation; for β_y see DAPSOptions.Tau.
 func daps(p *problem, o DAPSOptions) (*tensor.Dense, error) {
 	tau := o.Tau
 	if tau == 0 {

@@ -11,23 +11,30 @@ import (
 )
 
 // PnPDMOptions configures PnP-DM (Wu et al., NeurIPS 2024). Defaults are the
-// official code's linear-task settings: configs/sampler/pnp_edm.yaml with
-// the overrides of commands.sh (sampler.rho=10 sampler.rho_decay_rate=0.9
-// sampler.rho_min=0.3, mode *_sde).
+// official code's linear-task settings (zihuiwu/PnP-DM-public, whose
+// README says commands.sh holds the commands of the paper's experiments):
+// configs/sampler/pnp_edm.yaml with the overrides of commands.sh for
+// Gaussian and motion deblurring and super-resolution (sampler.rho=10
+// sampler.rho_decay_rate=0.9 sampler.rho_min=0.3, each task run in the
+// four modes vp_sde, ve_sde, iddpm_sde and edm_sde; the grid here is the
+// edm one). pnp_edm.yaml alone has rho 0.1, rho_decay_rate 1.0, rho_min
+// 0 and mode edm (the ODE). Not checked against the paper's text or
+// tables, which could not be read here.
 type PnPDMOptions struct {
 	// Iters (iters) is the number K of split Gibbs iterations, each one
 	// likelihood step and one prior step (100: pnp_edm.yaml num_iters).
 	Iters int
 	// Rho0 (rho0) is the initial coupling strength ρ_0 (10: commands.sh
-	// sampler.rho=10; "the paper's Sec. 4 annealing" is the implementers'
-	// reference, not checked against the paper's text).
+	// sampler.rho=10 for every task; the section of the paper that
+	// describes the annealing was not identified).
 	Rho0 float64
 	// RhoDecay (rho_decay) is the annealing factor: ρ_k = max(ρ_0·decay^k,
 	// ρ_min) (0.9: commands.sh sampler.rho_decay_rate=0.9).
 	RhoDecay float64
 	// RhoMin (rho_min) is the final coupling strength ρ_min (0.3:
-	// commands.sh for deblurring and super-resolution; the paper's code uses
-	// 0.1 for coded diffraction and phase retrieval).
+	// commands.sh for deblurring and super-resolution; it uses 0.1 for
+	// coded diffraction and phase retrieval, and 0.02 with decay 0.93 and
+	// 200 iterations for black-hole imaging).
 	RhoMin float64
 	// Steps (steps) is the size of the diffusion grid the prior step walks:
 	// EDM's Karras grid (ρ = 7) of Steps noise levels from min(80, σ_max)
@@ -37,9 +44,10 @@ type PnPDMOptions struct {
 	Steps int
 	// Sampler (sampler) is the reverse step of the prior step: "ddpm"
 	// (ancestral, the prior's Variance; the discrete form of the reverse
-	// SDE the paper's *_sde modes integrate, "" means it too) or "ddim"
-	// (η = 0, the probability-flow ODE of the paper's pfode modes, which
-	// the official code uses for coded diffraction patterns).
+	// SDE the code's *_sde modes integrate, "" means it too) or "ddim"
+	// (η = 0, the probability-flow ODE of the code's pfode modes, which
+	// commands.sh uses for coded diffraction patterns: modes vp, ve, iddpm
+	// and edm).
 	Sampler string
 	// GridStart (grid_start) starts each prior step, as the official
 	// Denoiser_EDM does, at the first grid level below ρ, treating z as
@@ -144,8 +152,9 @@ func decodePnPDM(r *params.Reader) PnPDMOptions {
 // alternating, for k = 0..K−1 with ρ_k = max(ρ_0·decay^k, ρ_min),
 //
 //  1. the likelihood step z ~ π(z | x) ∝ exp(−f(z) − ‖z − x‖²/(2ρ²)) (the
-//     paper's eq. 5). For a linear operator this Gaussian (precision
-//     AᵀA/σ_y² + I/ρ²) is drawn exactly: with an SVD per spectral
+//     code's operator.proximal_generator; equation number unverified).
+//     For a linear operator this Gaussian (precision AᵀA/σ_y² + I/ρ²) is
+//     drawn exactly: with an SVD per spectral
 //     coordinate, mean (ρ² s_j (Uᵀy)_j + σ_y² (Vᵀx)_j)/(s_j²ρ² + σ_y²) and
 //     variance ρ²σ_y²/(s_j²ρ² + σ_y²) (ρ² where s_j = 0), as the official
 //     LinearSVDOperator.proximal_generator; without one by
@@ -159,7 +168,8 @@ func decodePnPDM(r *params.Reader) PnPDMOptions {
 //     official PhaseRetrieval.proximal_generator, γ = 1e-4, 100 steps,
 //     which needs σ_y > 0); Poisson noise always takes this step, with its
 //     own likelihood.
-//  2. the prior step x ~ π(x | z) ∝ p(x) exp(−‖x − z‖²/(2ρ²)) (eq. 6): z is
+//  2. the prior step x ~ π(x | z) ∝ p(x) exp(−‖x − z‖²/(2ρ²)) (the code's
+//     Denoiser_EDM; equation number unverified): z is
 //     x seen through VE noise of level ρ, so the diffusion model's reverse
 //     process runs from x_t = √ᾱ_t z, σ_t = √((1−ᾱ_t)/ᾱ_t) ≈ ρ, down to x0.
 //     The official code integrates EDM's reverse SDE by Euler–Maruyama on
@@ -186,14 +196,18 @@ func decodePnPDM(r *params.Reader) PnPDMOptions {
 // Any operator and noise model (Gaussian σ_y > 0 for Langevin; Poisson
 // noise by Langevin on its likelihood).
 //
-// Paper check (issue 22 follow-up): only the paper's abstract could be
-// read from this environment, not its body, so the equation numbers above
-// (eq. 5, eq. 6) are the implementers' and remain unverified, and the
-// defaults (ρ_0 = 10, decay 0.9, ρ_min = 0.3, 100 iterations) rest on the
-// official code, not on the paper's text or tables. The structure is the
-// paper's split Gibbs sampler: the joint π(x, z) above,
-// a likelihood step, a prior step by the EDM reverse diffusion started at
-// σ(t*) = ρ from x_{t*} = s(t*) z, and ρ annealed geometrically to ρ_min.
+// Paper check (second pass): the paper's body still could not be read
+// (the stored arXiv page, arxiv.org/html/2405.18782v2, gives only the
+// abstract and introduction), so no equation, section or table number is
+// cited (the eq. 5 and eq. 6 of earlier versions of this comment were the
+// implementers' guesses and are dropped) and the defaults (ρ_0 = 10,
+// decay 0.9, ρ_min = 0.3, 100 iterations, 40 burn-in, 20 samples) rest on
+// the official code: commands.sh, configs/sampler/pnp_edm.yaml,
+// pnpdm/samplers/pnp_edm/pnp_edm.py (ρ_k = max(ρ_0·decay^k, ρ_min), the
+// likelihood step then the prior step) and denoiser_edm.py. The abstract
+// confirms the outline: an MCMC sampler that reduces posterior sampling
+// to sampling the posterior of a Gaussian denoising problem, solved with
+// a general diffusion-model formulation.
 func pnpDM(p *problem, o PnPDMOptions) (*tensor.Dense, error) {
 	if err := p.useVariance(); err != nil {
 		return nil, err

@@ -13,14 +13,15 @@ import (
 // and Vahdat, "A Variational Perspective on Solving Inverse Problems with
 // Diffusion Models", ICLR 2024). The variational posterior q(x0 | y) =
 // N(μ, σ²I) with σ → 0 turns sampling into the stochastic optimisation of μ
-// (the paper's RED-diff algorithm; this follows its official code, and the
-// paper's equation numbers were not checked here):
+// (the paper's RED-diff algorithm; this follows its official code; the
+// paper's equation, algorithm and table numbers could not be read here):
 //
 //	L(μ) = obs_weight · ‖y − A(μ)‖²/(2m)  +  λ w_t · sg(ε̂(x_t, t) − ε)ᵀμ / d,
 //	x_t = √ᾱ_t μ + √(1−ᾱ_t) ε,  ε ~ N(0, I) fresh at every step,
 //
 // one Adam step per timestep, t walking the schedule (uniformly respaced to
-// Steps) from its last index down to 0, the paper's descending schedule.
+// Steps) from its last index down to 0, the code's descending order
+// (reversed(ts) in algos/reddiff.py).
 // The gradient of the regulariser is λ w_t (ε̂ − ε) with ε̂ held fixed (sg,
 // stop-gradient): no Jacobian of the network, one forward pass per step.
 // The data term's gradient is J_A(μ)ᵀ(A(μ) − y) from the operator's VJP,
@@ -59,13 +60,20 @@ import (
 //   - the code's sigma_x0 (noise on μ inside both terms, 0 in its config)
 //     and its classifier-guidance scale (cond_awd, off) are not offered.
 //
-// Defaults: Steps 1000 (the code's sample_batch.sh, num_steps=1000, used
-// for the paper's tables; its exp default is 50 and the README's
-// interactive example 100 with lr 0.5), lr 0.1, λ 0.25 (reddiff.yaml's
-// grad_term_weight, the paper's λ), weight linear. InverseBench
-// (devzhk/InverseBench, configs/algorithm/reddiff.yaml and algo/reddiff.py)
-// uses 1000 steps, lr 0.02, a constant λ = 0.25 on the unscaled ε̂ − ε (no
-// SNR weight, no 1/d) and a zero start, on its EDM models.
+// Defaults: Steps 1000, lr 0.1, λ 0.25, weight linear. No single official
+// script uses this combination: _configs/algo/reddiff.yaml has lr 0.1,
+// grad_term_weight 0.25 and denoise_term_weight linear, with
+// _configs/exp/default.yaml's num_steps 50; sample_batch.sh (sr4 and
+// in2_20ff on ImageNet) runs num_steps=1000 with the yaml's lr 0.1 but
+// overrides grad_term_weight to 1.0 (GRAD_WEIGHT=1.0); the README's
+// interactive example uses 100 steps, λ 0.25 and lr 0.5; sample_test.sh
+// 10 steps, λ 1.0, lr 0.25 (σ_y 0.1), and its commented-out nonlinear
+// and deblurring lines λ 0.25, lr 0.5. Which of these the paper's tables
+// used, and whether the paper states λ = 0.25, is unverified.
+// InverseBench (devzhk/InverseBench, configs/algorithm/reddiff.yaml and
+// algo/reddiff.py) uses 1000 steps, lr 0.02, a constant λ = 0.25 on the
+// unscaled ε̂ − ε (no SNR weight, no 1/d) and a zero start, on its EDM
+// models.
 //
 // What it converges to. For a Gaussian prior N(m0, Σ) the exact ε̂ is
 // √(1−ᾱ) C_t⁻¹(x_t − √ᾱ m0), C_t = ᾱΣ + (1−ᾱ)I, so the expected
@@ -80,15 +88,17 @@ import (
 // null space, where late steps are Adam moving on mostly noise (see
 // reddiff_test.go for the measured sizes).
 //
-// Paper check (issue 22 follow-up): only the paper's abstract could be
-// read from this environment, not its body, so still no equation, section
-// or table number is cited and the defaults (λ = 0.25, lr 0.1, 1000 steps,
-// the linear weight) rest on the official code. The abstract confirms the
-// shape used here: a Gaussian variational posterior, a data term plus a
-// score-matching regulariser across timesteps (regularisation by denoising
-// diffusion), denoisers weighted by an SNR-based mechanism, sampling as
-// stochastic optimisation with an off-the-shelf optimiser (Adam), linear
-// and nonlinear operators. Options: RedDiffOptions.
+// Paper check (second pass): the paper's body still could not be read
+// (the stored copies, arxiv.org HTML and the ICLR proceedings page, give
+// only the abstract and, at most, the introduction), so no equation,
+// section or table number is cited and the defaults rest on the official
+// code (NVlabs/RED-diff: algos/reddiff.py, _configs/algo/reddiff.yaml,
+// sample_batch.sh, README.md). The abstract confirms the shape used here:
+// a variational posterior approximation, a regulariser made of denoisers
+// at different timesteps (regularisation by denoising diffusion), an
+// SNR-based weighting of those denoisers, sampling as stochastic
+// optimisation with off-the-shelf solvers, linear and nonlinear
+// restoration tasks. Options: RedDiffOptions.
 func redDiff(p *problem, o RedDiffOptions) (*tensor.Dense, error) {
 	sched, err := p.respace(o.Steps)
 	if err != nil {
@@ -187,14 +197,15 @@ func redDiffWeight(kind string, r float64) float64 {
 type RedDiffOptions struct {
 	// Steps (steps) respaces the schedule uniformly: one Adam step and one
 	// denoiser call per timestep; 0 keeps the schedule. Default 1000, the
-	// official sample_batch.sh's num_steps for the paper's tables.
+	// official sample_batch.sh's num_steps (that script runs λ = 1.0; see
+	// redDiff); whether the paper's tables used it is unverified.
 	Steps int
 	// LR (lr) is Adam's learning rate (0.1, reddiff.yaml's lr; the README's
 	// interactive example uses 0.5 with 100 steps).
 	LR float64
 	// Lambda (lambda) is λ, the regulariser's weight (0.25: reddiff.yaml's
-	// grad_term_weight; said to be the paper's value, but the paper's text
-	// was not read to confirm it).
+	// grad_term_weight and the README's example; sample_batch.sh and
+	// sample_test.sh pass 1.0). Not confirmed as the paper's value.
 	Lambda float64
 	// ObsWeight (obs_weight) weights the data term
 	// mean((y − A(μ))²)/2 (1, reddiff.yaml's obs_weight).
