@@ -49,7 +49,7 @@ func (u *UNet) vjpFor(n int) (*vjpGraph, error) {
 		return g, nil
 	}
 	g := &vjpGraph{}
-	nt, vm, err := u.compiled(n, nil, false, func(nt *net) (*G.ExprGraph, error) {
+	nt, vm, err := u.compiled(n, nil, true, func(nt *net) (*G.ExprGraph, error) {
 		shape := []int(nt.out.Shape().Clone())
 		g.vv = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
 		g.v = G.NewTensor(nt.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName(nt.leaf("cotangent")), G.WithValue(g.vv))
@@ -59,6 +59,10 @@ func (u *UNet) vjpFor(n int) (*vjpGraph, error) {
 			return nil, fmt.Errorf("model: building the VJP graph: %w", err)
 		}
 		g.gradX = grads[0]
+		// The backward ops share buffers; the forward values stay, for
+		// EpsPullback's replay, which runs the backward part again on them
+		// (in the same order among themselves, so the sharing holds).
+		nt.keep = append(nt.g.SubgraphRoots(nt.out).AllNodes(), g.gradX)
 		// Run only what ε and ∂/∂x need: reverse mode also builds the
 		// parameter gradients of every op on the path (a third of the
 		// work), which the subgraph of those two roots leaves out.

@@ -410,10 +410,10 @@ const maxSalts = 4
 // checkedTape compiles a graph, refusing one with a hash collision
 // (nn.HashCollisionError); a variable so tests can inject collisions. With
 // share, the op outputs share memory (nn.NewSharedTapeMachine) and only the
-// values of keep and of the graph's roots are valid after a run: the
-// forward-only and training graphs, whose intermediate values nothing reads.
-// The VJP graph keeps one buffer per node: EpsPullback's replay reads its
-// forward values again.
+// values of keep and of the graph's roots are valid after a run. Every
+// UNet graph shares: the forward-only and training graphs keep only their
+// outputs, the VJP graph also its forward values (EpsPullback's replay
+// reads them again).
 var checkedTape = func(g *G.ExprGraph, share bool, keep G.Nodes) (G.VM, *nn.SharePlan, error) {
 	if share {
 		return nn.NewSharedTapeMachine(g, keep)

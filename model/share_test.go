@@ -14,10 +14,11 @@ import (
 	"github.com/diffinv/diffinv/nn"
 )
 
-// TestSharedBuffers: the forward and training graphs run with shared op
-// buffers (nn.NewSharedTapeMachine) compute bit for bit what the same
-// graphs compute with one buffer per node — ε, two train steps' losses and
-// gradients (dropout on), an external-loss step — in both precisions and on
+// TestSharedBuffers: the forward, VJP and training graphs run with shared
+// op buffers (nn.NewSharedTapeMachine) compute bit for bit what the same
+// graphs compute with one buffer per node — ε, a VJP, a pullback's two
+// VJPs, two train steps' losses and gradients (dropout on), an
+// external-loss step — in both precisions and on
 // networks with and without ResBlock resampling and learned variances,
 // while their buffers take well under half the memory.
 func TestSharedBuffers(t *testing.T) {
@@ -105,6 +106,34 @@ func sharedRun(t *testing.T, cfg config.Model, prec nn.Precision, share bool) []
 		}
 	}
 	checkPlan("eps graph", u.evals[n].net.plan)
+	v1 := tensors.Randn(rng, n, cfg.InChannels, cfg.ImageSize, cfg.ImageSize)
+	v2 := tensors.Randn(rng, n, cfg.InChannels, cfg.ImageSize, cfg.ImageSize)
+	eps, vjp, err := u.EpsVJP(x, ts, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(append(out, tensors.F32(eps)...), tensors.F32(vjp)...)
+	// the pullback replays the VJP graph's backward ops on its kept
+	// forward values, once per cotangent
+	eps, pull, err := u.EpsPullback(x, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, tensors.F32(eps)...)
+	for _, v := range []*tensor.Dense{v2, v1} {
+		g, err := pull(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tensors.F32(g)...)
+	}
+	if share {
+		// the forward values are kept for the replay: the VJP graph saves
+		// less than the others, so only Verify applies
+		if err := u.vjps[n].net.plan.Verify(); err != nil {
+			t.Errorf("VJP graph: %v", err)
+		}
+	}
 	tg, err := u.NewTrainGraph(n, rand.New(rand.NewSource(9)))
 	if err != nil {
 		t.Fatal(err)

@@ -140,10 +140,11 @@ type Result struct {
 	BF16PeakErr    string
 
 	AllocPerStep uint64 // bytes allocated per steady-state fp32 train step
-	// Peak resident memory in bytes: this process's from the start of Run
-	// to the end of its first fp32 train_step figure (0: not measured), and
-	// PyTorch's train_step alone (a separate process) by precision.
-	DiffinvRSS uint64
+	// Peak resident memory in bytes by precision: this process's from just
+	// before the engine builds its graphs in the first round to the end of
+	// its train_step figure (absent: not measured), and PyTorch's
+	// train_step alone (a separate process).
+	DiffinvRSS map[string]uint64
 	TorchRSS   map[string]uint64
 	// CheckMaxAbs is max |eps_torch − eps_diffinv| on a batch of
 	// CheckBatch (-1: not run).
@@ -272,7 +273,7 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 	}
 	fillZeros(net, rand.New(rand.NewSource(o.Seed+4)))
 	res := &Result{Label: o.Label, Batch: o.Batch, Precisions: precs, Params: net.NumParams(), BLAS: blas.Info(),
-		DiffinvThread: o.Threads, TorchErrs: map[string]string{}, TorchRSS: map[string]uint64{}, CheckMaxAbs: -1}
+		DiffinvThread: o.Threads, TorchErrs: map[string]string{}, TorchRSS: map[string]uint64{}, DiffinvRSS: map[string]uint64{}, CheckMaxAbs: -1}
 	dir, err := os.MkdirTemp("", "diffinv-bench")
 	if err != nil {
 		return nil, err
@@ -337,6 +338,9 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 				}
 				e = bf16
 			}
+			if r == 0 {
+				resetPeakRSS()
+			}
 			if err := e.open(); err != nil {
 				if e == bf16 {
 					res.BF16Err = err.Error()
@@ -358,8 +362,8 @@ func Run(ctx context.Context, cfg config.Model, o Options, log io.Writer) (*Resu
 				}
 				fmt.Fprintf(log, "round %d: diffinv %s %s %.1f ms\n", r+1, e.prec, fig, ms)
 				diffinvBest.add(timeKey{fig, e.prec, ""}, ms)
-				if r == 0 && e == fp32 && fig == "train_step" {
-					res.DiffinvRSS = peakRSS()
+				if r == 0 && fig == "train_step" {
+					res.DiffinvRSS[e.prec] = peakRSS()
 				}
 			}
 			e.close()

@@ -59,7 +59,12 @@ func (r *Result) Print(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "alloc per train step: %.2f MB\n", float64(r.AllocPerStep)/1e6)
-	fmt.Fprintf(w, "peak RSS, train_step: diffinv fp32 %s", mb(r.DiffinvRSS))
+	fmt.Fprint(w, "peak RSS, train_step:")
+	sep := " "
+	for _, p := range r.Precisions {
+		fmt.Fprintf(w, "%sdiffinv %s %s", sep, p, mb(r.DiffinvRSS[p]))
+		sep = ", "
+	}
 	for _, p := range r.Precisions {
 		if r.TorchRSS == nil {
 			break
