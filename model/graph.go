@@ -147,6 +147,31 @@ func (b *builder) norm(l normLayer, x *G.Node, act bool) (*G.Node, error) {
 	return y, nil
 }
 
+// normScaleShiftSiLU is SiLU(GroupNorm(x)·(1 + scale) + shift) with the
+// GroupNorm of layer l: one fused op in channels-last (bf16) graphs
+// (nn.GroupNormScaleShiftSiLUNHWC), the three ops otherwise.
+func (b *builder) normScaleShiftSiLU(l normLayer, x, scale, shift *G.Node) (*G.Node, error) {
+	if b.nhwc {
+		gamma, err := b.param(l.name+".weight", 0)
+		if err != nil {
+			return nil, err
+		}
+		beta, err := b.param(l.name+".bias", 0)
+		if err != nil {
+			return nil, err
+		}
+		return nn.GroupNormScaleShiftSiLUNHWC(x, gamma, beta, scale, shift, b.u.a.cfg.NumGroups, b.u.a.normEps)
+	}
+	h, err := b.norm(l, x, false)
+	if err != nil {
+		return nil, err
+	}
+	if h, err = b.scaleShift(h, scale, shift); err != nil {
+		return nil, err
+	}
+	return nn.SiLU(h)
+}
+
 // linearRows applies rows [r0, r1) of linear layer name (weight Out×In) to
 // x N×In: y = x·W[r0:r1]ᵀ + b[r0:r1], N×(r1−r0).
 func (b *builder) linearRows(name string, x *G.Node, in, r0, r1 int) (*G.Node, error) {
@@ -205,13 +230,7 @@ func (b *builder) resBlock(l resBlock, x, semb *G.Node) (*G.Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		if h, err = b.norm(l.outNorm(), h, false); err != nil {
-			return nil, err
-		}
-		if h, err = b.scaleShift(h, scale, shift); err != nil {
-			return nil, fmt.Errorf("%s: %w", l.name, err)
-		}
-		if h, err = nn.SiLU(h); err != nil {
+		if h, err = b.normScaleShiftSiLU(l.outNorm(), h, scale, shift); err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}
 	} else {
