@@ -197,6 +197,135 @@ func table(exp *Experiment, all []cellData, m Metric) (rows []rowKey, cols []str
 	return sorted, cols, vals
 }
 
+// entry is one table entry: the mean of a metric and its standard error.
+// For a per-image metric the images' values are first averaged over the
+// seeds, and the mean and standard error are over the images (SE =
+// sample std/√images); for a per-cell metric (FID, KID) they are over the
+// seeds' cell values (no error with one seed: Err is NaN).
+type entry struct {
+	Mean, Err float64
+	img       map[int]float64 // per-image values (seed-averaged), per-image metrics only
+}
+
+// entries returns the table entry of every row and column of metric m.
+func entries(exp *Experiment, all []cellData, m Metric) (rows []rowKey, cols []string, es map[rowKey]map[string]entry) {
+	rows, cols, vals := table(exp, all, m)
+	es = map[rowKey]map[string]entry{}
+	for _, r := range rows {
+		es[r] = map[string]entry{}
+		for c, xs := range vals[r] {
+			if len(xs) == 0 {
+				continue
+			}
+			e := entry{Mean: mean(xs), Err: math.NaN()}
+			if m.PerCell {
+				if len(xs) > 1 {
+					e.Err = std(xs) / math.Sqrt(float64(len(xs)))
+				}
+			} else {
+				e.img = perImage(all, r, c, m)
+				ys := make([]float64, 0, len(e.img))
+				for _, i := range sortedKeys(e.img) {
+					ys = append(ys, e.img[i])
+				}
+				e.Mean = mean(ys)
+				if len(ys) > 1 {
+					e.Err = std(ys) / math.Sqrt(float64(len(ys)))
+				}
+			}
+			es[r][c] = e
+		}
+	}
+	return rows, cols, es
+}
+
+// perImage averages metric m of each image over the seeds of row r, column c.
+func perImage(all []cellData, r rowKey, c string, m Metric) map[int]float64 {
+	sum, n := map[int]float64{}, map[int]int{}
+	for _, d := range all {
+		if (rowKey{d.Method.Key(), d.SweepLabel()}) != r || d.Task.Key() != c {
+			continue
+		}
+		for _, im := range d.res.Images {
+			sum[im.Index] += float64(im.Metrics[m.Name])
+			n[im.Index]++
+		}
+	}
+	for i := range sum {
+		sum[i] /= float64(n[i])
+	}
+	return sum
+}
+
+func sortedKeys(m map[int]float64) []int {
+	ks := make([]int, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Ints(ks)
+	return ks
+}
+
+// diffErr is the standard error of the difference between two entries:
+// of the per-image differences where both have the same images (a paired
+// comparison), else √(Err_a² + Err_b²) (NaN when either is unknown).
+func diffErr(a, b entry) float64 {
+	if a.img != nil && b.img != nil && len(a.img) == len(b.img) && len(a.img) > 1 {
+		ds := make([]float64, 0, len(a.img))
+		for _, i := range sortedKeys(a.img) {
+			v, ok := b.img[i]
+			if !ok {
+				ds = nil
+				break
+			}
+			ds = append(ds, a.img[i]-v)
+		}
+		if ds != nil {
+			return std(ds) / math.Sqrt(float64(len(ds)))
+		}
+	}
+	return math.Sqrt(a.Err*a.Err + b.Err*b.Err)
+}
+
+// winners returns, per column, the row whose mean is best and ahead of
+// every other row's by more than the standard error of their difference
+// (no winner in a column where that fails or the error is unknown).
+func winners(rows []rowKey, cols []string, es map[rowKey]map[string]entry, higher bool) map[string]rowKey {
+	win := map[string]rowKey{}
+	for _, c := range cols {
+		var best rowKey
+		found := false
+		for _, r := range rows {
+			e, ok := es[r][c]
+			if !ok || math.IsNaN(e.Mean) {
+				continue
+			}
+			if !found || (higher && e.Mean > es[best][c].Mean) || (!higher && e.Mean < es[best][c].Mean) {
+				best, found = r, true
+			}
+		}
+		if !found {
+			continue
+		}
+		ok := true
+		for _, r := range rows {
+			e, has := es[r][c]
+			if r == best || !has || math.IsNaN(e.Mean) {
+				continue
+			}
+			gap := math.Abs(es[best][c].Mean - e.Mean)
+			if se := diffErr(es[best][c], e); !(gap > se) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			win[c] = best
+		}
+	}
+	return win
+}
+
 // bestOfTable returns, per row and column, the mean over images of metric
 // m where each image takes the seed (cell) with the best value of sel for
 // that image; ties go to the earlier seed.
@@ -257,55 +386,33 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 	}
 	fmt.Fprintf(&b, "%d images of %s (indices %d–%d); seeds %s.\n",
 		exp.Dataset.N, exp.Dataset.Name, exp.Dataset.Offset, exp.Dataset.Offset+exp.Dataset.N-1, strings.Join(seeds, ", "))
+	b.WriteString("Entries are mean ± standard error. For per-image metrics each image's value is first averaged over the seeds")
 	if len(exp.Seeds) > 1 {
-		fmt.Fprintf(&b, "Entries are mean ± std over the %d seeds (sample std, n − 1) of each cell's value", len(exp.Seeds))
-	} else {
-		b.WriteString("Entries are each cell's value")
+		fmt.Fprintf(&b, " (%d)", len(exp.Seeds))
 	}
-	b.WriteString(": per-image metrics are first averaged over the cell's images; FID and KID are computed once per cell over its images. The best mean of each column is bold (unless all rows tie).\n")
+	b.WriteString("; the mean and its standard error (sample std/√n) are over the images. FID and KID are computed once per cell over its images; their error is over the seeds (none with one seed). A column's best mean is bold only where it is ahead of every other row by more than the standard error of the difference (of the per-image differences, a paired comparison, where both rows have the same images).\n")
 	if tf := exp.TunedFile; tf != nil && len(exp.Tuned) > 0 {
 		fmt.Fprintf(&b, "Options of the methods with a tune space were tuned per task on %d images of %s (indices %d–%d), not on these test images (see Tuned settings below).\n",
 			tf.TunedOn.N, tf.TunedOn.Name, tf.TunedOn.Offset, tf.TunedOn.Offset+tf.TunedOn.N-1)
 	}
 	for _, m := range ms {
-		rows, cols, vals := table(exp, all, m)
+		rows, cols, es := entries(exp, all, m)
 		fmt.Fprintf(&b, "\n## %s\n\n", m.Title)
 		writeTableHead(&b, cols)
-		best, allBest := map[string]float64{}, map[string]bool{}
-		for _, c := range cols {
-			bv := math.NaN()
-			for _, r := range rows {
-				mu := mean(vals[r][c])
-				if math.IsNaN(mu) {
-					continue
-				}
-				if math.IsNaN(bv) || (m.HigherBetter && mu > bv) || (!m.HigherBetter && mu < bv) {
-					bv = mu
-				}
-			}
-			best[c] = bv
-			// No bold when every row ties.
-			allBest[c] = true
-			for _, r := range rows {
-				if mean(vals[r][c]) != bv {
-					allBest[c] = false
-				}
-			}
-		}
+		win := winners(rows, cols, es, m.HigherBetter)
 		for _, r := range rows {
 			fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 			for _, c := range cols {
-				xs := vals[r][c]
-				if len(xs) == 0 {
+				e, ok := es[r][c]
+				if !ok {
 					b.WriteString(" – |")
 					continue
 				}
-				s := stat(xs)
-				txt := fmt.Sprintf(m.Format, s.Mean)
-				if s.N > 1 {
-					txt += " ± " + fmt.Sprintf(m.Format, s.Std)
+				txt := fmt.Sprintf(m.Format, e.Mean)
+				if !math.IsNaN(e.Err) {
+					txt += " ± " + fmt.Sprintf(m.Format, e.Err)
 				}
-				if len(rows) > 1 && s.Mean == best[c] && !allBest[c] {
+				if w, ok := win[c]; ok && w == r && len(rows) > 1 {
 					txt = "**" + txt + "**"
 				}
 				fmt.Fprintf(&b, " %s |", txt)

@@ -116,22 +116,25 @@ func TestRunOutputs(t *testing.T) {
 			t.Fatal(err)
 		}
 		md := string(b)
-		// Per-seed cell PSNR = mean over i∈{0,1,2} of the formula:
-		// 20 + 2s + 0.1 + bonus + 5·scale + 10σ; seeds {0,1} give std √2.
+		// PSNR of image i = 20 + 2s + 0.1i + bonus + 5·scale + 10σ:
+		// averaged over seeds {0, 1}, the images differ by 0.1·i, so the
+		// standard error is 0.1/√3; the best row leads every other by a
+		// constant per-image difference (paired error 0): bold.
 		for _, block := range []string{
 			"## PSNR↑\n\n| Method | SR4 | inpaint-box |\n|---|---:|---:|\n" +
-				"| DPS (scale=0.1) | 23.10 ± 1.41 | 22.60 ± 1.41 |\n" +
-				"| DPS (scale=1) | **27.60 ± 1.41** | **27.10 ± 1.41** |\n" +
-				"| ddrm (scale=0.1) | 22.10 ± 1.41 | 21.60 ± 1.41 |\n" +
-				"| ddrm (scale=1) | 26.60 ± 1.41 | 26.10 ± 1.41 |\n",
-			// FID 10 + 3s + bonus: DPS {11, 14}, ddrm {10, 13}; std 3/√2.
-			"| DPS (scale=0.1) | 12.50 ± 2.12 | 12.50 ± 2.12 |\n",
-			"| ddrm (scale=1) | **11.50 ± 2.12** | **11.50 ± 2.12** |\n",
-			// SSIM 0.5 + 0.01s + 0.001: {0.501, 0.511}; std 0.01/√2.
-			// SSIM ties in every row: no bold.
-			"| DPS (scale=1) | 0.506 ± 0.007 | 0.506 ± 0.007 |\n",
-			// seconds: mean of 1, 1.5, 2 with no seed dependence.
-			"| ddrm (scale=0.1) | 1.50 ± 0.00 | 1.50 ± 0.00 |\n",
+				"| DPS (scale=0.1) | 23.10 ± 0.06 | 22.60 ± 0.06 |\n" +
+				"| DPS (scale=1) | **27.60 ± 0.06** | **27.10 ± 0.06** |\n" +
+				"| ddrm (scale=0.1) | 22.10 ± 0.06 | 21.60 ± 0.06 |\n" +
+				"| ddrm (scale=1) | 26.60 ± 0.06 | 26.10 ± 0.06 |\n",
+			// FID 10 + 3s + bonus: DPS {11, 14}, ddrm {10, 13}; error over
+			// seeds 3/√2/√2 = 1.5; ddrm leads by 1 < √(1.5² + 1.5²): no bold.
+			"| DPS (scale=0.1) | 12.50 ± 1.50 | 12.50 ± 1.50 |\n",
+			"| ddrm (scale=1) | 11.50 ± 1.50 | 11.50 ± 1.50 |\n",
+			// SSIM 0.5 + 0.01s + 0.001i: 0.506, error 0.001/√3; every row
+			// ties: no bold.
+			"| DPS (scale=1) | 0.506 ± 0.001 | 0.506 ± 0.001 |\n",
+			// seconds: 1, 1.5, 2 per image, no seed dependence: 1.50 ± 0.5/√3.
+			"| ddrm (scale=0.1) | 1.50 ± 0.29 | 1.50 ± 0.29 |\n",
 			"- SR4: `grids/SR4.png`, rows: truth, y, DPS (scale=0.1), DPS (scale=1), ddrm (scale=0.1), ddrm (scale=1)\n",
 			"- `plots/solver.scale.png`\n",
 			"## KID↓", "## ‖y−A(x̂)‖↓", "## s/img↓",
@@ -197,7 +200,7 @@ func TestTableThreeSeeds(t *testing.T) {
 	e.Sweep = nil
 	e.Methods = e.Methods[:1]
 	e.Tasks = e.Tasks[:1]
-	e.Metrics = []string{"psnr"}
+	e.Metrics = []string{"psnr", "fid"}
 	if err := e.Set("seeds=0,1,3"); err != nil {
 		t.Fatal(err)
 	}
@@ -205,17 +208,20 @@ func TestTableThreeSeeds(t *testing.T) {
 	var log bytes.Buffer
 	runFake(t, e, &fakeRunner{}, quiet(out, &log))
 	b, _ := os.ReadFile(filepath.Join(out, TableMD))
-	// PSNR per seed 21.6 + 2s over s = 0, 1, 3: mean 24.2667, sample std
-	// 2·√(((4/3)² + (1/3)² + (5/3)²)/2) = 2·√(7/3) = 3.0551. One row: no bold.
-	want := "| DPS | 24.27 ± 3.06 |\n"
-	if !strings.Contains(string(b), want) {
-		t.Errorf("table.md lacks %q:\n%s", want, b)
+	// PSNR of image i, 21.5 + 0.1i + 2s, averaged over s = 0, 1, 3: mean
+	// 24.2667, error over the images 0.1/√3. FID per cell 10 + 3s + 1 =
+	// {11, 14, 20}: mean 15, error over the seeds √21/√3 = 2.6458. One
+	// row: no bold.
+	for _, want := range []string{"| DPS | 24.27 ± 0.06 |\n", "| DPS | 15.00 ± 2.65 |\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("table.md lacks %q:\n%s", want, b)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(out, PlotsDir)); !os.IsNotExist(err) {
 		t.Errorf("plots folder without a sweep: %v", err)
 	}
 	rows := readCSV(t, filepath.Join(out, ResultsCSV))
-	if got := strings.Join(rows[0], ","); got != "cell,task,method,seed,image,psnr" {
+	if got := strings.Join(rows[0], ","); got != "cell,task,method,seed,image,psnr,fid" {
 		t.Errorf("header %q", got)
 	}
 }
@@ -436,9 +442,10 @@ func TestTwoSweepAxes(t *testing.T) {
 		t.Errorf("%d rows, want 49", len(rows))
 	}
 	b, _ := os.ReadFile(filepath.Join(out, TableMD))
-	// PSNR per seed 20 + 2s + 0.1 + 1 + 5·0.1 (no σ on inpaint-box):
-	// {21.6, 23.6}; the label's "|" is escaped.
-	for _, want := range []string{"| DPS\\|fast (scale=0.1, kind=box) | 22.60 ± 1.41 |", "| ddrm (scale=1, kind=random) |", "- `plots/task.kind.png`"} {
+	// PSNR of image i, 20 + 2s + 0.1i + 1 + 5·0.1 (no σ on inpaint-box),
+	// averaged over seeds {0, 1}: 22.60 ± 0.1/√3; the label's "|" is
+	// escaped.
+	for _, want := range []string{"| DPS\\|fast (scale=0.1, kind=box) | 22.60 ± 0.06 |", "| ddrm (scale=1, kind=random) |", "- `plots/task.kind.png`"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("table.md lacks %q:\n%s", want, b)
 		}
@@ -564,5 +571,50 @@ func TestRunRecordsFailure(t *testing.T) {
 	}
 	if got := Failure(dir, id); got != "" {
 		t.Errorf("failure record survives a successful run: %q", got)
+	}
+}
+
+// TestWinners: a column's best mean is bold only where it leads every
+// other row by more than the standard error of the difference, paired over
+// images where both rows have the same ones.
+func TestWinners(t *testing.T) {
+	imgs := func(vs ...float64) entry {
+		e := entry{img: map[int]float64{}}
+		for i, v := range vs {
+			e.img[i] = v
+		}
+		ys := make([]float64, len(vs))
+		copy(ys, vs)
+		e.Mean, e.Err = mean(ys), std(ys)/math.Sqrt(float64(len(ys)))
+		return e
+	}
+	a, b := rowKey{method: "A"}, rowKey{method: "B"}
+	for _, tc := range []struct {
+		name   string
+		ea, eb entry
+		higher bool
+		want   string // "A", "B" or "" (no bold)
+	}{
+		// unpaired errors 4/√3 each would hide the 0.5 lead; the paired
+		// differences are all 0.5
+		{"paired lead", imgs(10, 14, 18), imgs(9.5, 13.5, 17.5), true, "A"},
+		{"lead within the error", imgs(10, 14, 12), imgs(11, 12, 12), true, ""},
+		{"lower is better", imgs(10, 14, 18), imgs(9.5, 13.5, 17.5), false, "B"},
+		{"tie", imgs(1, 2, 3), imgs(1, 2, 3), true, ""},
+		{"per-cell, errors known", entry{Mean: 20, Err: 1}, entry{Mean: 17, Err: 1}, true, "A"},
+		{"per-cell, lead within the error", entry{Mean: 20, Err: 3}, entry{Mean: 17, Err: 3}, true, ""},
+		{"per-cell, one seed (no error)", entry{Mean: 20, Err: math.NaN()}, entry{Mean: 17, Err: math.NaN()}, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			es := map[rowKey]map[string]entry{a: {"c": tc.ea}, b: {"c": tc.eb}}
+			w, ok := winners([]rowKey{a, b}, []string{"c"}, es, tc.higher)["c"]
+			got := ""
+			if ok {
+				got = w.method
+			}
+			if got != tc.want {
+				t.Errorf("winner %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
