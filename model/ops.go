@@ -1,8 +1,6 @@
 package model
 
 import (
-	"fmt"
-
 	G "gorgonia.org/gorgonia"
 
 	"github.com/diffinv/diffinv/nn"
@@ -87,20 +85,11 @@ func (b *builder) scaleShift(x, scale, shift *G.Node) (*G.Node, error) {
 func linear(x, w, b *G.Node) (*G.Node, error) { return nn.Linear(x, w, b) }
 
 // qkvAttention is guided-diffusion's QKVAttentionLegacy on qkv N×3C×H×W
-// (heads split first, then q, k, v): returns N×C×H×W. In a channels-last
-// graph it runs on NCHW copies (attention layers are few and small: 7×7 on
-// MNIST, 16×16 on CelebA 64), in float32 on OpenBLAS.
+// (heads split first, then q, k, v): returns N×C×H×W; in a channels-last
+// graph on N×H×W×3C in place (nn.QKVAttentionNHWC). Float32 on OpenBLAS.
 func (b *builder) qkvAttention(qkv *G.Node, heads int) (*G.Node, error) {
-	if !b.nhwc {
-		return nn.QKVAttention(qkv, heads, true)
+	if b.nhwc {
+		return nn.QKVAttentionNHWC(qkv, heads, true)
 	}
-	q, err := nn.ToNCHW(qkv)
-	if err != nil {
-		return nil, err
-	}
-	a, err := nn.QKVAttention(q, heads, true)
-	if err != nil {
-		return nil, fmt.Errorf("attention: %w", err)
-	}
-	return nn.ToNHWC(a)
+	return nn.QKVAttention(qkv, heads, true)
 }

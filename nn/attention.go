@@ -43,10 +43,38 @@ func QKVAttention(qkv *G.Node, heads int, legacy bool) (*G.Node, error) {
 	return G.ApplyOp(o, qkv)
 }
 
+// QKVAttentionNHWC is QKVAttention on channels-last activations: qkv is
+// N×T×3HC or N×Hs×Ws×3HC, the result N×T×HC (N×Hs×Ws×HC). The heads' q, k
+// and v are strided column blocks of each image's T×3HC matrix, which the
+// GEMMs read and write in place: no transposition to NCHW and back.
+func QKVAttentionNHWC(qkv *G.Node, heads int, legacy bool) (*G.Node, error) {
+	const op = "nn.QKVAttentionNHWC"
+	if qkv == nil {
+		return nil, fmt.Errorf("%s: input is nil", op)
+	}
+	s := qkv.Shape()
+	if len(s) != 3 && len(s) != 4 {
+		return nil, fmt.Errorf("%s: %s has shape %v, want N×T×3HC or N×H×W×3HC", op, qkv.Name(), s)
+	}
+	if _, err := dtypeOf(op, qkv); err != nil {
+		return nil, err
+	}
+	c := s[len(s)-1]
+	if heads < 1 || c%(3*heads) != 0 {
+		return nil, fmt.Errorf("%s: %s has %d channels, want a multiple of 3·heads = %d", op, qkv.Name(), c, 3*heads)
+	}
+	o := &attnOp{n: s[0], heads: heads, ch: c / (3 * heads), t: s.TotalSize() / (s[0] * c), legacy: legacy, nhwc: true}
+	shape := s.Clone()
+	shape[len(s)-1] = heads * o.ch
+	o.baseOp = baseOp{name: fmt.Sprintf("QKVAttentionNHWC(%v heads=%d legacy=%v)", s, heads, legacy), arity: 1, typ: fnType(len(s), len(s)), shape: shape}
+	return G.ApplyOp(o, qkv)
+}
+
 type attnOp struct {
 	baseOp
 	n, heads, ch, t int
 	legacy          bool
+	nhwc            bool // channels last: per image T×3HC in, T×HC out
 	backward        bool // (qkv, dy) → dqkv
 	out             buffer
 	w, dw           scratch
@@ -142,6 +170,10 @@ func attnRun[T float](o *attnOp, ds []*tensor.Dense, y []T) {
 		for job := lo; job < hi; job++ {
 			n, h := job/o.heads, job%o.heads
 			qo, ko, vo := o.offsets(h)
+			if o.nhwc {
+				attnNHWC(o, qkv, dy, y, w, dw, n, h, qo, ko, vo, alpha)
+				continue
+			}
 			base := n * inC * T_
 			q, k, v := qkv[base+qo*T_:], qkv[base+ko*T_:], qkv[base+vo*T_:]
 			// w = softmax(qᵀk/√C): T×T, rows are queries.
@@ -167,10 +199,38 @@ func attnRun[T float](o *attnOp, ds []*tensor.Dense, y []T) {
 	})
 }
 
+// attnNHWC is attnRun's job (image n, head h) on channels-last values:
+// the head's Q, K, V are T×ch column blocks of the image's T×3HC matrix
+// (leading dimension 3HC), its output (or dQ, dK, dV) a block of the
+// output rows.
+func attnNHWC[T float](o *attnOp, qkv, dy, y, w, dw []T, n, h, qo, ko, vo int, alpha T) {
+	T_, ch := o.t, o.ch
+	inC, hc := 3*o.heads*ch, o.heads*ch
+	base := n * T_ * inC
+	q, k, v := qkv[base+qo:], qkv[base+ko:], qkv[base+vo:]
+	// w = softmax(α Q Kᵀ): T×T, rows are queries.
+	gemm(false, true, T_, T_, ch, alpha, q, inC, k, inC, 0, w, T_)
+	softmaxRows(w, T_, T_)
+	if !o.backward {
+		// A = w V, into columns [h·ch, (h+1)·ch) of the image's T×HC output
+		gemm(false, false, T_, ch, T_, 1, w, T_, v, inC, 0, y[n*T_*hc+h*ch:], hc)
+		return
+	}
+	da := dy[n*T_*hc+h*ch:]
+	dq, dk, dv := y[base+qo:], y[base+ko:], y[base+vo:]
+	// dV = wᵀ dA ; dw = dA Vᵀ
+	gemm(true, false, T_, ch, T_, 1, w, T_, da, hc, 0, dv, inC)
+	gemm(false, true, T_, T_, ch, 1, da, hc, v, inC, 0, dw, T_)
+	softmaxBwd(w, dw, T_, T_)
+	// dQ = α dz K ; dK = α dzᵀ Q
+	gemm(false, false, T_, ch, T_, alpha, dw, T_, k, inC, 0, dq, inC)
+	gemm(true, false, T_, ch, T_, alpha, dw, T_, q, inC, 0, dk, inC)
+}
+
 func (o *attnOp) DiffWRT(int) []bool { return []bool{true} }
 
 func (o *attnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	b := &attnOp{n: o.n, heads: o.heads, ch: o.ch, t: o.t, legacy: o.legacy, backward: true}
+	b := &attnOp{n: o.n, heads: o.heads, ch: o.ch, t: o.t, legacy: o.legacy, nhwc: o.nhwc, backward: true}
 	s := inputs[0].Shape()
 	b.baseOp = baseOp{name: "Bwd" + o.name, arity: 2, typ: fnType(len(s), len(s), len(s)), shape: s.Clone()}
 	d, err := G.ApplyOp(b, inputs[0], grad)

@@ -218,3 +218,58 @@ func TestDropout(t *testing.T) {
 		t.Error("p = 1: no error")
 	}
 }
+
+// TestQKVAttentionNHWC: the channels-last attention equals ToNCHW →
+// QKVAttention → ToNHWC, output and input gradient, to 1e-12 in float64
+// and 1e-5 in float32, and its gradient passes the finite-difference check.
+func TestQKVAttentionNHWC(t *testing.T) {
+	for i, tc := range []struct {
+		shape  []int // NHWC
+		heads  int
+		legacy bool
+	}{
+		{[]int{2, 5, 12}, 2, true},
+		{[]int{2, 5, 12}, 2, false},
+		{[]int{2, 2, 3, 6}, 1, true},
+		{[]int{1, 2, 2, 18}, 3, false},
+		{[]int{3, 4, 4, 24}, 4, true},
+	} {
+		for _, f32 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v_h%d_legacy%v_f32%v", tc.shape, tc.heads, tc.legacy, f32), func(t *testing.T) {
+				rng := rand.New(rand.NewSource(int64(300 + i)))
+				ins := []*tensor.Dense{randDense(rng, 1, tc.shape...)}
+				direct := func(ns []*G.Node) (*G.Node, error) { return QKVAttentionNHWC(ns[0], tc.heads, tc.legacy) }
+				via := func(ns []*G.Node) (*G.Node, error) {
+					x := ns[0]
+					if len(tc.shape) == 3 { // N×T×C: as N×T×1×C
+						x = G.Must(G.Reshape(x, tensor.Shape{tc.shape[0], tc.shape[1], 1, tc.shape[2]}))
+					}
+					a := G.Must(QKVAttention(G.Must(ToNCHW(x)), tc.heads, tc.legacy))
+					y := G.Must(ToNHWC(a))
+					if len(tc.shape) == 3 {
+						return G.Reshape(y, tensor.Shape{tc.shape[0], tc.shape[1], y.Shape()[3]})
+					}
+					return y, nil
+				}
+				r := randDense(rng, 1, outShapeOf(t, ins, direct)...)
+				tol := 1e-12
+				if f32 {
+					ins, r, tol = []*tensor.Dense{toF32(ins[0])}, toF32(r), 1e-5
+				}
+				runD, _ := graphRun(t, ins, r, direct)
+				runV, _ := graphRun(t, ins, r, via)
+				outD, _, gD := runD()
+				outV, _, gV := runV()
+				if e := relErr(outD, outV); !(e <= tol) {
+					t.Errorf("output: relative error %.3g to the NCHW path, want ≤ %g", e, tol)
+				}
+				if e := relErr(gD[0], gV[0]); !(e <= tol) {
+					t.Errorf("gradient: relative error %.3g to the NCHW path, want ≤ %g", e, tol)
+				}
+				if !f32 {
+					gradCheck(t, rng, ins, direct)
+				}
+			})
+		}
+	}
+}
