@@ -252,6 +252,11 @@ the median distance to the nearest training crop for samples and test faces;
 the gate asks FID ≤ 2× the train-vs-test reference, shares within 5 points and a
 median distance at least 0.8× the test faces' (a memorising model fails).
 
+For MNIST it also scores as many real digits as samples (drawn once, seed 0):
+the confident share of test digits and the FID of training digits against the
+test set, and prints issue 17's real-digit level: samples at most 2 points less
+confident than real test digits and an FID at most 1.5× the real one.
+
 The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 1000 and sample.seed 1: a layer above the checkpoint's run config and below
 --config, DIFFINV_* and --set, so that a key set there changes it; --sampler,
@@ -319,6 +324,25 @@ The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 					fmt.Fprintf(w, "quality gate (FID ≤ %.2f, ≥ 90%% confident, each class 5–15%%): PASS\n", 3*ref1000)
 				}
 			}
+			// Issue 17's real-digit level: the samples against as many real
+			// digits, drawn once (seed 0) whatever the sample seed.
+			train, err := data.LoadMNIST(cfg.Data.Dir, "train")
+			if err != nil {
+				return fmt.Errorf("real digits: %w (set data.dir)", err)
+			}
+			real, err := metrics.NewRealDigits(c, train, test, ref, rep.N, 0)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "real digits (%d of each split, seed 0): test digits %.1f%% confident; training digits vs test FID %.3f, %.1f%% confident\n",
+				real.N, 100*real.TestConfident, real.Train.FID, 100*real.Train.Confident)
+			l := metrics.DefaultRealLevel
+			verdict := "PASS"
+			if fails := rep.CheckReal(real, l); len(fails) > 0 {
+				verdict = "FAIL: " + strings.Join(fails, "; ")
+			}
+			fmt.Fprintf(w, "real-digit level (confident ≥ real test digits − %.0f points = %.1f%%, FID ≤ %.1f× real = %.2f): %s\n",
+				100*l.MaxConfidentGap, 100*(real.TestConfident-l.MaxConfidentGap), l.MaxFIDRatio, l.MaxFIDRatio*real.Train.FID, verdict)
 			return nil
 		},
 	}
