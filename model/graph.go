@@ -90,16 +90,23 @@ func (b *builder) param(name string, off int, shape ...int) (*G.Node, error) {
 	return node, nil
 }
 
+// weightBias returns layer name's whole weight and bias parameters.
+func (b *builder) weightBias(name string) (w, bias *G.Node, err error) {
+	if w, err = b.param(name+".weight", 0); err != nil {
+		return nil, nil, err
+	}
+	if bias, err = b.param(name+".bias", 0); err != nil {
+		return nil, nil, err
+	}
+	return w, bias, nil
+}
+
 // conv applies convLayer l (stride l.st, padding k/2).
 func (b *builder) conv(l convLayer, x *G.Node) (*G.Node, error) { return b.convPad(l, x, l.k/2) }
 
 // convPad applies convLayer l with padding pad on every side.
 func (b *builder) convPad(l convLayer, x *G.Node, pad int) (*G.Node, error) {
-	w, err := b.param(l.name+".weight", 0)
-	if err != nil {
-		return nil, err
-	}
-	bias, err := b.param(l.name+".bias", 0)
+	w, bias, err := b.weightBias(l.name)
 	if err != nil {
 		return nil, err
 	}
@@ -131,16 +138,11 @@ func (b *builder) conv1x1(name string, x *G.Node, in, r0, r1 int) (*G.Node, erro
 
 // norm applies GroupNorm (with SiLU when act) of layer l.
 func (b *builder) norm(l normLayer, x *G.Node, act bool) (*G.Node, error) {
-	gamma, err := b.param(l.name+".weight", 0)
+	gamma, beta, err := b.weightBias(l.name)
 	if err != nil {
 		return nil, err
 	}
-	beta, err := b.param(l.name+".bias", 0)
-	if err != nil {
-		return nil, err
-	}
-	var y *G.Node
-	y, err = b.groupNorm(x, gamma, beta, act)
+	y, err := b.groupNorm(x, gamma, beta, act)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.name, err)
 	}
@@ -152,11 +154,7 @@ func (b *builder) norm(l normLayer, x *G.Node, act bool) (*G.Node, error) {
 // (nn.GroupNormScaleShiftSiLUNHWC), the three ops otherwise.
 func (b *builder) normScaleShiftSiLU(l normLayer, x, scale, shift *G.Node) (*G.Node, error) {
 	if b.nhwc {
-		gamma, err := b.param(l.name+".weight", 0)
-		if err != nil {
-			return nil, err
-		}
-		beta, err := b.param(l.name+".bias", 0)
+		gamma, beta, err := b.weightBias(l.name)
 		if err != nil {
 			return nil, err
 		}

@@ -76,8 +76,8 @@ type attnOp struct {
 	legacy          bool
 	nhwc            bool // channels last: per image T×3HC in, T×HC out
 	backward        bool // (qkv, dy) → dqkv
-	out             buffer
-	w, dw           scratch
+	outBuffer
+	w, dw scratch
 }
 
 // offsets returns the channel offsets of head h's q, k and v.
@@ -239,6 +239,3 @@ func (o *attnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 	}
 	return G.Nodes{d}, nil
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *attnOp) output() *buffer { return &o.out }

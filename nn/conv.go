@@ -154,9 +154,9 @@ func Conv2dPrec(x, w, b *G.Node, stride, pad int, prec Precision) (*G.Node, erro
 // convOp is the forward convolution: inputs x, w[, b].
 type convOp struct {
 	baseOp
-	geom  convGeom
-	bias  bool
-	out   buffer
+	geom convGeom
+	bias bool
+	outBuffer
 	cols  scratch // im2col columns, or the padded image (shifted GEMMs)
 	aux   scratch // the padded output grid (shifted GEMMs)
 	wr    scratch // weights by kernel tap (shifted GEMMs)
@@ -399,8 +399,8 @@ func (o *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 // convBwdData computes the input gradient from (w, dy).
 type convBwdData struct {
 	baseOp
-	geom  *convGeom
-	out   buffer
+	geom *convGeom
+	outBuffer
 	cols  scratch
 	aux   scratch
 	wr    scratch
@@ -482,8 +482,8 @@ func convBwdDataRun[T float](o *convBwdData, wd, dyd, dxd *tensor.Dense) {
 // convBwdFilter computes the weight gradient from (x, dy).
 type convBwdFilter struct {
 	baseOp
-	geom  *convGeom
-	out   buffer
+	geom *convGeom
+	outBuffer
 	cols  scratch
 	aux   scratch
 	acc   scratch
@@ -593,12 +593,3 @@ func denseAll(b *baseOp, vs []G.Value) ([]*tensor.Dense, tensor.Dtype, error) {
 	}
 	return ds, dt, nil
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *convOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *convBwdData) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *convBwdFilter) output() *buffer { return &o.out }

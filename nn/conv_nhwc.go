@@ -47,8 +47,8 @@ type convNHWCOp struct {
 	ref            *convOp   // the float64 reference path, on NCHW copies
 	bf16           *bf16Conv
 	xShape, yShape tensor.Shape // NHWC
-	out            buffer
-	stats          convStats
+	outBuffer
+	stats convStats
 }
 
 // nhwcCopy returns the NCHW (toNCHW) or NHWC transposition of d (n images
@@ -136,9 +136,9 @@ func (o *convNHWCOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) error
 // gradient (inputs x, dy) of a convNHWCOp.
 type convNHWCBwd struct {
 	baseOp
-	fwd   *convNHWCOp
-	data  bool
-	out   buffer
+	fwd  *convNHWCOp
+	data bool
+	outBuffer
 	ref   G.Op // the float64 reference op, built on first use
 	stats convStats
 }
@@ -206,8 +206,8 @@ func lastAxisSum(x *G.Node) (*G.Node, error) {
 type lastAxisSumOp struct {
 	baseOp
 	rows, c int
-	out     buffer
-	acc     scratch
+	outBuffer
+	acc scratch
 }
 
 func (o *lastAxisSumOp) Do(vs ...G.Value) (G.Value, error) {
@@ -263,15 +263,6 @@ func colSumGo[T float](x []T, rows, c int, acc []float64) {
 		}
 	}
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *convNHWCOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *convNHWCBwd) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *lastAxisSumOp) output() *buffer { return &o.out }
 
 // unread implements partialReader: in float32 the weight gradient reads x
 // from the bf16 copy its forward convolution kept, not from its argument, so

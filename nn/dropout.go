@@ -62,7 +62,7 @@ type dropoutOp struct {
 	backOp *dropoutOp // nil for the forward op
 	mask   []uint8    // 1 = kept, valid when active
 	active bool       // the last forward run dropped (training, p > 0)
-	out    buffer
+	outBuffer
 }
 
 func (o *dropoutOp) Do(vs ...G.Value) (G.Value, error) {
@@ -145,6 +145,3 @@ func (o *dropoutOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 	}
 	return G.Nodes{d}, nil
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *dropoutOp) output() *buffer { return &o.out }

@@ -36,7 +36,7 @@ func SiLU(x *G.Node) (*G.Node, error) {
 
 type siluOp struct {
 	baseOp
-	out buffer
+	outBuffer
 }
 
 func (o *siluOp) Do(vs ...G.Value) (G.Value, error) {
@@ -74,7 +74,7 @@ func (o *siluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 // siluBwdOp computes dx = dy·s·(1 + x·(1−s)), s = sigmoid(x), from (x, dy).
 type siluBwdOp struct {
 	baseOp
-	out buffer
+	outBuffer
 }
 
 func (o *siluBwdOp) Do(vs ...G.Value) (G.Value, error) {
@@ -118,7 +118,7 @@ func Add(a, b *G.Node) (*G.Node, error) {
 
 type addOp struct {
 	baseOp
-	out buffer
+	outBuffer
 }
 
 func (o *addOp) Do(vs ...G.Value) (G.Value, error) {
@@ -196,7 +196,7 @@ func addChannelArgs(op string, x, e *G.Node, last bool) (tensor.Shape, int, erro
 type addChannelOp struct {
 	baseOp
 	nc, inner int
-	out       buffer
+	outBuffer
 }
 
 func (o *addChannelOp) Do(vs ...G.Value) (G.Value, error) {
@@ -246,7 +246,7 @@ func spatialSum(x *G.Node) (*G.Node, error) {
 type spatialSumOp struct {
 	baseOp
 	inner int
-	out   buffer
+	outBuffer
 }
 
 func (o *spatialSumOp) Do(vs ...G.Value) (G.Value, error) {
@@ -323,7 +323,7 @@ func scaleShiftArgs(op string, x, scale, shift *G.Node, last bool) (tensor.Shape
 type scaleShiftOp struct {
 	baseOp
 	inner int
-	out   buffer
+	outBuffer
 }
 
 func (o *scaleShiftOp) Do(vs ...G.Value) (G.Value, error) {
@@ -378,8 +378,8 @@ func (o *scaleShiftOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, e
 // by-product, dscale = Σ dy·x.
 type scaleShiftBwdOp struct {
 	baseOp
-	inner  int
-	out    buffer
+	inner int
+	outBuffer
 	dscale buffer
 }
 
@@ -412,24 +412,3 @@ func scaleShiftBwdRun[T float](x, sc, dy, dx, dsc []T, inner int) {
 		}
 	})
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *siluOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *siluBwdOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *addOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *addChannelOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *spatialSumOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *scaleShiftOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *scaleShiftBwdOp) output() *buffer { return &o.out }

@@ -88,7 +88,7 @@ type gnOp struct {
 	silu                bool
 	xShape              tensor.Shape
 	mean, rstd          []float64
-	out                 buffer
+	outBuffer
 }
 
 func (o *gnOp) Do(vs ...G.Value) (G.Value, error) {
@@ -181,8 +181,8 @@ func (o *gnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 // and dbeta, which pick nodes hand on.
 type gnBwdOp struct {
 	baseOp
-	fwd           *gnOp
-	out           buffer
+	fwd *gnOp
+	outBuffer
 	dgamma, dbeta buffer
 	acc           scratch
 }
@@ -309,9 +309,3 @@ func (o *pickOp) Do(vs ...G.Value) (G.Value, error) {
 	}
 	return o.src.t, nil
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *gnOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *gnBwdOp) output() *buffer { return &o.out }

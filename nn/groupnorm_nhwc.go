@@ -57,8 +57,8 @@ type gnNHWCOp struct {
 	silu              bool
 	xShape            tensor.Shape
 	mean, rstd        []float64
-	out               buffer
-	wsD, wsT          scratch // per-worker float64 and element-type work space
+	outBuffer
+	wsD, wsT scratch // per-worker float64 and element-type work space
 }
 
 func (o *gnNHWCOp) Do(vs ...G.Value) (G.Value, error) {
@@ -183,8 +183,8 @@ func (o *gnNHWCOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) error {
 // pick nodes hand on.
 type gnNHWCBwdOp struct {
 	baseOp
-	fwd           *gnNHWCOp
-	out           buffer
+	fwd *gnNHWCOp
+	outBuffer
 	dgamma, dbeta buffer
 	acc           scratch // per-worker dgamma, dbeta partial sums
 	wsD, wsT      scratch
@@ -305,9 +305,3 @@ func gnNHWCBwdGo[T float](x, gamma, beta, dy, dx []T, pix, c, groups int, silu b
 		}
 	}
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *gnNHWCOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *gnNHWCBwdOp) output() *buffer { return &o.out }

@@ -41,8 +41,8 @@ func GroupNormScaleShiftSiLUNHWC(x, gamma, beta, scale, shift *G.Node, groups in
 // statistics (its mean and 1/σ per sample and group) and runs the kernels.
 type gnSSNHWCOp struct {
 	baseOp
-	gn   gnNHWCOp
-	out  buffer
+	gn gnNHWCOp
+	outBuffer
 	coef scratch // per-worker γ', β'
 }
 
@@ -129,24 +129,18 @@ func (o *gnSSNHWCOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) error
 	return doDiff(o, in, out)
 }
 
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *gnSSNHWCOp) output() *buffer { return &o.out }
-
 // gnSSNHWCBwdOp computes dx from (x, gamma, beta, scale, shift, dy) with
 // the statistics of its forward op's last run and, as by-products that
 // pick nodes hand on, the gradients of gamma, beta, scale and shift.
 type gnSSNHWCBwdOp struct {
 	baseOp
-	fwd                           *gnSSNHWCOp
-	out                           buffer
+	fwd *gnSSNHWCOp
+	outBuffer
 	dgamma, dbeta, dscale, dshift buffer
 	acc                           scratch // per-worker Σₙ ∂γ'(1+s), Σₙ ∂β'(1+s); then one image's ∂γ', ∂β'
 	coef                          scratch
 	wsD, wsT                      scratch
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *gnSSNHWCBwdOp) output() *buffer { return &o.out }
 
 func (o *gnSSNHWCBwdOp) Do(vs ...G.Value) (G.Value, error) {
 	ds, dt, err := denseAll(&o.baseOp, vs)

@@ -42,7 +42,7 @@ type layoutOp struct {
 	baseOp
 	toNHWC   bool
 	n, c, hw int
-	out      buffer
+	outBuffer
 }
 
 func (o *layoutOp) Do(vs ...G.Value) (G.Value, error) {
@@ -110,6 +110,3 @@ func (o *layoutOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error
 func (o *layoutOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) error {
 	return doDiff(o, in, out)
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *layoutOp) output() *buffer { return &o.out }

@@ -55,7 +55,7 @@ type linearOp struct {
 	baseOp
 	n, in, out int
 	mode       int
-	buf        buffer
+	outBuffer
 }
 
 func (o *linearOp) Do(vs ...G.Value) (G.Value, error) {
@@ -63,7 +63,7 @@ func (o *linearOp) Do(vs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	y := o.buf.get(dt, o.shape)
+	y := o.outBuffer.out.get(dt, o.shape)
 	if dt == tensor.Float32 {
 		linearRun[float32](o, ds, data[float32](y))
 	} else {
@@ -123,6 +123,3 @@ func (o *linearOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error
 	}
 	return res, nil
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *linearOp) output() *buffer { return &o.buf }

@@ -58,7 +58,7 @@ type padOp struct {
 	crop                     bool
 	nc, h, w                 int
 	top, bottom, left, right int
-	out                      buffer
+	outBuffer
 }
 
 func (o *padOp) Do(vs ...G.Value) (G.Value, error) {
@@ -127,6 +127,3 @@ func (o *padOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 func (o *padOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) error {
 	return doDiff(o, in, out)
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *padOp) output() *buffer { return &o.out }

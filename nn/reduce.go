@@ -22,7 +22,7 @@ func channelSum(x *G.Node) (*G.Node, error) {
 type channelSumOp struct {
 	baseOp
 	n, c, inner int
-	out         buffer
+	outBuffer
 }
 
 func (o *channelSumOp) Do(vs ...G.Value) (G.Value, error) {
@@ -63,6 +63,3 @@ func rowSum[T float](x []T) float64 {
 	}
 	return s
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *channelSumOp) output() *buffer { return &o.out }

@@ -53,7 +53,7 @@ type resampleOp struct {
 	scale    float64
 	nc, h, w int
 	bh, bw   int
-	out      buffer
+	outBuffer
 }
 
 func (o *resampleOp) Do(vs ...G.Value) (G.Value, error) {
@@ -182,7 +182,7 @@ type concatOp struct {
 	baseOp
 	n, inner int
 	cs       []int
-	out      buffer
+	outBuffer
 }
 
 func (o *concatOp) Do(vs ...G.Value) (G.Value, error) {
@@ -241,7 +241,7 @@ func (o *concatOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error
 type sliceChanOp struct {
 	baseOp
 	n, inner, total, lo, hi int
-	out                     buffer
+	outBuffer
 }
 
 func (o *sliceChanOp) Do(vs ...G.Value) (G.Value, error) {
@@ -264,12 +264,3 @@ func sliceChanRun[T float](o *sliceChanOp, x, y []T) {
 		copy(y[n*sz:(n+1)*sz], x[(n*o.total+o.lo)*o.inner:])
 	}
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *resampleOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *concatOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *sliceChanOp) output() *buffer { return &o.out }

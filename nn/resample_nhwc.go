@@ -76,7 +76,7 @@ type resampleNHWCOp struct {
 	scale      float64
 	n, h, w, c int
 	bh, bw     int
-	out        buffer
+	outBuffer
 }
 
 func (o *resampleNHWCOp) Do(vs ...G.Value) (G.Value, error) {
@@ -195,7 +195,7 @@ type padNHWCOp struct {
 	crop                     bool
 	n, h, w, c               int
 	top, bottom, left, right int
-	out                      buffer
+	outBuffer
 }
 
 func (o *padNHWCOp) bigH() int { return o.top + o.h + o.bottom }
@@ -289,7 +289,7 @@ type concatNHWCOp struct {
 	baseOp
 	rows int
 	cs   []int
-	out  buffer
+	outBuffer
 }
 
 func (o *concatNHWCOp) Do(vs ...G.Value) (G.Value, error) {
@@ -363,7 +363,7 @@ func (o *concatNHWCOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) err
 type sliceLastOp struct {
 	baseOp
 	rows, total, lo, hi int
-	out                 buffer
+	outBuffer
 }
 
 func (o *sliceLastOp) Do(vs ...G.Value) (G.Value, error) {
@@ -411,7 +411,7 @@ func AddChannelNHWC(x, e *G.Node) (*G.Node, error) {
 type addChannelNHWCOp struct {
 	baseOp
 	pix, c int
-	out    buffer
+	outBuffer
 }
 
 func (o *addChannelNHWCOp) Do(vs ...G.Value) (G.Value, error) {
@@ -479,8 +479,8 @@ func pixelSumNHWC(x *G.Node) (*G.Node, error) {
 type pixelSumNHWCOp struct {
 	baseOp
 	n, pix, c int
-	out       buffer
-	acc       scratch
+	outBuffer
+	acc scratch
 }
 
 func (o *pixelSumNHWCOp) Do(vs ...G.Value) (G.Value, error) {
@@ -546,7 +546,7 @@ func ScaleShiftNHWC(x, scale, shift *G.Node) (*G.Node, error) {
 type scaleShiftNHWCOp struct {
 	baseOp
 	pix, c int
-	out    buffer
+	outBuffer
 }
 
 func (o *scaleShiftNHWCOp) Do(vs ...G.Value) (G.Value, error) {
@@ -611,7 +611,7 @@ func (o *scaleShiftNHWCOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node)
 type scaleShiftNHWCBwdOp struct {
 	baseOp
 	pix, c int
-	out    buffer
+	outBuffer
 	dscale buffer
 }
 
@@ -648,27 +648,3 @@ func scaleShiftNHWCBwdRun[T float](x, sc, dy, dx, dsc []T, pix, c int) {
 		}
 	})
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *resampleNHWCOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *padNHWCOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *concatNHWCOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *sliceLastOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *addChannelNHWCOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *pixelSumNHWCOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *scaleShiftNHWCOp) output() *buffer { return &o.out }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *scaleShiftNHWCBwdOp) output() *buffer { return &o.out }

@@ -35,7 +35,7 @@ func Reshape(x *G.Node, shape ...int) (*G.Node, error) {
 type reshapeOp struct {
 	baseOp
 	from tensor.Shape
-	out  buffer
+	outBuffer
 }
 
 func (o *reshapeOp) Do(vs ...G.Value) (G.Value, error) {
@@ -66,6 +66,3 @@ func (o *reshapeOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 func (o *reshapeOp) DoDiff(_ G.ExecutionContext, in G.Nodes, out *G.Node) error {
 	return doDiff(o, in, out)
 }
-
-// output implements bufferedOp: the value is the op's output buffer.
-func (o *reshapeOp) output() *buffer { return &o.out }

@@ -33,8 +33,14 @@ import (
 
 // bufferedOp is an op whose value is its output buffer, written whole by
 // every Do (reading it first is a bug that poisonBuffers exposes) and never
-// aliasing an input.
+// aliasing an input. Ops implement it by embedding outBuffer.
 type bufferedOp interface{ output() *buffer }
+
+// outBuffer is the output buffer of an op (its field out) and makes the op
+// a bufferedOp.
+type outBuffer struct{ out buffer }
+
+func (o *outBuffer) output() *buffer { return &o.out }
 
 // freshOp is an op whose value never aliases an input nor an output buffer
 // of another op (it is op-internal memory).
