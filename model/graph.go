@@ -164,7 +164,7 @@ func (b *builder) normScaleShiftSiLU(l normLayer, x, scale, shift *G.Node) (*G.N
 	if err != nil {
 		return nil, err
 	}
-	if h, err = b.scaleShift(h, scale, shift); err != nil {
+	if h, err = nn.ScaleShift(h, scale, shift); err != nil {
 		return nil, err
 	}
 	return nn.SiLU(h)

@@ -73,14 +73,6 @@ func (b *builder) addChannel(x, e *G.Node) (*G.Node, error) {
 	return nn.AddChannel(x, e)
 }
 
-// scaleShift is x·(1+scale)+shift (scale, shift N×C).
-func (b *builder) scaleShift(x, scale, shift *G.Node) (*G.Node, error) {
-	if b.nhwc {
-		return nn.ScaleShiftNHWC(x, scale, shift)
-	}
-	return nn.ScaleShift(x, scale, shift)
-}
-
 // linear returns x·wᵀ + b for x N×In, w Out×In (PyTorch layout), b Out.
 func linear(x, w, b *G.Node) (*G.Node, error) { return nn.Linear(x, w, b) }
 
