@@ -651,6 +651,9 @@ func Tune(ctx context.Context, e *Experiment, runner CellRunner, opts TuneOption
 	if logw == nil {
 		logw = os.Stderr
 	}
+	if err := e.validateTuneCells(runner); err != nil {
+		return err
+	}
 	pairs := e.tunePairs()
 	for i, p := range pairs {
 		if opts.Shard.Active() && i%opts.Shard.Count != opts.Shard.Index {
@@ -674,6 +677,56 @@ func Tune(ctx context.Context, e *Experiment, runner CellRunner, opts TuneOption
 		searches = append(searches, s)
 	}
 	return e.writeTuneReports(searches, out, logw)
+}
+
+// validateTuneCells checks, before anything runs, the cells of every
+// trial of every search (all shards') and those of every method without a
+// space on the validation images, when the runner can validate cells: a
+// misspelt option of the last method would otherwise surface hours into
+// the tuning, or only in the table's run.
+func (e *Experiment) validateTuneCells(runner CellRunner) error {
+	v, ok := runner.(CellValidator)
+	if !ok {
+		return nil
+	}
+	var errs []error
+	for _, t := range e.Tasks {
+		for _, m := range e.Methods {
+			if e.excluded(t, m) {
+				continue
+			}
+			points := []tunePoint{{}}
+			if m.Tune != nil {
+				axes, err := parseSpace(m.Tune)
+				if err != nil {
+					return err
+				}
+				points = searchPoints(axes, e.Tune.trials(), e.Tune.Seed, t.Key(), m.Key())
+			}
+		points:
+			for _, pt := range points {
+				cells, err := e.pairExperiment(t, m, pt).Cells()
+				if err != nil {
+					return err
+				}
+				for _, c := range cells {
+					if err := v.ValidateCell(c); err != nil {
+						// the first failing trial of a task × method says it
+						at := ""
+						if len(pt) > 0 {
+							at = " (" + pt.label() + ")"
+						}
+						errs = append(errs, fmt.Errorf("task %s, method %s%s: %w", t.Key(), m.Key(), at, err))
+						break points
+					}
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("experiment %q: %w", e.Name, errors.Join(errs...))
+	}
+	return nil
 }
 
 // pairExperiment is the experiment of one trial: the task, the method with

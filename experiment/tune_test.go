@@ -3,6 +3,7 @@ package experiment
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -391,5 +392,48 @@ func TestTuneShards(t *testing.T) {
 	strip := func(s []byte) string { return strings.SplitN(string(s), "\nexperiment:", 2)[1] }
 	if strip(a) != strip(b) {
 		t.Errorf("sharded tuned file differs:\n%s\n---\n%s", a, b)
+	}
+}
+
+// validatingRunner is a peakRunner whose ValidateCell refuses a method set
+// holding the option "bad", or a method named refused.
+type validatingRunner struct {
+	peakRunner
+	refused string
+}
+
+func (r *validatingRunner) ValidateCell(c Cell) error {
+	if _, ok := c.Method.Set["bad"]; ok {
+		return fmt.Errorf("unknown option %q", "bad")
+	}
+	if c.Method.Name == r.refused {
+		return fmt.Errorf("method %s refused", c.Method.Name)
+	}
+	return nil
+}
+
+// TestTuneValidatesFirst: a bad option in any search (another shard's
+// included) or in a method without a space stops tune before any cell runs,
+// naming the task, the method and the trial.
+func TestTuneValidatesFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, refused, want string
+	}{
+		{"bad option in the last search", strings.Replace(tuneYAML, "tune: {scale: [1, 0.3], eta: [0, 0.5, 1]}", "tune: {bad: [1, 2]}", 1), "", "method ddnm (bad=1): unknown option"},
+		{"method without a space", tuneYAML, "pinv", "task SR4, method pinv: method pinv refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &validatingRunner{refused: tc.refused}
+			var buf bytes.Buffer
+			o := tuneOpts(t.TempDir(), &buf)
+			o.Shard = Shard{Index: 0, Count: 4} // the bad search is not shard 0's
+			err := Tune(context.Background(), mustDecode(tc.yaml), r, o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to say %q", err, tc.want)
+			}
+			if r.n() != 0 {
+				t.Errorf("%d cells ran before the error", r.n())
+			}
+		})
 	}
 }
