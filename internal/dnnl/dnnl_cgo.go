@@ -390,3 +390,67 @@ func MeasurePeak(threads int, budget float64) (gflops float64, kernel string, er
 		iters *= 2
 	}
 }
+
+// Matmul is one batched bf16 matrix product of a fixed MatmulShape on
+// oneDNN (dn_mm): A and B are converted to bf16, the products accumulate in
+// float32 and C is written with its strides. A Matmul must not be used from
+// two goroutines at once.
+type Matmul struct {
+	s  MatmulShape
+	mm *C.dn_mm
+}
+
+// NewMatmul builds the product's primitives.
+func NewMatmul(s MatmulShape) (*Matmul, error) {
+	if ok, why := Available(); !ok {
+		return nil, fmt.Errorf("dnnl: bf16 matmul unavailable: %s", why)
+	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	strides := func(st [3]int) *C.long {
+		p := (*C.long)(C.malloc(C.size_t(3 * C.sizeof_long)))
+		a := unsafe.Slice(p, 3)
+		for i, v := range st {
+			a[i] = C.long(v)
+		}
+		return p
+	}
+	as, bs, cs := strides(s.A), strides(s.B), strides(s.C)
+	defer C.free(unsafe.Pointer(as))
+	defer C.free(unsafe.Pointer(bs))
+	defer C.free(unsafe.Pointer(cs))
+	var cerr *C.char
+	mm := C.dn_mm_new(C.long(s.Batch), C.long(s.M), C.long(s.K), C.long(s.N), as, bs, cs, C.float(s.Alpha), &cerr)
+	if cerr != nil {
+		msg := C.GoString(cerr)
+		C.free(unsafe.Pointer(cerr))
+		if mm != nil {
+			C.dn_mm_free(mm)
+		}
+		return nil, fmt.Errorf("dnnl: matmul %+v: %s", s, msg)
+	}
+	m := &Matmul{s: s, mm: mm}
+	runtime.SetFinalizer(m, func(m *Matmul) { C.dn_mm_free(m.mm) })
+	return m, nil
+}
+
+// Impl names the oneDNN matmul kernel, e.g. brg:avx512_core_amx.
+func (m *Matmul) Impl() string {
+	s := C.GoString(C.dn_mm_impl(m.mm))
+	runtime.KeepAlive(m)
+	return s
+}
+
+// Run computes C = Alpha·A·B.
+func (m *Matmul) Run(a, b, c []float32) error {
+	la, lb, lc := m.s.Lens()
+	if err := firstErr(check("A", len(a), la), check("B", len(b), lb), check("C", len(c), lc)); err != nil {
+		return err
+	}
+	if msg := C.dn_mm_run(m.mm, cptr(a), cptr(b), cptr(c)); msg != nil {
+		return fmt.Errorf("dnnl: matmul %+v: %s", m.s, C.GoString(msg))
+	}
+	runtime.KeepAlive(m)
+	return nil
+}

@@ -72,3 +72,15 @@ func RoundBF16(x, y []float32) {
 
 // MeasurePeak returns an error in this build.
 func MeasurePeak(threads int, budget float64) (float64, string, error) { return 0, "", errNo }
+
+// Matmul is unavailable in this build.
+type Matmul struct{}
+
+// NewMatmul returns an error in this build.
+func NewMatmul(s MatmulShape) (*Matmul, error) {
+	_, why := Available()
+	return nil, fmt.Errorf("dnnl: bf16 matmul unavailable: %s", why)
+}
+
+func (m *Matmul) Impl() string                { return "" }
+func (m *Matmul) Run(a, b, c []float32) error { return errNo }

@@ -3,6 +3,7 @@ package dnnl
 import (
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 )
 
@@ -330,4 +331,76 @@ func TestSharedOutputGradient(t *testing.T) {
 	must(a.Forward(0, x, w, b, y)) // a new forward: the kept dy is stale
 	must(a.BackwardWeights(0, nil, dyA, got))
 	same("backward weights after a new forward", got)
+}
+
+// TestMatmul: the strided bf16 batched product equals a float64 reference
+// on bf16-rounded inputs to float32 accumulation error, for dense,
+// transposed and column-block operands and a strided output, whose other
+// elements it leaves alone.
+func TestMatmul(t *testing.T) {
+	if ok, why := Available(); !ok {
+		t.Skip("bf16 unavailable: " + why)
+	}
+	const B, M, K, N = 3, 5, 7, 4
+	for _, tc := range []struct {
+		name    string
+		a, b, c [3]int // strides
+		alpha   float32
+	}{
+		{"dense", [3]int{M * K, K, 1}, [3]int{K * N, N, 1}, [3]int{M * N, N, 1}, 1},
+		{"B transposed", [3]int{M * K, K, 1}, [3]int{K * N, 1, K}, [3]int{M * N, N, 1}, 0.5},
+		{"A transposed, column blocks", [3]int{K * M, 1, M}, [3]int{3 * N, 3 * N * B, 1}, [3]int{N, N * B, 1}, 2},
+		{"interleaved heads", [3]int{3 * K, 3 * K * B, 1}, [3]int{3 * K, 1, 3 * K * B}, [3]int{M, 1, M * B}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "interleaved heads" {
+				tc.b = [3]int{3 * K, 1, 3 * K * B} // K×N view of an N-row matrix
+			}
+			s := MatmulShape{Batch: B, M: M, K: K, N: N, A: tc.a, B: tc.b, C: tc.c, Alpha: tc.alpha}
+			la, lb, lc := s.Lens()
+			rng := rand.New(rand.NewSource(3))
+			a, b := rounded(randn(rng, la+5)), rounded(randn(rng, lb+5))
+			c := make([]float32, lc+5)
+			for i := range c {
+				c[i] = 99
+			}
+			mm, err := NewMatmul(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mm.Run(a, b, c); err != nil {
+				t.Fatal(err)
+			}
+			written := map[int]bool{}
+			for i := 0; i < B; i++ {
+				for r := 0; r < M; r++ {
+					for col := 0; col < N; col++ {
+						var want float64
+						for k := 0; k < K; k++ {
+							want += float64(a[i*tc.a[0]+r*tc.a[1]+k*tc.a[2]]) * float64(b[i*tc.b[0]+k*tc.b[1]+col*tc.b[2]])
+						}
+						want *= float64(tc.alpha)
+						at := i*tc.c[0] + r*tc.c[1] + col*tc.c[2]
+						written[at] = true
+						if got := float64(c[at]); math.Abs(got-want) > 1e-5*(1+math.Abs(want)) {
+							t.Fatalf("C[%d][%d][%d] = %g, want %g", i, r, col, got, want)
+						}
+					}
+				}
+			}
+			for i, v := range c {
+				if !written[i] && v != 99 {
+					t.Fatalf("C element %d outside the product changed to %g", i, v)
+				}
+			}
+			t.Logf("kernel %s", mm.Impl())
+		})
+	}
+	if _, err := NewMatmul(MatmulShape{Batch: 1, M: 0, K: 1, N: 1}); err == nil {
+		t.Error("zero dimension: no error")
+	}
+	mm, _ := NewMatmul(MatmulShape{Batch: 1, M: 2, K: 2, N: 2, A: [3]int{4, 2, 1}, B: [3]int{4, 2, 1}, C: [3]int{4, 2, 1}, Alpha: 1})
+	if err := mm.Run(make([]float32, 3), make([]float32, 4), make([]float32, 4)); err == nil || !strings.Contains(err.Error(), "A has 3 elements, want 4") {
+		t.Errorf("short A: %v", err)
+	}
 }
