@@ -181,7 +181,7 @@ func (b *builder) linearRows(name string, x *G.Node, in, r0, r1 int) (*G.Node, e
 	if err != nil {
 		return nil, err
 	}
-	y, err := linear(x, w, bias)
+	y, err := b.linear(x, w, bias)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -73,15 +73,19 @@ func (b *builder) addChannel(x, e *G.Node) (*G.Node, error) {
 	return nn.AddChannel(x, e)
 }
 
-// linear returns x·wᵀ + b for x N×In, w Out×In (PyTorch layout), b Out.
-func linear(x, w, b *G.Node) (*G.Node, error) { return nn.Linear(x, w, b) }
+// linear returns x·wᵀ + b for x N×In, w Out×In (PyTorch layout), b Out,
+// in the network's precision (bf16 products in bf16 graphs, as autocast).
+func (b *builder) linear(x, w, bias *G.Node) (*G.Node, error) {
+	return nn.LinearPrec(x, w, bias, b.u.prec)
+}
 
 // qkvAttention is guided-diffusion's QKVAttentionLegacy on qkv N×3C×H×W
 // (heads split first, then q, k, v): returns N×C×H×W; in a channels-last
-// graph on N×H×W×3C in place (nn.QKVAttentionNHWC). Float32 on OpenBLAS.
+// (bf16) graph on N×H×W×3C in place, its products in bf16
+// (nn.QKVAttentionNHWCPrec). Float32 graphs multiply on OpenBLAS.
 func (b *builder) qkvAttention(qkv *G.Node, heads int) (*G.Node, error) {
 	if b.nhwc {
-		return nn.QKVAttentionNHWC(qkv, heads, true)
+		return nn.QKVAttentionNHWCPrec(qkv, heads, true, b.u.prec)
 	}
 	return nn.QKVAttention(qkv, heads, true)
 }

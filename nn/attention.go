@@ -48,7 +48,22 @@ func QKVAttention(qkv *G.Node, heads int, legacy bool) (*G.Node, error) {
 // and v are strided column blocks of each image's T×3HC matrix, which the
 // GEMMs read and write in place: no transposition to NCHW and back.
 func QKVAttentionNHWC(qkv *G.Node, heads int, legacy bool) (*G.Node, error) {
+	return QKVAttentionNHWCPrec(qkv, heads, legacy, FP32)
+}
+
+// QKVAttentionNHWCPrec is QKVAttentionNHWC in the given precision: with
+// BF16, float32 values multiply on oneDNN's bf16 matmul (q, k, v and the
+// attention weights rounded to bfloat16, products accumulated in float32;
+// the softmax stays float32), as PyTorch's autocast runs attention; float64
+// values (the gradient checks) as with FP32. BF16 where it cannot run is an
+// error.
+func QKVAttentionNHWCPrec(qkv *G.Node, heads int, legacy bool, prec Precision) (*G.Node, error) {
 	const op = "nn.QKVAttentionNHWC"
+	if prec == BF16 {
+		if ok, why := BF16Available(); !ok {
+			return nil, fmt.Errorf("%s: bf16 cannot run here: %s", op, why)
+		}
+	}
 	if qkv == nil {
 		return nil, fmt.Errorf("%s: input is nil", op)
 	}
@@ -63,10 +78,10 @@ func QKVAttentionNHWC(qkv *G.Node, heads int, legacy bool) (*G.Node, error) {
 	if heads < 1 || c%(3*heads) != 0 {
 		return nil, fmt.Errorf("%s: %s has %d channels, want a multiple of 3·heads = %d", op, qkv.Name(), c, 3*heads)
 	}
-	o := &attnOp{n: s[0], heads: heads, ch: c / (3 * heads), t: s.TotalSize() / (s[0] * c), legacy: legacy, nhwc: true}
+	o := &attnOp{n: s[0], heads: heads, ch: c / (3 * heads), t: s.TotalSize() / (s[0] * c), legacy: legacy, nhwc: true, bf16: prec == BF16}
 	shape := s.Clone()
 	shape[len(s)-1] = heads * o.ch
-	o.baseOp = baseOp{name: fmt.Sprintf("QKVAttentionNHWC(%v heads=%d legacy=%v)", s, heads, legacy), arity: 1, typ: fnType(len(s), len(s)), shape: shape}
+	o.baseOp = baseOp{name: fmt.Sprintf("QKVAttentionNHWC(%v heads=%d legacy=%v %v)", s, heads, legacy, prec), arity: 1, typ: fnType(len(s), len(s)), shape: shape}
 	return G.ApplyOp(o, qkv)
 }
 
@@ -75,6 +90,8 @@ type attnOp struct {
 	n, heads, ch, t int
 	legacy          bool
 	nhwc            bool // channels last: per image T×3HC in, T×HC out
+	bf16            bool // channels last, float32 values: products on oneDNN's bf16 matmul
+	mms             *attnMatmuls
 	backward        bool // (qkv, dy) → dqkv
 	outBuffer
 	w, dw scratch
@@ -95,9 +112,18 @@ func (o *attnOp) Do(vs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	y := o.out.get(dt, o.shape)
-	if dt == tensor.Float32 {
+	switch {
+	case dt == tensor.Float32 && o.bf16:
+		var dy []float32
+		if o.backward {
+			dy = data[float32](ds[1])
+		}
+		if err := attnBF16(o, data[float32](ds[0]), dy, data[float32](y)); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.name, err)
+		}
+	case dt == tensor.Float32:
 		attnRun[float32](o, ds, data[float32](y))
-	} else {
+	default:
 		attnRun[float64](o, ds, data[float64](y))
 	}
 	return y, nil
@@ -230,7 +256,7 @@ func attnNHWC[T float](o *attnOp, qkv, dy, y, w, dw []T, n, h, qo, ko, vo int, a
 func (o *attnOp) DiffWRT(int) []bool { return []bool{true} }
 
 func (o *attnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	b := &attnOp{n: o.n, heads: o.heads, ch: o.ch, t: o.t, legacy: o.legacy, nhwc: o.nhwc, backward: true}
+	b := &attnOp{n: o.n, heads: o.heads, ch: o.ch, t: o.t, legacy: o.legacy, nhwc: o.nhwc, bf16: o.bf16, backward: true}
 	s := inputs[0].Shape()
 	b.baseOp = baseOp{name: "Bwd" + o.name, arity: 2, typ: fnType(len(s), len(s), len(s)), shape: s.Clone()}
 	d, err := G.ApplyOp(b, inputs[0], grad)

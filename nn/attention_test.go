@@ -273,3 +273,92 @@ func TestQKVAttentionNHWC(t *testing.T) {
 		}
 	}
 }
+
+// TestQKVAttentionNHWCBF16: the bf16 attention (products on oneDNN's bf16
+// matmul) equals the float32 one within bf16 rounding (relative error
+// ≤ 2e-2, as for the convolutions; the softmax stays float32), output and
+// input gradient, for both channel orders, and repeats bit for bit.
+func TestQKVAttentionNHWCBF16(t *testing.T) {
+	if ok, why := BF16Available(); !ok {
+		t.Skip(why)
+	}
+	for i, tc := range []struct {
+		shape  []int
+		heads  int
+		legacy bool
+	}{
+		{[]int{2, 4, 4, 24}, 2, true},
+		{[]int{3, 7, 7, 12}, 1, true},
+		{[]int{2, 16, 48}, 4, false},
+	} {
+		t.Run(fmt.Sprintf("%v_h%d_legacy%v", tc.shape, tc.heads, tc.legacy), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(int64(400 + i)))
+			ins := []*tensor.Dense{toF32(randDense(rng, 1, tc.shape...))}
+			build := func(p Precision) builder {
+				return func(ns []*G.Node) (*G.Node, error) { return QKVAttentionNHWCPrec(ns[0], tc.heads, tc.legacy, p) }
+			}
+			r := toF32(randDense(rng, 1, outShapeOf(t, ins, build(FP32))...))
+			run32, _ := graphRun(t, ins, r, build(FP32))
+			run16, _ := graphRun(t, ins, r, build(BF16))
+			out32, _, g32 := run32()
+			out16, _, g16 := run16()
+			if e := relErr(out16, out32); !(e <= 2e-2) {
+				t.Errorf("output: relative error %.3g to float32, want ≤ 2e-2", e)
+			}
+			if e := relErr(g16[0], g32[0]); !(e <= 2e-2) {
+				t.Errorf("gradient: relative error %.3g to float32, want ≤ 2e-2", e)
+			}
+			again, _, gAgain := run16()
+			for j := range out16 {
+				if again[j] != out16[j] {
+					t.Fatalf("second run: output %d %g, first %g", j, again[j], out16[j])
+				}
+			}
+			for j := range g16[0] {
+				if gAgain[0][j] != g16[0][j] {
+					t.Fatalf("second run: gradient %d %g, first %g", j, gAgain[0][j], g16[0][j])
+				}
+			}
+			if e := relErr(out16, out32); e == 0 {
+				t.Error("bf16 output equals float32 exactly: the bf16 path did not run")
+			}
+		})
+	}
+}
+
+// TestLinearBF16: the bf16 linear layer equals the float32 one within bf16
+// rounding (relative error ≤ 2e-2), output and the gradients of x, w and b.
+func TestLinearBF16(t *testing.T) {
+	if ok, why := BF16Available(); !ok {
+		t.Skip(why)
+	}
+	for i, bias := range []bool{true, false} {
+		rng := rand.New(rand.NewSource(int64(500 + i)))
+		ins := []*tensor.Dense{toF32(randDense(rng, 1, 6, 40)), toF32(randDense(rng, 1, 24, 40))}
+		if bias {
+			ins = append(ins, toF32(randDense(rng, 1, 24)))
+		}
+		build := func(p Precision) builder {
+			return func(ns []*G.Node) (*G.Node, error) {
+				var b *G.Node
+				if len(ns) == 3 {
+					b = ns[2]
+				}
+				return LinearPrec(ns[0], ns[1], b, p)
+			}
+		}
+		r := toF32(randDense(rng, 1, 6, 24))
+		run32, _ := graphRun(t, ins, r, build(FP32))
+		run16, _ := graphRun(t, ins, r, build(BF16))
+		out32, _, g32 := run32()
+		out16, _, g16 := run16()
+		if e := relErr(out16, out32); !(e <= 2e-2) || e == 0 {
+			t.Errorf("bias %v: output relative error %.3g to float32, want in (0, 2e-2]", bias, e)
+		}
+		for k := range g32 {
+			if e := relErr(g16[k], g32[k]); !(e <= 2e-2) {
+				t.Errorf("bias %v: gradient %d relative error %.3g to float32, want ≤ 2e-2", bias, k, e)
+			}
+		}
+	}
+}
