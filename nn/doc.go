@@ -81,9 +81,11 @@
 //
 // Precision (precision.go): FP32 or BF16; ResolvePrecision("auto" | "bf16"
 // | "fp32") says which runs here and why; BF16Available. In bf16,
-// convolutions run on oneDNN's AMX kernels (package internal/dnnl) with
-// bf16 inputs and weights and float32 accumulation; everything else stays
-// float32. The bf16 UNet keeps activations channels-last, with these ops:
+// convolutions, the attention's products and linear layers run on oneDNN's
+// AMX kernels (package internal/dnnl) with bf16 inputs and weights and
+// float32 accumulation, as PyTorch's autocast does; normalisation, softmax,
+// activations and everything else stay float32. The bf16 UNet keeps
+// activations channels-last, with these ops:
 //
 //	Conv2dPrec(x, w, b *G.Node, stride, pad int, p Precision) (*G.Node, error)
 //	    Conv2d in precision p (NCHW; bf16 reorders to NHWC inside each call).
@@ -94,6 +96,11 @@
 //	GroupNormNHWC, GroupNormSiLUNHWC         as GroupNorm(SiLU), channels last
 //	Upsample2xNHWC, AvgPool2xNHWC, Pad2dNHWC, ConcatNHWC, AddChannelNHWC,
 //	ScaleShiftNHWC                           as their NCHW forms, channels last
+//	GroupNormScaleShiftSiLUNHWC(x, γ, β, scale, shift, groups, eps)
+//	    SiLU(GroupNorm(x)·(1+scale)+shift) in one op (the ResBlock head)
+//	QKVAttentionNHWC(Prec)(qkv, heads, legacy[, p]), LinearPrec(x, w, b, p)
+//	    attention on strided column blocks (no transposes) and linear
+//	    layers, bf16 products with p = BF16
 //
 // Each channels-last op is tested equal to its NCHW form through the
 // transpositions (outputs and gradients), and gradient-checked in float64.

@@ -58,10 +58,10 @@ func load() {
 		}
 		var ver [32]C.char
 		C.dn_version(&ver[0], C.int(len(ver)))
-		lib.why = fmt.Sprintf("oneDNN %s bf16 convolutions (brgconv/jit avx512_core_amx_bf16 kernels) on %s, one thread per call, the batch split over %d goroutines",
+		lib.why = fmt.Sprintf("oneDNN %s bf16 convolutions (brgconv/jit avx512_core_amx_bf16 kernels) and matmuls for attention and linear layers (brg avx512_core_amx_bf16) on %s, one thread per call, the batch split over %d goroutines",
 			C.GoString(&ver[0]), units, runtime.GOMAXPROCS(0))
 		if units != "AMX-BF16" {
-			lib.why = strings.Replace(lib.why, "avx512_core_amx_bf16", "avx512_core_bf16", 1)
+			lib.why = strings.ReplaceAll(lib.why, "avx512_core_amx_bf16", "avx512_core_bf16")
 		}
 	})
 }
