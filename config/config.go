@@ -227,6 +227,12 @@ type Train struct {
 	GradClip float64 `yaml:"grad_clip"`
 	// EMADecay is the decay of the exponential moving average of weights.
 	EMADecay float64 `yaml:"ema_decay"`
+	// EMAWarmup lowers the EMA decay of the early steps to
+	// min(EMADecay, (1+k)/(10+k)) after k steps (diffusers' and timm's EMA
+	// warm-up), so that the average forgets the initial weights within a
+	// few hundred steps instead of ~5/(1−EMADecay): off by default, which
+	// keeps the shipped recipes' runs.
+	EMAWarmup bool `yaml:"ema_warmup"`
 	// Seed seeds every random draw of the run.
 	Seed int64 `yaml:"seed"`
 	// CheckpointEvery writes a checkpoint every this many steps.

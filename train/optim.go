@@ -167,6 +167,8 @@ func ClipGlobalNorm(grads [][]float32, maxNorm float64) float64 {
 type EMA struct {
 	// Decay is the weight of the old average.
 	Decay float64
+	// Warmup lowers the decay of the early updates (DecayAt).
+	Warmup bool
 	// Values holds the averaged parameters, one slice per parameter.
 	Values [][]float32
 }
@@ -183,8 +185,19 @@ func NewEMA(decay float64, params [][]float32) (*EMA, error) {
 	return e, nil
 }
 
-// Update folds params into the average.
-func (e *EMA) Update(params [][]float32) error {
+// DecayAt is the decay of the update after k earlier ones: Decay, or with
+// Warmup min(Decay, (1+k)/(10+k)) (0.1 for the first update, 0.5 after 8,
+// 0.99 after 890).
+func (e *EMA) DecayAt(k int) float64 {
+	if !e.Warmup {
+		return e.Decay
+	}
+	return min(e.Decay, float64(1+k)/float64(10+k))
+}
+
+// Update folds params into the average as the update after k earlier ones.
+func (e *EMA) Update(params [][]float32, k int) error {
+	d := e.DecayAt(k)
 	if len(params) != len(e.Values) {
 		return fmt.Errorf("train: EMA update with %d parameters, want %d", len(params), len(e.Values))
 	}
@@ -194,7 +207,7 @@ func (e *EMA) Update(params [][]float32) error {
 			return fmt.Errorf("train: EMA update: parameter %d has %d values, want %d", i, len(p), len(v))
 		}
 		for j := range p {
-			v[j] = float32(e.Decay*float64(v[j]) + (1-e.Decay)*float64(p[j]))
+			v[j] = float32(d*float64(v[j]) + (1-d)*float64(p[j]))
 		}
 	}
 	return nil

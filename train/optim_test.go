@@ -182,7 +182,7 @@ func TestEMA(t *testing.T) {
 	}
 	p[0][0], p[0][1] = 3, 5 // new constant parameters
 	for k := 0; k < 5; k++ {
-		e.Update(p)
+		e.Update(p, k)
 	}
 	// ema_k = θ + decay^k (ema_0 − θ)
 	for i, e0 := range []float64{1, -1} {
@@ -193,5 +193,39 @@ func TestEMA(t *testing.T) {
 	}
 	if _, err := NewEMA(1, p); err == nil {
 		t.Error("EMA decay 1 accepted")
+	}
+}
+
+// TestEMAWarmup: with Warmup the k-th update uses min(decay,
+// (1+k)/(10+k)), so after 5 updates toward constant θ the average keeps
+// ∏ d_k of its start (0.1·0.1818…·0.25·0.3077·0.3571 ≈ 5e-4), not decay^5;
+// the decay caps the warm-up's rate.
+func TestEMAWarmup(t *testing.T) {
+	e, err := NewEMA(0.9, [][]float32{{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Warmup = true
+	for _, tc := range []struct {
+		k    int
+		want float64
+	}{{0, 0.1}, {8, 0.5}, {890, 0.9}, {1_000_000, 0.9}} {
+		if got := e.DecayAt(tc.k); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("DecayAt(%d) = %g, want %g", tc.k, got, tc.want)
+		}
+	}
+	theta := [][]float32{{3}}
+	keep := 1.0
+	for k := 0; k < 5; k++ {
+		e.Update(theta, k)
+		keep *= float64(1+k) / float64(10+k)
+	}
+	want := 3 + keep*(1-3)
+	if math.Abs(float64(e.Values[0][0])-want) > 1e-6 {
+		t.Errorf("after 5 warm-up updates: %g, want %g", e.Values[0][0], want)
+	}
+	e.Warmup = false
+	if got := e.DecayAt(0); got != 0.9 {
+		t.Errorf("without warm-up DecayAt(0) = %g, want 0.9", got)
 	}
 }

@@ -286,6 +286,7 @@ func setup(cfg *config.Config, opts RunOptions) (*run, error) {
 	if r.ema, err = NewEMA(cfg.Train.EMADecay, r.params); err != nil {
 		return nil, err
 	}
+	r.ema.Warmup = cfg.Train.EMAWarmup
 	if opts.Resume && len(steps) > 0 {
 		if err := r.restore(CheckpointPath(r.out, steps[len(steps)-1])); err != nil {
 			return nil, err
@@ -454,7 +455,7 @@ func compatible(cfg, old *config.Config, allow []string) (changed []string, err 
 	}
 	trajectory := map[string]bool{"train.lr": true, "train.weight_decay": true, "train.warmup_steps": true,
 		"train.lr_decay": true, "train.loss_weight": true, "train.loss_weight_gamma": true, "train.loss_weight_k": true,
-		"train.grad_clip": true, "train.ema_decay": true}
+		"train.grad_clip": true, "train.ema_decay": true, "train.ema_warmup": true}
 	if cfg.Train.LRDecay == config.LRCosine || old.Train.LRDecay == config.LRCosine {
 		trajectory["train.steps"] = true
 	}
@@ -652,7 +653,7 @@ func (r *run) trainStep(k int) (Terms, float64, float64, error) {
 	if err := r.adam.Update(lr, r.params, r.grads); err != nil {
 		return Terms{}, 0, 0, err
 	}
-	if err := r.ema.Update(r.params); err != nil {
+	if err := r.ema.Update(r.params, k); err != nil {
 		return Terms{}, 0, 0, err
 	}
 	// A finite loss and gradient can still give non-finite weights (an
