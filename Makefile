@@ -5,7 +5,7 @@ PKGS     := ./...
 # Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all setup build test test-slurm demo-faces bench bench-ops train-mnist train-mnist-next train-celeba check-solvers check-faces check-bf16 experiments demo fmt vet clean
+.PHONY: all setup build test test-slurm demo-faces bench bench-ops train-mnist train-mnist-next train-celeba ship-celeba check-solvers check-faces check-bf16 experiments demo fmt vet clean
 
 all: build
 
@@ -73,6 +73,11 @@ train-celeba: setup
 ## inpaint-box, noise-free DDNM consistent to 1e-3; 16 digits, a few minutes)
 check-solvers: setup
 	DIFFINV_CHECK_SHIPPED=1 $(GO) test -count=1 -timeout 30m -run TestShippedModelSolvers -v ./cmd/diffinv
+
+## ship-celeba: models/celeba64 from the finished face recipe (scripts/ship_celeba.sh: weights, log,
+## loss curve, 64-sample grids, the quality gate for seeds 1 and 2; about 50 min)
+ship-celeba: setup
+	bash scripts/ship_celeba.sh $(CELEBA_OUT)
 
 ## check-faces: issue 17's acceptance check on the face model (models/celeba64): 32 CelebA test faces,
 ## DPS ≥ 3 dB over A†y on sr4 and inpaint-box, noise-free DDNM consistent to 1e-3, DDNM+ colorization

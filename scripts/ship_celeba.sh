@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Assembles models/celeba64 (issue 17) from the finished face recipe (`make train-celeba`): the EMA
+# weights of its last piece with their config, the run's log, loss curve and config, the README's
+# 64-sample grids (DDIM-50 and DDPM-1000, seed 1, docs/img/faces-*.png) and the quality gate on 1000
+# DDIM-50 samples against the test split for seeds 1 and 2 (models/celeba64/eval-seedS.txt).
+# The model README's prose (lineage, figures) is written by hand from these files.
+#
+#   bash scripts/ship_celeba.sh [RECIPE_OUT]     # RECIPE_OUT: runs/celeba-recipe
+#
+# About 50 minutes on 2 cores (the DDPM-1000 grid and the two evaluations); rerunning skips the
+# parts whose output exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+in=${1:-runs/celeba-recipe}
+out=models/celeba64
+bin=./bin/diffinv
+stage=$in/stage-4.safetensors
+if [[ ! -f $stage ]]; then
+  echo "ship_celeba.sh: $stage not found: the recipe has not finished (make train-celeba)" >&2
+  exit 2
+fi
+go build -o "$bin" ./cmd/diffinv
+mkdir -p "$out" docs/img
+cp "$stage" "$out/model.safetensors"
+for f in log.jsonl loss.png config.yaml; do
+  if [[ -f $in/run/$f ]]; then cp "$in/run/$f" "$out/$f"; fi
+done
+for spec in ddim:50 ddpm:1000; do
+  name=${spec%%:*} steps=${spec##*:}
+  grid=docs/img/faces-$name.png
+  if [[ -f $grid ]]; then echo "== $grid: done"; continue; fi
+  "$bin" sample --checkpoint "$out/model.safetensors" --sampler "$name" --steps "$steps" --n 64 --seed 1 --out "$grid"
+  rm -f "${grid%.png}.safetensors" # the raw samples beside the grid: not kept in the repository
+done
+for seed in 1 2; do
+  f=$out/eval-seed$seed.txt
+  if [[ -f $f ]]; then echo "== $f: done"; cat "$f"; continue; fi
+  "$bin" eval samples --checkpoint "$out/model.safetensors" --n 1000 --sampler ddim --steps 50 --seed "$seed" | tee "$f.tmp"
+  mv "$f.tmp" "$f"
+done
+echo "ship_celeba.sh: $out assembled; write $out/README.md (lineage, loss curve, grids, gate) by hand"
