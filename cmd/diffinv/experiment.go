@@ -177,10 +177,10 @@ otherwise recompute with --resume.`,
 // file's overrides, the output and task folders, the feature classifier,
 // the precision and the engine.
 type experimentFlags struct {
-	sets, sweeps              []string
-	out, tasksDir, classifier string
-	prec                      precisionFlag
-	eng                       engineFlags
+	sets, sweeps                              []string
+	out, tasksDir, classifier, faceClassifier string
+	prec                                      precisionFlag
+	eng                                       engineFlags
 	// tuning: the command searches the options (tune), so the tuned
 	// file is not applied.
 	tuning bool
@@ -193,7 +193,8 @@ func (ef *experimentFlags) add(cmd *cobra.Command) {
 	f.StringArrayVar(&ef.sweeps, "sweep", nil, "add a sweep axis, key=v1,v2,... (solver.K or task.K; in a training experiment train.K, diffusion.K, model.K or data.K)")
 	f.StringVar(&ef.out, "out", "", "output folder (default: the file's output; for sharded runs on a file system every node sees)")
 	f.StringVar(&ef.tasksDir, "tasks", task.DefaultDir, "folder of task presets")
-	f.StringVar(&ef.classifier, "classifier", DefaultClassifier, "feature net for fid and kid")
+	f.StringVar(&ef.classifier, "classifier", DefaultClassifier, "feature net for fid and kid on MNIST cells")
+	f.StringVar(&ef.faceClassifier, "face-classifier", DefaultAttrClassifier, "feature net for fid and kid on CelebA cells (against 1000 test faces)")
 	ef.prec.add(cmd)
 	ef.eng.add(cmd)
 }
@@ -263,9 +264,10 @@ func (ef *experimentFlags) runner(log io.Writer) (*runner.Runner, error) {
 		return nil, err
 	}
 	return &runner.Runner{
-		TasksDir:   ef.tasksDir,
-		Classifier: ef.classifier,
-		Sources:    cf.sources(),
+		TasksDir:       ef.tasksDir,
+		Classifier:     ef.classifier,
+		FaceClassifier: ef.faceClassifier,
+		Sources:        cf.sources(),
 		Network: func(p *prior.Prior) (diffusion.Denoiser, error) {
 			return ef.eng.denoiser(p.Path, p.Net, p.Config, &ef.prec, log)
 		},

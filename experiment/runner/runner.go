@@ -52,8 +52,12 @@ import (
 type Runner struct {
 	// TasksDir is the folder of task presets (task.DefaultDir).
 	TasksDir string
-	// Classifier is the feature net of FID and KID.
+	// Classifier is the feature net of FID and KID on MNIST cells.
 	Classifier string
+	// FaceClassifier is the feature net of FID and KID on CelebA cells (the
+	// face attribute classifier); their reference is 1000 test faces, as
+	// eval samples' face gate uses.
+	FaceClassifier string
 	// Sources are the layers over each checkpoint's run config
 	// (prior.Open): the command's environment and its --precision.
 	Sources config.Sources
@@ -78,6 +82,8 @@ type Runner struct {
 	nets       map[string]*net
 	classifier *metrics.Classifier
 	ref        *mat.Dense
+	faces      *metrics.AttrClassifier
+	faceRef    *mat.Dense
 	// a training cell's evaluation classifier and reference, cached
 	evalClassifier *metrics.Classifier
 	reference      *metrics.Reference
@@ -268,13 +274,20 @@ func (r *Runner) ValidateCell(cell experiment.Cell) error {
 		return fmt.Errorf("dataset.name: %w", err)
 	}
 	for _, m := range cell.Metrics {
-		if (m == "fid" || m == "kid") && kind != "mnist" {
-			return fmt.Errorf("metric %s on dataset %s: experiment cells compute FID and KID on the MNIST classifier's features only (use psnr, ssim, consistency, seconds; eval samples has the face features)", m, cell.Dataset.Name)
+		if m != "fid" && m != "kid" {
+			continue
 		}
-		if m == "fid" || m == "kid" {
+		switch kind {
+		case "mnist":
 			if _, err := os.Stat(r.Classifier); err != nil {
 				return fmt.Errorf("metric %s needs the classifier: %w", m, err)
 			}
+		case "celeba":
+			if _, err := os.Stat(r.FaceClassifier); err != nil {
+				return fmt.Errorf("metric %s on dataset %s needs the face attribute classifier: %w", m, cell.Dataset.Name, err)
+			}
+		default:
+			return fmt.Errorf("metric %s on dataset %s: experiment cells compute FID and KID on MNIST (the digit classifier's features) and CelebA (the face attribute classifier's) only", m, cell.Dataset.Name)
 		}
 	}
 	return nil
@@ -317,8 +330,32 @@ func (r *Runner) RunCell(ctx context.Context, cell experiment.Cell, progress fun
 }
 
 // featureMetrics computes FID and KID of the reconstructions against the
-// MNIST test set on the classifier's features.
+// MNIST test set on the classifier's features, or for CelebA cells against
+// 1000 test faces on the face attribute classifier's.
 func (r *Runner) featureMetrics(cfg *config.Config, recon *tensor.Dense, cell experiment.Cell, into map[string]float64) error {
+	if kind, _, _ := data.ParseSplitName(cell.Dataset.Name); kind == "celeba" {
+		if r.faces == nil {
+			c, err := metrics.LoadAttrClassifier(r.FaceClassifier)
+			if err != nil {
+				return err
+			}
+			s := cfg.Model.ImageSize
+			test, _, err := data.LoadCelebA(cfg.Data.Dir, "test", s, cfg.Data.Crop, 1000)
+			if err != nil {
+				return fmt.Errorf("fid/kid reference: %w", err)
+			}
+			out, err := c.DatasetForward(test, 64)
+			if err != nil {
+				return fmt.Errorf("fid/kid reference: %w", err)
+			}
+			r.faces, r.faceRef = c, out.Features
+		}
+		out, err := r.faces.Forward(recon)
+		if err != nil {
+			return err
+		}
+		return featureDistances(out.Features, r.faceRef, cell, into)
+	}
 	if r.classifier == nil {
 		c, err := metrics.LoadClassifier(r.Classifier)
 		if err != nil {
@@ -338,15 +375,21 @@ func (r *Runner) featureMetrics(cfg *config.Config, recon *tensor.Dense, cell ex
 	if err != nil {
 		return err
 	}
+	return featureDistances(feat, r.ref, cell, into)
+}
+
+// featureDistances writes the FID and KID (as the cell asks) of features
+// feat against ref into into.
+func featureDistances(feat, ref *mat.Dense, cell experiment.Cell, into map[string]float64) error {
 	if wants(cell.Metrics, "fid") {
-		fid, err := metrics.FID(feat, r.ref)
+		fid, err := metrics.FID(feat, ref)
 		if err != nil {
 			return err
 		}
 		into["fid"] = fid
 	}
 	if wants(cell.Metrics, "kid") {
-		kid, err := metrics.KID(feat, r.ref, metrics.KIDOptions{Subsets: 50, SubsetSize: 1000}, rand.New(rand.NewSource(cell.Seed)))
+		kid, err := metrics.KID(feat, ref, metrics.KIDOptions{Subsets: 50, SubsetSize: 1000}, rand.New(rand.NewSource(cell.Seed)))
 		if err != nil {
 			return err
 		}
