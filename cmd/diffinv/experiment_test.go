@@ -83,15 +83,15 @@ output: ` + filepath.Join(dir, "out") + `
 		t.Error("a dry run wrote outputs")
 	}
 	// The data set's name is a NAME-SPLIT of the data registry; FID/KID
-	// cells on faces are refused with the reason.
+	// cells on faces need the face attribute classifier, and say so.
 	for _, c := range []struct{ set, want string }{
 		{"dataset.name=mnist-val", "celeba-test"},
 		{"metrics=psnr,fid", ""},
 	} {
 		extra := []string{"--set", c.set}
 		if c.want == "" {
-			extra = append(extra, "--set", "dataset.name=celeba-test")
-			c.want = "MNIST classifier"
+			extra = append(extra, "--set", "dataset.name=celeba-test", "--face-classifier", "no/such/classifier.safetensors")
+			c.want = "face attribute classifier"
 		}
 		if _, err := run(t, append(append(append([]string(nil), args...), extra...), "--dry-run")...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("--set %s: %v, want an error containing %q", c.set, err, c.want)
