@@ -8,6 +8,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // ErrStalePullback is returned by the vjp function of UNet.EpsPullback once
@@ -50,15 +51,9 @@ type step struct {
 // newReplay orders the nodes of the subgraph of {out, grad} of g and
 // resolves every op's arguments to slots.
 func newReplay(g *G.ExprGraph, out, grad *G.Node) (*replay, error) {
-	sub := g.SubgraphRoots(out, grad)
-	sorted, err := G.Sort(sub)
+	order, args, err := nn.ExecOrder(g.SubgraphRoots(out, grad))
 	if err != nil {
 		return nil, fmt.Errorf("model: ordering the VJP graph: %w", err)
-	}
-	// Sort puts the roots first: execute in the reverse order.
-	order := make([]*G.Node, len(sorted))
-	for i, n := range sorted {
-		order[len(sorted)-1-i] = n
 	}
 	inFwd := map[*G.Node]bool{}
 	for _, n := range g.SubgraphRoots(out).AllNodes() {
@@ -77,18 +72,7 @@ func newReplay(g *G.ExprGraph, out, grad *G.Node) (*replay, error) {
 			r.inputs = append(r.inputs, slot{node: n, i: i})
 			continue
 		}
-		s := step{node: n, op: n.Op(), out: i}
-		for it := sub.From(n.ID()); it.Next(); {
-			c, ok := it.Node().(*G.Node)
-			if !ok {
-				return nil, fmt.Errorf("model: internal error: child %v of %v is not a *gorgonia.Node", it.Node(), n)
-			}
-			j, ok := idx[c]
-			if !ok || j >= i {
-				return nil, fmt.Errorf("model: internal error: argument %v of %v is not computed before it", c, n)
-			}
-			s.ins = append(s.ins, j)
-		}
+		s := step{node: n, op: n.Op(), out: i, ins: args[i]}
 		if a := s.op.Arity(); a >= 0 && a != len(s.ins) {
 			return nil, fmt.Errorf("model: internal error: %v has %d arguments, its op takes %d", n, len(s.ins), a)
 		}

@@ -149,21 +149,15 @@ func NewSharedTapeMachine(g *G.ExprGraph, keep G.Nodes, opts ...G.VMOpt) (G.VM, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("nn: compiling the graph: %w", err)
 	}
-	// Compile executes the nodes in the reverse of Sort's order (a
-	// deterministic, stabilised topological sort).
-	sorted, err := G.Sort(g)
+	order, args, err := ExecOrder(g)
 	if err != nil {
-		return nil, nil, fmt.Errorf("nn: ordering the graph: %w", err)
-	}
-	order := make([]*G.Node, len(sorted))
-	for i, n := range sorted {
-		order[len(sorted)-1-i] = n
+		return nil, nil, err
 	}
 	reg := make(map[*G.Node]any, len(locMap))
 	for n, r := range locMap {
 		reg[n] = r
 	}
-	plan, err := planSharing(g, order, reg, keep)
+	plan, err := planSharing(g, order, args, reg, keep)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -171,10 +165,45 @@ func NewSharedTapeMachine(g *G.ExprGraph, keep G.Nodes, opts ...G.VMOpt) (G.VM, 
 	return vm, plan, nil
 }
 
+// ExecOrder returns g's nodes in the order gorgonia's tape compiler runs
+// them (the reverse of Sort's deterministic, stabilised topological
+// order) and, per node, the positions of its arguments in that order, in
+// argument order.
+func ExecOrder(g *G.ExprGraph) (order []*G.Node, args [][]int, err error) {
+	sorted, err := G.Sort(g)
+	if err != nil {
+		return nil, nil, fmt.Errorf("nn: ordering the graph: %w", err)
+	}
+	order = make([]*G.Node, len(sorted))
+	for i, n := range sorted {
+		order[len(sorted)-1-i] = n
+	}
+	pos := make(map[*G.Node]int, len(order))
+	for i, n := range order {
+		pos[n] = i
+	}
+	args = make([][]int, len(order))
+	for i, n := range order {
+		for it := g.From(n.ID()); it.Next(); {
+			c, ok := it.Node().(*G.Node)
+			if !ok {
+				return nil, nil, fmt.Errorf("nn: internal error: argument %v of %v is not a *gorgonia.Node", it.Node(), n)
+			}
+			j, ok := pos[c]
+			if !ok || j >= i {
+				return nil, nil, fmt.Errorf("nn: internal error: argument %v of %v does not run before it", c, n)
+			}
+			args[i] = append(args[i], j)
+		}
+	}
+	return order, args, nil
+}
+
 // planSharing assigns the output buffers of the ops in order (the
-// execution order; reg gives each node's register, whose previous value an
-// op may reuse) to slabs and installs them.
-func planSharing(g *G.ExprGraph, order []*G.Node, reg map[*G.Node]any, keep G.Nodes) (*SharePlan, error) {
+// execution order, children each node's argument positions; reg gives
+// each node's register, whose previous value an op may reuse) to slabs and
+// installs them.
+func planSharing(g *G.ExprGraph, order []*G.Node, children [][]int, reg map[*G.Node]any, keep G.Nodes) (*SharePlan, error) {
 	pos := make(map[*G.Node]int, len(order))
 	for i, n := range order {
 		pos[n] = i
@@ -184,19 +213,7 @@ func planSharing(g *G.ExprGraph, order []*G.Node, reg map[*G.Node]any, keep G.No
 	for i := range end {
 		end[i] = i
 	}
-	children := make([][]int, len(order))
 	for i, n := range order {
-		for it := g.From(n.ID()); it.Next(); {
-			c, ok := it.Node().(*G.Node)
-			if !ok {
-				return nil, fmt.Errorf("nn: internal error: child %v of %v is not a *gorgonia.Node", it.Node(), n)
-			}
-			j, ok := pos[c]
-			if !ok || j >= i {
-				return nil, fmt.Errorf("nn: internal error: argument %v of %v does not run before it", c, n)
-			}
-			children[i] = append(children[i], j)
-		}
 		var unread []int
 		if pr, ok := n.Op().(partialReader); ok && n.Dtype() == tensor.Float32 {
 			unread = pr.unread()
