@@ -3,9 +3,7 @@ package runner
 import (
 	"context"
 	"math"
-	"math/rand"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,8 +12,6 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/experiment"
-	"github.com/diffinv/diffinv/model"
-	"github.com/diffinv/diffinv/train"
 )
 
 const (
@@ -33,22 +29,10 @@ func TestFaceFeatureMetrics(t *testing.T) {
 			t.Skipf("%s not found: skipping", p)
 		}
 	}
-	cfg := config.Default()
-	cfg.Model = config.Model{ImageSize: 64, InChannels: 3, NumChannels: 8, ChannelMult: []int{1, 2}, NumResBlocks: 1,
-		AttentionResolutions: []int{}, NumHeads: 1, NumHeadChannels: -1, NumGroups: 4, UseScaleShiftNorm: true, ConvResample: true}
-	cfg.Data.Dataset, cfg.Data.Dir = "celeba", realCelebA
-	cfg.Diffusion.Steps = 20
-	cfg.Sample.Steps = 20
-	net, err := model.New(cfg.Model, rand.New(rand.NewSource(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, _ := cfg.YAML()
-	ckpt := filepath.Join(t.TempDir(), "tiny64.safetensors")
-	if err := net.Save(ckpt, map[string]string{train.MetaRunConfig: string(doc)}); err != nil {
-		t.Fatal(err)
-	}
-	const n = 16
+	ckpt := tinyCheckpointOf(t, func(c *config.Config) {
+		c.Model.ImageSize, c.Model.InChannels, c.Model.AttentionResolutions = 64, 3, []int{}
+		c.Data.Dataset, c.Data.Dir = "celeba", realCelebA
+	})
 	var truth *tensor.Dense
 	r := &Runner{TasksDir: "../../configs/tasks", Classifier: "../../models/classifier/classifier.safetensors", FaceClassifier: faceClassifier,
 		Images: func(c *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {

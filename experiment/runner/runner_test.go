@@ -22,17 +22,28 @@ import (
 // tinyCheckpoint writes an untrained 28-px UNet with its run config.
 func tinyCheckpoint(t *testing.T) string {
 	t.Helper()
+	return tinyCheckpointOf(t, nil)
+}
+
+// tinyCheckpointOf writes an untrained 8-channel UNet (20 diffusion and
+// sampling steps) with its run config, 28 px gray unless edit changes the
+// config first.
+func tinyCheckpointOf(t *testing.T, edit func(*config.Config)) string {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Model = config.Model{ImageSize: 28, InChannels: 1, NumChannels: 8, ChannelMult: []int{1, 2}, NumResBlocks: 1,
 		AttentionResolutions: []int{14}, NumHeads: 1, NumHeadChannels: -1, NumGroups: 4, UseScaleShiftNorm: true, ConvResample: true}
 	cfg.Diffusion.Steps = 20
 	cfg.Sample.Steps = 20
+	if edit != nil {
+		edit(&cfg)
+	}
 	net, err := model.New(cfg.Model, rand.New(rand.NewSource(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	doc, _ := cfg.YAML()
-	p := filepath.Join(t.TempDir(), "tiny28.safetensors")
+	p := filepath.Join(t.TempDir(), "tiny.safetensors")
 	if err := net.Save(p, map[string]string{train.MetaRunConfig: string(doc)}); err != nil {
 		t.Fatal(err)
 	}
