@@ -5,10 +5,11 @@ import (
 	"encoding/csv"
 	"fmt"
 	"image"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -225,7 +226,7 @@ func entries(exp *Experiment, all []cellData, m Metric) (rows []rowKey, cols []s
 			} else {
 				e.img = perImage(all, r, c, m)
 				ys := make([]float64, 0, len(e.img))
-				for _, i := range sortedKeys(e.img) {
+				for _, i := range slices.Sorted(maps.Keys(e.img)) {
 					ys = append(ys, e.img[i])
 				}
 				e.Mean = mean(ys)
@@ -257,22 +258,13 @@ func perImage(all []cellData, r rowKey, c string, m Metric) map[int]float64 {
 	return sum
 }
 
-func sortedKeys(m map[int]float64) []int {
-	ks := make([]int, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Ints(ks)
-	return ks
-}
-
 // diffErr is the standard error of the difference between two entries:
 // of the per-image differences where both have the same images (a paired
 // comparison), else √(Err_a² + Err_b²) (NaN when either is unknown).
 func diffErr(a, b entry) float64 {
 	if a.img != nil && b.img != nil && len(a.img) == len(b.img) && len(a.img) > 1 {
 		ds := make([]float64, 0, len(a.img))
-		for _, i := range sortedKeys(a.img) {
+		for _, i := range slices.Sorted(maps.Keys(a.img)) {
 			v, ok := b.img[i]
 			if !ok {
 				ds = nil
@@ -354,11 +346,7 @@ func bestOfTable(exp *Experiment, all []cellData, sel, m Metric) (rows []rowKey,
 	for k, byCol := range best {
 		vals[k] = map[string]float64{}
 		for c, byImg := range byCol {
-			idx := make([]int, 0, len(byImg))
-			for i := range byImg {
-				idx = append(idx, i)
-			}
-			sort.Ints(idx)
+			idx := slices.Sorted(maps.Keys(byImg))
 			xs := make([]float64, len(idx))
 			for j, i := range idx {
 				xs[j] = byImg[i].val

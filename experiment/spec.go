@@ -876,18 +876,24 @@ func (e *Experiment) Validate() error {
 	return nil
 }
 
+// validate checks a dataset section (key, e.g. "dataset" or
+// "tune.dataset"); want describes the split expected.
+func (d Dataset) validate(key, want string, add func(string, ...any)) {
+	if d.Name == "" {
+		add("%s.name: empty, want %s", key, want)
+	}
+	if d.N <= 0 {
+		add("%s.n: %d, want ≥ 1 images", key, d.N)
+	}
+	if d.Offset < 0 {
+		add("%s.offset: %d, want ≥ 0", key, d.Offset)
+	}
+}
+
 // validateSolve checks what solve cells need: the dataset, tasks and
 // methods.
 func (e *Experiment) validateSolve(add func(string, ...any)) {
-	if e.Dataset.Name == "" {
-		add("dataset.name: empty, want a dataset split such as mnist-test")
-	}
-	if e.Dataset.N <= 0 {
-		add("dataset.n: %d, want ≥ 1 images", e.Dataset.N)
-	}
-	if e.Dataset.Offset < 0 {
-		add("dataset.offset: %d, want ≥ 0", e.Dataset.Offset)
-	}
+	e.Dataset.validate("dataset", "a dataset split such as mnist-test", add)
 	if len(e.Tasks) == 0 {
 		add("tasks: empty, want at least one task")
 	}

@@ -70,6 +70,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/diffinv/diffinv/internal/atomicfile"
+	"github.com/diffinv/diffinv/internal/params"
 	"github.com/diffinv/diffinv/internal/userfile"
 )
 
@@ -195,8 +196,8 @@ func parseSpace(space map[string]any) ([]tuneAxis, error) {
 				hi, err2 := scalar(bs[1])
 				_, i1 := lo.(int)
 				_, i2 := hi.(int)
-				flo, ok1 := toFloat(lo)
-				fhi, ok2 := toFloat(hi)
+				flo, ok1 := params.Number(lo)
+				fhi, ok2 := params.Number(hi)
 				if err1 != nil || err2 != nil || !ok1 || !ok2 || !(flo < fhi) || math.IsInf(flo, 0) || math.IsInf(fhi, 0) {
 					return nil, fmt.Errorf("%s.%s: [%v, %v], want two finite numbers lo < hi", k, d, bs[0], bs[1])
 				}
@@ -211,16 +212,6 @@ func parseSpace(space map[string]any) ([]tuneAxis, error) {
 		axes = append(axes, a)
 	}
 	return axes, nil
-}
-
-func toFloat(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int:
-		return float64(x), true
-	case float64:
-		return x, true
-	}
-	return 0, false
 }
 
 // tunePoint is one trial's option values.
@@ -340,15 +331,7 @@ func (e *Experiment) validateTune(add func(string, ...any)) {
 	if spaces == 0 {
 		add("tune: no method has a tune space (methods: [{name: dps, tune: {scale: [0.1, 0.3, 1]}}])")
 	}
-	if t.Dataset.Name == "" {
-		add("tune.dataset.name: empty, want the validation split, e.g. mnist-train or celeba-val")
-	}
-	if t.Dataset.N <= 0 {
-		add("tune.dataset.n: %d, want ≥ 1 images", t.Dataset.N)
-	}
-	if t.Dataset.Offset < 0 {
-		add("tune.dataset.offset: %d, want ≥ 0", t.Dataset.Offset)
-	}
+	t.Dataset.validate("tune.dataset", "the validation split, e.g. mnist-train or celeba-val", add)
 	if err := checkDisjoint(t.Dataset, e.Dataset); err != nil {
 		add("tune.dataset: %v", err)
 	}
@@ -1003,7 +986,7 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 	// x positions
 	numeric := true
 	for _, tr := range s.trials {
-		if _, ok := toFloat(tr.point[key]); !ok {
+		if _, ok := params.Number(tr.point[key]); !ok {
 			numeric = false
 		}
 	}
@@ -1016,7 +999,7 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 			continue
 		}
 		if numeric {
-			pos[c], _ = toFloat(tr.point[key])
+			pos[c], _ = params.Number(tr.point[key])
 		} else {
 			pos[c] = float64(len(pos))
 			ticks = append(ticks, plot.Tick{Value: pos[c], Label: display(tr.point[key])})
