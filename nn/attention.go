@@ -22,25 +22,7 @@ import (
 // The attention weights are recomputed in the backward pass rather than
 // stored (T×T per head and image).
 func QKVAttention(qkv *G.Node, heads int, legacy bool) (*G.Node, error) {
-	const op = "nn.QKVAttention"
-	if qkv == nil {
-		return nil, fmt.Errorf("%s: input is nil", op)
-	}
-	s := qkv.Shape()
-	if len(s) != 3 && len(s) != 4 {
-		return nil, fmt.Errorf("%s: %s has shape %v, want N×3HC×T or N×3HC×H×W", op, qkv.Name(), s)
-	}
-	if _, err := dtypeOf(op, qkv); err != nil {
-		return nil, err
-	}
-	if heads < 1 || s[1]%(3*heads) != 0 {
-		return nil, fmt.Errorf("%s: %s has %d channels, want a multiple of 3·heads = %d", op, qkv.Name(), s[1], 3*heads)
-	}
-	o := &attnOp{n: s[0], heads: heads, ch: s[1] / (3 * heads), t: s.TotalSize() / (s[0] * s[1]), legacy: legacy}
-	shape := s.Clone()
-	shape[1] = heads * o.ch
-	o.baseOp = baseOp{name: fmt.Sprintf("QKVAttention(%v heads=%d legacy=%v)", s, heads, legacy), arity: 1, typ: fnType(len(s), len(s)), shape: shape}
-	return G.ApplyOp(o, qkv)
+	return qkvAttention("nn.QKVAttention", qkv, heads, legacy, false, FP32)
 }
 
 // QKVAttentionNHWC is QKVAttention on channels-last activations: qkv is
@@ -58,30 +40,41 @@ func QKVAttentionNHWC(qkv *G.Node, heads int, legacy bool) (*G.Node, error) {
 // values (the gradient checks) as with FP32. BF16 where it cannot run is an
 // error.
 func QKVAttentionNHWCPrec(qkv *G.Node, heads int, legacy bool, prec Precision) (*G.Node, error) {
-	const op = "nn.QKVAttentionNHWC"
-	if prec == BF16 {
-		if ok, why := BF16Available(); !ok {
-			return nil, fmt.Errorf("%s: bf16 cannot run here: %s", op, why)
-		}
+	return qkvAttention("nn.QKVAttentionNHWC", qkv, heads, legacy, true, prec)
+}
+
+// qkvAttention checks qkv and builds the attention op: channels on axis 1
+// (NCHW) or last (nhwc), the products in precision prec.
+func qkvAttention(op string, qkv *G.Node, heads int, legacy, nhwc bool, prec Precision) (*G.Node, error) {
+	if err := canRun(op, prec); err != nil {
+		return nil, err
 	}
 	if qkv == nil {
 		return nil, fmt.Errorf("%s: input is nil", op)
 	}
 	s := qkv.Shape()
+	axis, want := 1, "N×3HC×T or N×3HC×H×W"
+	if nhwc {
+		axis, want = len(s)-1, "N×T×3HC or N×H×W×3HC"
+	}
 	if len(s) != 3 && len(s) != 4 {
-		return nil, fmt.Errorf("%s: %s has shape %v, want N×T×3HC or N×H×W×3HC", op, qkv.Name(), s)
+		return nil, fmt.Errorf("%s: %s has shape %v, want %s", op, qkv.Name(), s, want)
 	}
 	if _, err := dtypeOf(op, qkv); err != nil {
 		return nil, err
 	}
-	c := s[len(s)-1]
+	c := s[axis]
 	if heads < 1 || c%(3*heads) != 0 {
 		return nil, fmt.Errorf("%s: %s has %d channels, want a multiple of 3·heads = %d", op, qkv.Name(), c, 3*heads)
 	}
-	o := &attnOp{n: s[0], heads: heads, ch: c / (3 * heads), t: s.TotalSize() / (s[0] * c), legacy: legacy, nhwc: true, bf16: prec == BF16}
+	o := &attnOp{n: s[0], heads: heads, ch: c / (3 * heads), t: s.TotalSize() / (s[0] * c), legacy: legacy, nhwc: nhwc, bf16: prec == BF16}
 	shape := s.Clone()
-	shape[len(s)-1] = heads * o.ch
-	o.baseOp = baseOp{name: fmt.Sprintf("QKVAttentionNHWC(%v heads=%d legacy=%v %v)", s, heads, legacy, prec), arity: 1, typ: fnType(len(s), len(s)), shape: shape}
+	shape[axis] = heads * o.ch
+	name := fmt.Sprintf("QKVAttention(%v heads=%d legacy=%v)", s, heads, legacy)
+	if nhwc {
+		name = fmt.Sprintf("QKVAttentionNHWC(%v heads=%d legacy=%v %v)", s, heads, legacy, prec)
+	}
+	o.baseOp = baseOp{name: name, arity: 1, typ: fnType(len(s), len(s)), shape: shape}
 	return G.ApplyOp(o, qkv)
 }
 

@@ -127,10 +127,8 @@ func Conv2d(x, w, b *G.Node, stride, pad int) (*G.Node, error) {
 // gradient checks) as with FP32. BF16 where it cannot run is an error.
 func Conv2dPrec(x, w, b *G.Node, stride, pad int, prec Precision) (*G.Node, error) {
 	const op = "nn.Conv2d"
-	if prec == BF16 {
-		if ok, why := BF16Available(); !ok {
-			return nil, fmt.Errorf("%s: bf16 cannot run here: %s", op, why)
-		}
+	if err := canRun(op, prec); err != nil {
+		return nil, err
 	}
 	g, ins, err := convGeomOf(op, x, w, b, stride, pad, false)
 	if err != nil {

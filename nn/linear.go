@@ -20,10 +20,8 @@ func Linear(x, w, b *G.Node) (*G.Node, error) { return LinearPrec(x, w, b, FP32)
 // run is an error.
 func LinearPrec(x, w, b *G.Node, prec Precision) (*G.Node, error) {
 	const op = "nn.Linear"
-	if prec == BF16 {
-		if ok, why := BF16Available(); !ok {
-			return nil, fmt.Errorf("%s: bf16 cannot run here: %s", op, why)
-		}
+	if err := canRun(op, prec); err != nil {
+		return nil, err
 	}
 	xs, err := shapeOf(op, "input", x, 2)
 	if err != nil {

@@ -58,3 +58,14 @@ func ResolvePrecision(s string) (Precision, string, error) {
 // BF16Available reports whether bf16 convolutions can run (the CPU has
 // AMX-BF16 or AVX512-BF16 and oneDNN loads) and says why or why not.
 func BF16Available() (bool, string) { return dnnl.Available() }
+
+// canRun is nil when an op (named op) can run in precision p here, else an
+// error saying why not (BF16 without oneDNN or a bf16 CPU).
+func canRun(op string, p Precision) error {
+	if p == BF16 {
+		if ok, why := BF16Available(); !ok {
+			return fmt.Errorf("%s: bf16 cannot run here: %s", op, why)
+		}
+	}
+	return nil
+}
