@@ -14,6 +14,7 @@
 # STOP=N stops after piece N (1–4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/pieces.sh
 out=${1:-runs/celeba-recipe}
 shift || true
 extra=("$@")
@@ -23,25 +24,12 @@ go build -o "$bin" ./cmd/diffinv
 
 total=12000
 piece=3000
-common=(--config configs/celeba64.yaml --out "$out/run" --grid-n 16 --grid-steps 25
+common=(--config configs/celeba64.yaml --grid-n 16 --grid-steps 25
   --set train.steps=$total --set train.batch_size=32 --set train.lr=0.0002 --set train.warmup_steps=1000
   --set train.lr_decay=cosine --set train.ema_decay=0.9995 --set train.checkpoint_every=250
   --set train.keep_checkpoints=2 --set train.sample_every=1000 --set train.log_every=25)
 
-for k in 1 2 3 4; do
-  if (( k > stop )); then break; fi
-  at=$((k * piece))
-  if [[ -f $out/stage-$k.safetensors ]]; then
-    echo "== piece $k (steps to $at): done"
-    continue
-  fi
-  resume=()
-  if compgen -G "$out/run/checkpoints/step-*.safetensors" >/dev/null; then resume=(--resume); fi
-  echo "== piece $k: steps to $at of $total"
-  stopat=(--stop-at "$at")
-  if (( at == total )); then stopat=(); fi
-  "$bin" train "${common[@]}" "${resume[@]}" "${stopat[@]}" "${extra[@]}"
-  ckpt=$(printf '%s/run/checkpoints/step-%08d.safetensors' "$out" "$at")
-  "$bin" export --checkpoint "$ckpt" --out "$out/stage-$k.safetensors"
+for ((k = 1; k <= stop && k <= total / piece; k++)); do
+  train_piece "$bin" "$out" "$k" "$piece" "$total" "${common[@]}" "${extra[@]}"
 done
 echo "evaluate: $bin eval samples --checkpoint $out/stage-4.safetensors --n 1000 --sampler ddim --steps 50"

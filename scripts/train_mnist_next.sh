@@ -17,6 +17,7 @@
 # and skips finished pieces. STOP=N stops after piece N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/pieces.sh
 out=${1:-runs/mnist-next}
 shift || true
 extra=("$@")
@@ -26,32 +27,21 @@ go build -o "$bin" ./cmd/diffinv
 
 total=30000
 piece=10000
-common=(--config configs/mnist.yaml --out "$out/run" --grid-n 16 --precision bf16
+common=(--config configs/mnist.yaml --grid-n 16 --precision bf16
   --set model.num_channels=48 --set model.num_res_blocks=2
   --set train.steps=$total --set train.batch_size=64 --set train.lr=0.0005 --set train.warmup_steps=500
   --set train.lr_decay=cosine --set train.loss_weight=p2 --set train.ema_decay=0.9995
   --set train.checkpoint_every=500 --set train.keep_checkpoints=2 --set train.sample_every=5000
   --set train.log_every=50)
 
-for k in 1 2 3; do
-  if (( k > stop )); then break; fi
-  at=$((k * piece))
-  if [[ -f $out/stage-$k.safetensors && -f $out/eval-$k-seed2.txt ]]; then
-    echo "== piece $k (steps to $at): done"
-    continue
-  fi
-  if [[ ! -f $out/stage-$k.safetensors ]]; then
-    resume=()
-    if compgen -G "$out/run/checkpoints/step-*.safetensors" >/dev/null; then resume=(--resume); fi
-    echo "== piece $k: steps to $at of $total"
-    stopat=(--stop-at "$at")
-    if (( at == total )); then stopat=(); fi
-    "$bin" train "${common[@]}" "${resume[@]}" "${stopat[@]}" "${extra[@]}"
-    ckpt=$(printf '%s/run/checkpoints/step-%08d.safetensors' "$out" "$at")
-    "$bin" export --checkpoint "$ckpt" --out "$out/stage-$k.safetensors"
-  fi
+for ((k = 1; k <= stop && k <= total / piece; k++)); do
+  train_piece "$bin" "$out" "$k" "$piece" "$total" "${common[@]}" "${extra[@]}"
   for seed in 1 2; do
-    "$bin" eval samples --checkpoint "$out/stage-$k.safetensors" --n 1000 --seed "$seed" > "$out/eval-$k-seed$seed.txt"
-    grep -E "^FID|^confident|real-digit level" "$out/eval-$k-seed$seed.txt"
+    f=$out/eval-$k-seed$seed.txt
+    if [[ ! -f $f ]]; then
+      "$bin" eval samples --checkpoint "$out/stage-$k.safetensors" --n 1000 --seed "$seed" >"$f.tmp"
+      mv "$f.tmp" "$f"
+    fi
+    grep -E "^FID|^confident|real-digit level" "$f"
   done
 done

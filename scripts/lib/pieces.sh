@@ -1,0 +1,26 @@
+# scripts/lib/pieces.sh: the piece loop shared by the long training recipes (train_celeba.sh,
+# train_mnist_next.sh). Sourced, not run. A recipe is one `diffinv train` run of TOTAL steps taken
+# in pieces of PIECE steps with --stop-at, so that each piece fits a working session; piece K ends
+# with the EMA weights of step K·PIECE exported to OUT/stage-K.safetensors. A piece whose stage file
+# exists is skipped; an interrupted piece resumes from the run's last checkpoint (bit-identical to
+# an uninterrupted run).
+
+# train_piece BIN OUT K PIECE TOTAL TRAIN_ARGS...: trains piece K into OUT/run unless
+# OUT/stage-K.safetensors exists, then exports that stage file.
+train_piece() {
+  local bin=$1 out=$2 k=$3 piece=$4 total=$5
+  shift 5
+  local at=$((k * piece))
+  if [[ -f $out/stage-$k.safetensors ]]; then
+    echo "== piece $k (steps to $at): trained"
+    return 0
+  fi
+  local resume=() stopat=(--stop-at "$at")
+  if compgen -G "$out/run/checkpoints/step-*.safetensors" >/dev/null; then resume=(--resume); fi
+  if ((at == total)); then stopat=(); fi
+  echo "== piece $k: steps to $at of $total"
+  "$bin" train --out "$out/run" "$@" "${resume[@]}" "${stopat[@]}"
+  local ckpt
+  ckpt=$(printf '%s/run/checkpoints/step-%08d.safetensors' "$out" "$at")
+  "$bin" export --checkpoint "$ckpt" --out "$out/stage-$k.safetensors"
+}
