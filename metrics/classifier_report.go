@@ -95,18 +95,25 @@ func NewSampleReport(c *Classifier, samples *tensor.Dense, ref *Reference, kid K
 	if rep.KID, err = KID(out.Features, ref.Features, kid, rng); err != nil {
 		return SampleReport{}, fmt.Errorf("%s: %w", op, err)
 	}
-	conf := 0
-	for i, k := range Predict(out.Probs) {
-		rep.Histogram[k]++
-		if out.Probs.At(i, k) >= ConfidenceThreshold {
-			conf++
-		}
-	}
-	rep.Confident = float64(conf) / float64(n)
+	rep.Histogram, rep.Confident = classShares(out.Probs)
 	for k, h := range rep.Histogram {
 		rep.Share[k] = float64(h) / float64(n)
 	}
 	return rep, nil
+}
+
+// classShares returns how many rows of probs predict each class and the
+// share of rows whose predicted class has probability ≥ ConfidenceThreshold.
+func classShares(probs *mat.Dense) (hist [NumClasses]int, confident float64) {
+	n, _ := probs.Dims()
+	conf := 0
+	for i, k := range Predict(probs) {
+		hist[k]++
+		if probs.At(i, k) >= ConfidenceThreshold {
+			conf++
+		}
+	}
+	return hist, float64(conf) / float64(n)
 }
 
 // String formats the report as a few human-readable lines.

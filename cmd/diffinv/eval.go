@@ -334,8 +334,8 @@ The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "real digits (%d of each split, seed 0): test digits %.1f%% confident; training digits vs test FID %.3f, %.1f%% confident\n",
-				real.N, 100*real.TestConfident, real.Train.FID, 100*real.Train.Confident)
+			fmt.Fprintf(w, "real digits (%d of each split, seed 0): test digits %.1f%% confident; training digits vs test FID %.3f, KID %.5f, %.1f%% confident\n",
+				real.N, 100*real.TestConfident, real.Train.FID, real.Train.KID.Mean, 100*real.Train.Confident)
 			l := metrics.DefaultRealLevel
 			verdict := "PASS"
 			if fails := rep.CheckReal(real, l); len(fails) > 0 {
