@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"math/rand"
 	"testing"
 )
 
@@ -87,5 +88,71 @@ func TestActivationKernels(t *testing.T) {
 		if math.Abs(float64(row32[i])-row64[i]) > 1e-6*(row64[i]+1e-30) {
 			t.Fatalf("expShift[%d] = %g, float64 %g", i, row32[i], row64[i])
 		}
+	}
+}
+
+// TestSoftmaxRowsF32 checks the float32 row softmax kernel against a
+// float64 softmax for row lengths around its 16-lane blocks, with rows
+// whose largest entry sits anywhere (first, last, inside a block or in the
+// tail) and, with a second large entry, is large enough that exp overflows
+// unless the true row max is subtracted.
+func TestSoftmaxRowsF32(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	for _, c := range []int{1, 5, 15, 16, 17, 31, 32, 33, 100, 256} {
+		for _, at := range []int{0, c - 1, c / 2, (c / 16) * 16} {
+			if at >= c {
+				continue
+			}
+			const r = 3
+			m := make([]float32, r*c)
+			for i := range m {
+				m[i] = float32(rng.NormFloat64() * 3)
+			}
+			for i := 0; i < r; i++ {
+				// exp(200) overflows float32: with a wrong max the clamped
+				// exps of the two large entries would come out equal.
+				m[i*c+(at+1)%c] = 150
+				m[i*c+at] = 200 + float32(i)
+			}
+			want := make([]float64, len(m))
+			for i := 0; i < r; i++ {
+				row := m[i*c : (i+1)*c]
+				mx := math.Inf(-1)
+				for _, v := range row {
+					mx = math.Max(mx, float64(v))
+				}
+				s := 0.0
+				for j, v := range row {
+					want[i*c+j] = math.Exp(float64(v) - mx)
+					s += want[i*c+j]
+				}
+				for j := range row {
+					want[i*c+j] /= s
+				}
+			}
+			softmaxRows(m, r, c)
+			for i, v := range m {
+				if d := math.Abs(float64(v) - want[i]); !(d <= 1e-6+1e-5*want[i]) {
+					t.Fatalf("c %d, max at %d: element %d is %g, want %g", c, at, i, v, want[i])
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkSoftmaxRows times the row softmax on the CelebA UNet's
+// attention size (256 tokens; one head of one image).
+func BenchmarkSoftmaxRows(b *testing.B) {
+	const r, c = 256, 256
+	rng := rand.New(rand.NewSource(1))
+	src := make([]float32, r*c)
+	for i := range src {
+		src[i] = float32(rng.NormFloat64())
+	}
+	m := make([]float32, r*c)
+	b.SetBytes(int64(4 * r * c))
+	for i := 0; i < b.N; i++ {
+		copy(m, src)
+		softmaxRows(m, r, c)
 	}
 }
