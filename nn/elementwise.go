@@ -136,6 +136,11 @@ func (o *addOp) Do(vs ...G.Value) (G.Value, error) {
 }
 
 func addRun[T float](a, b, y []T) {
+	if a32, ok := any(a).([]float32); ok {
+		b32, y32 := any(b).([]float32), any(y).([]float32)
+		parallel(len(a), elemWorkers(len(a)), func(_, lo, hi int) { addF32(a32[lo:hi], b32[lo:hi], y32[lo:hi]) })
+		return
+	}
 	parallel(len(a), elemWorkers(len(a)), func(_, lo, hi int) {
 		bb, yy := b[lo:hi], y[lo:hi]
 		for i, v := range a[lo:hi] {

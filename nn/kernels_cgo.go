@@ -232,6 +232,12 @@ void dk_dropmask(unsigned char* mask, long lo, long hi, uint64_t seed, uint64_t 
 	}
 }
 
+// y = a + b on n elements (y may be a or b).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void dk_add(const float* a, const float* b, float* y, long n) {
+	for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
 // y = x·scale·mask, as (x·scale)·mask like the Go loop.
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void dk_dropout(const float* x, float* y, const unsigned char* mask, long n, float scale) {
@@ -248,6 +254,15 @@ func colSumF32(x []float32, rows, c int, acc []float64) {
 		return
 	}
 	C.dk_colsum(fp(x), C.long(rows), C.long(c), (*C.double)(unsafe.Pointer(&acc[0])))
+}
+
+// addF32 writes y = a + b (y may alias a or b, element for element).
+func addF32(a, b, y []float32) {
+	if len(a) == 0 {
+		return
+	}
+	_, _ = b[len(a)-1], y[len(a)-1]
+	C.dk_add(fp(a), fp(b), fp(y), C.long(len(a)))
 }
 
 // dropMask fills mask[lo:hi] (see dk_dropmask).

@@ -38,6 +38,14 @@ func expShiftF32(row []float32, m float32) float32 {
 	return s
 }
 
+// addF32 writes y = a + b (y may alias a or b, element for element).
+func addF32(a, b, y []float32) {
+	b, y = b[:len(a)], y[:len(a)]
+	for i, v := range a {
+		y[i] = v + b[i]
+	}
+}
+
 // sumF32 returns the sum of x.
 func sumF32(x []float32) float64 {
 	var s float64

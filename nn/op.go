@@ -106,7 +106,7 @@ func (b *buffer) get(dt tensor.Dtype, shape tensor.Shape) *tensor.Dense {
 			b.gen = b.slab.gen
 		}
 	case b.t == nil || b.t.Dtype() != dt || !b.t.Shape().Eq(shape):
-		b.t = tensor.New(tensor.Of(dt), tensor.WithShape(shape.Clone()...))
+		b.t = tensor.New(tensor.Of(dt), tensor.WithShape(shape.Clone()...), tensor.WithEngine(fastEngine))
 	}
 	if poisonBuffers {
 		poison(b.t)

@@ -73,13 +73,13 @@ func (s *slab) cut(dt tensor.Dtype, shape tensor.Shape) *tensor.Dense {
 			s.f64 = make([]float64, max(n, s.bytes/8))
 			s.gen++
 		}
-		return tensor.New(tensor.WithBacking(s.f64[:n]), tensor.WithShape(shape.Clone()...))
+		return tensor.New(tensor.WithBacking(s.f64[:n]), tensor.WithShape(shape.Clone()...), tensor.WithEngine(fastEngine))
 	default:
 		if len(s.f32) < n {
 			s.f32 = make([]float32, max(n, s.bytes/4))
 			s.gen++
 		}
-		return tensor.New(tensor.WithBacking(s.f32[:n]), tensor.WithShape(shape.Clone()...))
+		return tensor.New(tensor.WithBacking(s.f32[:n]), tensor.WithShape(shape.Clone()...), tensor.WithEngine(fastEngine))
 	}
 }
 
