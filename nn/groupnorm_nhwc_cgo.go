@@ -15,6 +15,77 @@ package nn
 // elements), so that every inner loop runs over r positions at once.
 
 #include "dexp.h"
+#include <immintrin.h>
+
+// The SiLU parts on AVX-512, without division. A float division by
+// 1 + e^{-z} (vdivps) took about half the forward kernel's time: with it
+// replaced by the AVX-512 reciprocal estimate and one Newton step (relative
+// error about 2^-23, against the division's rounding of 2^-24) the forward
+// kernel ran 1.8x and forward+backward 1.4x as fast at 8×64×64×64
+// (BenchmarkGroupNormSiLUNHWC). The exp is dexp's, in vectors. The kernels
+// call these when the CPU has AVX-512 (dk_has512); the generic loops stay
+// for the rest.
+static int dk_has512;
+
+__attribute__((constructor)) static void dk_init512(void) {
+	__builtin_cpu_init();
+	dk_has512 = __builtin_cpu_supports("avx512f");
+}
+
+// dexp on 16 lanes (NaN stays NaN: vmaxps/vminps return their second
+// operand when either is NaN).
+__attribute__((target("avx512f"))) static inline __m512 dexp512(__m512 x) {
+	x = _mm512_max_ps(_mm512_set1_ps(-87.3f), x);
+	x = _mm512_min_ps(_mm512_set1_ps(88.3f), x);
+	__m512 f = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(12582912.0f));
+	f = _mm512_sub_ps(f, _mm512_set1_ps(12582912.0f));
+	__m512 r = _mm512_fnmadd_ps(f, _mm512_set1_ps(0.693359375f), x);
+	r = _mm512_fmadd_ps(f, _mm512_set1_ps(2.12194440e-4f), r);
+	__m512 y = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+	__m512 t = _mm512_fmadd_ps(_mm512_mul_ps(y, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+	__m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(f), _mm512_set1_epi32(127)), 23);
+	return _mm512_mul_ps(t, _mm512_castsi512_ps(bits));
+}
+
+// sigmoid(z) = 1/(1 + e^{-z}) by reciprocal estimate and a Newton step.
+__attribute__((target("avx512f"))) static inline __m512 sigmoid512(__m512 z) {
+	__m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), dexp512(_mm512_sub_ps(_mm512_setzero_ps(), z)));
+	__m512 r = _mm512_rcp14_ps(d);
+	return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+}
+
+// y = SiLU(x·a + b) on n elements.
+__attribute__((target("avx512f"))) static void affine_silu512(const float* restrict x, float* restrict y,
+		const float* restrict a, const float* restrict b, long n) {
+	long j = 0;
+	for (; j + 16 <= n; j += 16) {
+		__m512 z = _mm512_fmadd_ps(_mm512_loadu_ps(x + j), _mm512_loadu_ps(a + j), _mm512_loadu_ps(b + j));
+		_mm512_storeu_ps(y + j, _mm512_mul_ps(z, sigmoid512(z)));
+	}
+	if (j < n) {
+		__mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+		__m512 z = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_maskz_loadu_ps(m, a + j), _mm512_maskz_loadu_ps(m, b + j));
+		_mm512_mask_storeu_ps(y + j, m, _mm512_mul_ps(z, sigmoid512(z)));
+	}
+}
+
+// dz = dy·SiLU'(z), z = x·a + b, on n elements: SiLU'(z) = s(1 + z(1 − s)).
+__attribute__((target("avx512f"))) static void silu_grad512(const float* restrict x, const float* restrict dy,
+		float* restrict dz, const float* restrict a, const float* restrict b, long n) {
+	const __m512 one = _mm512_set1_ps(1.0f);
+	long j = 0;
+	for (; j < n; j += 16) {
+		__mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+		__m512 z = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_maskz_loadu_ps(m, a + j), _mm512_maskz_loadu_ps(m, b + j));
+		__m512 sg = sigmoid512(z);
+		__m512 g = _mm512_mul_ps(sg, _mm512_fmadd_ps(z, _mm512_sub_ps(one, sg), one));
+		_mm512_mask_storeu_ps(dz + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + j), g));
+	}
+}
 
 // s1 += x − k, s2 += (x − k)², elementwise over n elements, in double.
 static inline void nhwc_moments(const float* restrict x, const double* restrict k, double* restrict s1,
@@ -40,7 +111,9 @@ static inline void nhwc_moments4(const float* restrict x, long P, const double* 
 
 static inline void nhwc_affine(const float* restrict x, float* restrict y, const float* restrict a,
 		const float* restrict b, long n, int silu) {
-	if (silu) {
+	if (silu && dk_has512) {
+		affine_silu512(x, y, a, b, n);
+	} else if (silu) {
 		for (long j = 0; j < n; j++) { float z = x[j] * a[j] + b[j]; y[j] = z / (1.0f + dexp(-z)); }
 	} else {
 		for (long j = 0; j < n; j++) y[j] = x[j] * a[j] + b[j];
@@ -97,11 +170,25 @@ void dk_gn_nhwc_fwd(const float* restrict x, float* restrict y, const float* gam
 	nhwc_affine(x + nb * P, y + nb * P, a, bb, rem, silu);
 }
 
+// t1 += d, t2 += d·(x − μ) on n elements.
+static inline void nhwc_bwd_sums_plain(const float* restrict x, const float* restrict d,
+		const float* restrict mc, double* restrict t1, double* restrict t2, long n) {
+	for (long j = 0; j < n; j++) {
+		t1[j] += (double)d[j];
+		t2[j] += (double)(d[j] * (x[j] - mc[j]));
+	}
+}
+
 // Pass 1 of the backward on n elements: dz = dy (·SiLU'(z), z = x·a + b,
 // stored in dz when silu), t1 += dz, t2 += dz·(x − μ).
 static inline void nhwc_bwd_sums(const float* restrict x, const float* restrict dy, float* restrict dz,
 		const float* restrict mc, const float* restrict a, const float* restrict b,
 		double* restrict t1, double* restrict t2, long n, int silu) {
+	if (silu && dk_has512) {
+		silu_grad512(x, dy, dz, a, b, n);
+		nhwc_bwd_sums_plain(x, dz, mc, t1, t2, n); // dz is still in L1
+		return;
+	}
 	if (silu) {
 		for (long j = 0; j < n; j++) {
 			float z = x[j] * a[j] + b[j];
@@ -112,11 +199,7 @@ static inline void nhwc_bwd_sums(const float* restrict x, const float* restrict 
 			t2[j] += (double)(d * (x[j] - mc[j]));
 		}
 	} else {
-		for (long j = 0; j < n; j++) {
-			float d = dy[j];
-			t1[j] += (double)d;
-			t2[j] += (double)(d * (x[j] - mc[j]));
-		}
+		nhwc_bwd_sums_plain(x, dy, mc, t1, t2, n);
 	}
 }
 
