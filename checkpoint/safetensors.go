@@ -55,6 +55,24 @@ type headerEntry struct {
 // Write writes tensors (float32, any shape, contiguous) and metadata to w in
 // safetensors format, names sorted so the same input gives the same bytes.
 func Write(w io.Writer, tensors map[string]*tensor.Dense, metadata map[string]string) error {
+	return WriteAs(w, tensors, metadata, "F32")
+}
+
+// WriteAs is Write storing the values as dtype: "F32" (exact) or "F16"
+// (IEEE binary16, each value rounded to the nearest, ties to even: a
+// relative error of at most 2^-11 in the normal range, half the file size;
+// Load reads either back as float32). A finite value beyond binary16's
+// range (|v| ≥ 65520) is an error naming its tensor, not an infinity.
+func WriteAs(w io.Writer, tensors map[string]*tensor.Dense, metadata map[string]string, dtype string) error {
+	var width int64
+	switch dtype {
+	case "F32":
+		width = 4
+	case "F16":
+		width = 2
+	default:
+		return fmt.Errorf("checkpoint: storage dtype %q, want F32 or F16", dtype)
+	}
 	names := make([]string, 0, len(tensors))
 	for name := range tensors {
 		if name == MetadataKey {
@@ -84,8 +102,15 @@ func Write(w io.Writer, tensors map[string]*tensor.Dense, metadata map[string]st
 			shape = []int{}
 		}
 		n := int64(len(values(t)))
-		header[name] = headerEntry{DType: "F32", Shape: shape, DataOffsets: [2]int64{off, off + 4*n}}
-		off += 4 * n
+		header[name] = headerEntry{DType: dtype, Shape: shape, DataOffsets: [2]int64{off, off + width*n}}
+		off += width * n
+		if dtype == "F16" {
+			for i, v := range values(t) {
+				if _, ok := float32ToHalf(v); !ok {
+					return fmt.Errorf("checkpoint: tensor %q element %d is %g, beyond float16's range (|v| < 65520): store it as F32", name, i, v)
+				}
+			}
+		}
 	}
 	if len(metadata) > 0 {
 		header[MetadataKey] = metadata
@@ -109,8 +134,13 @@ func Write(w io.Writer, tensors map[string]*tensor.Dense, metadata map[string]st
 	buf := make([]byte, 0, 1<<16)
 	for _, name := range names {
 		for _, v := range values(tensors[name]) {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
-			if len(buf) == cap(buf) {
+			if dtype == "F16" {
+				h, _ := float32ToHalf(v)
+				buf = binary.LittleEndian.AppendUint16(buf, h)
+			} else {
+				buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+			}
+			if len(buf) >= cap(buf)-4 {
 				if _, err := w.Write(buf); err != nil {
 					return fmt.Errorf("checkpoint: writing tensor %q: %w", name, err)
 				}
@@ -140,7 +170,12 @@ func values(t *tensor.Dense) []float32 {
 // the same folder is written, fsynced and renamed over path, so a reader
 // never sees a partial checkpoint.
 func Save(path string, tensors map[string]*tensor.Dense, metadata map[string]string) error {
-	if err := atomicfile.Write(path, func(w io.Writer) error { return Write(w, tensors, metadata) }); err != nil {
+	return SaveAs(path, tensors, metadata, "F32")
+}
+
+// SaveAs is Save storing the values as dtype (see WriteAs).
+func SaveAs(path string, tensors map[string]*tensor.Dense, metadata map[string]string, dtype string) error {
+	if err := atomicfile.Write(path, func(w io.Writer) error { return WriteAs(w, tensors, metadata, dtype) }); err != nil {
 		return fmt.Errorf("checkpoint: save: %w", err)
 	}
 	return nil
@@ -451,6 +486,47 @@ func halfToFloat32(h uint16) float32 {
 	default:
 		return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
 	}
+}
+
+// float32ToHalf rounds f to the nearest IEEE 754 binary16 value (ties to
+// even; subnormals, infinities and NaN kept). ok is false when a finite f
+// rounds beyond binary16's largest value (it would become an infinity).
+func float32ToHalf(f float32) (h uint16, ok bool) {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23) & 0xff
+	mant := b & 0x7fffff
+	if exp == 0xff { // infinity or NaN (quiet, payload's top bits kept)
+		if mant != 0 {
+			return sign | 0x7e00 | uint16(mant>>13), true
+		}
+		return sign | 0x7c00, true
+	}
+	e := exp - 112 // binary16's biased exponent
+	if e <= 0 {
+		// A binary16 subnormal (or zero): the value is m·2^(exp−150) with
+		// m the 24-bit significand, and the subnormal's mantissa counts
+		// 2^−24, so it is m >> (14 − e), rounded. Below 2^−25 all is lost.
+		shift := uint32(14 - e)
+		if exp == 0 || shift > 24 {
+			return sign, true
+		}
+		m := mant | 0x800000
+		hm := m >> shift
+		rem, half := m&(1<<shift-1), uint32(1)<<(shift-1)
+		if rem > half || (rem == half && hm&1 == 1) {
+			hm++ // may become the smallest normal: the bits carry into the exponent
+		}
+		return sign | uint16(hm), true
+	}
+	v := uint32(e)<<10 | mant>>13
+	if rem := mant & 0x1fff; rem > 0x1000 || (rem == 0x1000 && v&1 == 1) {
+		v++ // may carry into the exponent, up to infinity
+	}
+	if v >= 0x7c00 {
+		return sign | 0x7c00, false
+	}
+	return sign | uint16(v), true
 }
 
 // Check compares tensors with the expected names and shapes and returns an

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"math"
 	"math/rand"
 	"os"
@@ -293,5 +294,118 @@ func TestReadsPythonWrittenFile(t *testing.T) {
 	}
 	if !strings.Contains(f.Metadata["config"], `"image_size": 8`) {
 		t.Errorf("metadata config %q lacks image_size 8", f.Metadata["config"])
+	}
+}
+
+// TestFloat32ToHalf checks the binary16 rounding: every binary16 value
+// (NaNs apart) survives float32 and back, and random float32 values of all
+// magnitudes land on the nearest binary16 value, ties to the even one.
+func TestFloat32ToHalf(t *testing.T) {
+	for h := 0; h < 1<<16; h++ {
+		if h&0x7c00 == 0x7c00 && h&0x3ff != 0 {
+			if got, _ := float32ToHalf(halfToFloat32(uint16(h))); got&0x7c00 != 0x7c00 || got&0x3ff == 0 {
+				t.Fatalf("NaN %#04x came back as %#04x, not a NaN", h, got)
+			}
+			continue
+		}
+		got, ok := float32ToHalf(halfToFloat32(uint16(h)))
+		if got != uint16(h) || !ok {
+			t.Fatalf("binary16 %#04x came back as %#04x (ok %v)", h, got, ok)
+		}
+	}
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 200000; i++ {
+		f := math.Float32frombits(rng.Uint32())
+		if f != f || math.Abs(float64(f)) >= 65520 {
+			continue
+		}
+		h, ok := float32ToHalf(f)
+		if !ok {
+			t.Fatalf("%g: reported out of range", f)
+		}
+		got := float64(halfToFloat32(h))
+		d := math.Abs(got - float64(f))
+		for _, nb := range []uint16{h - 1, h + 1} {
+			if nb&0x7c00 == 0x7c00 || nb&0x7fff == 0x7fff || (h&0x7fff == 0 && nb == h-1) {
+				continue // past the largest finite value or across zero's sign
+			}
+			dn := math.Abs(float64(halfToFloat32(nb)) - float64(f))
+			if dn < d || (dn == d && h&1 == 1) {
+				t.Fatalf("%g rounded to %#04x (%g), but %#04x (%g) is nearer or the even tie", f, h, got, nb, halfToFloat32(nb))
+			}
+		}
+	}
+	ties := []struct {
+		f    float32
+		want uint16
+	}{
+		{0.5 / (1 << 24), 0x0000}, {1.5 / (1 << 24), 0x0002}, {2.5 / (1 << 24), 0x0002}, // subnormal ties
+		{-3.5 / (1 << 24), 0x8004}, {1023.5 / (1 << 24), 0x0400}, // the last one rounds up to the smallest normal
+		{1 + 1.0/(1<<11), 0x3c00}, {1 + 3.0/(1<<11), 0x3c02}, {65504 + 16, 0x7c00}, // normal ties; 65520 overflows
+	}
+	for _, tc := range ties {
+		if h, _ := float32ToHalf(tc.f); h != tc.want {
+			t.Errorf("tie %g rounded to %#04x, want %#04x", tc.f, h, tc.want)
+		}
+	}
+	for _, f := range []float32{65520, -70000, math.MaxFloat32} {
+		if _, ok := float32ToHalf(f); ok {
+			t.Errorf("%g: not reported as beyond float16's range", f)
+		}
+	}
+	if h, ok := float32ToHalf(65519); !ok || h != 0x7bff {
+		t.Errorf("65519 rounded to %#04x (ok %v), want 0x7bff (65504)", h, ok)
+	}
+}
+
+// TestWriteAsF16 writes tensors as F16, reads them back through Read and
+// checks each value's relative error (≤ 2^-11 in the normal range), the
+// stored dtype, the halved data size, and the range error.
+func TestWriteAsF16(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	vals := make([]float32, 1000)
+	for i := range vals {
+		vals[i] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(7)-4)))
+	}
+	ts := map[string]*tensor.Dense{
+		"w": tensor.New(tensor.WithShape(10, 100), tensor.WithBacking(vals)),
+		"s": tensor.New(tensor.FromScalar(float32(0.1))),
+	}
+	var b32, b16 bytes.Buffer
+	if err := Write(&b32, ts, map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAs(&b16, ts, map[string]string{"k": "v"}, "F16"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Read(bytes.NewReader(b16.Bytes()), int64(b16.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Stored["w"].DType != "F16" || f.Metadata["k"] != "v" {
+		t.Fatalf("stored %+v, metadata %v", f.Stored["w"], f.Metadata)
+	}
+	if d32, d16 := b32.Len(), b16.Len(); d32-d16 < 2*1001-16 {
+		t.Fatalf("F16 file %d bytes, F32 %d: not about half the data", d16, d32)
+	}
+	got := f.Tensors["w"].Data().([]float32)
+	for i, v := range vals {
+		if math.Abs(float64(v)) < 6.2e-5 { // binary16 subnormals: absolute error ≤ 2^-25
+			if d := math.Abs(float64(got[i] - v)); d > 1.0/(1<<25) {
+				t.Fatalf("element %d: %g read back as %g", i, v, got[i])
+			}
+			continue
+		}
+		if r := math.Abs(float64(got[i]-v) / float64(v)); r > 1.0/(1<<11) {
+			t.Fatalf("element %d: %g read back as %g (relative error %.3g > 2^-11)", i, v, got[i], r)
+		}
+	}
+	vals[7] = 1e5
+	err = WriteAs(io.Discard, ts, nil, "F16")
+	if err == nil || !strings.Contains(err.Error(), `"w" element 7`) {
+		t.Fatalf("error %v, want one naming tensor w element 7", err)
+	}
+	if err := WriteAs(io.Discard, ts, nil, "F8"); err == nil || !strings.Contains(err.Error(), "F8") {
+		t.Fatalf("error %v, want one naming the dtype F8", err)
 	}
 }

@@ -316,6 +316,12 @@ func (u *UNet) Save(path string, extra map[string]string) error {
 // written atomically (safetensors, temporary file, fsync, rename). An
 // extra entry named ConfigKey is an error.
 func SaveFile(path string, weights map[string]*tensor.Dense, cfg config.Model, extra map[string]string) error {
+	return SaveFileAs(path, weights, cfg, extra, "F32")
+}
+
+// SaveFileAs is SaveFile storing the weights as dtype, "F32" or "F16"
+// (checkpoint.WriteAs: half the size, each weight rounded to binary16).
+func SaveFileAs(path string, weights map[string]*tensor.Dense, cfg config.Model, extra map[string]string, dtype string) error {
 	cs, err := EncodeConfig(cfg)
 	if err != nil {
 		return err
@@ -328,7 +334,7 @@ func SaveFile(path string, weights map[string]*tensor.Dense, cfg config.Model, e
 		meta[k] = v
 	}
 	meta[ConfigKey] = cs
-	return checkpoint.Save(path, weights, meta)
+	return checkpoint.SaveAs(path, weights, meta, dtype)
 }
 
 // Load rebuilds a UNet from a checkpoint: the config from its metadata, the

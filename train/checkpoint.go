@@ -147,13 +147,19 @@ func SaveCheckpoint(path string, c *Checkpoint) error {
 // SaveModel writes the EMA weights of c under their plain names, with the
 // config and step, to path atomically: the file sampling and evaluation load.
 func SaveModel(path string, c *Checkpoint) error {
+	return SaveModelAs(path, c, "F32")
+}
+
+// SaveModelAs is SaveModel storing the weights as dtype, "F32" or "F16"
+// (model.SaveFileAs).
+func SaveModelAs(path string, c *Checkpoint, dtype string) error {
 	meta, err := baseMeta(c, FormatModel)
 	if err != nil {
 		return fmt.Errorf("train: save model %s: config: %w", path, err)
 	}
 	meta["weights"] = "ema"
 	delete(meta, MetaConfig) // SaveFile writes it, from the same config
-	if err := model.SaveFile(path, c.EMA, c.Config.Model, meta); err != nil {
+	if err := model.SaveFileAs(path, c.EMA, c.Config.Model, meta, dtype); err != nil {
 		return fmt.Errorf("train: save model: %w", err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -131,5 +132,65 @@ func TestSolveImageBomb(t *testing.T) {
 		"--image", big, "--out", filepath.Join(dir, "o"))
 	if err == nil || !strings.Contains(err.Error(), "64×64, larger than the 8×8") {
 		t.Fatalf("solve --image of 64×64 on an 8-px model: %v", err)
+	}
+}
+
+// TestExportF16 exports a training checkpoint's EMA weights as f32 and as
+// f16: the f16 file is about half as large, loads as the same network, its
+// weights are the f32 ones within binary16 rounding (2^-11 relative) and
+// not all equal to them, and an unknown --dtype is refused by name.
+func TestExportF16(t *testing.T) {
+	ckpt := tinyTrainCheckpoint(t)
+	dir := t.TempDir()
+	p32, p16 := filepath.Join(dir, "m32.safetensors"), filepath.Join(dir, "m16.safetensors")
+	if _, err := run(t, "export", "--checkpoint", ckpt, "--out", p32); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "export", "--checkpoint", ckpt, "--out", p16, "--dtype", "f16")
+	if err != nil || !strings.Contains(out, "f16") {
+		t.Fatalf("export --dtype f16: %v (output %q)", err, out)
+	}
+	s32, err := os.Stat(p32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s16, err := os.Stat(p16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := float64(s16.Size()) / float64(s32.Size()); r > 0.6 {
+		t.Fatalf("f16 file is %.2f of the f32 file's size, want about half", r)
+	}
+	n32, _, err := loadCheckpoint(p32, &configFlags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n16, _, err := loadCheckpoint(p16, &configFlags{})
+	if err != nil {
+		t.Fatalf("the f16 model does not load: %v", err)
+	}
+	w32, w16 := n32.Params(), n16.Params()
+	differ := 0
+	for name, a := range w32 {
+		b, ok := w16[name]
+		if !ok {
+			t.Fatalf("f16 model lacks %s", name)
+		}
+		av, bv := a.Data().([]float32), b.Data().([]float32)
+		for i := range av {
+			d := float64(bv[i] - av[i])
+			if d != 0 {
+				differ++
+			}
+			if math.Abs(d) > math.Abs(float64(av[i]))/(1<<11)+1.0/(1<<25) {
+				t.Fatalf("%s[%d]: f32 %g, f16 %g: beyond binary16 rounding", name, i, av[i], bv[i])
+			}
+		}
+	}
+	if differ == 0 {
+		t.Fatal("f16 weights equal the f32 ones exactly: nothing was rounded")
+	}
+	if _, err := run(t, "export", "--checkpoint", ckpt, "--out", filepath.Join(dir, "x.safetensors"), "--dtype", "f8"); err == nil || !strings.Contains(err.Error(), `"f8"`) {
+		t.Fatalf("--dtype f8: error %v, want one naming f8", err)
 	}
 }
