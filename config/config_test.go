@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -286,6 +287,39 @@ func TestPresetsUnderFile(t *testing.T) {
 	}
 	if _, err := Load(Sources{Presets: []Preset{{Name: "task y", YAML: []byte("bogus: 1\n")}}}); err == nil || !strings.Contains(err.Error(), "bogus") || !strings.Contains(err.Error(), "task y") {
 		t.Errorf("unknown key in a preset: %v", err)
+	}
+}
+
+// TestPresetOperatorOverFileOperator: a config file whose measurement
+// section names another operator than the task preset's (configs/mnist.yaml
+// names sr_bicubic) does not graft its operator onto the preset's; a file
+// naming the preset's operator merges over it, and --set still wins.
+func TestPresetOperatorOverFileOperator(t *testing.T) {
+	preset := Preset{Name: "task inpaint-box", YAML: []byte("measurement:\n  operator:\n    name: inpaint_box\n    size: 14\n    position: random\n  noise:\n    sigma: 0.05\n")}
+	cases := []struct {
+		name, file string
+		sets       []string
+		wantName   string
+		wantParams map[string]any
+	}{
+		{"other operator", "measurement:\n  operator:\n    name: sr_bicubic\n    factor: 4\n", nil, "inpaint_box", map[string]any{"size": 14, "position": "random"}},
+		{"same operator", "measurement:\n  operator:\n    name: inpaint_box\n    size: 20\n", nil, "inpaint_box", map[string]any{"size": 20, "position": "random"}},
+		{"set wins", "measurement:\n  operator:\n    name: sr_bicubic\n    factor: 4\n", []string{"measurement.operator.name=sr_bicubic", "measurement.operator.factor=2"}, "sr_bicubic", map[string]any{"size": 14, "position": "random", "factor": 2}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load(Sources{Presets: []Preset{preset}, File: writeFile(t, "train:\n  lr: 0.002\n"+tc.file), Sets: tc.sets})
+			if err != nil {
+				t.Fatal(err)
+			}
+			op := cfg.Measurement.Operator
+			if op.Name != tc.wantName || !reflect.DeepEqual(op.Params, tc.wantParams) {
+				t.Errorf("operator %s %v, want %s %v", op.Name, op.Params, tc.wantName, tc.wantParams)
+			}
+			if cfg.Train.LR != 0.002 || cfg.Measurement.Noise.Sigma != 0.05 {
+				t.Errorf("lr %v, sigma %v: the rest of the file and the preset must still apply", cfg.Train.LR, cfg.Measurement.Noise.Sigma)
+			}
+		})
 	}
 }
 

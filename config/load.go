@@ -26,7 +26,10 @@ const EnvPrefix = "DIFFINV"
 type Sources struct {
 	// Presets are YAML documents applied in order below File (a task
 	// preset such as configs/tasks/sr4.yaml, say); each may set any subset
-	// of keys.
+	// of keys. Where a preset names the measurement operator and File's
+	// measurement.operator names another, File's operator block is left
+	// out: the preset chose the operator (the environment, layers and --set
+	// still override it).
 	Presets []Preset
 	// File is a YAML config file; empty means none.
 	File string
@@ -115,10 +118,30 @@ func LoadOnto(defaults Config, src Sources) (*Config, error) {
 	// 3 the environment, 4 a layer, 5 --set.
 	level := map[string]int{}
 	noiseKeys := []string{"measurement.noise.sigma", "measurement.noise.sigma_01"}
+	presetOp := "" // the operator the last preset naming one chose
 	for i, d := range docs {
 		lv := 1
 		if src.File != "" && i == len(docs)-1 {
 			lv = 2
+		}
+		if name := yamlString(d.YAML, opNameKey); name != "" && lv == 1 {
+			presetOp = name
+		} else if name != "" && presetOp != "" && name != presetOp {
+			// The task preset chose the operator: the file's operator
+			// block, written for another operator (configs/mnist.yaml's
+			// sr_bicubic default, say), does not apply to it. Merged, it
+			// kept the file's name with the preset's parameters ("sr_bicubic:
+			// unknown parameter position" for `--config configs/mnist.yaml
+			// --task inpaint-box`). A file block naming the preset's
+			// operator, or none, still merges over it.
+			if err := checkFileKeys(d.YAML, schema); err != nil {
+				return nil, fmt.Errorf("%s: %w", d.Name, err)
+			}
+			doc, err := yamlWithout(d.YAML, "measurement", "operator")
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", d.Name, err)
+			}
+			d.YAML = doc
 		}
 		for _, k := range noiseKeys {
 			if yamlHasKey(d.YAML, k) {
@@ -267,6 +290,44 @@ func yamlHasKey(raw []byte, key string) bool {
 		}
 	}
 	return false
+}
+
+// opNameKey is the config key naming the measurement operator.
+const opNameKey = "measurement.operator.name"
+
+// yamlString returns the string at the dotted key of the YAML document raw
+// ("" when absent, not a string or raw does not parse).
+func yamlString(raw []byte, key string) string {
+	var doc map[string]any
+	if yaml.Unmarshal(raw, &doc) != nil {
+		return ""
+	}
+	parts := strings.Split(key, ".")
+	for _, p := range parts[:len(parts)-1] {
+		m, ok := doc[p].(map[string]any)
+		if !ok {
+			return ""
+		}
+		doc = m
+	}
+	s, _ := doc[parts[len(parts)-1]].(string)
+	return s
+}
+
+// yamlWithout returns the YAML document raw without the entry
+// section.key (re-encoded: comments and key order are not kept).
+func yamlWithout(raw []byte, section, key string) ([]byte, error) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	if m, ok := doc[section].(map[string]any); ok {
+		delete(m, key)
+		if len(m) == 0 {
+			delete(doc, section)
+		}
+	}
+	return yaml.Marshal(doc)
 }
 
 // YAML returns the config as a YAML document with the sections in order.

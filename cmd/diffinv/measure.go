@@ -25,21 +25,34 @@ func newMeasureCmd() *cobra.Command {
 		Short: "Show what a task's measurement y = A(x) + n does to an image",
 		Long: `Applies a task's operator and noise to an image and writes y as a picture
 (--out, enlarged or scaled for viewing as solve's grids show it) and the raw
-measurement as A shapes it (tensor "y" in the .safetensors beside it).
+measurement as A shapes it (tensor "y" in the .safetensors beside it), and
+prints the task's resolved operator and noise settings. With a face config
+(--config configs/celeba64.yaml: data.dataset celeba) the task comes from
+the face presets (configs/tasks/celeba64/) and the photo is cropped and
+resized as CelebA's are, as solve --image does for a face model. The task
+preset chooses the operator: a config file's measurement.operator block for
+another operator does not apply (--set still overrides).
 Operators: ` + strings.Join(op.Names(), ", ") + `.`,
 		Example: `  diffinv measure --task sr4 --image digit.png --out y.png
+  diffinv measure --config configs/celeba64.yaml --task inpaint-box --image face.jpg --out y.png
   diffinv measure --task deblur-motion --set measurement.operator.intensity=0.8 --image face.png --out y.png`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if image == "" || out == "" || taskName == "" {
 				return fmt.Errorf("--task, --image and --out are required")
 			}
-			preset, err := task.Load(taskName, tasksDir)
+			cf.applyFlags(cmd)
+			// The config without the task picks the preset folder (a face
+			// config, data.dataset celeba, takes configs/tasks/celeba64/).
+			base, err := cf.load()
+			if err != nil {
+				return err
+			}
+			preset, err := task.LoadVariant(taskName, tasksDir, task.Variant(*base))
 			if err != nil {
 				return err
 			}
 			cf.presets = []config.Preset{preset.Config}
-			cf.applyFlags(cmd)
 			cfg, err := cf.load()
 			if err != nil {
 				return err
@@ -48,11 +61,22 @@ Operators: ` + strings.Join(op.Names(), ", ") + `.`,
 				return err
 			}
 			seed := cfg.Solver.Seed
-			x, err := data.LoadPNG(image)
-			if err != nil {
+			var x *tensor.Dense
+			if cfg.Data.Dataset == "celeba" {
+				// A face config: the photo is cropped and resized as CelebA's
+				// are, to the config's image size (solve --image does the same).
+				ds, err := data.LoadFace(image, cfg.Model.ImageSize)
+				if err != nil {
+					return err
+				}
+				if x, err = ds.Batch([]int{0}); err != nil {
+					return err
+				}
+			} else if x, err = data.LoadPNG(image); err != nil {
 				return err
 			}
 			shape := [3]int{x.Shape()[1], x.Shape()[2], x.Shape()[3]}
+			fmt.Fprintln(cmd.OutOrStdout(), taskLineShape(preset, cfg, shape))
 			m := cfg.Measurement
 			A, err := op.New(m.Operator.Name, m.Operator.Params, shape, rand.New(rand.NewSource(pipeline.OperatorSeed(seed))))
 			if err != nil {

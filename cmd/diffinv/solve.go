@@ -379,6 +379,11 @@ func saveRowsGrid(path string, rows []*tensor.Dense) error {
 // preset file and the operator and noise settings it resolved to (the
 // user never hand-sets operator sizes: a face model's presets differ).
 func taskLine(p *task.Preset, cfg *config.Config) string {
+	return taskLineShape(p, cfg, [3]int{cfg.Model.InChannels, cfg.Model.ImageSize, cfg.Model.ImageSize})
+}
+
+// taskLineShape is taskLine for an image of the given C×H×W shape.
+func taskLineShape(p *task.Preset, cfg *config.Config, shape [3]int) string {
 	var params []string
 	for _, l := range cfg.Flat() {
 		if strings.HasPrefix(l, "measurement.operator.") && !strings.HasPrefix(l, "measurement.operator.name:") {
@@ -394,5 +399,5 @@ func taskLine(p *task.Preset, cfg *config.Config) string {
 		noise = fmt.Sprintf("poisson rate %g", n.Rate)
 	}
 	return fmt.Sprintf("task %s (%s): operator %s {%s}, noise %s, image %d×%d×%d",
-		p.Name, p.Path, cfg.Measurement.Operator.Name, strings.Join(params, ", "), noise, cfg.Model.InChannels, cfg.Model.ImageSize, cfg.Model.ImageSize)
+		p.Name, p.Path, cfg.Measurement.Operator.Name, strings.Join(params, ", "), noise, shape[0], shape[1], shape[2])
 }

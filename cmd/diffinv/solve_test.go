@@ -112,6 +112,46 @@ func TestMeasureCommand(t *testing.T) {
 	}
 }
 
+// TestMeasureWithConfig: with a config file (whose measurement section
+// names sr_bicubic, the solve default), a task preset of another operator
+// applies whole (the merge used to fail: "sr_bicubic: unknown parameter
+// position"); a face config takes the face presets and crops and resizes a
+// photo to its image size; the resolved settings are printed.
+func TestMeasureWithConfig(t *testing.T) {
+	dir := t.TempDir()
+	photo := filepath.Join(dir, "face.png")
+	x := tensors.New(1, 3, 50, 40)
+	for i := range tensors.F32(x) {
+		tensors.F32(x)[i] = float32(i%40)/20 - 1
+	}
+	if err := data.SavePNG(photo, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		config, want string
+		size         int
+	}{
+		{"../../configs/mnist.yaml", "operator inpaint_box {position: random, size: 14}", 50},
+		{"../../configs/celeba64.yaml", "celeba64/inpaint-box.yaml): operator inpaint_box {position: random, size: 32}", 64},
+	} {
+		out := filepath.Join(dir, filepath.Base(tc.config)+".png")
+		stdout, err := run(t, "measure", "--config", tc.config, "--task", "inpaint-box", "--tasks", "../../configs/tasks", "--image", photo, "--out", out)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.config, err)
+		}
+		if !strings.Contains(stdout, tc.want) {
+			t.Errorf("%s: output lacks %q:\n%s", tc.config, tc.want, stdout)
+		}
+		shown, err := data.LoadPNG(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sh := shown.Shape(); sh[2] != tc.size {
+			t.Errorf("%s: y is %v, want height %d", tc.config, sh, tc.size)
+		}
+	}
+}
+
 func TestDemoCommand(t *testing.T) {
 	ckpt := tinyCheckpoint(t)
 	digits := t.TempDir()
