@@ -45,10 +45,12 @@ func CheckHashes(g *G.ExprGraph) error {
 
 // NewTapeMachine is gorgonia's NewTapeMachine after CheckHashes: it returns
 // the machine, or a *HashCollisionError instead of a machine that would
-// compute a colliding node wrongly.
+// compute a colliding node wrongly. The machine's tensors use the package's
+// engine (engine.go: gorgonia's own gradient sums run vectorised); opts may
+// name another with G.WithEngine.
 func NewTapeMachine(g *G.ExprGraph, opts ...G.VMOpt) (G.VM, error) {
 	if err := CheckHashes(g); err != nil {
 		return nil, err
 	}
-	return G.NewTapeMachine(g, opts...), nil
+	return G.NewTapeMachine(g, append([]G.VMOpt{G.WithEngine(fastEngine)}, opts...)...), nil
 }

@@ -1,13 +1,16 @@
 package nn
 
 import (
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
 // engine is the tensor engine of this package's op outputs (output buffers
-// and shared slabs): gorgonia.org/tensor's StdEng with its Add replaced, for
-// float32 operands of one shape, by the parallel, vectorised add of the
-// package's own ops.
+// and shared slabs) and of the tape machines it makes (NewTapeMachine,
+// NewSharedTapeMachine: every register the tape allocates and every value
+// bound to a node): gorgonia's StandardEngine (tensor.StdEng with
+// gorgonia's Transpose) with its Add replaced, for float32 operands of one
+// shape, by the parallel, vectorised add of the package's own ops.
 //
 // Why: the gradient sums of a graph (where a node feeds several others, as
 // every residual and skip connection does) are gorgonia's own Add nodes,
@@ -16,25 +19,26 @@ import (
 // StdEng adds in one goroutine with a scalar loop: 3.7 % of a CelebA 64
 // training step and 6.3 % of a face DPS step (perf). Since the first
 // operand of a gradient sum is usually an op output of this package, giving
-// those tensors this engine moves the sums onto the fast path; any other
+// those tensors and the tape's registers this engine moves the sums onto
+// the fast path; any other
 // case (another dtype or shape, views, an increment) goes to StdEng as
 // before. The sums are the same numbers either way (one float32 addition
 // per element).
-type engine struct{ tensor.StdEng }
+type engine struct{ G.StandardEngine }
 
 // fastEngine is the engine value given to op outputs.
 var fastEngine tensor.Engine = engine{}
 
-// Add is StdEng.Add, with same-shape float32 dense operands added by
+// Add is StandardEngine.Add, with same-shape float32 dense operands added by
 // addF32 over the package's workers. It honours the options gorgonia
 // passes: tensor.WithReuse (write into the given tensor), tensor.UseUnsafe
 // (write into a) and tensor.AsSameType; an increment (tensor.WithIncr)
-// goes to StdEng.
+// goes to StandardEngine.
 func (e engine) Add(a, b tensor.Tensor, opts ...tensor.FuncOpt) (tensor.Tensor, error) {
 	if y := e.fastAdd(a, b, opts); y != nil {
 		return y, nil
 	}
-	return e.StdEng.Add(a, b, opts...)
+	return e.StandardEngine.Add(a, b, opts...)
 }
 
 // fastAdd returns a + b when the fast path applies, else nil.

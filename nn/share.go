@@ -161,7 +161,7 @@ func NewSharedTapeMachine(g *G.ExprGraph, keep G.Nodes, opts ...G.VMOpt) (G.VM, 
 	if err != nil {
 		return nil, nil, err
 	}
-	vm := G.NewTapeMachine(g, append(opts, G.WithPrecompiled(prog, locMap))...)
+	vm := G.NewTapeMachine(g, append(append([]G.VMOpt{G.WithEngine(fastEngine)}, opts...), G.WithPrecompiled(prog, locMap))...)
 	return vm, plan, nil
 }
 
