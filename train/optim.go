@@ -3,6 +3,9 @@ package train
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/diffinv/diffinv/config"
 )
@@ -82,9 +85,9 @@ func (a *Adam) Update(lr float64, params, grads [][]float32) error {
 	if c.Decoupled {
 		decay = 1 - lr*c.WeightDecay
 	}
-	for i, p := range params {
-		g, m, v := grads[i], a.M[i], a.V[i]
-		for j := range p {
+	eachChunk(params, func(i, lo, hi int) {
+		p, g, m, v := params[i], grads[i], a.M[i], a.V[i]
+		for j := lo; j < hi; j++ {
 			th := float64(p[j])
 			gj := float64(g[j])
 			if c.WeightDecay != 0 && !c.Decoupled {
@@ -97,8 +100,46 @@ func (a *Adam) Update(lr float64, params, grads [][]float32) error {
 			vh := float64(vj) / bc2
 			p[j] = float32(th*decay - lr*mh/(math.Sqrt(vh)+c.Eps))
 		}
-	}
+	})
 	return nil
+}
+
+// chunkSize is the number of values one worker of eachChunk takes at a time.
+const chunkSize = 1 << 15
+
+// eachChunk calls fn(i, lo, hi) for every chunk [lo, hi) of at most
+// chunkSize values of every vals[i], spread over GOMAXPROCS goroutines.
+// The optimiser's and the EMA's updates are elementwise, so they give the
+// same numbers however the chunks are spread; in one goroutine they took
+// about 3 % of an MNIST training step.
+func eachChunk(vals [][]float32, fn func(i, lo, hi int)) {
+	type chunk struct{ i, lo, hi int }
+	var chunks []chunk
+	for i, v := range vals {
+		for lo := 0; lo < len(v); lo += chunkSize {
+			chunks = append(chunks, chunk{i, lo, min(lo+chunkSize, len(v))})
+		}
+	}
+	nw := min(runtime.GOMAXPROCS(0), len(chunks))
+	if nw <= 1 {
+		for _, c := range chunks {
+			fn(c.i, c.lo, c.hi)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < nw; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := next.Add(1) - 1; k < int64(len(chunks)); k = next.Add(1) - 1 {
+				c := chunks[k]
+				fn(c.i, c.lo, c.hi)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // WarmupLR returns the learning rate of step k (0-based): peak·(k+1)/warmup
@@ -202,13 +243,15 @@ func (e *EMA) Update(params [][]float32, k int) error {
 		return fmt.Errorf("train: EMA update with %d parameters, want %d", len(params), len(e.Values))
 	}
 	for i, p := range params {
-		v := e.Values[i]
-		if len(p) != len(v) {
-			return fmt.Errorf("train: EMA update: parameter %d has %d values, want %d", i, len(p), len(v))
-		}
-		for j := range p {
-			v[j] = float32(d*float64(v[j]) + (1-d)*float64(p[j]))
+		if len(p) != len(e.Values[i]) {
+			return fmt.Errorf("train: EMA update: parameter %d has %d values, want %d", i, len(p), len(e.Values[i]))
 		}
 	}
+	eachChunk(params, func(i, lo, hi int) {
+		p, v := params[i], e.Values[i]
+		for j := lo; j < hi; j++ {
+			v[j] = float32(d*float64(v[j]) + (1-d)*float64(p[j]))
+		}
+	})
 	return nil
 }
