@@ -5,7 +5,7 @@ PKGS     := ./...
 # Tests run on 2 cores in CI; keep the whole suite under 10 minutes.
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all setup build test test-slurm demo-faces bench bench-ops train-mnist train-mnist-next train-celeba ship-celeba check-solvers check-faces check-bf16 experiments demo fmt vet clean
+.PHONY: all setup build test test-slurm demo-faces bench bench-ops train-mnist train-mnist-next train-celeba ship-celeba check-solvers check-faces check-bf16 experiments paper-mnist paper-celeba demo fmt vet clean
 
 all: build
 
@@ -104,6 +104,14 @@ experiments: build
 	  echo "== experiments/$$e.yaml"; \
 	  $(BIN) experiment run experiments/$$e.yaml --resume $(if $(EXP_OUT),--out $(EXP_OUT)/$$e); \
 	done
+
+## paper-mnist, paper-celeba: issue 23's paper tables, tuned then run, resumable across sessions
+## (scripts/paper_tables.sh; SHARDS=N local processes per step; hours to tens of hours on 2 cores)
+paper-mnist: setup
+	SHARDS=$(SHARDS) bash scripts/paper_tables.sh mnist
+paper-celeba: setup
+	SHARDS=$(SHARDS) bash scripts/paper_tables.sh celeba
+SHARDS ?= 1
 
 ## demo: the main job (see README)
 demo: build
