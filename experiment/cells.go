@@ -84,8 +84,10 @@ type Cell struct {
 	// OUT/cells/ID/model.safetensors and runs it after the training cell.
 	Trained *Cell
 	// Dir is the cell's own folder, OUT/cells/ID, where a training cell
-	// trains (checkpoints, log.jsonl, model.safetensors); set by Run, not
-	// part of the identity.
+	// trains (checkpoints, log.jsonl, model.safetensors) and a solve cell
+	// keeps the batches it has solved until its result is stored (so an
+	// interrupted cell resumes after its last finished batch); set by Run,
+	// not part of the identity.
 	Dir string
 }
 

@@ -264,11 +264,10 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 					continue
 				}
 			}
-			if c.Train != nil {
-				// A training cell trains in its own folder, which a
-				// resumed or re-sharded run continues from.
-				c.Dir = filepath.Join(cdir, c.ID)
-			}
+			// A training cell trains in its own folder, and a solve cell
+			// keeps its finished batches there (runner.BatchDir), which a
+			// resumed or re-sharded run continues from.
+			c.Dir = filepath.Join(cdir, c.ID)
 			start := time.Now()
 			res, err := runner.RunCell(ctx, c, prog)
 			wall := time.Since(start).Seconds()
@@ -281,9 +280,12 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				err = saveResult(cdir, c, res, wall)
 			}
 			if err == nil {
-				// A failure recorded by an earlier run no longer holds.
+				// A failure recorded by an earlier run no longer holds,
+				// and a solve cell's stored batches have served.
 				if rmErr := os.Remove(failurePath(cdir, c.ID)); rmErr != nil && !os.IsNotExist(rmErr) {
 					err = rmErr
+				} else if c.Train == nil {
+					err = os.RemoveAll(c.Dir)
 				}
 			} else if ctx.Err() == nil {
 				// Recorded for `experiment status` (an interrupted cell is

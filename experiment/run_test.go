@@ -618,3 +618,48 @@ func TestWinners(t *testing.T) {
 		})
 	}
 }
+
+// TestCellFolderKeptUntilResult: Run gives every cell its folder (Cell.Dir);
+// what a solve cell leaves there (its stored batches) survives a failed
+// run, for the resumed run to use, and is removed once the result is
+// stored.
+func TestCellFolderKeptUntilResult(t *testing.T) {
+	e := mustDecode(testYAML)
+	dir := t.TempDir()
+	var log bytes.Buffer
+	var seen []string
+	fail := true
+	r := CellRunnerFunc(func(ctx context.Context, c Cell, p func(int, int)) (*CellResult, error) {
+		if c.Dir == "" {
+			return nil, fmt.Errorf("cell %s without a folder", c.ID)
+		}
+		seen = append(seen, c.Dir)
+		if err := os.MkdirAll(filepath.Join(c.Dir, "batches"), 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(c.Dir, "batches", "b"), []byte("x"), 0o644); err != nil {
+			return nil, err
+		}
+		if fail {
+			return nil, fmt.Errorf("interrupted")
+		}
+		return (&fakeRunner{}).RunCell(ctx, c, p)
+	})
+	if err := Run(context.Background(), e, r, quiet(dir, &log)); err == nil {
+		t.Fatal("the failing run returned no error")
+	}
+	if _, err := os.Stat(filepath.Join(seen[0], "batches", "b")); err != nil {
+		t.Fatalf("the failed cell's folder is gone: %v", err)
+	}
+	fail = false
+	opts := quiet(dir, &log)
+	opts.Resume = true
+	if err := Run(context.Background(), e, r, opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range seen {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s still there after its result was stored (%v)", d, err)
+		}
+	}
+}

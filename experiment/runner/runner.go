@@ -24,6 +24,7 @@ import (
 	"maps"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -310,6 +311,9 @@ func (r *Runner) RunCell(ctx context.Context, cell experiment.Cell, progress fun
 	x, first, err := r.Images(n.cfg, cell.Dataset)
 	if err != nil {
 		return nil, err
+	}
+	if cell.Dir != "" {
+		s.Store = batchStore{dir: filepath.Join(cell.Dir, BatchDir)}
 	}
 	res, err := s.Solve(ctx, x, first, progress)
 	if err != nil {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand"
@@ -10,9 +11,12 @@ import (
 	"strings"
 	"testing"
 
+	"gorgonia.org/tensor"
+
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/experiment"
+	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/task"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/prior"
@@ -195,4 +199,58 @@ func TestResolvedRevision(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRunCellKeepsBatches: a solve cell with a folder stores each solved
+// batch under BatchDir; run again, it reads them back instead of solving
+// (a Network that counts evaluations sees none) and gives the same result.
+func TestRunCellKeepsBatches(t *testing.T) {
+	ckpt := tinyCheckpoint(t)
+	evals := 0
+	r := &Runner{TasksDir: "../../configs/tasks", Sources: config.Sources{Sets: []string{"engine.precision=fp32"}},
+		Network: func(p *prior.Prior) (diffusion.Denoiser, error) {
+			return countingDenoiser{p.Net, &evals}, nil
+		},
+		Images: func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
+			x := tensors.New(d.N, 1, 28, 28)
+			for i := range tensors.F32(x) {
+				tensors.F32(x)[i] = float32(i%28)/14 - 1
+			}
+			return x, d.Offset, nil
+		}}
+	cell := experiment.Cell{ID: "c1", Checkpoint: ckpt, Task: experiment.Task{Name: "sr4"},
+		Method:  experiment.Method{Name: "ddnm", Set: map[string]any{"steps": 3, "batch_size": 2}},
+		Dataset: experiment.Dataset{Name: "mnist-test", N: 5}, Dir: filepath.Join(t.TempDir(), "c1")}
+	first, err := r.RunCell(context.Background(), cell, func(int, int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(cell.Dir, BatchDir, "batch-*.safetensors"))
+	if len(files) != 3 || evals == 0 {
+		t.Fatalf("%d batch files (want 3 batches of ≤ 2 of 5 images), %d network calls", len(files), evals)
+	}
+	evals = 0
+	again, err := r.RunCell(context.Background(), cell, func(int, int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evals != 0 {
+		t.Errorf("the rerun called the network %d times; the stored batches should have served", evals)
+	}
+	for i := range first.Images {
+		if a, b := first.Images[i].Values["psnr"], again.Images[i].Values["psnr"]; a != b {
+			t.Errorf("image %d: PSNR %g first, %g from the stored batches", i, a, b)
+		}
+	}
+}
+
+// countingDenoiser counts its network evaluations.
+type countingDenoiser struct {
+	diffusion.Denoiser
+	n *int
+}
+
+func (c countingDenoiser) Eps(xt *tensor.Dense, t []int) (*tensor.Dense, error) {
+	*c.n++
+	return c.Denoiser.Eps(xt, t)
 }

@@ -50,7 +50,22 @@ type Setup struct {
 	Shape     [3]int              // C, H, W
 	BatchSize int
 	Seed      int64
-	phase     bool // phase retrieval: metrics after baseline.Align
+	// Store, when set, keeps each solved batch so that an interrupted
+	// Solve of the same images and settings resumes after the last stored
+	// one (see BatchStore); nil solves every batch.
+	Store BatchStore
+	phase bool // phase retrieval: metrics after baseline.Align
+}
+
+// BatchStore persists the reconstructions of the batches of one Solve: the
+// images [lo, hi) of the call (0-based within it) and the solver's wall
+// seconds for them. Solve's results do not depend on how images are
+// batched (each image draws from its own noise stream), so a batch read
+// back is what solving it again would give. A Load that finds nothing
+// usable returns ok false; the batch is then solved and saved.
+type BatchStore interface {
+	Load(lo, hi int) (recon *tensor.Dense, seconds float64, ok bool)
+	Save(lo, hi int, recon *tensor.Dense, seconds float64) error
 }
 
 // OperatorSeed derives the seed of the operator's random draws.
@@ -235,12 +250,20 @@ func (s *Setup) Solve(ctx context.Context, x *tensor.Dense, first int, progress 
 	ysz := len(tensors.F32(y)) / n
 	bs := max(1, min(s.BatchSize, n))
 	stepsPer := 0
-	t0 := time.Now()
+	seconds := 0.0
 	for lo := 0; lo < n; lo += bs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		hi := min(n, lo+bs)
+		if s.Store != nil {
+			if xb, sec, ok := s.Store.Load(lo, hi); ok && xb.Shape().Eq(tensor.Shape{hi - lo, c, h, w}) {
+				copy(tensors.F32(res.Recon)[lo*per:], tensors.F32(xb))
+				seconds += sec
+				continue
+			}
+		}
+		t0 := time.Now()
 		yb := tensors.FromSlice(append([]float32(nil), tensors.F32(y)[lo*ysz:hi*ysz]...), append([]int{hi - lo}, y.Shape()[1:]...)...)
 		xb, err := solve.Solve(s.Method, solve.Prior{Den: s.Den, Sched: s.Sched, Variance: s.Variance},
 			solve.Measurement{A: s.A, Noise: s.Noise, Y: yb}, s.Opts, diffusion.ImageRNGs(s.Seed, first+lo, hi-lo), func(st diffusion.Step) {
@@ -252,12 +275,19 @@ func (s *Setup) Solve(ctx context.Context, x *tensor.Dense, first int, progress 
 		if err != nil {
 			return nil, fmt.Errorf("%s on images %d..%d: %w", s.Method, first+lo, first+hi-1, err)
 		}
+		sec := time.Since(t0).Seconds()
+		seconds += sec
 		copy(tensors.F32(res.Recon)[lo*per:], tensors.F32(xb))
+		if s.Store != nil {
+			if err := s.Store.Save(lo, hi, xb, sec); err != nil {
+				return nil, fmt.Errorf("storing images %d..%d: %w", first+lo, first+hi-1, err)
+			}
+		}
 	}
 	if progress != nil && stepsPer > 0 {
 		progress(n*stepsPer, n*stepsPer)
 	}
-	res.SecondsPerImage = time.Since(t0).Seconds() / float64(n)
+	res.SecondsPerImage = seconds / float64(n)
 
 	t1 := time.Now()
 	if res.Baseline, err = s.baseline(y); err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
+	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/diffusion"
@@ -229,5 +230,80 @@ func TestNegLogLik(t *testing.T) {
 		if math.Abs(l-want) > 1e-3*(1+want) {
 			t.Errorf("image %d: −log p = %g, want ‖y − A x̂‖²/2σ² = %g", i, l, want)
 		}
+	}
+}
+
+// memStore is a BatchStore in memory that counts saves and can cancel the
+// solve after a given number of them (an interrupted run).
+type memStore struct {
+	recon   map[[2]int]*tensor.Dense
+	seconds map[[2]int]float64
+	saves   int
+	cancel  func()
+	after   int
+}
+
+func (m *memStore) Load(lo, hi int) (*tensor.Dense, float64, bool) {
+	r, ok := m.recon[[2]int{lo, hi}]
+	return r, m.seconds[[2]int{lo, hi}], ok
+}
+
+func (m *memStore) Save(lo, hi int, recon *tensor.Dense, seconds float64) error {
+	m.recon[[2]int{lo, hi}] = recon.Clone().(*tensor.Dense)
+	m.seconds[[2]int{lo, hi}] = seconds
+	m.saves++
+	if m.cancel != nil && m.saves == m.after {
+		m.cancel()
+	}
+	return nil
+}
+
+// TestSolveResumesFromStore: a Solve cancelled after its first two batches
+// stores them; the next Solve with the store solves only the remaining
+// batch and returns the bits of an uninterrupted, storeless Solve.
+func TestSolveResumesFromStore(t *testing.T) {
+	cfg, den, sched := gaussianSetup(t) // batch size 3
+	x, err := den.Sample(rand.New(rand.NewSource(5)), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := New(cfg, den, sched, nil, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := plain.Solve(context.Background(), x, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	store := &memStore{recon: map[[2]int]*tensor.Dense{}, seconds: map[[2]int]float64{}, cancel: cancel, after: 2}
+	s, _ := New(cfg, den, sched, nil, 11)
+	s.Store = store
+	if _, err := s.Solve(ctx, x, 0, nil); err == nil {
+		t.Fatal("the cancelled Solve returned no error")
+	}
+	if store.saves != 2 {
+		t.Fatalf("%d batches stored before the interruption, want 2", store.saves)
+	}
+	store.cancel = nil
+	got, err := s.Solve(context.Background(), x, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store.saves != 3 {
+		t.Errorf("%d saves in all, want 3: the resumed Solve should solve only the last batch", store.saves)
+	}
+	for i, v := range tensors.F32(want.Recon) {
+		if tensors.F32(got.Recon)[i] != v {
+			t.Fatalf("value %d: resumed %g, uninterrupted %g", i, tensors.F32(got.Recon)[i], v)
+		}
+	}
+	for i := range want.PSNR {
+		if got.PSNR[i] != want.PSNR[i] {
+			t.Errorf("image %d: PSNR %g resumed, %g uninterrupted", i, got.PSNR[i], want.PSNR[i])
+		}
+	}
+	if !(got.SecondsPerImage > 0) {
+		t.Errorf("seconds per image %g: the stored batches' time must count", got.SecondsPerImage)
 	}
 }
