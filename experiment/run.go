@@ -105,6 +105,19 @@ type RunOptions struct {
 // CellsDir is the folder, inside the output folder, of the per-cell results.
 const CellsDir = "cells"
 
+// BatchesDir is the folder, inside a solve cell's own folder (Cell.Dir),
+// where its runner keeps the batches it has solved until the cell's result
+// is stored (experiment/runner: an interrupted cell resumes after its last
+// finished batch). Run removes the cell's folder once the result is stored.
+const BatchesDir = "batches"
+
+// StoredBatches returns how many solved batches an unfinished cell id of
+// the output folder out holds (0 when none or the cell is done).
+func StoredBatches(out, id string) int {
+	files, _ := filepath.Glob(filepath.Join(out, CellsDir, id, BatchesDir, "batch-*.safetensors"))
+	return len(files)
+}
+
 // Run expands exp into cells, runs those without a valid result (all of
 // them unless opts.Resume), stores each result as it finishes
 // (cells/ID.json plus grid PNGs, written atomically, the JSON last) and

@@ -379,6 +379,19 @@ output: ` + filepath.Join(dir, "out") + `
 	if !strings.Contains(st, "4 cells: 1 done, 1 running, 1 failed, 1 abandoned, 0 left") || !strings.Contains(st, "failed: denoiser exploded") {
 		t.Errorf("status with a failed cell:\n%s", st)
 	}
+	// Two solved batches stored for the failed cell: counted and listed.
+	bdir := filepath.Join(cdir, failedID, experiment.BatchesDir)
+	os.MkdirAll(bdir, 0o755)
+	for _, b := range []string{"batch-00000-00008.safetensors", "batch-00008-00016.safetensors"} {
+		os.WriteFile(filepath.Join(bdir, b), []byte("x"), 0o644)
+	}
+	st, err = run(t, "experiment", "status", file, "--tasks", "../../configs/tasks", "--list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st, "denoiser exploded (2 batches stored)") || !strings.Contains(st, "(1 unfinished with stored batches") {
+		t.Errorf("status with stored batches:\n%s", st)
+	}
 }
 
 // TestExperimentK8s: the printed manifests are two YAML Jobs: an Indexed

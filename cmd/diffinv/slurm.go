@@ -299,7 +299,8 @@ func newExperimentStatusCmd() *cobra.Command {
 while a shard's claim on it is fresh, failed when the last run of it ended in
 an error (--list prints the error; a later successful run clears it),
 abandoned when a claim was left by a process that died (the next shard takes
-it over), and left otherwise. With
+it over), and left otherwise; an unfinished cell with solved batches stored
+(cells/ID/batches/) says how many, which a resumed run reuses. With
 squeue (and sacct) on PATH it also lists the experiment's Slurm jobs, by the
 job names ` + "`experiment slurm`" + ` gives them.`,
 		Args: cobra.ExactArgs(1),
@@ -329,12 +330,22 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 					state = "failed: " + f
 				}
 				counts[strings.SplitN(state, ":", 2)[0]]++
+				if !done[c.ID] {
+					if k := experiment.StoredBatches(ef.out, c.ID); k > 0 {
+						state += fmt.Sprintf(" (%d batches stored)", k)
+						counts["partial"]++
+					}
+				}
 				if list {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\tseed %d\t%s\n", c.ID, c.Task.Key(), c.Method.Key(), c.SweepLabel(), c.Seed, state)
 				}
 			}
-			fmt.Fprintf(w, "experiment %s (%s): %d cells: %d done, %d running, %d failed, %d abandoned, %d left\n",
+			fmt.Fprintf(w, "experiment %s (%s): %d cells: %d done, %d running, %d failed, %d abandoned, %d left",
 				exp.Name, ef.out, len(cells), counts["done"], counts["running"], counts["failed"], counts["abandoned"], counts["left"])
+			if counts["partial"] > 0 {
+				fmt.Fprintf(w, " (%d unfinished with stored batches: a resumed run continues them)", counts["partial"])
+			}
+			fmt.Fprintln(w)
 			for _, tool := range [][]string{
 				{"squeue", "-h", "-o", "%i %j %T %M %R", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},
 				{"sacct", "-n", "-X", "-o", "JobID,JobName%40,State,Elapsed", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},

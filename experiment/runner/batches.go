@@ -11,16 +11,11 @@ import (
 	"github.com/diffinv/diffinv/checkpoint"
 )
 
-// BatchDir is the folder, inside a solve cell's own folder (Cell.Dir),
-// where the cell keeps the batches it has solved until its result is
-// stored: a face DPS cell of 100 images runs about an hour, and a run
-// interrupted in it (a session's end, a kill) resumes after the last
-// finished batch instead of from the cell's start. experiment.Run removes
-// the cell's folder once the result is stored.
-const BatchDir = "batches"
-
 // batchStore is a pipeline.BatchStore over files dir/batch-LO-HI.safetensors
-// (tensor "recon", metadata lo, hi and seconds), each written atomically.
+// (tensor "recon", metadata lo, hi and seconds), each written atomically,
+// in a solve cell's experiment.BatchesDir: a face DPS cell of 100 images
+// runs about an hour, and a run interrupted in it (a session's end, a kill)
+// resumes after the last finished batch instead of from the cell's start.
 type batchStore struct{ dir string }
 
 func (b batchStore) path(lo, hi int) string {

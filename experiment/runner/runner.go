@@ -313,7 +313,7 @@ func (r *Runner) RunCell(ctx context.Context, cell experiment.Cell, progress fun
 		return nil, err
 	}
 	if cell.Dir != "" {
-		s.Store = batchStore{dir: filepath.Join(cell.Dir, BatchDir)}
+		s.Store = batchStore{dir: filepath.Join(cell.Dir, experiment.BatchesDir)}
 	}
 	res, err := s.Solve(ctx, x, first, progress)
 	if err != nil {

@@ -225,7 +225,7 @@ func TestRunCellKeepsBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := filepath.Glob(filepath.Join(cell.Dir, BatchDir, "batch-*.safetensors"))
+	files, _ := filepath.Glob(filepath.Join(cell.Dir, experiment.BatchesDir, "batch-*.safetensors"))
 	if len(files) != 3 || evals == 0 {
 		t.Fatalf("%d batch files (want 3 batches of ≤ 2 of 5 images), %d network calls", len(files), evals)
 	}
