@@ -272,24 +272,27 @@ func resolveNoiseSigma(n *Noise, lSigma, l01 int) error {
 
 // yamlHasKey reports whether a YAML document sets the dotted key.
 func yamlHasKey(raw []byte, key string) bool {
+	_, ok := yamlLookup(raw, key)
+	return ok
+}
+
+// yamlLookup returns the value at the dotted key of the YAML document raw
+// (false when absent or raw does not parse).
+func yamlLookup(raw []byte, key string) (any, bool) {
 	var doc map[string]any
 	if yaml.Unmarshal(raw, &doc) != nil {
-		return false
+		return nil, false
 	}
 	parts := strings.Split(key, ".")
-	for i, p := range parts {
-		v, ok := doc[p]
+	for _, p := range parts[:len(parts)-1] {
+		m, ok := doc[p].(map[string]any)
 		if !ok {
-			return false
+			return nil, false
 		}
-		if i == len(parts)-1 {
-			return true
-		}
-		if doc, ok = v.(map[string]any); !ok {
-			return false
-		}
+		doc = m
 	}
-	return false
+	v, ok := doc[parts[len(parts)-1]]
+	return v, ok
 }
 
 // opNameKey is the config key naming the measurement operator.
@@ -298,19 +301,8 @@ const opNameKey = "measurement.operator.name"
 // yamlString returns the string at the dotted key of the YAML document raw
 // ("" when absent, not a string or raw does not parse).
 func yamlString(raw []byte, key string) string {
-	var doc map[string]any
-	if yaml.Unmarshal(raw, &doc) != nil {
-		return ""
-	}
-	parts := strings.Split(key, ".")
-	for _, p := range parts[:len(parts)-1] {
-		m, ok := doc[p].(map[string]any)
-		if !ok {
-			return ""
-		}
-		doc = m
-	}
-	s, _ := doc[parts[len(parts)-1]].(string)
+	v, _ := yamlLookup(raw, key)
+	s, _ := v.(string)
 	return s
 }
 

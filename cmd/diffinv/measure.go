@@ -64,12 +64,8 @@ Operators: ` + strings.Join(op.Names(), ", ") + `.`,
 			var x *tensor.Dense
 			if cfg.Data.Dataset == "celeba" {
 				// A face config: the photo is cropped and resized as CelebA's
-				// are, to the config's image size (solve --image does the same).
-				ds, err := data.LoadFace(image, cfg.Model.ImageSize)
-				if err != nil {
-					return err
-				}
-				if x, err = ds.Batch([]int{0}); err != nil {
+				// are, to the config's image size (as solve --image does).
+				if x, err = loadFacePhoto(image, cfg.Model.ImageSize); err != nil {
 					return err
 				}
 			} else if x, err = data.LoadPNG(image); err != nil {

@@ -46,13 +46,7 @@ func (s *imageSource) load(cfg *config.Config) (*tensor.Dense, int, error) {
 	case s.image != "" && s.dataset != "":
 		return nil, 0, fmt.Errorf("give --image or --dataset, not both")
 	case s.image != "" && cfg.Data.Dataset == "celeba":
-		// A face model: the user's own aligned face photo is cropped and
-		// resized as CelebA's are.
-		ds, err := data.LoadFace(s.image, size)
-		if err != nil {
-			return nil, 0, err
-		}
-		x, err := ds.Batch([]int{0})
+		x, err := loadFacePhoto(s.image, size)
 		return x, 0, err
 	case s.image != "":
 		// Refused from the header when larger than the model takes.
@@ -92,6 +86,16 @@ func (s *imageSource) load(cfg *config.Config) (*tensor.Dense, int, error) {
 		return x, s.offset, err
 	}
 	return nil, 0, fmt.Errorf("give --image FILE or --dataset mnist-test --n N")
+}
+
+// loadFacePhoto reads a user's own aligned face photo for a face model,
+// cropped and resized as CelebA's are, as a 1×3×size×size batch.
+func loadFacePhoto(path string, size int) (*tensor.Dense, error) {
+	ds, err := data.LoadFace(path, size)
+	if err != nil {
+		return nil, err
+	}
+	return ds.Batch([]int{0})
 }
 
 // fitImage converts an image to c channels and checks its size.
