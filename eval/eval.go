@@ -102,23 +102,26 @@ func Steps(cfg *config.Config) int { return cfg.Sample.NumSamples * cfg.Sample.S
 // cfg.Diffusion respaced to sample.steps) and scores them on the MNIST
 // classifier c against ref: FID, KID (SampleKID, subsets drawn with
 // sample.seed), the confident share and the class histogram. progress
-// gets the sampler steps done (of Steps(cfg)); it may be nil.
-func Samples(cfg *config.Config, net diffusion.Denoiser, c *metrics.Classifier, ref *metrics.Reference, progress func(done int)) (metrics.SampleReport, error) {
+// gets the sampler steps done (of Steps(cfg)); it may be nil. It also
+// returns the samples (N×C×H×W in [-1, 1], as drawn) so that a caller can
+// look at them, e.g. at the report's least confident ones.
+func Samples(cfg *config.Config, net diffusion.Denoiser, c *metrics.Classifier, ref *metrics.Reference, progress func(done int)) (metrics.SampleReport, *tensor.Dense, error) {
 	if progress == nil {
 		progress = func(int) {}
 	}
 	s := cfg.Sample
 	sched, den, err := prior.ScheduleFor(cfg.Diffusion, s.Steps, net)
 	if err != nil {
-		return metrics.SampleReport{}, err
+		return metrics.SampleReport{}, nil, err
 	}
 	opts, err := SamplerOptions(cfg)
 	if err != nil {
-		return metrics.SampleReport{}, err
+		return metrics.SampleReport{}, nil, err
 	}
 	all, err := Draw(cfg, den, sched, opts, progress)
 	if err != nil {
-		return metrics.SampleReport{}, fmt.Errorf("eval: %w", err)
+		return metrics.SampleReport{}, nil, fmt.Errorf("eval: %w", err)
 	}
-	return metrics.NewSampleReport(c, all, ref, SampleKID, rand.New(rand.NewSource(s.Seed)))
+	rep, err := metrics.NewSampleReport(c, all, ref, SampleKID, rand.New(rand.NewSource(s.Seed)))
+	return rep, all, err
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"math/rand"
+	"sort"
 	"strings"
 
 	"gonum.org/v1/gonum/mat"
@@ -56,6 +57,23 @@ type SampleReport struct {
 	// Histogram / N.
 	Histogram [NumClasses]int
 	Share     [NumClasses]float64
+	// Label and TopProb are each sample's predicted class and its
+	// probability, in sample order (for looking at the unconfident ones:
+	// LeastConfident).
+	Label   []int
+	TopProb []float64
+}
+
+// LeastConfident returns the indices of the k samples with the lowest
+// top-class probability, least confident first (ties by index); all of
+// them when k exceeds N.
+func (r SampleReport) LeastConfident(k int) []int {
+	idx := make([]int, len(r.TopProb))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return r.TopProb[idx[a]] < r.TopProb[idx[b]] })
+	return idx[:max(0, min(k, len(idx)))]
 }
 
 // NewSampleReport classifies samples (N×1×28×28 float32 in [-1, 1]; values
@@ -96,6 +114,11 @@ func NewSampleReport(c *Classifier, samples *tensor.Dense, ref *Reference, kid K
 		return SampleReport{}, fmt.Errorf("%s: %w", op, err)
 	}
 	rep.Histogram, rep.Confident = classShares(out.Probs)
+	rep.Label = Predict(out.Probs)
+	rep.TopProb = make([]float64, n)
+	for i, k := range rep.Label {
+		rep.TopProb[i] = out.Probs.At(i, k)
+	}
 	for k, h := range rep.Histogram {
 		rep.Share[k] = float64(h) / float64(n)
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -519,6 +520,34 @@ func TestSampleReport(t *testing.T) {
 	}
 	if sum != 500 || math.Abs(share-1) > 1e-12 {
 		t.Errorf("histogram sums to %d, shares to %v", sum, share)
+	}
+	// Per-sample labels and probabilities agree with the shares; the
+	// least confident of real digits are less confident than the rest.
+	conf := 0
+	for i, p := range good.TopProb {
+		if p >= ConfidenceThreshold {
+			conf++
+		}
+		if good.Label[i] < 0 || good.Label[i] >= NumClasses || p < 1.0/NumClasses || p > 1 {
+			t.Fatalf("sample %d: label %d, top probability %v", i, good.Label[i], p)
+		}
+	}
+	if len(good.TopProb) != 500 || math.Abs(float64(conf)/500-good.Confident) > 1e-12 {
+		t.Errorf("%d per-sample probabilities, %d confident, report says %v", len(good.TopProb), conf, good.Confident)
+	}
+	worst := good.LeastConfident(10)
+	if len(worst) != 10 || len(good.LeastConfident(600)) != 500 || len(good.LeastConfident(-1)) != 0 {
+		t.Fatalf("LeastConfident lengths %d, %d, %d", len(worst), len(good.LeastConfident(600)), len(good.LeastConfident(-1)))
+	}
+	for i := 1; i < len(worst); i++ {
+		if good.TopProb[worst[i-1]] > good.TopProb[worst[i]] {
+			t.Errorf("LeastConfident not ascending at %d: %v", i, worst)
+		}
+	}
+	for i, p := range good.TopProb {
+		if p < good.TopProb[worst[9]] && !slices.Contains(worst, i) {
+			t.Errorf("sample %d (p %.4f) less confident than the 10th least confident (%.4f) but not listed", i, p, good.TopProb[worst[9]])
+		}
 	}
 	// Values outside [-1, 1] are clamped: scaling the real digits by 3
 	// pushes every pixel to ±1 or beyond, the same as clamping them.

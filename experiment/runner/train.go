@@ -155,7 +155,7 @@ func (r *Runner) runTrainCell(ctx context.Context, cell experiment.Cell, progres
 	ec := *p.Config
 	ev := cell.Train.Eval
 	ec.Sample.Sampler, ec.Sample.Steps, ec.Sample.NumSamples, ec.Sample.Seed = ev.Sampler, ev.Steps, ev.N, *ev.Seed
-	rep, err := eval.Samples(&ec, den, c, ref, nil)
+	rep, _, err := eval.Samples(&ec, den, c, ref, nil)
 	if err != nil {
 		return nil, err
 	}
