@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/checkpoint"
+	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/metrics"
 )
 
@@ -24,6 +25,24 @@ func TestEvalSamplesCommand(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("report misses %q:\n%s", want, out)
 		}
+	}
+	// --least-confident: all 6 samples (fewer than 64) in a grid of 8 per
+	// row at scale 2 with 2-pixel gaps: 8·(56+2)+2 wide, 56+4 high.
+	grid := filepath.Join(t.TempDir(), "worst.png")
+	out, err = run(t, "eval", "samples", "--checkpoint", ckpt, "--classifier", "../../models/classifier/classifier.safetensors",
+		"--n", "6", "--steps", "3", "--sampler", "ddim", "--least-confident", grid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "least confident: "+grid+" (6 samples") {
+		t.Errorf("report misses the least-confident line:\n%s", out)
+	}
+	img, err := data.LoadPNG(grid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh := img.Shape(); sh[2] != 60 || sh[3] != 6*58+2 {
+		t.Errorf("least-confident grid %v, want 60 high and %d wide", sh, 6*58+2)
 	}
 	if _, err := run(t, "eval", "samples", "--checkpoint", ckpt, "--classifier", "nope.safetensors", "--n", "2", "--steps", "2"); err == nil || !strings.Contains(err.Error(), "nope.safetensors") {
 		t.Errorf("missing classifier: %v", err)
