@@ -368,6 +368,19 @@ output: ` + filepath.Join(dir, "out") + `
 	if !strings.Contains(st, "4 cells: 1 done, 1 running, 0 failed, 1 abandoned, 1 left") || !strings.Contains(st, "4242_1 diffinv-slurmy-shards RUNNING") {
 		t.Errorf("status:\n%s", st)
 	}
+	// Slurm's clients with no controller reachable: one line naming the
+	// failure, and sacct is not asked.
+	os.WriteFile(filepath.Join(bin, "squeue"), []byte("#!/bin/bash\necho 'squeue: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host' >&2\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\nexit 1\n"), 0o755)
+	os.WriteFile(filepath.Join(bin, "sacct"), []byte("#!/bin/bash\necho 'sacct was asked'\n"), 0o755)
+	st, err = run(t, "experiment", "status", file, "--tasks", "../../configs/tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st, "squeue: no Slurm jobs listed (exit status 1: slurm_load_jobs error: Unable to contact slurm controller)") ||
+		strings.Contains(st, "resolve_ctls") || strings.Contains(st, "sacct was asked") {
+		t.Errorf("status without a reachable controller:\n%s", st)
+	}
+	os.Remove(filepath.Join(bin, "sacct"))
 	// The cell without a result or claim, with a failure record: failed,
 	// and --list prints its error.
 	failedID := strings.TrimSuffix(filepath.Base(jsons[2]), ".json")

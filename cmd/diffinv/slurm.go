@@ -360,10 +360,14 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 					fmt.Fprintf(w, "sacct: none (this cluster keeps no job accounting)\n")
 					continue
 				}
-				fmt.Fprintf(w, "%s:\n%s", tool[0], b)
 				if err != nil {
-					fmt.Fprintf(w, "(%s: %v)\n", tool[0], err)
+					// Slurm's clients installed on a machine with no
+					// reachable controller: one line, not their log, and
+					// no sacct (it asks the same controller).
+					fmt.Fprintf(w, "%s: no Slurm jobs listed (%v: %s)\n", tool[0], err, lastLine(b))
+					break
 				}
+				fmt.Fprintf(w, "%s:\n%s", tool[0], b)
 			}
 			return nil
 		},
@@ -450,4 +454,14 @@ Written from the Kubernetes API reference; not run on a cluster here.`,
 	f.StringVar(&mem, "mem", "8Gi", "memory request and limit per pod")
 	ef.add(cmd)
 	return cmd
+}
+
+// lastLine returns the last non-empty line of a command's output, trimmed
+// ("no output" when there is none).
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if l := strings.TrimSpace(lines[len(lines)-1]); l != "" {
+		return l
+	}
+	return "no output"
 }
