@@ -194,4 +194,8 @@ func TestEvalFaces(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// --least-confident is MNIST's: a face model refuses it by name.
+	if _, err := run(t, "eval", "samples", "--checkpoint", ckpt, "--classifier", clfPath, "--n", "4", "--steps", "2", "--least-confident", "w.png"); err == nil || !strings.Contains(err.Error(), "--least-confident w.png: for MNIST models only") {
+		t.Errorf("--least-confident on a face model: %v", err)
+	}
 }

@@ -288,6 +288,9 @@ The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 				return err
 			}
 			if cfg.Data.Dataset == "celeba" {
+				if leastPath != "" {
+					return fmt.Errorf("--least-confident %s: for MNIST models only (the face gate scores attributes, not one confident class per sample)", leastPath)
+				}
 				if !cmd.Flags().Changed("classifier") {
 					classifier = DefaultAttrClassifier
 				}
