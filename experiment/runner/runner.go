@@ -412,38 +412,51 @@ func wants(ms []string, m string) bool {
 }
 
 // CellCost is the runner's estimate of a cell's cost for balancing shards:
-// images × network evaluations, i.e. the solver's steps (its resolved
-// solver.steps, else the method's default) times 3 for the methods that
-// back-propagate through the network each step; a classical baseline costs
-// its images. A training cell costs 3 × train.steps × train.batch_size
-// (a forward and a backward pass per image) plus its evaluation's
-// samples × sampling steps.
+// images × network evaluations per image, from the method's resolved
+// options (solver.*) or its defaults: the solver's steps, times 3 for the
+// methods that back-propagate through the network each step (DPS, MCG,
+// ΠGDM, moment matching); DAPS's annealing levels × ODE steps; PnP-DM's
+// iterations × about 29.4 calls each (2936 calls for its default 100: the
+// prior steps walk fewer levels as ρ anneals); a classical baseline costs
+// its images. A training cell costs 3 × train.steps × train.batch_size (a
+// forward and a backward pass per image) plus its evaluation's samples ×
+// sampling steps.
 func (r *Runner) CellCost(c experiment.Cell) float64 {
 	if c.Train != nil {
 		return trainCellCost(c)
 	}
-	defaults := map[string]float64{"dps": 1000, "mcg": 1000, "projection": 1000, "pigdm": 100,
-		"moment-matching": 100, "ddnm": 100, "ddnm+": 100, "ddrm": 20}
-	backprop := map[string]bool{"dps": true, "mcg": true, "pigdm": true, "moment-matching": true}
 	n := float64(max(c.Dataset.N, 1))
 	if baseline.IsMethod(c.Method.Name) {
 		return n
 	}
-	steps := defaults[c.Method.Name]
-	if steps == 0 {
-		steps = 100
-	}
-	for _, l := range c.Resolved {
-		if v, ok := strings.CutPrefix(l, "solver.steps: "); ok {
-			if k, err := strconv.ParseFloat(v, 64); err == nil && k > 0 {
-				steps = k
+	opt := func(key string, def float64) float64 {
+		for _, l := range c.Resolved {
+			if v, ok := strings.CutPrefix(l, "solver."+key+": "); ok {
+				if k, err := strconv.ParseFloat(v, 64); err == nil && k > 0 {
+					return k
+				}
 			}
 		}
+		return def
 	}
-	if backprop[c.Method.Name] {
-		steps *= 3
+	var calls float64
+	switch m := c.Method.Name; m {
+	case "dps", "mcg":
+		calls = 3 * opt("steps", 1000)
+	case "pigdm", "moment-matching":
+		calls = 3 * opt("steps", 100)
+	case "projection", "red-diff":
+		calls = opt("steps", 1000)
+	case "ddrm":
+		calls = opt("steps", 20)
+	case "daps":
+		calls = opt("steps", 200) * opt("ode_steps", 5)
+	case "pnp-dm":
+		calls = 29.36 * opt("iters", 100)
+	default: // ddnm, ddnm+, diffpir and any other: 100 steps
+		calls = opt("steps", 100)
 	}
-	return n * steps
+	return n * calls
 }
 
 var _ experiment.CellRunner = (*Runner)(nil)
