@@ -234,16 +234,27 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 	}
 
 	if len(todo) > 0 {
-		bar := progress.New(opts.Progress, exp.Name, len(todo), append([]progress.Option{progress.WithUnit("cell")}, opts.BarOptions...)...)
+		// The bar counts the runner's cost estimate (network calls) where it
+		// has one, so that its rate and ETA hold across cells as unequal as
+		// a 20-step DDRM and a 1000-step DPS; else cells.
+		weight, unit := cellWeights(todo, runner)
+		before := make([]int, len(todo)+1) // before[i]: the weight of the cells before todo[i]
+		for i, w := range weight {
+			before[i+1] = before[i] + w
+		}
+		bar := progress.New(opts.Progress, exp.Name, before[len(todo)], append([]progress.Option{progress.WithUnit(unit)}, opts.BarOptions...)...)
 		for i, c := range todo {
 			if err := ctx.Err(); err != nil {
 				bar.Finish()
 				return fmt.Errorf("experiment %q: stopped before cell %s: %w", exp.Name, c.ID, err)
 			}
-			bar.Status("%s", c.ID)
+			bar.Status("cell %d/%d %s", i+1, len(todo), c.ID)
+			bar.Set(before[i])
 			prog := func(d, t int) {
-				bar.Status("%s %d/%d", c.ID, d, t)
-				bar.Set(i)
+				bar.Status("cell %d/%d %s %d/%d", i+1, len(todo), c.ID, d, t)
+				if t > 0 {
+					bar.Set(before[i] + int(int64(weight[i])*int64(min(d, t))/int64(t)))
+				}
 			}
 			if c.Trained != nil {
 				// It solves with its training cell's model, which must be
@@ -254,7 +265,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 						return fmt.Errorf("experiment %q: cell %s (%s): its training cell %s has no result: %w", exp.Name, c.ID, c.Label(), c.Trained.ID, err)
 					}
 					fmt.Fprintf(logw, "%scell %s: its training cell %s is not done yet (another process holds it): skipped\n", clearLine(logw), c.ID, c.Trained.ID)
-					bar.Set(i + 1)
+					bar.Set(before[i+1])
 					continue
 				}
 				c.Checkpoint = filepath.Join(cdir, c.Trained.ID, TrainModel)
@@ -264,7 +275,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				var err error
 				if cl, err = takeClaim(cdir, c.ID); errors.Is(err, errClaimed) {
 					fmt.Fprintf(logw, "%s%v: skipped\n", clearLine(logw), err)
-					bar.Set(i + 1)
+					bar.Set(before[i+1])
 					continue
 				} else if err != nil {
 					bar.Finish()
@@ -273,7 +284,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				// Another process may have finished it before the claim.
 				if _, err := loadResult(cdir, c); err == nil && !opts.Overwrite {
 					cl.release()
-					bar.Set(i + 1)
+					bar.Set(before[i+1])
 					continue
 				}
 			}
@@ -316,7 +327,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			}
 			fmt.Fprintf(logw, "%s%s\n", clearLine(logw), summary(c, res, wall))
 			bar.Status("")
-			bar.Set(i + 1)
+			bar.Set(before[i+1])
 		}
 		bar.Finish()
 	}
@@ -454,4 +465,22 @@ func std(xs []float64) float64 {
 		s += (x - m) * (x - m)
 	}
 	return math.Sqrt(s / float64(len(xs)-1))
+}
+
+// cellWeights returns each cell's weight on the run's progress bar and the
+// bar's unit: the runner's CellCost rounded (at least 1) and "call" when
+// the runner estimates costs, else 1 and "cell".
+func cellWeights(cells []Cell, runner CellRunner) ([]int, string) {
+	w := make([]int, len(cells))
+	cc, ok := runner.(CellCoster)
+	for i, c := range cells {
+		w[i] = 1
+		if ok {
+			w[i] = max(1, int(math.Round(cc.CellCost(c))))
+		}
+	}
+	if ok {
+		return w, "call"
+	}
+	return w, "cell"
 }

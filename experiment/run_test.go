@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -661,5 +662,65 @@ func TestCellFolderKeptUntilResult(t *testing.T) {
 		if _, err := os.Stat(d); !os.IsNotExist(err) {
 			t.Errorf("%s still there after its result was stored (%v)", d, err)
 		}
+	}
+}
+
+// costFake is a fakeRunner whose CellCost makes a DPS cell nine times a
+// DDRM cell.
+type costFake struct{ *fakeRunner }
+
+func (costFake) CellCost(c Cell) float64 {
+	if c.Method.Name == "dps" {
+		return 9
+	}
+	return 1
+}
+
+// TestRunProgressByCost: with a runner that estimates cell costs, the run's
+// bar counts them (8 DPS cells × 9 + 8 DDRM cells × 1 = 80 calls), moving
+// within a cell as its images finish, never backwards; without, cells.
+func TestRunProgressByCost(t *testing.T) {
+	var log bytes.Buffer
+	tick := time.Unix(0, 0)
+	opts := RunOptions{Out: t.TempDir(), Log: io.Discard, Progress: &log, BarOptions: []progress.Option{
+		progress.WithTerminal(false), progress.WithInterval(time.Nanosecond),
+		progress.WithClock(func() time.Time { tick = tick.Add(time.Second); return tick })}}
+	if err := Run(context.Background(), mustDecode(testYAML), costFake{&fakeRunner{}}, opts); err != nil {
+		t.Fatal(err)
+	}
+	var done []int
+	for _, l := range strings.Split(log.String(), "\n") {
+		if _, rest, ok := strings.Cut(l, "| "); ok {
+			var d, total int
+			if _, err := fmt.Sscanf(rest, "%d/%d", &d, &total); err != nil || total != 80 {
+				t.Fatalf("progress line %q: want N/80", l)
+			}
+			if !strings.Contains(l, " call/s") && !strings.Contains(l, " s/call") {
+				t.Errorf("progress line %q: want the unit call", l)
+			}
+			done = append(done, d)
+		}
+	}
+	distinct := map[int]bool{}
+	for i, d := range done {
+		distinct[d] = true
+		if i > 0 && d < done[i-1] {
+			t.Fatalf("progress went back: %v", done)
+		}
+	}
+	// 16 cells alone give at most 17 values; images inside the DPS cells
+	// (3 each, 3 calls apiece) add more.
+	if len(done) == 0 || done[len(done)-1] != 80 || len(distinct) <= 17 {
+		t.Errorf("progress values %v: want them to end at 80 with more than 17 distinct", done)
+	}
+
+	log.Reset()
+	tick = time.Unix(0, 0)
+	opts.Out = t.TempDir()
+	if err := Run(context.Background(), mustDecode(testYAML), &fakeRunner{}, opts); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "16/16") || !strings.Contains(log.String(), "/cell") && !strings.Contains(log.String(), "cell/s") {
+		t.Errorf("progress without costs:\n%s", log.String())
 	}
 }
