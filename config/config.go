@@ -255,6 +255,12 @@ type Sample struct {
 	Steps int `yaml:"steps"`
 	// Eta is DDIM's η (0 deterministic, 1 DDPM-like).
 	Eta float64 `yaml:"eta"`
+	// Spacing picks the timesteps of a respaced schedule (steps below
+	// diffusion.steps), as the DDIM code's --skip_type: "uniform"
+	// (range(0, T, T/steps), the default) or "quad" (⌊(linspace(0,
+	// √(0.8T), steps))²⌋, which the DDIM paper used on CIFAR-10: more steps
+	// at low noise).
+	Spacing string `yaml:"spacing"`
 	// NumSamples is the number of samples.
 	NumSamples int `yaml:"num_samples"`
 	// BatchSize is the number of samples run through the network at once.
@@ -392,6 +398,7 @@ func Default() Config {
 			Sampler:          "ddim",
 			Steps:            50,
 			Eta:              0,
+			Spacing:          "uniform",
 			NumSamples:       64,
 			BatchSize:        64,
 			Seed:             1,

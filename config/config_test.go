@@ -147,6 +147,7 @@ func TestErrorsNameKeyValueAndExpectation(t *testing.T) {
 		{"groups divide channels", Sources{Sets: []string{"model.num_channels=24"}}, []string{"model.num_groups", "32"}},
 		{"image size vs levels", Sources{Sets: []string{"model.image_size=30", "model.channel_mult=[1,2,2]"}}, []string{"model.image_size", "30", "divisible by 4"}},
 		{"sample steps", Sources{Sets: []string{"sample.steps=2000"}}, []string{"sample.steps", "2000"}},
+		{"sample spacing", Sources{Sets: []string{"sample.spacing=cubic"}}, []string{"sample.spacing", "cubic", "uniform, quad"}},
 		{"loss weight enum", Sources{Sets: []string{"train.loss_weight=snr"}}, []string{"train.loss_weight", "snr", "uniform, min_snr, p2"}},
 		{"loss weight gamma", Sources{Sets: []string{"train.loss_weight=min_snr", "train.loss_weight_gamma=-1"}}, []string{"train.loss_weight_gamma", "-1", ">= 0"}},
 		{"p2 k", Sources{Sets: []string{"train.loss_weight=p2", "train.loss_weight_k=-0.5"}}, []string{"train.loss_weight_k", "-0.5", ">= 0"}},

@@ -184,6 +184,7 @@ func (c *Config) Validate() error {
 	s := c.Sample
 	k.oneOf("sample.sampler", s.Sampler, sample.Names()...)
 	k.positive("sample.steps", s.Steps)
+	k.oneOf("sample.spacing", s.Spacing, diffusion.SpacingUniform, diffusion.SpacingQuad)
 	if d.Steps > 0 && s.Steps > d.Steps {
 		k.fail("sample.steps", s.Steps, fmt.Sprintf("<= diffusion.steps (%d)", d.Steps))
 	}

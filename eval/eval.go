@@ -110,7 +110,7 @@ func Samples(cfg *config.Config, net diffusion.Denoiser, c *metrics.Classifier, 
 		progress = func(int) {}
 	}
 	s := cfg.Sample
-	sched, den, err := prior.ScheduleFor(cfg.Diffusion, s.Steps, net)
+	sched, den, err := prior.ScheduleSpaced(cfg.Diffusion, s.Steps, s.Spacing, net)
 	if err != nil {
 		return metrics.SampleReport{}, nil, err
 	}

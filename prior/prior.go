@@ -167,6 +167,12 @@ func (p *Prior) Schedule(steps int) (*diffusion.Schedule, diffusion.Denoiser, er
 // ScheduleFor is Schedule for any network (another engine's, say) and
 // diffusion settings.
 func ScheduleFor(d config.Diffusion, steps int, net diffusion.Denoiser) (*diffusion.Schedule, diffusion.Denoiser, error) {
+	return ScheduleSpaced(d, steps, diffusion.SpacingUniform, net)
+}
+
+// ScheduleSpaced is ScheduleFor with the respaced timesteps chosen by
+// spacing (diffusion.SpacingUniform or SpacingQuad; sample.spacing).
+func ScheduleSpaced(d config.Diffusion, steps int, spacing string, net diffusion.Denoiser) (*diffusion.Schedule, diffusion.Denoiser, error) {
 	s, err := d.NewSchedule()
 	if err != nil {
 		return nil, nil, err
@@ -178,7 +184,7 @@ func ScheduleFor(d config.Diffusion, steps int, net diffusion.Denoiser) (*diffus
 	if steps <= 0 || steps >= d.Steps {
 		return s, den, nil
 	}
-	ts, err := diffusion.SpacedTimesteps(d.Steps, steps, diffusion.SpacingUniform)
+	ts, err := diffusion.SpacedTimesteps(d.Steps, steps, spacing)
 	if err != nil {
 		return nil, nil, err
 	}

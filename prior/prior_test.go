@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/diffinv/diffinv/config"
+	"github.com/diffinv/diffinv/diffusion"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/model"
 	"github.com/diffinv/diffinv/prior"
@@ -132,5 +133,62 @@ func TestOpenNoAttention(t *testing.T) {
 	}
 	if _, err := prior.Open(p, config.Sources{Sets: []string{"model.attention_resolutions=[4]"}}); err == nil {
 		t.Error("adding attention to a model without it: no error")
+	}
+}
+
+// TestScheduleSpaced: sample.spacing picks the respaced timesteps (the DDIM
+// code's skip types), uniform by default; steps ≥ T keep the schedule.
+func TestScheduleSpaced(t *testing.T) {
+	d := config.Default().Diffusion // T = 1000
+	cases := []struct {
+		spacing string
+		steps   int
+		n       int // timesteps expected (0: as SpacedTimesteps gives)
+	}{
+		{diffusion.SpacingUniform, 50, 50},
+		{diffusion.SpacingQuad, 50, 0},
+		{diffusion.SpacingQuad, 1000, 1000},
+	}
+	for _, tc := range cases {
+		s, _, err := prior.ScheduleSpaced(d, tc.steps, tc.spacing, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := s.Timesteps()
+		want, _ := diffusion.SpacedTimesteps(d.Steps, tc.steps, tc.spacing)
+		if tc.steps >= d.Steps {
+			want = nil
+			for i := range d.Steps {
+				want = append(want, i)
+			}
+		}
+		if len(ts) != len(want) || (tc.n > 0 && len(ts) != tc.n) {
+			t.Fatalf("%s %d: %d timesteps, want %d", tc.spacing, tc.steps, len(ts), len(want))
+		}
+		for i := range ts {
+			if ts[i] != want[i] {
+				t.Fatalf("%s %d: timestep %d is %d, want %d", tc.spacing, tc.steps, i, ts[i], want[i])
+			}
+		}
+		if tc.spacing == diffusion.SpacingUniform && (ts[1] != 20 || ts[49] != 980) {
+			t.Errorf("uniform 50: %v", ts)
+		}
+	}
+	// quad puts more steps at low noise than uniform
+	q, _, _ := prior.ScheduleSpaced(d, 50, diffusion.SpacingQuad, nil)
+	u, _, _ := prior.ScheduleFor(d, 50, nil)
+	below := func(ts []int) (n int) {
+		for _, t := range ts {
+			if t < 200 {
+				n++
+			}
+		}
+		return n
+	}
+	if !(below(q.Timesteps()) > 2*below(u.Timesteps())) {
+		t.Errorf("quad: %d timesteps below 200, uniform %d", below(q.Timesteps()), below(u.Timesteps()))
+	}
+	if _, _, err := prior.ScheduleSpaced(d, 50, "cubic", nil); err == nil || !strings.Contains(err.Error(), "cubic") {
+		t.Errorf("spacing cubic: %v", err)
 	}
 }

@@ -257,7 +257,7 @@ func evalFaces(cmd *cobra.Command, net diffusion.Denoiser, cfg *config.Config, c
 		return fmt.Errorf("training crops: %w", err)
 	}
 	s := cfg.Sample
-	sched, den, err := schedule(cfg.Diffusion, s.Steps, net)
+	sched, den, err := sampleSchedule(cfg, net)
 	if err != nil {
 		return err
 	}

@@ -77,3 +77,9 @@ func loadWeights(path string) (net *model.UNet, cfg config.Config, trained bool,
 func schedule(d config.Diffusion, steps int, net diffusion.Denoiser) (*diffusion.Schedule, diffusion.Denoiser, error) {
 	return prior.ScheduleFor(d, steps, net)
 }
+
+// sampleSchedule is schedule for sampling: respaced to sample.steps with
+// sample.spacing.
+func sampleSchedule(cfg *config.Config, net diffusion.Denoiser) (*diffusion.Schedule, diffusion.Denoiser, error) {
+	return prior.ScheduleSpaced(cfg.Diffusion, cfg.Sample.Steps, cfg.Sample.Spacing, net)
+}

@@ -66,7 +66,7 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 			if err != nil {
 				return err
 			}
-			sched, den, err := schedule(cfg.Diffusion, s.Steps, netDen)
+			sched, den, err := sampleSchedule(cfg, netDen)
 			if err != nil {
 				return err
 			}

@@ -96,6 +96,16 @@ func TestSampleCommand(t *testing.T) {
 	if len(ra) == 0 || string(ra[len(ra)-64:]) != string(rb[len(rb)-64:]) {
 		t.Error("ddim with the same seed gave different samples")
 	}
+	// sample.spacing=quad walks other timesteps (T = 20, 4 steps: 0, 1, 7,
+	// 16 against 0, 5, 10, 15): other samples from the same seed.
+	q := filepath.Join(dir, "q.png")
+	if _, err := run(t, "sample", "--checkpoint", ckpt, "--sampler", "ddim", "--steps", "4", "--n", "2", "--seed", "3", "--out", q, "--set", "sample.spacing=quad"); err != nil {
+		t.Fatal(err)
+	}
+	rq, _ := os.ReadFile(strings.TrimSuffix(q, ".png") + ".safetensors")
+	if len(rq) == 0 || string(ra[len(ra)-64:]) == string(rq[len(rq)-64:]) {
+		t.Error("ddim with sample.spacing=quad gave the uniform spacing's samples")
+	}
 }
 
 func TestSampleCommandErrors(t *testing.T) {
