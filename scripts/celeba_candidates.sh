@@ -31,11 +31,5 @@ dt = [b["wall_s"] - a["wall_s"] for a, b in zip(steps, steps[1:]) if b["step"] >
 rss = int(open(sys.argv[2]).read().split()[-1]) / 1024 / 1024
 print(f"| {sys.argv[3]} | {params/1e6:.2f} M | {statistics.median(dt):.2f} | {rss:.1f} GB |")
 PY
-done <<'LIST'
-64 [1,2,2,2] 2 [16]
-64 [1,2,2,2] 1 [16]
-64 [1,2,2] 2 [16]
-32 [1,2,4,4] 2 [16]
-96 [1,1,2,2] 1 [16]
-LIST
+done <scripts/lib/celeba_candidates.txt # channels, multipliers, blocks, attention resolutions
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -59,13 +59,7 @@ sps = f"{statistics.median(dt):.2f}" if dt else "?"
 print(f"| {sys.argv[3]} | {params/1e6:.2f} M | {sps} | {fid} | {kid} |")
 PY
 )")
-done <<'LIST'
-64 [1,2,2,2] 2 [16]
-64 [1,2,2,2] 1 [16]
-64 [1,2,2] 2 [16]
-32 [1,2,4,4] 2 [16]
-96 [1,1,2,2] 1 [16]
-LIST
+done <scripts/lib/celeba_candidates.txt # channels, multipliers, blocks, attention resolutions
 echo "| network (channels × multipliers, blocks, attention) | parameters | s/step (median) | FID ($n DDIM-25, step $steps) | KID |"
 echo "|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
