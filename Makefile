@@ -57,8 +57,7 @@ train-mnist: setup
 
 ## train-mnist-next: the candidate successor of the shipped MNIST model (issue 17's real-digit level;
 ## scripts/train_mnist_next.sh: a 3.9 M-parameter network, 30,000 steps in three resumable pieces of
-## about 1.5 h each on 2 cores, then a 6000-step restart at a low learning rate (piece 4, ~40 min);
-## each piece ends with `eval samples` for seeds 1 and 2; STOP=N)
+## about 1.5 h each on 2 cores, each ending with `eval samples` for seeds 1 and 2; STOP=N)
 MNIST_NEXT_OUT ?= runs/mnist-next
 train-mnist-next: setup
 	STOP=$(STOP) bash scripts/train_mnist_next.sh $(MNIST_NEXT_OUT)

@@ -13,12 +13,7 @@ cd "$(dirname "$0")/.."
 k=${1:?usage: bash scripts/ship_mnist.sh K [RECIPE_OUT] (K: the piece whose stage passed)}
 in=${2:-runs/mnist-next}
 bin=./bin/diffinv
-run=$in/run
 ckpt=$(printf '%s/run/checkpoints/step-%08d.safetensors' "$in" $((k * 10000)))
-if [[ $k == 4 ]]; then # piece 4 is the restart from stage 3 (train_mnist_next.sh)
-  run=$in/anneal
-  ckpt=$run/checkpoints/step-00006000.safetensors
-fi
 for f in "$ckpt" "$in/eval-$k-seed1.txt" "$in/eval-$k-seed2.txt"; do
   if [[ ! -f $f ]]; then echo "ship_mnist.sh: $f not found" >&2; exit 2; fi
 done
@@ -36,7 +31,7 @@ fi
 mkdir -p models/mnist
 "$bin" export --checkpoint "$ckpt" --out models/mnist/model.safetensors
 for f in log.jsonl loss.png config.yaml; do
-  if [[ -f $run/$f ]]; then cp "$run/$f" "models/mnist/$f"; fi
+  if [[ -f $in/run/$f ]]; then cp "$in/run/$f" "models/mnist/$f"; fi
 done
 for s in 1 2; do cp "$in/eval-$k-seed$s.txt" "models/mnist/eval-seed$s.txt"; done
 bash scripts/regen_sample_grids.sh

@@ -13,14 +13,8 @@
 #
 #   bash scripts/train_mnist_next.sh [OUT [TRAIN FLAGS...]]    # OUT: runs/mnist-next
 #
-# Piece 4 then restarts from stage 3's EMA weights with a fresh Adam (lr 5e-5 after 100 warm-up
-# steps, cosine to 0 over 6000 steps, P2, EMA 0.9995; its own run in OUT/anneal, about 40 min): the
-# annealing restart that lifted the shipped model's confident share in its last two stages
-# (models/mnist/README.md), tried because the cosine run's share was still rising at its end
-# (90.7 % at step 20,000, 93.1 % at 25,000, seed 1). Evaluated like the pieces (eval-4-seedS.txt).
-#
 # Interrupt it at any time: run it again and it resumes from the last checkpoint (bit-identical)
-# and skips finished pieces. STOP=N stops after piece N (1–4).
+# and skips finished pieces. STOP=N stops after piece N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pieces.sh
@@ -28,7 +22,7 @@ out=${1:-runs/mnist-next}
 shift || true
 extra=("$@")
 bin=./bin/diffinv
-stop=${STOP:-4}
+stop=${STOP:-3}
 go build -o "$bin" ./cmd/diffinv
 
 total=30000
@@ -40,9 +34,8 @@ common=(--config configs/mnist.yaml --grid-n 16 --precision bf16
   --set train.checkpoint_every=500 --set train.keep_checkpoints=2 --set train.sample_every=5000
   --set train.log_every=50)
 
-# evaluate K: the gate's protocol on stage K for seeds 1 and 2, once.
-evaluate() {
-  local k=$1 seed f
+for ((k = 1; k <= stop && k <= total / piece; k++)); do
+  train_piece "$bin" "$out" "$k" "$piece" "$total" "${common[@]}" "${extra[@]}"
   for seed in 1 2; do
     f=$out/eval-$k-seed$seed.txt
     if [[ ! -f $f ]]; then
@@ -51,25 +44,4 @@ evaluate() {
     fi
     grep -E "^FID|^confident|real-digit level" "$f"
   done
-}
-
-for ((k = 1; k <= stop && k <= total / piece; k++)); do
-  train_piece "$bin" "$out" "$k" "$piece" "$total" "${common[@]}" "${extra[@]}"
-  evaluate "$k"
 done
-
-if ((stop >= 4)); then
-  if [[ ! -f $out/stage-4.safetensors ]]; then
-    resume=()
-    if compgen -G "$out/anneal/checkpoints/step-*.safetensors" >/dev/null; then resume=(--resume); fi
-    echo "== piece 4: restart from stage 3, 6000 steps at lr 5e-5"
-    "$bin" train --out "$out/anneal" --config configs/mnist.yaml --grid-n 16 --precision bf16 \
-      --init "$out/stage-3.safetensors" --set model.num_channels=48 --set model.num_res_blocks=2 \
-      --set train.steps=6000 --set train.batch_size=64 --set train.lr=0.00005 --set train.warmup_steps=100 \
-      --set train.lr_decay=cosine --set train.loss_weight=p2 --set train.ema_decay=0.9995 \
-      --set train.checkpoint_every=500 --set train.keep_checkpoints=2 --set train.sample_every=2000 \
-      --set train.log_every=50 "${resume[@]}" "${extra[@]}"
-    "$bin" export --checkpoint "$out/anneal/checkpoints/step-00006000.safetensors" --out "$out/stage-4.safetensors"
-  fi
-  evaluate 4
-fi
