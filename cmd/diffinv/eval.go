@@ -15,6 +15,7 @@ import (
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/eval"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/metrics"
@@ -270,6 +271,11 @@ The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 			// run config; the flags given are the top layer.
 			cf.presets = []config.Preset{eval.Protocol}
 			cf.applyFlags(cmd)
+			if leastPath != "" {
+				if err := atomicfile.CheckWritable(leastPath); err != nil {
+					return fmt.Errorf("--least-confident: %w", err)
+				}
+			}
 			if err := prec.set(&cf); err != nil {
 				return err
 			}

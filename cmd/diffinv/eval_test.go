@@ -44,6 +44,9 @@ func TestEvalSamplesCommand(t *testing.T) {
 	if sh := img.Shape(); sh[2] != 60 || sh[3] != 6*58+2 {
 		t.Errorf("least-confident grid %v, want 60 high and %d wide", sh, 6*58+2)
 	}
+	if _, err := run(t, "eval", "samples", "--checkpoint", ckpt, "--n", "2", "--steps", "2", "--least-confident", filepath.Join(filepath.Dir(grid), "nofolder", "w.png")); err == nil || !strings.Contains(err.Error(), "--least-confident: folder") {
+		t.Errorf("--least-confident in a missing folder: %v, want it refused before sampling", err)
+	}
 	if _, err := run(t, "eval", "samples", "--checkpoint", ckpt, "--classifier", "nope.safetensors", "--n", "2", "--steps", "2"); err == nil || !strings.Contains(err.Error(), "nope.safetensors") {
 		t.Errorf("missing classifier: %v", err)
 	}

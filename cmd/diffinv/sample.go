@@ -12,6 +12,7 @@ import (
 	"github.com/diffinv/diffinv/checkpoint"
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/eval"
+	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/internal/progress"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/sample"
@@ -45,6 +46,11 @@ keys (see configs/mnist.yaml) tune each sampler.`,
 			// that already ends so would be overwritten by them.
 			if raw := rawSamplesPath(out); filepath.Clean(raw) == filepath.Clean(out) {
 				return fmt.Errorf("--out %s: the raw samples are written to the same path with .safetensors, so the PNG grid would be overwritten; give a .png path", out)
+			}
+			for _, p := range []string{out, rawSamplesPath(out)} {
+				if err := atomicfile.CheckWritable(p); err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
 			}
 			if ckpt != "" {
 				if err := distinctFiles("--checkpoint", ckpt, "--out (raw samples)", rawSamplesPath(out)); err != nil {

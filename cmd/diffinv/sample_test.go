@@ -118,6 +118,8 @@ func TestSampleCommandErrors(t *testing.T) {
 		{[]string{"sample", "--out", out}, "--checkpoint is required"},
 		{[]string{"sample", "--checkpoint", "missing.safetensors", "--out", out}, "missing.safetensors"},
 		{[]string{"sample", "--checkpoint", ckpt}, "--out is required"},
+		// A missing output folder fails before any sampling, naming the folder.
+		{[]string{"sample", "--checkpoint", ckpt, "--out", filepath.Join(filepath.Dir(out), "nofolder", "x.png")}, "nofolder"},
 		{[]string{"sample", "--checkpoint", ckpt, "--sampler", "nope", "--out", out}, "nope"},
 		{[]string{"sample", "--checkpoint", ckpt, "--steps", "50", "--out", out}, "sample.steps"},
 		{[]string{"sample", "--checkpoint", ckpt, "--set", "model.num_channels=16", "--out", out}, "architecture"},

@@ -108,3 +108,29 @@ func CleanStale(dir string) ([]string, error) {
 	}
 	return removed, nil
 }
+
+// CheckWritable reports, before any long work, whether Write could put a
+// file at path later: its folder must exist and take a new file, and path
+// must not be a folder. Commands call it on their output paths first, so
+// that a typo in --out fails at once instead of after minutes of sampling.
+// It leaves nothing behind.
+func CheckWritable(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a folder, expected a file path", path)
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("folder %s of %s: %w", dir, path, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s: %s is not a folder", path, dir)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("folder %s of %s takes no new file: %w", dir, path, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}

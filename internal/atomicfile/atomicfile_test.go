@@ -93,3 +93,45 @@ func TestCleanStale(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckWritable(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "plain")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, wantErr string
+	}{
+		{"new file", filepath.Join(dir, "a.png"), ""},
+		{"existing file", file, ""},
+		{"missing folder", filepath.Join(dir, "nope", "a.png"), "nope"},
+		{"folder given", dir, "is a folder"},
+		{"parent is a file", filepath.Join(file, "a.png"), "not a folder"},
+		{"read-only folder", filepath.Join(ro, "a.png"), "takes no new file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "read-only folder" && os.Geteuid() == 0 {
+				t.Skip("root writes to read-only folders")
+			}
+			err := CheckWritable(tc.path)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CheckWritable(%s): %v", tc.path, err)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("CheckWritable(%s) = %v, want an error containing %q", tc.path, err, tc.wantErr)
+			}
+			entries, _ := os.ReadDir(filepath.Dir(tc.path))
+			for _, e := range entries {
+				if IsTemp(e.Name()) {
+					t.Fatalf("left %s behind", e.Name())
+				}
+			}
+		})
+	}
+}
