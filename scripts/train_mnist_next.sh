@@ -39,12 +39,5 @@ common=(--config configs/mnist.yaml --grid-n 16 --precision bf16
 
 for ((k = 1; k <= stop && k <= total / piece; k++)); do
   train_piece "$bin" "$out" "$k" "$piece" "$total" "${common[@]}" "${extra[@]}"
-  for seed in 1 2; do
-    f=$out/eval-$k-seed$seed.txt
-    if [[ ! -f $f ]]; then
-      "$bin" eval samples --checkpoint "$out/stage-$k.safetensors" --n 1000 --seed "$seed" >"$f.tmp"
-      mv "$f.tmp" "$f"
-    fi
-    grep -E "^FID|^confident|real-digit level" "$f"
-  done
+  eval_stage "$bin" "$out" "$k"
 done

@@ -1,5 +1,5 @@
 # scripts/lib/pieces.sh: the piece loop shared by the long training recipes (train_celeba.sh,
-# train_mnist_next.sh). Sourced, not run. A recipe is one `diffinv train` run of TOTAL steps taken
+# train_mnist_next.sh, train_mnist_cosine.sh). Sourced, not run. A recipe is one `diffinv train` run of TOTAL steps taken
 # in pieces of PIECE steps with --stop-at, so that each piece fits a working session; piece K ends
 # with the EMA weights of step K·PIECE exported to OUT/stage-K.safetensors. A piece whose stage file
 # exists is skipped; an interrupted piece resumes from the run's last checkpoint (bit-identical to
@@ -23,4 +23,19 @@ train_piece() {
   local ckpt
   ckpt=$(printf '%s/run/checkpoints/step-%08d.safetensors' "$out" "$at")
   "$bin" export --checkpoint "$ckpt" --out "$out/stage-$k.safetensors"
+}
+
+# eval_stage BIN OUT K: the MNIST quality gate and real-digit level (`diffinv eval samples`, 1000
+# DDIM-50 samples) of OUT/stage-K.safetensors for sample seeds 1 and 2, kept in
+# OUT/eval-K-seedS.txt (an existing file is not redone); prints their FID, confident and level lines.
+eval_stage() {
+  local bin=$1 out=$2 k=$3 seed f
+  for seed in 1 2; do
+    f=$out/eval-$k-seed$seed.txt
+    if [[ ! -f $f ]]; then
+      "$bin" eval samples --checkpoint "$out/stage-$k.safetensors" --n 1000 --seed "$seed" >"$f.tmp"
+      mv "$f.tmp" "$f"
+    fi
+    grep -E "^FID|^confident|real-digit level" "$f"
+  done
 }
