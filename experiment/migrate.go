@@ -159,3 +159,53 @@ func Status(exp *Experiment, out string) (cells []Cell, done map[string]bool, er
 	}
 	return cells, done, nil
 }
+
+// WorkState is an experiment's work in a runner's cost units (network
+// calls for diffinv's runner: runner.CellCost), done and left, with the
+// measured seconds of the done cells that stored them: their ratio is the
+// rate at which the left work can be expected to go.
+type WorkState struct {
+	Left, Done float64
+	// Timed is the cost of the done cells with stored seconds, Seconds
+	// their time in all.
+	Timed, Seconds float64
+}
+
+// Rate is Timed / Seconds, cost units per second (0 when nothing is timed).
+func (w WorkState) Rate() float64 {
+	if w.Seconds <= 0 {
+		return 0
+	}
+	return w.Timed / w.Seconds
+}
+
+// Workload adds up cost over the cells Status lists, split by done.
+func Workload(exp *Experiment, out string, cells []Cell, done map[string]bool, cost func(Cell) float64) WorkState {
+	if out == "" {
+		out = exp.Output
+	}
+	cdir := filepath.Join(out, CellsDir)
+	sec, _ := LookupMetric("seconds")
+	var w WorkState
+	for _, c := range cells {
+		k := cost(c)
+		if !done[c.ID] {
+			w.Left += k
+			continue
+		}
+		w.Done += k
+		r, err := loadResult(cdir, c)
+		if err != nil || len(r.Images) == 0 {
+			continue
+		}
+		if _, ok := r.Images[0].Metrics[sec.Name]; !ok {
+			continue
+		}
+		s := cellData{Cell: c, res: r}.value(sec) * float64(len(r.Images))
+		if s > 0 {
+			w.Timed += k
+			w.Seconds += s
+		}
+	}
+	return w
+}

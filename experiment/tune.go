@@ -1103,3 +1103,61 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// TuneState is how far an experiment's tuning has got, from the trials
+// stored under its output folder (`experiment status`).
+type TuneState struct {
+	// Searches is the number of task × method searches; Complete of them
+	// are finished (all their points, or their budget spent).
+	Searches, Complete int
+	// Trials is the number of trials stored, Planned the points of all
+	// searches (a search with a budget may stop before its last).
+	Trials, Planned int
+	// Seconds is the stored trials' measured time in all.
+	Seconds float64
+	// LeftSeconds estimates the trial time still to run: each unfinished
+	// search's budget less what it has spent (a search may overrun its
+	// budget by one trial); NaN when the file sets no budget.
+	LeftSeconds float64
+	// Written reports whether the tuned file exists.
+	Written bool
+}
+
+// TuneProgress replays every search of e from the stored trials in out
+// (the file's output folder when empty), running nothing.
+func TuneProgress(ctx context.Context, e *Experiment, out string) (TuneState, error) {
+	var st TuneState
+	if e.Tune == nil {
+		return st, fmt.Errorf("experiment %q: no tune section", e.Name)
+	}
+	if out == "" {
+		out = e.Output
+	}
+	budget := float64(e.Tune.Budget)
+	if budget <= 0 {
+		st.LeftSeconds = math.NaN()
+	}
+	for _, p := range e.tunePairs() {
+		s, err := e.searchPair(ctx, p, out, nil, TuneOptions{}, false)
+		if err != nil {
+			return st, err
+		}
+		st.Searches++
+		st.Planned += s.planned
+		st.Trials += len(s.trials)
+		spent := 0.0
+		for _, tr := range s.trials {
+			spent += tr.seconds
+		}
+		st.Seconds += spent
+		if s.complete {
+			st.Complete++
+		} else if budget > 0 {
+			st.LeftSeconds += math.Max(budget-spent, 0)
+		}
+	}
+	if _, err := os.Stat(e.TunedPath(out)); err == nil {
+		st.Written = true
+	}
+	return st, nil
+}

@@ -437,3 +437,78 @@ func TestTuneValidatesFirst(t *testing.T) {
 		})
 	}
 }
+
+// TestTuneProgress: status's view of a tuning half done by shard 0 of 2
+// (the DPS searches of both tasks: 4 trials each, 2 s a trial), then done.
+func TestTuneProgress(t *testing.T) {
+	out := t.TempDir()
+	y := strings.Replace(tuneYAML, "offset: 10}", "offset: 10}\n  budget: 100", 1)
+	ctx := context.Background()
+	st, err := TuneProgress(ctx, mustDecode(y), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TuneState{Searches: 4, Planned: 20, LeftSeconds: 400}); st != want {
+		t.Errorf("before tuning: %+v, want %+v", st, want)
+	}
+	var buf bytes.Buffer
+	o := tuneOpts(out, &buf)
+	o.Shard = Shard{Index: 0, Count: 2}
+	if err := Tune(ctx, mustDecode(y), &peakRunner{}, o); err != nil {
+		t.Fatal(err)
+	}
+	st, err = TuneProgress(ctx, mustDecode(y), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TuneState{Searches: 4, Complete: 2, Trials: 8, Planned: 20, Seconds: 16, LeftSeconds: 200}); st != want {
+		t.Errorf("after shard 0: %+v, want %+v", st, want)
+	}
+	o.Shard = Shard{Index: 1, Count: 2}
+	if err := Tune(ctx, mustDecode(y), &peakRunner{}, o); err != nil {
+		t.Fatal(err)
+	}
+	st, err = TuneProgress(ctx, mustDecode(y), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TuneState{Searches: 4, Complete: 4, Trials: 20, Planned: 20, Seconds: 40, Written: true}); st != want {
+		t.Errorf("after both shards: %+v, want %+v", st, want)
+	}
+	// Without a budget there is no estimate of the time left.
+	st, err = TuneProgress(ctx, mustDecode(tuneYAML), t.TempDir())
+	if err != nil || !math.IsNaN(st.LeftSeconds) {
+		t.Errorf("no budget: %+v, %v: want LeftSeconds NaN", st, err)
+	}
+}
+
+// TestWorkload: the work of the table's cells, done and left, and the rate
+// of the done cells from their stored seconds (2 images × 1 s a cell).
+func TestWorkload(t *testing.T) {
+	out := t.TempDir()
+	y := strings.Replace(tuneYAML, "tune: {scale: [0.1, 0.3, 1, 3]}", "", 1)
+	y = strings.Replace(y, "    tune: {scale: [1, 0.3], eta: [0, 0.5, 1]}\n", "", 1)
+	y = strings.Replace(y, "tune:\n  dataset: {name: mnist-train, n: 2, offset: 10}\n", "", 1)
+	e := mustDecode(y)
+	cost := func(c Cell) float64 { return 100 * float64(c.Dataset.N) }
+	var buf bytes.Buffer
+	if err := Run(context.Background(), e, &peakRunner{}, quiet(out, &buf)); err != nil {
+		t.Fatal(err)
+	}
+	cells, done, err := Status(e, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 tasks × 3 methods × 2 seeds, 3 images each; take one result away.
+	if len(cells) != 12 {
+		t.Fatalf("%d cells, want 12", len(cells))
+	}
+	delete(done, cells[0].ID)
+	w := Workload(e, out, cells, done, cost)
+	if want := (WorkState{Left: 300, Done: 3300, Timed: 3300, Seconds: 33}); w != want {
+		t.Errorf("Workload = %+v, want %+v", w, want)
+	}
+	if w.Rate() != 100 {
+		t.Errorf("rate %v, want 100 a second", w.Rate())
+	}
+}

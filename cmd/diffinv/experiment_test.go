@@ -365,7 +365,8 @@ output: ` + filepath.Join(dir, "out") + `
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(st, "4 cells: 1 done, 1 running, 0 failed, 1 abandoned, 1 left") || !strings.Contains(st, "4242_1 diffinv-slurmy-shards RUNNING") {
+	if !strings.Contains(st, "4 cells: 1 done, 1 running, 0 failed, 1 abandoned, 1 left") || !strings.Contains(st, "4242_1 diffinv-slurmy-shards RUNNING") ||
+		!strings.Contains(st, "network calls left; about ") {
 		t.Errorf("status:\n%s", st)
 	}
 	// Slurm's clients with no controller reachable: one line naming the
@@ -502,9 +503,28 @@ tune:
 	if _, err := run(t, append([]string{"experiment", "tune", file, "--set", "tune.dataset.name=mnist-test", "--set", "tune.dataset.offset=0"}, base...)...); err == nil || !strings.Contains(err.Error(), "overlap") {
 		t.Fatalf("tuning on test images: %v", err)
 	}
+	// Status before tuning: the search's progress and the table waiting on it.
+	st, err := run(t, append([]string{"experiment", "status", file}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"tuning: 0 of 1 task × method searches complete, 0 of 2 trials stored", "about 10m of trial time left", "no tuned file yet", "its 2-method table waits on the tuned settings"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status before tuning lacks %q:\n%s", want, st)
+		}
+	}
 	log, err := run(t, append([]string{"experiment", "tune", file}, base...)...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log)
+	}
+	st, err = run(t, append([]string{"experiment", "status", file}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"tuning: 1 of 1 task × method searches complete, 2 of 2 trials stored", "tuned file written", "2 cells: 0 done", "work: 5 of 5 network calls left (no timed cell yet"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status after tuning lacks %q:\n%s", want, st)
+		}
 	}
 	var tf experiment.TunedFile
 	b, err := os.ReadFile(filepath.Join(out, "tuned.yaml"))

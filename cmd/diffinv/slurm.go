@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -290,7 +291,9 @@ func shellQuote(s string) string {
 }
 
 func newExperimentStatusCmd() *cobra.Command {
-	var ef experimentFlags
+	// tuning: opened without the tuned settings, so that a file still
+	// being tuned shows its tuning's progress instead of an error.
+	ef := experimentFlags{tuning: true}
 	var list bool
 	cmd := &cobra.Command{
 		Use:   "status FILE.yaml",
@@ -300,23 +303,42 @@ while a shard's claim on it is fresh, failed when the last run of it ended in
 an error (--list prints the error; a later successful run clears it),
 abandoned when a claim was left by a process that died (the next shard takes
 it over), and left otherwise; an unfinished cell with solved batches stored
-(cells/ID/batches/) says how many, which a resumed run reuses. With
+(cells/ID/batches/) says how many, which a resumed run reuses. A line on the
+work gives the network calls left (the cells' cost, as experiment run's bar
+counts them) and the time they take at the done cells' measured rate. A file
+with a tune section first shows its tuning: searches complete, trials stored
+and the trial time left within the budget; until the tuned file exists the
+table's cells are not listed (their identities hold the tuned options). With
 squeue (and sacct) on PATH it also lists the experiment's Slurm jobs, by the
 job names ` + "`experiment slurm`" + ` gives them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exp, _, err := ef.open(cmd, args[0])
+			exp, r, err := ef.open(cmd, args[0])
 			if err != nil {
 				return err
 			}
 			if ef.out == "" {
 				ef.out = exp.Output
 			}
+			w := cmd.OutOrStdout()
+			if exp.Tune != nil {
+				ts, err := experiment.TuneProgress(cmd.Context(), exp, ef.out)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(w, tuneStatusLine(exp, ts))
+				if !ts.Written {
+					fmt.Fprintf(w, "experiment %s: its %d-method table waits on the tuned settings (diffinv experiment tune %s)\n", exp.Name, len(exp.Methods), args[0])
+					return nil
+				}
+			}
+			if err := exp.ApplyTuned(ef.out); err != nil {
+				return err
+			}
 			cells, done, err := experiment.Status(exp, ef.out)
 			if err != nil {
 				return err
 			}
-			w := cmd.OutOrStdout()
 			counts := map[string]int{}
 			for _, c := range cells {
 				state := "left"
@@ -346,6 +368,7 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 				fmt.Fprintf(w, " (%d unfinished with stored batches: a resumed run continues them)", counts["partial"])
 			}
 			fmt.Fprintln(w)
+			fmt.Fprintln(w, workStatusLine(experiment.Workload(exp, ef.out, cells, done, r.CellCost)))
 			for _, tool := range [][]string{
 				{"squeue", "-h", "-o", "%i %j %T %M %R", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},
 				{"sacct", "-n", "-X", "-o", "JobID,JobName%40,State,Elapsed", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},
@@ -464,4 +487,56 @@ func lastLine(b []byte) string {
 		return l
 	}
 	return "no output"
+}
+
+// tuneStatusLine is experiment status's line on a file's tuning.
+func tuneStatusLine(exp *experiment.Experiment, ts experiment.TuneState) string {
+	line := fmt.Sprintf("tuning: %d of %d task × method searches complete, %d of %d trials stored (%s of trial time)",
+		ts.Complete, ts.Searches, ts.Trials, ts.Planned, roughDuration(ts.Seconds))
+	switch {
+	case ts.Complete == ts.Searches:
+	case math.IsNaN(ts.LeftSeconds):
+		line += "; no budget, so no estimate of the time left"
+	default:
+		line += fmt.Sprintf("; about %s of trial time left (each search stops after its %s budget)", roughDuration(ts.LeftSeconds), roughDuration(float64(exp.Tune.Budget)))
+	}
+	if ts.Written {
+		return line + "; tuned file written"
+	}
+	return line + "; no tuned file yet"
+}
+
+// workStatusLine is experiment status's line on the work left, in the
+// runner's cost units (network calls), with a time at the done cells' rate.
+func workStatusLine(ws experiment.WorkState) string {
+	total := ws.Left + ws.Done
+	line := fmt.Sprintf("work: %s of %s network calls left", roughCount(ws.Left), roughCount(total))
+	if ws.Left == 0 {
+		return line
+	}
+	if rate := ws.Rate(); rate > 0 {
+		return line + fmt.Sprintf("; about %s at the done cells' %.0f calls/s", roughDuration(ws.Left/rate), rate)
+	}
+	return line + " (no timed cell yet, so no estimate of the time)"
+}
+
+// roughCount writes n with a k/M suffix, to three digits.
+func roughCount(n float64) string {
+	switch {
+	case n >= 1e6:
+		return fmt.Sprintf("%.3gM", n/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.3gk", n/1e3)
+	}
+	return fmt.Sprintf("%.0f", n)
+}
+
+// roughDuration writes seconds rounded to the minute (to the second
+// under a minute).
+func roughDuration(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	if d < time.Minute {
+		return d.Round(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
