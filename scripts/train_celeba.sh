@@ -29,7 +29,5 @@ common=(--config configs/celeba64.yaml --grid-n 16 --grid-steps 25
   --set train.lr_decay=cosine --set train.ema_decay=0.9995 --set train.checkpoint_every=250
   --set train.keep_checkpoints=2 --set train.sample_every=1000 --set train.log_every=25)
 
-for ((k = 1; k <= stop && k <= total / piece; k++)); do
-  train_piece "$bin" "$out" "$k" "$piece" "$total" "${common[@]}" "${extra[@]}"
-done
+run_pieces "$bin" "$out" "$stop" "$piece" "$total" 0 "${common[@]}" "${extra[@]}"
 echo "evaluate: $bin eval samples --checkpoint $out/stage-4.safetensors --n 1000 --sampler ddim --steps 50"

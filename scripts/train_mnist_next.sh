@@ -37,7 +37,4 @@ common=(--config configs/mnist.yaml --grid-n 16 --precision bf16
   --set train.checkpoint_every=500 --set train.keep_checkpoints=2 --set train.sample_every=5000
   --set train.log_every=50)
 
-for ((k = 1; k <= stop && k <= total / piece; k++)); do
-  train_piece "$bin" "$out" "$k" "$piece" "$total" "${common[@]}" "${extra[@]}"
-  eval_stage "$bin" "$out" "$k"
-done
+run_pieces "$bin" "$out" "$stop" "$piece" "$total" 1 "${common[@]}" "${extra[@]}"

@@ -39,3 +39,14 @@ eval_stage() {
     grep -E "^FID|^confident|real-digit level" "$f"
   done
 }
+
+# run_pieces BIN OUT STOP PIECE TOTAL EVAL TRAIN_ARGS...: pieces 1 to min(STOP, TOTAL/PIECE) with
+# train_piece, each followed by eval_stage when EVAL is 1 (the MNIST recipes).
+run_pieces() {
+  local bin=$1 out=$2 stop=$3 piece=$4 total=$5 eval=$6 k
+  shift 6
+  for ((k = 1; k <= stop && k <= total / piece; k++)); do
+    train_piece "$bin" "$out" "$k" "$piece" "$total" "$@"
+    if ((eval)); then eval_stage "$bin" "$out" "$k"; fi
+  done
+}
