@@ -31,6 +31,16 @@ type FaceReport struct {
 	// [-1, 1]) to the nearest training crop; RefNNMedian the same for the
 	// test faces, the level a model that does not copy reaches.
 	NNMedian, RefNNMedian float64
+	// Ref names the reference faces' split in messages ("" reads "test").
+	Ref string
+}
+
+// refName is the reference split's name for messages.
+func (r FaceReport) refName() string {
+	if r.Ref == "" {
+		return "test"
+	}
+	return r.Ref
 }
 
 // FaceGate holds the thresholds of the face quality gate.
@@ -187,11 +197,11 @@ func (r FaceReport) Check(g FaceGate) []string {
 	}
 	for _, j := range r.Top[:min(g.TopK, len(r.Top))] {
 		if d := r.Shares[j] - r.RefShares[j]; math.Abs(d) > g.ShareTol {
-			fails = append(fails, fmt.Sprintf("%s in %.1f%% of samples vs %.1f%% of test faces", r.Names[j], 100*r.Shares[j], 100*r.RefShares[j]))
+			fails = append(fails, fmt.Sprintf("%s in %.1f%% of samples vs %.1f%% of %s faces", r.Names[j], 100*r.Shares[j], 100*r.RefShares[j], r.refName()))
 		}
 	}
 	if !(r.NNMedian >= g.MinNNFactor*r.RefNNMedian) {
-		fails = append(fails, fmt.Sprintf("median distance to the nearest training crop %.4f < %.2f × the test faces' %.4f (copies?)", r.NNMedian, g.MinNNFactor, r.RefNNMedian))
+		fails = append(fails, fmt.Sprintf("median distance to the nearest training crop %.4f < %.2f × the %s faces' %.4f (copies?)", r.NNMedian, g.MinNNFactor, r.refName(), r.RefNNMedian))
 	}
 	return fails
 }
@@ -200,11 +210,11 @@ func (r FaceReport) Check(g FaceGate) []string {
 // the nearest-neighbour medians.
 func (r FaceReport) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "FID %.3f, KID %.5f ± %.5f (%d samples vs %d test faces, attribute-classifier features)\n", r.FID, r.KID.Mean, r.KID.Std, r.N, r.RefN)
-	fmt.Fprintf(&b, "attribute shares (samples vs test faces):")
+	fmt.Fprintf(&b, "FID %.3f, KID %.5f ± %.5f (%d samples vs %d %s faces, attribute-classifier features)\n", r.FID, r.KID.Mean, r.KID.Std, r.N, r.RefN, r.refName())
+	fmt.Fprintf(&b, "attribute shares (samples vs %s faces):", r.refName())
 	for _, j := range r.Top {
 		fmt.Fprintf(&b, " %s %.1f/%.1f%%", r.Names[j], 100*r.Shares[j], 100*r.RefShares[j])
 	}
-	fmt.Fprintf(&b, "\nnearest training crop, median RMS distance: samples %.4f, test faces %.4f", r.NNMedian, r.RefNNMedian)
+	fmt.Fprintf(&b, "\nnearest training crop, median RMS distance: samples %.4f, %s faces %.4f", r.NNMedian, r.refName(), r.RefNNMedian)
 	return b.String()
 }

@@ -153,13 +153,20 @@ func SaveModel(path string, c *Checkpoint) error {
 // SaveModelAs is SaveModel storing the weights as dtype, "F32" or "F16"
 // (model.SaveFileAs).
 func SaveModelAs(path string, c *Checkpoint, dtype string) error {
+	return SaveWeightsAs(path, c, c.EMA, "ema", dtype)
+}
+
+// SaveWeightsAs is SaveModelAs for other weights of the checkpoint's model
+// (its raw Params, a DebiasedEMA), named in the file's "weights" metadata
+// by kind.
+func SaveWeightsAs(path string, c *Checkpoint, weights map[string]*tensor.Dense, kind, dtype string) error {
 	meta, err := baseMeta(c, FormatModel)
 	if err != nil {
 		return fmt.Errorf("train: save model %s: config: %w", path, err)
 	}
-	meta["weights"] = "ema"
+	meta["weights"] = kind
 	delete(meta, MetaConfig) // SaveFile writes it, from the same config
-	if err := model.SaveFileAs(path, c.EMA, c.Config.Model, meta, dtype); err != nil {
+	if err := model.SaveFileAs(path, weights, c.Config.Model, meta, dtype); err != nil {
 		return fmt.Errorf("train: save model: %w", err)
 	}
 	return nil

@@ -26,8 +26,9 @@ func fakeCelebARoot(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	var part, id, attr strings.Builder
-	fmt.Fprintf(&attr, "%d\nSmiling Young\n", n)
-	for i := 1; i <= n; i++ {
+	// n faces in train and test (every third), then 4 in val.
+	fmt.Fprintf(&attr, "%d\nSmiling Young\n", n+4)
+	for i := 1; i <= n+4; i++ {
 		name := fmt.Sprintf("%06d.png", i)
 		m := image.NewRGBA(image.Rect(0, 0, 36, 44))
 		for p := 0; p < 36*44; p++ {
@@ -40,7 +41,9 @@ func fakeCelebARoot(t *testing.T, n int) string {
 		png.Encode(f, m)
 		f.Close()
 		split := 0
-		if i%3 == 0 {
+		if i > n {
+			split = 1
+		} else if i%3 == 0 {
 			split = 2
 		}
 		fmt.Fprintf(&part, "%s %d\n", name, split)
@@ -192,6 +195,16 @@ func TestEvalFaces(t *testing.T) {
 	for _, want := range []string{"4 samples vs 6 test faces", "attribute shares (samples vs test faces)", "nearest training crop, median RMS distance", "quality gate (FID ≤"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// Against the val split (for choices): the same report, no gate.
+	out, err = run(t, "eval", "samples", "--checkpoint", ckpt, "--classifier", clfPath, "--n", "4", "--steps", "2", "--precision", "fp32", "--reference", "val")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"4 samples vs 4 val faces", "attribute shares (samples vs val faces)", "val faces 0.", "quality gate: not applied"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--reference val: output lacks %q:\n%s", want, out)
 		}
 	}
 	// --least-confident is MNIST's: a face model refuses it by name.

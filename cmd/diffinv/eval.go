@@ -236,7 +236,7 @@ func newEvalCmd() *cobra.Command {
 	var cf configFlags
 	var prec precisionFlag
 	var eng engineFlags
-	var ckpt, classifier, samplerName, leastPath string
+	var ckpt, classifier, samplerName, leastPath, reference string
 	var n, steps int
 	samples := &cobra.Command{
 		Use:   "samples",
@@ -271,6 +271,9 @@ The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 			// run config; the flags given are the top layer.
 			cf.presets = []config.Preset{eval.Protocol}
 			cf.applyFlags(cmd)
+			if reference != "test" && reference != "val" {
+				return fmt.Errorf("--reference %q: want test or val", reference)
+			}
 			if leastPath != "" {
 				if err := atomicfile.CheckWritable(leastPath); err != nil {
 					return fmt.Errorf("--least-confident: %w", err)
@@ -300,7 +303,10 @@ The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 				if !cmd.Flags().Changed("classifier") {
 					classifier = DefaultAttrClassifier
 				}
-				return evalFaces(cmd, netDen, cfg, classifier)
+				return evalFaces(cmd, netDen, cfg, classifier, reference)
+			}
+			if reference != "test" {
+				return fmt.Errorf("--reference %s: face models only (the MNIST level is read against the test digits)", reference)
 			}
 			c, err := metrics.LoadClassifier(classifier)
 			if err != nil {
@@ -371,6 +377,7 @@ The gate's protocol is sample.sampler ddim, sample.steps 50, sample.num_samples
 	f.StringVar(&ckpt, "checkpoint", DefaultModel, "model checkpoint (.safetensors, or a model folder such as models/mnist)")
 	f.StringVar(&classifier, "classifier", DefaultClassifier, "evaluation classifier (a CelebA model defaults to "+DefaultAttrClassifier+")")
 	f.StringVar(&samplerName, "sampler", "", "sampler (sets sample.sampler; the protocol's ddim)")
+	f.StringVar(&reference, "reference", "test", "face models: the split of the 1000 reference faces, test (reported numbers, the gate) or val (choices: weights, candidates)")
 	f.StringVar(&leastPath, "least-confident", "", "MNIST: also write the 64 least confident samples as a PNG grid to this file (least confident first, 8 per row)")
 	f.IntVar(&n, "n", 0, "samples (sets sample.num_samples; the protocol's 1000)")
 	f.IntVar(&steps, "steps", 0, "sampling steps (sets sample.steps; the protocol's 50)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/train"
+	"gorgonia.org/tensor"
 )
 
 // TestOutputsNeverOverwriteInputs covers issue 19 items 6 and 9: export
@@ -192,5 +194,78 @@ func TestExportF16(t *testing.T) {
 	}
 	if _, err := run(t, "export", "--checkpoint", ckpt, "--out", filepath.Join(dir, "x.safetensors"), "--dtype", "f8"); err == nil || !strings.Contains(err.Error(), `"f8"`) {
 		t.Fatalf("--dtype f8: error %v, want one naming f8", err)
+	}
+}
+
+// TestExportWeights: --weights raw writes the optimiser's weights;
+// ema-debiased needs the run's log to show a fresh native run, then writes
+// (EMA − s θ0)/(1 − s) with θ0 rebuilt from train.seed (train's own test
+// checks that against the trained weights' average); a bad kind is refused.
+func TestExportWeights(t *testing.T) {
+	src := tinyTrainCheckpoint(t)
+	c, err := train.LoadCheckpoint(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Distinct raw weights and EMA: raw = 2·EMA.
+	for _, n := range c.Names {
+		raw := tensors.New(c.EMA[n].Shape()...)
+		for i, v := range tensors.F32(c.EMA[n]) {
+			tensors.F32(raw)[i] = 2 * v
+		}
+		c.Params[n] = raw
+	}
+	dir := t.TempDir()
+	ckpt := filepath.Join(dir, "run", train.CheckpointDir, "step-00000003.safetensors")
+	os.MkdirAll(filepath.Dir(ckpt), 0o755)
+	if err := train.SaveCheckpoint(ckpt, c); err != nil {
+		t.Fatal(err)
+	}
+	load := func(p string) map[string]*tensor.Dense {
+		net, _, err := loadCheckpoint(p, &configFlags{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return net.Params()
+	}
+	rawOut := filepath.Join(dir, "raw.safetensors")
+	if _, err := run(t, "export", "--checkpoint", ckpt, "--out", rawOut, "--weights", "raw"); err != nil {
+		t.Fatal(err)
+	}
+	if d := train.RelDistance(load(rawOut), c.Params); d != 0 {
+		t.Errorf("--weights raw: %g from the raw weights", d)
+	}
+	debOut := filepath.Join(dir, "deb.safetensors")
+	if _, err := run(t, "export", "--checkpoint", ckpt, "--out", debOut, "--weights", "ema-debiased"); err == nil || !strings.Contains(err.Error(), "no run record") {
+		t.Fatalf("ema-debiased without a run log: %v", err)
+	}
+	seed := c.Config.Train.Seed
+	rec := fmt.Sprintf(`{"type":"run","step":0,"seed":%d,"init_seed":%d}`+"\n", seed, train.InitSeed(seed))
+	os.WriteFile(filepath.Join(dir, "run", train.LogFile), []byte(rec), 0o644)
+	out, err := run(t, "export", "--checkpoint", ckpt, "--out", debOut, "--weights", "ema-debiased")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := train.EMAInitShare(c.Config.Train, 3)
+	if !strings.Contains(out, "debiased EMA weights") || s <= 0 || s >= 1 {
+		t.Fatalf("output %q, share %g", out, s)
+	}
+	init, err := train.InitialWeights(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]*tensor.Dense{}
+	for _, n := range c.Names {
+		w := tensors.New(c.EMA[n].Shape()...)
+		for i, v := range tensors.F32(c.EMA[n]) {
+			tensors.F32(w)[i] = float32((float64(v) - s*float64(tensors.F32(init[n])[i])) / (1 - s))
+		}
+		want[n] = w
+	}
+	if d := train.RelDistance(load(debOut), want); d > 1e-7 {
+		t.Errorf("--weights ema-debiased: %g from (EMA − s θ0)/(1 − s)", d)
+	}
+	if _, err := run(t, "export", "--checkpoint", ckpt, "--out", debOut, "--weights", "swa"); err == nil || !strings.Contains(err.Error(), `"swa"`) {
+		t.Errorf("--weights swa: %v", err)
 	}
 }
