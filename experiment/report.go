@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -407,6 +408,9 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 			}
 			b.WriteString("\n")
 		}
+		if m.Name == "seconds" {
+			b.WriteString(usageNote(all))
+		}
 	}
 	if exp.BestOf != "" {
 		sel, _ := LookupMetric(exp.BestOf)
@@ -542,4 +546,34 @@ func gridRow(cdir string, s *storedStrip, scale int) (image.Image, error) {
 		return nil, err
 	}
 	return data.GridImage(t, data.GridOptions{PerRow: s.N, Pad: 2, Scale: scale, PadGray: 128})
+}
+
+// usageNote says under the seconds table how much of the machine the cells
+// had (their stored Usage): the cores the process kept busy on average per
+// cell, against the machine's, and the one-minute load average at the
+// cells' ends. Timings taken beside other work are slower than alone.
+func usageNote(all []cellData) string {
+	var busy, load []float64
+	cores, missing := 0, 0
+	for _, d := range all {
+		u := d.res.Usage
+		if u == nil || d.res.WallSeconds <= 0 {
+			missing++
+			continue
+		}
+		busy = append(busy, u.CPUSeconds/d.res.WallSeconds)
+		load = append(load, u.Load1)
+		cores = max(cores, u.Cores)
+	}
+	if len(busy) == 0 {
+		return "\nThe cells did not record how much of the machine they had (results stored before that was kept).\n"
+	}
+	sort.Float64s(busy)
+	sort.Float64s(load)
+	note := fmt.Sprintf("\nMachine use while timed: %d logical CPUs; the process kept %.2f–%.2f of them busy per cell (median %.2f); one-minute load average %.2f–%.2f at the cells' ends (above %d: other work shared the machine, and the seconds are longer than alone).",
+		cores, busy[0], busy[len(busy)-1], busy[len(busy)/2], load[0], load[len(load)-1], cores)
+	if missing > 0 {
+		note += fmt.Sprintf(" %d of %d cells carry no record.", missing, len(all))
+	}
+	return note + "\n"
 }

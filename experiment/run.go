@@ -293,15 +293,17 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			// resumed or re-sharded run continues from.
 			c.Dir = filepath.Join(cdir, c.ID)
 			start := time.Now()
+			use := startUsage()
 			res, err := runner.RunCell(ctx, c, prog)
 			wall := time.Since(start).Seconds()
+			usage := use.end(wall)
 			if err == nil {
 				if err = checkResult(c, res, wall); err != nil {
 					err = fmt.Errorf("runner result: %w", err)
 				}
 			}
 			if err == nil {
-				err = saveResult(cdir, c, res, wall)
+				err = saveResult(cdir, c, res, wall, usage)
 			}
 			if err == nil {
 				// A failure recorded by an earlier run no longer holds,

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -722,5 +723,34 @@ func TestRunProgressByCost(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "16/16") || !strings.Contains(log.String(), "/cell") && !strings.Contains(log.String(), "cell/s") {
 		t.Errorf("progress without costs:\n%s", log.String())
+	}
+}
+
+// TestUsage: a run stores each cell's use of the machine (Linux: the
+// process's CPU seconds, the logical CPUs, the load average), and the
+// report's note under the seconds table summarises stored usages, naming
+// the cells without one.
+func TestUsage(t *testing.T) {
+	out := t.TempDir()
+	var log bytes.Buffer
+	runFake(t, mustDecode(testYAML), &fakeRunner{}, quiet(out, &log))
+	cells, _ := mustDecode(testYAML).Cells()
+	r, err := loadResult(filepath.Join(out, CellsDir), cells[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS == "linux" && (r.Usage == nil || r.Usage.Cores != runtime.NumCPU() || r.Usage.CPUSeconds < 0) {
+		t.Errorf("stored usage %+v, want this machine's %d CPUs and a CPU time ≥ 0", r.Usage, runtime.NumCPU())
+	}
+	mk := func(cpu, wall, load float64) cellData {
+		return cellData{res: &stored{WallSeconds: wall, Usage: &Usage{CPUSeconds: cpu, Cores: 2, Load1: load}}}
+	}
+	note := usageNote([]cellData{mk(4, 2, 1.5), mk(1, 2, 3), {res: &stored{WallSeconds: 1}}})
+	want := "Machine use while timed: 2 logical CPUs; the process kept 0.50–2.00 of them busy per cell (median 2.00); one-minute load average 1.50–3.00 at the cells' ends (above 2: other work shared the machine, and the seconds are longer than alone). 1 of 3 cells carry no record."
+	if strings.TrimSpace(note) != want {
+		t.Errorf("note:\n%s\nwant:\n%s", note, want)
+	}
+	if note := usageNote([]cellData{{res: &stored{}}}); !strings.Contains(note, "did not record") {
+		t.Errorf("note without usages: %q", note)
 	}
 }

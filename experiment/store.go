@@ -14,6 +14,7 @@ import (
 
 	"github.com/diffinv/diffinv/data"
 	"github.com/diffinv/diffinv/internal/atomicfile"
+	"github.com/diffinv/diffinv/internal/cpuuse"
 	"github.com/diffinv/diffinv/internal/tensors"
 )
 
@@ -92,21 +93,24 @@ type storedTrain struct {
 }
 
 type stored struct {
-	Version          int               `json:"version"`
-	ID               string            `json:"id"`
-	Checkpoint       string            `json:"checkpoint"`
-	CheckpointSHA256 string            `json:"checkpoint_sha256,omitempty"`
-	Dataset          Dataset           `json:"dataset"`
-	Task             storedSetting     `json:"task"`
-	Method           storedSetting     `json:"method"`
-	Sweep            []storedSweep     `json:"sweep,omitempty"`
-	Seed             int64             `json:"seed"`
-	Resolved         []string          `json:"resolved,omitempty"`
-	Train            *storedTrain      `json:"train,omitempty"`
-	WallSeconds      float64           `json:"wall_seconds"`
-	Images           []storedImage     `json:"images"`
-	CellMetrics      map[string]jfloat `json:"cell_metrics,omitempty"`
-	Grid             *storedGrid       `json:"grid,omitempty"`
+	Version          int           `json:"version"`
+	ID               string        `json:"id"`
+	Checkpoint       string        `json:"checkpoint"`
+	CheckpointSHA256 string        `json:"checkpoint_sha256,omitempty"`
+	Dataset          Dataset       `json:"dataset"`
+	Task             storedSetting `json:"task"`
+	Method           storedSetting `json:"method"`
+	Sweep            []storedSweep `json:"sweep,omitempty"`
+	Seed             int64         `json:"seed"`
+	Resolved         []string      `json:"resolved,omitempty"`
+	Train            *storedTrain  `json:"train,omitempty"`
+	WallSeconds      float64       `json:"wall_seconds"`
+	// Usage is how much of the machine the cell had (absent in results
+	// stored before it was recorded, or where it cannot be read).
+	Usage       *Usage            `json:"usage,omitempty"`
+	Images      []storedImage     `json:"images"`
+	CellMetrics map[string]jfloat `json:"cell_metrics,omitempty"`
+	Grid        *storedGrid       `json:"grid,omitempty"`
 }
 
 func resultPath(cdir, id string) string { return filepath.Join(cdir, id+".json") }
@@ -140,7 +144,7 @@ func Failure(out, id string) string {
 }
 
 // saveResult writes the cell's grid strips, then its JSON, each atomically.
-func saveResult(cdir string, c Cell, res *CellResult, wall float64) error {
+func saveResult(cdir string, c Cell, res *CellResult, wall float64, usage *Usage) error {
 	s := stored{
 		Version: storeVersion, ID: c.ID, Checkpoint: c.Checkpoint, CheckpointSHA256: c.CheckpointSHA256, Dataset: c.Dataset,
 		Task:        storedSetting{Name: c.Task.Name, Label: c.Task.Label, Set: c.Task.Set},
@@ -148,6 +152,7 @@ func saveResult(cdir string, c Cell, res *CellResult, wall float64) error {
 		Seed:        c.Seed,
 		Resolved:    c.Resolved,
 		WallSeconds: wall,
+		Usage:       usage,
 	}
 	if t := c.Train; t != nil {
 		s.Train = &storedTrain{Config: t.Config, Set: t.Set, Eval: t.Eval}
@@ -303,4 +308,36 @@ func loadResult(cdir string, c Cell) (*stored, error) {
 		}
 	}
 	return &s, nil
+}
+
+// Usage records how much of the machine a cell's run had, beside its wall
+// time: the CPU seconds the process used over the cell (Cores of Cores
+// means it had the machine; fewer, that it shared the cores or waited),
+// the machine's logical CPUs and its one-minute load average when the cell
+// ended (above Cores: other work competed).
+type Usage struct {
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Cores      int     `json:"cores"`
+	Load1      float64 `json:"load1"`
+}
+
+// usageStart is a cell's process CPU time at its start.
+type usageStart struct {
+	cpu float64
+	ok  bool
+}
+
+func startUsage() usageStart {
+	cpu, ok := cpuuse.ProcessSeconds()
+	return usageStart{cpu, ok}
+}
+
+// end returns the cell's Usage, or nil where the CPU time cannot be read.
+func (u usageStart) end(wall float64) *Usage {
+	cpu, ok := cpuuse.ProcessSeconds()
+	if !u.ok || !ok || wall <= 0 {
+		return nil
+	}
+	l, _ := cpuuse.Load1()
+	return &Usage{CPUSeconds: cpu - u.cpu, Cores: cpuuse.Cores(), Load1: l}
 }

@@ -1,0 +1,34 @@
+// Package cpuuse tells how much of the machine a measured run had: the
+// CPU time this process used and the system's load average. Timings taken
+// beside other work (a training on the same cores) are slower than the
+// same work alone; recording both beside a wall time lets a report say so
+// instead of printing a figure that silently depends on the machine's load.
+package cpuuse
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Cores is the number of logical CPUs the process may use.
+func Cores() int { return runtime.NumCPU() }
+
+// Load1 returns the one-minute load average (Linux /proc/loadavg) and true,
+// or 0 and false where it cannot be read.
+func Load1() (float64, bool) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, false
+	}
+	return v, true
+}
