@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 	"gorgonia.org/tensor"
@@ -22,7 +24,7 @@ func newExperimentCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "experiment", Short: "Paper tables and ablations from experiment files"}
 	var shard string
 	var resume, overwrite, dryRun bool
-	var ef experimentFlags
+	ef := experimentFlags{needsModel: true}
 	runCmd := &cobra.Command{
 		Use:   "run FILE.yaml",
 		Short: "Run every cell (task × method × sweep value × seed) of an experiment, resumably",
@@ -100,7 +102,7 @@ between the cell's reconstructions and the whole MNIST test set.`,
 // newExperimentTuneCmd searches the options of the methods with a tune
 // space on the file's validation images (experiment.Tune).
 func newExperimentTuneCmd() *cobra.Command {
-	ef := experimentFlags{tuning: true}
+	ef := experimentFlags{tuning: true, needsModel: true}
 	var shard string
 	cmd := &cobra.Command{
 		Use:   "tune FILE.yaml",
@@ -184,6 +186,10 @@ type experimentFlags struct {
 	// tuning: the command searches the options (tune), so the tuned
 	// file is not applied.
 	tuning bool
+	// needsModel: the command resolves or runs cells here (run, tune,
+	// status), so the file's checkpoint must exist on this machine; slurm
+	// and k8s write jobs for nodes that may see it elsewhere.
+	needsModel bool
 }
 
 // add registers the shared flags on cmd.
@@ -213,6 +219,12 @@ func (ef *experimentFlags) open(cmd *cobra.Command, path string) (*experiment.Ex
 	exp, err := experiment.Open(path, ef.sets, ef.sweeps)
 	if err != nil {
 		return nil, nil, err
+	}
+	if exp.Checkpoint != "" && ef.needsModel {
+		// Every solve cell loads it: say so once, before any cell.
+		if _, err := os.Stat(exp.Checkpoint); err != nil {
+			return nil, nil, fmt.Errorf("experiment %s: checkpoint %s: %w (train or ship that model first, or set checkpoint: to a model file or folder)", path, exp.Checkpoint, errors.Unwrap(err))
+		}
 	}
 	setting := prec.value
 	if setting == "" && exp.Precision != "" {

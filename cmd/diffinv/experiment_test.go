@@ -219,6 +219,21 @@ func TestExperimentCheckpointDevice(t *testing.T) {
 	}
 }
 
+// TestExperimentMissingCheckpoint: run, tune and status name a missing
+// checkpoint once, before any cell, and say what to do.
+func TestExperimentMissingCheckpoint(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "exp.yaml")
+	body := "name: nomodel\ncheckpoint: models/nope/model.safetensors\ndataset: {name: mnist-test, n: 1}\ntasks: [{name: sr4}]\nmethods: [{name: ddnm, tune: {eta: [0.5, 1]}}]\nseeds: [0]\nmetrics: [psnr]\noutput: " + filepath.Dir(file) + "\ntune: {dataset: {name: mnist-train, n: 1}}\n"
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"run", "tune", "status"} {
+		if _, err := run(t, "experiment", cmd, file); err == nil || !strings.Contains(err.Error(), "checkpoint models/nope/model.safetensors: no such file or directory (train or ship that model first") {
+			t.Errorf("experiment %s: %v, want an error naming the checkpoint", cmd, err)
+		}
+	}
+}
+
 // TestExperimentShards: two shards of an experiment (--shard K/N) into one
 // folder run every cell once between them and write the same table as one
 // run; the first shard writes no report (cells still to come), the last

@@ -293,7 +293,7 @@ func shellQuote(s string) string {
 func newExperimentStatusCmd() *cobra.Command {
 	// tuning: opened without the tuned settings, so that a file still
 	// being tuned shows its tuning's progress instead of an error.
-	ef := experimentFlags{tuning: true}
+	ef := experimentFlags{tuning: true, needsModel: true}
 	var list bool
 	cmd := &cobra.Command{
 		Use:   "status FILE.yaml",
