@@ -148,13 +148,17 @@ checkjobs "$tarray" "$treport" "$TRAIN_SHARDS" "$st"
 GOMAXPROCS=$CPUS "$BIN" experiment run "$TRAIN_FILE" --out "$W/local-train" >"$W/local-train.log" 2>&1 ||
   { tail -20 "$W/local-train.log" >&2; fail "the local experiment run of $TRAIN_FILE failed (log $W/local-train.log)"; }
 
-# Compare: reports, plots and images byte for byte, cell results without
-# timings; a training cell's log without timings and its model and
+# Compare: reports, plots and images byte for byte (table.md without its machine-use line), cell
+# results without timings and usage; a training cell's log without timings and its model and
 # checkpoints (safetensors) with the same tensor bytes and the same header
 # once the results folder's path (train.out in the header, the checkpoints'
 # paths in the log) is replaced by OUT and the header's padding (blanks to
 # a multiple of 8 bytes, which a longer path changes) dropped.
 hdrlen() { od -An -tu8 -N8 "$1" | tr -d ' '; }
+# A cell result's measurements of the machine, not of the cell: its times and its usage record
+# (CPU seconds, logical CPUs, load; the report's "Machine use while timed" line says them).
+TIMING_KEYS='"(wall_)?seconds":|"usage":|"cpu_seconds":|"cores":|"load1":'
+
 compare() { # local slurm file: every file of the local run equals the Slurm run's
   local l=$1 s=$2 f n=0 nl ns
   (cd "$l" && find . -type f \( -name '*.csv' -o -name '*.md' -o -name '*.png' -o -name '*.json' -o -name '*.jsonl' -o -name '*.safetensors' \) | sort) > "$W/files.local"
@@ -170,7 +174,7 @@ compare() { # local slurm file: every file of the local run equals the Slurm run
   unpath() { perl -pe 's/\Q$ENV{CMP_SREL}\E/OUT/g; s/\Q$ENV{CMP_S}\E/OUT/g; s/\Q$ENV{CMP_L}\E/OUT/g'; }
   while read -r f; do
     case $f in
-      *.json) diff -u <(grep -v -E '"(wall_)?seconds":' "$l/$f") <(grep -v -E '"(wall_)?seconds":' "$s/$f") >&2 ||
+      *.json) diff -u <(grep -v -E "$TIMING_KEYS" "$l/$f") <(grep -v -E "$TIMING_KEYS" "$s/$f") >&2 ||
                 fail "$3: $f differs (apart from timings) between the local run and the Slurm run (diff above)" ;;
       *.jsonl) diff -u <(perl -pe 's/"(wall_s|steps_per_s)":[^,}]*,?//g' "$l/$f" | unpath) <(perl -pe 's/"(wall_s|steps_per_s)":[^,}]*,?//g' "$s/$f" | unpath) >&2 ||
                 fail "$3: $f differs (apart from timings and the results folder) between the local run and the Slurm run (diff above)" ;;
@@ -180,7 +184,9 @@ compare() { # local slurm file: every file of the local run equals the Slurm run
           fail "$3: $f: the tensors differ between the local run and the Slurm run"
         diff <(head -c $((8 + nl)) "$l/$f" | tail -c +9 | unpath | tr ',' '\n' | sed 's/ *$//') <(head -c $((8 + ns)) "$s/$f" | tail -c +9 | unpath | tr ',' '\n' | sed 's/ *$//') >&2 ||
           fail "$3: $f: the header differs (apart from the results folder) between the local run and the Slurm run (diff above)" ;;
-      *.csv|*.md) diff -u "$l/$f" "$s/$f" >&2 || fail "$3: $f differs between the local run and the Slurm run (diff above)" ;;
+      *.md) diff -u <(grep -v '^Machine use while timed:' "$l/$f") <(grep -v '^Machine use while timed:' "$s/$f") >&2 ||
+              fail "$3: $f differs (apart from the machine-use line) between the local run and the Slurm run (diff above)" ;;
+      *.csv) diff -u "$l/$f" "$s/$f" >&2 || fail "$3: $f differs between the local run and the Slurm run (diff above)" ;;
       *) cmp "$l/$f" "$s/$f" >&2 || fail "$3: $f differs between the local run and the Slurm run" ;;
     esac
     n=$((n+1))
