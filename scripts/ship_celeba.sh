@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Assembles models/celeba64 (issue 17) from the finished face recipe (`make train-celeba`): the EMA
-# weights of its last step with their config, stored as float16 (`diffinv export --dtype f16`: 21
+# Assembles models/celeba64 (issue 17) from the finished face recipe (`make train-celeba`): the
+# weights of its last step chosen below (EMA, debiased EMA or raw) with their config, stored as float16 (`diffinv export --dtype f16`: 21
 # instead of 43 MB: every tracked file of the repository together was 37 MB before it; the
 # rounding moved 20-step DDIM samples of the step-4500 weights by at most 0.0029 of [-1, 1],
 # rms 0.0004, and the gate below is measured on the shipped file), the run's log, loss curve and config, the README's
@@ -50,6 +50,10 @@ if [[ ! -f $choice ]]; then
       mv "$e.tmp" "$e"
     fi
     fid=$(sed -n 's/^FID \([0-9.]*\),.*/\1/p' "$e")
+    if [[ -z $fid ]]; then
+      echo "ship_celeba.sh: $e holds no FID line (remove it to evaluate $w again)" >&2
+      exit 2
+    fi
     rows+=("$fid $w")
   done
   printf '%s\n' "${rows[@]}" | sort -g >"$choice.tmp"

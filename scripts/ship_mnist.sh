@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# Ships the MNIST successor (issue 17's real-digit level) from `make train-mnist-next`: moves the
-# current shipped model to models/mnist-v2 (kept, as the issue asks), exports piece K's EMA weights
-# with their config to models/mnist (float32), copies the run's log, loss curve and config and the
+# Ships an MNIST candidate (issue 17's real-digit level) from `make train-mnist-next` or `make
+# train-mnist-cosine`: moves the current shipped model to models/mnist-v2 (kept, as the issue asks),
+# copies piece K's stage file (its EMA weights with their config, float32: the very file its
+# evaluations measured) to models/mnist, copies the run's log, loss curve and config and the
 # piece's evaluations (eval-seedS.txt, 1000 DDIM-50 samples each), and regenerates the README's
 # sample grids and gate figures (scripts/regen_sample_grids.sh). Refuses unless both evaluations
 # of piece K print "real-digit level ...: PASS". The model README, `make train-mnist` and the
 # README's prose and numbers are then updated by hand.
 #
-#   bash scripts/ship_mnist.sh K [RECIPE_OUT]     # RECIPE_OUT: runs/mnist-next
+#   bash scripts/ship_mnist.sh K [RECIPE_OUT]     # RECIPE_OUT: runs/mnist-next (or runs/mnist-cosine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 k=${1:?usage: bash scripts/ship_mnist.sh K [RECIPE_OUT] (K: the piece whose stage passed)}
 in=${2:-runs/mnist-next}
-bin=./bin/diffinv
-ckpt=$(printf '%s/run/checkpoints/step-%08d.safetensors' "$in" $((k * 10000)))
-for f in "$ckpt" "$in/eval-$k-seed1.txt" "$in/eval-$k-seed2.txt"; do
+stage=$in/stage-$k.safetensors
+for f in "$stage" "$in/eval-$k-seed1.txt" "$in/eval-$k-seed2.txt"; do
   if [[ ! -f $f ]]; then echo "ship_mnist.sh: $f not found" >&2; exit 2; fi
 done
 for s in 1 2; do
@@ -24,12 +24,11 @@ for s in 1 2; do
     exit 1
   fi
 done
-go build -o "$bin" ./cmd/diffinv
 if [[ ! -d models/mnist-v2 ]]; then
   git mv models/mnist models/mnist-v2
 fi
 mkdir -p models/mnist
-"$bin" export --checkpoint "$ckpt" --out models/mnist/model.safetensors
+cp "$stage" models/mnist/model.safetensors
 for f in log.jsonl loss.png config.yaml; do
   if [[ -f $in/run/$f ]]; then cp "$in/run/$f" "models/mnist/$f"; fi
 done

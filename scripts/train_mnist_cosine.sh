@@ -20,7 +20,8 @@
 #
 #   bash scripts/train_mnist_cosine.sh [OUT [TRAIN FLAGS...]]    # OUT: runs/mnist-cosine
 #
-# Interrupt it at any time: run it again and it resumes from the last checkpoint (bit-identical)
+# A piece whose two evaluations pass the level ships with `bash scripts/ship_mnist.sh K
+# runs/mnist-cosine`. Interrupt it at any time: run it again and it resumes from the last checkpoint (bit-identical)
 # and skips finished pieces. STOP=N stops after piece N; TOTAL and PIECE (steps) shrink the run for
 # a smoke test.
 set -euo pipefail
