@@ -12,9 +12,10 @@ import (
 type initKind int
 
 const (
-	initUniform initKind = iota // PyTorch's default for conv / linear: U(−1/√fan_in, 1/√fan_in)
-	initZero                    // zero_module'd layers, GroupNorm shift
-	initOne                     // GroupNorm gain
+	initUniform    initKind = iota // PyTorch's default for conv / linear: U(−1/√fan_in, 1/√fan_in)
+	initZero                       // GroupNorm shift
+	initZeroModule                 // zero_module'd layers: the residual and attention blocks' output projections, the final conv
+	initOne                        // GroupNorm gain
 )
 
 // ParamSpec is one parameter of the network: its PyTorch state-dict name and
@@ -27,6 +28,13 @@ type ParamSpec struct {
 	init  initKind
 	fanIn int
 }
+
+// ZeroModule reports whether the parameter belongs to a layer that ADM's
+// zero_module initialises to zero (guided_diffusion/unet.py): the last conv
+// of each residual block (out_layers.3), each attention block's proj_out and
+// the network's final conv (out.2). Their weights grow from zero through
+// training, so an EMA lags them most (train.ZeroModuleNormRatio).
+func (p ParamSpec) ZeroModule() bool { return p.init == initZeroModule }
 
 // Size is the number of elements of the parameter.
 func (p ParamSpec) Size() int {
@@ -53,7 +61,7 @@ type convLayer struct {
 func (l convLayer) specs(add func(string, []int, initKind, int)) {
 	kind := initUniform
 	if l.zero {
-		kind = initZero
+		kind = initZeroModule
 	}
 	fan := l.in * l.k * l.k
 	add(l.name+".weight", []int{l.out, l.in, l.k, l.k}, kind, fan)
@@ -139,8 +147,8 @@ func (l attnBlock) specs(add func(string, []int, initKind, int)) {
 	normLayer{l.name + ".norm", l.ch}.specs(add)
 	add(l.name+".qkv.weight", []int{3 * l.ch, l.ch, 1}, initUniform, l.ch)
 	add(l.name+".qkv.bias", []int{3 * l.ch}, initUniform, l.ch)
-	add(l.name+".proj_out.weight", []int{l.ch, l.ch, 1}, initZero, l.ch)
-	add(l.name+".proj_out.bias", []int{l.ch}, initZero, l.ch)
+	add(l.name+".proj_out.weight", []int{l.ch, l.ch, 1}, initZeroModule, l.ch)
+	add(l.name+".proj_out.bias", []int{l.ch}, initZeroModule, l.ch)
 }
 
 // downLayer is Downsample: a stride-2 3×3 conv ("op") or a 2×2 average pool.
@@ -307,7 +315,7 @@ func newArch(cfg config.Model) (*arch, error) {
 // initValues fills a parameter with PyTorch's default initialisation.
 func (p ParamSpec) initValues(rng *rand.Rand, dst []float32) {
 	switch p.init {
-	case initZero:
+	case initZero, initZeroModule:
 		for i := range dst {
 			dst[i] = 0
 		}

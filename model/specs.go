@@ -12,7 +12,7 @@ func Specs(cfg config.Model) ([]ParamSpec, error) {
 	}
 	out := make([]ParamSpec, len(a.params))
 	for i, p := range a.params {
-		out[i] = ParamSpec{Name: p.Name, Shape: append([]int(nil), p.Shape...)}
+		out[i] = ParamSpec{Name: p.Name, Shape: append([]int(nil), p.Shape...), init: p.init, fanIn: p.fanIn}
 	}
 	return out, nil
 }

@@ -131,7 +131,7 @@ func (u *UNet) OutChannels() int { return u.a.outCh }
 func (u *UNet) ParamSpecs() []ParamSpec {
 	out := make([]ParamSpec, len(u.a.params))
 	for i, p := range u.a.params {
-		out[i] = ParamSpec{Name: p.Name, Shape: append([]int(nil), p.Shape...)}
+		out[i] = ParamSpec{Name: p.Name, Shape: append([]int(nil), p.Shape...), init: p.init, fanIn: p.fanIn}
 	}
 	return out
 }

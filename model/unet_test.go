@@ -291,6 +291,9 @@ func TestNewInitialisation(t *testing.T) {
 		zero := strings.HasSuffix(strings.TrimSuffix(strings.TrimSuffix(ps.Name, ".weight"), ".bias"), "out_layers.3") ||
 			strings.Contains(ps.Name, "proj_out") || strings.HasPrefix(ps.Name, "out.2")
 		norm := normName.MatchString(ps.Name)
+		if ps.ZeroModule() != zero {
+			t.Errorf("%s: ZeroModule() = %v, want %v", ps.Name, ps.ZeroModule(), zero)
+		}
 		var maxAbs float64
 		for _, v := range d {
 			maxAbs = math.Max(maxAbs, math.Abs(float64(v)))

@@ -125,3 +125,40 @@ func RelDistance(a, b map[string]*tensor.Dense) float64 {
 	}
 	return math.Sqrt(num / den)
 }
+
+// ZeroModuleNormRatio is ‖EMA‖/‖raw‖ over the parameters of c's network that
+// start at zero (model.ParamSpec.ZeroModule: the residual and attention
+// blocks' output projections and the final conv), with how many tensors
+// that is. Those weights grow from zero through training, and an EMA of a
+// growing weight lags it: a ratio below 1 says by how much the averaged
+// network's residual branches are shrunk (their θ0 is zero, so this is lag,
+// not a share of θ0). In the face recipe at step 9,500 it was 0.931 while
+// all weights together were 0.994 (the EMA 3.3 % from the raw weights);
+// the MNIST cosine run at step 29,500, whose EMA beats its raw weights,
+// had 0.973 with the EMA 6.8 % away.
+func ZeroModuleNormRatio(c *Checkpoint) (ratio float64, tensorsN int, err error) {
+	specs, err := model.Specs(c.Config.Model)
+	if err != nil {
+		return 0, 0, fmt.Errorf("train: %w", err)
+	}
+	var ne, nr float64
+	for _, ps := range specs {
+		if !ps.ZeroModule() {
+			continue
+		}
+		e, r := c.EMA[ps.Name], c.Params[ps.Name]
+		if e == nil || r == nil {
+			return 0, 0, fmt.Errorf("train: checkpoint has no EMA and raw tensor %q (its config's model does not match its weights)", ps.Name)
+		}
+		for i, v := range tensors.F32(r) {
+			w := tensors.F32(e)[i]
+			ne += float64(w) * float64(w)
+			nr += float64(v) * float64(v)
+		}
+		tensorsN++
+	}
+	if tensorsN == 0 || nr == 0 {
+		return 0, tensorsN, errors.New("train: the network has no zero-initialised layer with trained weights")
+	}
+	return math.Sqrt(ne / nr), tensorsN, nil
+}

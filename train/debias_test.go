@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/model"
 )
 
 // TestDebiasedEMA trains the real UNet (NewUNet) for 12 steps at EMA decay
@@ -134,3 +136,42 @@ func TestDebiasRefusals(t *testing.T) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// TestZeroModuleNormRatio: the ratio covers exactly the zero_module'd
+// tensors (scaled by 0.75 in the EMA while every other tensor is scaled by
+// 5, which would move any ratio that counted them) and names a missing one.
+func TestZeroModuleNormRatio(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	u, err := model.New(cfg.Model, rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Checkpoint{Step: 10, Config: cfg, Params: map[string]*tensor.Dense{}, EMA: map[string]*tensor.Dense{}}
+	wantN := 0
+	for k, ps := range u.ParamSpecs() {
+		c.Names = append(c.Names, ps.Name)
+		raw, ema := tensors.New(ps.Shape...), tensors.New(ps.Shape...)
+		scale := float32(5)
+		if ps.ZeroModule() {
+			scale = 0.75
+			wantN++
+		}
+		for i := range tensors.F32(raw) {
+			v := float32(k+1) + float32(i%7)
+			tensors.F32(raw)[i], tensors.F32(ema)[i] = v, scale*v
+		}
+		c.Params[ps.Name], c.EMA[ps.Name] = raw, ema
+	}
+	r, n, err := ZeroModuleNormRatio(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tiny config has one level: its residual blocks' out_layers.3 and out.2.
+	if n != wantN || n < 4 || math.Abs(r-0.75) > 1e-6 {
+		t.Errorf("ratio %v over %d tensors, want 0.75 over %d (≥ 4)", r, n, wantN)
+	}
+	delete(c.EMA, "out.2.weight")
+	if _, _, err := ZeroModuleNormRatio(c); err == nil || !strings.Contains(err.Error(), `"out.2.weight"`) {
+		t.Errorf("missing tensor: %v, want an error naming out.2.weight", err)
+	}
+}

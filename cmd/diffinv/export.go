@@ -36,7 +36,13 @@ ema-debiased removes that share and renormalises, (EMA − s θ0)/(1 − s),
 the exponential average of the trained weights alone (Adam's bias
 correction with θ0 for zero). θ0 is rebuilt from the run's train.seed, so it
 needs a fresh native run (checked in the run's log.jsonl beside
-checkpoints/).`,
+checkpoints/).
+
+Each export also prints how far the EMA sits from the raw weights and the
+norm ratio ‖EMA‖/‖raw‖ of the layers that start at zero (the residual and
+attention blocks' output projections): they grow through training and an
+EMA lags them, which shrinks the averaged network's residual branches (the
+face recipe at step 9,500: 0.931, all weights within 3.3 %).`,
 		Example: `  diffinv export --checkpoint runs/mnist/checkpoints/step-00006000.safetensors --out models/mnist/model.safetensors
   diffinv export --checkpoint runs/celeba-recipe/run/checkpoints/step-00012000.safetensors --out models/celeba64/model.safetensors --dtype f16`,
 		Args: cobra.NoArgs,
@@ -87,6 +93,14 @@ checkpoints/).`,
 				return fmt.Errorf("export: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "exported: %s (%s of step %d, %s)\n", out, what, c.Step, dtype)
+			// How far the EMA sits from the raw weights, and how much of that is
+			// the lag of the layers that start at zero (train.ZeroModuleNormRatio).
+			if r, n, err := train.ZeroModuleNormRatio(c); err != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "EMA against the raw weights: not compared: %v\n", err)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "EMA against the raw weights: distance %.3g of their norm; the %d zero-initialised output-layer tensors: ‖EMA‖/‖raw‖ = %.3f\n",
+					train.RelDistance(c.EMA, c.Params), n, r)
+			}
 			return nil
 		},
 	}

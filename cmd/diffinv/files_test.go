@@ -200,15 +200,22 @@ func TestExportF16(t *testing.T) {
 // TestExportWeights: --weights raw writes the optimiser's weights;
 // ema-debiased needs the run's log to show a fresh native run, then writes
 // (EMA − s θ0)/(1 − s) with θ0 rebuilt from train.seed (train's own test
-// checks that against the trained weights' average); a bad kind is refused.
+// checks that against the trained weights' average); a bad kind is refused;
+// each export reports the EMA's distance and zero-layer norm ratio.
 func TestExportWeights(t *testing.T) {
 	src := tinyTrainCheckpoint(t)
 	c, err := train.LoadCheckpoint(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Distinct raw weights and EMA: raw = 2·EMA.
+	// Distinct raw weights and EMA: raw = 2·EMA, the zero-initialised
+	// layers given weights first.
 	for _, n := range c.Names {
+		for i, v := range tensors.F32(c.EMA[n]) {
+			if v == 0 {
+				tensors.F32(c.EMA[n])[i] = 0.01 * float32(i%5+1)
+			}
+		}
 		raw := tensors.New(c.EMA[n].Shape()...)
 		for i, v := range tensors.F32(c.EMA[n]) {
 			tensors.F32(raw)[i] = 2 * v
@@ -229,8 +236,13 @@ func TestExportWeights(t *testing.T) {
 		return net.Params()
 	}
 	rawOut := filepath.Join(dir, "raw.safetensors")
-	if _, err := run(t, "export", "--checkpoint", ckpt, "--out", rawOut, "--weights", "raw"); err != nil {
+	out, err := run(t, "export", "--checkpoint", ckpt, "--out", rawOut, "--weights", "raw")
+	if err != nil {
 		t.Fatal(err)
+	}
+	// raw = 2·EMA: the EMA sits half the raw norm away, zero-initialised layers included.
+	if !strings.Contains(out, "distance 0.5 of their norm") || !strings.Contains(out, "‖EMA‖/‖raw‖ = 0.500") {
+		t.Errorf("export's EMA report: %q, want distance 0.5 and ratio 0.500", out)
 	}
 	if d := train.RelDistance(load(rawOut), c.Params); d != 0 {
 		t.Errorf("--weights raw: %g from the raw weights", d)
@@ -242,7 +254,7 @@ func TestExportWeights(t *testing.T) {
 	seed := c.Config.Train.Seed
 	rec := fmt.Sprintf(`{"type":"run","step":0,"seed":%d,"init_seed":%d}`+"\n", seed, train.InitSeed(seed))
 	os.WriteFile(filepath.Join(dir, "run", train.LogFile), []byte(rec), 0o644)
-	out, err := run(t, "export", "--checkpoint", ckpt, "--out", debOut, "--weights", "ema-debiased")
+	out, err = run(t, "export", "--checkpoint", ckpt, "--out", debOut, "--weights", "ema-debiased")
 	if err != nil {
 		t.Fatal(err)
 	}
