@@ -7,7 +7,8 @@
 # 64-sample grids (DDIM-50 and DDPM-1000, seed 1, docs/img/faces-*.png) and the quality gate on 1000
 # DDIM-50 samples against the test split for seeds 1 and 2 (models/celeba64/eval-seedS.txt).
 # Which weights are shipped (EMA, debiased EMA or raw) is chosen first by FID against validation
-# faces (models/celeba64/weights-choice.txt). The model README's prose (lineage, figures) is written
+# faces (models/celeba64/weights-choice.txt). Every sampling here uses DDIM with η = ETA (1), and
+# the file stores sample.eta = ETA as its default. The model README's prose (lineage, figures) is written
 # by hand from these files.
 #
 #   bash scripts/ship_celeba.sh [RECIPE_OUT]     # RECIPE_OUT: runs/celeba-recipe
@@ -23,6 +24,11 @@ in=${1:-runs/celeba-recipe}
 out=${MODEL_OUT:-models/celeba64}
 img=${GRID_DIR:-docs/img}
 bin=./bin/diffinv
+# DDIM's η for the weights' choice, the gate and the shipped file's default (sample.eta): this face
+# model's deterministic DDIM samples (η = 0) break into coloured textures on about a third of the
+# initial noises where DDIM with fresh noise (η = 1) and DDPM draw faces from the same weights (session
+# 14, BENCHMARKS.md), so it ships with η = 1.
+eta=${ETA:-1}
 stage=$in/stage-4.safetensors
 if [[ ! -f $stage ]]; then
   echo "ship_celeba.sh: $stage not found: the recipe has not finished (make train-celeba)" >&2
@@ -30,23 +36,32 @@ if [[ ! -f $stage ]]; then
 fi
 go build -o "$bin" ./cmd/diffinv
 mkdir -p "$out" "$img"
-final=$in/run/checkpoints/step-00012000.safetensors
+# Phase 1 ends at step 12,000; once the second phase (make train-celeba-more, RECIPE_OUT/more) has
+# finished its MORE_TOTAL (7000) steps, its last checkpoint is shipped instead. Phase 2 starts from
+# chosen weights (--init), so its choice is between its EMA and raw weights only (a debiased EMA
+# needs the initial weights of a fresh run).
+src=$in final=$in/run/checkpoints/step-00012000.safetensors kinds=(ema ema-debiased raw)
+more=$(printf '%s/more/run/checkpoints/step-%08d.safetensors' "$in" "${MORE_TOTAL:-7000}")
+if [[ -f $in/more/stage-2.safetensors && -f $more ]]; then
+  src=$in/more final=$more kinds=(ema raw)
+fi
 if [[ ! -f $final ]]; then
   echo "ship_celeba.sh: $final not found (the recipe's last checkpoint)" >&2
   exit 2
 fi
+echo "== shipping from $final"
 # Which weights to ship, chosen on validation faces: the EMA (decay 0.9995, no warm-up: it still holds
 # 0.25 % of the initial weights at step 12,000), the debiased EMA (that share removed) or the raw
 # weights (at step 7,000 the raw weights drew clean faces where the EMA drew noise). Each draws
 # CHOOSE_N DDIM-25 samples (seed 3) scored against 1000 val faces; the lowest FID is shipped.
-choice=$in/weights-choice.txt
+choice=$src/weights-choice.txt
 if [[ ! -f $choice ]]; then
   rows=()
-  for w in ema ema-debiased raw; do
-    f=$in/choose-$w.safetensors e=$in/choose-$w.txt
+  for w in "${kinds[@]}"; do
+    f=$src/choose-$w.safetensors e=$src/choose-$w.txt
     if [[ ! -f $e ]]; then
       "$bin" export --checkpoint "$final" --out "$f" --weights "$w"
-      "$bin" eval samples --checkpoint "$f" --n "${CHOOSE_N:-500}" --sampler ddim --steps 25 --seed 3 --reference val >"$e.tmp"
+      "$bin" eval samples --checkpoint "$f" --n "${CHOOSE_N:-500}" --sampler ddim --steps 25 --seed 3 --reference val --set sample.eta="$eta" >"$e.tmp"
       mv "$e.tmp" "$e"
     fi
     fid=$(sed -n 's/^FID \([0-9.]*\),.*/\1/p' "$e")
@@ -59,18 +74,23 @@ if [[ ! -f $choice ]]; then
   printf '%s\n' "${rows[@]}" | sort -g >"$choice.tmp"
   mv "$choice.tmp" "$choice"
 fi
-echo "== weights by val FID (${CHOOSE_N:-500} DDIM-25 samples, seed 3):"
+echo "== weights by val FID (${CHOOSE_N:-500} DDIM-25 samples, η = $eta, seed 3):"
 cat "$choice"
 weights=$(head -1 "$choice" | cut -d' ' -f2)
-"$bin" export --checkpoint "$final" --out "$out/model.safetensors" --dtype f16 --weights "$weights"
+"$bin" export --checkpoint "$final" --out "$out/model.safetensors" --dtype f16 --weights "$weights" --set sample.eta="$eta"
 cp "$choice" "$out/weights-choice.txt"
 if [[ -n ${CHOOSE_ONLY:-} ]]; then
   echo "ship_celeba.sh: CHOOSE_ONLY: stopped after $out/model.safetensors"
   exit 0
 fi
 for f in log.jsonl loss.png config.yaml; do
-  if [[ -f $in/run/$f ]]; then cp "$in/run/$f" "$out/$f"; fi
+  if [[ -f $src/run/$f ]]; then cp "$src/run/$f" "$out/$f"; fi
 done
+if [[ $src != "$in" ]]; then # phase 2: phase 1's log and loss curve beside it
+  for f in log.jsonl loss.png; do
+    if [[ -f $in/run/$f ]]; then cp "$in/run/$f" "$out/phase1-$f"; fi
+  done
+fi
 for spec in ddim:50 ddpm:1000; do
   name=${spec%%:*} steps=${spec##*:}
   grid=$img/faces-$name.png
@@ -81,7 +101,7 @@ done
 for seed in 1 2; do
   f=$out/eval-seed$seed.txt
   if [[ -f $f ]]; then echo "== $f: done"; cat "$f"; continue; fi
-  "$bin" eval samples --checkpoint "$out/model.safetensors" --n 1000 --sampler ddim --steps 50 --seed "$seed" | tee "$f.tmp"
+  "$bin" eval samples --checkpoint "$out/model.safetensors" --n 1000 --sampler ddim --steps 50 --seed "$seed" --set sample.eta="$eta" | tee "$f.tmp"
   mv "$f.tmp" "$f"
 done
 echo "ship_celeba.sh: $out assembled; write $out/README.md (lineage, loss curve, grids, gate) by hand"

@@ -4,14 +4,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/train"
 )
 
 func newExportCmd() *cobra.Command {
 	var from, out, dtype, weights string
+	var sets []string
 	cmd := &cobra.Command{
 		Use:   "export",
 		Short: "Write a training checkpoint's EMA (or raw, or debiased EMA) weights as a model file",
@@ -42,9 +45,14 @@ Each export also prints how far the EMA sits from the raw weights and the
 norm ratio ‖EMA‖/‖raw‖ of the layers that start at zero (the residual and
 attention blocks' output projections): they grow through training and an
 EMA lags them, which shrinks the averaged network's residual branches (the
-face recipe at step 9,500: 0.931, all weights within 3.3 %).`,
+face recipe at step 9,500: 0.931, all weights within 3.3 %).
+
+--set sample.KEY=VALUE stores a sampling default in the file's run config,
+which sample, eval and solve start from: the face model ships with
+sample.eta=1, since its deterministic DDIM samples (η = 0) break where
+DDIM with fresh noise draws faces. Only sample.* keys can be set.`,
 		Example: `  diffinv export --checkpoint runs/mnist/checkpoints/step-00006000.safetensors --out models/mnist/model.safetensors
-  diffinv export --checkpoint runs/celeba-recipe/run/checkpoints/step-00012000.safetensors --out models/celeba64/model.safetensors --dtype f16`,
+  diffinv export --checkpoint runs/celeba-recipe/run/checkpoints/step-00012000.safetensors --out models/celeba64/model.safetensors --dtype f16 --set sample.eta=1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			store := map[string]string{"f32": "F32", "f16": "F16"}[dtype]
@@ -60,6 +68,11 @@ face recipe at step 9,500: 0.931, all weights within 3.3 %).`,
 			c, err := train.LoadCheckpoint(from)
 			if err != nil {
 				return fmt.Errorf("export: %w", err)
+			}
+			if len(sets) > 0 {
+				if c.Config, err = sampleDefaults(c.Config, sets); err != nil {
+					return fmt.Errorf("export: %w", err)
+				}
 			}
 			if dir := filepath.Dir(out); dir != "" {
 				if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -107,8 +120,27 @@ face recipe at step 9,500: 0.931, all weights within 3.3 %).`,
 	cmd.Flags().StringVar(&from, "checkpoint", "", "training checkpoint to read")
 	cmd.Flags().StringVar(&out, "out", "", "model file to write")
 	cmd.Flags().StringVar(&dtype, "dtype", "f32", "stored weight type: f32 (exact) or f16 (half the size, rounded)")
+	cmd.Flags().StringArrayVar(&sets, "set", nil, "sample.KEY=VALUE: a sampling default stored in the file's run config (repeatable; only sample.* keys)")
 	cmd.Flags().StringVar(&weights, "weights", "ema", "weights to write: ema, raw or ema-debiased (the EMA without its share of the initial weights)")
 	return cmd
+}
+
+// sampleDefaults applies --set overrides to the run config a model file
+// stores, which sample, eval and solve read their defaults from. Only
+// sample.* keys may change: the weights fix the model and the diffusion,
+// and the train and data keys record how they were made.
+func sampleDefaults(cfg *config.Config, sets []string) (*config.Config, error) {
+	for _, kv := range sets {
+		if !strings.HasPrefix(kv, "sample.") {
+			key, _, _ := strings.Cut(kv, "=")
+			return nil, fmt.Errorf("--set %q: only sample.* keys (the file's sampling defaults) can be set on export, not %s: the weights fix the model and diffusion, and the train and data keys record the run", kv, key)
+		}
+	}
+	out, err := config.LoadOnto(*cfg, config.Sources{Sets: sets})
+	if err != nil {
+		return nil, fmt.Errorf("--set: %w", err)
+	}
+	return out, nil
 }
 
 // distinctFiles refuses an output path that names the input file, by path

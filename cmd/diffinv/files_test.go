@@ -281,3 +281,42 @@ func TestExportWeights(t *testing.T) {
 		t.Errorf("--weights swa: %v", err)
 	}
 }
+
+// TestExportSampleDefaults: --set sample.* lands in the model file's run
+// config (what sample and eval start from), leaves the weights alone, and
+// any other key is refused by name before anything is written.
+func TestExportSampleDefaults(t *testing.T) {
+	src := tinyTrainCheckpoint(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "m.safetensors")
+	if _, err := run(t, "export", "--checkpoint", src, "--out", out, "--set", "sample.eta=1", "--set", "sample.steps=10"); err != nil {
+		t.Fatal(err)
+	}
+	net, cfg, err := loadCheckpoint(out, &configFlags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Sample.Eta != 1 || cfg.Sample.Steps != 10 {
+		t.Errorf("stored sample defaults: eta %v, steps %d, want 1 and 10", cfg.Sample.Eta, cfg.Sample.Steps)
+	}
+	c, err := train.LoadCheckpoint(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := train.RelDistance(net.Params(), c.EMA); d != 0 {
+		t.Errorf("weights moved by %g", d)
+	}
+	for _, tc := range []struct{ set, want string }{
+		{"model.num_channels=8", "model.num_channels"},
+		{"train.lr=1", "train.lr"},
+		{"sample.eta=high", "sample.eta"},
+	} {
+		bad := filepath.Join(dir, "bad.safetensors")
+		if _, err := run(t, "export", "--checkpoint", src, "--out", bad, "--set", tc.set); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--set %s: %v, want an error naming %s", tc.set, err, tc.want)
+		}
+		if _, err := os.Stat(bad); err == nil {
+			t.Errorf("--set %s: a file was written", tc.set)
+		}
+	}
+}
