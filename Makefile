@@ -93,11 +93,11 @@ check-solvers: setup
 ship-celeba: setup
 	bash scripts/ship_celeba.sh $(CELEBA_OUT)
 
-## check-faces: issue 17's acceptance check on the face model (models/celeba64): 32 CelebA test faces,
+## check-faces: issue 17's acceptance check on the face model (FACE_MODEL, as demo-faces): 32 CelebA test faces,
 ## DPS ≥ 3 dB over A†y on sr4 and inpaint-box, noise-free DDNM consistent to 1e-3, DDNM+ colorization
-## above the grey image; about an hour (DIFFINV_CHECK_FACE_MODEL=FILE checks another model file)
+## above the grey image; about an hour (FACE_MODEL=DIR checks another model folder)
 check-faces: setup
-	DIFFINV_CHECK_FACES=1 $(GO) test -count=1 -timeout 3h -run TestShippedFaceSolvers -v ./cmd/diffinv
+	DIFFINV_CHECK_FACES=1 DIFFINV_CHECK_FACE_MODEL=$(abspath $(FACE_MODEL))/model.safetensors $(GO) test -count=1 -timeout 3h -run TestShippedFaceSolvers -v ./cmd/diffinv
 
 ## check-bf16: issue 16's bf16 checks (scripts/check_bf16.sh; about 45 minutes, resumable):
 ## DPS sr4 on 16 digits within 0.3 dB of fp32, a 2000-step MNIST run tracking the fp32 loss
@@ -131,10 +131,12 @@ SHARDS ?= 1
 demo: build
 	./$(BIN) demo
 
-## demo-faces: the demo on 4 CelebA test faces with the face model (models/celeba64, from make
-## train-celeba): sr4, inpaint-box, deblur-gauss and colorize, DPS and DDNM+, the celeba64 task presets
+## demo-faces: the demo on 4 CelebA test faces with the face model (FACE_MODEL: models/celeba64 once
+## shipped, until then the interim models/celeba64-phase1): sr4, inpaint-box, deblur-gauss and
+## colorize, DPS and DDNM+, the celeba64 task presets
+FACE_MODEL ?= $(if $(wildcard models/celeba64/model.safetensors),models/celeba64,models/celeba64-phase1)
 demo-faces: build
-	./$(BIN) demo --checkpoint models/celeba64 --dataset celeba-test --n 4 \
+	./$(BIN) demo --checkpoint $(FACE_MODEL) --dataset celeba-test --n 4 \
 		--task sr4,inpaint-box,deblur-gauss,colorize --out out/demo-faces
 
 fmt:
