@@ -37,13 +37,12 @@ fi
 go build -o "$bin" ./cmd/diffinv
 mkdir -p "$out" "$img"
 # Phase 1 ends at step 12,000; once the second phase (make train-celeba-more, RECIPE_OUT/more) has
-# finished its MORE_TOTAL (7000) steps, its last checkpoint is shipped instead. Phase 2 starts from
-# chosen weights (--init), so its choice is between its EMA and raw weights only (a debiased EMA
-# needs the initial weights of a fresh run).
+# finished, its last checkpoint (named in RECIPE_OUT/more/final.txt) is shipped instead. Phase 2
+# starts from chosen weights (--init), so its choice is between its EMA and raw weights only (a
+# debiased EMA needs the initial weights of a fresh run).
 src=$in final=$in/run/checkpoints/step-00012000.safetensors kinds=(ema ema-debiased raw)
-more=$(printf '%s/more/run/checkpoints/step-%08d.safetensors' "$in" "${MORE_TOTAL:-7000}")
-if [[ -f $in/more/stage-2.safetensors && -f $more ]]; then
-  src=$in/more final=$more kinds=(ema raw)
+if [[ -f $in/more/final.txt ]]; then
+  src=$in/more final=$(cat "$in/more/final.txt") kinds=(ema raw)
 fi
 if [[ ! -f $final ]]; then
   echo "ship_celeba.sh: $final not found (the recipe's last checkpoint)" >&2

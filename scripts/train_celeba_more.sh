@@ -14,7 +14,8 @@
 #
 # TOTAL (7000) steps in pieces of PIECE (3500, about 1.6 h alone each) with --stop-at; rerun to
 # resume (bit-identical) and skip finished pieces. Piece K's EMA weights go to
-# RECIPE_OUT/more/stage-K.safetensors; ship_celeba.sh ships from this phase once it has finished.
+# RECIPE_OUT/more/stage-K.safetensors; once all are trained, RECIPE_OUT/more/final.txt names the last
+# checkpoint, and ship_celeba.sh ships from this phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pieces.sh
@@ -45,3 +46,8 @@ common=(--config configs/celeba64.yaml --init "$init" --grid-n 16 --grid-steps 2
   --set train.sample_every=1000 --set train.log_every=25)
 
 run_pieces "$bin" "$out" "$stop" "$piece" "$total" 0 "${common[@]}" "${extra[@]}"
+# Once the last piece is trained, name the phase's last checkpoint in OUT/final.txt: ship_celeba.sh
+# ships from it (and needs to know neither TOTAL nor PIECE).
+if [[ -f $out/stage-$((total / piece)).safetensors ]]; then
+  printf '%s/run/checkpoints/step-%08d.safetensors\n' "$out" "$total" >"$out/final.txt"
+fi

@@ -150,9 +150,9 @@ func ZeroModuleNormRatio(c *Checkpoint) (ratio float64, tensorsN int, err error)
 		if e == nil || r == nil {
 			return 0, 0, fmt.Errorf("train: checkpoint has no EMA and raw tensor %q (its config's model does not match its weights)", ps.Name)
 		}
+		ev := tensors.F32(e)
 		for i, v := range tensors.F32(r) {
-			w := tensors.F32(e)[i]
-			ne += float64(w) * float64(w)
+			ne += float64(ev[i]) * float64(ev[i])
 			nr += float64(v) * float64(v)
 		}
 		tensorsN++
