@@ -62,10 +62,10 @@ MNIST_NEXT_OUT ?= runs/mnist-next
 train-mnist-next: setup
 	STOP=$(STOP) bash scripts/train_mnist_next.sh $(MNIST_NEXT_OUT)
 
-## train-mnist-cosine: issue 17's next MNIST candidate (scripts/train_mnist_cosine.sh): the shipped
+## train-mnist-cosine: an issue-17 MNIST candidate (scripts/train_mnist_cosine.sh): the shipped
 ## 1.19 M network with the improved-DDPM cosine β schedule, 60,000 steps (twice the earlier runs) in
 ## three resumable pieces of about 1 h each on 2 cores alone, each ending with `eval samples` for
-## seeds 1 and 2; STOP=N
+## seeds 1 and 2; STOP=N. Ended at 92.5 / 92.7 % confident, under the real-digit level: not shipped
 MNIST_COSINE_OUT ?= runs/mnist-cosine
 train-mnist-cosine: setup
 	STOP=$(STOP) bash scripts/train_mnist_cosine.sh $(MNIST_COSINE_OUT)
