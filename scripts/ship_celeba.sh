@@ -7,7 +7,7 @@
 # 64-sample grids (DDIM-50 and DDPM-1000, seed 1, docs/img/faces-*.png) and the quality gate on 1000
 # DDIM-50 samples against the test split for seeds 1 and 2 (models/celeba64/eval-seedS.txt).
 # Which weights are shipped (EMA, debiased EMA or raw) is chosen first by FID against validation
-# faces (models/celeba64/weights-choice.txt). Every sampling here uses DDIM with η = ETA (1), and
+# faces (models/celeba64/weights-choice.txt; after phase 2, phase 1 is a candidate too). Every sampling here uses DDIM with η = ETA (1), and
 # the file stores sample.eta = ETA as its default. The model README's prose (lineage, figures) is written
 # by hand from these files.
 #
@@ -38,11 +38,19 @@ go build -o "$bin" ./cmd/diffinv
 mkdir -p "$out" "$img"
 # Phase 1 ends at step 12,000; once the second phase (make train-celeba-more, RECIPE_OUT/more) has
 # finished, its last checkpoint (named in RECIPE_OUT/more/final.txt) is shipped instead. Phase 2
-# starts from chosen weights (--init), so its choice is between its EMA and raw weights only (a
-# debiased EMA needs the initial weights of a fresh run).
+# starts from chosen weights (--init), so its choice is between its EMA and raw weights (a debiased
+# EMA needs the initial weights of a fresh run) and the phase-1 model it started from (PHASE1,
+# models/celeba64-phase1/model.safetensors): a warm restart first costs quality (its EMA at step
+# 1,250 scored 112 against phase 1's 83, BENCHMARKS.md), and if the annealed end has not won it back,
+# phase 1 ships rather than a worse model.
+phase1=${PHASE1:-models/celeba64-phase1/model.safetensors}
 src=$in final=$in/run/checkpoints/step-00012000.safetensors kinds=(ema ema-debiased raw)
 if [[ -f $in/more/final.txt ]]; then
-  src=$in/more final=$(cat "$in/more/final.txt") kinds=(ema raw)
+  src=$in/more final=$(cat "$in/more/final.txt") kinds=(ema raw phase1)
+  if [[ ! -f $phase1 ]]; then
+    echo "ship_celeba.sh: $phase1 not found (the phase-1 model phase 2 started from; PHASE1 names another)" >&2
+    exit 2
+  fi
 fi
 if [[ ! -f $final ]]; then
   echo "ship_celeba.sh: $final not found (the recipe's last checkpoint)" >&2
@@ -59,8 +67,9 @@ if [[ ! -f $choice ]]; then
   rows=()
   for w in "${kinds[@]}"; do
     f=$src/choose-$w.safetensors e=$src/choose-$w.txt
+    if [[ $w == phase1 ]]; then f=$phase1; fi # the committed file as it is (f16, sample.eta set)
     if [[ ! -f $e ]]; then
-      "$bin" export --checkpoint "$final" --out "$f" --weights "$w"
+      if [[ $w != phase1 ]]; then "$bin" export --checkpoint "$final" --out "$f" --weights "$w"; fi
       "$bin" eval samples --checkpoint "$f" --n "${CHOOSE_N:-500}" --sampler ddim --steps 25 --seed 3 --reference val --set sample.eta="$eta" >"$e.tmp"
       mv "$e.tmp" "$e"
     fi
@@ -77,7 +86,14 @@ fi
 echo "== weights by val FID (${CHOOSE_N:-500} DDIM-25 samples, η = $eta, seed 3):"
 cat "$choice"
 weights=$(head -1 "$choice" | cut -d' ' -f2)
-"$bin" export --checkpoint "$final" --out "$out/model.safetensors" --dtype f16 --weights "$weights" --set sample.eta="$eta"
+if [[ $weights == phase1 ]]; then
+  # phase 2 did not beat its start: ship phase 1 as committed (f16, its sample.eta 1) with its run's files
+  echo "== phase 2 did not beat phase 1 on val: shipping $phase1"
+  cp "$phase1" "$out/model.safetensors"
+  src=$in
+else
+  "$bin" export --checkpoint "$final" --out "$out/model.safetensors" --dtype f16 --weights "$weights" --set sample.eta="$eta"
+fi
 cp "$choice" "$out/weights-choice.txt"
 if [[ -n ${CHOOSE_ONLY:-} ]]; then
   echo "ship_celeba.sh: CHOOSE_ONLY: stopped after $out/model.safetensors"
