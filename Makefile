@@ -88,8 +88,9 @@ train-celeba-more: setup
 check-solvers: setup
 	DIFFINV_CHECK_SHIPPED=1 $(GO) test -count=1 -timeout 30m -run TestShippedModelSolvers -v ./cmd/diffinv
 
-## ship-celeba: models/celeba64 from the finished face recipe (scripts/ship_celeba.sh: weights, log,
-## loss curve, 64-sample grids, the quality gate for seeds 1 and 2; about 50 min)
+## ship-celeba: models/celeba64 from the finished face recipe (scripts/ship_celeba.sh: the weights
+## chosen on val faces, phase 1 among the candidates, log, loss curve, 64-sample grids, the quality
+## gate for seeds 1 and 2; about 65 min)
 ship-celeba: setup
 	bash scripts/ship_celeba.sh $(CELEBA_OUT)
 
