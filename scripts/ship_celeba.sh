@@ -16,7 +16,7 @@
 # MODEL_OUT (models/celeba64) and GRID_DIR (docs/img) move the outputs, CHOOSE_N (500) sets the
 # samples of the weights' choice, CHOOSE_ONLY=1 stops once the chosen weights are exported.
 #
-# About 65 minutes on 2 cores (the weights' choice, the DDPM-1000 grid and the two evaluations); rerunning skips the
+# About 70 minutes on 2 cores (the weights' choice, 3 candidates after phase 2, the DDPM-1000 grid and the two evaluations); rerunning skips the
 # parts whose output exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
