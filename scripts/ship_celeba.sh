@@ -61,7 +61,8 @@ echo "== shipping from $final"
 # it still holds 0.25 % of the initial weights at step 12,000), the debiased EMA (that share removed)
 # or the raw weights. Each draws CHOOSE_N DDIM-25 samples (η = ETA, seed 3) scored against 1000 val
 # faces; the lowest FID is shipped. At step 12,000 with η = 1: EMA 83.2, raw 94.2, debiased 104.8
-# (models/celeba64-phase1); session 13's η = 0 comparisons had favoured the raw weights.
+# (models/celeba64-phase1); session 13's η = 0 comparisons had favoured the raw weights. At CHOOSE_N
+# 500 a rounding change alone moves FID by up to ~10 points (BENCHMARKS.md): raise it for close calls.
 choice=$src/weights-choice.txt
 if [[ ! -f $choice ]]; then
   rows=()
