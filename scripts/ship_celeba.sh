@@ -3,7 +3,7 @@
 # weights of its last step chosen below (EMA, debiased EMA or raw) with their config, stored as float16 (`diffinv export --dtype f16`: 21
 # instead of 43 MB: every tracked file of the repository together was 37 MB before it; the
 # rounding moved 20-step DDIM samples of the step-4500 weights by at most 0.0029 of [-1, 1],
-# rms 0.0004, and the gate below is measured on the shipped file), the run's log, loss curve and config, the README's
+# rms 0.0004, and the gate below is measured on the shipped file), the run's log and loss curve, the README's
 # 64-sample grids (DDIM-50 and DDPM-1000, seed 1, docs/img/faces-*.png) and the quality gate on 1000
 # DDIM-50 samples against the test split for seeds 1 and 2 (models/celeba64/eval-seedS.txt).
 # Which weights are shipped (EMA, debiased EMA or raw) is chosen first by FID against validation
@@ -12,6 +12,8 @@
 # by hand from these files.
 #
 #   bash scripts/ship_celeba.sh [RECIPE_OUT]     # RECIPE_OUT: runs/celeba-recipe
+#
+#   SHIP_FROM=models/celeba64-phase1/model.safetensors bash scripts/ship_celeba.sh   # a model file as it is
 #
 # MODEL_OUT (models/celeba64) and GRID_DIR (docs/img) move the outputs, CHOOSE_N (500) sets the
 # samples of the weights' choice, CHOOSE_ONLY=1 stops once the chosen weights are exported.
@@ -29,8 +31,18 @@ bin=./bin/diffinv
 # initial noises where DDIM with fresh noise (η = 1) and DDPM draw faces from the same weights (session
 # 14, BENCHMARKS.md), so it ships with η = 1.
 eta=${ETA:-1}
+# SHIP_FROM=FILE ships a model file as it is (an exported model such as the committed phase-1 model,
+# its sample.eta already set) instead of choosing from the recipe's last checkpoint: the recipe's
+# folder (RECIPE_OUT) may be gone with the machine that trained it (runs/ is not committed). Its
+# weights-choice.txt, when it has one beside it, is copied; the grids and the gate run as below.
+if [[ -n ${SHIP_FROM:-} ]]; then
+  if [[ ! -f $SHIP_FROM ]]; then
+    echo "ship_celeba.sh: SHIP_FROM=$SHIP_FROM: no such model file" >&2
+    exit 2
+  fi
+fi
 stage=$in/stage-4.safetensors
-if [[ ! -f $stage ]]; then
+if [[ -z ${SHIP_FROM:-} && ! -f $stage ]]; then
   echo "ship_celeba.sh: $stage not found: the recipe has not finished (make train-celeba)" >&2
   exit 2
 fi
@@ -52,7 +64,9 @@ if [[ -f $in/more/final.txt ]]; then
     exit 2
   fi
 fi
-if [[ ! -f $final ]]; then
+if [[ -n ${SHIP_FROM:-} ]]; then
+  final=$SHIP_FROM
+elif [[ ! -f $final ]]; then
   echo "ship_celeba.sh: $final not found (the recipe's last checkpoint)" >&2
   exit 2
 fi
@@ -64,7 +78,14 @@ echo "== shipping from $final"
 # (models/celeba64-phase1); session 13's η = 0 comparisons had favoured the raw weights. At CHOOSE_N
 # 500 a rounding change alone moves FID by up to ~10 points (BENCHMARKS.md): raise it for close calls.
 choice=$src/weights-choice.txt
-if [[ ! -f $choice ]]; then
+if [[ -n ${SHIP_FROM:-} ]]; then
+  choice=$(dirname "$SHIP_FROM")/weights-choice.txt
+fi
+if [[ -n ${SHIP_FROM:-} ]]; then
+  echo "== SHIP_FROM: no choice; shipping $SHIP_FROM as it is"
+  if [[ $SHIP_FROM -ef $out/model.safetensors ]]; then :; else cp "$SHIP_FROM" "$out/model.safetensors"; fi
+  if [[ -f $choice ]]; then cp "$choice" "$out/weights-choice.txt"; fi
+elif [[ ! -f $choice ]]; then
   rows=()
   for w in "${kinds[@]}"; do
     f=$src/choose-$w.safetensors e=$src/choose-$w.txt
@@ -84,6 +105,9 @@ if [[ ! -f $choice ]]; then
   printf '%s\n' "${rows[@]}" | sort -g >"$choice.tmp"
   mv "$choice.tmp" "$choice"
 fi
+if [[ -n ${SHIP_FROM:-} ]]; then
+  : # shipped as it is, above
+else
 echo "== weights by val FID (${CHOOSE_N:-500} DDIM-25 samples, η = $eta, seed 3):"
 cat "$choice"
 weights=$(head -1 "$choice" | cut -d' ' -f2)
@@ -96,11 +120,12 @@ else
   "$bin" export --checkpoint "$final" --out "$out/model.safetensors" --dtype f16 --weights "$weights" --set sample.eta="$eta"
 fi
 cp "$choice" "$out/weights-choice.txt"
+fi
 if [[ -n ${CHOOSE_ONLY:-} ]]; then
   echo "ship_celeba.sh: CHOOSE_ONLY: stopped after $out/model.safetensors"
   exit 0
 fi
-for f in log.jsonl loss.png config.yaml; do
+for f in log.jsonl loss.png; do
   if [[ -f $src/run/$f ]]; then cp "$src/run/$f" "$out/$f"; fi
 done
 if [[ $src != "$in" ]]; then # phase 2: phase 1's log and loss curve beside it

@@ -29,5 +29,8 @@ common=(--config configs/celeba64.yaml --grid-n 16 --grid-steps 25
   --set train.lr_decay=cosine --set train.ema_decay=0.9995 --set train.checkpoint_every=250
   --set train.keep_checkpoints=2 --set train.sample_every=1000 --set train.log_every=25)
 
+# KEEP (models/celeba64-phase1/run; KEEP= turns it off): where each finished piece's log and loss curve
+# are copied, to commit (scripts/lib/pieces.sh: runs/ does not survive a fresh machine).
+export KEEP=${KEEP-models/celeba64-phase1/run}
 run_pieces "$bin" "$out" "$stop" "$piece" "$total" 0 "${common[@]}" "${extra[@]}"
 echo "evaluate: $bin eval samples --checkpoint $out/stage-4.safetensors --n 1000 --sampler ddim --steps 50"

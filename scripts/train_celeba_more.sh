@@ -45,6 +45,9 @@ common=(--config configs/celeba64.yaml --init "$init" --grid-n 16 --grid-steps 2
   --set train.ema_warmup=true --set train.checkpoint_every=250 --set train.keep_checkpoints=2
   --set train.sample_every=1000 --set train.log_every=25)
 
+# KEEP (models/celeba64-phase2/run; KEEP= turns it off): where each finished piece's log and loss curve
+# are copied, to commit (scripts/lib/pieces.sh: runs/ does not survive a fresh machine).
+export KEEP=${KEEP-models/celeba64-phase2/run}
 run_pieces "$bin" "$out" "$stop" "$piece" "$total" 0 "${common[@]}" "${extra[@]}"
 # Once the last piece is trained, name the phase's last checkpoint in OUT/final.txt: ship_celeba.sh
 # ships from it (and needs to know neither TOTAL nor PIECE).

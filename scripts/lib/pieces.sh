@@ -4,6 +4,12 @@
 # with the EMA weights of step K·PIECE exported to OUT/stage-K.safetensors. A piece whose stage file
 # exists is skipped; an interrupted piece resumes from the run's last checkpoint (bit-identical to
 # an uninterrupted run).
+#
+# runs/ is not committed, and a session may start on a fresh machine without it (session 16 lost
+# the face phase 2's checkpoints at step 2,489 so): with KEEP=DIR set, each finished piece's log
+# (log.jsonl) and loss curve (loss.png) are copied into DIR, to commit, so that a
+# recipe's record survives its machine. The training checkpoints (170 MB for the face model) do
+# not fit the repository; an interrupted piece resumes only on the machine that has them.
 
 # train_piece BIN OUT K PIECE TOTAL TRAIN_ARGS...: trains piece K into OUT/run unless
 # OUT/stage-K.safetensors exists, then exports that stage file.
@@ -23,6 +29,19 @@ train_piece() {
   local ckpt
   ckpt=$(printf '%s/run/checkpoints/step-%08d.safetensors' "$out" "$at")
   "$bin" export --checkpoint "$ckpt" --out "$out/stage-$k.safetensors"
+  keep_record "$out"
+}
+
+# keep_record OUT: copies OUT/run's log and loss curve into $KEEP (the run config is in every
+# exported model's metadata) when KEEP is set.
+keep_record() {
+  local out=$1 f
+  if [[ -z ${KEEP:-} ]]; then return 0; fi
+  mkdir -p "$KEEP"
+  for f in log.jsonl loss.png; do
+    if [[ -f $out/run/$f ]]; then cp "$out/run/$f" "$KEEP/$f"; fi
+  done
+  echo "== $out/run's log and loss curve copied to $KEEP (commit them)"
 }
 
 # eval_stage BIN OUT K: the MNIST quality gate and real-digit level (`diffinv eval samples`, 1000
