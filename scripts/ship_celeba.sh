@@ -108,18 +108,18 @@ fi
 if [[ -n ${SHIP_FROM:-} ]]; then
   : # shipped as it is, above
 else
-echo "== weights by val FID (${CHOOSE_N:-500} DDIM-25 samples, η = $eta, seed 3):"
-cat "$choice"
-weights=$(head -1 "$choice" | cut -d' ' -f2)
-if [[ $weights == phase1 ]]; then
-  # phase 2 did not beat its start: ship phase 1 as committed (f16, its sample.eta 1) with its run's files
-  echo "== phase 2 did not beat phase 1 on val: shipping $phase1"
-  cp "$phase1" "$out/model.safetensors"
-  src=$in
-else
-  "$bin" export --checkpoint "$final" --out "$out/model.safetensors" --dtype f16 --weights "$weights" --set sample.eta="$eta"
-fi
-cp "$choice" "$out/weights-choice.txt"
+  echo "== weights by val FID (${CHOOSE_N:-500} DDIM-25 samples, η = $eta, seed 3):"
+  cat "$choice"
+  weights=$(head -1 "$choice" | cut -d' ' -f2)
+  if [[ $weights == phase1 ]]; then
+    # phase 2 did not beat its start: ship phase 1 as committed (f16, its sample.eta 1) with its run's files
+    echo "== phase 2 did not beat phase 1 on val: shipping $phase1"
+    cp "$phase1" "$out/model.safetensors"
+    src=$in
+  else
+    "$bin" export --checkpoint "$final" --out "$out/model.safetensors" --dtype f16 --weights "$weights" --set sample.eta="$eta"
+  fi
+  cp "$choice" "$out/weights-choice.txt"
 fi
 if [[ -n ${CHOOSE_ONLY:-} ]]; then
   echo "ship_celeba.sh: CHOOSE_ONLY: stopped after $out/model.safetensors"
