@@ -144,7 +144,7 @@ func (r SampleReport) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "samples %d vs reference %d\n", r.N, r.RefN)
 	fmt.Fprintf(&b, "FID %.3f\n", r.FID)
-	fmt.Fprintf(&b, "KID %.5f ± %.5f (%d subsets of %d)\n", r.KID.Mean, r.KID.Std, r.KID.Subsets, r.KID.SubsetSize)
+	fmt.Fprintf(&b, "KID %s\n", r.KID)
 	fmt.Fprintf(&b, "confident (p ≥ %.2g) %.1f%%\n", ConfidenceThreshold, 100*r.Confident)
 	b.WriteString("classes")
 	for k, s := range r.Share {

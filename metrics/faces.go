@@ -210,7 +210,7 @@ func (r FaceReport) Check(g FaceGate) []string {
 // the nearest-neighbour medians.
 func (r FaceReport) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "FID %.3f, KID %.5f ± %.5f (%d samples vs %d %s faces, attribute-classifier features)\n", r.FID, r.KID.Mean, r.KID.Std, r.N, r.RefN, r.refName())
+	fmt.Fprintf(&b, "FID %.3f, KID %s; %d samples vs %d %s faces, attribute-classifier features\n", r.FID, r.KID, r.N, r.RefN, r.refName())
 	fmt.Fprintf(&b, "attribute shares (samples vs %s faces):", r.refName())
 	for _, j := range r.Top {
 		fmt.Fprintf(&b, " %s %.1f/%.1f%%", r.Names[j], 100*r.Shares[j], 100*r.RefShares[j])

@@ -159,6 +159,22 @@ type KIDResult struct {
 	Mean, Std  float64
 	Subsets    int
 	SubsetSize int
+	// Whole is true when every subset is the whole of both sets (the
+	// subset size reached both set sizes, as with 1000 samples against
+	// 1000 references at the default size): the estimate does not depend
+	// on the order of the rows, so all subsets agree: KID computes it once
+	// (Subsets 1, Std 0), and the zero is not a measured spread.
+	Whole bool
+}
+
+// String formats the estimate as "mean ± std (over S subsets of m)", or
+// "mean (whole sets: no subset spread)" when Whole, so that a zero spread
+// is never printed as if it were an uncertainty.
+func (k KIDResult) String() string {
+	if k.Whole {
+		return fmt.Sprintf("%.5f (whole sets: no subset spread)", k.Mean)
+	}
+	return fmt.Sprintf("%.5f ± %.5f (over %d subsets of %d)", k.Mean, k.Std, k.Subsets, k.SubsetSize)
 }
 
 // KID returns the kernel inception distance (Bińkowski et al., 2018)
@@ -194,6 +210,12 @@ func KID(featA, featB *mat.Dense, opts KIDOptions, rng *rand.Rand) (KIDResult, e
 	if m < 2 {
 		return KIDResult{}, fmt.Errorf("%s: sets of %d and %d samples, want at least 2 each", op, na, nb)
 	}
+	// When a subset is the whole of both sets every subset gives the same
+	// estimate (up to summation order): compute it once.
+	whole := m == na && m == nb
+	if whole {
+		opts.Subsets = 1
+	}
 	// Draw every subset first, in order, so the result does not depend on
 	// how the subsets are then spread over goroutines.
 	ia, ib := make([][]int, opts.Subsets), make([][]int, opts.Subsets)
@@ -227,7 +249,8 @@ func KID(featA, featB *mat.Dense, opts KIDOptions, rng *rand.Rand) (KIDResult, e
 	for _, v := range vals {
 		vr += (v - mean) * (v - mean)
 	}
-	return KIDResult{Mean: mean, Std: math.Sqrt(vr / float64(len(vals))), Subsets: opts.Subsets, SubsetSize: m}, nil
+	return KIDResult{Mean: mean, Std: math.Sqrt(vr / float64(len(vals))), Subsets: opts.Subsets, SubsetSize: m,
+		Whole: whole}, nil
 }
 
 // poly3 is the cubic polynomial kernel on an inner product: (ip/d + 1)³.

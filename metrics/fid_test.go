@@ -255,8 +255,48 @@ func TestKIDMatchesDefinition(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := mmdNaive(x, y)
-	if math.Abs(got.Mean-want) > 1e-10*math.Max(1, math.Abs(want)) || got.Std != 0 || got.SubsetSize != 40 {
-		t.Errorf("KID %+v, want mean %v, std 0, subset 40", got, want)
+	if math.Abs(got.Mean-want) > 1e-10*math.Max(1, math.Abs(want)) || got.Std != 0 || got.SubsetSize != 40 || !got.Whole {
+		t.Errorf("KID %+v, want mean %v, std 0, subset 40, whole sets", got, want)
+	}
+}
+
+// TestKIDWholeSets checks that KID marks, and prints, the case where every
+// subset is the whole of both sets (its zero spread is not an uncertainty)
+// and only that case.
+func TestKIDWholeSets(t *testing.T) {
+	id := mat.NewDense(2, 2, []float64{1, 0, 0, 1})
+	tests := []struct {
+		name      string
+		na, nb, m int
+		whole     bool
+		text      string
+	}{
+		{"equal sets, default size", 30, 30, 0, true, "whole sets: no subset spread"},
+		{"equal sets, smaller subsets", 30, 30, 20, false, "± "},
+		{"fewer samples than references", 20, 30, 0, false, "over 10 subsets of 20"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewSource(3))
+			a := gaussianSamples(rng, tc.na, []float64{0, 0}, id)
+			b := gaussianSamples(rng, tc.nb, []float64{1, 0}, id)
+			k, err := KID(a, b, KIDOptions{Subsets: 10, SubsetSize: tc.m}, rng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.Whole != tc.whole {
+				t.Errorf("Whole %v, want %v (%+v)", k.Whole, tc.whole, k)
+			}
+			if tc.whole && (k.Std != 0 || k.Subsets != 1) {
+				t.Errorf("whole sets: std %v over %d subsets, want 0 over 1", k.Std, k.Subsets)
+			}
+			if !tc.whole && k.Std == 0 {
+				t.Errorf("subsampled sets: std 0, want a spread")
+			}
+			if s := k.String(); !strings.Contains(s, tc.text) {
+				t.Errorf("String() %q, want it to contain %q", s, tc.text)
+			}
+		})
 	}
 }
 
