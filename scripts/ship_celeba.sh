@@ -79,12 +79,10 @@ echo "== shipping from $final"
 # 500 a rounding change alone moves FID by up to ~10 points (BENCHMARKS.md): raise it for close calls.
 choice=$src/weights-choice.txt
 if [[ -n ${SHIP_FROM:-} ]]; then
-  choice=$(dirname "$SHIP_FROM")/weights-choice.txt
-fi
-if [[ -n ${SHIP_FROM:-} ]]; then
   echo "== SHIP_FROM: no choice; shipping $SHIP_FROM as it is"
-  if [[ $SHIP_FROM -ef $out/model.safetensors ]]; then :; else cp "$SHIP_FROM" "$out/model.safetensors"; fi
-  if [[ -f $choice ]]; then cp "$choice" "$out/weights-choice.txt"; fi
+  if [[ ! $SHIP_FROM -ef $out/model.safetensors ]]; then cp "$SHIP_FROM" "$out/model.safetensors"; fi
+  choice=$(dirname "$SHIP_FROM")/weights-choice.txt # the choice that made that file, if any
+  if [[ -f $choice && ! $choice -ef $out/weights-choice.txt ]]; then cp "$choice" "$out/weights-choice.txt"; fi
 elif [[ ! -f $choice ]]; then
   rows=()
   for w in "${kinds[@]}"; do

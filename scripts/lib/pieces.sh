@@ -5,8 +5,8 @@
 # exists is skipped; an interrupted piece resumes from the run's last checkpoint (bit-identical to
 # an uninterrupted run).
 #
-# runs/ is not committed, and a session may start on a fresh machine without it (session 16 lost
-# the face phase 2's checkpoints at step 2,489 so): with KEEP=DIR set, each finished piece's log
+# runs/ is not committed, and a session may start on a fresh machine without it (the face phase 2's
+# checkpoints at step 2,489 were lost that way in session 16): with KEEP=DIR set, each finished piece's log
 # (log.jsonl) and loss curve (loss.png) are copied into DIR, to commit, so that a
 # recipe's record survives its machine. The training checkpoints (170 MB for the face model) do
 # not fit the repository; an interrupted piece resumes only on the machine that has them.
