@@ -90,7 +90,7 @@ check-solvers: setup
 
 ## ship-celeba: models/celeba64 from the finished face recipe (scripts/ship_celeba.sh: the weights
 ## chosen on val faces, phase 1 among the candidates, log, loss curve, 64-sample grids, the quality
-## gate for seeds 1 and 2; about 70 min)
+## gate for seeds 1 and 2; about 2.3 h alone; SHIP_FROM=FILE ships a model file as it is, ≈ 2 h)
 ship-celeba: setup
 	bash scripts/ship_celeba.sh $(CELEBA_OUT)
 

@@ -18,7 +18,8 @@
 # MODEL_OUT (models/celeba64) and GRID_DIR (docs/img) move the outputs, CHOOSE_N (500) sets the
 # samples of the weights' choice, CHOOSE_ONLY=1 stops once the chosen weights are exported.
 #
-# About 70 minutes on 2 cores (the weights' choice, 3 candidates after phase 2, the DDPM-1000 grid and the two evaluations); rerunning skips the
+# About 2.3 h on 2 cores alone: the weights' choice (3 candidates of ~6 min), the DDIM-50 grid (4 min),
+# the DDPM-1000 grid (47 min) and the two evaluations (37 min each; session 16); rerunning skips the
 # parts whose output exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
