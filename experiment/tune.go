@@ -1002,8 +1002,8 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 			pos[c], _ = params.Number(tr.point[key])
 		} else {
 			pos[c] = float64(len(pos))
-			ticks = append(ticks, plot.Tick{Value: pos[c], Label: display(tr.point[key])})
 		}
+		ticks = append(ticks, plot.Tick{Value: pos[c], Label: display(tr.point[key])})
 		lo, hi = math.Min(lo, pos[c]), math.Max(hi, pos[c])
 	}
 	logX := numeric && lo > 0 && hi/lo >= 20
@@ -1040,11 +1040,15 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
-	if !numeric {
+	// A category axis, or a numeric one with few values (a grid), is
+	// labelled at the values tried; a random search's many points get the
+	// scale's own ticks.
+	if !numeric || len(ticks) <= 8 {
 		p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
+	entries := 0 // legend entries
 	if scatterOnly {
 		var all plotter.XYs
 		for _, l := range order {
@@ -1064,6 +1068,7 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 				}
 			}
 			p.Legend.Add(fmt.Sprintf("trials (%s vary)", strings.Join(others, ", ")), sc)
+			entries++
 		}
 	} else {
 		for si, l := range order {
@@ -1080,6 +1085,7 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 			p.Add(line, sc)
 			if l != "" {
 				p.Legend.Add(l, line, sc)
+				entries++
 			}
 		}
 	}
@@ -1092,7 +1098,18 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 	ring.Color = color.RGBA{R: 220, A: 255}
 	ring.GlyphStyle.Shape = draw.RingGlyph{}
 	p.Add(ring)
-	p.Legend.Add("chosen: "+b.point.label(), ring)
+	// The choice goes in the title, not the legend: a legend glyph sits
+	// inside the plot and a ring there reads as one more trial.
+	p.Title.Text += fmt.Sprintf("\nringed: the chosen %s (%s %.4g)", b.point.label(), m.Title, b.score)
+	// The series' legend sits inside the top of the plot: raise the y
+	// range so that its entries never fall on the data.
+	if entries > 0 {
+		if span := p.Y.Max - p.Y.Min; span > 0 {
+			p.Y.Max += span * 0.12 * float64(entries)
+		} else {
+			p.Y.Max += 0.5*math.Abs(p.Y.Max) + 1
+		}
+	}
 	var buf bytes.Buffer
 	wt, err := p.WriterTo(6*vg.Inch, 4*vg.Inch, "png")
 	if err != nil {
