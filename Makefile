@@ -96,9 +96,13 @@ ship-celeba: setup
 
 ## check-faces: issue 17's acceptance check on the face model (FACE_MODEL, as demo-faces): 32 CelebA test faces,
 ## DPS ≥ 3 dB over A†y on sr4 and inpaint-box, noise-free DDNM consistent to 1e-3, DDNM+ colorization
-## above the grey image; about an hour (FACE_MODEL=DIR checks another model folder)
+## above the grey image. It runs experiments/check-faces.yaml with --resume into CHECK_FACES_OUT (run it
+## again after an interruption: finished cells and batches are kept; another FACE_MODEL's go to
+## runs/check-faces-NAME), then checks its results.csv;
+## about 2 h on 2 cores without AMX (DPS ≈ 100 s a face). FACE_MODEL=DIR checks another model folder.
+CHECK_FACES_OUT ?= $(if $(filter models/celeba64,$(FACE_MODEL)),experiments/results/check-faces,runs/check-faces-$(notdir $(FACE_MODEL)))
 check-faces: setup
-	DIFFINV_CHECK_FACES=1 DIFFINV_CHECK_FACE_MODEL=$(abspath $(FACE_MODEL))/model.safetensors $(GO) test -count=1 -timeout 3h -run TestShippedFaceSolvers -v ./cmd/diffinv
+	DIFFINV_CHECK_FACES=1 DIFFINV_CHECK_FACE_MODEL=$(abspath $(FACE_MODEL))/model.safetensors DIFFINV_CHECK_FACES_OUT=$(abspath $(CHECK_FACES_OUT)) $(GO) test -count=1 -timeout 6h -run TestShippedFaceSolvers -v ./cmd/diffinv
 
 ## check-bf16: issue 16's bf16 checks (scripts/check_bf16.sh; about 45 minutes, resumable):
 ## DPS sr4 on 16 digits within 0.3 dB of fp32, a 2000-step MNIST run tracking the fp32 loss

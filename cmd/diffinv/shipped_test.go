@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/diffinv/diffinv/config"
@@ -43,30 +49,153 @@ func TestShippedModelSolvers(t *testing.T) {
 }
 
 // TestShippedFaceSolvers is issue 17's acceptance check on the face model
-// (models/celeba64, from make train-celeba), 32 CelebA test faces, σ_y =
-// 0.05 (the celeba64 task presets): DPS beats A†y by at least 3 dB PSNR on
-// SR×4 and box inpainting, noise-free DDNM on SR×4 is consistent to 1e-3,
-// and DDNM+ colorization beats the grey image (colorize's A†y) in PSNR. Run
+// (models/celeba64), 32 CelebA test faces, σ_y = 0.05 (the celeba64 task
+// presets): DPS beats A†y by at least 3 dB PSNR on SR×4 and box inpainting,
+// noise-free DDNM on SR×4 is consistent to 1e-3, and DDNM+ colorization
+// beats the grey image (colorize's A†y) in PSNR. It runs the experiment
+// experiments/check-faces.yaml with --resume (so an interrupted check loses
+// at most a batch: DPS's 1000 steps take about 100 s a face on 2 cores
+// without AMX, ≈ 2 h in all) and checks the numbers in its results.csv. Run
 // it with `make check-faces` (skipped otherwise, and while the model is
-// missing; DIFFINV_CHECK_FACE_MODEL names another model file, e.g. a stage of the
-// recipe); DPS's 1000 steps on 32 faces take about an hour on 2 cores.
+// missing); DIFFINV_CHECK_FACE_MODEL names another model file (a stage of
+// the recipe, say) and DIFFINV_CHECK_FACES_OUT the output folder (default
+// the experiment's, experiments/results/check-faces).
 func TestShippedFaceSolvers(t *testing.T) {
 	if os.Getenv("DIFFINV_CHECK_FACES") == "" {
 		t.Skip("set DIFFINV_CHECK_FACES=1 (make check-faces) to run the face-model acceptance check")
 	}
-	ckpt := "../../models/celeba64/model.safetensors"
+	t.Chdir("../..") // the experiment's paths are the repository's
+	args := []string{"experiment", "run", "experiments/check-faces.yaml", "--resume"}
+	ckpt := "models/celeba64/model.safetensors"
 	if p := os.Getenv("DIFFINV_CHECK_FACE_MODEL"); p != "" {
-		ckpt = p // a stage of make train-celeba, say
+		if !sameFile(p, ckpt) { // the experiment names the shipped model itself
+			args = append(args, "--set", "checkpoint="+p)
+		}
+		ckpt = p
 	}
 	if _, err := os.Stat(ckpt); err != nil {
-		t.Skipf("the face model is missing (%v): make train-celeba, then export its last stage to models/celeba64", err)
+		t.Skipf("the face model is missing (%v): make train-celeba, then make ship-celeba", err)
 	}
-	shippedSolverCheck(t, ckpt, "celeba-test", 32, []shippedCase{
-		{"sr4", "dps", nil, 3, 0},
-		{"inpaint-box", "dps", nil, 3, 0},
-		{"sr4", "ddnm", []string{"measurement.noise.name=clean"}, -100, 1e-3},
-		{"colorize", "ddnm+", nil, 0, 0},
-	})
+	out := "experiments/results/check-faces"
+	if o := os.Getenv("DIFFINV_CHECK_FACES_OUT"); o != "" {
+		out = o
+		args = append(args, "--out", o)
+	}
+	if p := os.Getenv("DIFFINV_CHECK_PRECISION"); p != "" {
+		args = append(args, "--precision", p)
+	}
+	root := newRootCmd()
+	root.SetOut(os.Stdout)
+	root.SetErr(os.Stderr)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(out, "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := readResults(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []faceCheck{
+		{task: "SR×4", method: "DPS", minGainDB: 3},
+		{task: "Box", method: "DPS", minGainDB: 3},
+		{task: "SR×4 noise-free", method: "DDNM", minGainDB: math.Inf(-1), maxCons: 1e-3},
+		{task: "Colorize", method: "DDNM+", minGainDB: 0},
+	} {
+		msg, err := c.check(rows, 32)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		t.Log(msg)
+	}
+}
+
+// sameFile reports whether paths a and b name one existing file.
+func sameFile(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}
+
+// resultRow is one image's line of an experiment's results.csv.
+type resultRow struct {
+	task, method      string
+	image             int
+	psnr, consistency float64
+}
+
+// readResults reads the task, method, image, psnr and consistency columns
+// of an experiment's results.csv.
+func readResults(r io.Reader) ([]resultRow, error) {
+	recs, err := csv.NewReader(r).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("results.csv: %w", err)
+	}
+	if len(recs) == 0 {
+		return nil, errors.New("results.csv: empty")
+	}
+	col := map[string]int{}
+	for i, h := range recs[0] {
+		col[h] = i
+	}
+	for _, h := range []string{"task", "method", "image", "psnr", "consistency"} {
+		if _, ok := col[h]; !ok {
+			return nil, fmt.Errorf("results.csv: no %q column (header %v)", h, recs[0])
+		}
+	}
+	var rows []resultRow
+	for i, rec := range recs[1:] {
+		img, err1 := strconv.Atoi(rec[col["image"]])
+		p, err2 := strconv.ParseFloat(rec[col["psnr"]], 64)
+		c, err3 := strconv.ParseFloat(rec[col["consistency"]], 64)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("results.csv line %d: %w", i+2, err)
+		}
+		rows = append(rows, resultRow{rec[col["task"]], rec[col["method"]], img, p, c})
+	}
+	return rows, nil
+}
+
+// faceCheck is one row of the face acceptance check: method's mean PSNR on
+// task at least minGainDB above A†y's on the same images, and (maxCons >
+// 0) its mean consistency below maxCons.
+type faceCheck struct {
+	task, method string
+	minGainDB    float64
+	maxCons      float64
+}
+
+// check applies c to rows, which must hold n images of both c.method and
+// A†y on c.task; it returns the figures checked, or an error saying which
+// bar they missed.
+func (c faceCheck) check(rows []resultRow, n int) (string, error) {
+	var m, base, cons []float64
+	for _, r := range rows {
+		switch {
+		case r.task == c.task && r.method == c.method:
+			m = append(m, r.psnr)
+			cons = append(cons, r.consistency)
+		case r.task == c.task && r.method == "A†y":
+			base = append(base, r.psnr)
+		}
+	}
+	if len(m) != n || len(base) != n {
+		return "", fmt.Errorf("%s / %s: %d images of the method and %d of A†y in results.csv, want %d each", c.task, c.method, len(m), len(base), n)
+	}
+	gain := mean(m) - mean(base)
+	msg := fmt.Sprintf("%s / %s: PSNR %.2f dB, A†y %.2f, gain %.2f dB, consistency %.3g", c.task, c.method, mean(m), mean(base), gain, mean(cons))
+	switch {
+	case gain < c.minGainDB:
+		return "", fmt.Errorf("%s: FAIL, want a gain ≥ %.1f dB", msg, c.minGainDB)
+	case c.maxCons > 0 && mean(cons) >= c.maxCons:
+		return "", fmt.Errorf("%s: FAIL, want consistency < %g", msg, c.maxCons)
+	}
+	return msg + ": pass", nil
 }
 
 // shippedCase is one row of a shipped-model solver check.
@@ -192,5 +321,51 @@ func TestShippedBF16DPS(t *testing.T) {
 	}
 	if d := math.Abs(psnr[nn.BF16] - psnr[nn.FP32]); d > 0.3 {
 		t.Errorf("bf16 PSNR %.2f dB, fp32 %.2f: %.2f dB apart, want ≤ 0.3", psnr[nn.BF16], psnr[nn.FP32], d)
+	}
+}
+
+// The face check's arithmetic on a small results.csv: a gain at the bar
+// passes, one below it fails, a consistency at the bar fails, and a method
+// or baseline short of images is an error naming the counts.
+func TestFaceCheck(t *testing.T) {
+	const csvText = `cell,task,method,seed,image,psnr,ssim,consistency,seconds
+a,SR×4,DPS,0,0,26,0.8,0.3,100
+a,SR×4,DPS,0,1,24,0.8,0.5,100
+b,SR×4,A†y,0,0,22,0.6,0.1,0
+b,SR×4,A†y,0,1,22,0.6,0.1,0
+c,Clean,DDNM,0,0,25,0.8,0.0005,5
+c,Clean,DDNM,0,1,25,0.8,0.0015,5
+d,Clean,A†y,0,0,20,0.6,0,0
+d,Clean,A†y,0,1,20,0.6,0,0
+e,Short,DPS,0,0,30,0.9,0.2,100
+f,Short,A†y,0,0,20,0.6,0.1,0
+f,Short,A†y,0,1,20,0.6,0.1,0
+`
+	rows, err := readResults(strings.NewReader(csvText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		c       faceCheck
+		wantErr string
+	}{
+		{faceCheck{task: "SR×4", method: "DPS", minGainDB: 3}, ""},                                          // gain 3.00
+		{faceCheck{task: "SR×4", method: "DPS", minGainDB: 3.01}, "want a gain ≥"},                          // just short
+		{faceCheck{task: "Clean", method: "DDNM", minGainDB: 0, maxCons: 1e-3}, "want consistency < 0.001"}, // mean 1e-3
+		{faceCheck{task: "Clean", method: "DDNM", minGainDB: 0, maxCons: 2e-3}, ""},
+		{faceCheck{task: "Short", method: "DPS", minGainDB: 0}, "1 images of the method and 2 of A†y"},
+		{faceCheck{task: "Missing", method: "DPS", minGainDB: 0}, "0 images of the method and 0 of A†y"},
+	}
+	for _, tc := range tests {
+		_, err := tc.c.check(rows, 2)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s / %s: %v, want a pass", tc.c.task, tc.c.method, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s / %s: error %v, want one containing %q", tc.c.task, tc.c.method, err, tc.wantErr)
+		}
+	}
+	if _, err := readResults(strings.NewReader("cell,task,method\nx,y,z\n")); err == nil || !strings.Contains(err.Error(), `no "image" column`) {
+		t.Errorf("a results.csv without an image column: %v, want an error naming it", err)
 	}
 }
