@@ -162,8 +162,10 @@ func readResults(r io.Reader) ([]resultRow, error) {
 }
 
 // faceCheck is one row of the face acceptance check: method's mean PSNR on
-// task at least minGainDB above A†y's on the same images, and (maxCons >
-// 0) its mean consistency below maxCons.
+// task at least minGainDB above A†y's, and (maxCons > 0) its mean
+// consistency below maxCons. Both rows of an experiment cover the same
+// test images, so check compares means over n images of each (it checks
+// the counts, not the image indices).
 type faceCheck struct {
 	task, method string
 	minGainDB    float64
