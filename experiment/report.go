@@ -282,8 +282,11 @@ func diffErr(a, b entry) float64 {
 
 // winners returns, per column, the row whose mean is best and ahead of
 // every other row's by more than the standard error of their difference
-// (no winner in a column where that fails or the error is unknown).
-func winners(rows []rowKey, cols []string, es map[rowKey]map[string]entry, higher bool) map[string]rowKey {
+// and by enough to show in the printed means (format, the metric's Format:
+// a lead of 0.001 dB over 100 images can be many standard errors yet print
+// as a tie, and a bold 25.04 beside a plain 25.04 reads as a mistake). No
+// winner in a column where that fails or the error is unknown.
+func winners(rows []rowKey, cols []string, es map[rowKey]map[string]entry, higher bool, format string) map[string]rowKey {
 	win := map[string]rowKey{}
 	for _, c := range cols {
 		var best rowKey
@@ -307,7 +310,7 @@ func winners(rows []rowKey, cols []string, es map[rowKey]map[string]entry, highe
 				continue
 			}
 			gap := math.Abs(es[best][c].Mean - e.Mean)
-			if se := diffErr(es[best][c], e); !(gap > se) {
+			if se := diffErr(es[best][c], e); !(gap > se) || fmt.Sprintf(format, es[best][c].Mean) == fmt.Sprintf(format, e.Mean) {
 				ok = false
 				break
 			}
@@ -379,7 +382,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 	if len(exp.Seeds) > 1 {
 		fmt.Fprintf(&b, " (%d)", len(exp.Seeds))
 	}
-	b.WriteString("; the mean and its standard error (sample std/√n) are over the images. FID and KID are computed once per cell over its images; their error is over the seeds (none with one seed). A column's best mean is bold only where it is ahead of every other row by more than the standard error of the difference (of the per-image differences, a paired comparison, where both rows have the same images).\n")
+	b.WriteString("; the mean and its standard error (sample std/√n) are over the images. FID and KID are computed once per cell over its images; their error is over the seeds (none with one seed). A column's best mean is bold only where it is ahead of every other row by more than the standard error of the difference (of the per-image differences, a paired comparison, where both rows have the same images) and the lead shows in the printed means.\n")
 	if tf := exp.TunedFile; tf != nil && len(exp.Tuned) > 0 {
 		fmt.Fprintf(&b, "Options of the methods with a tune space were tuned per task on %d images of %s (indices %d–%d), not on these test images (see Tuned settings below).\n",
 			tf.TunedOn.N, tf.TunedOn.Name, tf.TunedOn.Offset, tf.TunedOn.Offset+tf.TunedOn.N-1)
@@ -388,7 +391,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 		rows, cols, es := entries(exp, all, m)
 		fmt.Fprintf(&b, "\n## %s\n\n", m.Title)
 		writeTableHead(&b, cols)
-		win := winners(rows, cols, es, m.HigherBetter)
+		win := winners(rows, cols, es, m.HigherBetter, m.Format)
 		for _, r := range rows {
 			fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 			for _, c := range cols {

@@ -578,7 +578,8 @@ func TestRunRecordsFailure(t *testing.T) {
 
 // TestWinners: a column's best mean is bold only where it leads every
 // other row by more than the standard error of the difference, paired over
-// images where both rows have the same ones.
+// images where both rows have the same ones, and the lead shows at the
+// printed precision.
 func TestWinners(t *testing.T) {
 	imgs := func(vs ...float64) entry {
 		e := entry{img: map[int]float64{}}
@@ -603,13 +604,16 @@ func TestWinners(t *testing.T) {
 		{"lead within the error", imgs(10, 14, 12), imgs(11, 12, 12), true, ""},
 		{"lower is better", imgs(10, 14, 18), imgs(9.5, 13.5, 17.5), false, "B"},
 		{"tie", imgs(1, 2, 3), imgs(1, 2, 3), true, ""},
+		// paired differences all 0.001: many standard errors, but both print 14.00
+		{"lead below the printed precision", imgs(10.001, 14.001, 18.001), imgs(10, 14, 18), true, ""},
+		{"lead at the printed precision", imgs(10.01, 14.01, 18.01), imgs(10, 14, 18), true, "A"},
 		{"per-cell, errors known", entry{Mean: 20, Err: 1}, entry{Mean: 17, Err: 1}, true, "A"},
 		{"per-cell, lead within the error", entry{Mean: 20, Err: 3}, entry{Mean: 17, Err: 3}, true, ""},
 		{"per-cell, one seed (no error)", entry{Mean: 20, Err: math.NaN()}, entry{Mean: 17, Err: math.NaN()}, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			es := map[rowKey]map[string]entry{a: {"c": tc.ea}, b: {"c": tc.eb}}
-			w, ok := winners([]rowKey{a, b}, []string{"c"}, es, tc.higher)["c"]
+			w, ok := winners([]rowKey{a, b}, []string{"c"}, es, tc.higher, "%.2f")["c"]
 			got := ""
 			if ok {
 				got = w.method
