@@ -61,6 +61,22 @@ type CellRunner interface {
 	RunCell(ctx context.Context, cell Cell, progress func(done, total int)) (*CellResult, error)
 }
 
+// ErrDiverged marks a cell whose method diverged (its iteration left the
+// finite numbers: a step size too large for the task). A CellRunner wraps
+// such an error with Diverged; the cell's failure record says so, and a
+// tuning search (Tune) records the trial as failed and goes on to its next
+// point, where a table's run still stops on it.
+var ErrDiverged = errors.New("the method diverged")
+
+// Diverged wraps err, a method's divergence, so that errors.Is(…,
+// ErrDiverged) holds; its message is err's.
+func Diverged(err error) error { return divergedError{err} }
+
+type divergedError struct{ err error }
+
+func (d divergedError) Error() string   { return d.err.Error() }
+func (d divergedError) Unwrap() []error { return []error{d.err, ErrDiverged} }
+
 // CellRunnerFunc adapts a function to CellRunner.
 type CellRunnerFunc func(ctx context.Context, cell Cell, progress func(done, total int)) (*CellResult, error)
 
@@ -316,7 +332,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			} else if ctx.Err() == nil {
 				// Recorded for `experiment status` (an interrupted cell is
 				// not a failed one); the run still stops on it.
-				if ferr := saveFailure(cdir, c.ID, err); ferr != nil {
+				if ferr := saveFailure(cdir, c.ID, err, wall); ferr != nil {
 					err = fmt.Errorf("%w (and recording the failure: %v)", err, ferr)
 				}
 			}

@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -120,27 +121,52 @@ func resultPath(cdir, id string) string { return filepath.Join(cdir, id+".json")
 // a later successful run of the cell removes it.
 func failurePath(cdir, id string) string { return filepath.Join(cdir, id+".failed") }
 
-// saveFailure records cell id's error atomically.
-func saveFailure(cdir, id string, cellErr error) error {
-	b, err := json.Marshal(map[string]string{"id": id, "error": cellErr.Error(), "time": time.Now().UTC().Format(time.RFC3339)})
+// saveFailure records cell id's error atomically, with whether the method
+// diverged (ErrDiverged) and the seconds the cell ran before it failed.
+func saveFailure(cdir, id string, cellErr error, wall float64) error {
+	rec := failureRecord{ID: id, Error: cellErr.Error(), Time: time.Now().UTC().Format(time.RFC3339),
+		Diverged: errors.Is(cellErr, ErrDiverged), Seconds: wall}
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(failurePath(cdir, id), append(b, '\n'))
 }
 
+// failureRecord is a cell's .failed file.
+type failureRecord struct {
+	ID       string  `json:"id"`
+	Error    string  `json:"error"`
+	Time     string  `json:"time"`
+	Diverged bool    `json:"diverged,omitempty"`
+	Seconds  float64 `json:"seconds,omitempty"`
+}
+
+// loadFailure reads the failure record of cell id in the cells folder
+// cdir; ok is false when there is none (or it is unreadable).
+func loadFailure(cdir, id string) (rec failureRecord, ok bool) {
+	b, err := os.ReadFile(failurePath(cdir, id))
+	if err != nil {
+		return rec, false
+	}
+	if json.Unmarshal(b, &rec) != nil || rec.Error == "" {
+		return rec, false
+	}
+	return rec, true
+}
+
 // Failure returns the error a run recorded for the cell in the results
 // folder out, or "" when none is recorded.
 func Failure(out, id string) string {
-	b, err := os.ReadFile(failurePath(filepath.Join(out, CellsDir), id))
-	if err != nil {
+	cdir := filepath.Join(out, CellsDir)
+	if _, err := os.Stat(failurePath(cdir, id)); err != nil {
 		return ""
 	}
-	var m map[string]string
-	if json.Unmarshal(b, &m) != nil || m["error"] == "" {
-		return "unreadable failure record " + failurePath(filepath.Join(out, CellsDir), id)
+	rec, ok := loadFailure(cdir, id)
+	if !ok {
+		return "unreadable failure record " + failurePath(cdir, id)
 	}
-	return m["error"]
+	return rec.Error
 }
 
 // saveResult writes the cell's grid strips, then its JSON, each atomically.

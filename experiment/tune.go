@@ -481,6 +481,8 @@ type TunedSearch struct {
 	// Stopped is "budget" when the budget ended the search early, else
 	// "complete".
 	Stopped string `yaml:"stopped"`
+	// Diverged counts the trials whose method diverged (no score).
+	Diverged int `yaml:"diverged,omitempty"`
 }
 
 // tunePairs are the task × method pairs to tune: methods with a space, in
@@ -591,6 +593,34 @@ type trial struct {
 	score        float64
 	seconds      float64
 	means        map[string]float64
+	// failed is the error of a trial whose method diverged (ErrDiverged):
+	// it has no score, and the search went on past it.
+	failed string
+}
+
+// failed counts the search's diverged trials.
+func (s *pairSearch) failed() int {
+	n := 0
+	for _, tr := range s.trials {
+		if tr.failed != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// divergedCell returns the failure record of a cell among cells (one
+// trial's) that has no result and whose method diverged.
+func divergedCell(cdir string, cells []Cell) (failureRecord, bool) {
+	for _, c := range cells {
+		if _, err := loadResult(cdir, c); err == nil {
+			continue
+		}
+		if rec, ok := loadFailure(cdir, c.ID); ok && rec.Diverged {
+			return rec, true
+		}
+	}
+	return failureRecord{}, false
 }
 
 // pairSearch is one task × method's search.
@@ -792,33 +822,69 @@ func (e *Experiment) searchPair(ctx context.Context, p [2]int, out string, runne
 			return ds, nil
 		}
 		ds, err := load()
+		var failed *failureRecord // the trial's diverged cell
 		if err != nil {
-			if !compute {
+			if rec, ok := divergedCell(cdir, cells); ok {
+				failed = &rec
+			} else if !compute {
 				return s, nil // not complete
-			}
-			ro := opts.runOpts
-			ro.Out, ro.Resume, ro.NoReports = dir, true, true
-			ro.Log, ro.Progress = opts.Log, opts.Progress
-			if err := Run(ctx, pe, runner, ro); err != nil {
-				return nil, err
-			}
-			if ds, err = load(); err != nil {
-				return nil, fmt.Errorf("experiment %q: tune %s / %s: %w", e.Name, t.Key(), m.Key(), err)
+			} else {
+				ro := opts.runOpts
+				ro.Out, ro.Resume, ro.NoReports = dir, true, true
+				ro.Log, ro.Progress = opts.Log, opts.Progress
+				err := Run(ctx, pe, runner, ro)
+				switch {
+				case errors.Is(err, ErrDiverged) && ctx.Err() == nil:
+					rec, ok := divergedCell(cdir, cells)
+					if !ok {
+						return nil, fmt.Errorf("experiment %q: tune %s / %s: %w (and its failure record is unreadable)", e.Name, t.Key(), m.Key(), err)
+					}
+					failed = &rec
+					logw := opts.Log
+					if logw == nil {
+						logw = os.Stderr
+					}
+					fmt.Fprintf(logw, "experiment %s: tune %s / %s: the trial %s diverged; it scores nothing and the search goes on (%s)\n", e.Name, t.Key(), m.Key(), pt.label(), rec.Error)
+				case err != nil:
+					return nil, err
+				}
+				if failed == nil {
+					if ds, err = load(); err != nil {
+						return nil, fmt.Errorf("experiment %q: tune %s / %s: %w", e.Name, t.Key(), m.Key(), err)
+					}
+				}
 			}
 		}
 		tr := trial{task: t.Key(), method: m.Key(), index: k, point: pt, cells: ds, means: map[string]float64{}}
-		for _, name := range pe.Metrics {
-			mm, _ := LookupMetric(name)
-			var xs []float64
-			for _, d := range ds {
-				xs = append(xs, d.value(mm))
-			}
-			tr.means[name] = mean(xs)
-		}
-		tr.score = tr.means[metric.Name]
 		sec, _ := LookupMetric("seconds")
-		for _, d := range ds {
-			tr.seconds += d.value(sec) * float64(len(d.res.Images))
+		if failed != nil {
+			// No score; its time counts against the budget: the cells that
+			// finished and the diverged one's run up to its failure.
+			tr.failed, tr.score, tr.seconds = failed.Error, math.NaN(), failed.Seconds
+			for _, name := range pe.Metrics {
+				tr.means[name] = math.NaN()
+			}
+			tr.cells = nil
+			for _, c := range cells {
+				if r, err := loadResult(cdir, c); err == nil {
+					d := cellData{Cell: c, res: r}
+					tr.cells = append(tr.cells, d)
+					tr.seconds += d.value(sec) * float64(len(r.Images))
+				}
+			}
+		} else {
+			for _, name := range pe.Metrics {
+				mm, _ := LookupMetric(name)
+				var xs []float64
+				for _, d := range ds {
+					xs = append(xs, d.value(mm))
+				}
+				tr.means[name] = mean(xs)
+			}
+			tr.score = tr.means[metric.Name]
+			for _, d := range ds {
+				tr.seconds += d.value(sec) * float64(len(d.res.Images))
+			}
 		}
 		spent += tr.seconds
 		s.trials = append(s.trials, tr)
@@ -828,6 +894,9 @@ func (e *Experiment) searchPair(ctx context.Context, p [2]int, out string, runne
 	}
 	s.complete = true
 	if s.best < 0 {
+		if n := s.failed(); n == len(s.trials) {
+			return nil, fmt.Errorf("experiment %q: tune %s / %s: every trial diverged (%d of %d; the last: %s): widen the search space towards smaller step sizes", e.Name, t.Key(), m.Key(), n, len(s.trials), s.trials[len(s.trials)-1].failed)
+		}
 		return nil, fmt.Errorf("experiment %q: tune %s / %s: no trial scored a %s (every value NaN)", e.Name, t.Key(), m.Key(), metric.Name)
 	}
 	return s, nil
@@ -871,7 +940,7 @@ func (e *Experiment) writeTuneReports(searches []*pairSearch, out string, logw i
 		head = append(head, "opt."+k)
 	}
 	head = append(head, ms...)
-	head = append(head, "score", "seconds", "chosen", "cells")
+	head = append(head, "score", "seconds", "chosen", "cells", "failed")
 	w.Write(head)
 	tf := &TunedFile{Experiment: e.Name, TunedOn: e.Tune.Dataset, Seeds: e.tuneSeeds(), Metric: metric.Name,
 		Settings: map[string]map[string]map[string]any{}, Search: map[string]map[string]TunedSearch{}}
@@ -893,7 +962,7 @@ func (e *Experiment) writeTuneReports(searches []*pairSearch, out string, logw i
 			for _, d := range tr.cells {
 				ids = append(ids, d.ID)
 			}
-			row = append(row, formatFloat(tr.score), formatFloat(tr.seconds), strconv.FormatBool(i == s.best), strings.Join(ids, " "))
+			row = append(row, formatFloat(tr.score), formatFloat(tr.seconds), strconv.FormatBool(i == s.best), strings.Join(ids, " "), tr.failed)
 			w.Write(row)
 		}
 		b := s.trials[s.best]
@@ -907,7 +976,7 @@ func (e *Experiment) writeTuneReports(searches []*pairSearch, out string, logw i
 		for _, tr := range s.trials {
 			spent += tr.seconds
 		}
-		tf.Search[tk][mk] = TunedSearch{Score: b.score, Trials: len(s.trials), Planned: s.planned, Seconds: spent, Stopped: s.stopped}
+		tf.Search[tk][mk] = TunedSearch{Score: b.score, Trials: len(s.trials), Planned: s.planned, Seconds: spent, Stopped: s.stopped, Diverged: s.failed()}
 		plotBytes, err := tunePlot(s, metric)
 		if err != nil {
 			return fmt.Errorf("experiment %q: tune plot %s / %s: %w", e.Name, tk, mk, err)
@@ -915,7 +984,11 @@ func (e *Experiment) writeTuneReports(searches []*pairSearch, out string, logw i
 		if err := atomicfile.WriteFile(filepath.Join(dir, PlotsDir, slug(tk)+"."+slug(mk)+".png"), plotBytes); err != nil {
 			return err
 		}
-		fmt.Fprintf(logw, "tuned %s / %s: %s (%s %s over %d of %d trials, %.1f s; %s)\n", tk, mk, b.point.label(), metric.Name, fmt.Sprintf(metric.Format, b.score), len(s.trials), s.planned, spent, s.stopped)
+		div := ""
+		if n := s.failed(); n > 0 {
+			div = fmt.Sprintf(", %d diverged", n)
+		}
+		fmt.Fprintf(logw, "tuned %s / %s: %s (%s %s over %d of %d trials%s, %.1f s; %s)\n", tk, mk, b.point.label(), metric.Name, fmt.Sprintf(metric.Format, b.score), len(s.trials), s.planned, div, spent, s.stopped)
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
@@ -1101,6 +1174,15 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 	// The choice goes in the title, not the legend: a legend glyph sits
 	// inside the plot and a ring there reads as one more trial.
 	p.Title.Text += fmt.Sprintf("\nringed: the chosen %s (%s %.4g)", b.point.label(), m.Title, b.score)
+	if n := s.failed(); n > 0 {
+		var at []string
+		for _, tr := range s.trials {
+			if tr.failed != "" {
+				at = append(at, display(tr.point[key]))
+			}
+		}
+		p.Title.Text += fmt.Sprintf("; diverged, not drawn: %s = %s", key, strings.Join(at, ", "))
+	}
 	// The series' legend sits inside the top of the plot: raise the y
 	// range so that its entries never fall on the data.
 	if entries > 0 {

@@ -140,7 +140,7 @@ func TestTuneGrid(t *testing.T) {
 	}
 	chosen := 0
 	for _, row := range rows[1:] {
-		if row[len(row)-2] == "true" {
+		if row[len(row)-3] == "true" { // …, chosen, cells, failed
 			chosen++
 		}
 	}
@@ -510,5 +510,113 @@ func TestWorkload(t *testing.T) {
 	}
 	if w.Rate() != 100 {
 		t.Errorf("rate %v, want 100 a second", w.Rate())
+	}
+}
+
+// divergingRunner is peakRunner, except that DPS diverges (ErrDiverged)
+// at the scales in bad, after 2.5 s of work; other errors come from fail.
+type divergingRunner struct {
+	peakRunner
+	bad  map[float64]bool
+	fail error
+}
+
+func (r *divergingRunner) RunCell(ctx context.Context, c Cell, p func(int, int)) (*CellResult, error) {
+	if c.Method.Name == "dps" && r.bad[num(c.Method.Set, "scale")] {
+		r.mu.Lock()
+		r.calls = append(r.calls, c)
+		r.mu.Unlock()
+		if r.fail != nil {
+			return nil, r.fail
+		}
+		return nil, Diverged(fmt.Errorf("solve: dps: reconstruction of image 0 is not finite (%s)", "step too large"))
+	}
+	return r.peakRunner.RunCell(ctx, c, p)
+}
+
+// A trial whose method diverges scores nothing and the search goes on:
+// the best of the others is chosen, trials.csv, the tuned file and the
+// plot say which diverged, and a re-run replays it without running it
+// again. A search where every trial diverges, or a failure that is not a
+// divergence, stops the tuning with the error.
+func TestTuneDiverged(t *testing.T) {
+	out := t.TempDir()
+	r := &divergingRunner{bad: map[float64]bool{1: true}}
+	var buf bytes.Buffer
+	if err := Tune(context.Background(), mustDecode(tuneYAML), r, tuneOpts(out, &buf)); err != nil {
+		t.Fatalf("a diverged trial stopped the tuning: %v\n%s", err, buf.String())
+	}
+	if r.n() != 20 {
+		t.Errorf("%d cells run, want 20 (every point tried once)", r.n())
+	}
+	if !strings.Contains(buf.String(), "the trial scale=1 diverged") {
+		t.Errorf("the log does not name the diverged trial:\n%s", buf.String())
+	}
+	tf := readTuned(t, filepath.Join(out, TunedFileName))
+	for _, task := range []string{"SR4", "inpaint-box"} {
+		if got := tf.Settings[task]["DPS"]; num(got, "scale") != 0.3 {
+			t.Errorf("%s / DPS: tuned %v, want scale 0.3", task, got)
+		}
+		if s := tf.Search[task]["DPS"]; s.Trials != 4 || s.Diverged != 1 || s.Stopped != "complete" {
+			t.Errorf("%s / DPS search record %+v, want 4 trials, 1 diverged", task, s)
+		}
+		if s := tf.Search[task]["ddnm"]; s.Diverged != 0 {
+			t.Errorf("%s / ddnm: %d diverged, want 0", task, s.Diverged)
+		}
+	}
+	rows := readCSV(t, filepath.Join(out, TuneDir, "trials.csv"))
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	failed := 0
+	for _, row := range rows[1:] {
+		if row[col["failed"]] == "" {
+			continue
+		}
+		failed++
+		if row[col["opt.scale"]] != "1" || row[col["chosen"]] != "false" || !strings.Contains(row[col["failed"]], "not finite") {
+			t.Errorf("diverged row %v", row)
+		}
+	}
+	if failed != 2 {
+		t.Errorf("%d diverged rows in trials.csv, want 2", failed)
+	}
+	var id string
+	for _, c := range r.calls {
+		if c.Method.Name == "dps" && num(c.Method.Set, "scale") == 1 && c.Task.Name == "sr4" {
+			id = c.ID
+		}
+	}
+	rec, ok := loadFailure(filepath.Join(out, TuneDir, "SR4.DPS", CellsDir), id)
+	if !ok || !rec.Diverged || rec.Error == "" {
+		t.Errorf("failure record of %s: %+v, %v; want one marked diverged", id, rec, ok)
+	}
+	decodePNG(t, filepath.Join(out, TuneDir, PlotsDir, "SR4.DPS.png"))
+
+	// The replay runs nothing, the diverged trials included.
+	if err := Tune(context.Background(), mustDecode(tuneYAML), r, tuneOpts(out, &buf)); err != nil {
+		t.Fatal(err)
+	}
+	if r.n() != 20 {
+		t.Errorf("the replay ran %d cells, want none", r.n()-20)
+	}
+	st, err := TuneProgress(context.Background(), mustDecode(tuneYAML), out)
+	if err != nil || st.Complete != st.Searches || st.Trials != 20 {
+		t.Errorf("progress %+v, %v: want every search complete with 20 trials", st, err)
+	}
+
+	for _, c := range []struct {
+		name string
+		r    *divergingRunner
+		want string
+	}{
+		{"every trial diverges", &divergingRunner{bad: map[float64]bool{0.1: true, 0.3: true, 1: true, 3: true}}, "every trial diverged (4 of 4"},
+		{"another failure", &divergingRunner{bad: map[float64]bool{1: true}, fail: fmt.Errorf("out of memory")}, "out of memory"},
+	} {
+		err := Tune(context.Background(), mustDecode(tuneYAML), c.r, tuneOpts(t.TempDir(), &buf))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error containing %q", c.name, err, c.want)
+		}
 	}
 }

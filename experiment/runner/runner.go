@@ -19,6 +19,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -316,7 +317,9 @@ func (r *Runner) RunCell(ctx context.Context, cell experiment.Cell, progress fun
 		s.Store = batchStore{dir: filepath.Join(cell.Dir, experiment.BatchesDir)}
 	}
 	res, err := s.Solve(ctx, x, first, progress)
-	if err != nil {
+	if errors.Is(err, solve.ErrDiverged) {
+		return nil, experiment.Diverged(err) // a tuning search goes on past it
+	} else if err != nil {
 		return nil, err
 	}
 	out := &experiment.CellResult{CellMetrics: map[string]float64{},

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand"
@@ -253,4 +254,37 @@ type countingDenoiser struct {
 func (c countingDenoiser) Eps(xt *tensor.Dense, t []int) (*tensor.Dense, error) {
 	*c.n++
 	return c.Denoiser.Eps(xt, t)
+}
+
+// TestRunCellDiverged: a solver that diverges (DAPS with a far too large
+// lr) fails the cell with an error that wraps experiment.ErrDiverged, which
+// a tuning search steps over; a cell that fails otherwise does not.
+func TestRunCellDiverged(t *testing.T) {
+	ckpt := tinyCheckpoint(t)
+	r := &Runner{TasksDir: "../../configs/tasks", Sources: config.Sources{Sets: []string{"engine.precision=fp32"}},
+		Images: func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
+			x := tensors.New(d.N, 1, 28, 28)
+			for i := range tensors.F32(x) {
+				tensors.F32(x)[i] = float32(i%28)/14 - 1
+			}
+			return x, d.Offset, nil
+		}}
+	for _, c := range []struct {
+		set      map[string]any
+		diverged bool
+	}{
+		{map[string]any{"steps": 3, "ode_steps": 1, "langevin_steps": 50, "lr": 1e30}, true},
+		{map[string]any{"steps": 3, "ode_steps": 1, "langevin_steps": 2, "lr": 1e-4}, false},
+	} {
+		cell := experiment.Cell{ID: "c1", Checkpoint: ckpt, Task: experiment.Task{Name: "sr4"},
+			Method:  experiment.Method{Name: "daps", Set: c.set},
+			Dataset: experiment.Dataset{Name: "mnist-test", N: 1}}
+		_, err := r.RunCell(context.Background(), cell, func(int, int) {})
+		if c.diverged && !errors.Is(err, experiment.ErrDiverged) {
+			t.Errorf("daps %v: %v, want an error wrapping experiment.ErrDiverged", c.set, err)
+		}
+		if !c.diverged && err != nil {
+			t.Errorf("daps %v: %v", c.set, err)
+		}
+	}
 }

@@ -276,7 +276,7 @@ func daps(p *problem, o DAPSOptions) (*tensor.Dense, error) {
 		}
 		for j, v := range x0 {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("solve: %s: Langevin chain of image %d diverged at level %d (σ = %.4g, step size %.3g); try a smaller lr", p.method, j/p.d, k, sk, eta)
+				return nil, fmt.Errorf("solve: %s: Langevin chain of image %d: %w at level %d (σ = %.4g, step size %.3g); try a smaller lr", p.method, j/p.d, ErrDiverged, k, sk, eta)
 			}
 		}
 		if k < N-1 {

@@ -1,6 +1,7 @@
 package solve
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -76,5 +77,34 @@ func TestDAPSValidate(t *testing.T) {
 		if _, err := DecodeOptions("daps", map[string]any{key: bad}); err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s = %v: error %v, want one naming %s", key, bad, err, key)
 		}
+	}
+}
+
+// TestDivergedError: a step size far too large makes the solver's error
+// wrap ErrDiverged (a tuning search goes on past such a trial), where a
+// bad option does not.
+func TestDivergedError(t *testing.T) {
+	A, err := op.NewAutodiff("tanh2", imgShape, func(g *G.ExprGraph, x *G.Node) (*G.Node, error) {
+		return G.Tanh(G.Must(G.Add(x, x)))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSetup(t, A, 0.05, true, 4)
+	for _, c := range []struct {
+		method string
+		set    map[string]any
+	}{
+		{"daps", map[string]any{"steps": 10, "ode_steps": 2, "langevin_steps": 50, "lr": 1e30}},
+		{"dps", map[string]any{"steps": 20, "scale": 1e300}},
+	} {
+		o := mustOptions(t, c.method, c.set)
+		_, err := Solve(c.method, Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(2)}, o, diffusion.ImageRNGs(9, 0, 2), nil)
+		if !errors.Is(err, ErrDiverged) || !strings.Contains(err.Error(), "diverged") {
+			t.Errorf("%s %v: %v, want an error wrapping ErrDiverged", c.method, c.set, err)
+		}
+	}
+	if _, err := DecodeOptions("daps", map[string]any{"lr": 0.0}); err == nil || errors.Is(err, ErrDiverged) {
+		t.Errorf("a bad option: %v, want an error that is not ErrDiverged", err)
 	}
 }

@@ -52,6 +52,7 @@
 package solve
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand"
@@ -65,6 +66,11 @@ import (
 	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
 )
+
+// ErrDiverged is wrapped by a solver's error when its iteration left the
+// finite numbers (a step size too large for the task): callers such as a
+// tuning search tell it from other failures with errors.Is.
+var ErrDiverged = errors.New("diverged")
 
 // Measurement is what a solver conditions on: y = A(x) + n, the operator
 // A, the noise model of n and the measured batch y (N × A's output shape).
@@ -720,7 +726,7 @@ func (p *problem) mix(sched *diffusion.Schedule, i int, x0, eps []float64, eta f
 func (p *problem) finish(x []float64) (*tensor.Dense, error) {
 	for j, v := range x {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("solve: %s: reconstruction of image %d is not finite (diverged; try a smaller step size or more steps)", p.method, j/p.d)
+			return nil, fmt.Errorf("solve: %s: reconstruction of image %d is not finite (%w; try a smaller step size or more steps)", p.method, j/p.d, ErrDiverged)
 		}
 	}
 	return p.image(x), nil
