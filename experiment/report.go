@@ -45,32 +45,136 @@ func (d cellData) value(m Metric) float64 {
 	return mean(xs)
 }
 
-// loadAll loads the stored result of every cell of exp from out.
-func loadAll(exp *Experiment, out string) ([]cellData, error) {
+// loadAll loads the stored result of every cell of exp from out. A cell
+// without a result whose failure record says its method diverged is not
+// missing: it goes to div, and so do the other cells of its table entry
+// (its method, sweep point and task: the entry's seeds), which leave all,
+// so that no entry averages over the seeds that happened not to diverge.
+func loadAll(exp *Experiment, out string) (all []cellData, div divergedEntries, err error) {
 	cells, err := exp.Cells()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cdir := filepath.Join(out, CellsDir)
-	var all []cellData
 	var missing []string
+	div = divergedEntries{}
 	for _, c := range cells {
 		s, err := loadResult(cdir, c)
 		if err != nil {
+			if rec, ok := loadFailure(cdir, c.ID); ok && rec.Diverged {
+				div.add(c, rec.Error)
+				continue
+			}
 			missing = append(missing, fmt.Sprintf("%s (%v)", c.ID, err))
 			continue
 		}
 		all = append(all, cellData{Cell: c, res: s})
 	}
-	if len(missing) > 0 {
+	if n := len(missing); n > 0 {
 		more := ""
 		if len(missing) > 3 {
 			more = fmt.Sprintf(" and %d more", len(missing)-3)
 			missing = missing[:3]
 		}
-		return nil, fmt.Errorf("experiment %q: %d of %d cells have no usable result in %s: %s%s", exp.Name, len(cells)-len(all), len(cells), cdir, strings.Join(missing, "; "), more)
+		return nil, nil, fmt.Errorf("experiment %q: %d of %d cells have no usable result in %s: %s%s", exp.Name, n, len(cells), cdir, strings.Join(missing, "; "), more)
 	}
-	return all, nil
+	if len(div) == 0 {
+		return all, div, nil
+	}
+	kept := all[:0]
+	for _, d := range all {
+		if e := div.at(d.Cell); e != nil {
+			e.ok++
+			continue
+		}
+		kept = append(kept, d)
+	}
+	return kept, div, nil
+}
+
+// divergedEntry is a table entry (method × sweep point, task) with a
+// diverged cell: how many of its cells diverged and how many did not, and
+// the first error.
+type divergedEntry struct {
+	diverged, ok int
+	err, cell    string
+}
+
+// divergedEntries are the table's entries with a diverged cell.
+type divergedEntries map[rowKey]map[string]*divergedEntry
+
+func (m divergedEntries) add(c Cell, msg string) {
+	r := rowKey{c.Method.Key(), c.SweepLabel()}
+	if m[r] == nil {
+		m[r] = map[string]*divergedEntry{}
+	}
+	e := m[r][c.Task.Key()]
+	if e == nil {
+		e = &divergedEntry{err: msg, cell: c.ID}
+		m[r][c.Task.Key()] = e
+	}
+	e.diverged++
+}
+
+// at returns the diverged entry of c's table entry, or nil.
+func (m divergedEntries) at(c Cell) *divergedEntry {
+	return m[rowKey{c.Method.Key(), c.SweepLabel()}][c.Task.Key()]
+}
+
+// rows adds to a table's rows (in method order) those with a diverged
+// entry that are missing, each after its method's other rows.
+func (m divergedEntries) rows(exp *Experiment, rows []rowKey) []rowKey {
+	if len(m) == 0 {
+		return rows
+	}
+	have := map[rowKey]bool{}
+	for _, r := range rows {
+		have[r] = true
+	}
+	var out []rowKey
+	for _, meth := range exp.Methods {
+		for _, r := range rows {
+			if r.method == meth.Key() {
+				out = append(out, r)
+			}
+		}
+		var extra []rowKey
+		for r := range m {
+			if r.method == meth.Key() && !have[r] {
+				extra = append(extra, r)
+			}
+		}
+		sort.Slice(extra, func(i, j int) bool { return extra[i].sweep < extra[j].sweep })
+		out = append(out, extra...)
+	}
+	return out
+}
+
+// note is table.md's section on the diverged entries ("" without).
+func (m divergedEntries) note(exp *Experiment) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## Diverged\n\nThese entries have a cell whose method diverged (its iteration left the finite numbers: a step size too large for the task); the entry reports none of its seeds. Delete a cell's `cells/ID.failed` and run again with `--resume` to retry it.\n\n")
+	for _, r := range m.rows(exp, nil) {
+		for _, t := range exp.Tasks {
+			e := m[r][t.Key()]
+			if e == nil {
+				continue
+			}
+			fmt.Fprintf(&b, "- %s, %s: %d of %d cells diverged (first: `%s`): %s\n", r.label(), t.Key(), e.diverged, e.diverged+e.ok, e.cell, e.err)
+		}
+	}
+	return b.String()
+}
+
+// label is the entry's text in table.md.
+func (e *divergedEntry) label() string {
+	if e.ok == 0 {
+		return "diverged"
+	}
+	return fmt.Sprintf("diverged (%d of %d seeds)", e.diverged, e.diverged+e.ok)
 }
 
 // WriteReports regenerates the reports in out from the stored results of
@@ -78,7 +182,7 @@ func loadAll(exp *Experiment, out string) ([]cellData, error) {
 // PNG per task under grids/ and one plot PNG per sweep key under plots/.
 // Every file is written atomically.
 func WriteReports(exp *Experiment, out string) error {
-	all, err := loadAll(exp, out)
+	all, div, err := loadAll(exp, out)
 	if err != nil {
 		return err
 	}
@@ -104,7 +208,7 @@ func WriteReports(exp *Experiment, out string) error {
 	if err != nil {
 		return fmt.Errorf("experiment %q: plots: %w", exp.Name, err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(out, TableMD), []byte(tableMD(exp, all, ms, grids, plots))); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(out, TableMD), []byte(tableMD(exp, all, div, ms, grids, plots))); err != nil {
 		return err
 	}
 	return nil
@@ -366,7 +470,7 @@ func stat(xs []float64) seedStat { return seedStat{Mean: mean(xs), Std: std(xs),
 // tableMD renders the markdown report: one table per metric, tasks as
 // columns, methods (× sweep points) as rows, mean ± sample std over seeds,
 // the best mean of each column in bold.
-func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]gridInfo, plots []string) string {
+func tableMD(exp *Experiment, all []cellData, div divergedEntries, ms []Metric, grids map[string]gridInfo, plots []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", exp.Name)
 	seeds := make([]string, len(exp.Seeds))
@@ -389,6 +493,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 	}
 	for _, m := range ms {
 		rows, cols, es := entries(exp, all, m)
+		rows = div.rows(exp, rows)
 		fmt.Fprintf(&b, "\n## %s\n\n", m.Title)
 		writeTableHead(&b, cols)
 		win := winners(rows, cols, es, m.HigherBetter, m.Format)
@@ -396,6 +501,10 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 			fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 			for _, c := range cols {
 				e, ok := es[r][c]
+				if d := div[r][c]; d != nil {
+					fmt.Fprintf(&b, " %s |", d.label())
+					continue
+				}
 				if !ok {
 					b.WriteString(" – |")
 					continue
@@ -423,12 +532,17 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 				continue // per-cell, or not a quality measure
 			}
 			rows, cols, vals := bestOfTable(exp, all, sel, m)
+			rows = div.rows(exp, rows)
 			fmt.Fprintf(&b, "\n### %s, best of %d\n\n", m.Title, len(exp.Seeds))
 			writeTableHead(&b, cols)
 			for _, r := range rows {
 				fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 				for _, c := range cols {
 					v, ok := vals[r][c]
+					if d := div[r][c]; d != nil {
+						fmt.Fprintf(&b, " %s |", d.label())
+						continue
+					}
 					if !ok {
 						b.WriteString(" – |")
 						continue
@@ -439,6 +553,7 @@ func tableMD(exp *Experiment, all []cellData, ms []Metric, grids map[string]grid
 			}
 		}
 	}
+	b.WriteString(div.note(exp))
 	b.WriteString(exp.tunedNote())
 	if len(grids) > 0 {
 		b.WriteString("\n## Grids\n\n")

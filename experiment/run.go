@@ -116,6 +116,9 @@ type RunOptions struct {
 	Shard Shard
 	// NoReports leaves the reports out (Tune, which writes its own).
 	NoReports bool
+	// stopDiverged stops the run on a diverged cell as on any failure
+	// (Tune: the trial is over).
+	stopDiverged bool
 }
 
 // CellsDir is the folder, inside the output folder, of the per-cell results.
@@ -139,6 +142,11 @@ func StoredBatches(out, id string) int {
 // (cells/ID.json plus grid PNGs, written atomically, the JSON last) and
 // finally regenerates the reports from all cell results (WriteReports). A
 // run killed at any point loses at most the cell in flight.
+//
+// A cell whose method diverges (ErrDiverged) does not stop the run: its
+// failure record says so, the other cells run, the table marks its entry
+// "diverged", and a resumed run keeps it (delete its .failed record to try
+// it again). Any other failure stops the run.
 func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOptions) error {
 	if runner == nil {
 		return fmt.Errorf("experiment: nil CellRunner")
@@ -205,7 +213,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 	// Unique cells in expansion order; decide which need running.
 	var todo []Cell
 	seen := map[string]bool{}
-	done, existing := 0, 0
+	done, existing, divergedBefore := 0, 0, 0
 	others := 0
 	for _, c := range cells {
 		if seen[c.ID] {
@@ -216,7 +224,12 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			others++
 			continue
 		}
-		if _, err := os.Stat(resultPath(cdir, c.ID)); err == nil {
+		if _, err := os.Stat(resultPath(cdir, c.ID)); err != nil && opts.Resume && !opts.stopDiverged {
+			if rec, ok := loadFailure(cdir, c.ID); ok && rec.Diverged {
+				divergedBefore++ // deterministic: the same settings diverge again
+				continue
+			}
+		} else if err == nil {
 			existing++
 			if opts.Resume {
 				if _, err := loadResult(cdir, c); err == nil {
@@ -248,6 +261,10 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 	} else {
 		fmt.Fprintf(logw, "experiment %s: %d cells (%d unique), %d done, %d to run, output %s\n", exp.Name, len(cells), len(seen), done, len(todo), out)
 	}
+	if divergedBefore > 0 {
+		fmt.Fprintf(logw, "experiment %s: %d cells diverged in an earlier run and are kept as diverged (delete a cell's cells/ID.failed to run it again)\n", exp.Name, divergedBefore)
+	}
+	var diverged []string // this run's
 
 	if len(todo) > 0 {
 		// The bar counts the runner's cost estimate (network calls) where it
@@ -339,6 +356,13 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			if cl != nil {
 				cl.release()
 			}
+			if err != nil && errors.Is(err, ErrDiverged) && ctx.Err() == nil && !opts.stopDiverged {
+				fmt.Fprintf(logw, "%scell %s [%s] diverged; the run goes on and the table marks it: %v\n", clearLine(logw), c.ID, c.Label(), err)
+				diverged = append(diverged, c.ID)
+				bar.Status("")
+				bar.Set(before[i+1])
+				continue
+			}
 			if err != nil {
 				bar.Finish()
 				return fmt.Errorf("experiment %q: cell %s (%s): %w", exp.Name, c.ID, c.Label(), err)
@@ -349,13 +373,18 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 		}
 		bar.Finish()
 	}
+	if len(diverged) > 0 {
+		fmt.Fprintf(logw, "experiment %s: %d cells diverged: %s\n", exp.Name, len(diverged), strings.Join(diverged, ", "))
+	}
 	if mine != nil {
 		// The reports need every cell: the shard that finishes last writes
 		// them (a later `run --resume` or the report job does too).
 		missing := 0
 		for id := range seen {
 			if _, err := os.Stat(resultPath(cdir, id)); err != nil {
-				missing++
+				if rec, ok := loadFailure(cdir, id); !ok || !rec.Diverged {
+					missing++
+				}
 			}
 		}
 		if missing > 0 {

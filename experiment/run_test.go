@@ -758,3 +758,82 @@ func TestUsage(t *testing.T) {
 		t.Errorf("note without usages: %q", note)
 	}
 }
+
+// TestRunDiverged: a cell whose method diverges does not stop a table's
+// run. Its entry (method × sweep point, task) reads "diverged" in table.md
+// with how many of its seeds did, none of its seeds is averaged or written
+// to results.csv, a "Diverged" section names the cell and its error, a
+// resumed run keeps it without running it again, and a row whose every
+// cell diverged still appears.
+func TestRunDiverged(t *testing.T) {
+	e := mustDecode(testYAML)
+	dir := t.TempDir()
+	var log bytes.Buffer
+	inner := &fakeRunner{}
+	calls := 0
+	bad := func(c Cell) bool {
+		scale1 := strings.Contains(c.SweepLabel(), "=1")
+		return scale1 && (c.Method.Name == "ddrm" || (c.Method.Name == "dps" && c.Task.Name == "sr4" && c.Seed == 1))
+	}
+	r := CellRunnerFunc(func(ctx context.Context, c Cell, p func(int, int)) (*CellResult, error) {
+		calls++
+		if bad(c) {
+			return nil, Diverged(fmt.Errorf("chain of image 0 left the finite numbers"))
+		}
+		return inner.RunCell(ctx, c, p)
+	})
+	if err := Run(context.Background(), e, r, quiet(dir, &log)); err != nil {
+		t.Fatalf("a diverged cell stopped the run: %v\n%s", err, log.String())
+	}
+	cells, err := e.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nbad, badID := 0, ""
+	for _, c := range cells {
+		if bad(c) {
+			nbad++
+			if c.Method.Name == "dps" {
+				badID = c.ID
+			}
+		}
+	}
+	if nbad != 5 || calls != len(cells) {
+		t.Fatalf("%d diverging cells of %d (want 5), %d calls", nbad, len(cells), calls)
+	}
+	if !strings.Contains(log.String(), "5 cells diverged") {
+		t.Errorf("the log does not count the diverged cells:\n%s", log.String())
+	}
+	md, err := os.ReadFile(filepath.Join(dir, TableMD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| DPS (scale=1) | diverged (1 of 2 seeds) |",
+		"| ddrm (scale=1) | diverged | diverged |",
+		"## Diverged",
+		"DPS (scale=1), SR4: 1 of 2 cells diverged (first: `" + badID + "`): chain of image 0 left the finite numbers",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("table.md lacks %q:\n%s", want, md)
+		}
+	}
+	csv, _ := os.ReadFile(filepath.Join(dir, ResultsCSV))
+	for _, c := range cells {
+		if c.Method.Name == "dps" && c.Task.Name == "sr4" && strings.Contains(c.SweepLabel(), "=1") && strings.Contains(string(csv), c.ID) {
+			t.Errorf("results.csv holds cell %s of the diverged entry", c.ID)
+		}
+	}
+	// Resumed: nothing runs, the same table.
+	opts := quiet(dir, &log)
+	opts.Resume = true
+	if err := Run(context.Background(), e, r, opts); err != nil {
+		t.Fatal(err)
+	}
+	if calls != len(cells) {
+		t.Errorf("the resumed run ran %d cells, want none", calls-len(cells))
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, TableMD)); !bytes.Equal(md, again) {
+		t.Errorf("the resumed run changed table.md")
+	}
+}

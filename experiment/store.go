@@ -155,6 +155,14 @@ func loadFailure(cdir, id string) (rec failureRecord, ok bool) {
 	return rec, true
 }
 
+// DivergedCell reports whether the failure recorded for the cell in the
+// results folder out says its method diverged (ErrDiverged): a run keeps
+// such a cell as diverged instead of running it again.
+func DivergedCell(out, id string) bool {
+	rec, ok := loadFailure(filepath.Join(out, CellsDir), id)
+	return ok && rec.Diverged
+}
+
 // Failure returns the error a run recorded for the cell in the results
 // folder out, or "" when none is recorded.
 func Failure(out, id string) string {

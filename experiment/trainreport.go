@@ -72,7 +72,7 @@ func writeTrainReports(exp *Experiment, cells []cellData, ms []Metric, out strin
 		if err != nil {
 			return fmt.Errorf("experiment %q: plots: %w", exp.Name, err)
 		}
-		_, md, _ := strings.Cut(tableMD(exp, solved, sms, grids, plots), "\n\n")
+		_, md, _ := strings.Cut(tableMD(exp, solved, nil, sms, grids, plots), "\n\n")
 		solveMD = "\n# Solving with the trained models\n\nEach training cell's model (EMA) solves every task with every method; rows are a method at one setting, entries mean ± std over the training seeds (one solve per trained model, seeded with its training seed); per-cell results in " + SolveCSV + ".\n" + md
 	}
 	ms = tms

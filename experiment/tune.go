@@ -830,7 +830,7 @@ func (e *Experiment) searchPair(ctx context.Context, p [2]int, out string, runne
 				return s, nil // not complete
 			} else {
 				ro := opts.runOpts
-				ro.Out, ro.Resume, ro.NoReports = dir, true, true
+				ro.Out, ro.Resume, ro.NoReports, ro.stopDiverged = dir, true, true, true
 				ro.Log, ro.Progress = opts.Log, opts.Progress
 				err := Run(ctx, pe, runner, ro)
 				switch {

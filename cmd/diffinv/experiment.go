@@ -37,6 +37,9 @@ A task's set holds config keys (measurement.noise.sigma: 0.2); a method's
 set holds its solver options (scale: 0.3). Methods are solvers
 (dps, ddnm, ...) or classical baselines (pinv, tikhonov, admm_tv, hio, er).
 --resume skips finished cells, so a killed run loses at most one cell.
+A cell whose method diverges does not stop the run: table.md marks its
+entry "diverged", and a resumed run keeps it (delete cells/ID.failed to
+retry it); any other failure stops the run.
 
 FID and KID are computed on the features of the shipped MNIST ef.classifier,
 between the cell's reconstructions and the whole MNIST test set.`,

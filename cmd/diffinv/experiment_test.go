@@ -408,6 +408,17 @@ output: ` + filepath.Join(dir, "out") + `
 	if !strings.Contains(st, "4 cells: 1 done, 1 running, 1 failed, 1 abandoned, 0 left") || !strings.Contains(st, "failed: denoiser exploded") {
 		t.Errorf("status with a failed cell:\n%s", st)
 	}
+	// The same record saying the method diverged: counted as diverged
+	// (a run keeps it), not failed.
+	os.WriteFile(filepath.Join(cdir, failedID+".failed"), []byte(`{"id":"`+failedID+`","error":"chain left the finite numbers","diverged":true}`+"\n"), 0o644)
+	st, err = run(t, "experiment", "status", file, "--tasks", "../../configs/tasks", "--list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st, "4 cells: 1 done, 1 running, 0 failed, 1 abandoned, 0 left, 1 diverged (kept") || !strings.Contains(st, "diverged: chain left the finite numbers") {
+		t.Errorf("status with a diverged cell:\n%s", st)
+	}
+	os.WriteFile(filepath.Join(cdir, failedID+".failed"), []byte(`{"id":"`+failedID+`","error":"denoiser exploded"}`+"\n"), 0o644)
 	// Two solved batches stored for the failed cell: counted and listed.
 	bdir := filepath.Join(cdir, failedID, experiment.BatchesDir)
 	os.MkdirAll(bdir, 0o755)

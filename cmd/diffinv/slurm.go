@@ -301,6 +301,7 @@ func newExperimentStatusCmd() *cobra.Command {
 		Long: `Reads the results folder: a cell is done when its result is stored, running
 while a shard's claim on it is fresh, failed when the last run of it ended in
 an error (--list prints the error; a later successful run clears it),
+diverged when its method diverged (a run keeps it and the table marks it),
 abandoned when a claim was left by a process that died (the next shard takes
 it over), and left otherwise; an unfinished cell with solved batches stored
 (cells/ID/batches/) says how many, which a resumed run reuses. A line on the
@@ -348,7 +349,9 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 					state = "running"
 				} else if s == "stale" {
 					state = "abandoned"
-				} else if f := experiment.Failure(ef.out, c.ID); f != "" {
+				} else if f := experiment.Failure(ef.out, c.ID); f != "" && experiment.DivergedCell(ef.out, c.ID) {
+					state = "diverged: " + f
+				} else if f != "" {
 					state = "failed: " + f
 				}
 				counts[strings.SplitN(state, ":", 2)[0]]++
@@ -364,6 +367,9 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 			}
 			fmt.Fprintf(w, "experiment %s (%s): %d cells: %d done, %d running, %d failed, %d abandoned, %d left",
 				exp.Name, ef.out, len(cells), counts["done"], counts["running"], counts["failed"], counts["abandoned"], counts["left"])
+			if counts["diverged"] > 0 {
+				fmt.Fprintf(w, ", %d diverged (kept: the table marks them)", counts["diverged"])
+			}
 			if counts["partial"] > 0 {
 				fmt.Fprintf(w, " (%d unfinished with stored batches: a resumed run continues them)", counts["partial"])
 			}
