@@ -593,9 +593,10 @@ type trial struct {
 	score        float64
 	seconds      float64
 	means        map[string]float64
-	// failed is the error of a trial whose method diverged (ErrDiverged):
-	// it has no score, and the search went on past it.
-	failed string
+	// failed is the error of a trial whose method diverged (ErrDiverged),
+	// failedID its diverged cell: it has no score, and the search went on
+	// past it.
+	failed, failedID string
 }
 
 // failed counts the search's diverged trials.
@@ -860,7 +861,7 @@ func (e *Experiment) searchPair(ctx context.Context, p [2]int, out string, runne
 		if failed != nil {
 			// No score; its time counts against the budget: the cells that
 			// finished and the diverged one's run up to its failure.
-			tr.failed, tr.score, tr.seconds = failed.Error, math.NaN(), failed.Seconds
+			tr.failed, tr.failedID, tr.score, tr.seconds = failed.Error, failed.ID, math.NaN(), failed.Seconds
 			for _, name := range pe.Metrics {
 				tr.means[name] = math.NaN()
 			}
@@ -961,6 +962,9 @@ func (e *Experiment) writeTuneReports(searches []*pairSearch, out string, logw i
 			var ids []string
 			for _, d := range tr.cells {
 				ids = append(ids, d.ID)
+			}
+			if tr.failedID != "" {
+				ids = append(ids, tr.failedID)
 			}
 			row = append(row, formatFloat(tr.score), formatFloat(tr.seconds), strconv.FormatBool(i == s.best), strings.Join(ids, " "), tr.failed)
 			w.Write(row)

@@ -575,7 +575,7 @@ func TestTuneDiverged(t *testing.T) {
 			continue
 		}
 		failed++
-		if row[col["opt.scale"]] != "1" || row[col["chosen"]] != "false" || !strings.Contains(row[col["failed"]], "not finite") {
+		if row[col["opt.scale"]] != "1" || row[col["chosen"]] != "false" || !strings.Contains(row[col["failed"]], "not finite") || row[col["cells"]] == "" {
 			t.Errorf("diverged row %v", row)
 		}
 	}
