@@ -57,6 +57,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -1088,6 +1089,7 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 	type series struct {
 		label string
 		pts   plotter.XYs
+		fail  []float64 // x of the diverged trials: the line breaks there
 	}
 	var order []string
 	ser := map[string]*series{}
@@ -1102,6 +1104,9 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 		if ser[l] == nil {
 			ser[l] = &series{label: l}
 			order = append(order, l)
+		}
+		if tr.failed != "" {
+			ser[l].fail = append(ser[l].fail, pos[canonical(tr.point[key])])
 		}
 		if math.IsNaN(tr.score) || math.IsInf(tr.score, 0) {
 			continue
@@ -1154,17 +1159,36 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 				continue
 			}
 			sort.SliceStable(pts, func(i, j int) bool { return pts[i].X < pts[j].X })
-			line, sc, err := plotter.NewLinePoints(pts)
-			if err != nil {
-				return nil, err
-			}
-			line.Color, sc.Color, sc.Shape = plotutil.Color(si), plotutil.Color(si), plotutil.Shape(si)
-			p.Add(line, sc)
-			if l != "" {
-				p.Legend.Add(l, line, sc)
-				entries++
+			for k, seg := range splitAt(pts, ser[l].fail) {
+				line, sc, err := plotter.NewLinePoints(seg)
+				if err != nil {
+					return nil, err
+				}
+				line.Color, sc.Color, sc.Shape = plotutil.Color(si), plotutil.Color(si), plotutil.Shape(si)
+				p.Add(line, sc)
+				if l != "" && k == 0 {
+					p.Legend.Add(l, line, sc)
+					entries++
+				}
 			}
 		}
+	}
+	// Diverged trials: a cross on the bottom of the plot at their value.
+	var crosses plotter.XYs
+	for _, tr := range s.trials {
+		if tr.failed != "" {
+			crosses = append(crosses, plotter.XY{X: pos[canonical(tr.point[key])], Y: p.Y.Min})
+		}
+	}
+	if len(crosses) > 0 {
+		sc, err := plotter.NewScatter(crosses)
+		if err != nil {
+			return nil, err
+		}
+		sc.Color, sc.Shape, sc.Radius = color.RGBA{R: 200, A: 255}, draw.CrossGlyph{}, vg.Points(5)
+		p.Add(sc)
+		p.Legend.Add("diverged (no score)", sc)
+		entries++
 	}
 	b := s.trials[s.best]
 	ring, err := plotter.NewScatter(plotter.XYs{{X: pos[canonical(b.point[key])], Y: b.score}})
@@ -1185,7 +1209,7 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 				at = append(at, display(tr.point[key]))
 			}
 		}
-		p.Title.Text += fmt.Sprintf("; diverged, not drawn: %s = %s", key, strings.Join(at, ", "))
+		p.Title.Text += fmt.Sprintf("; diverged: %s = %s", key, strings.Join(at, ", "))
 	}
 	// The series' legend sits inside the top of the plot: raise the y
 	// range so that its entries never fall on the data.
@@ -1205,6 +1229,22 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// splitAt splits pts, sorted by x, into runs with no x of fail strictly
+// between neighbours: one line per run, since a line across a diverged
+// trial's value would read as a score there.
+func splitAt(pts plotter.XYs, fail []float64) []plotter.XYs {
+	var out []plotter.XYs
+	start := 0
+	for k := range pts {
+		if k+1 < len(pts) && !slices.ContainsFunc(fail, func(x float64) bool { return x > pts[k].X && x < pts[k+1].X }) {
+			continue
+		}
+		out = append(out, pts[start:k+1])
+		start = k + 1
+	}
+	return out
 }
 
 // TuneState is how far an experiment's tuning has got, from the trials

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+	"gonum.org/v1/plot/plotter"
 )
 
 // peakRunner scores a cell psnr = 30 − (log10(scale/0.3))² − (eta − 0.5)²
@@ -617,6 +618,28 @@ func TestTuneDiverged(t *testing.T) {
 		err := Tune(context.Background(), mustDecode(tuneYAML), c.r, tuneOpts(t.TempDir(), &buf))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error containing %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestSplitAt: a search's line breaks at each diverged trial's value.
+func TestSplitAt(t *testing.T) {
+	pts := plotter.XYs{{X: 0.1, Y: 1}, {X: 0.3, Y: 2}, {X: 3, Y: 1}, {X: 10, Y: 0}}
+	for _, c := range []struct {
+		fail []float64
+		want []int // lengths of the runs
+	}{
+		{nil, []int{4}},
+		{[]float64{1}, []int{2, 2}},
+		{[]float64{0.05, 30}, []int{4}},
+		{[]float64{0.2, 1, 5}, []int{1, 1, 1, 1}},
+	} {
+		var got []int
+		for _, r := range splitAt(pts, c.fail) {
+			got = append(got, len(r))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("fail at %v: runs %v, want %v", c.fail, got, c.want)
 		}
 	}
 }
