@@ -1256,6 +1256,8 @@ type TuneState struct {
 	// Trials is the number of trials stored, Planned the points of all
 	// searches (a search with a budget may stop before its last).
 	Trials, Planned int
+	// Diverged counts the stored trials whose method diverged.
+	Diverged int
 	// Seconds is the stored trials' measured time in all.
 	Seconds float64
 	// LeftSeconds estimates the trial time still to run: each unfinished
@@ -1288,6 +1290,7 @@ func TuneProgress(ctx context.Context, e *Experiment, out string) (TuneState, er
 		st.Searches++
 		st.Planned += s.planned
 		st.Trials += len(s.trials)
+		st.Diverged += s.failed()
 		spent := 0.0
 		for _, tr := range s.trials {
 			spent += tr.seconds

@@ -603,8 +603,8 @@ func TestTuneDiverged(t *testing.T) {
 		t.Errorf("the replay ran %d cells, want none", r.n()-20)
 	}
 	st, err := TuneProgress(context.Background(), mustDecode(tuneYAML), out)
-	if err != nil || st.Complete != st.Searches || st.Trials != 20 {
-		t.Errorf("progress %+v, %v: want every search complete with 20 trials", st, err)
+	if err != nil || st.Complete != st.Searches || st.Trials != 20 || st.Diverged != 2 {
+		t.Errorf("progress %+v, %v: want every search complete with 20 trials, 2 diverged", st, err)
 	}
 
 	for _, c := range []struct {

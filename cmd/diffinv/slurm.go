@@ -499,6 +499,9 @@ func lastLine(b []byte) string {
 func tuneStatusLine(exp *experiment.Experiment, ts experiment.TuneState) string {
 	line := fmt.Sprintf("tuning: %d of %d task × method searches complete, %d of %d trials stored (%s of trial time)",
 		ts.Complete, ts.Searches, ts.Trials, ts.Planned, roughDuration(ts.Seconds))
+	if ts.Diverged > 0 {
+		line += fmt.Sprintf(", %d of the trials diverged (no score)", ts.Diverged)
+	}
 	switch {
 	case ts.Complete == ts.Searches:
 	case math.IsNaN(ts.LeftSeconds):
