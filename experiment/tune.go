@@ -1261,8 +1261,11 @@ type TuneState struct {
 	// Seconds is the stored trials' measured time in all.
 	Seconds float64
 	// LeftSeconds estimates the trial time still to run: each unfinished
-	// search's budget less what it has spent (a search may overrun its
-	// budget by one trial); NaN when the file sets no budget.
+	// search's trials left at its method's mean trial time so far (on any
+	// task), capped by what is left of its budget, or that budget where the
+	// method has no trial yet (a search may overrun its budget by one
+	// trial); NaN when a search has neither a budget nor a timed trial of
+	// its method.
 	LeftSeconds float64
 	// Written reports whether the tuned file exists.
 	Written bool
@@ -1279,14 +1282,19 @@ func TuneProgress(ctx context.Context, e *Experiment, out string) (TuneState, er
 		out = e.Output
 	}
 	budget := float64(e.Tune.Budget)
-	if budget <= 0 {
-		st.LeftSeconds = math.NaN()
-	}
+	var searches []*pairSearch
+	perMethod := map[string][]float64{} // trial seconds by method, any task
 	for _, p := range e.tunePairs() {
 		s, err := e.searchPair(ctx, p, out, nil, TuneOptions{}, false)
 		if err != nil {
 			return st, err
 		}
+		searches = append(searches, s)
+		for _, tr := range s.trials {
+			perMethod[s.method.Key()] = append(perMethod[s.method.Key()], tr.seconds)
+		}
+	}
+	for _, s := range searches {
 		st.Searches++
 		st.Planned += s.planned
 		st.Trials += len(s.trials)
@@ -1298,9 +1306,22 @@ func TuneProgress(ctx context.Context, e *Experiment, out string) (TuneState, er
 		st.Seconds += spent
 		if s.complete {
 			st.Complete++
-		} else if budget > 0 {
-			st.LeftSeconds += math.Max(budget-spent, 0)
+			continue
 		}
+		// The trials left at the method's mean trial time so far (on any
+		// task), within what is left of the budget; the budget left
+		// where the method has no trial yet.
+		left := math.NaN()
+		if ts := perMethod[s.method.Key()]; len(ts) > 0 {
+			left = float64(s.planned-len(s.trials)) * mean(ts)
+		}
+		if budget > 0 {
+			rest := math.Max(budget-spent, 0)
+			if math.IsNaN(left) || left > rest {
+				left = rest
+			}
+		}
+		st.LeftSeconds += left
 	}
 	if _, err := os.Stat(e.TunedPath(out)); err == nil {
 		st.Written = true

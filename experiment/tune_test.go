@@ -465,6 +465,16 @@ func TestTuneProgress(t *testing.T) {
 	if want := (TuneState{Searches: 4, Complete: 2, Trials: 8, Planned: 20, Seconds: 16, LeftSeconds: 200}); st != want {
 		t.Errorf("after shard 0: %+v, want %+v", st, want)
 	}
+	// Two more DPS points per task: 2 trials left each at DPS's 2 s a
+	// trial, and ddnm's untimed searches at their budget.
+	more := strings.Replace(y, "{scale: [0.1, 0.3, 1, 3]}", "{scale: [0.1, 0.3, 1, 3, 10, 30]}", 1)
+	st, err = TuneProgress(ctx, mustDecode(more), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TuneState{Searches: 4, Complete: 0, Trials: 8, Planned: 24, Seconds: 16, LeftSeconds: 8 + 200}); st != want {
+		t.Errorf("two DPS points added: %+v, want %+v", st, want)
+	}
 	o.Shard = Shard{Index: 1, Count: 2}
 	if err := Tune(ctx, mustDecode(y), &peakRunner{}, o); err != nil {
 		t.Fatal(err)
