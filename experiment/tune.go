@@ -484,6 +484,10 @@ type TunedSearch struct {
 	Stopped string `yaml:"stopped"`
 	// Diverged counts the trials whose method diverged (no score).
 	Diverged int `yaml:"diverged,omitempty"`
+	// Edge names the options whose chosen value lies at the edge of what
+	// was searched ("lr high": the largest value tried, near the top of
+	// its range), where the best may lie beyond (see pairSearch.edges).
+	Edge []string `yaml:"edge,omitempty"`
 }
 
 // tunePairs are the task × method pairs to tune: methods with a space, in
@@ -630,6 +634,7 @@ type pairSearch struct {
 	task   Task
 	method Method
 	keys   []string
+	axes   []tuneAxis
 	trials []trial
 	// xkey is the plotted option: the first range, else the first key;
 	// random marks a space with a range (plotted as a scatter).
@@ -787,7 +792,7 @@ func (e *Experiment) searchPair(ctx context.Context, p [2]int, out string, runne
 		return nil, err
 	}
 	points := searchPoints(axes, e.Tune.trials(), e.Tune.Seed, t.Key(), m.Key())
-	s := &pairSearch{task: t, method: m, planned: len(points), best: -1, stopped: "complete"}
+	s := &pairSearch{task: t, method: m, axes: axes, planned: len(points), best: -1, stopped: "complete"}
 	for _, a := range axes {
 		s.keys = append(s.keys, a.key)
 		if a.isRange() && !s.random {
@@ -981,7 +986,8 @@ func (e *Experiment) writeTuneReports(searches []*pairSearch, out string, logw i
 		for _, tr := range s.trials {
 			spent += tr.seconds
 		}
-		tf.Search[tk][mk] = TunedSearch{Score: b.score, Trials: len(s.trials), Planned: s.planned, Seconds: spent, Stopped: s.stopped, Diverged: s.failed()}
+		edge, edgeNote := s.edges()
+		tf.Search[tk][mk] = TunedSearch{Score: b.score, Trials: len(s.trials), Planned: s.planned, Seconds: spent, Stopped: s.stopped, Diverged: s.failed(), Edge: edge}
 		plotBytes, err := tunePlot(s, metric)
 		if err != nil {
 			return fmt.Errorf("experiment %q: tune plot %s / %s: %w", e.Name, tk, mk, err)
@@ -993,7 +999,7 @@ func (e *Experiment) writeTuneReports(searches []*pairSearch, out string, logw i
 		if n := s.failed(); n > 0 {
 			div = fmt.Sprintf(", %d diverged", n)
 		}
-		fmt.Fprintf(logw, "tuned %s / %s: %s (%s %s over %d of %d trials%s, %.1f s; %s)\n", tk, mk, b.point.label(), metric.Name, fmt.Sprintf(metric.Format, b.score), len(s.trials), s.planned, div, spent, s.stopped)
+		fmt.Fprintf(logw, "tuned %s / %s: %s (%s %s over %d of %d trials%s, %.1f s; %s)%s\n", tk, mk, b.point.label(), metric.Name, fmt.Sprintf(metric.Format, b.score), len(s.trials), s.planned, div, spent, s.stopped, edgeNote)
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
@@ -1229,6 +1235,78 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// edges returns the options whose chosen value lies at the edge of the
+// search, where a better value may lie beyond it: on a numeric grid, the
+// smallest or largest value listed; on a range, the smallest or largest
+// value tried (of the trials that scored) when it also lies in the outer
+// quarter of the range (on a log scale for a log range). Each is "KEY low"
+// or "KEY high"; note is the log's sentence on them ("" without).
+func (s *pairSearch) edges() (edge []string, note string) {
+	if s.best < 0 {
+		return nil, ""
+	}
+	b := s.trials[s.best]
+	var parts []string
+	for _, a := range s.axes {
+		v, ok := params.Number(b.point[a.key])
+		if !ok {
+			continue
+		}
+		lo, hi := math.Inf(1), math.Inf(-1)
+		if a.isRange() {
+			for _, tr := range s.trials {
+				if x, ok := params.Number(tr.point[a.key]); ok && tr.failed == "" {
+					lo, hi = math.Min(lo, x), math.Max(hi, x)
+				}
+			}
+		} else {
+			for _, x := range a.values {
+				if f, ok := params.Number(x); ok {
+					lo, hi = math.Min(lo, f), math.Max(hi, f)
+				} else {
+					lo = math.NaN() // a non-numeric grid has no edge
+				}
+			}
+		}
+		if math.IsNaN(lo) || !(lo < hi) {
+			continue
+		}
+		side := ""
+		switch v {
+		case lo:
+			side = "low"
+		case hi:
+			side = "high"
+		}
+		if side != "" && a.isRange() {
+			at := (v - a.lo) / (a.hi - a.lo)
+			if a.dist == "log" {
+				at = math.Log(v/a.lo) / math.Log(a.hi/a.lo)
+			}
+			if (side == "low" && at > 0.25) || (side == "high" && at < 0.75) {
+				side = ""
+			}
+		}
+		if side == "" {
+			continue
+		}
+		edge = append(edge, a.key+" "+side)
+		word, end, bound := "smallest", "bottom", a.lo
+		if side == "high" {
+			word, end, bound = "largest", "top", a.hi
+		}
+		if a.isRange() {
+			parts = append(parts, fmt.Sprintf("%s = %s is the %s value tried, near the range's %s %s", a.key, display(b.point[a.key]), word, end, display(bound)))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s = %s is the %s value listed", a.key, display(b.point[a.key]), word))
+		}
+	}
+	if len(parts) == 0 {
+		return nil, ""
+	}
+	return edge, "; at the edge: " + strings.Join(parts, ", ") + ": a better value may lie beyond"
 }
 
 // splitAt splits pts, sorted by x, into runs with no x of fail strictly
