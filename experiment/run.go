@@ -63,9 +63,10 @@ type CellRunner interface {
 
 // ErrDiverged marks a cell whose method diverged (its iteration left the
 // finite numbers: a step size too large for the task). A CellRunner wraps
-// such an error with Diverged; the cell's failure record says so, and a
-// tuning search (Tune) records the trial as failed and goes on to its next
-// point, where a table's run still stops on it.
+// such an error with Diverged; the cell's failure record says so, a
+// table's run goes on with its other cells (table.md marks the entry), and
+// a tuning search (Tune) records the trial as failed and goes on to its
+// next point.
 var ErrDiverged = errors.New("the method diverged")
 
 // Diverged wraps err, a method's divergence, so that errors.Is(…,
@@ -348,7 +349,8 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				}
 			} else if ctx.Err() == nil {
 				// Recorded for `experiment status` (an interrupted cell is
-				// not a failed one); the run still stops on it.
+				// not a failed one); the run stops on it unless the method
+				// diverged.
 				if ferr := saveFailure(cdir, c.ID, err, wall); ferr != nil {
 					err = fmt.Errorf("%w (and recording the failure: %v)", err, ferr)
 				}
