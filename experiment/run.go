@@ -284,10 +284,20 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			}
 			bar.Status("cell %d/%d %s", i+1, len(todo), c.ID)
 			bar.Set(before[i])
+			// A cell resumed from stored batches reports them with its
+			// first step: that first count is skipped work (the bar's rate
+			// and ETA leave it out), at the cost of one step on a fresh cell.
+			first := true
 			prog := func(d, t int) {
 				bar.Status("cell %d/%d %s %d/%d", i+1, len(todo), c.ID, d, t)
 				if t > 0 {
-					bar.Set(before[i] + int(int64(weight[i])*int64(min(d, t))/int64(t)))
+					at := before[i] + int(int64(weight[i])*int64(min(d, t))/int64(t))
+					if first && d < t {
+						bar.Skip(at)
+					} else {
+						bar.Set(at)
+					}
+					first = false
 				}
 			}
 			if c.Trained != nil {
@@ -299,7 +309,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 						return fmt.Errorf("experiment %q: cell %s (%s): its training cell %s has no result: %w", exp.Name, c.ID, c.Label(), c.Trained.ID, err)
 					}
 					fmt.Fprintf(logw, "%scell %s: its training cell %s is not done yet (another process holds it): skipped\n", clearLine(logw), c.ID, c.Trained.ID)
-					bar.Set(before[i+1])
+					bar.Skip(before[i+1])
 					continue
 				}
 				c.Checkpoint = filepath.Join(cdir, c.Trained.ID, TrainModel)
@@ -309,7 +319,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				var err error
 				if cl, err = takeClaim(cdir, c.ID); errors.Is(err, errClaimed) {
 					fmt.Fprintf(logw, "%s%v: skipped\n", clearLine(logw), err)
-					bar.Set(before[i+1])
+					bar.Skip(before[i+1])
 					continue
 				} else if err != nil {
 					bar.Finish()
@@ -318,7 +328,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				// Another process may have finished it before the claim.
 				if _, err := loadResult(cdir, c); err == nil && !opts.Overwrite {
 					cl.release()
-					bar.Set(before[i+1])
+					bar.Skip(before[i+1])
 					continue
 				}
 			}
@@ -362,7 +372,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 				fmt.Fprintf(logw, "%scell %s [%s] diverged; the run goes on and the table marks it: %v\n", clearLine(logw), c.ID, c.Label(), err)
 				diverged = append(diverged, c.ID)
 				bar.Status("")
-				bar.Set(before[i+1])
+				bar.Skip(before[i+1]) // the rest of the cell was never run
 				continue
 			}
 			if err != nil {

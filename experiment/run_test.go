@@ -837,3 +837,53 @@ func TestRunDiverged(t *testing.T) {
 		t.Errorf("the resumed run changed table.md")
 	}
 }
+
+// resumedFake reports each cell as resumed with all its images but the last
+// stored: its first progress count is work done before this run.
+type resumedFake struct{ costFake }
+
+func (r resumedFake) RunCell(ctx context.Context, c Cell, p func(int, int)) (*CellResult, error) {
+	n := c.Dataset.N
+	p(n-1, n)
+	return r.costFake.RunCell(ctx, c, func(d, t int) {
+		if d == t {
+			p(d, t)
+		}
+	})
+}
+
+// TestRunProgressRateLeavesResumedWorkOut: a resumed run's bar measures its
+// rate on the work it does, not on the stored work it finds (which made the
+// rate of a resumed table start in the thousands and its ETA grow for hours).
+// Each DPS cell (9 calls, 3 images) finds 2 images stored: 6 calls skipped;
+// a DDRM cell (1 call) skips int(2/3) = 0; so 32 of the 80 calls are work.
+func TestRunProgressRateLeavesResumedWorkOut(t *testing.T) {
+	var log bytes.Buffer
+	tick := time.Unix(0, 0)
+	opts := RunOptions{Out: t.TempDir(), Log: io.Discard, Progress: &log, BarOptions: []progress.Option{
+		progress.WithTerminal(false), progress.WithInterval(time.Nanosecond),
+		progress.WithClock(func() time.Time { tick = tick.Add(time.Second); return tick })}}
+	if err := Run(context.Background(), mustDecode(testYAML), resumedFake{costFake{&fakeRunner{}}}, opts); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	last := lines[len(lines)-1]
+	var mm, ss int
+	var rate float64
+	_, after, _ := strings.Cut(last, "80/80 [")
+	if _, err := fmt.Sscanf(after, "%d:%d<", &mm, &ss); err != nil {
+		t.Fatalf("last line %q: no elapsed time (%v)", last, err)
+	}
+	_, r, _ := strings.Cut(after, ", ")
+	unit := ""
+	if _, err := fmt.Sscanf(r, "%g %s", &rate, &unit); err != nil {
+		t.Fatalf("last line %q: no rate (%v)", last, err)
+	}
+	if strings.HasPrefix(unit, "s/") {
+		rate = 1 / rate
+	}
+	el := float64(60*mm + ss)
+	if work := rate * el; math.Abs(work-32) > 0.5 {
+		t.Errorf("last line %q: rate × elapsed = %.1f calls, want the 32 done in this run (not 80)", last, work)
+	}
+}

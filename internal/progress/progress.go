@@ -23,6 +23,7 @@ type Bar struct {
 	unit      string
 	total     int
 	done      int
+	skipped   int // units counted done without work here (resumed, others')
 	start     time.Time
 	last      time.Time
 	status    string
@@ -83,6 +84,24 @@ func (b *Bar) Done() int {
 func (b *Bar) Set(done int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.done = done
+	if now := b.now(); now.Sub(b.last) >= b.interval || done >= b.total {
+		b.last = now
+		b.draw(now)
+	}
+}
+
+// Skip sets the units done, like Set, but the units it adds were done
+// before this run (a resumed cell's stored batches) or by another process,
+// so the rate and ETA, which measure this run's work, leave them out. A
+// resumed run would otherwise start at a rate of the stored work over a
+// few seconds and an ETA that grows for hours.
+func (b *Bar) Skip(done int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if done > b.done {
+		b.skipped += done - b.done
+	}
 	b.done = done
 	if now := b.now(); now.Sub(b.last) >= b.interval || done >= b.total {
 		b.last = now
@@ -151,7 +170,7 @@ func (b *Bar) line(now time.Time) string {
 	bar := strings.Repeat("█", fill) + strings.Repeat("·", width-fill)
 	rate := 0.0
 	if s := el.Seconds(); s > 0 {
-		rate = float64(b.done) / s
+		rate = float64(b.done-b.skipped) / s
 	}
 	eta := "?"
 	if rate > 0 && b.total > 0 {

@@ -51,3 +51,18 @@ func TestThrottleAndFinish(t *testing.T) {
 		t.Errorf("final output %q", out)
 	}
 }
+
+// A resumed run's stored work must not count toward the rate: 900 of 1000
+// units were stored, then 10 are done.
+func TestSkipLeavesStoredWorkOutOfRate(t *testing.T) {
+	var buf bytes.Buffer
+	b := New(&buf, "exp", 1000, WithUnit("call"), WithClock(fakeClock(time.Second)), WithTerminal(false), WithInterval(time.Nanosecond))
+	b.Skip(900)      // clock 2 s (the bar started at 1 s)
+	b.Set(910)       // clock 3 s
+	line := b.Line() // clock 4 s: 10 calls of work in 3 s, 90 left: 27 s
+	for _, want := range []string{"910/1000", "3.33 call/s", "<00:27"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("line %q misses %q", line, want)
+		}
+	}
+}
