@@ -47,22 +47,28 @@ func (d cellData) value(m Metric) float64 {
 
 // loadAll loads the stored result of every cell of exp from out. A cell
 // without a result whose failure record says its method diverged is not
-// missing: it goes to div, and so do the other cells of its table entry
+// missing: it goes to wh, and so do the other cells of its table entry
 // (its method, sweep point and task: the entry's seeds), which leave all,
 // so that no entry averages over the seeds that happened not to diverge.
-func loadAll(exp *Experiment, out string) (all []cellData, div divergedEntries, err error) {
+// With partial, a cell without a result is pending rather than an error,
+// and its table entry is withheld likewise.
+func loadAll(exp *Experiment, out string, partial bool) (all []cellData, wh withheld, err error) {
 	cells, err := exp.Cells()
 	if err != nil {
 		return nil, nil, err
 	}
 	cdir := filepath.Join(out, CellsDir)
 	var missing []string
-	div = divergedEntries{}
+	wh = withheld{}
 	for _, c := range cells {
 		s, err := loadResult(cdir, c)
 		if err != nil {
 			if rec, ok := loadFailure(cdir, c.ID); ok && rec.Diverged {
-				div.add(c, rec.Error)
+				wh.add(c, rec.Error)
+				continue
+			}
+			if partial {
+				wh.entry(c).pending++
 				continue
 			}
 			missing = append(missing, fmt.Sprintf("%s (%v)", c.ID, err))
@@ -78,52 +84,89 @@ func loadAll(exp *Experiment, out string) (all []cellData, div divergedEntries, 
 		}
 		return nil, nil, fmt.Errorf("experiment %q: %d of %d cells have no usable result in %s: %s%s", exp.Name, n, len(cells), cdir, strings.Join(missing, "; "), more)
 	}
-	if len(div) == 0 {
-		return all, div, nil
+	if len(wh) == 0 {
+		return all, wh, nil
 	}
 	kept := all[:0]
 	for _, d := range all {
-		if e := div.at(d.Cell); e != nil {
+		if e := wh.at(d.Cell); e != nil {
 			e.ok++
 			continue
 		}
 		kept = append(kept, d)
 	}
-	return kept, div, nil
+	return kept, wh, nil
 }
 
-// divergedEntry is a table entry (method × sweep point, task) with a
-// diverged cell: how many of its cells diverged and how many did not, and
-// the first error.
-type divergedEntry struct {
-	diverged, ok int
-	err, cell    string
+// withheldEntry is a table entry (method × sweep point, task) that the
+// table does not average: one of its cells diverged, or (in a partial
+// report) has not run yet. It counts its diverged, pending and finished
+// cells and keeps the first diverged cell's error.
+type withheldEntry struct {
+	diverged, pending, ok int
+	err, cell             string
 }
 
-// divergedEntries are the table's entries with a diverged cell.
-type divergedEntries map[rowKey]map[string]*divergedEntry
+// withheld are the table's withheld entries.
+type withheld map[rowKey]map[string]*withheldEntry
 
-func (m divergedEntries) add(c Cell, msg string) {
+// entry returns c's table entry, adding it.
+func (m withheld) entry(c Cell) *withheldEntry {
 	r := rowKey{c.Method.Key(), c.SweepLabel()}
 	if m[r] == nil {
-		m[r] = map[string]*divergedEntry{}
+		m[r] = map[string]*withheldEntry{}
 	}
 	e := m[r][c.Task.Key()]
 	if e == nil {
-		e = &divergedEntry{err: msg, cell: c.ID}
+		e = &withheldEntry{}
 		m[r][c.Task.Key()] = e
+	}
+	return e
+}
+
+// add records a diverged cell.
+func (m withheld) add(c Cell, msg string) {
+	e := m.entry(c)
+	if e.diverged == 0 {
+		e.err, e.cell = msg, c.ID
 	}
 	e.diverged++
 }
 
-// at returns the diverged entry of c's table entry, or nil.
-func (m divergedEntries) at(c Cell) *divergedEntry {
+// settled returns the number of cells of withheld entries that are not
+// pending (done, or diverged).
+func (m withheld) settled() (n int) {
+	for _, byTask := range m {
+		for _, e := range byTask {
+			n += e.ok + e.diverged
+		}
+	}
+	return n
+}
+
+// pending returns the number of pending cells and the columns (tasks) with
+// a pending entry.
+func (m withheld) pending() (n int, cols map[string]bool) {
+	cols = map[string]bool{}
+	for _, byTask := range m {
+		for t, e := range byTask {
+			if e.pending > 0 {
+				n += e.pending
+				cols[t] = true
+			}
+		}
+	}
+	return n, cols
+}
+
+// at returns c's table entry if it is withheld, or nil.
+func (m withheld) at(c Cell) *withheldEntry {
 	return m[rowKey{c.Method.Key(), c.SweepLabel()}][c.Task.Key()]
 }
 
-// rows adds to a table's rows (in method order) those with a diverged
+// rows adds to a table's rows (in method order) those with a withheld
 // entry that are missing, each after its method's other rows.
-func (m divergedEntries) rows(exp *Experiment, rows []rowKey) []rowKey {
+func (m withheld) rows(exp *Experiment, rows []rowKey) []rowKey {
 	if len(m) == 0 {
 		return rows
 	}
@@ -151,8 +194,14 @@ func (m divergedEntries) rows(exp *Experiment, rows []rowKey) []rowKey {
 }
 
 // note is table.md's section on the diverged entries ("" without).
-func (m divergedEntries) note(exp *Experiment) string {
-	if len(m) == 0 {
+func (m withheld) note(exp *Experiment) string {
+	any := false
+	for _, byTask := range m {
+		for _, e := range byTask {
+			any = any || e.diverged > 0
+		}
+	}
+	if !any {
 		return ""
 	}
 	var b strings.Builder
@@ -160,21 +209,29 @@ func (m divergedEntries) note(exp *Experiment) string {
 	for _, r := range m.rows(exp, nil) {
 		for _, t := range exp.Tasks {
 			e := m[r][t.Key()]
-			if e == nil {
+			if e == nil || e.diverged == 0 {
 				continue
 			}
-			fmt.Fprintf(&b, "- %s, %s: %d of %d cells diverged (first: `%s`): %s\n", r.label(), t.Key(), e.diverged, e.diverged+e.ok, e.cell, e.err)
+			fmt.Fprintf(&b, "- %s, %s: %d of %d cells diverged (first: `%s`): %s\n", r.label(), t.Key(), e.diverged, e.diverged+e.pending+e.ok, e.cell, e.err)
 		}
 	}
 	return b.String()
 }
 
-// label is the entry's text in table.md.
-func (e *divergedEntry) label() string {
-	if e.ok == 0 {
+// label is the entry's text in table.md: diverged if any of its cells
+// did, else pending.
+func (e *withheldEntry) label() string {
+	n := e.diverged + e.pending + e.ok
+	switch {
+	case e.diverged == n:
 		return "diverged"
+	case e.diverged > 0:
+		return fmt.Sprintf("diverged (%d of %d seeds)", e.diverged, n)
+	case e.pending == n:
+		return "pending"
+	default:
+		return fmt.Sprintf("pending (%d of %d seeds)", e.pending, n)
 	}
-	return fmt.Sprintf("diverged (%d of %d seeds)", e.diverged, e.diverged+e.ok)
 }
 
 // WriteReports regenerates the reports in out from the stored results of
@@ -182,36 +239,58 @@ func (e *divergedEntry) label() string {
 // PNG per task under grids/ and one plot PNG per sweep key under plots/.
 // Every file is written atomically.
 func WriteReports(exp *Experiment, out string) error {
-	all, div, err := loadAll(exp, out)
+	_, err := writeReports(exp, out, false)
+	return err
+}
+
+// WritePartialReports writes the reports of a run still under way from the
+// cells done so far, for a look at a long table midway: an entry with a
+// cell still to run reads "pending", table.md says how many cells are, and
+// no column with a pending entry names a winner (a pending row might lead).
+// The run's end rewrites every file. It returns the number of pending
+// cells. Training experiments have no partial report.
+func WritePartialReports(exp *Experiment, out string) (pending int, err error) {
+	if exp.Train != nil {
+		return 0, fmt.Errorf("experiment %q: a training experiment's report needs every cell (no partial report)", exp.Name)
+	}
+	return writeReports(exp, out, true)
+}
+
+func writeReports(exp *Experiment, out string, partial bool) (pending int, err error) {
+	all, div, err := loadAll(exp, out, partial)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	pending, _ = div.pending()
+	if partial && len(all) == 0 {
+		return pending, fmt.Errorf("experiment %q: no cell has a result in %s yet", exp.Name, filepath.Join(out, CellsDir))
 	}
 	ms := make([]Metric, len(exp.Metrics))
 	for i, name := range exp.Metrics {
 		ms[i], _ = LookupMetric(name)
 	}
 	if exp.Train != nil {
-		return writeTrainReports(exp, all, ms, out)
+		return 0, writeTrainReports(exp, all, ms, out)
 	}
 	b, err := resultsCSV(exp, all, ms)
 	if err != nil {
-		return fmt.Errorf("experiment %q: results.csv: %w", exp.Name, err)
+		return pending, fmt.Errorf("experiment %q: results.csv: %w", exp.Name, err)
 	}
 	if err := atomicfile.WriteFile(filepath.Join(out, ResultsCSV), b); err != nil {
-		return err
+		return pending, err
 	}
 	grids, err := writeGrids(exp, all, out)
 	if err != nil {
-		return fmt.Errorf("experiment %q: grids: %w", exp.Name, err)
+		return pending, fmt.Errorf("experiment %q: grids: %w", exp.Name, err)
 	}
 	plots, err := writePlots(exp, all, ms, out)
 	if err != nil {
-		return fmt.Errorf("experiment %q: plots: %w", exp.Name, err)
+		return pending, fmt.Errorf("experiment %q: plots: %w", exp.Name, err)
 	}
 	if err := atomicfile.WriteFile(filepath.Join(out, TableMD), []byte(tableMD(exp, all, div, ms, grids, plots))); err != nil {
-		return err
+		return pending, err
 	}
-	return nil
+	return pending, nil
 }
 
 func formatFloat(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
@@ -470,7 +549,7 @@ func stat(xs []float64) seedStat { return seedStat{Mean: mean(xs), Std: std(xs),
 // tableMD renders the markdown report: one table per metric, tasks as
 // columns, methods (× sweep points) as rows, mean ± sample std over seeds,
 // the best mean of each column in bold.
-func tableMD(exp *Experiment, all []cellData, div divergedEntries, ms []Metric, grids map[string]gridInfo, plots []string) string {
+func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids map[string]gridInfo, plots []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", exp.Name)
 	seeds := make([]string, len(exp.Seeds))
@@ -487,6 +566,10 @@ func tableMD(exp *Experiment, all []cellData, div divergedEntries, ms []Metric, 
 		fmt.Fprintf(&b, " (%d)", len(exp.Seeds))
 	}
 	b.WriteString("; the mean and its standard error (sample std/√n) are over the images. FID and KID are computed once per cell over its images; their error is over the seeds (none with one seed). A column's best mean is bold only where it is ahead of every other row by more than the standard error of the difference (of the per-image differences, a paired comparison, where both rows have the same images) and the lead shows in the printed means.\n")
+	pend, pendCols := div.pending()
+	if pend > 0 {
+		fmt.Fprintf(&b, "\n**Partial report: %d of %d cells are still to run.** Their entries read \"pending\" (with how many of the entry's seeds are, if not all); no column with a pending entry names a winner; the run's end rewrites this file.\n\n", pend, pend+len(all)+div.settled())
+	}
 	if tf := exp.TunedFile; tf != nil && len(exp.Tuned) > 0 {
 		fmt.Fprintf(&b, "Options of the methods with a tune space were tuned per task on %d images of %s (indices %d–%d), not on these test images (see Tuned settings below).\n",
 			tf.TunedOn.N, tf.TunedOn.Name, tf.TunedOn.Offset, tf.TunedOn.Offset+tf.TunedOn.N-1)
@@ -513,7 +596,7 @@ func tableMD(exp *Experiment, all []cellData, div divergedEntries, ms []Metric, 
 				if !math.IsNaN(e.Err) {
 					txt += " ± " + fmt.Sprintf(m.Format, e.Err)
 				}
-				if w, ok := win[c]; ok && w == r && len(rows) > 1 {
+				if w, ok := win[c]; ok && w == r && len(rows) > 1 && !pendCols[c] {
 					txt = "**" + txt + "**"
 				}
 				fmt.Fprintf(&b, " %s |", txt)

@@ -887,3 +887,90 @@ func TestRunProgressRateLeavesResumedWorkOut(t *testing.T) {
 		t.Errorf("last line %q: rate × elapsed = %.1f calls, want the 32 done in this run (not 80)", last, work)
 	}
 }
+
+// TestPartialReport: a look at a table midway. With two SR4 DDRM cells
+// (seed 1 of both sweep points) still to run, the strict report names
+// them missing; the partial one writes their entries "pending (1 of 2
+// seeds)", averages none of their seeds, says how many cells are left,
+// names no winner in the SR4 column (the pending row might lead) and
+// still names Box's.
+func TestPartialReport(t *testing.T) {
+	e := mustDecode(testYAML)
+	dir := t.TempDir()
+	var log bytes.Buffer
+	if err := Run(context.Background(), e, &fakeRunner{}, quiet(dir, &log)); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(filepath.Join(dir, TableMD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(full), "**") {
+		t.Fatalf("the full table names no winner, so the test cannot see one withheld:\n%s", full)
+	}
+	cells, err := e.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := 0
+	for _, c := range cells {
+		if c.Method.Name == "ddrm" && c.Task.Name == "sr4" && c.Seed == 1 {
+			if err := os.Remove(resultPath(filepath.Join(dir, CellsDir), c.ID)); err != nil {
+				t.Fatal(err)
+			}
+			removed++
+		}
+	}
+	if removed != 2 || len(cells) != 16 {
+		t.Fatalf("removed %d of %d cells, want 2 of 16", removed, len(cells))
+	}
+	if err := WriteReports(e, dir); err == nil || !strings.Contains(err.Error(), "2 of 16 cells have no usable result") {
+		t.Errorf("strict report with 2 cells missing: %v", err)
+	}
+	n, err := WritePartialReports(e, dir)
+	if err != nil || n != 2 {
+		t.Fatalf("partial report: %d pending, %v (want 2)", n, err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, TableMD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"**Partial report: 2 of 16 cells are still to run.**",
+		"| ddrm (scale=0.1) | pending (1 of 2 seeds) |",
+		"| ddrm (scale=1) | pending (1 of 2 seeds) |",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("partial table.md lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(string(md), "## Diverged") {
+		t.Errorf("pending entries listed as diverged:\n%s", md)
+	}
+	// Each metric table's rows: the SR4 entry (first column) is never bold,
+	// and Box's winner still is, in PSNR's table.
+	sawBoxWinner := false
+	for _, l := range strings.Split(string(md), "\n") {
+		f := strings.Split(l, "|")
+		if len(f) < 4 || !strings.HasPrefix(l, "| ") {
+			continue
+		}
+		if strings.Contains(f[2], "**") {
+			t.Errorf("SR4 names a winner while an entry is pending: %q", l)
+		}
+		sawBoxWinner = sawBoxWinner || strings.Contains(f[3], "**")
+	}
+	if !sawBoxWinner {
+		t.Errorf("no Box winner in the partial table:\n%s", md)
+	}
+	csv, _ := os.ReadFile(filepath.Join(dir, ResultsCSV))
+	for _, c := range cells {
+		if c.Method.Name == "ddrm" && c.Task.Name == "sr4" && c.Seed == 0 && strings.Contains(string(csv), c.ID) {
+			t.Errorf("results.csv holds cell %s of a pending entry", c.ID)
+		}
+	}
+	// Every cell pending: an error, not an empty table.
+	if _, err := WritePartialReports(e, t.TempDir()); err == nil || !strings.Contains(err.Error(), "no cell has a result") {
+		t.Errorf("partial report of no cells: %v", err)
+	}
+}

@@ -339,9 +339,19 @@ output: ` + filepath.Join(dir, "out") + `
 	if _, err := run(t, "experiment", "report", file, "--tasks", "../../configs/tasks"); err == nil || !strings.Contains(err.Error(), "no usable result") {
 		t.Errorf("report before any cell: %v", err)
 	}
+	if _, err := run(t, "experiment", "report", file, "--tasks", "../../configs/tasks", "--partial"); err == nil || !strings.Contains(err.Error(), "no cell has a result") {
+		t.Errorf("partial report before any cell: %v", err)
+	}
 	for k := 0; k < 3; k++ {
 		if _, err := run(t, "experiment", "run", file, "--tasks", "../../configs/tasks", "--shard", fmt.Sprintf("%d/3", k)); err != nil {
 			t.Fatal(err)
+		}
+		if k == 0 { // a look midway: shard 0's cells, the others pending
+			out, err := run(t, "experiment", "report", file, "--tasks", "../../configs/tasks", "--partial")
+			md, _ := os.ReadFile(filepath.Join(dir, "out", "table.md"))
+			if err != nil || !strings.Contains(out, "partial reports") || !strings.Contains(string(md), "Partial report") || !strings.Contains(string(md), "| pending |") {
+				t.Errorf("partial report after shard 0: %v\n%s\n%s", err, out, md)
+			}
 		}
 	}
 	os.Remove(filepath.Join(dir, "out", "table.md"))

@@ -23,13 +23,18 @@ const slurmSecondsPerUnit = 0.004
 
 func newExperimentReportCmd() *cobra.Command {
 	var ef experimentFlags
+	var partial bool
 	cmd := &cobra.Command{
 		Use:   "report FILE.yaml",
 		Short: "Write an experiment's tables, grids and plots from its stored cell results (no cell runs)",
 		Long: `Regenerates results.csv, table.md, grids and plots from the cell results in the
 output folder, as the end of a run does: the job that follows a Slurm array of
-shards. Cells without a stored result are an error naming them.`,
-		Args: cobra.ExactArgs(1),
+shards. Cells without a stored result are an error naming them, unless
+--partial: then the reports show the cells done so far (for a look at a long run
+midway; it may go on meanwhile), each entry still to run reads "pending", no
+column with a pending entry names a winner, and the run's end rewrites them.`,
+		Example: `  diffinv experiment report experiments/paper-mnist-dps.yaml --partial`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			exp, _, err := ef.open(cmd, args[0])
 			if err != nil {
@@ -39,6 +44,14 @@ shards. Cells without a stored result are an error naming them.`,
 			if dir == "" {
 				dir = exp.Output
 			}
+			if partial {
+				n, err := experiment.WritePartialReports(exp, dir)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "experiment %s: partial reports in %s (%d cells still to run)\n", exp.Name, dir, n)
+				return nil
+			}
 			if err := experiment.WriteReports(exp, dir); err != nil {
 				return err
 			}
@@ -47,6 +60,7 @@ shards. Cells without a stored result are an error naming them.`,
 		},
 	}
 	ef.add(cmd)
+	cmd.Flags().BoolVar(&partial, "partial", false, "report the cells done so far; the entries still to run read \"pending\"")
 	return cmd
 }
 
