@@ -580,6 +580,7 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 		fmt.Fprintf(&b, "\n## %s\n\n", m.Title)
 		writeTableHead(&b, cols)
 		win := winners(rows, cols, es, m.HigherBetter, m.Format)
+		perBatch := false
 		for _, r := range rows {
 			fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 			for _, c := range cols {
@@ -593,7 +594,10 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 					continue
 				}
 				txt := fmt.Sprintf(m.Format, e.Mean)
-				if !math.IsNaN(e.Err) {
+				switch {
+				case m.Name == "seconds" && e.Err == 0:
+					perBatch = true // no error: see the note below
+				case !math.IsNaN(e.Err):
 					txt += " ± " + fmt.Sprintf(m.Format, e.Err)
 				}
 				if w, ok := win[c]; ok && w == r && len(rows) > 1 && !pendCols[c] {
@@ -604,6 +608,9 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 			b.WriteString("\n")
 		}
 		if m.Name == "seconds" {
+			if perBatch {
+				b.WriteString("\nSeconds without an error were timed per cell or batch of images, each image getting its share: their spread over the images (zero) says nothing of the timing's, so none is given.\n")
+			}
 			b.WriteString(usageNote(all))
 		}
 	}

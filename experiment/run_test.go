@@ -974,3 +974,39 @@ func TestPartialReport(t *testing.T) {
 		t.Errorf("partial report of no cells: %v", err)
 	}
 }
+
+// TestSecondsPerBatchNoError: a runner that times its cell as a whole gives
+// every image the same seconds; their zero spread is not a timing error, so
+// the seconds table prints none (and says why), while PSNR keeps its ±.
+func TestSecondsPerBatchNoError(t *testing.T) {
+	e := mustDecode(`
+name: timing
+dataset: {name: mnist-test, n: 3}
+tasks: [{name: sr4, label: SR4}]
+methods: [{name: dps, label: DPS}, {name: ddrm, label: DDRM}]
+seeds: [0]
+metrics: [psnr, seconds]
+grid: {images: 0}
+`)
+	r := CellRunnerFunc(func(ctx context.Context, c Cell, p func(int, int)) (*CellResult, error) {
+		res := &CellResult{}
+		for i := range c.Dataset.N {
+			res.Images = append(res.Images, ImageMetrics{Index: i, Values: map[string]float64{"psnr": 20 + float64(i), "seconds": 2.5}})
+		}
+		return res, nil
+	})
+	dir := t.TempDir()
+	var log bytes.Buffer
+	if err := Run(context.Background(), e, r, quiet(dir, &log)); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, TableMD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| DPS | 21.00 ± 0.58 |", "| DDRM | 2.50 |", "Seconds without an error were timed per cell or batch"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("table.md lacks %q:\n%s", want, md)
+		}
+	}
+}
