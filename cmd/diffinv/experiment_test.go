@@ -14,6 +14,7 @@ import (
 
 	"github.com/diffinv/diffinv/config"
 	"github.com/diffinv/diffinv/experiment"
+	"github.com/diffinv/diffinv/internal/dirlock"
 	"github.com/diffinv/diffinv/model"
 )
 
@@ -391,8 +392,18 @@ output: ` + filepath.Join(dir, "out") + `
 		t.Fatal(err)
 	}
 	if !strings.Contains(st, "4 cells: 1 done, 1 running, 0 failed, 1 abandoned, 1 left") || !strings.Contains(st, "4242_1 diffinv-slurmy-shards RUNNING") ||
-		!strings.Contains(st, "network calls left; about ") {
+		!strings.Contains(st, "network calls left; about ") || strings.Contains(st, "under way") {
 		t.Errorf("status:\n%s", st)
+	}
+	// An unsharded run holds the folder's lock (and claims no cell).
+	lock, err := dirlock.Acquire(filepath.Join(dir, "out"), "experiment run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = run(t, "experiment", "status", file, "--tasks", "../../configs/tasks")
+	lock.Release()
+	if err != nil || !strings.Contains(st, fmt.Sprintf("under way: a run holds this folder (pid %d ", os.Getpid())) {
+		t.Errorf("status while a run holds the folder: %v\n%s", err, st)
 	}
 	// Slurm's clients with no controller reachable: one line naming the
 	// failure, and sacct is not asked.

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/diffinv/diffinv/experiment"
+	"github.com/diffinv/diffinv/internal/dirlock"
 )
 
 // slurmSecondsPerUnit is the time estimate behind the generated scripts'
@@ -313,7 +314,8 @@ func newExperimentStatusCmd() *cobra.Command {
 		Use:   "status FILE.yaml",
 		Short: "Show an experiment's cells done, running, failed, abandoned and left (and its Slurm jobs when squeue is present)",
 		Long: `Reads the results folder: a cell is done when its result is stored, running
-while a shard's claim on it is fresh, failed when the last run of it ended in
+while a shard's claim on it is fresh (an unsharded run claims no cells: a line
+says when one holds the folder, naming its process), failed when the last run of it ended in
 an error (--list prints the error; a later successful run clears it),
 diverged when its method diverged (a run keeps it and the table marks it),
 abandoned when a claim was left by a process that died (the next shard takes
@@ -388,6 +390,13 @@ job names ` + "`experiment slurm`" + ` gives them.`,
 				fmt.Fprintf(w, " (%d unfinished with stored batches: a resumed run continues them)", counts["partial"])
 			}
 			fmt.Fprintln(w)
+			// An unsharded run takes no claims, only the folder's lock: say
+			// it is under way rather than show 0 running.
+			if h, held, err := dirlock.Holder(ef.out); err != nil {
+				return err
+			} else if held {
+				fmt.Fprintf(w, "under way: a run holds this folder (%s); its cell in flight is counted among the left\n", h)
+			}
 			fmt.Fprintln(w, workStatusLine(experiment.Workload(exp, ef.out, cells, done, r.CellCost)))
 			for _, tool := range [][]string{
 				{"squeue", "-h", "-o", "%i %j %T %M %R", "--name", "diffinv-" + exp.Name + "-shards,diffinv-" + exp.Name + "-report"},

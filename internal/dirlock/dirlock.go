@@ -59,6 +59,34 @@ func Acquire(dir, what string) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
+// Holder reports whether a process holds dir's lock, and what its lock
+// file says of it ("pid N (command)"), without keeping the lock: for a
+// status report on a run under way. It takes the lock for an instant to
+// find out, so a run starting in that instant is refused as busy.
+func Holder(dir string) (holder string, held bool, err error) {
+	path := filepath.Join(dir, FileName)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	defer f.Close()
+	ok, err := tryLock(f)
+	if err != nil {
+		return "", false, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if ok {
+		return "", false, unlock(f)
+	}
+	b, _ := os.ReadFile(path)
+	if holder = strings.TrimSpace(string(b)); holder == "" {
+		holder = "an unknown process"
+	}
+	return holder, true, nil
+}
+
 // Release unlocks the folder; the lock file stays (removing it would race
 // with a process about to lock it).
 func (l *Lock) Release() error {

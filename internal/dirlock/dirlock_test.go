@@ -73,3 +73,32 @@ func TestAcquire(t *testing.T) {
 	}
 	l3.Release()
 }
+
+// TestHolder: a free folder (with or without a lock file) has no holder; a
+// held one names it, and probing leaves it held by its holder alone.
+func TestHolder(t *testing.T) {
+	dir := t.TempDir()
+	if h, held, err := Holder(dir); err != nil || held {
+		t.Fatalf("no lock file: %q, %v, %v", h, held, err)
+	}
+	l, err := Acquire(dir, "experiment run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, held, err := Holder(dir)
+	if err != nil || !held || !strings.HasPrefix(h, "pid ") {
+		t.Fatalf("held: %q, %v, %v; want the holder's pid", h, held, err)
+	}
+	if _, err := Acquire(dir, "experiment run"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("after probing, a second Acquire: %v, want ErrBusy", err)
+	}
+	l.Release()
+	if h, held, err := Holder(dir); err != nil || held {
+		t.Fatalf("released: %q, %v, %v", h, held, err)
+	}
+	if l, err := Acquire(dir, "experiment run"); err != nil {
+		t.Fatalf("after probing a free folder, Acquire: %v", err)
+	} else {
+		l.Release()
+	}
+}
