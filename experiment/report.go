@@ -595,7 +595,7 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 				}
 				txt := fmt.Sprintf(m.Format, e.Mean)
 				switch {
-				case m.Name == "seconds" && e.Err == 0:
+				case m.Name == "seconds" && constant(e.img):
 					perBatch = true // no error: see the note below
 				case !math.IsNaN(e.Err):
 					txt += " ± " + fmt.Sprintf(m.Format, e.Err)
@@ -662,6 +662,19 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 		}
 	}
 	return b.String()
+}
+
+// constant reports whether the per-image values are all the same (within
+// rounding: their mean's subtraction leaves the error a few ulps above zero).
+func constant(img map[int]float64) bool {
+	if len(img) < 2 {
+		return false
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, v := range img {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return hi-lo <= 1e-9*max(math.Abs(lo), math.Abs(hi))
 }
 
 // writeTableHead writes a markdown table's header: Method, then one
