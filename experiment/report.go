@@ -195,13 +195,13 @@ func (m withheld) rows(exp *Experiment, rows []rowKey) []rowKey {
 
 // note is table.md's section on the diverged entries ("" without).
 func (m withheld) note(exp *Experiment) string {
-	any := false
+	diverged := false
 	for _, byTask := range m {
 		for _, e := range byTask {
-			any = any || e.diverged > 0
+			diverged = diverged || e.diverged > 0
 		}
 	}
-	if !any {
+	if !diverged {
 		return ""
 	}
 	var b strings.Builder
@@ -257,11 +257,11 @@ func WritePartialReports(exp *Experiment, out string) (pending int, err error) {
 }
 
 func writeReports(exp *Experiment, out string, partial bool) (pending int, err error) {
-	all, div, err := loadAll(exp, out, partial)
+	all, wh, err := loadAll(exp, out, partial)
 	if err != nil {
 		return 0, err
 	}
-	pending, _ = div.pending()
+	pending, _ = wh.pending()
 	if partial && len(all) == 0 {
 		return pending, fmt.Errorf("experiment %q: no cell has a result in %s yet", exp.Name, filepath.Join(out, CellsDir))
 	}
@@ -287,7 +287,7 @@ func writeReports(exp *Experiment, out string, partial bool) (pending int, err e
 	if err != nil {
 		return pending, fmt.Errorf("experiment %q: plots: %w", exp.Name, err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(out, TableMD), []byte(tableMD(exp, all, div, ms, grids, plots))); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(out, TableMD), []byte(tableMD(exp, all, wh, ms, grids, plots))); err != nil {
 		return pending, err
 	}
 	return pending, nil
@@ -549,7 +549,7 @@ func stat(xs []float64) seedStat { return seedStat{Mean: mean(xs), Std: std(xs),
 // tableMD renders the markdown report: one table per metric, tasks as
 // columns, methods (× sweep points) as rows, mean ± sample std over seeds,
 // the best mean of each column in bold.
-func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids map[string]gridInfo, plots []string) string {
+func tableMD(exp *Experiment, all []cellData, wh withheld, ms []Metric, grids map[string]gridInfo, plots []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", exp.Name)
 	seeds := make([]string, len(exp.Seeds))
@@ -566,9 +566,9 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 		fmt.Fprintf(&b, " (%d)", len(exp.Seeds))
 	}
 	b.WriteString("; the mean and its standard error (sample std/√n) are over the images. FID and KID are computed once per cell over its images; their error is over the seeds (none with one seed). A column's best mean is bold only where it is ahead of every other row by more than the standard error of the difference (of the per-image differences, a paired comparison, where both rows have the same images) and the lead shows in the printed means.\n")
-	pend, pendCols := div.pending()
+	pend, pendCols := wh.pending()
 	if pend > 0 {
-		fmt.Fprintf(&b, "\n**Partial report: %d of %d cells are still to run.** Their entries read \"pending\" (with how many of the entry's seeds are, if not all); no column with a pending entry names a winner; the run's end rewrites this file.\n\n", pend, pend+len(all)+div.settled())
+		fmt.Fprintf(&b, "\n**Partial report: %d of %d cells are still to run.** Their entries read \"pending\" (with how many of the entry's seeds are, if not all); no column with a pending entry names a winner; the run's end rewrites this file.\n\n", pend, pend+len(all)+wh.settled())
 	}
 	if tf := exp.TunedFile; tf != nil && len(exp.Tuned) > 0 {
 		fmt.Fprintf(&b, "Options of the methods with a tune space were tuned per task on %d images of %s (indices %d–%d), not on these test images (see Tuned settings below).\n",
@@ -576,7 +576,7 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 	}
 	for _, m := range ms {
 		rows, cols, es := entries(exp, all, m)
-		rows = div.rows(exp, rows)
+		rows = wh.rows(exp, rows)
 		fmt.Fprintf(&b, "\n## %s\n\n", m.Title)
 		writeTableHead(&b, cols)
 		win := winners(rows, cols, es, m.HigherBetter, m.Format)
@@ -585,7 +585,7 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 			fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 			for _, c := range cols {
 				e, ok := es[r][c]
-				if d := div[r][c]; d != nil {
+				if d := wh[r][c]; d != nil {
 					fmt.Fprintf(&b, " %s |", d.label())
 					continue
 				}
@@ -622,14 +622,14 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 				continue // per-cell, or not a quality measure
 			}
 			rows, cols, vals := bestOfTable(exp, all, sel, m)
-			rows = div.rows(exp, rows)
+			rows = wh.rows(exp, rows)
 			fmt.Fprintf(&b, "\n### %s, best of %d\n\n", m.Title, len(exp.Seeds))
 			writeTableHead(&b, cols)
 			for _, r := range rows {
 				fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 				for _, c := range cols {
 					v, ok := vals[r][c]
-					if d := div[r][c]; d != nil {
+					if d := wh[r][c]; d != nil {
 						fmt.Fprintf(&b, " %s |", d.label())
 						continue
 					}
@@ -643,7 +643,7 @@ func tableMD(exp *Experiment, all []cellData, div withheld, ms []Metric, grids m
 			}
 		}
 	}
-	b.WriteString(div.note(exp))
+	b.WriteString(wh.note(exp))
 	b.WriteString(exp.tunedNote())
 	if len(grids) > 0 {
 		b.WriteString("\n## Grids\n\n")

@@ -45,13 +45,8 @@ func Acquire(dir, what string) (*Lock, error) {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	if !ok {
-		holder, _ := os.ReadFile(path)
 		f.Close()
-		h := strings.TrimSpace(string(holder))
-		if h == "" {
-			h = "an unknown process"
-		}
-		return nil, fmt.Errorf("%s in %s: %w (%s); wait for it to finish or choose another folder", what, dir, ErrBusy, h)
+		return nil, fmt.Errorf("%s in %s: %w (%s); wait for it to finish or choose another folder", what, dir, ErrBusy, holderOf(path))
 	}
 	if err := f.Truncate(0); err == nil {
 		fmt.Fprintf(f, "pid %d (%s)\n", os.Getpid(), strings.Join(os.Args, " "))
@@ -80,11 +75,16 @@ func Holder(dir string) (holder string, held bool, err error) {
 	if ok {
 		return "", false, unlock(f)
 	}
+	return holderOf(path), true, nil
+}
+
+// holderOf is what the lock file at path says of its holder.
+func holderOf(path string) string {
 	b, _ := os.ReadFile(path)
-	if holder = strings.TrimSpace(string(b)); holder == "" {
-		holder = "an unknown process"
+	if h := strings.TrimSpace(string(b)); h != "" {
+		return h
 	}
-	return holder, true, nil
+	return "an unknown process"
 }
 
 // Release unlocks the folder; the lock file stays (removing it would race

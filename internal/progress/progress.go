@@ -84,6 +84,12 @@ func (b *Bar) Done() int {
 func (b *Bar) Set(done int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.setLocked(done)
+}
+
+// setLocked sets the units done and redraws if the interval has passed
+// (or the total is reached); b.mu is held.
+func (b *Bar) setLocked(done int) {
 	b.done = done
 	if now := b.now(); now.Sub(b.last) >= b.interval || done >= b.total {
 		b.last = now
@@ -102,11 +108,7 @@ func (b *Bar) Skip(done int) {
 	if done > b.done {
 		b.skipped += done - b.done
 	}
-	b.done = done
-	if now := b.now(); now.Sub(b.last) >= b.interval || done >= b.total {
-		b.last = now
-		b.draw(now)
-	}
+	b.setLocked(done)
 }
 
 // SetTotal changes the number of units (when the work learns it late).
