@@ -645,6 +645,10 @@ type pairSearch struct {
 	best     int
 	stopped  string
 	complete bool
+	// allowed says whether the method accepts value v for option key (nil:
+	// every value): a chosen value at an edge that is also the option's
+	// bound (DDNM's η = 1) has nothing beyond it to try, and is not flagged.
+	allowed func(key string, v float64) bool
 }
 
 // Tune runs the search of every task × method with a tune space (see the
@@ -690,6 +694,7 @@ func Tune(ctx context.Context, e *Experiment, runner CellRunner, opts TuneOption
 		if err != nil {
 			return err
 		}
+		s.allowed = e.allowedValue(runner, p)
 		if !s.complete {
 			fmt.Fprintf(logw, "experiment %s, shard %s: done; the search of %s / %s is not complete yet (another shard's), so no tuned file yet\n", e.Name, opts.Shard, s.task.Key(), s.method.Key())
 			return nil
@@ -747,6 +752,25 @@ func (e *Experiment) validateTuneCells(runner CellRunner) error {
 		return fmt.Errorf("experiment %q: %w", e.Name, errors.Join(errs...))
 	}
 	return nil
+}
+
+// allowedValue returns, for the task × method pair p, whether the method
+// accepts a value of one option (the others as the chosen trial's do not
+// matter: options are checked one by one), asked of the runner's cell
+// validation; nil when the runner cannot validate cells.
+func (e *Experiment) allowedValue(runner CellRunner, p [2]int) func(key string, v float64) bool {
+	val, ok := runner.(CellValidator)
+	if !ok {
+		return nil
+	}
+	t, m := e.Tasks[p[0]], e.Methods[p[1]]
+	return func(key string, v float64) bool {
+		cells, err := e.pairExperiment(t, m, tunePoint{key: v}).Cells()
+		if err != nil || len(cells) == 0 {
+			return true
+		}
+		return val.ValidateCell(cells[0]) == nil
+	}
 }
 
 // pairExperiment is the experiment of one trial: the task, the method with
@@ -1241,8 +1265,10 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 // search, where a better value may lie beyond it: on a numeric grid, the
 // smallest or largest value listed; on a range, the smallest or largest
 // value tried (of the trials that scored) when it also lies in the outer
-// quarter of the range (on a log scale for a log range). Each is "KEY low"
-// or "KEY high"; note is the log's sentence on them ("" without).
+// quarter of the range (on a log scale for a log range); an edge that is
+// also the option's bound (s.allowed refuses a value just beyond it) is not
+// one. Each is "KEY low" or "KEY high"; note is the log's sentence on them
+// ("" without).
 func (s *pairSearch) edges() (edge []string, note string) {
 	if s.best < 0 {
 		return nil, ""
@@ -1291,6 +1317,17 @@ func (s *pairSearch) edges() (edge []string, note string) {
 		}
 		if side == "" {
 			continue
+		}
+		if s.allowed != nil {
+			// a step beyond the edge that the method refuses: the edge
+			// is the option's bound, with nothing beyond it to try
+			step := 1e-6 * math.Max(math.Abs(v), 1)
+			if side == "low" {
+				step = -step
+			}
+			if !s.allowed(a.key, v+step) {
+				continue
+			}
 		}
 		edge = append(edge, a.key+" "+side)
 		word, end, bound := "smallest", "bottom", a.lo

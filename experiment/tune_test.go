@@ -657,11 +657,13 @@ func TestSplitAt(t *testing.T) {
 // TestTuneEdges: a chosen value at the edge of the search is flagged: the
 // first or last value of a numeric grid; the smallest or largest value
 // tried on a range (diverged trials aside) when it also lies in the
-// range's outer quarter.
+// range's outer quarter; not when the edge is the option's bound.
 func TestTuneEdges(t *testing.T) {
 	grid := map[string]any{"scale": []any{0.1, 0.3, 1.0, 3.0}}
 	lr := map[string]any{"lr": map[string]any{"log": []any{1e-5, 1e-3}}}
 	two := map[string]any{"lambda": map[string]any{"log": []any{0.5, 20.0}}, "zeta": map[string]any{"uniform": []any{0.05, 1.0}}}
+	eta := map[string]any{"eta": []any{0.5, 0.85, 1.0}}
+	eta0 := map[string]any{"eta": []any{0.0, 0.5, 1.0}}
 	for _, c := range []struct {
 		name  string
 		space map[string]any
@@ -669,23 +671,32 @@ func TestTuneEdges(t *testing.T) {
 		fail  []bool
 		best  int
 		want  string
+		// unit: the method accepts only values in [0, 1] (DDNM's η)
+		unit bool
 	}{
-		{"grid top", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}, {"scale": 1.0}, {"scale": 3.0}}, nil, 3, "[scale high]"},
-		{"grid inside", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}, {"scale": 1.0}, {"scale": 3.0}}, nil, 1, "[]"},
-		{"grid bottom", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}}, nil, 0, "[scale low]"},
-		{"range top", lr, []tunePoint{{"lr": 2e-5}, {"lr": 1.1e-4}, {"lr": 5.18e-4}}, nil, 2, "[lr high]"},
-		{"range: largest tried, mid-range", lr, []tunePoint{{"lr": 2e-5}, {"lr": 5e-5}, {"lr": 1.1e-4}}, nil, 2, "[]"},
-		{"range bottom", lr, []tunePoint{{"lr": 1.2e-5}, {"lr": 1.1e-4}}, nil, 0, "[lr low]"},
-		{"diverged above: mid-range", lr, []tunePoint{{"lr": 1e-4}, {"lr": 5e-4}, {"lr": 9e-4}}, []bool{false, true, true}, 0, "[]"},
-		{"diverged above: near the top", lr, []tunePoint{{"lr": 1e-4}, {"lr": 8e-4}, {"lr": 9e-4}}, []bool{false, false, true}, 1, "[lr high]"},
-		{"non-numeric grid", map[string]any{"mode": []any{"a", "b"}}, []tunePoint{{"mode": "a"}, {"mode": "b"}}, nil, 1, "[]"},
-		{"two ranges", two, []tunePoint{{"lambda": 0.64, "zeta": 0.29}, {"lambda": 14.8, "zeta": 0.953}}, nil, 1, "[lambda high zeta high]"},
+		{"grid top", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}, {"scale": 1.0}, {"scale": 3.0}}, nil, 3, "[scale high]", false},
+		{"grid inside", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}, {"scale": 1.0}, {"scale": 3.0}}, nil, 1, "[]", false},
+		{"grid bottom", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}}, nil, 0, "[scale low]", false},
+		{"range top", lr, []tunePoint{{"lr": 2e-5}, {"lr": 1.1e-4}, {"lr": 5.18e-4}}, nil, 2, "[lr high]", false},
+		{"range: largest tried, mid-range", lr, []tunePoint{{"lr": 2e-5}, {"lr": 5e-5}, {"lr": 1.1e-4}}, nil, 2, "[]", false},
+		{"range bottom", lr, []tunePoint{{"lr": 1.2e-5}, {"lr": 1.1e-4}}, nil, 0, "[lr low]", false},
+		{"diverged above: mid-range", lr, []tunePoint{{"lr": 1e-4}, {"lr": 5e-4}, {"lr": 9e-4}}, []bool{false, true, true}, 0, "[]", false},
+		{"diverged above: near the top", lr, []tunePoint{{"lr": 1e-4}, {"lr": 8e-4}, {"lr": 9e-4}}, []bool{false, false, true}, 1, "[lr high]", false},
+		{"non-numeric grid", map[string]any{"mode": []any{"a", "b"}}, []tunePoint{{"mode": "a"}, {"mode": "b"}}, nil, 1, "[]", false},
+		{"two ranges", two, []tunePoint{{"lambda": 0.64, "zeta": 0.29}, {"lambda": 14.8, "zeta": 0.953}}, nil, 1, "[lambda high zeta high]", false},
+		{"grid top at the option's bound", eta, []tunePoint{{"eta": 0.5}, {"eta": 0.85}, {"eta": 1.0}}, nil, 2, "[]", true},
+		{"grid bottom at the option's bound", eta0, []tunePoint{{"eta": 0.0}, {"eta": 0.5}}, nil, 0, "[]", true},
+		{"grid bottom inside the bounds", eta, []tunePoint{{"eta": 0.5}, {"eta": 0.85}}, nil, 0, "[eta low]", true},
+		{"grid top at 1 without bounds", eta, []tunePoint{{"eta": 0.5}, {"eta": 1.0}}, nil, 1, "[eta high]", false},
 	} {
 		axes, err := parseSpace(c.space)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := &pairSearch{axes: axes, best: c.best}
+		if c.unit {
+			s.allowed = func(key string, v float64) bool { return v >= 0 && v <= 1 }
+		}
 		for i, p := range c.tried {
 			tr := trial{point: p, score: float64(i)}
 			if c.fail != nil && c.fail[i] {

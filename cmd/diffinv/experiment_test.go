@@ -585,6 +585,16 @@ tune:
 	if !ok || tf.Search["inpaint-box"]["ddnm"].Trials != 2 {
 		t.Fatalf("tuned file:\n%s", b)
 	}
+	// η = 1 is the largest value listed and also the largest DDNM accepts:
+	// not an edge with anything beyond it (the runner's validation says so);
+	// 0.5 is an edge.
+	wantEdge := map[string]string{"1": "[]", "0.5": "[eta low]"}[fmt.Sprint(eta)]
+	if got := fmt.Sprint(tf.Search["inpaint-box"]["ddnm"].Edge); got != wantEdge {
+		t.Errorf("eta %v: edge %s, want %s", eta, got, wantEdge)
+	}
+	if (wantEdge == "[]") == strings.Contains(log, "a better value may lie beyond") {
+		t.Errorf("eta %v: tune log:\n%s", eta, log)
+	}
 	for _, f := range []string{"tune/trials.csv", "tune/plots/inpaint-box.ddnm.png"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("missing %s", f)
