@@ -645,10 +645,10 @@ type pairSearch struct {
 	best     int
 	stopped  string
 	complete bool
-	// allowed says whether the method accepts value v for option key (nil:
-	// every value): a chosen value at an edge that is also the option's
+	// allowed says whether the method accepts the options of a point (nil:
+	// every point): a chosen value at an edge that is also the option's
 	// bound (DDNM's η = 1) has nothing beyond it to try, and is not flagged.
-	allowed func(key string, v float64) bool
+	allowed func(pt tunePoint) bool
 }
 
 // Tune runs the search of every task × method with a tune space (see the
@@ -755,17 +755,18 @@ func (e *Experiment) validateTuneCells(runner CellRunner) error {
 }
 
 // allowedValue returns, for the task × method pair p, whether the method
-// accepts a value of one option (the others as the chosen trial's do not
-// matter: options are checked one by one), asked of the runner's cell
-// validation; nil when the runner cannot validate cells.
-func (e *Experiment) allowedValue(runner CellRunner, p [2]int) func(key string, v float64) bool {
+// accepts a point's options, asked of the runner's cell validation; nil
+// when the runner cannot validate cells. A point whose cells cannot be
+// built counts as allowed, so that only a refusal by the method hides an
+// edge.
+func (e *Experiment) allowedValue(runner CellRunner, p [2]int) func(pt tunePoint) bool {
 	val, ok := runner.(CellValidator)
 	if !ok {
 		return nil
 	}
 	t, m := e.Tasks[p[0]], e.Methods[p[1]]
-	return func(key string, v float64) bool {
-		cells, err := e.pairExperiment(t, m, tunePoint{key: v}).Cells()
+	return func(pt tunePoint) bool {
+		cells, err := e.pairExperiment(t, m, pt).Cells()
 		if err != nil || len(cells) == 0 {
 			return true
 		}
@@ -1319,13 +1320,19 @@ func (s *pairSearch) edges() (edge []string, note string) {
 			continue
 		}
 		if s.allowed != nil {
-			// a step beyond the edge that the method refuses: the edge
-			// is the option's bound, with nothing beyond it to try
+			// the chosen point with this option a step beyond the edge,
+			// refused by the method (the chosen point itself accepted):
+			// the edge is the option's bound, nothing beyond it to try
 			step := 1e-6 * math.Max(math.Abs(v), 1)
 			if side == "low" {
 				step = -step
 			}
-			if !s.allowed(a.key, v+step) {
+			beyond := tunePoint{}
+			for k, x := range b.point {
+				beyond[k] = x
+			}
+			beyond[a.key] = v + step
+			if !s.allowed(beyond) && s.allowed(b.point) {
 				continue
 			}
 		}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/diffinv/diffinv/internal/params"
+
 	"go.yaml.in/yaml/v3"
 	"gonum.org/v1/plot/plotter"
 )
@@ -695,7 +697,10 @@ func TestTuneEdges(t *testing.T) {
 		}
 		s := &pairSearch{axes: axes, best: c.best}
 		if c.unit {
-			s.allowed = func(key string, v float64) bool { return v >= 0 && v <= 1 }
+			s.allowed = func(pt tunePoint) bool {
+				v, _ := params.Number(pt["eta"])
+				return v >= 0 && v <= 1
+			}
 		}
 		for i, p := range c.tried {
 			tr := trial{point: p, score: float64(i)}
