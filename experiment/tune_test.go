@@ -673,29 +673,34 @@ func TestTuneEdges(t *testing.T) {
 		fail  []bool
 		best  int
 		want  string
-		// unit: the method accepts only values in [0, 1] (DDNM's η)
-		unit bool
+		// unit: the method accepts only values in [0, 1] (DDNM's η);
+		// refuse: the validation refuses every point, the chosen one too
+		unit, refuse bool
 	}{
-		{"grid top", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}, {"scale": 1.0}, {"scale": 3.0}}, nil, 3, "[scale high]", false},
-		{"grid inside", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}, {"scale": 1.0}, {"scale": 3.0}}, nil, 1, "[]", false},
-		{"grid bottom", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}}, nil, 0, "[scale low]", false},
-		{"range top", lr, []tunePoint{{"lr": 2e-5}, {"lr": 1.1e-4}, {"lr": 5.18e-4}}, nil, 2, "[lr high]", false},
-		{"range: largest tried, mid-range", lr, []tunePoint{{"lr": 2e-5}, {"lr": 5e-5}, {"lr": 1.1e-4}}, nil, 2, "[]", false},
-		{"range bottom", lr, []tunePoint{{"lr": 1.2e-5}, {"lr": 1.1e-4}}, nil, 0, "[lr low]", false},
-		{"diverged above: mid-range", lr, []tunePoint{{"lr": 1e-4}, {"lr": 5e-4}, {"lr": 9e-4}}, []bool{false, true, true}, 0, "[]", false},
-		{"diverged above: near the top", lr, []tunePoint{{"lr": 1e-4}, {"lr": 8e-4}, {"lr": 9e-4}}, []bool{false, false, true}, 1, "[lr high]", false},
-		{"non-numeric grid", map[string]any{"mode": []any{"a", "b"}}, []tunePoint{{"mode": "a"}, {"mode": "b"}}, nil, 1, "[]", false},
-		{"two ranges", two, []tunePoint{{"lambda": 0.64, "zeta": 0.29}, {"lambda": 14.8, "zeta": 0.953}}, nil, 1, "[lambda high zeta high]", false},
-		{"grid top at the option's bound", eta, []tunePoint{{"eta": 0.5}, {"eta": 0.85}, {"eta": 1.0}}, nil, 2, "[]", true},
-		{"grid bottom at the option's bound", eta0, []tunePoint{{"eta": 0.0}, {"eta": 0.5}}, nil, 0, "[]", true},
-		{"grid bottom inside the bounds", eta, []tunePoint{{"eta": 0.5}, {"eta": 0.85}}, nil, 0, "[eta low]", true},
-		{"grid top at 1 without bounds", eta, []tunePoint{{"eta": 0.5}, {"eta": 1.0}}, nil, 1, "[eta high]", false},
+		{"grid top", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}, {"scale": 1.0}, {"scale": 3.0}}, nil, 3, "[scale high]", false, false},
+		{"grid inside", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}, {"scale": 1.0}, {"scale": 3.0}}, nil, 1, "[]", false, false},
+		{"grid bottom", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}}, nil, 0, "[scale low]", false, false},
+		{"range top", lr, []tunePoint{{"lr": 2e-5}, {"lr": 1.1e-4}, {"lr": 5.18e-4}}, nil, 2, "[lr high]", false, false},
+		{"range: largest tried, mid-range", lr, []tunePoint{{"lr": 2e-5}, {"lr": 5e-5}, {"lr": 1.1e-4}}, nil, 2, "[]", false, false},
+		{"range bottom", lr, []tunePoint{{"lr": 1.2e-5}, {"lr": 1.1e-4}}, nil, 0, "[lr low]", false, false},
+		{"diverged above: mid-range", lr, []tunePoint{{"lr": 1e-4}, {"lr": 5e-4}, {"lr": 9e-4}}, []bool{false, true, true}, 0, "[]", false, false},
+		{"diverged above: near the top", lr, []tunePoint{{"lr": 1e-4}, {"lr": 8e-4}, {"lr": 9e-4}}, []bool{false, false, true}, 1, "[lr high]", false, false},
+		{"non-numeric grid", map[string]any{"mode": []any{"a", "b"}}, []tunePoint{{"mode": "a"}, {"mode": "b"}}, nil, 1, "[]", false, false},
+		{"two ranges", two, []tunePoint{{"lambda": 0.64, "zeta": 0.29}, {"lambda": 14.8, "zeta": 0.953}}, nil, 1, "[lambda high zeta high]", false, false},
+		{"grid top at the option's bound", eta, []tunePoint{{"eta": 0.5}, {"eta": 0.85}, {"eta": 1.0}}, nil, 2, "[]", true, false},
+		{"grid bottom at the option's bound", eta0, []tunePoint{{"eta": 0.0}, {"eta": 0.5}}, nil, 0, "[]", true, false},
+		{"grid bottom inside the bounds", eta, []tunePoint{{"eta": 0.5}, {"eta": 0.85}}, nil, 0, "[eta low]", true, false},
+		{"grid top at 1 without bounds", eta, []tunePoint{{"eta": 0.5}, {"eta": 1.0}}, nil, 1, "[eta high]", false, false},
+		{"validation refusing the chosen point too", eta, []tunePoint{{"eta": 0.5}, {"eta": 1.0}}, nil, 1, "[eta high]", false, true},
 	} {
 		axes, err := parseSpace(c.space)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := &pairSearch{axes: axes, best: c.best}
+		if c.refuse {
+			s.allowed = func(tunePoint) bool { return false }
+		}
 		if c.unit {
 			s.allowed = func(pt tunePoint) bool {
 				v, _ := params.Number(pt["eta"])
