@@ -694,7 +694,7 @@ func Tune(ctx context.Context, e *Experiment, runner CellRunner, opts TuneOption
 		if err != nil {
 			return err
 		}
-		s.allowed = e.allowedValue(runner, p)
+		s.allowed = e.allowedPoint(runner, p)
 		if !s.complete {
 			fmt.Fprintf(logw, "experiment %s, shard %s: done; the search of %s / %s is not complete yet (another shard's), so no tuned file yet\n", e.Name, opts.Shard, s.task.Key(), s.method.Key())
 			return nil
@@ -754,12 +754,12 @@ func (e *Experiment) validateTuneCells(runner CellRunner) error {
 	return nil
 }
 
-// allowedValue returns, for the task × method pair p, whether the method
+// allowedPoint returns, for the task × method pair p, whether the method
 // accepts a point's options, asked of the runner's cell validation; nil
 // when the runner cannot validate cells. A point whose cells cannot be
 // built counts as allowed, so that only a refusal by the method hides an
 // edge.
-func (e *Experiment) allowedValue(runner CellRunner, p [2]int) func(pt tunePoint) bool {
+func (e *Experiment) allowedPoint(runner CellRunner, p [2]int) func(pt tunePoint) bool {
 	val, ok := runner.(CellValidator)
 	if !ok {
 		return nil
