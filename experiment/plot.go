@@ -25,7 +25,8 @@ type errPoints struct {
 }
 
 // writePlots writes plots/KEY.png for every sweep key: one panel per
-// metric (balanced rows of up to four, the legend in the next tile), the metric's mean over seeds against the key's value, one line
+// metric (balanced rows of up to four, the legend in the next tile; see
+// layoutPanels), the metric's mean over seeds against the key's value, one line
 // per task × method (× the other sweep keys' values) with ± std error
 // bars. Numeric values are placed by value (on a log axis when positive
 // and spanning a factor ≥ 20), other values evenly in file order.
@@ -193,30 +194,53 @@ func sweepPlot(exp *Experiment, all []cellData, ms []Metric, key string) ([]byte
 		}
 		row = append(row, p)
 	}
-	// Panels fill balanced rows of up to four; the legend takes the next
-	// tile (never alone in a row for up to the six known metrics).
-	n := len(row) + 1
-	rows := (n + 3) / 4
-	cols := (n + rows - 1) / rows
-	panels := make([][]*plot.Plot, rows)
-	for r := range panels {
-		panels[r] = make([]*plot.Plot, cols)
-	}
-	for i, p := range row {
-		panels[i/cols][i%cols] = p
-	}
 	const panelW, panelH = 3.2 * vg.Inch, 2.8 * vg.Inch
+	rows, cols := panelGrid(len(row))
 	img := vgimg.NewWith(vgimg.UseWH(panelW*vg.Length(cols), panelH*vg.Length(rows)), vgimg.UseDPI(100))
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
-	canvases := plot.Align(panels, tiles, dc)
+	canvases, legendC := layoutPanels(row, legend, dc)
 	for i, p := range row {
-		p.Draw(canvases[i/cols][i%cols])
+		p.Draw(canvases[i])
 	}
-	legend.Draw(tiles.At(dc, len(row)%cols, len(row)/cols))
+	legend.Draw(legendC)
 	var buf bytes.Buffer
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// panelGrid is the grid for n metric panels and the legend: balanced rows
+// of up to four tiles, the legend in the tile after the last panel (never
+// alone in a row for up to the six known metrics).
+func panelGrid(n int) (rows, cols int) {
+	n++ // the legend's tile
+	rows = (n + 3) / 4
+	cols = (n + rows - 1) / rows
+	return rows, cols
+}
+
+// layoutPanels places the metric panels and the legend on dc: the panels'
+// data areas aligned and of one size (plot.Align), the legend in the tile
+// after the last panel. The legend takes part in the alignment as a plot
+// of its own: left out, Align gives its empty tile's width to the panels,
+// and the last panel's right side spills under the legend.
+func layoutPanels(panels []*plot.Plot, legend *plot.Plot, dc draw.Canvas) ([]draw.Canvas, draw.Canvas) {
+	rows, cols := panelGrid(len(panels))
+	grid := make([][]*plot.Plot, rows)
+	for r := range grid {
+		grid[r] = make([]*plot.Plot, cols)
+	}
+	for i, p := range panels {
+		grid[i/cols][i%cols] = p
+	}
+	li := len(panels)
+	grid[li/cols][li%cols] = legend
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	aligned := plot.Align(grid, tiles, dc)
+	out := make([]draw.Canvas, len(panels))
+	for i := range panels {
+		out[i] = aligned[i/cols][i%cols]
+	}
+	return out, aligned[li/cols][li%cols]
 }
