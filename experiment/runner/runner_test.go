@@ -288,3 +288,45 @@ func TestRunCellDiverged(t *testing.T) {
 		}
 	}
 }
+
+// TestSolveSetupSkipsBaseline: a cell runs its solver without the solve
+// command's comparison baseline (HIO for phase retrieval, which costs
+// three times DPS's solve per digit and which no table reads), and its
+// identity does not change for it.
+func TestSolveSetupSkipsBaseline(t *testing.T) {
+	ckpt := tinyCheckpoint(t)
+	r := &Runner{TasksDir: "../../configs/tasks", Sources: config.Sources{Sets: []string{"engine.precision=fp32"}}}
+	for _, c := range []struct{ task, method, auto string }{
+		{"phase-retrieval", "dps", "hio"},
+		{"sr4", "ddnm", "pinv"},
+		{"phase-retrieval", "hio", "hio"},
+	} {
+		cell := experiment.Cell{ID: "c1", Checkpoint: ckpt, Task: experiment.Task{Name: c.task},
+			Method: experiment.Method{Name: c.method}, Dataset: experiment.Dataset{Name: "mnist-test", N: 1}}
+		plain, _, err := r.setup(cell)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain.Baseline != c.auto {
+			t.Fatalf("%s / %s: setup's baseline %q, want the solve command's %q", c.task, c.method, plain.Baseline, c.auto)
+		}
+		before, err := r.ResolveCell(cell)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _, err := r.solveSetup(cell)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Baseline != "none" {
+			t.Errorf("%s / %s: the cell would compute baseline %q", c.task, c.method, s.Baseline)
+		}
+		if s.Method != plain.Method {
+			t.Errorf("%s / %s: method %q, want %q", c.task, c.method, s.Method, plain.Method)
+		}
+		after, _ := r.ResolveCell(cell)
+		if !slices.Equal(before, after) {
+			t.Errorf("%s / %s: resolved settings changed: %v → %v", c.task, c.method, before, after)
+		}
+	}
+}
