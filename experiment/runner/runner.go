@@ -203,8 +203,8 @@ func (r *Runner) setup(cell experiment.Cell) (*pipeline.Setup, *net, error) {
 	return s, n, nil
 }
 
-// solveSetup is setup for running the cell: without the solve's
-// comparison baseline (solver.baseline, "auto" by default), which a cell
+// solveSetup is setup for running the cell: a solver cell without the
+// solve's comparison baseline (solver.baseline, "auto" by default), which a cell
 // never reports (a table has its baselines as rows of their own) and which
 // can cost more than the solve: for phase retrieval "auto" is HIO, 10,000
 // iterations × 4 restarts, about 16 s per 28-px digit against DPS's 5.4.
@@ -215,7 +215,9 @@ func (r *Runner) solveSetup(cell experiment.Cell) (*pipeline.Setup, *net, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	s.Baseline = "none"
+	if !baseline.IsMethod(s.Method) { // a classical method's baseline is its solve
+		s.Baseline = "none"
+	}
 	return s, n, nil
 }
 

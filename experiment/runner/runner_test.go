@@ -289,17 +289,26 @@ func TestRunCellDiverged(t *testing.T) {
 	}
 }
 
-// TestSolveSetupSkipsBaseline: a cell runs its solver without the solve
+// TestSolveSetupSkipsBaseline: a solver cell runs without the solve
 // command's comparison baseline (HIO for phase retrieval, which costs
 // three times DPS's solve per digit and which no table reads), and its
-// identity does not change for it.
+// identity does not change for it; a classical method's cell keeps its
+// baseline, which is its solve, and scores a reconstruction.
 func TestSolveSetupSkipsBaseline(t *testing.T) {
 	ckpt := tinyCheckpoint(t)
-	r := &Runner{TasksDir: "../../configs/tasks", Sources: config.Sources{Sets: []string{"engine.precision=fp32"}}}
-	for _, c := range []struct{ task, method, auto string }{
-		{"phase-retrieval", "dps", "hio"},
-		{"sr4", "ddnm", "pinv"},
-		{"phase-retrieval", "hio", "hio"},
+	r := &Runner{TasksDir: "../../configs/tasks", Sources: config.Sources{Sets: []string{"engine.precision=fp32"}},
+		Images: func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
+			x := tensors.New(d.N, 1, 28, 28)
+			for i := range tensors.F32(x) {
+				tensors.F32(x)[i] = float32(i%28)/14 - 1
+			}
+			return x, d.Offset, nil
+		}}
+	for _, c := range []struct{ task, method, auto, run string }{
+		{"phase-retrieval", "dps", "hio", "none"},
+		{"sr4", "ddnm", "pinv", "none"},
+		{"phase-retrieval", "hio", "hio", "hio"},
+		{"sr4", "pinv", "pinv", "pinv"},
 	} {
 		cell := experiment.Cell{ID: "c1", Checkpoint: ckpt, Task: experiment.Task{Name: c.task},
 			Method: experiment.Method{Name: c.method}, Dataset: experiment.Dataset{Name: "mnist-test", N: 1}}
@@ -318,15 +327,27 @@ func TestSolveSetupSkipsBaseline(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Baseline != "none" {
-			t.Errorf("%s / %s: the cell would compute baseline %q", c.task, c.method, s.Baseline)
-		}
-		if s.Method != plain.Method {
-			t.Errorf("%s / %s: method %q, want %q", c.task, c.method, s.Method, plain.Method)
+		if s.Baseline != c.run {
+			t.Errorf("%s / %s: the cell would compute baseline %q, want %q", c.task, c.method, s.Baseline, c.run)
 		}
 		after, _ := r.ResolveCell(cell)
 		if !slices.Equal(before, after) {
 			t.Errorf("%s / %s: resolved settings changed: %v → %v", c.task, c.method, before, after)
+		}
+	}
+	// The classical cell runs and scores its reconstruction.
+	cell := experiment.Cell{ID: "c2", Checkpoint: ckpt, Task: experiment.Task{Name: "sr4"},
+		Method: experiment.Method{Name: "pinv"}, Dataset: experiment.Dataset{Name: "mnist-test", N: 2}}
+	res, err := r.RunCell(context.Background(), cell, func(int, int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Images) != 2 {
+		t.Fatalf("%d images scored, want 2", len(res.Images))
+	}
+	for _, im := range res.Images {
+		if p := im.Values["psnr"]; math.IsNaN(p) || math.IsInf(p, 0) || p < 5 {
+			t.Errorf("pinv cell image %d: PSNR %g, want a finite reconstruction's", im.Index, p)
 		}
 	}
 }
