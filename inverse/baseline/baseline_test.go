@@ -3,6 +3,7 @@ package baseline
 import (
 	"math"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 
@@ -245,6 +246,45 @@ func TestPhaseRetrieval(t *testing.T) {
 			}
 			if r1[0] > r0[0]/5 {
 				t.Errorf("%s: residual %v, want below a fifth of the random start's %v", m, r1[0], r0[0])
+			}
+		}
+	})
+	t.Run("images solved side by side give the one-by-one result", func(t *testing.T) {
+		rng := rand.New(rand.NewSource(3))
+		x := tensors.New(5, 2, 9, 9)
+		for i := range tensors.F32(x) {
+			tensors.F32(x)[i] = float32(2*rng.Float64() - 1)
+		}
+		a, _ := op.NewPhaseRetrieval([3]int{2, 9, 9}, 2)
+		y, _ := a.Forward(x)
+		for _, m := range []string{"hio", "er"} {
+			opt := PROptions{Method: m, Iters: 40, FinalER: 5, Restarts: 3, Beta: 0.9, Workers: 1}
+			x1, r1, err := PhaseRetrieve(a, y, opt, rand.New(rand.NewSource(7)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, workers := range []int{2, 3, 0} {
+				opt.Workers = workers
+				xw, rw, err := PhaseRetrieve(a, y, opt, rand.New(rand.NewSource(7)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(tensors.F32(x1), tensors.F32(xw)) || !slices.Equal(r1, rw) {
+					t.Errorf("%s with %d workers differs from one worker's result", m, workers)
+				}
+			}
+			// The first image's random starts are the first drawn: solved
+			// alone it gives the batch's first image.
+			os := a.OutShape()
+			per := os[0] * os[1] * os[2]
+			y0 := tensors.New(1, os[0], os[1], os[2])
+			copy(tensors.F32(y0), tensors.F32(y)[:per])
+			x0, _, err := PhaseRetrieve(a, y0, opt, rand.New(rand.NewSource(7)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(tensors.F32(x0), tensors.F32(x1)[:2*9*9]) {
+				t.Errorf("%s: the first image solved alone differs from the batch's first", m)
 			}
 		}
 	})

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/cmplx"
 	"math/rand"
+	"runtime"
+	"sync"
 
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
@@ -25,6 +27,10 @@ type PROptions struct {
 	Restarts int
 	// Beta is HIO's feedback parameter.
 	Beta float64
+	// Workers is how many images are solved side by side (0: GOMAXPROCS).
+	// The result does not depend on it: the random starts are drawn in
+	// image order before any image is solved.
+	Workers int
 }
 
 // DefaultPR returns DPS's baseline settings: HIO, 10,000 iterations,
@@ -64,7 +70,6 @@ func PhaseRetrieve(a *op.PhaseRetrieval, y *tensor.Dense, opt PROptions, rng *ra
 		return nil, nil, fmt.Errorf("baseline.PhaseRetrieve: y is N×%d×%d×%d, want N×%v", yc, yh, yw, outS)
 	}
 	np := hp * wp
-	f := op.NewFFT2(hp, wp)
 	yd := tensors.F32(y)
 	out := tensors.New(n, c, h, w)
 	od := tensors.F32(out)
@@ -73,104 +78,135 @@ func PhaseRetrieve(a *op.PhaseRetrieval, y *tensor.Dense, opt PROptions, rng *ra
 		i, j := p/wp, p%wp
 		return i >= pad && i < pad+h && j >= pad && j < pad+w
 	}
-	mag := make([]float64, np)
-	buf := make([]complex128, np)
-	sq := math.Sqrt(float64(np))
-	// project replaces the magnitudes of g's spectrum with mag; it returns
-	// the projected object and the relative magnitude residual of g.
-	project := func(g []float64, gp []float64) float64 {
-		for p := range buf {
-			buf[p] = complex(g[p], 0)
-		}
-		f.Forward(buf)
-		num, den := 0.0, 0.0
-		for p, v := range buf {
-			v /= complex(sq, 0)
-			av := cmplx.Abs(v)
-			num += (av - mag[p]) * (av - mag[p])
-			den += mag[p] * mag[p]
-			if av > 0 {
-				buf[p] = v * complex(mag[p]/av*sq, 0)
-			} else {
-				buf[p] = complex(mag[p]*sq, 0)
-			}
-		}
-		f.Inverse(buf)
-		for p := range gp {
-			gp[p] = real(buf[p])
-		}
-		return math.Sqrt(num / math.Max(den, 1e-300))
+	// The restarts' random starts, drawn in image, channel, restart order
+	// before anything runs, so the images can be solved side by side with
+	// the results of a one-by-one run.
+	per := h * w
+	starts := make([]float64, n*c*opt.Restarts*per)
+	for i := range starts {
+		starts[i] = rng.Float64()
 	}
-	g := make([]float64, np)
-	gp := make([]float64, np)
-	best := make([]float64, np)
-	for img := 0; img < n; img++ {
-		total := 0.0
-		for ch := 0; ch < c; ch++ {
-			base := (img*c + ch) * np
-			for k := 0; k < hp; k++ {
-				for l := 0; l < wp; l++ {
-					mag[k*wp+l] = float64(yd[base+((k+hp/2)%hp)*wp+(l+wp/2)%wp])
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, n)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for k := 0; k < workers; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := op.NewFFT2(hp, wp)
+			mag := make([]float64, np)
+			buf := make([]complex128, np)
+			sq := math.Sqrt(float64(np))
+			// project replaces the magnitudes of g's spectrum with mag; it
+			// returns the projected object and the relative magnitude
+			// residual of g.
+			project := func(g []float64, gp []float64) float64 {
+				for p := range buf {
+					buf[p] = complex(g[p], 0)
 				}
-			}
-			bestRes := math.Inf(1)
-			for r := 0; r < opt.Restarts; r++ {
-				for p := range g {
-					g[p] = 0
-					if inS(p) {
-						g[p] = rng.Float64()
-					}
-				}
-				er := func() {
-					project(g, gp)
-					for p := range g {
-						g[p] = 0
-						if inS(p) {
-							g[p] = math.Max(0, math.Min(1, gp[p]))
-						}
-					}
-				}
-				for it := 0; it < opt.Iters; it++ {
-					if opt.Method == "er" {
-						er()
-						continue
-					}
-					project(g, gp)
-					for p := range g {
-						if inS(p) && gp[p] >= 0 {
-							g[p] = gp[p]
-						} else {
-							g[p] -= opt.Beta * gp[p]
-						}
-					}
-				}
-				if opt.Method == "hio" {
-					for it := 0; it < opt.FinalER; it++ {
-						er()
-					}
-				}
-				// the final estimate satisfies the object constraints
-				for p := range g {
-					if !inS(p) {
-						g[p] = 0
+				f.Forward(buf)
+				num, den := 0.0, 0.0
+				for p, v := range buf {
+					v /= complex(sq, 0)
+					av := cmplx.Abs(v)
+					num += (av - mag[p]) * (av - mag[p])
+					den += mag[p] * mag[p]
+					if av > 0 {
+						buf[p] = v * complex(mag[p]/av*sq, 0)
 					} else {
-						g[p] = math.Max(0, math.Min(1, g[p]))
+						buf[p] = complex(mag[p]*sq, 0)
 					}
 				}
-				if res := project(g, gp); res < bestRes {
-					bestRes = res
-					copy(best, g)
+				f.Inverse(buf)
+				for p := range gp {
+					gp[p] = real(buf[p])
 				}
+				return math.Sqrt(num / math.Max(den, 1e-300))
 			}
-			total += bestRes
-			for i := 0; i < h; i++ {
-				for j := 0; j < w; j++ {
-					od[(img*c+ch)*h*w+i*w+j] = float32(2*best[(i+pad)*wp+j+pad] - 1)
+			g := make([]float64, np)
+			gp := make([]float64, np)
+			best := make([]float64, np)
+			for img := range next {
+				total := 0.0
+				for ch := 0; ch < c; ch++ {
+					base := (img*c + ch) * np
+					for k := 0; k < hp; k++ {
+						for l := 0; l < wp; l++ {
+							mag[k*wp+l] = float64(yd[base+((k+hp/2)%hp)*wp+(l+wp/2)%wp])
+						}
+					}
+					bestRes := math.Inf(1)
+					for r := 0; r < opt.Restarts; r++ {
+						st := starts[((img*c+ch)*opt.Restarts+r)*per:]
+						q := 0
+						for p := range g {
+							g[p] = 0
+							if inS(p) {
+								g[p] = st[q]
+								q++
+							}
+						}
+						er := func() {
+							project(g, gp)
+							for p := range g {
+								g[p] = 0
+								if inS(p) {
+									g[p] = math.Max(0, math.Min(1, gp[p]))
+								}
+							}
+						}
+						for it := 0; it < opt.Iters; it++ {
+							if opt.Method == "er" {
+								er()
+								continue
+							}
+							project(g, gp)
+							for p := range g {
+								if inS(p) && gp[p] >= 0 {
+									g[p] = gp[p]
+								} else {
+									g[p] -= opt.Beta * gp[p]
+								}
+							}
+						}
+						if opt.Method == "hio" {
+							for it := 0; it < opt.FinalER; it++ {
+								er()
+							}
+						}
+						// the final estimate satisfies the object constraints
+						for p := range g {
+							if !inS(p) {
+								g[p] = 0
+							} else {
+								g[p] = math.Max(0, math.Min(1, g[p]))
+							}
+						}
+						if res := project(g, gp); res < bestRes {
+							bestRes = res
+							copy(best, g)
+						}
+					}
+					total += bestRes
+					for i := 0; i < h; i++ {
+						for j := 0; j < w; j++ {
+							od[(img*c+ch)*h*w+i*w+j] = float32(2*best[(i+pad)*wp+j+pad] - 1)
+						}
+					}
 				}
+				resid[img] = total / float64(c)
 			}
-		}
-		resid[img] = total / float64(c)
+		}()
 	}
+	for img := 0; img < n; img++ {
+		next <- img
+	}
+	close(next)
+	wg.Wait()
 	return out, resid, nil
 }
 
