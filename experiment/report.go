@@ -505,10 +505,11 @@ func winners(rows []rowKey, cols []string, es map[rowKey]map[string]entry, highe
 	return win
 }
 
-// bestOfTable returns, per row and column, the mean over images of metric
-// m where each image takes the seed (cell) with the best value of sel for
-// that image; ties go to the earlier seed.
-func bestOfTable(exp *Experiment, all []cellData, sel, m Metric) (rows []rowKey, cols []string, vals map[rowKey]map[string]float64) {
+// bestOfTable returns, per row and column, the entry of metric m where
+// each image takes the seed (cell) with the best value of sel for that
+// image (ties go to the earlier seed): the mean over images, its standard
+// error, and the per-image values for paired comparisons.
+func bestOfTable(exp *Experiment, all []cellData, sel, m Metric) (rows []rowKey, cols []string, es map[rowKey]map[string]entry) {
 	rows, cols, _ = table(exp, all, m)
 	type pick struct{ sel, val float64 }
 	best := map[rowKey]map[string]map[int]pick{}
@@ -529,19 +530,25 @@ func bestOfTable(exp *Experiment, all []cellData, sel, m Metric) (rows []rowKey,
 			}
 		}
 	}
-	vals = map[rowKey]map[string]float64{}
+	es = map[rowKey]map[string]entry{}
 	for k, byCol := range best {
-		vals[k] = map[string]float64{}
+		es[k] = map[string]entry{}
 		for c, byImg := range byCol {
 			idx := slices.Sorted(maps.Keys(byImg))
+			e := entry{Err: math.NaN(), img: map[int]float64{}}
 			xs := make([]float64, len(idx))
 			for j, i := range idx {
 				xs[j] = byImg[i].val
+				e.img[i] = xs[j]
 			}
-			vals[k][c] = mean(xs)
+			e.Mean = mean(xs)
+			if len(xs) > 1 {
+				e.Err = std(xs) / math.Sqrt(float64(len(xs)))
+			}
+			es[k][c] = e
 		}
 	}
-	return rows, cols, vals
+	return rows, cols, es
 }
 
 func stat(xs []float64) seedStat { return seedStat{Mean: mean(xs), Std: std(xs), N: len(xs)} }
@@ -616,19 +623,20 @@ func tableMD(exp *Experiment, all []cellData, wh withheld, ms []Metric, grids ma
 	}
 	if exp.BestOf != "" {
 		sel, _ := LookupMetric(exp.BestOf)
-		fmt.Fprintf(&b, "\n## Best of %d seeds per image (by %s)\n\nEach image takes the seed with the best %s; entries are means over images.\n", len(exp.Seeds), sel.Title, sel.Title)
+		fmt.Fprintf(&b, "\n## Best of %d seeds per image (by %s)\n\nEach image takes the seed with the best %s; entries are the mean over images ± its standard error, bold as above (paired over the images).\n", len(exp.Seeds), sel.Title, sel.Title)
 		for _, m := range ms {
 			if m.PerCell || m.Name == "seconds" {
 				continue // per-cell, or not a quality measure
 			}
-			rows, cols, vals := bestOfTable(exp, all, sel, m)
+			rows, cols, es := bestOfTable(exp, all, sel, m)
 			rows = wh.rows(exp, rows)
 			fmt.Fprintf(&b, "\n### %s, best of %d\n\n", m.Title, len(exp.Seeds))
 			writeTableHead(&b, cols)
+			win := winners(rows, cols, es, m.HigherBetter, m.Format)
 			for _, r := range rows {
 				fmt.Fprintf(&b, "| %s |", mdCell(r.label()))
 				for _, c := range cols {
-					v, ok := vals[r][c]
+					e, ok := es[r][c]
 					if d := wh[r][c]; d != nil {
 						fmt.Fprintf(&b, " %s |", d.label())
 						continue
@@ -637,7 +645,14 @@ func tableMD(exp *Experiment, all []cellData, wh withheld, ms []Metric, grids ma
 						b.WriteString(" – |")
 						continue
 					}
-					fmt.Fprintf(&b, " %s |", fmt.Sprintf(m.Format, v))
+					txt := fmt.Sprintf(m.Format, e.Mean)
+					if !math.IsNaN(e.Err) {
+						txt += " ± " + fmt.Sprintf(m.Format, e.Err)
+					}
+					if w, ok := win[c]; ok && w == r && len(rows) > 1 && !pendCols[c] {
+						txt = "**" + txt + "**"
+					}
+					fmt.Fprintf(&b, " %s |", txt)
 				}
 				b.WriteString("\n")
 			}
