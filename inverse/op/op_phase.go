@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/cmplx"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
@@ -116,20 +119,36 @@ func (o *PhaseRetrieval) spectrum(f *FFT2, x []float64) []complex128 {
 // shiftIndex maps an unshifted frequency (k, l) to its fftshifted position.
 func shiftIndex(k, l, hp, wp int) int { return ((k+hp/2)%hp)*wp + (l+wp/2)%wp }
 
-// Forward returns |F(pad(m(x)))| (fftshifted) per channel.
+// Forward returns |F(pad(m(x)))| (fftshifted) per channel, the images
+// side by side on the cores (see sideBySide).
 func (o *PhaseRetrieval) Forward(x *tensor.Dense) (*tensor.Dense, error) {
+	n, err := checkBatch("phase_retrieval.Forward x", x, o.InShape())
+	if err != nil {
+		return nil, err
+	}
 	hp, wp := o.h+2*o.pad, o.w+2*o.pad
-	return apply("phase_retrieval.Forward x", x, o.InShape(), o.OutShape(), func(in, out []float64) {
+	dx, dy := prod(o.InShape()), prod(o.OutShape())
+	xs := tensors.F32(x)
+	res := tensors.New(append([]int{n}, o.OutShape()...)...)
+	rs := tensors.F32(res)
+	sideBySide(n, func(next func() (int, bool)) {
 		f := NewFFT2(hp, wp)
-		for ch := 0; ch < o.c; ch++ {
-			z := o.spectrum(f, in[ch*o.h*o.w:(ch+1)*o.h*o.w])
-			for k := 0; k < hp; k++ {
-				for l := 0; l < wp; l++ {
-					out[ch*hp*wp+shiftIndex(k, l, hp, wp)] = cmplx.Abs(z[k*wp+l])
+		xi := make([]float64, o.h*o.w)
+		for img, ok := next(); ok; img, ok = next() {
+			for ch := 0; ch < o.c; ch++ {
+				for i := range xi {
+					xi[i] = float64(xs[img*dx+ch*o.h*o.w+i])
+				}
+				z := o.spectrum(f, xi)
+				for k := 0; k < hp; k++ {
+					for l := 0; l < wp; l++ {
+						rs[img*dy+ch*hp*wp+shiftIndex(k, l, hp, wp)] = float32(cmplx.Abs(z[k*wp+l]))
+					}
 				}
 			}
 		}
 	})
+	return res, nil
 }
 
 // VJP returns (∂y/∂x)ᵀ g = m′·crop(Re(Fᴴ(g ⊙ Z/|Z|))) with Z = F(pad(m(x)))
@@ -152,38 +171,67 @@ func (o *PhaseRetrieval) VJP(x, g *tensor.Dense) (*tensor.Dense, error) {
 	xs, gs := tensors.F32(x), tensors.F32(g)
 	res := tensors.Like(x)
 	rs := tensors.F32(res)
-	f := NewFFT2(hp, wp)
-	xi := make([]float64, o.h*o.w)
 	sc := math.Sqrt(float64(hp * wp)) // Fᴴ = √N · (unnormalised inverse / N)
 	dm := 0.5                         // dm/dx of the domain map
 	if o.domain == DomainSigned {
 		dm = 1
 	}
-	for n := 0; n < nx; n++ {
-		for ch := 0; ch < o.c; ch++ {
-			for i := range xi {
-				xi[i] = float64(xs[n*dx+ch*o.h*o.w+i])
-			}
-			z := o.spectrum(f, xi)
-			for k := 0; k < hp; k++ {
-				for l := 0; l < wp; l++ {
-					v := z[k*wp+l]
-					a := cmplx.Abs(v)
-					if a == 0 {
-						z[k*wp+l] = 0
-						continue
-					}
-					gv := float64(gs[n*dg+ch*hp*wp+shiftIndex(k, l, hp, wp)])
-					z[k*wp+l] = v * complex(gv/a, 0)
+	sideBySide(nx, func(next func() (int, bool)) {
+		f := NewFFT2(hp, wp)
+		xi := make([]float64, o.h*o.w)
+		for n, ok := next(); ok; n, ok = next() {
+			for ch := 0; ch < o.c; ch++ {
+				for i := range xi {
+					xi[i] = float64(xs[n*dx+ch*o.h*o.w+i])
 				}
-			}
-			f.Inverse(z)
-			for i := 0; i < o.h; i++ {
-				for j := 0; j < o.w; j++ {
-					rs[n*dx+ch*o.h*o.w+i*o.w+j] = float32(dm * sc * real(z[(i+o.pad)*wp+j+o.pad]))
+				z := o.spectrum(f, xi)
+				for k := 0; k < hp; k++ {
+					for l := 0; l < wp; l++ {
+						v := z[k*wp+l]
+						a := cmplx.Abs(v)
+						if a == 0 {
+							z[k*wp+l] = 0
+							continue
+						}
+						gv := float64(gs[n*dg+ch*hp*wp+shiftIndex(k, l, hp, wp)])
+						z[k*wp+l] = v * complex(gv/a, 0)
+					}
+				}
+				f.Inverse(z)
+				for i := 0; i < o.h; i++ {
+					for j := 0; j < o.w; j++ {
+						rs[n*dx+ch*o.h*o.w+i*o.w+j] = float32(dm * sc * real(z[(i+o.pad)*wp+j+o.pad]))
+					}
 				}
 			}
 		}
-	}
+	})
 	return res, nil
+}
+
+// sideBySide runs work on min(n, GOMAXPROCS) goroutines that share the
+// images 0..n−1: each calls next for its next image until it reports none.
+// Each image is computed as it would be alone (the work keeps its own
+// buffers), so the result does not depend on the number of goroutines.
+func sideBySide(n int, work func(next func() (int, bool))) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		i := 0
+		work(func() (int, bool) { i++; return i - 1, i <= n })
+		return
+	}
+	var counter atomic.Int64
+	next := func() (int, bool) {
+		i := int(counter.Add(1)) - 1
+		return i, i < n
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(next)
+		}()
+	}
+	wg.Wait()
 }
