@@ -106,7 +106,20 @@ func smoothLen(n int) int {
 // filterOTF is the h×w transfer function of circular filtering with the
 // kh×kw kernel centred at (kh/2, kw/2), in the given orientation.
 func filterOTF(kernel []float64, kh, kw, h, w int, orient Orientation) []complex128 {
+	psf := filterPSF(kernel, kh, kw, h, w, orient)
 	otf := make([]complex128, h*w)
+	for i, v := range psf {
+		otf[i] = complex(v, 0)
+	}
+	NewFFT2(h, w).Forward(otf)
+	return otf
+}
+
+// filterPSF is the h×w circular point spread of filtering with the kh×kw
+// kernel centred at (kh/2, kw/2): y[i] = Σ_d psf[d]·x[i − d] (indices mod
+// h×w), kernel values that wrap onto one offset summed.
+func filterPSF(kernel []float64, kh, kw, h, w int, orient Orientation) []float64 {
+	psf := make([]float64, h*w)
 	ca, cb := kh/2, kw/2
 	for a := 0; a < kh; a++ {
 		for b := 0; b < kw; b++ {
@@ -116,11 +129,10 @@ func filterOTF(kernel []float64, kh, kw, h, w int, orient Orientation) []complex
 			}
 			i := (da%h + h) % h
 			j := (db%w + w) % w
-			otf[i*w+j] += complex(kernel[a*kw+b], 0)
+			psf[i*w+j] += kernel[a*kw+b]
 		}
 	}
-	NewFFT2(h, w).Forward(otf)
-	return otf
+	return psf
 }
 
 // NewReflectFilter builds reflect-padded filtering with a kh×kw row-major
