@@ -239,9 +239,10 @@ func NewReflectFilter(name string, shape [3]int, kernel []float64, kh, kw int, o
 	}
 	// The padded image's FFT grid (smooth sizes ≥ the padded side) costs
 	// more than CircConv's, so the direct path wins further: measured
-	// (BenchmarkReflectConv, 2026-12-07) 9.6× at 7×7 / 28 px, 2.7× at
-	// 17×17 / 28 px, 2.1× at 17×17 / 64 px, break-even near 600–800 taps;
-	// the bound takes 2.5× CircConv's (about 330 taps at 28 px, 380 at 64).
+	// (BenchmarkReflectConv, two runs of 2026-12-07) 5.5–9.6× at 7×7 /
+	// 28 px, 2–2.7× at 17×17 / 28 px, 1.1–1.4× at 15×15 / 64 px (the face
+	// blurs) and 0.94–2.1× at 17×17 / 64 px; the bound takes 1.75×
+	// CircConv's (15×15 direct and 17×17 by FFT at both sizes).
 	direct := float64(len(taps)) <= reflectDirectScale*directTapsPerLog2*math.Log2(float64(ph*pw))
 	// maps returns one channel's forward and adjoint with their own work
 	// space (an imageMap call may run beside others).
@@ -328,7 +329,7 @@ func NewReflectFilter(name string, shape [3]int, kernel []float64, kh, kw int, o
 }
 
 // reflectDirectScale scales directCheaper's bound for ReflectConv.
-const reflectDirectScale = 2.5
+const reflectDirectScale = 1.75
 
 // cgls writes into x (len n, overwritten) the conjugate-gradient
 // least-squares solution of min ‖A x − y‖ for a square map A given with its

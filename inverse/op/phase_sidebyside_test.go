@@ -1,6 +1,7 @@
 package op
 
 import (
+	"fmt"
 	"math/rand"
 	"runtime"
 	"slices"
@@ -56,5 +57,27 @@ func TestPhaseSideBySide(t *testing.T) {
 	v3, _ := a.VJP(x3, g3)
 	if !slices.Equal(tensors.F32(y3), y1[3*dy:4*dy]) || !slices.Equal(tensors.F32(v3), v1[3*dx:4*dx]) {
 		t.Error("image 3 alone differs from image 3 of the batch")
+	}
+}
+
+// BenchmarkPhaseRetrieval times Forward on 8 one-channel images (DPS's
+// oversampling 2), beside bench/pytorch/bench_ops.py's |FFT2(pad(x))|:
+//
+//	go test ./inverse/op -run '^$' -bench PhaseRetrieval
+func BenchmarkPhaseRetrieval(b *testing.B) {
+	rng := rand.New(rand.NewSource(1))
+	for _, side := range []int{28, 64} {
+		a, err := NewPhaseRetrieval([3]int{1, side, side}, 2)
+		if err != nil {
+			b.Fatal(err)
+		}
+		x := tensors.Randn(rng, 8, 1, side, side)
+		b.Run(fmt.Sprintf("%dpx", side), func(b *testing.B) {
+			for range b.N {
+				if _, err := a.Forward(x); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
