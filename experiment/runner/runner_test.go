@@ -212,13 +212,7 @@ func TestRunCellKeepsBatches(t *testing.T) {
 		Network: func(p *prior.Prior) (diffusion.Denoiser, error) {
 			return countingDenoiser{p.Net, &evals}, nil
 		},
-		Images: func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
-			x := tensors.New(d.N, 1, 28, 28)
-			for i := range tensors.F32(x) {
-				tensors.F32(x)[i] = float32(i%28)/14 - 1
-			}
-			return x, d.Offset, nil
-		}}
+		Images: rampImages}
 	cell := experiment.Cell{ID: "c1", Checkpoint: ckpt, Task: experiment.Task{Name: "sr4"},
 		Method:  experiment.Method{Name: "ddnm", Set: map[string]any{"steps": 3, "batch_size": 2}},
 		Dataset: experiment.Dataset{Name: "mnist-test", N: 5}, Dir: filepath.Join(t.TempDir(), "c1")}
@@ -245,6 +239,15 @@ func TestRunCellKeepsBatches(t *testing.T) {
 	}
 }
 
+// rampImages is an image source of 28-px gray ramps (−1 at the left edge).
+func rampImages(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
+	x := tensors.New(d.N, 1, 28, 28)
+	for i := range tensors.F32(x) {
+		tensors.F32(x)[i] = float32(i%28)/14 - 1
+	}
+	return x, d.Offset, nil
+}
+
 // countingDenoiser counts its network evaluations.
 type countingDenoiser struct {
 	diffusion.Denoiser
@@ -262,13 +265,7 @@ func (c countingDenoiser) Eps(xt *tensor.Dense, t []int) (*tensor.Dense, error) 
 func TestRunCellDiverged(t *testing.T) {
 	ckpt := tinyCheckpoint(t)
 	r := &Runner{TasksDir: "../../configs/tasks", Sources: config.Sources{Sets: []string{"engine.precision=fp32"}},
-		Images: func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
-			x := tensors.New(d.N, 1, 28, 28)
-			for i := range tensors.F32(x) {
-				tensors.F32(x)[i] = float32(i%28)/14 - 1
-			}
-			return x, d.Offset, nil
-		}}
+		Images: rampImages}
 	for _, c := range []struct {
 		set      map[string]any
 		diverged bool
@@ -297,13 +294,7 @@ func TestRunCellDiverged(t *testing.T) {
 func TestSolveSetupSkipsBaseline(t *testing.T) {
 	ckpt := tinyCheckpoint(t)
 	r := &Runner{TasksDir: "../../configs/tasks", Sources: config.Sources{Sets: []string{"engine.precision=fp32"}},
-		Images: func(cfg *config.Config, d experiment.Dataset) (*tensor.Dense, int, error) {
-			x := tensors.New(d.N, 1, 28, 28)
-			for i := range tensors.F32(x) {
-				tensors.F32(x)[i] = float32(i%28)/14 - 1
-			}
-			return x, d.Offset, nil
-		}}
+		Images: rampImages}
 	for _, c := range []struct{ task, method, auto, run string }{
 		{"phase-retrieval", "dps", "hio", "none"},
 		{"sr4", "ddnm", "pinv", "none"},
