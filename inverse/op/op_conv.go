@@ -196,7 +196,8 @@ func circTaps(psf []float64, h, w int) []circTap {
 // FFT, AMD EPYC with 2 cores, 2026-12-07): the two cost the same at about
 // 170 taps (13×13) at 28×28 and 200 (14×14) at 64×64, 17 taps per log2 of
 // the pixel count; the bound takes 12, a margin for other machines; at
-// 7×7 the direct path is 4.0× (28 px) and 5.0× (64 px) faster.
+// 7×7 the direct path is 4.0–4.2× (28 px) and 3.6–5.0× (64 px) faster
+// (two runs; BENCHMARKS.md).
 func directCheaper(taps, h, w int) bool {
 	return float64(taps) <= directTapsPerLog2*math.Log2(float64(h*w))
 }
@@ -207,7 +208,8 @@ var directTapsPerLog2 = 12.0
 
 // directFilter is the spatial form of circular filtering with taps: sign
 // +1 is y[i,j] = Σ v·x[i − di, j − dj] (the operator), −1 is y[i,j] = Σ
-// v·x[i + di, j + dj] (its adjoint); per channel, indices mod H, W.
+// v·x[i + di, j + dj] (its adjoint); per channel, indices mod H, W. It
+// adds into out, which apply hands over zeroed.
 func directFilter(taps []circTap, c, h, w, sign int) imageMap {
 	return func(in, out []float64) {
 		for ch := 0; ch < c; ch++ {
