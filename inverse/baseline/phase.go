@@ -5,9 +5,8 @@ import (
 	"math"
 	"math/cmplx"
 	"math/rand"
-	"runtime"
-	"sync"
 
+	"github.com/diffinv/diffinv/internal/par"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"github.com/diffinv/diffinv/inverse/op"
 	"gorgonia.org/tensor"
@@ -86,127 +85,111 @@ func PhaseRetrieve(a *op.PhaseRetrieval, y *tensor.Dense, opt PROptions, rng *ra
 	for i := range starts {
 		starts[i] = rng.Float64()
 	}
-	workers := opt.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	workers = min(workers, n)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for k := 0; k < workers; k++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f := op.NewFFT2(hp, wp)
-			mag := make([]float64, np)
-			buf := make([]complex128, np)
-			sq := math.Sqrt(float64(np))
-			// project replaces the magnitudes of g's spectrum with mag; it
-			// returns the projected object and the relative magnitude
-			// residual of g.
-			project := func(g []float64, gp []float64) float64 {
-				for p := range buf {
-					buf[p] = complex(g[p], 0)
+	par.Items(n, opt.Workers, func(next func() (int, bool)) {
+		f := op.NewFFT2(hp, wp)
+		mag := make([]float64, np)
+		buf := make([]complex128, np)
+		sq := math.Sqrt(float64(np))
+		// project replaces the magnitudes of g's spectrum with mag; it
+		// returns the projected object and the relative magnitude
+		// residual of g.
+		project := func(g []float64, gp []float64) float64 {
+			for p := range buf {
+				buf[p] = complex(g[p], 0)
+			}
+			f.Forward(buf)
+			num, den := 0.0, 0.0
+			for p, v := range buf {
+				v /= complex(sq, 0)
+				av := cmplx.Abs(v)
+				num += (av - mag[p]) * (av - mag[p])
+				den += mag[p] * mag[p]
+				if av > 0 {
+					buf[p] = v * complex(mag[p]/av*sq, 0)
+				} else {
+					buf[p] = complex(mag[p]*sq, 0)
 				}
-				f.Forward(buf)
-				num, den := 0.0, 0.0
-				for p, v := range buf {
-					v /= complex(sq, 0)
-					av := cmplx.Abs(v)
-					num += (av - mag[p]) * (av - mag[p])
-					den += mag[p] * mag[p]
-					if av > 0 {
-						buf[p] = v * complex(mag[p]/av*sq, 0)
-					} else {
-						buf[p] = complex(mag[p]*sq, 0)
+			}
+			f.Inverse(buf)
+			for p := range gp {
+				gp[p] = real(buf[p])
+			}
+			return math.Sqrt(num / math.Max(den, 1e-300))
+		}
+		g := make([]float64, np)
+		gp := make([]float64, np)
+		best := make([]float64, np)
+		for img, ok := next(); ok; img, ok = next() {
+			total := 0.0
+			for ch := 0; ch < c; ch++ {
+				base := (img*c + ch) * np
+				for k := 0; k < hp; k++ {
+					for l := 0; l < wp; l++ {
+						mag[k*wp+l] = float64(yd[base+((k+hp/2)%hp)*wp+(l+wp/2)%wp])
 					}
 				}
-				f.Inverse(buf)
-				for p := range gp {
-					gp[p] = real(buf[p])
-				}
-				return math.Sqrt(num / math.Max(den, 1e-300))
-			}
-			g := make([]float64, np)
-			gp := make([]float64, np)
-			best := make([]float64, np)
-			for img := range next {
-				total := 0.0
-				for ch := 0; ch < c; ch++ {
-					base := (img*c + ch) * np
-					for k := 0; k < hp; k++ {
-						for l := 0; l < wp; l++ {
-							mag[k*wp+l] = float64(yd[base+((k+hp/2)%hp)*wp+(l+wp/2)%wp])
+				bestRes := math.Inf(1)
+				for r := 0; r < opt.Restarts; r++ {
+					st := starts[((img*c+ch)*opt.Restarts+r)*per:]
+					q := 0
+					for p := range g {
+						g[p] = 0
+						if inS(p) {
+							g[p] = st[q]
+							q++
 						}
 					}
-					bestRes := math.Inf(1)
-					for r := 0; r < opt.Restarts; r++ {
-						st := starts[((img*c+ch)*opt.Restarts+r)*per:]
-						q := 0
+					er := func() {
+						project(g, gp)
 						for p := range g {
 							g[p] = 0
 							if inS(p) {
-								g[p] = st[q]
-								q++
+								g[p] = math.Max(0, math.Min(1, gp[p]))
 							}
-						}
-						er := func() {
-							project(g, gp)
-							for p := range g {
-								g[p] = 0
-								if inS(p) {
-									g[p] = math.Max(0, math.Min(1, gp[p]))
-								}
-							}
-						}
-						for it := 0; it < opt.Iters; it++ {
-							if opt.Method == "er" {
-								er()
-								continue
-							}
-							project(g, gp)
-							for p := range g {
-								if inS(p) && gp[p] >= 0 {
-									g[p] = gp[p]
-								} else {
-									g[p] -= opt.Beta * gp[p]
-								}
-							}
-						}
-						if opt.Method == "hio" {
-							for it := 0; it < opt.FinalER; it++ {
-								er()
-							}
-						}
-						// the final estimate satisfies the object constraints
-						for p := range g {
-							if !inS(p) {
-								g[p] = 0
-							} else {
-								g[p] = math.Max(0, math.Min(1, g[p]))
-							}
-						}
-						if res := project(g, gp); res < bestRes {
-							bestRes = res
-							copy(best, g)
 						}
 					}
-					total += bestRes
-					for i := 0; i < h; i++ {
-						for j := 0; j < w; j++ {
-							od[(img*c+ch)*h*w+i*w+j] = float32(2*best[(i+pad)*wp+j+pad] - 1)
+					for it := 0; it < opt.Iters; it++ {
+						if opt.Method == "er" {
+							er()
+							continue
 						}
+						project(g, gp)
+						for p := range g {
+							if inS(p) && gp[p] >= 0 {
+								g[p] = gp[p]
+							} else {
+								g[p] -= opt.Beta * gp[p]
+							}
+						}
+					}
+					if opt.Method == "hio" {
+						for it := 0; it < opt.FinalER; it++ {
+							er()
+						}
+					}
+					// the final estimate satisfies the object constraints
+					for p := range g {
+						if !inS(p) {
+							g[p] = 0
+						} else {
+							g[p] = math.Max(0, math.Min(1, g[p]))
+						}
+					}
+					if res := project(g, gp); res < bestRes {
+						bestRes = res
+						copy(best, g)
 					}
 				}
-				resid[img] = total / float64(c)
+				total += bestRes
+				for i := 0; i < h; i++ {
+					for j := 0; j < w; j++ {
+						od[(img*c+ch)*h*w+i*w+j] = float32(2*best[(i+pad)*wp+j+pad] - 1)
+					}
+				}
 			}
-		}()
-	}
-	for img := 0; img < n; img++ {
-		next <- img
-	}
-	close(next)
-	wg.Wait()
+			resid[img] = total / float64(c)
+		}
+	})
 	return out, resid, nil
 }
 

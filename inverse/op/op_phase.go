@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/cmplx"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
+	"github.com/diffinv/diffinv/internal/par"
 	"github.com/diffinv/diffinv/internal/tensors"
 	"gorgonia.org/tensor"
 )
@@ -120,7 +118,7 @@ func (o *PhaseRetrieval) spectrum(f *FFT2, x []float64) []complex128 {
 func shiftIndex(k, l, hp, wp int) int { return ((k+hp/2)%hp)*wp + (l+wp/2)%wp }
 
 // Forward returns |F(pad(m(x)))| (fftshifted) per channel, the images
-// side by side on the cores (see sideBySide).
+// side by side on the cores (par.Items: each image computed as it would be alone).
 func (o *PhaseRetrieval) Forward(x *tensor.Dense) (*tensor.Dense, error) {
 	n, err := checkBatch("phase_retrieval.Forward x", x, o.InShape())
 	if err != nil {
@@ -131,7 +129,7 @@ func (o *PhaseRetrieval) Forward(x *tensor.Dense) (*tensor.Dense, error) {
 	xs := tensors.F32(x)
 	res := tensors.New(append([]int{n}, o.OutShape()...)...)
 	rs := tensors.F32(res)
-	sideBySide(n, func(next func() (int, bool)) {
+	par.Items(n, 0, func(next func() (int, bool)) {
 		f := NewFFT2(hp, wp)
 		xi := make([]float64, o.h*o.w)
 		for img, ok := next(); ok; img, ok = next() {
@@ -176,7 +174,7 @@ func (o *PhaseRetrieval) VJP(x, g *tensor.Dense) (*tensor.Dense, error) {
 	if o.domain == DomainSigned {
 		dm = 1
 	}
-	sideBySide(nx, func(next func() (int, bool)) {
+	par.Items(nx, 0, func(next func() (int, bool)) {
 		f := NewFFT2(hp, wp)
 		xi := make([]float64, o.h*o.w)
 		for n, ok := next(); ok; n, ok = next() {
@@ -207,31 +205,4 @@ func (o *PhaseRetrieval) VJP(x, g *tensor.Dense) (*tensor.Dense, error) {
 		}
 	})
 	return res, nil
-}
-
-// sideBySide runs work on min(n, GOMAXPROCS) goroutines that share the
-// images 0..n−1: each calls next for its next image until it reports none.
-// Each image is computed as it would be alone (the work keeps its own
-// buffers), so the result does not depend on the number of goroutines.
-func sideBySide(n int, work func(next func() (int, bool))) {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	if workers <= 1 {
-		i := 0
-		work(func() (int, bool) { i++; return i - 1, i <= n })
-		return
-	}
-	var counter atomic.Int64
-	next := func() (int, bool) {
-		i := int(counter.Add(1)) - 1
-		return i, i < n
-	}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work(next)
-		}()
-	}
-	wg.Wait()
 }
