@@ -811,5 +811,51 @@ func usageNote(all []cellData) string {
 	if missing > 0 {
 		note += fmt.Sprintf(" %d of %d cells carry no record.", missing, len(all))
 	}
-	return note + "\n"
+	return note + machinesNote(all) + "\n"
+}
+
+// machinesNote says which machines timed the cells, from their stored
+// Usage: each CPU model and network arithmetic with its number of cells,
+// most first; cells stored before the machine was kept are counted apart.
+// Seconds from different machines (or bf16 on bf16 units against bf16
+// emulated) are not comparable, so the note says where they mix.
+func machinesNote(all []cellData) string {
+	count := map[string]int{}
+	unknown := 0
+	for _, d := range all {
+		u := d.res.Usage
+		if u == nil || u.CPU == "" {
+			unknown++
+			continue
+		}
+		k := u.CPU
+		if u.Arithmetic != "" && u.Arithmetic != "none" {
+			k += " (network: " + u.Arithmetic + ")"
+		} else if u.Arithmetic == "none" {
+			k += " (no network)"
+		}
+		count[k]++
+	}
+	if len(count) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(count))
+	for k := range count {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if count[keys[i]] != count[keys[j]] {
+			return count[keys[i]] > count[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d on %s", count[k], k)
+	}
+	note := " Machines: " + strings.Join(parts, "; ")
+	if unknown > 0 {
+		note += fmt.Sprintf("; %d stored before the machine was recorded", unknown)
+	}
+	return note + "."
 }

@@ -340,7 +340,7 @@ func Run(ctx context.Context, exp *Experiment, runner CellRunner, opts RunOption
 			use := startUsage()
 			res, err := runner.RunCell(ctx, c, prog)
 			wall := time.Since(start).Seconds()
-			usage := use.end(wall)
+			usage := use.end(wall, cellArithmetic(c))
 			if err == nil {
 				if err = checkResult(c, res, wall); err != nil {
 					err = fmt.Errorf("runner result: %w", err)

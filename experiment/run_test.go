@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diffinv/diffinv/internal/cpuuse"
 	"github.com/diffinv/diffinv/internal/dirlock"
 	"github.com/diffinv/diffinv/internal/progress"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // quiet run options: logs into buf, a fixed clock for the bar.
@@ -760,6 +762,44 @@ func TestUsage(t *testing.T) {
 	}
 	if note := usageNote([]cellData{{res: &stored{}}}); !strings.Contains(note, "did not record") {
 		t.Errorf("note without usages: %q", note)
+	}
+	if runtime.GOOS == "linux" && (r.Usage.CPU != cpuuse.Model() || r.Usage.Arithmetic != cellArithmetic(cells[0]) || r.Usage.Arithmetic == "") {
+		t.Errorf("stored usage names CPU %q, arithmetic %q; want %q, %q", r.Usage.CPU, r.Usage.Arithmetic, cpuuse.Model(), cellArithmetic(cells[0]))
+	}
+	on := func(cpu, arith string) cellData {
+		return cellData{res: &stored{WallSeconds: 1, Usage: &Usage{CPUSeconds: 2, Cores: 2, Load1: 2, CPU: cpu, Arithmetic: arith}}}
+	}
+	note = machinesNote([]cellData{on("Intel Xeon", "bf16 emulated on AVX-512"), on("AMD EPYC", "bf16 on AVX512-BF16"),
+		on("Intel Xeon", "bf16 emulated on AVX-512"), on("Intel Xeon", "none"), mk(1, 2, 3), {res: &stored{WallSeconds: 1}}})
+	want = " Machines: 2 on Intel Xeon (network: bf16 emulated on AVX-512); 1 on AMD EPYC (network: bf16 on AVX512-BF16); 1 on Intel Xeon (no network); 2 stored before the machine was recorded."
+	if note != want {
+		t.Errorf("machines note:\n%q\nwant:\n%q", note, want)
+	}
+	if note := machinesNote([]cellData{mk(1, 2, 3)}); note != "" {
+		t.Errorf("machines note without machine records: %q", note)
+	}
+}
+
+// TestCellArithmetic: a classical method's cell computes no network; a
+// torch cell runs float32; a bf16 cell names what runs bf16 here.
+func TestCellArithmetic(t *testing.T) {
+	for _, tc := range []struct {
+		c    Cell
+		want string
+	}{
+		{Cell{Method: Method{Name: "hio"}, Precision: "bf16"}, "none"},
+		{Cell{Method: Method{Name: "admm_tv"}}, "none"},
+		{Cell{Method: Method{Name: "dps"}}, "fp32"},
+		{Cell{Method: Method{Name: "dps"}, Precision: "fp32"}, "fp32"},
+		{Cell{Method: Method{Name: "dps"}, Engine: "torch"}, "fp32 (torch engine)"},
+		{Cell{Method: Method{Name: "dps"}, Precision: "bf16"}, nn.Arithmetic(nn.BF16)},
+	} {
+		if got := cellArithmetic(tc.c); got != tc.want {
+			t.Errorf("cellArithmetic(%s, %q, %q) = %q, want %q", tc.c.Method.Name, tc.c.Precision, tc.c.Engine, got, tc.want)
+		}
+	}
+	if a := nn.Arithmetic(nn.BF16); !strings.HasPrefix(a, "bf16 ") {
+		t.Errorf("nn.Arithmetic(BF16) = %q", a)
 	}
 }
 

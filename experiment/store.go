@@ -17,6 +17,8 @@ import (
 	"github.com/diffinv/diffinv/internal/atomicfile"
 	"github.com/diffinv/diffinv/internal/cpuuse"
 	"github.com/diffinv/diffinv/internal/tensors"
+	"github.com/diffinv/diffinv/inverse/baseline"
+	"github.com/diffinv/diffinv/nn"
 )
 
 // storeVersion is the cell result file format version: 2 since cell IDs
@@ -348,11 +350,16 @@ func loadResult(cdir string, c Cell) (*stored, error) {
 // time: the CPU seconds the process used over the cell (Cores of Cores
 // means it had the machine; fewer, that it shared the cores or waited),
 // the machine's logical CPUs and its one-minute load average when the cell
-// ended (above Cores: other work competed).
+// ended (above Cores: other work competed), and which machine it was: the
+// CPU's model and what computed the network (nn.Arithmetic: bf16 on a
+// CPU's bf16 units and bf16 emulated give the same numbers at very
+// different speeds, so a table's seconds say where they come from).
 type Usage struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	Cores      int     `json:"cores"`
 	Load1      float64 `json:"load1"`
+	CPU        string  `json:"cpu,omitempty"`
+	Arithmetic string  `json:"arithmetic,omitempty"`
 }
 
 // usageStart is a cell's process CPU time at its start.
@@ -366,12 +373,29 @@ func startUsage() usageStart {
 	return usageStart{cpu, ok}
 }
 
-// end returns the cell's Usage, or nil where the CPU time cannot be read.
-func (u usageStart) end(wall float64) *Usage {
+// end returns the cell's Usage (arith: what computed its network), or nil
+// where the CPU time cannot be read.
+func (u usageStart) end(wall float64, arith string) *Usage {
 	cpu, ok := cpuuse.ProcessSeconds()
 	if !u.ok || !ok || wall <= 0 {
 		return nil
 	}
 	l, _ := cpuuse.Load1()
-	return &Usage{CPUSeconds: cpu - u.cpu, Cores: cpuuse.Cores(), Load1: l}
+	return &Usage{CPUSeconds: cpu - u.cpu, Cores: cpuuse.Cores(), Load1: l, CPU: cpuuse.Model(), Arithmetic: arith}
+}
+
+// cellArithmetic is what computes a cell's network, for its Usage: "none"
+// for a classical method's solve (no network), else the engine's
+// arithmetic in the cell's precision (nn.Arithmetic; the torch engine runs
+// float32).
+func cellArithmetic(c Cell) string {
+	switch {
+	case c.Train == nil && baseline.IsMethod(c.Method.Name):
+		return "none"
+	case c.Engine == "torch":
+		return "fp32 (torch engine)"
+	case c.Precision == "bf16":
+		return nn.Arithmetic(nn.BF16)
+	}
+	return nn.Arithmetic(nn.FP32)
 }

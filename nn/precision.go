@@ -35,7 +35,10 @@ var PrecisionNames = []string{"auto", "bf16", "fp32"}
 // ResolvePrecision turns a setting (auto, bf16 or fp32; "" means auto) into
 // the precision that will run, and a one-line reason naming the kernels.
 // auto picks bf16 where the CPU has AMX-BF16 or AVX512-BF16 and oneDNN
-// loads, else fp32; bf16 is an error where it cannot run.
+// loads, else fp32; bf16 asked for runs there too, or emulated by oneDNN on
+// an AVX-512 CPU without bf16 units (slower than fp32, but the same
+// arithmetic: it reproduces bf16 results, e.g. an experiment's cells), and
+// is an error where neither can run.
 func ResolvePrecision(s string) (Precision, string, error) {
 	ok, why := BF16Available()
 	switch s {
@@ -47,17 +50,43 @@ func ResolvePrecision(s string) (Precision, string, error) {
 		}
 		return BF16, "bf16 as asked: " + why, nil
 	case "auto", "":
-		if ok {
+		if BF16Native() {
 			return BF16, "bf16 (auto): " + why, nil
+		}
+		if ok {
+			return FP32, "fp32 (auto): the CPU has no bf16 units, where bf16 would be emulated (slower than fp32; precision bf16 runs it)", nil
 		}
 		return FP32, "fp32 (auto): " + why, nil
 	}
 	return FP32, "", fmt.Errorf("precision %q: want one of auto, bf16, fp32", s)
 }
 
-// BF16Available reports whether bf16 convolutions can run (the CPU has
-// AMX-BF16 or AVX512-BF16 and oneDNN loads) and says why or why not.
+// BF16Available reports whether bf16 convolutions can run (oneDNN loads
+// and the CPU has AMX-BF16 or AVX512-BF16, or AVX-512 to emulate them on)
+// and says why or why not.
 func BF16Available() (bool, string) { return dnnl.Available() }
+
+// BF16Native reports whether bf16 runs on the CPU's bf16 units rather than
+// emulated (see ResolvePrecision).
+func BF16Native() bool { return dnnl.Native() }
+
+// Arithmetic names in a few words what computes in precision p here, for
+// records beside a timing: "fp32", "bf16 on AMX-BF16", "bf16 on
+// AVX512-BF16" or "bf16 emulated on AVX-512" (the same numbers up to the
+// order of float32 sums, at very different speeds).
+func Arithmetic(p Precision) string {
+	if p != BF16 {
+		return "fp32"
+	}
+	u := dnnl.Units()
+	if u == "" {
+		return "bf16 (cannot run here)"
+	}
+	if dnnl.Native() {
+		return "bf16 on " + u
+	}
+	return "bf16 " + u
+}
 
 // canRun is nil when an op (named op) can run in precision p here, else an
 // error saying why not (BF16 without oneDNN or a bf16 CPU).

@@ -28,7 +28,7 @@ type precisionFlag struct {
 }
 
 func (p *precisionFlag) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&p.value, "precision", "", "network arithmetic: auto (bf16 where the CPU has AMX/AVX512-BF16 and oneDNN loads, else fp32), bf16 or fp32 (sets engine.precision, default auto)")
+	cmd.Flags().StringVar(&p.value, "precision", "", "network arithmetic: auto (bf16 where the CPU has AMX/AVX512-BF16 and oneDNN loads, else fp32), bf16 (emulated, slower, on AVX-512 without bf16 units) or fp32 (sets engine.precision, default auto)")
 }
 
 // check reports a --precision value that is none of nn.PrecisionNames.

@@ -32,3 +32,25 @@ func Load1() (float64, bool) {
 	}
 	return v, true
 }
+
+// Model names the CPU (the first "model name" of Linux /proc/cpuinfo),
+// or "" where it cannot be read: timings from different machines differ,
+// so a stored timing says which one took it.
+func Model() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	return modelName(string(b))
+}
+
+// modelName is the first "model name" field of a /proc/cpuinfo text.
+func modelName(info string) string {
+	for line := range strings.SplitSeq(info, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return ""
+}

@@ -40,3 +40,19 @@ func TestProcessSeconds(t *testing.T) {
 		t.Errorf("Cores() = %d", Cores())
 	}
 }
+
+// TestModelName: the first "model name" field, spaces folded; none → "".
+func TestModelName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC  9R14 96-Core Processor\nflags\t: fpu\n\nprocessor\t: 1\nmodel name\t: other\n", "AMD EPYC 9R14 96-Core Processor"},
+		{"processor\t: 0\nflags\t: fpu\n", ""},
+		{"", ""},
+	} {
+		if got := modelName(tc.in); got != tc.want {
+			t.Errorf("modelName(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if _, err := os.Stat("/proc/cpuinfo"); err == nil && runtime.GOARCH == "amd64" && Model() == "" {
+		t.Error("Model() is empty on an amd64 Linux machine")
+	}
+}

@@ -23,23 +23,33 @@ import (
 
 // lib is the loaded library; written once, under once.
 var lib struct {
-	once sync.Once
-	ok   bool
-	why  string
+	once     sync.Once
+	ok       bool
+	emulated bool
+	units    string
+	why      string
 }
 
 // DisableEnv names the variable that, set to 1, keeps oneDNN unloaded (the
 // float32 path everywhere), e.g. to compare or to work around a fault.
 const DisableEnv = "DIFFINV_NO_DNNL"
 
+// avx512Core reports the AVX-512 subsets oneDNN's avx512_core level needs,
+// on which it emulates bf16 where the CPU has no bf16 instructions.
+func avx512Core() bool {
+	x := cpu.X86
+	return x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512DQ
+}
+
 func load() {
 	lib.once.Do(func() {
+		native := cpu.X86.HasAVX512BF16 || cpu.X86.HasAMXBF16
 		switch {
 		case os.Getenv(DisableEnv) == "1":
 			lib.why = DisableEnv + "=1"
 			return
-		case !cpu.X86.HasAVX512BF16 && !cpu.X86.HasAMXBF16:
-			lib.why = "the CPU has neither AMX-BF16 nor AVX512-BF16"
+		case !native && !avx512Core():
+			lib.why = "the CPU has neither AMX-BF16 nor AVX512-BF16, nor the AVX-512 on which oneDNN emulates bf16"
 			return
 		}
 		if msg := C.dn_load(); msg != nil {
@@ -47,8 +57,19 @@ func load() {
 			return
 		}
 		isa := int(C.dn_isa())
-		if isa < int(C.dnnl_cpu_isa_avx512_core_bf16) {
-			lib.why = fmt.Sprintf("oneDNN's effective ISA %#x lacks bf16 (DNNL_MAX_CPU_ISA?)", isa)
+		var ver [32]C.char
+		C.dn_version(&ver[0], C.int(len(ver)))
+		if !native || isa < int(C.dnnl_cpu_isa_avx512_core_bf16) {
+			// oneDNN's avx512_core kernels round to bf16 and multiply in
+			// float32 instructions: the numbers of the bf16 units up to the
+			// order of the float32 sums, at float32-path speed or below.
+			if isa < int(C.dnnl_cpu_isa_avx512_core) {
+				lib.why = fmt.Sprintf("oneDNN's effective ISA %#x lacks bf16 and avx512_core (DNNL_MAX_CPU_ISA?)", isa)
+				return
+			}
+			lib.ok, lib.emulated, lib.units = true, true, "emulated on AVX-512"
+			lib.why = fmt.Sprintf("oneDNN %s bf16 emulated on AVX-512 (the CPU has no bf16 units): convolutions (jit_bf16 avx512_core kernels) and matmuls (gemm jit) round to bf16 and accumulate in float32 as the bf16 units do, slower than the float32 path; one thread per call, the batch split over %d goroutines",
+				C.GoString(&ver[0]), runtime.GOMAXPROCS(0))
 			return
 		}
 		lib.ok = true
@@ -56,8 +77,7 @@ func load() {
 		if cpu.X86.HasAMXBF16 && isa >= int(C.dnnl_cpu_isa_avx512_core_amx) {
 			units = "AMX-BF16"
 		}
-		var ver [32]C.char
-		C.dn_version(&ver[0], C.int(len(ver)))
+		lib.units = units
 		lib.why = fmt.Sprintf("oneDNN %s bf16 convolutions (brgconv/jit avx512_core_amx_bf16 kernels) and matmuls for attention and linear layers (brg avx512_core_amx_bf16) on %s, one thread per call, the batch split over %d goroutines",
 			C.GoString(&ver[0]), units, runtime.GOMAXPROCS(0))
 		if units != "AMX-BF16" {
@@ -66,10 +86,26 @@ func load() {
 	})
 }
 
-// Available reports whether bf16 convolutions can run here, and why or why not.
+// Available reports whether bf16 convolutions can run here, and why or why
+// not: on the CPU's bf16 units (Native) or emulated on AVX-512.
 func Available() (bool, string) {
 	load()
 	return lib.ok, lib.why
+}
+
+// Units names what runs bf16 here: "AMX-BF16", "AVX512-BF16", "emulated on
+// AVX-512", or "" where it cannot run.
+func Units() string {
+	load()
+	return lib.units
+}
+
+// Native reports whether bf16 runs on the CPU's bf16 units (AMX-BF16 or
+// AVX512-BF16), where it is faster than float32; false where it is
+// emulated (Available but slower than the float32 path) or unavailable.
+func Native() bool {
+	load()
+	return lib.ok && !lib.emulated
 }
 
 // Pass names one of a convolution's three passes.

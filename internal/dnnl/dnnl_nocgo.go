@@ -15,6 +15,12 @@ func Available() (bool, string) {
 	return false, "this build has no oneDNN (built without cgo or with -tags nodnnl)"
 }
 
+// Units is "": this build has no oneDNN.
+func Units() string { return "" }
+
+// Native reports false: this build has no oneDNN.
+func Native() bool { return false }
+
 // Pass names one of a convolution's three passes.
 type Pass int
 
