@@ -488,6 +488,11 @@ type TunedSearch struct {
 	// was searched ("lr high": the largest value tried, near the top of
 	// its range), where the best may lie beyond (see pairSearch.edges).
 	Edge []string `yaml:"edge,omitempty"`
+	// Unexplored names the options whose chosen value is the smallest or
+	// largest value tried on a range but lies inside it ("rho_min low":
+	// no trial between it and the range's bottom), where a random search
+	// left the stretch beyond the best untried (see pairSearch.edges).
+	Unexplored []string `yaml:"unexplored,omitempty"`
 }
 
 // tunePairs are the task × method pairs to tune: methods with a space, in
@@ -1011,8 +1016,8 @@ func (e *Experiment) writeTuneReports(searches []*pairSearch, out string, logw i
 		for _, tr := range s.trials {
 			spent += tr.seconds
 		}
-		edge, edgeNote := s.edges()
-		tf.Search[tk][mk] = TunedSearch{Score: b.score, Trials: len(s.trials), Planned: s.planned, Seconds: spent, Stopped: s.stopped, Diverged: s.failed(), Edge: edge}
+		edge, unexplored, edgeNote := s.edges()
+		tf.Search[tk][mk] = TunedSearch{Score: b.score, Trials: len(s.trials), Planned: s.planned, Seconds: spent, Stopped: s.stopped, Diverged: s.failed(), Edge: edge, Unexplored: unexplored}
 		plotBytes, err := tunePlot(s, metric)
 		if err != nil {
 			return fmt.Errorf("experiment %q: tune plot %s / %s: %w", e.Name, tk, mk, err)
@@ -1268,11 +1273,15 @@ func tunePlot(s *pairSearch, m Metric) ([]byte, error) {
 // value tried (of the trials that scored) when it also lies in the outer
 // quarter of the range (on a log scale for a log range); an edge that is
 // also the option's bound (s.allowed refuses a value just beyond it) is not
-// one. Each is "KEY low" or "KEY high"; note is the log's sentence on them
-// ("" without).
-func (s *pairSearch) edges() (edge []string, note string) {
+// one. Each is "KEY low" or "KEY high". unexplored names, in the same
+// form, a range's chosen value that is the smallest or largest tried but
+// lies inside the range and no trial, diverged ones included, went beyond
+// it: the stretch was never tried (the first PnP-DM search chose ρ_min 0.22
+// of [0.1, 1] with no trial below it).
+// note is the log's sentence on both ("" without).
+func (s *pairSearch) edges() (edge, unexplored []string, note string) {
 	if s.best < 0 {
-		return nil, ""
+		return nil, nil, ""
 	}
 	b := s.trials[s.best]
 	var parts []string
@@ -1307,17 +1316,26 @@ func (s *pairSearch) edges() (edge []string, note string) {
 		case hi:
 			side = "high"
 		}
-		if side != "" && a.isRange() {
+		if side == "" {
+			continue
+		}
+		word, end, bound := "smallest", "bottom", a.lo
+		if side == "high" {
+			word, end, bound = "largest", "top", a.hi
+		}
+		if a.isRange() {
 			at := (v - a.lo) / (a.hi - a.lo)
 			if a.dist == "log" {
 				at = math.Log(v/a.lo) / math.Log(a.hi/a.lo)
 			}
 			if (side == "low" && at > 0.25) || (side == "high" && at < 0.75) {
-				side = ""
+				if triedBeyond(s.trials, a.key, v, side) {
+					continue // diverged trials lie beyond: explored
+				}
+				unexplored = append(unexplored, a.key+" "+side)
+				parts = append(parts, fmt.Sprintf("%s = %s is the %s value tried, with no trial between it and the range's %s %s: that stretch is unexplored (a grid or more trials)", a.key, display(b.point[a.key]), word, end, display(bound)))
+				continue
 			}
-		}
-		if side == "" {
-			continue
 		}
 		if s.allowed != nil {
 			// the chosen point with this option a step beyond the edge,
@@ -1337,10 +1355,6 @@ func (s *pairSearch) edges() (edge []string, note string) {
 			}
 		}
 		edge = append(edge, a.key+" "+side)
-		word, end, bound := "smallest", "bottom", a.lo
-		if side == "high" {
-			word, end, bound = "largest", "top", a.hi
-		}
 		if a.isRange() {
 			parts = append(parts, fmt.Sprintf("%s = %s is the %s value tried, near the range's %s %s", a.key, display(b.point[a.key]), word, end, display(bound)))
 		} else {
@@ -1348,9 +1362,20 @@ func (s *pairSearch) edges() (edge []string, note string) {
 		}
 	}
 	if len(parts) == 0 {
-		return nil, ""
+		return nil, nil, ""
 	}
-	return edge, "; at the edge: " + strings.Join(parts, ", ") + ": a better value may lie beyond"
+	return edge, unexplored, "; at the edge: " + strings.Join(parts, ", ") + ": a better value may lie beyond"
+}
+
+// triedBeyond reports whether a trial, diverged ones included, set key
+// beyond v on side ("low": below it, "high": above it).
+func triedBeyond(trials []trial, key string, v float64, side string) bool {
+	for _, tr := range trials {
+		if x, ok := params.Number(tr.point[key]); ok && ((side == "low" && x < v) || (side == "high" && x > v)) {
+			return true
+		}
+	}
+	return false
 }
 
 // splitAt splits pts, sorted by x, into runs with no x of fail strictly

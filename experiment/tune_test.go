@@ -659,7 +659,9 @@ func TestSplitAt(t *testing.T) {
 // TestTuneEdges: a chosen value at the edge of the search is flagged: the
 // first or last value of a numeric grid; the smallest or largest value
 // tried on a range (diverged trials aside) when it also lies in the
-// range's outer quarter; not when the edge is the option's bound.
+// range's outer quarter; not when the edge is the option's bound. The
+// smallest or largest value tried inside a range is flagged apart, as an
+// unexplored stretch.
 func TestTuneEdges(t *testing.T) {
 	grid := map[string]any{"scale": []any{0.1, 0.3, 1.0, 3.0}}
 	lr := map[string]any{"lr": map[string]any{"log": []any{1e-5, 1e-3}}}
@@ -682,6 +684,10 @@ func TestTuneEdges(t *testing.T) {
 		{"grid bottom", grid, []tunePoint{{"scale": 0.1}, {"scale": 0.3}}, nil, 0, "[scale low]", false, false},
 		{"range top", lr, []tunePoint{{"lr": 2e-5}, {"lr": 1.1e-4}, {"lr": 5.18e-4}}, nil, 2, "[lr high]", false, false},
 		{"range: largest tried, mid-range", lr, []tunePoint{{"lr": 2e-5}, {"lr": 5e-5}, {"lr": 1.1e-4}}, nil, 2, "[]", false, false},
+		{"range: largest scored, mid-range, diverged above", lr, []tunePoint{{"lr": 2e-5}, {"lr": 1e-4}, {"lr": 3e-4}}, []bool{false, false, true}, 1, "[]", false, false},
+		{"range: inside the tried values", lr, []tunePoint{{"lr": 2e-5}, {"lr": 1.1e-4}, {"lr": 5e-5}}, nil, 2, "[]", false, false},
+		{"range: smallest tried, mid-range (the first PnP-DM search)", map[string]any{"rho_min": map[string]any{"log": []any{0.1, 1.0}}},
+			[]tunePoint{{"rho_min": 0.857}, {"rho_min": 0.426}, {"rho_min": 0.432}, {"rho_min": 0.237}, {"rho_min": 0.742}, {"rho_min": 0.224}}, nil, 5, "[]", false, false},
 		{"range bottom", lr, []tunePoint{{"lr": 1.2e-5}, {"lr": 1.1e-4}}, nil, 0, "[lr low]", false, false},
 		{"diverged above: mid-range", lr, []tunePoint{{"lr": 1e-4}, {"lr": 5e-4}, {"lr": 9e-4}}, []bool{false, true, true}, 0, "[]", false, false},
 		{"diverged above: near the top", lr, []tunePoint{{"lr": 1e-4}, {"lr": 8e-4}, {"lr": 9e-4}}, []bool{false, false, true}, 1, "[lr high]", false, false},
@@ -714,12 +720,25 @@ func TestTuneEdges(t *testing.T) {
 			}
 			s.trials = append(s.trials, tr)
 		}
-		edge, note := s.edges()
+		edge, unexplored, note := s.edges()
 		if got := fmt.Sprint(edge); got != c.want {
 			t.Errorf("%s: edges %s, want %s", c.name, got, c.want)
 		}
-		if (len(edge) > 0) != strings.Contains(note, "a better value may lie beyond") {
-			t.Errorf("%s: note %q for edges %v", c.name, note, edge)
+		wantUnexplored := map[string]string{
+			"range: largest tried, mid-range":                            "[lr high]",
+			"range: smallest tried, mid-range (the first PnP-DM search)": "[rho_min low]",
+		}[c.name]
+		if wantUnexplored == "" {
+			wantUnexplored = "[]"
+		}
+		if got := fmt.Sprint(unexplored); got != wantUnexplored {
+			t.Errorf("%s: unexplored %s, want %s", c.name, got, wantUnexplored)
+		}
+		if (len(edge)+len(unexplored) > 0) != strings.Contains(note, "a better value may lie beyond") {
+			t.Errorf("%s: note %q for edges %v, unexplored %v", c.name, note, edge, unexplored)
+		}
+		if len(unexplored) > 0 && !strings.Contains(note, "unexplored") {
+			t.Errorf("%s: note %q does not name the unexplored stretch", c.name, note)
 		}
 	}
 }
