@@ -404,3 +404,89 @@ func TestMatmul(t *testing.T) {
 		t.Errorf("short A: %v", err)
 	}
 }
+
+// TestConvIsBF16Arithmetic: on raw float32 inputs every pass equals the
+// float64 reference on the bf16-rounded inputs to float32 accumulation
+// error, and stays measurably away from the reference on the raw inputs:
+// the kernels multiply bf16 numbers, whether on the CPU's bf16 units or
+// emulated on AVX-512 (Native false), so results computed either way are
+// the same arithmetic and may share an experiment's bf16 cells.
+func TestConvIsBF16Arithmetic(t *testing.T) {
+	if ok, why := Available(); !ok {
+		t.Skip("bf16 unavailable: " + why)
+	}
+	t.Logf("native %v, units %q", Native(), Units())
+	rng := rand.New(rand.NewSource(2))
+	s := Shape{N: 2, C: 32, H: 9, W: 9, O: 16, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true, NHWC: true}
+	oh, ow := s.Out()
+	x, w, dy := randn(rng, s.N*s.C*s.H*s.W), randn(rng, s.O*s.C*s.KH*s.KW), randn(rng, s.N*s.O*oh*ow)
+	b := randn(rng, s.O)
+	c, err := NewConv(s, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, dx, dw := make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w))
+	if err := c.Forward(0, lay(s, x, s.C, s.H, s.W), w, b, y); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.BackwardData(1, w, lay(s, dy, s.O, oh, ow), dx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.BackwardWeights(0, nil, lay(s, dy, s.O, oh, ow), dw); err != nil {
+		t.Fatal(err)
+	}
+	xr, wr, dyr := rounded(x), rounded(w), rounded(dy)
+	rdx, rdw := refBwd(s, xr, wr, dyr)
+	fdx, fdw := refBwd(s, x, w, dy)
+	for _, p := range []struct {
+		name      string
+		got       []float32
+		bf16, f32 []float64
+	}{
+		{"forward", unlay(s, y, s.O, oh, ow), refConv(s, xr, wr, b), refConv(s, x, w, b)},
+		{"backward data", unlay(s, dx, s.C, s.H, s.W), rdx, fdx},
+		{"backward weights", dw, rdw, fdw},
+	} {
+		eb, ef := relErr(p.got, p.bf16), relErr(p.got, p.f32)
+		t.Logf("%s: relative error %.1e against bf16-rounded inputs, %.1e against raw float32", p.name, eb, ef)
+		if eb > 1e-5 || ef < 1e-3 {
+			t.Errorf("%s: relative error %.2e against bf16-rounded inputs (want ≤ 1e-5), %.2e against the raw float32 ones (want ≥ 1e-3: bf16 rounding)", p.name, eb, ef)
+		}
+	}
+}
+
+// TestMatmulIsBF16Arithmetic: the attention and linear layers' matmul
+// likewise multiplies bf16-rounded operands (TestConvIsBF16Arithmetic).
+func TestMatmulIsBF16Arithmetic(t *testing.T) {
+	if ok, why := Available(); !ok {
+		t.Skip("bf16 unavailable: " + why)
+	}
+	const M, K, N = 8, 64, 8
+	s := MatmulShape{Batch: 1, M: M, K: K, N: N, A: [3]int{M * K, K, 1}, B: [3]int{K * N, N, 1}, C: [3]int{M * N, N, 1}, Alpha: 1}
+	rng := rand.New(rand.NewSource(4))
+	a, b := randn(rng, M*K), randn(rng, K*N)
+	c := make([]float32, M*N)
+	mm, err := NewMatmul(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mm.Run(a, b, c); err != nil {
+		t.Fatal(err)
+	}
+	ref := func(a, b []float32) []float64 {
+		out := make([]float64, M*N)
+		for r := range M {
+			for col := range N {
+				for k := range K {
+					out[r*N+col] += float64(a[r*K+k]) * float64(b[k*N+col])
+				}
+			}
+		}
+		return out
+	}
+	eb, ef := relErr(c, ref(rounded(a), rounded(b))), relErr(c, ref(a, b))
+	t.Logf("kernel %s: relative error %.1e against bf16-rounded operands, %.1e against raw float32", mm.Impl(), eb, ef)
+	if eb > 1e-5 || ef < 1e-3 {
+		t.Errorf("relative error %.2e against bf16-rounded operands (want ≤ 1e-5), %.2e against the raw float32 ones (want ≥ 1e-3)", eb, ef)
+	}
+}
