@@ -65,8 +65,21 @@ type PnPDMOptions struct {
 	LangevinSteps int
 	// LangevinStep (langevin_step) is the Langevin step size γ in
 	// z ← z − γ∇f(z) − (γ/ρ²)(z − x) + √(2γ) ξ (1e-4:
-	// phase_retrieval.py proximal_generator gamma).
+	// phase_retrieval.py proximal_generator gamma), or with LangevinSigma
+	// the step at that noise level.
 	LangevinStep float64
+	// LangevinSigma (langevin_sigma) is the Gaussian noise level σ_ref
+	// LangevinStep is stated for: the step taken is γ =
+	// LangevinStep·(σ_y/σ_ref)², which keeps the data term's step γ/σ_y²,
+	// and so the chain's mixing in the measured directions, what it is at
+	// σ_ref. 0 (the default) takes LangevinStep as it is, as the official
+	// code does; its γ = 1e-4 was set for its phase retrieval's σ_y = 0.01
+	// (configs/task/phase_retrieval.yaml), so at DPS's σ_y = 0.05 it makes
+	// 25 times smaller data steps: 100 steps then relax the data term
+	// about one time constant instead of 25. The phase-retrieval preset
+	// sets 0.01 (a departure from the code's literal γ, documented there).
+	// Gaussian noise only.
+	LangevinSigma float64
 	// Mean (mean) returns the mean of Samples iterates taken after BurnIn
 	// iterations (the official posterior_sample.py reports metrics of both
 	// this mean and the last sample) instead of the last x (false).
@@ -114,6 +127,9 @@ func (o PnPDMOptions) Validate(method string) error {
 	if !(o.LangevinStep > 0) || !finite(o.LangevinStep) {
 		return fmt.Errorf("solve: %s: langevin_step = %g, want a finite value > 0", method, o.LangevinStep)
 	}
+	if !(o.LangevinSigma >= 0) || !finite(o.LangevinSigma) {
+		return fmt.Errorf("solve: %s: langevin_sigma = %g, want 0 (langevin_step as it is) or the finite noise level > 0 it is stated for", method, o.LangevinSigma)
+	}
 	if o.Mean {
 		if o.BurnIn < 0 || o.BurnIn >= o.Iters-1 {
 			return fmt.Errorf("solve: %s: burn_in = %d, want 0..iters−2 = %d with mean", method, o.BurnIn, o.Iters-2)
@@ -137,6 +153,7 @@ func decodePnPDM(r *params.Reader) PnPDMOptions {
 		Langevin:      r.Bool("langevin", false),
 		LangevinSteps: r.Int("langevin_steps", 100),
 		LangevinStep:  r.Float("langevin_step", 1e-4),
+		LangevinSigma: r.Float("langevin_sigma", 0),
 		Mean:          r.Bool("mean", false),
 		BurnIn:        r.Int("burn_in", 40),
 		Samples:       r.Int("samples", 20),
@@ -166,8 +183,11 @@ func decodePnPDM(r *params.Reader) PnPDMOptions {
 //     A(z))) − (γ/ρ²)(z − x) + √(2γ) ξ, the gradient J_Aᵀ of the noise
 //     model's (op.Noise.Grad: J_Aᵀ(A(z) − y)/σ_y² for Gaussian noise, the
 //     official PhaseRetrieval.proximal_generator, γ = 1e-4, 100 steps,
-//     which needs σ_y > 0); Poisson noise always takes this step, with its
-//     own likelihood.
+//     which needs σ_y > 0; o.LangevinSigma scales γ with σ_y², a departure
+//     the phase-retrieval preset takes); Poisson noise always takes this
+//     step, with its own likelihood. γ/ρ² ≥ 2 is refused (the coupling
+//     term alone would diverge) and a chain that diverges anyway is an
+//     error wrapping ErrDiverged.
 //  2. the prior step x ~ π(x | z) ∝ p(x) exp(−‖x − z‖²/(2ρ²)) (the code's
 //     Denoiser_EDM; equation number unverified): z is
 //     x seen through VE noise of level ρ, so the diffusion model's reverse
@@ -223,6 +243,13 @@ func pnpDM(p *problem, o PnPDMOptions) (*tensor.Dense, error) {
 		}
 		return nil, fmt.Errorf("solve: %s: the Langevin likelihood step needs σ_y > 0 (%s), got %g", p.method, what, p.sigmaY)
 	}
+	var gamma float64
+	if useLangevin {
+		var err error
+		if gamma, err = pnpLangevinStep(o, p.gaussian, p.sigmaY, p.method); err != nil {
+			return nil, err
+		}
+	}
 	var sp *spectral
 	if p.svd != nil && !useLangevin {
 		var err error
@@ -237,6 +264,11 @@ func pnpDM(p *problem, o PnPDMOptions) (*tensor.Dense, error) {
 	p.steps = 0
 	for k := range rhos {
 		rhos[k] = math.Max(o.Rho0*math.Pow(o.RhoDecay, float64(k)), o.RhoMin)
+		if useLangevin && gamma/(rhos[k]*rhos[k]) >= 2 {
+			// The coupling term alone multiplies z − x by 1 − γ/ρ² each
+			// step: at γ/ρ² ≥ 2 the chain diverges whatever the data.
+			return nil, fmt.Errorf("solve: %s: Langevin step γ = %g at ρ = %g: γ/ρ² = %.3g ≥ 2, the likelihood step's chain would have %w; want γ < 2ρ² = %g (a smaller langevin_step, or a larger rho_min)", p.method, gamma, rhos[k], gamma/(rhos[k]*rhos[k]), ErrDiverged, 2*rhos[k]*rhos[k])
+		}
 		st := pnpStart(p.sched, grid, rhos[k], o.GridStart)
 		starts[k] = st
 		if _, ok := scheds[st]; !ok {
@@ -268,7 +300,7 @@ func pnpDM(p *problem, o PnPDMOptions) (*tensor.Dense, error) {
 		var err error
 		switch {
 		case useLangevin:
-			z, err = p.pnpLangevin(x, rho, o)
+			z, err = p.pnpLangevin(x, rho, gamma, o.LangevinSteps)
 		case sp != nil:
 			z, err = p.pnpExactSVD(sp, x, rho)
 		default:
@@ -446,12 +478,27 @@ func (p *problem) pnpExactCG(x []float64, rho float64) ([]float64, error) {
 	return xt, nil
 }
 
-// pnpLangevin is the Langevin likelihood step from z = x.
-func (p *problem) pnpLangevin(x []float64, rho float64, o PnPDMOptions) ([]float64, error) {
-	g := o.LangevinStep
+// pnpLangevinStep returns the Langevin step γ of o at the noise level
+// sigmaY: o.LangevinStep, or with o.LangevinSigma > 0 that step scaled by
+// (σ_y/σ_ref)² (Gaussian noise only).
+func pnpLangevinStep(o PnPDMOptions, gaussian bool, sigmaY float64, method string) (float64, error) {
+	if o.LangevinSigma == 0 {
+		return o.LangevinStep, nil
+	}
+	if !gaussian {
+		return 0, fmt.Errorf("solve: %s: langevin_sigma = %g scales the Langevin step by Gaussian noise levels, but the noise model is not Gaussian; set langevin_sigma = 0 and give langevin_step itself", method, o.LangevinSigma)
+	}
+	r := sigmaY / o.LangevinSigma
+	return o.LangevinStep * r * r, nil
+}
+
+// pnpLangevin is the Langevin likelihood step from z = x: steps steps of
+// size g. A chain that leaves the finite numbers is an error, not a NaN
+// image.
+func (p *problem) pnpLangevin(x []float64, rho, g float64, steps int) ([]float64, error) {
 	z := append([]float64(nil), x...)
 	xi := make([]float64, len(z))
-	for l := 0; l < o.LangevinSteps; l++ {
+	for l := 0; l < steps; l++ {
 		grad, err := p.nllGrad(z)
 		if err != nil {
 			return nil, err
@@ -459,6 +506,13 @@ func (p *problem) pnpLangevin(x []float64, rho float64, o PnPDMOptions) ([]float
 		p.randn(xi)
 		for j := range z {
 			z[j] += -g*grad[j] - g/(rho*rho)*(z[j]-x[j]) + math.Sqrt(2*g)*xi[j]
+		}
+	}
+	// Images live in [−1, 1]: a chain a million times outside has left
+	// the problem, whether or not it overflowed yet.
+	for j, v := range z {
+		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e6 {
+			return nil, fmt.Errorf("solve: %s: Langevin likelihood step of image %d: %w at ρ = %g (step size γ = %g, %d steps; value %g); try a smaller langevin_step", p.method, j/p.d, ErrDiverged, rho, g, steps, v)
 		}
 	}
 	return z, nil

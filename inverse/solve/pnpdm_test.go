@@ -1,8 +1,10 @@
 package solve
 
 import (
+	"errors"
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/diffinv/diffinv/diffusion"
@@ -330,4 +332,85 @@ func mustForward(t *testing.T, A op.Operator, x *tensor.Dense) *tensor.Dense {
 		t.Fatal(err)
 	}
 	return ax
+}
+
+// TestPnPDMLangevinStep: langevin_sigma scales the Langevin step by
+// (σ_y/σ_ref)² (the run with step γ·(σ_ref/σ_y)² and σ_ref matches the
+// run with γ bit for bit), is refused for non-Gaussian noise, and an
+// unstable step is an error wrapping ErrDiverged: γ/ρ² ≥ 2 before any
+// step, and a data step γ/σ_y² far past stability after the chain left
+// the finite range; a bad langevin_sigma is a plain option error.
+func TestPnPDMLangevinStep(t *testing.T) {
+	for _, c := range []struct {
+		step, sigma, sigmaY float64
+		gaussian            bool
+		want                float64
+		err                 string
+	}{
+		{1e-4, 0, 0.05, true, 1e-4, ""},
+		{1e-4, 0.01, 0.05, true, 2.5e-3, ""},
+		{1e-4, 0.01, 0.01, true, 1e-4, ""},
+		{1e-4, 0.02, 0.01, true, 2.5e-5, ""},
+		{1e-4, 0, 0, false, 1e-4, ""},
+		{1e-4, 0.01, 0, false, 0, "not Gaussian"},
+	} {
+		o := PnPDMOptions{LangevinStep: c.step, LangevinSigma: c.sigma}
+		g, err := pnpLangevinStep(o, c.gaussian, c.sigmaY, "pnp-dm")
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%+v: %v, want an error with %q", c, err, c.err)
+			}
+			continue
+		}
+		if err != nil || math.Abs(g-c.want) > 1e-12*c.want {
+			t.Errorf("%+v: γ = %g (%v), want %g", c, g, err, c.want)
+		}
+	}
+
+	A := boxInpaint(t)
+	s := newSetup(t, A, 0.1, true, 3)
+	solveWith := func(set map[string]any) ([]float32, error) {
+		base := map[string]any{"steps": 10, "iters": 4, "langevin": true, "langevin_steps": 20}
+		for k, v := range set {
+			base[k] = v
+		}
+		x, err := Solve("pnp-dm", Prior{Den: s.den, Sched: s.sched}, Measurement{A: A, Noise: s.noise, Y: s.batchY(3)}, mustOptions(t, "pnp-dm", base), diffusion.ImageRNGs(5, 0, 3), nil)
+		if err != nil {
+			return nil, err
+		}
+		return tensors.F32(x), nil
+	}
+	plain, err := solveWith(map[string]any{"langevin_step": 6e-4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scaled, err := solveWith(map[string]any{"langevin_step": 6e-4 * (0.01 / 0.1) * (0.01 / 0.1), "langevin_sigma": 0.01})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := range plain {
+		if plain[j] != scaled[j] {
+			t.Fatalf("element %d: %g with langevin_sigma, %g without; want the same chain", j, scaled[j], plain[j])
+		}
+	}
+	for _, c := range []struct {
+		name string
+		set  map[string]any
+		want string
+	}{
+		// ρ = 0.1 throughout: γ/ρ² = 5 (refused before any step).
+		{"coupling", map[string]any{"rho0": 0.1, "rho_min": 0.1, "langevin_step": 0.05}, "γ/ρ² = 5"},
+		// γ/σ_y² = 1e4 on the measured pixels; γ/ρ² = 0.01 at ρ = 10.
+		{"data", map[string]any{"rho0": 10, "rho_min": 10, "langevin_step": 100}, "likelihood step of image"},
+		// The same through langevin_sigma: 1e-4 · (0.1/1e-4)².
+		{"data scaled", map[string]any{"rho0": 10, "rho_min": 10, "langevin_step": 1e-4, "langevin_sigma": 1e-4}, "likelihood step of image"},
+	} {
+		_, err := solveWith(c.set)
+		if !errors.Is(err, ErrDiverged) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %v: %v, want an error wrapping ErrDiverged with %q", c.name, c.set, err, c.want)
+		}
+	}
+	if _, err := DecodeOptions("pnp-dm", map[string]any{"langevin_sigma": -0.01}); err == nil || errors.Is(err, ErrDiverged) || !strings.Contains(err.Error(), "langevin_sigma = -0.01") {
+		t.Errorf("langevin_sigma -0.01: %v, want an option error naming it", err)
+	}
 }
