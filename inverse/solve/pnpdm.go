@@ -267,7 +267,7 @@ func pnpDM(p *problem, o PnPDMOptions) (*tensor.Dense, error) {
 		if useLangevin && gamma/(rhos[k]*rhos[k]) >= 2 {
 			// The coupling term alone multiplies z − x by 1 − γ/ρ² each
 			// step: at γ/ρ² ≥ 2 the chain diverges whatever the data.
-			return nil, fmt.Errorf("solve: %s: Langevin step γ = %g at ρ = %g: γ/ρ² = %.3g ≥ 2, the likelihood step's chain would have %w; want γ < 2ρ² = %g (a smaller langevin_step, or a larger rho_min)", p.method, gamma, rhos[k], gamma/(rhos[k]*rhos[k]), ErrDiverged, 2*rhos[k]*rhos[k])
+			return nil, fmt.Errorf("solve: %s: Langevin step γ = %.4g at ρ = %.4g: γ/ρ² = %.3g ≥ 2, the likelihood step's chain would have %w; want γ < 2ρ² = %.4g (a smaller langevin_step, or a larger rho_min)", p.method, gamma, rhos[k], gamma/(rhos[k]*rhos[k]), ErrDiverged, 2*rhos[k]*rhos[k])
 		}
 		st := pnpStart(p.sched, grid, rhos[k], o.GridStart)
 		starts[k] = st
